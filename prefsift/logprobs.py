@@ -1,0 +1,217 @@
+"""Summed response log-probs of chosen and rejected, per pair, equal to what TRL's DPOTrainer
+computes, in fp32 — and several times faster on a CPU.
+
+Why it is faster than TRL's reference pass, with the same numbers:
+- sequences are sorted by length and batched under a token budget, so little compute goes to
+  padding (TRL pads every batch to its longest sequence in data order);
+- sequences are right-padded and run *without* an attention mask: in a causal model a real token
+  never attends to a later position, so right padding cannot change it, and the maskless call takes
+  the fast causal path (and works under `torch.func.vmap`);
+- the output head (49k columns for SmolLM2) is applied only at the positions that predict a
+  completion token, not at every position.
+
+Positions scored match TRL: tokens of the completion, prompt masked, token 0 never scored; with
+`max_length` the sequence prompt+completion is cut to its first `max_length` tokens (keep_start)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .tokenization import TokenizedPair
+
+
+@dataclass(frozen=True)
+class LogprobSettings:
+    max_length: int | None = 1024  # TRL DPOConfig.max_length; None = no truncation
+    token_budget: int = 8192  # padded tokens per forward batch
+    max_batch: int = 64  # sequences per forward batch
+    head_chunk: int = 2048  # completion positions per output-head matmul (bounds memory: rows x vocab)
+
+
+@dataclass
+class PairLogps:
+    """Per pair, in input order."""
+
+    chosen: np.ndarray  # float64 copies of fp32 sums
+    rejected: np.ndarray
+    chosen_tokens: np.ndarray  # completion tokens scored (after truncation)
+    rejected_tokens: np.ndarray
+
+
+@dataclass
+class EngineStats:
+    sequences: int = 0
+    real_tokens: int = 0
+    processed_tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def padding_efficiency(self) -> float:
+        return self.real_tokens / max(self.processed_tokens, 1)
+
+    def describe(self) -> str:
+        return (f"{self.sequences} sequences in {self.seconds:.1f} s ({self.sequences / 2 / max(self.seconds, 1e-9):.1f} "
+                f"pairs/s), padding efficiency {self.padding_efficiency:.1%}")
+
+
+def pair_sequences(pairs: Sequence[TokenizedPair], max_length: int | None):
+    """Each pair as two (ids, first_scored_position) sequences: chosen at 2i, rejected at 2i+1."""
+    seqs = []
+    for tp in pairs:
+        for resp in (tp.chosen_ids, tp.rejected_ids):
+            ids = list(tp.prompt_ids) + list(resp)
+            if max_length is not None:
+                ids = ids[:max_length]
+            seqs.append((ids, max(len(tp.prompt_ids), 1)))
+    return seqs
+
+
+def plan_batches(lengths: Sequence[int], token_budget: int, max_batch: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length whose padded size fits the token budget."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches, cur, cur_max = [], [], 0
+    for i in order:
+        longest = max(cur_max, lengths[i])
+        if cur and (longest * (len(cur) + 1) > token_budget or len(cur) >= max_batch):
+            batches.append(cur)
+            cur, longest = [], lengths[i]
+        cur.append(i)
+        cur_max = longest
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def _backbone_and_head(model):
+    """(backbone, head) when the logits are a plain linear head over the backbone's last hidden
+    state, else None (then the model's own forward is used)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = getattr(base, "config", None)
+    text_cfg = cfg.get_text_config() if cfg is not None and hasattr(cfg, "get_text_config") else cfg
+    for attr in ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier",
+                 "logits_scaling"):
+        if getattr(text_cfg, attr, None) is not None:
+            return None  # logits are post-processed by the model's forward
+    backbone = getattr(base, "base_model", None)
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    if backbone is None or backbone is base or head is None:
+        return None
+    return backbone, head
+
+
+def batch_logps(model, seqs: Sequence[tuple[list[int], int]], pad_id: int, head_chunk: int = 2048) -> torch.Tensor:
+    """Summed log-probs of each sequence's tokens from its first scored position on (differentiable)."""
+    device = next(model.parameters()).device
+    longest = max(len(ids) for ids, _ in seqs)
+    input_ids = torch.full((len(seqs), longest), pad_id, dtype=torch.long)
+    rows, cols = [], []
+    for b, (ids, start) in enumerate(seqs):
+        input_ids[b, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        for t in range(start, len(ids)):  # position t-1 predicts token t
+            rows.append(b)
+            cols.append(t)
+    input_ids = input_ids.to(device)
+    rows_t = torch.tensor(rows, dtype=torch.long, device=device)
+    cols_t = torch.tensor(cols, dtype=torch.long, device=device)
+    targets = input_ids[rows_t, cols_t]
+    parts = _backbone_and_head(model)
+    if parts is not None:
+        backbone, head = parts
+        hidden = backbone(input_ids=input_ids, use_cache=False).last_hidden_state
+        picked = hidden[rows_t, cols_t - 1]
+        token_logps = []
+        for s in range(0, len(rows), head_chunk):
+            logits = head(picked[s:s + head_chunk]).float()
+            token_logps.append(torch.log_softmax(logits, dim=-1).gather(1, targets[s:s + head_chunk, None])[:, 0])
+        token_logps = torch.cat(token_logps) if token_logps else hidden.new_zeros(0)
+    else:
+        logits = model(input_ids=input_ids, use_cache=False).logits.float()
+        token_logps = torch.log_softmax(logits[rows_t, cols_t - 1], dim=-1).gather(1, targets[:, None])[:, 0]
+    sums = torch.zeros(len(seqs), dtype=token_logps.dtype, device=device)
+    return sums.index_add(0, rows_t, token_logps)
+
+
+def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, settings: LogprobSettings = LogprobSettings(),
+                       progress: bool = True, desc: str = "log-probs", stats: EngineStats | None = None) -> PairLogps:
+    """Chosen and rejected summed log-probs for every pair, in input order, without gradients."""
+    from tqdm.auto import tqdm
+
+    seqs = pair_sequences(pairs, settings.max_length)
+    lengths = [len(ids) for ids, _ in seqs]
+    batches = plan_batches(lengths, settings.token_budget, settings.max_batch)
+    out = np.zeros(len(seqs), dtype=np.float64)
+    stats = stats if stats is not None else EngineStats()
+    t0 = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=len(pairs), desc=desc, unit="pair", disable=not progress, smoothing=0.1)
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                vals = batch_logps(model, [seqs[i] for i in batch], pad_id, settings.head_chunk)
+                out[batch] = vals.double().cpu().numpy()
+                stats.sequences += len(batch)
+                stats.real_tokens += sum(lengths[i] for i in batch)
+                stats.processed_tokens += max(lengths[i] for i in batch) * len(batch)
+                bar.update(len(batch) / 2)
+                bar.set_postfix(pad_eff=f"{stats.real_tokens / max(stats.processed_tokens, 1):.0%}")
+    finally:
+        bar.close()
+        model.train(was_training)
+    stats.seconds += time.perf_counter() - t0
+    scored = np.array([max(len(ids) - start, 0) for ids, start in seqs])
+    return PairLogps(out[0::2], out[1::2], scored[0::2], scored[1::2])
+
+
+# ---------------------------------------------------------------------------------------------
+# Disk cache: a second run with the same model, tokenizer, data and settings does no forward pass.
+
+
+def model_fingerprint(model) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def data_fingerprint(pairs: Sequence[TokenizedPair]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for tp in pairs:
+        for ids in (tp.prompt_ids, tp.chosen_ids, tp.rejected_ids):
+            h.update(np.asarray(ids, dtype=np.int64).tobytes())
+            h.update(b"|")
+    return h.hexdigest()
+
+
+def cached_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, cache_dir: str | Path | None,
+                      settings: LogprobSettings = LogprobSettings(), model_key: str | None = None,
+                      progress: bool = True, desc: str = "log-probs", stats: EngineStats | None = None) -> PairLogps:
+    """`compute_pair_logps`, cached on disk under a fingerprint of (weights, token ids, settings).
+
+    Token ids stand for (tokenizer, data): the same text under another tokenizer gives other ids."""
+    if cache_dir is None:
+        return compute_pair_logps(model, pairs, pad_id, settings, progress, desc, stats)
+    key_src = json.dumps({"model": model_key or model_fingerprint(model), "data": data_fingerprint(pairs),
+                          "settings": asdict(settings)}, sort_keys=True)
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
+    path = Path(cache_dir) / f"logps-{key}.npz"
+    if path.exists():
+        z = np.load(path)
+        return PairLogps(z["chosen"], z["rejected"], z["chosen_tokens"], z["rejected_tokens"])
+    res = compute_pair_logps(model, pairs, pad_id, settings, progress, desc, stats)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, chosen=res.chosen, rejected=res.rejected, chosen_tokens=res.chosen_tokens,
+             rejected_tokens=res.rejected_tokens)
+    tmp.replace(path)
+    return res

@@ -1,0 +1,60 @@
+"""IRM (the implicit reward margin) equals the reward margin TRL's DPOTrainer computes, pair by pair."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+
+from prefsift.data import load_pairs
+from prefsift.logprobs import LogprobSettings, compute_pair_logps
+from prefsift.models import build_tiny_model
+from prefsift.objectives import PairwiseObjective
+from prefsift.tokenization import tokenize_pairs
+
+from .test_tokenization import CHAT_TEMPLATE
+
+BETA = 0.1
+
+
+def _trl_margins(policy, ref, tok, records, max_length=None):
+    from trl import DPOConfig, DPOTrainer
+
+    args = DPOConfig(output_dir="/tmp/prefsift-trl-irm", use_cpu=True, bf16=False, report_to=[], beta=BETA,
+                     max_length=max_length, dataset_num_proc=None)
+    trainer = DPOTrainer(model=copy.deepcopy(policy), ref_model=copy.deepcopy(ref), args=args,
+                         train_dataset=Dataset.from_list(records), processing_class=tok)
+    trainer.model.eval()
+    margins = []
+    for i in range(len(trainer.train_dataset)):  # one pair per batch: TRL's logged mean is that pair's margin
+        inputs = trainer.data_collator([trainer.train_dataset[i]])
+        with torch.no_grad():
+            trainer.compute_loss(trainer.model, inputs)
+        margins.append(trainer._metrics["eval"]["rewards/margins"][-1])
+    return np.array(margins)
+
+
+@pytest.mark.parametrize("layout,max_length", [("standard_explicit", None), ("conversational_explicit", None),
+                                               ("standard_implicit", 7)])
+def test_irm_equals_trl_reward_margin(data_dir, word_tokenizer, layout, max_length):
+    tok = copy.deepcopy(word_tokenizer)
+    tok.chat_template = CHAT_TEMPLATE
+    path = data_dir / "good" / f"{layout}.jsonl"
+    records = [{k: v for k, v in json.loads(l).items() if k in ("prompt", "chosen", "rejected")}
+               for l in path.read_text().splitlines()]
+    ref = build_tiny_model("tiny", len(tok), seed=0, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    policy = build_tiny_model("tiny", len(tok), seed=1, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+
+    pairs = load_pairs(path)
+    toks = tokenize_pairs(tok, [r.prompt for r in pairs.rows], [r.chosen for r in pairs.rows],
+                          [r.rejected for r in pairs.rows], pairs.kind)
+    settings = LogprobSettings(max_length=max_length, token_budget=64)
+    pol = compute_pair_logps(policy, toks, tok.pad_token_id, settings, progress=False)
+    rf = compute_pair_logps(ref, toks, tok.pad_token_id, settings, progress=False)
+    irm = PairwiseObjective("dpo", BETA).margin(pol.chosen, pol.rejected, rf.chosen, rf.rejected)
+
+    expected = _trl_margins(policy, ref, tok, records, max_length=max_length)
+    assert np.abs(irm).max() > 1e-3  # the two models differ: a real margin, not 0 = 0
+    np.testing.assert_allclose(irm, expected, atol=1e-4, rtol=0)
