@@ -107,6 +107,11 @@ def _backbone_and_head(model):
     return backbone, head
 
 
+def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    # fp32 for bf16/fp16 models (their log-probs drift by up to a nat); fp64 stays fp64 (finite differences).
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def batch_logps(model, seqs: Sequence[tuple[list[int], int]], pad_id: int, head_chunk: int = 2048) -> torch.Tensor:
     """Summed log-probs of each sequence's tokens from its first scored position on (differentiable)."""
     device = next(model.parameters()).device
@@ -129,11 +134,11 @@ def batch_logps(model, seqs: Sequence[tuple[list[int], int]], pad_id: int, head_
         picked = hidden[rows_t, cols_t - 1]
         token_logps = []
         for s in range(0, len(rows), head_chunk):
-            logits = head(picked[s:s + head_chunk]).float()
+            logits = _at_least_fp32(head(picked[s:s + head_chunk]))
             token_logps.append(torch.log_softmax(logits, dim=-1).gather(1, targets[s:s + head_chunk, None])[:, 0])
         token_logps = torch.cat(token_logps) if token_logps else hidden.new_zeros(0)
     else:
-        logits = model(input_ids=input_ids, use_cache=False).logits.float()
+        logits = _at_least_fp32(model(input_ids=input_ids, use_cache=False).logits)
         token_logps = torch.log_softmax(logits[rows_t, cols_t - 1], dim=-1).gather(1, targets[:, None])[:, 0]
     sums = torch.zeros(len(seqs), dtype=token_logps.dtype, device=device)
     return sums.index_add(0, rows_t, token_logps)

@@ -1,0 +1,245 @@
+"""Influence of each training pair on the validation loss, first order (TracIn-style):
+
+    IF(d) = ⟨∇θ L_val(θ), ∇θ ℓ(θ; d)⟩,   L_val = mean of ℓ over the validation pairs.
+
+Positive IF: a gradient step on d lowers the validation loss. The parameter set is a choice (LoRA
+adapters, named layers, or all); IF is reported in total and per layer group (the total is the sum
+of the groups). Options:
+- random projection of each per-pair gradient to k dimensions (a seeded sparse sign sketch, the
+  CountSketch form of Johnson–Lindenstrauss): ⟨S g_val, S g_d⟩ is an unbiased estimate of IF and a
+  pair's gradient costs O(k) memory to keep;
+- diagonal preconditioning: ⟨g_val, (F + λ)⁻¹ g_d⟩ with F the mean squared per-pair gradient over
+  the training pairs (empirical Fisher diagonal), λ = damping · mean(F). Costs a second pass.
+
+Per-pair gradients come from `torch.func.vmap` over the pairs for small parameter sets and from a
+loop of backward passes otherwise."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .logprobs import batch_logps, pair_sequences
+from .objectives import PairwiseObjective
+from .tokenization import TokenizedPair
+
+
+@dataclass(frozen=True)
+class InfluenceSettings:
+    params: str = "all"  # "all", "lora", or comma-separated regular expressions over parameter names
+    projection_dim: int | None = None  # k; None = exact inner products
+    projection_seed: int = 0
+    precondition: str = "none"  # "none" | "diag"
+    damping: float = 0.1  # λ as a fraction of the mean Fisher diagonal
+    method: str = "auto"  # "vmap" | "loop" | "auto"
+    vmap_batch: int = 16
+    max_length: int | None = 1024
+
+
+def select_parameters(model, spec: str = "all") -> "OrderedDict[str, torch.nn.Parameter]":
+    named = list(model.named_parameters())
+    if spec == "all":
+        chosen = [(n, p) for n, p in named if p.requires_grad]
+    elif spec == "lora":
+        chosen = [(n, p) for n, p in named if "lora_" in n]
+        if not chosen:
+            raise ValueError("params='lora' but the model has no LoRA adapters; add them or use 'all'")
+    else:
+        patterns = [re.compile(s.strip()) for s in spec.split(",") if s.strip()]
+        chosen = [(n, p) for n, p in named if any(pt.search(n) for pt in patterns)]
+        if not chosen:
+            raise ValueError(f"no parameter name matches {spec!r}; names look like {named[0][0]!r}")
+    return OrderedDict(chosen)
+
+
+_LAYER = re.compile(r"(?:layers|h|blocks|layer)\.(\d+)\.")
+
+
+def layer_group(name: str) -> str:
+    """A parameter's layer group: `layer.03`, `embeddings`, or `head` (final norm and output head)."""
+    m = _LAYER.search(name)
+    if m:
+        return f"layer.{int(m.group(1)):02d}"
+    if "embed" in name or "wte" in name or "wpe" in name:
+        return "embeddings"
+    return "head"
+
+
+class SignSketch:
+    """Seeded sparse sign projection R^D → R^k: coordinate i goes to bucket h(i) with sign s(i)."""
+
+    def __init__(self, sizes: Sequence[int], k: int, seed: int):
+        gen = torch.Generator().manual_seed(seed)
+        self.k = k
+        self.buckets = [torch.randint(0, k, (n,), generator=gen) for n in sizes]
+        self.signs = [torch.randint(0, 2, (n,), generator=gen).to(torch.float32) * 2 - 1 for n in sizes]
+
+    def project(self, idx: Sequence[int], flats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Sketch of the parameters `idx` (their flat (..., n_j) gradients in `flats`) → (..., k)."""
+        lead = flats[0].shape[:-1]
+        out = flats[0].new_zeros(*lead, self.k)
+        for j, f in zip(idx, flats):
+            out.index_add_(out.dim() - 1, self.buckets[j], f * self.signs[j].to(f.dtype))
+        return out
+
+
+def _pair_inputs(pairs: Sequence[TokenizedPair], max_length: int | None):
+    seqs = pair_sequences(pairs, max_length)
+    return [(seqs[2 * i], seqs[2 * i + 1]) for i in range(len(pairs))]
+
+
+def pair_losses(model, pair_seqs, ref_chosen, ref_rejected, objective: PairwiseObjective, pad_id: int):
+    """Per-pair loss ℓ(θ; d) with gradients (reference log-probs are constants)."""
+    flat = [s for pair in pair_seqs for s in pair]
+    logps = batch_logps(model, flat, pad_id)
+    chosen, rejected = logps[0::2], logps[1::2]
+    dtype = logps.dtype
+    lens_c = torch.tensor([max(len(c[0]) - c[1], 0) for c, _ in pair_seqs], dtype=dtype)
+    lens_r = torch.tensor([max(len(r[0]) - r[1], 0) for _, r in pair_seqs], dtype=dtype)
+    margin = objective.margin(chosen, rejected, torch.as_tensor(ref_chosen, dtype=dtype),
+                              torch.as_tensor(ref_rejected, dtype=dtype), lens_c, lens_r)
+    return objective.loss(margin)
+
+
+def validation_gradient(model, params, val_pairs, ref_chosen, ref_rejected, objective, pad_id,
+                        max_length=1024, batch_pairs: int = 32):
+    """∇θ L_val with L_val the mean loss over the validation pairs, for the selected parameters."""
+    seqs = _pair_inputs(val_pairs, max_length)
+    grads = [torch.zeros_like(p) for p in params.values()]
+    n = len(seqs)
+    for s in range(0, n, batch_pairs):
+        loss = pair_losses(model, seqs[s:s + batch_pairs], ref_chosen[s:s + batch_pairs],
+                           ref_rejected[s:s + batch_pairs], objective, pad_id).sum() / n
+        for g, gi in zip(grads, torch.autograd.grad(loss, list(params.values()), allow_unused=True)):
+            if gi is not None:
+                g += gi
+    return grads
+
+
+def _per_pair_grads(model, params, seqs_batch, ref_c, ref_r, objective, pad_id, use_vmap: bool):
+    """Per-pair gradients of the selected parameters: a list (per parameter) of (B, *shape)."""
+    names = list(params)
+    if not use_vmap:
+        out = [[] for _ in names]
+        for i, pair in enumerate(seqs_batch):
+            loss = pair_losses(model, [pair], ref_c[i:i + 1], ref_r[i:i + 1], objective, pad_id)[0]
+            gs = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+            for j, (g, p) in enumerate(zip(gs, params.values())):
+                out[j].append(torch.zeros_like(p) if g is None else g)
+        return [torch.stack(o) for o in out]
+
+    from torch.func import functional_call, grad, vmap
+
+    # Pad every sequence of the batch to one length (right padding, no mask: causal models ignore
+    # what comes after a token) and describe scored positions by a mask, which vmap can batch.
+    flat = [s for pair in seqs_batch for s in pair]
+    longest = max(len(ids) for ids, _ in flat)
+    ids = torch.full((len(flat), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(flat), longest)
+    for b, (seq, start) in enumerate(flat):
+        ids[b, : len(seq)] = torch.tensor(seq)
+        mask[b, start:len(seq)] = 1.0
+    dtype = next(iter(params.values())).dtype
+    ids, mask = ids.view(len(seqs_batch), 2, longest), mask.view(len(seqs_batch), 2, longest).to(dtype)
+    refs = torch.stack([torch.as_tensor(ref_c, dtype=dtype), torch.as_tensor(ref_r, dtype=dtype)], dim=1)
+    frozen = {n: p.detach() for n, p in model.named_parameters() if n not in params}
+    frozen.update({n: b for n, b in model.named_buffers()})
+
+    def loss_of(p, ids_i, mask_i, refs_i):
+        logits = functional_call(model, {**frozen, **p}, (ids_i,), {"use_cache": False}).logits[:, :-1]
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, ids_i[:, 1:, None])[..., 0]
+        sums = (logp * mask_i[:, 1:]).sum(-1)
+        lens = mask_i[:, 1:].sum(-1)
+        m = objective.margin(sums[0:1], sums[1:2], refs_i[0:1], refs_i[1:2], lens[0:1], lens[1:2])
+        return objective.loss(m)[0]
+
+    detached = {n: p.detach() for n, p in params.items()}
+    g = vmap(grad(loss_of), in_dims=(None, 0, 0, 0))(detached, ids, mask, refs)
+    return [g[n] for n in names]
+
+
+@dataclass
+class InfluenceResult:
+    total: np.ndarray  # IF per training pair
+    groups: "OrderedDict[str, np.ndarray]"  # IF per layer group; sums to total
+    seconds: float
+    method: str
+
+    def group_frame(self, ids=None):
+        import pandas as pd
+
+        df = pd.DataFrame({f"if_{g}": v for g, v in self.groups.items()})
+        if ids is not None:
+            df.insert(0, "id", list(ids))
+        return df
+
+
+def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objective: PairwiseObjective, pad_id: int,
+                      settings: InfluenceSettings = InfluenceSettings(), progress: bool = True) -> InfluenceResult:
+    """IF of every training pair. `ref_train`/`ref_val` are (chosen, rejected) reference log-prob arrays."""
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    params = select_parameters(model, settings.params)
+    names = list(params)
+    groups = [layer_group(n) for n in names]
+    group_names = list(OrderedDict.fromkeys(groups))
+    n_params = sum(p.numel() for p in params.values())
+    use_vmap = settings.method == "vmap" or (settings.method == "auto" and n_params <= 5_000_000
+                                             and getattr(model.config, "_attn_implementation", "eager") == "eager")
+    was_training = model.training
+    model.eval()  # no dropout: IF is a property of θ, not of a random mask
+
+    g_val = [g.detach() for g in validation_gradient(model, params, val_pairs, ref_val[0], ref_val[1], objective,
+                                                     pad_id, settings.max_length)]
+    seqs = _pair_inputs(train_pairs, settings.max_length)
+    batch = settings.vmap_batch if use_vmap else 1
+
+    def batches():
+        for s in range(0, len(seqs), batch):
+            yield s, _per_pair_grads(model, params, seqs[s:s + batch], ref_train[0][s:s + batch],
+                                     ref_train[1][s:s + batch], objective, pad_id, use_vmap)
+
+    inv_fisher = None
+    if settings.precondition == "diag":
+        fisher = [torch.zeros_like(g) for g in g_val]
+        for _, gs in tqdm(batches(), total=-(-len(seqs) // batch), desc="IF: Fisher diagonal", disable=not progress):
+            for f, g in zip(fisher, gs):
+                f += (g.detach() ** 2).sum(0) / len(seqs)
+        mean_f = sum(f.sum() for f in fisher) / n_params
+        inv_fisher = [1.0 / (f + settings.damping * mean_f) for f in fisher]
+    elif settings.precondition != "none":
+        raise ValueError(f"unknown preconditioner {settings.precondition!r}; choose none or diag")
+
+    val_vec = g_val if inv_fisher is None else [g * h for g, h in zip(g_val, inv_fisher)]
+    members = {gname: [j for j, gg in enumerate(groups) if gg == gname] for gname in group_names}
+    sketch = None
+    if settings.projection_dim:
+        # Each layer group is sketched on its own, so the group IFs sum to the projected total.
+        sketch = SignSketch([p.numel() for p in params.values()], settings.projection_dim, settings.projection_seed)
+        val_proj = {gname: sketch.project(idx, [val_vec[j].reshape(-1) for j in idx]) for gname, idx in members.items()}
+
+    per_group = {g: np.zeros(len(seqs)) for g in group_names}
+    bar = tqdm(total=len(seqs), desc="IF: per-pair gradients", unit="pair", disable=not progress)
+    for s, gs in batches():
+        gs = [g.detach() for g in gs]
+        b = gs[0].shape[0]
+        if sketch is None:
+            for name_g, g, v in zip(groups, gs, val_vec):
+                per_group[name_g][s:s + b] += (g.reshape(b, -1) @ v.reshape(-1)).double().numpy()
+        else:
+            for gname, idx in members.items():
+                proj = sketch.project(idx, [gs[j].reshape(b, -1) for j in idx])
+                per_group[gname][s:s + b] += (proj @ val_proj[gname]).double().numpy()
+        bar.update(b)
+    bar.close()
+    model.train(was_training)
+    total = sum(per_group.values())
+    return InfluenceResult(total, OrderedDict(per_group), time.perf_counter() - t0, "vmap" if use_vmap else "loop")
+
