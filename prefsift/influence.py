@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
@@ -181,8 +182,12 @@ class InfluenceResult:
 
 
 def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objective: PairwiseObjective, pad_id: int,
-                      settings: InfluenceSettings = InfluenceSettings(), progress: bool = True) -> InfluenceResult:
-    """IF of every training pair. `ref_train`/`ref_val` are (chosen, rejected) reference log-prob arrays."""
+                      settings: InfluenceSettings = InfluenceSettings(), progress: bool = True,
+                      checkpoint_dir=None, checkpoint_every: int = 256) -> InfluenceResult:
+    """IF of every training pair. `ref_train`/`ref_val` are (chosen, rejected) reference log-prob arrays.
+
+    With `checkpoint_dir`, results are saved every `checkpoint_every` pairs and a rerun skips the
+    chunks already saved (the caller keys the folder by model, data and settings)."""
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
@@ -201,7 +206,7 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
     seqs = _pair_inputs(train_pairs, settings.max_length)
     batch = settings.vmap_batch if use_vmap else 1
 
-    def batches():
+    def all_batches():
         for s in range(0, len(seqs), batch):
             yield s, _per_pair_grads(model, params, seqs[s:s + batch], ref_train[0][s:s + batch],
                                      ref_train[1][s:s + batch], objective, pad_id, use_vmap)
@@ -209,7 +214,7 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
     inv_fisher = None
     if settings.precondition == "diag":
         fisher = [torch.zeros_like(g) for g in g_val]
-        for _, gs in tqdm(batches(), total=-(-len(seqs) // batch), desc="IF: Fisher diagonal", disable=not progress):
+        for _, gs in tqdm(all_batches(), total=-(-len(seqs) // batch), desc="IF: Fisher diagonal", disable=not progress):
             for f, g in zip(fisher, gs):
                 f += (g.detach() ** 2).sum(0) / len(seqs)
         mean_f = sum(f.sum() for f in fisher) / n_params
@@ -226,7 +231,29 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
         val_proj = {gname: sketch.project(idx, [val_vec[j].reshape(-1) for j in idx]) for gname, idx in members.items()}
 
     per_group = {g: np.zeros(len(seqs)) for g in group_names}
-    bar = tqdm(total=len(seqs), desc="IF: per-pair gradients", unit="pair", disable=not progress)
+    done = np.zeros(len(seqs), dtype=bool)
+    ckpt = None
+    if checkpoint_dir is not None:
+        ckpt = Path(checkpoint_dir)
+        ckpt.mkdir(parents=True, exist_ok=True)
+        for f in sorted(ckpt.glob("chunk-*.npz")):
+            z = np.load(f)
+            s0, s1 = int(z["start"]), int(z["stop"])
+            for g in group_names:
+                per_group[g][s0:s1] = z[g]
+            done[s0:s1] = True
+        # Chunks must be whole batches so a resumed run computes exactly the same batches.
+        checkpoint_every = max(batch, checkpoint_every // batch * batch)
+    bar = tqdm(total=len(seqs), desc="IF: per-pair gradients", unit="pair", disable=not progress,
+               initial=int(done.sum()))
+
+    def batches():
+        for s in range(0, len(seqs), batch):
+            if done[s:s + batch].all():
+                continue
+            yield s, _per_pair_grads(model, params, seqs[s:s + batch], ref_train[0][s:s + batch],
+                                     ref_train[1][s:s + batch], objective, pad_id, use_vmap)
+
     for s, gs in batches():
         gs = [g.detach() for g in gs]
         b = gs[0].shape[0]
@@ -238,6 +265,13 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
                 proj = sketch.project(idx, [gs[j].reshape(b, -1) for j in idx])
                 per_group[gname][s:s + b] += (proj @ val_proj[gname]).double().numpy()
         bar.update(b)
+        done[s:s + b] = True
+        c0 = s // checkpoint_every * checkpoint_every
+        c1 = min(c0 + checkpoint_every, len(seqs))
+        if ckpt is not None and (s + b == c1) and done[c0:c1].all():
+            tmp = ckpt / f"chunk-{c0:08d}.tmp.npz"
+            np.savez(tmp, start=c0, stop=c1, **{g: per_group[g][c0:c1] for g in group_names})
+            tmp.replace(ckpt / f"chunk-{c0:08d}.npz")
     bar.close()
     model.train(was_training)
     total = sum(per_group.values())

@@ -1,0 +1,209 @@
+"""The scores table: one row per input pair, every score a column, computed stage by stage with
+each stage's result kept in the run directory so that a killed run resumes where it stopped.
+
+Stages: reference log-probs → policy log-probs → IRM → θ_val (θ + one epoch on the validation
+pairs, through TRL) → LossDiff → IF (per layer group) → TIF and baseline columns."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import ColumnMap, PairSet, check_lengths, load_pairs
+from .influence import InfluenceSettings, compute_influence
+from .logprobs import EngineStats, LogprobSettings, cached_pair_logps, data_fingerprint, model_fingerprint
+from .objectives import PairwiseObjective
+from .select import keep_middle, window
+from .tokenization import tokenize_pairs
+from .train import StageSettings, train_stage
+
+SCORES = ("irm", "lossdiff", "if")
+
+
+@dataclass
+class ScoreConfig:
+    policy: str = field(metadata={"help": "θ: the model being aligned (a folder or `smollm2`)"})
+    reference: str = field(metadata={"help": "π_ref: the reference (SFT) model"})
+    train: str = field(metadata={"help": "training pairs to score"})
+    validation: str | None = field(default=None, metadata={"help": "validation pairs (needed by lossdiff and if)"})
+    out: str = field(default="runs/score", metadata={"help": "run directory"})
+    scores: str = field(default="irm,lossdiff,if", metadata={"help": "comma-separated: irm, lossdiff, if"})
+    objective: str = field(default="dpo", metadata={"help": "pairwise objective: dpo, ipo, hinge"})
+    beta: float = field(default=0.1, metadata={"help": "β of the objective"})
+    max_length: int = field(default=1024, metadata={"help": "max tokens of prompt+response (TRL's max_length)"})
+    overlength: str = field(default="truncate", metadata={"help": "over-length rows: truncate or drop"})
+    val_epochs: float = field(default=1.0, metadata={"help": "epochs of θ → θ_val on the validation pairs"})
+    val_lr: float = field(default=1e-4, metadata={"help": "learning rate of θ → θ_val"})
+    val_batch_size: int = field(default=8, metadata={"help": "batch size of θ → θ_val"})
+    val_optimizer: str = field(default="adamw_torch", metadata={"help": "optimizer of θ → θ_val (sgd: LossDiff ∝ IF to first order)"})
+    if_params: str = field(default="all", metadata={"help": "IF parameter set: all, lora, or regexes over names"})
+    projection_dim: int = field(default=0, metadata={"help": "k of the random projection of per-pair gradients (0: exact)"})
+    precondition: str = field(default="none", metadata={"help": "IF preconditioner: none or diag"})
+    keep: float = field(default=0.64, metadata={"help": "kept fraction for the TIF column"})
+    tif_low: float = field(default=-1.0, metadata={"help": "TIF lower percentile (with tif_high; overrides keep)"})
+    tif_high: float = field(default=-1.0, metadata={"help": "TIF upper percentile"})
+    batch_tokens: int = field(default=8192, metadata={"help": "padded tokens per forward batch"})
+    seed: int = field(default=0, metadata={"help": "seed of θ_val training, projection and the random baseline"})
+    strict: bool = field(default=False, metadata={"help": "stop at the first bad row"})
+
+
+def _records(pairs: PairSet) -> list[dict]:
+    return [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in pairs.valid_rows]
+
+
+def _tokenized(pairs: PairSet, tok):
+    rows = pairs.valid_rows
+    return tokenize_pairs(tok, [r.prompt for r in rows], [r.chosen for r in rows], [r.rejected for r in rows],
+                          pairs.kind)
+
+
+def _spread(pairs: PairSet, values) -> np.ndarray:
+    """Values over the valid rows → an array over all rows, NaN where a row was not scored."""
+    out = np.full(len(pairs), np.nan)
+    out[[r.index for r in pairs.valid_rows]] = values
+    return out
+
+
+def compute_scores(cfg: ScoreConfig, columns: ColumnMap | None = None, progress: bool = True,
+                   log=print) -> pd.DataFrame:
+    from .models import load_model, load_tokenizer
+
+    wanted = [s.strip() for s in cfg.scores.split(",") if s.strip()]
+    unknown = set(wanted) - set(SCORES)
+    if unknown:
+        raise ValueError(f"unknown score(s) {sorted(unknown)}; choose from {SCORES}")
+    if ("lossdiff" in wanted or "if" in wanted) and not cfg.validation:
+        raise ValueError("lossdiff and if need validation pairs: pass --validation FILE")
+    out = Path(cfg.out)
+    cache = out / "cache"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "score_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    timings: dict[str, float] = {}
+    objective = PairwiseObjective(cfg.objective, cfg.beta)
+    ls = LogprobSettings(max_length=cfg.max_length, token_budget=cfg.batch_tokens)
+
+    t = time.perf_counter()
+    tok = load_tokenizer(cfg.policy)
+    train = check_lengths(load_pairs(cfg.train, columns=columns, strict=cfg.strict), tok, cfg.max_length,
+                          cfg.overlength, cfg.strict)
+    val = None
+    if cfg.validation:
+        val = check_lengths(load_pairs(cfg.validation, columns=columns, strict=cfg.strict), tok, cfg.max_length,
+                            cfg.overlength, cfg.strict)
+        if not val.valid_rows:
+            raise ValueError(f"{cfg.validation}: no usable validation pair")
+    log(train.summary())
+    tr_tok = _tokenized(train, tok)
+    va_tok = _tokenized(val, tok) if val is not None else None
+    timings["load"] = time.perf_counter() - t
+
+    stats = EngineStats()
+    t = time.perf_counter()
+    ref = load_model(cfg.reference)
+    ref_key = model_fingerprint(ref)
+    ref_tr = cached_pair_logps(ref, tr_tok, tok.pad_token_id, cache, ls, ref_key, progress, "reference log-probs", stats)
+    ref_va = cached_pair_logps(ref, va_tok, tok.pad_token_id, cache, ls, ref_key, progress, "reference log-probs (val)",
+                               stats) if va_tok else None
+    policy = load_model(cfg.policy)
+    pol_key = model_fingerprint(policy)
+    pol_tr = cached_pair_logps(policy, tr_tok, tok.pad_token_id, cache, ls, pol_key, progress, "policy log-probs", stats)
+    timings["logprobs"] = time.perf_counter() - t
+    if stats.sequences:
+        log(f"log-prob engine: {stats.describe()}")
+
+    table = train.to_frame()
+    table["logp_chosen"] = _spread(train, pol_tr.chosen)
+    table["logp_rejected"] = _spread(train, pol_tr.rejected)
+    table["ref_logp_chosen"] = _spread(train, ref_tr.chosen)
+    table["ref_logp_rejected"] = _spread(train, ref_tr.rejected)
+    margin = objective.margin(torch.tensor(pol_tr.chosen), torch.tensor(pol_tr.rejected), torch.tensor(ref_tr.chosen),
+                              torch.tensor(ref_tr.rejected), torch.tensor(pol_tr.chosen_tokens),
+                              torch.tensor(pol_tr.rejected_tokens))
+    loss_theta = objective.loss(margin).numpy()
+    if "irm" in wanted:
+        table["irm"] = _spread(train, margin.numpy())
+        table["abs_irm"] = np.abs(table["irm"])
+    table["loss_theta"] = _spread(train, loss_theta)
+
+    if "lossdiff" in wanted:
+        t = time.perf_counter()
+        # θ_val starts from θ (not from π_ref): then ℓ(θ) − ℓ(θ_val) ≈ η·⟨∇ℓ(θ; d), ∇L_val(θ)⟩ to first
+        # order for one SGD step, i.e. LossDiff is proportional to IF (with Adam, a preconditioned IF).
+        theta_val, info = train_stage(
+            policy, ref, tok, _records(val), objective,
+            StageSettings(epochs=cfg.val_epochs, learning_rate=cfg.val_lr, batch_size=cfg.val_batch_size,
+                          max_length=cfg.max_length, seed=cfg.seed, optimizer=cfg.val_optimizer),
+            out / "theta_val", start_key=pol_key, data_key=data_fingerprint(va_tok), name="theta_val")
+        tv = cached_pair_logps(theta_val, tr_tok, tok.pad_token_id, cache, ls, info["key"], progress,
+                               "θ_val log-probs")
+        m_val = objective.margin(torch.tensor(tv.chosen), torch.tensor(tv.rejected), torch.tensor(ref_tr.chosen),
+                                 torch.tensor(ref_tr.rejected), torch.tensor(tv.chosen_tokens),
+                                 torch.tensor(tv.rejected_tokens))
+        loss_val = objective.loss(m_val).numpy()
+        table["loss_theta_val"] = _spread(train, loss_val)
+        table["lossdiff"] = _spread(train, loss_theta - loss_val)
+        timings["lossdiff"] = time.perf_counter() - t
+        del theta_val
+
+    if "if" in wanted:
+        t = time.perf_counter()
+        settings = InfluenceSettings(params=cfg.if_params, projection_dim=cfg.projection_dim or None,
+                                     projection_seed=cfg.seed, precondition=cfg.precondition,
+                                     max_length=cfg.max_length)
+        key = json.dumps({"m": pol_key, "r": ref_key, "t": data_fingerprint(tr_tok), "v": data_fingerprint(va_tok),
+                          "s": asdict(settings), "o": asdict(objective)}, sort_keys=True)
+        import hashlib
+
+        ckpt = cache / f"if-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+        res = compute_influence(policy, tr_tok, (ref_tr.chosen, ref_tr.rejected), va_tok,
+                                (ref_va.chosen, ref_va.rejected), objective, tok.pad_token_id, settings, progress,
+                                checkpoint_dir=ckpt)
+        table["if"] = _spread(train, res.total)
+        for g, v in res.groups.items():
+            table[f"if_{g}"] = _spread(train, v)
+        if cfg.tif_low >= 0 and cfg.tif_high > 0:
+            table["tif"] = window(table["if"].to_numpy(), cfg.tif_low, cfg.tif_high)
+        else:
+            table["tif"] = keep_middle(table["if"].to_numpy(), cfg.keep)
+        timings["if"] = time.perf_counter() - t
+
+    if "score_chosen" in table and "score_rejected" in table:
+        table["score_gap"] = pd.to_numeric(table["score_chosen"], errors="coerce") - pd.to_numeric(
+            table["score_rejected"], errors="coerce")
+        table.loc[~table["valid"], "score_gap"] = np.nan
+    rng = np.random.default_rng(cfg.seed)
+    table["random"] = np.where(table["valid"], rng.random(len(table)), np.nan)
+
+    table.to_parquet(out / "scores.parquet", index=False)
+    (out / "score_timings.json").write_text(json.dumps(timings, indent=1))
+    log(summarize(table, timings))
+    return table
+
+
+def summarize(table: pd.DataFrame, timings: dict[str, float] | None = None) -> str:
+    from scipy.stats import pearsonr, spearmanr
+
+    n, ok = len(table), int(table["valid"].sum())
+    lines = [f"scores: {n} pairs in, {ok} scored, {n - ok} not scored (reason in the table)"]
+    cols = [c for c in ("if", "lossdiff", "irm", "abs_irm", "score_gap") if c in table]
+    sub = table.loc[table["valid"], cols].astype(float)
+    if len(cols) >= 2 and len(sub) >= 3:
+        lines.append("correlations (Pearson r / Spearman ρ):")
+        for i, a in enumerate(cols):
+            for b in cols[i + 1:]:
+                x, y = sub[a].to_numpy(), sub[b].to_numpy()
+                good = np.isfinite(x) & np.isfinite(y)
+                if good.sum() >= 3 and np.std(x[good]) > 0 and np.std(y[good]) > 0:
+                    lines.append(f"  {a:>9} ~ {b:<9} r = {pearsonr(x[good], y[good])[0]:+.3f}   "
+                                 f"ρ = {spearmanr(x[good], y[good])[0]:+.3f}")
+    if "tif" in table:
+        lines.append(f"TIF keeps {int(table['tif'].sum())} of {ok} scored pairs")
+    if timings:
+        lines.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    return "\n".join(lines)

@@ -1,0 +1,145 @@
+"""Selection rules over a scores table: percentile windows, the LossDiff-IRM intersection, target
+kept fractions, the baselines' orderings, and the overlap coefficient.
+
+Every function takes an array with NaN for pairs that have no score (invalid rows) and returns a
+boolean mask over all pairs; a NaN is never kept. Percentiles are over the scored pairs only."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _scored(values) -> np.ndarray:
+    return np.isfinite(np.asarray(values, dtype=float))
+
+
+def window(values, low_pct: float, high_pct: float) -> np.ndarray:
+    """Keep d with P_low < v(d) < P_high (strict, as the TIF indicator); percentiles in [0, 100]."""
+    if not 0 <= low_pct < high_pct <= 100:
+        raise ValueError(f"need 0 <= low < high <= 100, got ({low_pct}, {high_pct})")
+    v = np.asarray(values, dtype=float)
+    ok = _scored(v)
+    if not ok.any():
+        return np.zeros(len(v), dtype=bool)
+    lo, hi = np.percentile(v[ok], [low_pct, high_pct])
+    # The extreme percentiles themselves are kept when the window reaches 0 or 100.
+    above = v >= lo if low_pct == 0 else v > lo
+    below = v <= hi if high_pct == 100 else v < hi
+    return ok & above & below
+
+
+def middle_window(values, width: float) -> np.ndarray:
+    """The symmetric middle window holding a fraction `width` of the scored pairs' percentile range."""
+    if not 0 < width <= 1:
+        raise ValueError(f"window width must be in (0, 1], got {width}")
+    tail = (1 - width) / 2 * 100
+    return window(values, tail, 100 - tail)
+
+
+def solve_width(mask_of_width, target: float, n_scored: int, tol: float = 1e-4) -> tuple[float, np.ndarray]:
+    """Bisect the window width so the kept fraction of the scored pairs is as close as possible to
+    `target` (the kept fraction grows with the width)."""
+    lo, hi = 0.0, 1.0
+    best_w, best_mask = 1.0, mask_of_width(1.0)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if mid <= 0:
+            break
+        mask = mask_of_width(mid)
+        frac = mask.sum() / max(n_scored, 1)
+        if abs(frac - target) < abs(best_mask.sum() / max(n_scored, 1) - target):
+            best_w, best_mask = mid, mask
+        if frac < target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < tol:
+            break
+    return best_w, best_mask
+
+
+def keep_middle(values, keep: float) -> np.ndarray:
+    """Middle window of one score that keeps a fraction `keep` of the scored pairs (e.g. TIF, LossDiff)."""
+    n = int(_scored(values).sum())
+    return solve_width(lambda w: middle_window(values, w), keep, n)[1]
+
+
+def lossdiff_irm(lossdiff, irm, keep: float | None = None, width: float | None = None):
+    """Keep d iff LossDiff(d) and IRM(d) both lie in their middle windows of one width.
+
+    Give `width` directly, or `keep` (e.g. 0.64) and the width is solved so that the intersection
+    keeps that fraction of the pairs scored by both. Returns (mask, width)."""
+    both = _scored(lossdiff) & _scored(irm)
+    ld = np.where(both, lossdiff, np.nan)
+    ir = np.where(both, irm, np.nan)
+
+    def mask_of(w):
+        return middle_window(ld, w) & middle_window(ir, w)
+
+    if width is not None:
+        return mask_of(width), width
+    if keep is None:
+        raise ValueError("give keep or width")
+    w, mask = solve_width(mask_of, keep, int(both.sum()))
+    return mask, w
+
+
+def top_fraction(values, keep: float, largest: bool = True) -> np.ndarray:
+    """The `keep` fraction of scored pairs with the largest (or smallest) values; ties by position."""
+    v = np.asarray(values, dtype=float)
+    ok = np.flatnonzero(_scored(v))
+    k = int(round(keep * len(ok)))
+    order = ok[np.argsort(-v[ok] if largest else v[ok], kind="stable")]
+    mask = np.zeros(len(v), dtype=bool)
+    mask[order[:k]] = True
+    return mask
+
+
+def random_fraction(n_or_valid, keep: float, seed: int = 0) -> np.ndarray:
+    valid = np.ones(n_or_valid, dtype=bool) if np.isscalar(n_or_valid) else np.asarray(n_or_valid, dtype=bool)
+    idx = np.flatnonzero(valid)
+    k = int(round(keep * len(idx)))
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(valid), dtype=bool)
+    mask[rng.choice(idx, size=k, replace=False)] = True
+    return mask
+
+
+def overlap_coefficient(a, b) -> float:
+    """|A ∩ B| / min(|A|, |B|) for two boolean masks (or id collections)."""
+    if isinstance(a, np.ndarray) and a.dtype == bool:
+        inter, na, nb = int((a & b).sum()), int(a.sum()), int(b.sum())
+    else:
+        sa, sb = set(a), set(b)
+        inter, na, nb = len(sa & sb), len(sa), len(sb)
+    if min(na, nb) == 0:
+        return float("nan")
+    return inter / min(na, nb)
+
+
+RULES = ("lossdiff_irm", "tif", "lossdiff", "irm", "top_if", "abs_irm_small", "score_gap", "random")
+
+
+def apply_rule(table, rule: str, keep: float, seed: int = 0):
+    """A selection mask over the rows of a scores table (pandas DataFrame) by a named rule."""
+    col = lambda c: table[c].to_numpy(dtype=float) if c in table else None
+    need = {"lossdiff_irm": ("lossdiff", "irm"), "tif": ("if",), "lossdiff": ("lossdiff",), "irm": ("irm",),
+            "top_if": ("if",), "abs_irm_small": ("irm",), "score_gap": ("score_gap",), "random": ()}
+    if rule not in need:
+        raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
+    missing = [c for c in need[rule] if c not in table]
+    if missing:
+        raise ValueError(f"rule {rule!r} needs the score(s) {missing}, which this table does not have")
+    if rule == "lossdiff_irm":
+        return lossdiff_irm(col("lossdiff"), col("irm"), keep=keep)[0]
+    if rule == "tif":
+        return keep_middle(col("if"), keep)
+    if rule in ("lossdiff", "irm"):
+        return keep_middle(col(rule), keep)
+    if rule == "top_if":
+        return top_fraction(col("if"), keep, largest=True)
+    if rule == "abs_irm_small":
+        return top_fraction(np.abs(col("irm")), keep, largest=False)
+    if rule == "score_gap":
+        return top_fraction(col("score_gap"), keep, largest=True)
+    return random_fraction(table["valid"].to_numpy(dtype=bool), keep, seed)

@@ -1,0 +1,55 @@
+"""Selection rules against hand computations."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from prefsift.select import (apply_rule, keep_middle, lossdiff_irm, middle_window, overlap_coefficient,
+                             random_fraction, top_fraction, window)
+
+
+def test_window_by_hand():
+    v = np.arange(1, 101, dtype=float)
+    # P10 of 1..100 (linear interpolation) = 10.9, P90 = 90.1: strictly inside are 11..90.
+    assert np.flatnonzero(window(v, 10, 90)).tolist() == list(range(10, 90))
+    assert window(v, 0, 100).all()
+    v[3] = np.nan
+    assert not window(v, 0, 100)[3]
+
+
+def test_keep_fraction_is_met_within_one_percent():
+    rng = np.random.default_rng(0)
+    n = 2000
+    ld, irm = rng.normal(size=n), 0.6 * rng.normal(size=n) + rng.standard_t(3, size=n)
+    ld[:37] = np.nan  # unscored rows are never kept and do not count
+    for keep in (0.5, 0.64, 0.8):
+        mask, width = lossdiff_irm(ld, irm, keep=keep)
+        frac = mask.sum() / np.isfinite(ld).sum()
+        assert abs(frac - keep) <= 0.01, (keep, frac)
+        assert width > keep  # an intersection of two windows needs wider windows
+        assert not mask[:37].any()
+        # the solved width reproduces the mask by the definition
+        assert (mask == (middle_window(np.where(np.isfinite(ld), ld, np.nan), width)
+                         & middle_window(np.where(np.isfinite(ld), irm, np.nan), width))).all()
+        assert abs(keep_middle(irm, keep).mean() - keep) <= 0.01
+
+
+def test_overlap_coefficient_by_hand():
+    a = np.array([1, 1, 1, 1, 0, 0], dtype=bool)
+    b = np.array([0, 0, 1, 1, 1, 0], dtype=bool)
+    assert overlap_coefficient(a, b) == pytest.approx(2 / 3)
+    assert overlap_coefficient(["x", "y", "z"], ["y", "q"]) == pytest.approx(1 / 2)
+    assert np.isnan(overlap_coefficient(a, np.zeros(6, dtype=bool)))
+
+
+def test_orderings_and_rules():
+    v = np.array([5.0, -1.0, 3.0, np.nan, 0.5, 2.0])
+    assert np.flatnonzero(top_fraction(v, 0.4)).tolist() == [0, 2]
+    assert np.flatnonzero(top_fraction(np.abs(v), 0.4, largest=False)).tolist() == [1, 4]
+    m = random_fraction(np.isfinite(v), 0.6, seed=1)
+    assert m.sum() == 3 and not m[3]
+    table = pd.DataFrame({"valid": np.isfinite(v), "if": v, "irm": v, "lossdiff": v, "score_gap": v})
+    for rule in ("lossdiff_irm", "tif", "lossdiff", "irm", "top_if", "abs_irm_small", "score_gap", "random"):
+        assert not apply_rule(table, rule, 0.6)[3]
+    with pytest.raises(ValueError, match="needs the score"):
+        apply_rule(table.drop(columns=["if"]), "tif", 0.6)
