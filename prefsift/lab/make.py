@@ -1,0 +1,250 @@
+"""Build the whole lab into a folder: tokenizer, SFT model, preference pairs, held-out prompts.
+
+``make_lab(LabConfig(), "lab/")`` writes::
+
+    lab/train.jsonl         pairs: prompt, chosen, rejected + id, pair_type, task, label_correct,
+    lab/validation.jsonl        oracle_*, score_*, origin_* (see `prefsift.lab.pairs`)
+    lab/test_prompts.jsonl  held-out prompts (never in SFT, train or validation): id, prompt, task,
+                            reference (the oracle's best response)
+    lab/sft_model/          the SFT (reference) model + tokenizer, `from_pretrained`-loadable
+    lab/lab_summary.json    counts, mean rewards (SFT samples, random tokens, best), timings
+
+The SFT stage is skipped when ``sft_model/`` already holds a model trained with the same settings
+(``sft_model/lab_sft.json`` records their hash), so changing only pair settings is quick.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .pairs import PAIR_TYPES, PairConfig, build_pairs
+from .sample import sample_responses
+from .sft import SFTConfig, load_sft, save_sft, torch_threads, train_sft
+from .task import PromptGenerator, best_response, oracle_reward, parse_prompt, random_response
+from .tokenizer import build_lab_tokenizer, lab_vocab
+
+SFT_STAMP = "lab_sft.json"
+
+
+@dataclass
+class LabConfig:
+    """Everything that defines a lab; the same config and seed give byte-identical data files."""
+
+    seed: int = field(default=0, metadata={"help": "master seed (prompts, model init, sampling, labels)"})
+    preset: str = field(default="lab-a", metadata={"help": "tiny model preset: lab-a (Llama-style), lab-b (Qwen2-style), tiny (tests)"})
+    n_train: int = field(default=2000, metadata={"help": "training pairs (one prompt each)"})
+    n_validation: int = field(default=300, metadata={"help": "validation pairs (prompts disjoint from train)"})
+    n_test_prompts: int = field(default=200, metadata={"help": "held-out prompts for evaluation"})
+    samples_per_prompt: int = field(default=6, metadata={"help": "SFT samples drawn per prompt to build its pair"})
+    sample_temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the SFT model"})
+    frac_clean: float = field(default=0.6, metadata={"help": "share of clean pairs (clear gap, Bradley–Terry label)"})
+    frac_flipped: float = field(default=0.1, metadata={"help": "share of deliberately flipped labels"})
+    frac_near_tie: float = field(default=0.1, metadata={"help": "share of near-tie pairs"})
+    frac_near_duplicate: float = field(default=0.1, metadata={"help": "share of pairs differing in one token"})
+    frac_easy: float = field(default=0.1, metadata={"help": "share of good-vs-garbage pairs"})
+    validation_mix: str = field(default="clean", metadata={"help": "'clean': validation pairs are all clean with oracle labels; 'train': same mix and noise as train"})
+    bt_temperature: float = field(default=0.1, metadata={"help": "Bradley–Terry labeller temperature: P(correct) = sigmoid(gap / T)"})
+    clean_min_gap: float = field(default=0.2, metadata={"help": "minimum oracle gap of clean and flipped pairs"})
+    tie_max_gap: float = field(default=0.02, metadata={"help": "maximum oracle gap of near-tie pairs"})
+    easy_min_reward: float = field(default=0.5, metadata={"help": "minimum oracle reward of an easy pair's good side"})
+    rater_noise: float = field(default=0.1, metadata={"help": "std of the external rater's noise (score_chosen/score_rejected)"})
+    sft_steps: int = field(default=120, metadata={"help": "SFT optimizer steps (few on purpose: the model must stay imperfect)"})
+    sft_batch_size: int = field(default=64, metadata={"help": "SFT sequences per step"})
+    lr: float = field(default=3e-3, metadata={"help": "SFT peak learning rate (AdamW, warm-up then cosine)"})
+    sft_warmup_steps: int = field(default=20, metadata={"help": "SFT linear warm-up steps"})
+    threads: int | None = field(default=None, metadata={"help": "torch intra-op threads while building (None: leave as is)"})
+    resume: bool = field(default=True, metadata={"help": "reuse sft_model/ when it was trained with the same settings"})
+    progress: bool = field(default=True, metadata={"help": "show tqdm progress bars"})
+
+    def __post_init__(self):
+        total = sum(self.proportions().values())
+        if abs(total - 1.0) > 1e-6 or min(self.proportions().values()) < 0:
+            raise ValueError(f"pair type fractions must be >= 0 and sum to 1 (got {total:.6g})")
+        if self.validation_mix not in ("clean", "train"):
+            raise ValueError("validation_mix must be 'clean' or 'train'")
+        if min(self.n_train, self.n_validation, self.n_test_prompts) < 0 or self.samples_per_prompt < 1:
+            raise ValueError("split sizes must be >= 0 and samples_per_prompt >= 1")
+
+    def proportions(self) -> dict[str, float]:
+        return {t: getattr(self, f"frac_{t}") for t in PAIR_TYPES}
+
+    def sft_config(self) -> SFTConfig:
+        return SFTConfig(preset=self.preset, seed=self.seed, steps=self.sft_steps,
+                         batch_size=self.sft_batch_size, lr=self.lr, warmup_steps=self.sft_warmup_steps)
+
+    def pair_config(self) -> PairConfig:
+        return PairConfig(bt_temperature=self.bt_temperature, clean_min_gap=self.clean_min_gap,
+                          tie_max_gap=self.tie_max_gap, easy_min_reward=self.easy_min_reward,
+                          rater_noise=self.rater_noise)
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def _mean(xs) -> float | None:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else None
+
+
+def make_lab(cfg: LabConfig, out_dir) -> dict:
+    """Build the lab into ``out_dir`` (see the module docstring) and return its summary."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    with torch_threads(cfg.threads):
+        # Prompts: held-out test prompts first, then validation, then train; all distinct.
+        t0 = time.perf_counter()
+        tokenizer = build_lab_tokenizer()
+        gen = PromptGenerator(cfg.seed)
+        test = [p.text for p in gen.draw(cfg.n_test_prompts)]
+        val_prompts = [p.text for p in gen.draw(cfg.n_validation)]
+        train_prompts = [p.text for p in gen.draw(cfg.n_train)]
+        timings["prompts_and_tokenizer"] = time.perf_counter() - t0
+
+        # SFT (skipped when a matching model is already there).
+        t0 = time.perf_counter()
+        sft_dir = out / "sft_model"
+        sft_key = {"sft": asdict(cfg.sft_config()), "vocab": lab_vocab(),
+                   "test_prompts": _hash(test)}
+        sft_hash = _hash(sft_key)
+        stamp = sft_dir / SFT_STAMP
+        resumed = False
+        if cfg.resume and stamp.exists() and json.loads(stamp.read_text()).get("hash") == sft_hash:
+            model, _ = load_sft(sft_dir)
+            sft_log = json.loads(stamp.read_text())["log"]
+            resumed = True
+        else:
+            model, sft_log = train_sft(tokenizer, cfg.sft_config(), exclude_prompts=test,
+                                       progress=cfg.progress)
+            save_sft(model, tokenizer, sft_dir)
+            stamp.write_text(json.dumps({"hash": sft_hash, "log": sft_log}, indent=1))
+        timings["sft"] = time.perf_counter() - t0
+
+        # Sample the SFT model on every pair prompt (and once on each test prompt, for the summary).
+        t0 = time.perf_counter()
+        kw = dict(temperature=cfg.sample_temperature, progress=cfg.progress)
+        val_samples = sample_responses(model, tokenizer, val_prompts, cfg.samples_per_prompt,
+                                       seed=cfg.seed + 1, desc="sampling validation", **kw)
+        train_samples = sample_responses(model, tokenizer, train_prompts, cfg.samples_per_prompt,
+                                         seed=cfg.seed + 2, desc="sampling train", **kw)
+        test_samples = sample_responses(model, tokenizer, test, 1, seed=cfg.seed + 3,
+                                        desc="sampling test", **kw)
+        timings["sampling"] = time.perf_counter() - t0
+
+        # Pairs.
+        t0 = time.perf_counter()
+        pcfg = cfg.pair_config()
+        val_mix = {"clean": 1.0} if cfg.validation_mix == "clean" else cfg.proportions()
+        val_rows = build_pairs(val_prompts, val_samples, val_mix, pcfg, seed=cfg.seed,
+                               split="validation", oracle_labels=cfg.validation_mix == "clean")
+        train_rows = build_pairs(train_prompts, train_samples, cfg.proportions(), pcfg,
+                                 seed=cfg.seed, split="train")
+        test_rows = [{"id": f"lab-test-{i:06d}", "prompt": p, "task": parse_prompt(p).task,
+                      "reference": best_response(p)} for i, p in enumerate(test)]
+        timings["pairs"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        _write_jsonl(out / "train.jsonl", train_rows)
+        _write_jsonl(out / "validation.jsonl", val_rows)
+        _write_jsonl(out / "test_prompts.jsonl", test_rows)
+        timings["write"] = time.perf_counter() - t0
+
+    timings["total"] = time.perf_counter() - t_all
+    summary = _summarise(cfg, train_prompts + val_prompts, train_samples + val_samples,
+                         test, test_samples, train_rows, val_rows, sft_log, resumed, timings)
+    summary["out_dir"] = str(out)
+    (out / "lab_summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _summarise(cfg, prompts, samples, test, test_samples, train_rows, val_rows, sft_log, resumed,
+               timings) -> dict:
+    by_task: dict[str, list[float]] = defaultdict(list)
+    for p, draws in zip(prompts, samples):
+        task = parse_prompt(p).task
+        by_task[task].extend(oracle_reward(p, s) for s in draws)
+    rng = random.Random(f"{cfg.seed}-random-baseline")
+
+    def split_stats(rows):
+        kinds = Counter(r["pair_type"] for r in rows)
+        correct = defaultdict(list)
+        for r in rows:
+            correct[r["pair_type"]].append(r["label_correct"])
+        return {
+            "pairs": len(rows),
+            "by_type": {t: kinds.get(t, 0) for t in PAIR_TYPES},
+            "label_correct_rate": _mean(r["label_correct"] for r in rows),
+            "label_correct_by_type": {t: _mean(v) for t, v in correct.items()},
+            "both_sides_sampled": _mean(r["origin_chosen"] == r["origin_rejected"] == "sample" for r in rows),
+        }
+
+    return {
+        "config": asdict(cfg),
+        "splits": {"train": split_stats(train_rows), "validation": split_stats(val_rows),
+                   "test_prompts": len(test)},
+        "rewards": {
+            "sft_samples": _mean(x for v in by_task.values() for x in v),
+            "sft_samples_by_task": {t: _mean(v) for t, v in sorted(by_task.items())},
+            "sft_test": _mean(oracle_reward(p, s[0]) for p, s in zip(test, test_samples)),
+            "random_tokens": _mean(oracle_reward(p, random_response(rng)) for p in prompts),
+            "best": _mean(oracle_reward(p, best_response(p)) for p in prompts),
+        },
+        "sft": {"preset": cfg.preset, "steps": cfg.sft_steps, "final_loss": sft_log.get("final_loss"),
+                "resumed": resumed},
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+    }
+
+
+def _fmt(x, width: int = 8, digits: int = 3) -> str:
+    return f"{'-':>{width}}" if x is None else f"{x:>{width}.{digits}f}"
+
+
+def format_summary(summary: dict) -> str:
+    """A readable multi-line table of a `make_lab` summary, for a CLI to print."""
+    lines = []
+    rw = summary["rewards"]
+    lines.append(f"prefsift lab  ->  {summary.get('out_dir', '')}")
+    lines.append("")
+    lines.append("mean oracle reward (temperature {:.1f})".format(summary["config"]["sample_temperature"]))
+    lines.append(f"  {'random tokens':<24}{_fmt(rw['random_tokens'])}")
+    lines.append(f"  {'SFT samples (pairs)':<24}{_fmt(rw['sft_samples'])}")
+    lines.append(f"  {'SFT samples (test)':<24}{_fmt(rw['sft_test'])}")
+    lines.append(f"  {'best response':<24}{_fmt(rw['best'])}")
+    for task, v in rw["sft_samples_by_task"].items():
+        lines.append(f"    SFT on {task:<17}{_fmt(v)}")
+    lines.append("")
+    tr, va = summary["splits"]["train"], summary["splits"]["validation"]
+    lines.append(f"  {'pair type':<18}{'train':>8}{'labels ok':>11}{'validation':>12}{'labels ok':>11}")
+    for t in PAIR_TYPES:
+        a, b = tr["by_type"][t], va["by_type"][t]
+        ca = tr["label_correct_by_type"].get(t)
+        cb = va["label_correct_by_type"].get(t)
+        fa, fb = _fmt(ca, 11, 2), _fmt(cb, 11, 2)
+        lines.append(f"  {t:<18}{a:>8}{fa}{b:>12}{fb}")
+    lines.append(f"  {'total':<18}{tr['pairs']:>8}{_fmt(tr['label_correct_rate'], 11, 2)}"
+                 f"{va['pairs']:>12}{_fmt(va['label_correct_rate'], 11, 2)}")
+    lines.append(f"  test prompts: {summary['splits']['test_prompts']}   pairs with both sides "
+                 f"sampled: train {_fmt(tr['both_sides_sampled'], 0, 2)}, "
+                 f"validation {_fmt(va['both_sides_sampled'], 0, 2)}")
+    lines.append("")
+    sft = summary["sft"]
+    state = "reused" if sft["resumed"] else "trained"
+    lines.append(f"SFT model: {sft['preset']}, {sft['steps']} steps, final loss {sft['final_loss']:.3f} ({state})")
+    lines.append("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in summary["timings_s"].items()))
+    return "\n".join(lines)

@@ -1,0 +1,271 @@
+"""The lab: oracle, tokenizer, SFT, pairs and `make_lab`, checked against hand computations and
+TRL's own tokenization helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+from prefsift.lab import (
+    PAIR_TYPES,
+    LabConfig,
+    PromptGenerator,
+    best_response,
+    build_lab_tokenizer,
+    format_summary,
+    make_lab,
+    oracle_reward,
+    random_response,
+    sample_responses,
+    train_sft,
+    type_counts,
+)
+from prefsift.lab.sft import sft_batch
+from prefsift.lab.task import DIGITS
+
+SMALL = dict(seed=3, preset="tiny", n_train=120, n_validation=40, n_test_prompts=30, sft_steps=15,
+             sft_warmup_steps=5, threads=1, progress=False)
+
+
+def _read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="module")
+def small_lab(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lab")
+    summary = make_lab(LabConfig(**SMALL), out)
+    return summary, out
+
+
+# ---------------------------------------------------------------- oracle
+
+
+def test_oracle_best_and_garbage():
+    prompts = [p.text for p in PromptGenerator(11).draw(200)]
+    assert all(oracle_reward(p, best_response(p)) == 1.0 for p in prompts)
+    # Hand-written best responses of each task, including the increment wrap-around.
+    assert best_response("sort : 7 3 9 1 =") == " 1 3 7 9"
+    assert best_response("reverse : 1 2 3 4 =") == " 4 3 2 1"
+    assert best_response("copy : 5 0 5 =") == " 5 0 5"
+    assert best_response("increment : 9 0 5 =") == " 0 1 6"
+    # Garbage: no position right, whatever the length.
+    assert oracle_reward("copy : 1 2 3 =", " 9 8 7") == 0.0
+    assert oracle_reward("copy : 1 2 3 =", " sort : = copy") == 0.0
+    rng = random.Random(0)
+    assert sum(oracle_reward(p, random_response(rng)) for p in prompts) / len(prompts) < 0.08
+
+
+def test_oracle_hand_worked_partial():
+    # target 4 3 2 1 (n=4), response 4 3 9 1 7 (m=5): matches 3, accuracy 3/5,
+    # length 1 - 1/4 = 3/4, reward 3/5 * (1 + 3/4) / 2 = 0.525
+    assert oracle_reward("reverse : 1 2 3 4 =", " 4 3 9 1 7") == pytest.approx(0.525, abs=1e-12)
+    # target 1 2 3, response 1 2: accuracy 2/3, length 2/3, reward 2/3 * 5/3 / 2 = 5/9
+    assert oracle_reward("sort : 3 1 2 =", " 1 2") == pytest.approx(5 / 9, abs=1e-12)
+    # right length, half right: 0.5 * (1 + 1) / 2 = 0.5
+    assert oracle_reward("increment : 1 1 1 1 =", " 2 2 5 5") == pytest.approx(0.5, abs=1e-12)
+
+
+def test_oracle_graded_and_bounded():
+    prompts = [p.text for p in PromptGenerator(12).draw(100)]
+    rng = random.Random(1)
+    for p in prompts:
+        target = best_response(p).split()
+        resp = [rng.choice(DIGITS) for _ in target]
+        r = oracle_reward(p, " " + " ".join(resp))
+        assert 0.0 <= r <= 1.0
+        wrong = [i for i, (a, b) in enumerate(zip(resp, target)) if a != b]
+        if wrong:  # fixing one wrong position strictly raises the reward
+            resp[wrong[0]] = target[wrong[0]]
+            assert oracle_reward(p, " " + " ".join(resp)) > r
+
+
+# ---------------------------------------------------------------- tokenizer
+
+
+def test_tokenizer_special_ids_bos_and_decode():
+    tok = build_lab_tokenizer()
+    assert (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id) == (0, 1, 2)
+    assert tok.unk_token == "<unk>"
+    text = "sort : 7 3 9 1 = 1 3 7 9"
+    ids = tok(text)["input_ids"]
+    assert ids[0] == tok.bos_token_id and len(ids) == len(text.split()) + 1
+    assert tok.unk_token_id not in ids
+    assert tok.decode(ids, skip_special_tokens=True) == text
+
+
+def test_tokenizer_prompt_response_prefix_property_like_trl():
+    from trl.data_utils import _tokenize, common_prefix_length
+
+    tok = build_lab_tokenizer()
+    vocab = tok.get_vocab()
+    rng = random.Random(5)
+    for p in PromptGenerator(13).draw(50):
+        prompt = p.text
+        response = random_response(rng)
+        prompt_ids = _tokenize(tok, prompt)["input_ids"]
+        full_ids = _tokenize(tok, prompt + response + tok.eos_token)["input_ids"]
+        assert common_prefix_length(prompt_ids, full_ids) == len(prompt_ids)
+        assert full_ids[len(prompt_ids):] == [vocab[w] for w in response.split()] + [tok.eos_token_id]
+
+
+def test_tokenizer_save_load_round_trip(tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = build_lab_tokenizer()
+    tok.save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    assert again.get_vocab() == tok.get_vocab()
+    assert (again.pad_token_id, again.bos_token_id, again.eos_token_id, again.unk_token_id) == (0, 1, 2, 3)
+    texts = ["copy : 1 2 3 = 1 2 3<eos>", "sort : 9 9 0 =", "increment : 4 ="]
+    assert again(texts)["input_ids"] == tok(texts)["input_ids"]
+
+
+# ---------------------------------------------------------------- SFT pieces
+
+
+def test_sft_batch_masks_prompt_hand_example():
+    tok = build_lab_tokenizer()
+    v = tok.get_vocab()
+    batch = sft_batch(tok, ["copy : 1 2 3 =", "sort : 2 1 0 9 ="], [" 1 2 3", " 0 1 2 9"])
+    ids0 = [1, v["copy"], v[":"], v["1"], v["2"], v["3"], v["="], v["1"], v["2"], v["3"], 2]
+    assert batch["input_ids"][0, : len(ids0)].tolist() == ids0
+    assert batch["input_ids"][0, len(ids0):].tolist() == [0] * (batch["input_ids"].shape[1] - len(ids0))
+    assert batch["labels"][0].tolist()[: len(ids0)] == [-100] * 7 + [v["1"], v["2"], v["3"], 2]
+    assert (batch["labels"][0, len(ids0):] == -100).all()
+    assert batch["attention_mask"].sum(1).tolist() == [11, 13]
+
+
+def test_sampling_is_seeded_and_never_empty():
+    from prefsift.lab import build_lab_model
+
+    tok = build_lab_tokenizer()
+    model = build_lab_model(tok, "tiny", seed=0)
+    prompts = [p.text for p in PromptGenerator(14).draw(20)]
+    a = sample_responses(model, tok, prompts, 3, seed=9, max_new_tokens=6)
+    b = sample_responses(model, tok, prompts, 3, seed=9, max_new_tokens=6)
+    assert a == b
+    for draws in a:
+        for s in draws:
+            assert s.startswith(" ") and s.split() and "<" not in s and len(s.split()) <= 6
+
+
+# ---------------------------------------------------------------- pairs and make_lab
+
+
+def test_type_counts_exact_by_hand():
+    props = LabConfig().proportions()
+    assert type_counts(120, props) == {"clean": 72, "flipped": 12, "near_tie": 12, "near_duplicate": 12, "easy": 12}
+    # 7 pairs: exact shares 4.2, 0.7 x 4 -> floors 4, 0, 0, 0, 0; three largest remainders get +1
+    assert type_counts(7, props) == {"clean": 4, "flipped": 1, "near_tie": 1, "near_duplicate": 1, "easy": 0}
+
+
+def test_small_lab_files_and_proportions(small_lab):
+    summary, out = small_lab
+    train = _read_jsonl(out / "train.jsonl")
+    val = _read_jsonl(out / "validation.jsonl")
+    test = _read_jsonl(out / "test_prompts.jsonl")
+    assert (len(train), len(val), len(test)) == (120, 40, 30)
+    counts = {t: sum(r["pair_type"] == t for r in train) for t in PAIR_TYPES}
+    assert counts == {"clean": 72, "flipped": 12, "near_tie": 12, "near_duplicate": 12, "easy": 12}
+    assert summary["splits"]["train"]["by_type"] == counts
+    # Default validation: clean pairs with oracle labels.
+    assert all(r["pair_type"] == "clean" and r["label_correct"] for r in val)
+    assert len({r["id"] for r in train + val}) == 160
+    assert train[5]["id"] == "lab-train-000005" and test[0]["id"] == "lab-test-000000"
+    text = format_summary(summary)
+    assert "near_duplicate" in text and "random tokens" in text
+
+
+def test_small_lab_pair_invariants(small_lab):
+    _, out = small_lab
+    cfg = LabConfig(**SMALL)
+    rows = _read_jsonl(out / "train.jsonl") + _read_jsonl(out / "validation.jsonl")
+    for r in rows:
+        for side in ("chosen", "rejected"):
+            s = r[side]
+            assert s.strip() and s.startswith(" ") and "<eos>" not in s
+            assert r[f"oracle_{side}"] == pytest.approx(oracle_reward(r["prompt"], s), abs=1e-6)
+        assert r["chosen"] != r["rejected"]
+        assert r["task"] == r["prompt"].split()[0]
+        gap = r["oracle_chosen"] - r["oracle_rejected"]
+        assert r["label_correct"] == (gap >= 0)
+        c, j = r["chosen"].split(), r["rejected"].split()
+        if r["pair_type"] in ("clean", "flipped"):
+            assert abs(gap) >= cfg.clean_min_gap - 1e-9
+        if r["pair_type"] == "flipped":
+            assert not r["label_correct"]
+        if r["pair_type"] == "near_tie":
+            assert abs(gap) <= cfg.tie_max_gap + 1e-9
+        if r["pair_type"] == "near_duplicate":
+            assert len(c) == len(j) and sum(a != b for a, b in zip(c, j)) == 1 and gap != 0
+        if r["pair_type"] == "easy":
+            good, bad = (c, j) if r["label_correct"] else (j, c)
+            assert not any(w in DIGITS for w in bad)
+            assert max(r["oracle_chosen"], r["oracle_rejected"]) >= cfg.easy_min_reward
+        assert isinstance(r["score_chosen"], float) and isinstance(r["score_rejected"], float)
+
+
+def test_test_prompts_held_out(small_lab):
+    _, out = small_lab
+    train = {r["prompt"] for r in _read_jsonl(out / "train.jsonl")}
+    val = {r["prompt"] for r in _read_jsonl(out / "validation.jsonl")}
+    test = _read_jsonl(out / "test_prompts.jsonl")
+    prompts = {r["prompt"] for r in test}
+    assert len(prompts) == len(test)
+    assert not prompts & (train | val) and not train & val
+    for r in test:
+        assert oracle_reward(r["prompt"], r["reference"]) == 1.0 and r["task"] == r["prompt"].split()[0]
+
+
+def test_sft_model_loads_with_auto_classes(small_lab):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _, out = small_lab
+    model = AutoModelForCausalLM.from_pretrained(out / "sft_model")
+    tok = AutoTokenizer.from_pretrained(out / "sft_model")
+    assert model.config.vocab_size == len(tok) and model.dtype == torch.float32
+    assert (out / "sft_model" / "model.safetensors").exists()
+
+
+def test_make_lab_is_deterministic_and_resumes(small_lab, tmp_path):
+    _, first = small_lab
+    summary = make_lab(LabConfig(**SMALL), tmp_path)
+    names = ["train.jsonl", "validation.jsonl", "test_prompts.jsonl", "sft_model/model.safetensors"]
+    for name in names:
+        assert (tmp_path / name).read_bytes() == (first / name).read_bytes(), name
+    assert not summary["sft"]["resumed"]
+    again = make_lab(LabConfig(**SMALL), tmp_path)
+    assert again["sft"]["resumed"]
+    for name in names:
+        assert (tmp_path / name).read_bytes() == (first / name).read_bytes(), name
+    other = make_lab(LabConfig(**{**SMALL, "seed": 4}), tmp_path)
+    assert not other["sft"]["resumed"]
+    assert (tmp_path / "train.jsonl").read_bytes() != (first / "train.jsonl").read_bytes()
+
+
+@pytest.mark.slow
+def test_default_sft_is_partial():
+    """The real default SFT (lab-a, default steps, lr, batch): temperature-1 samples are far better
+    than random tokens and far from perfect. One thread, so that a busy machine cannot stall it."""
+    cfg = LabConfig()
+    tok = build_lab_tokenizer()
+    model, log = train_sft(tok, cfg.sft_config(), threads=1, progress=False)
+    prompts = [p.text for p in PromptGenerator(99).draw(200)]
+    with torch.no_grad():
+        draws = sample_responses(model, tok, prompts, 2, seed=0)
+    sft = sum(oracle_reward(p, s) for p, ds in zip(prompts, draws) for s in ds) / (2 * len(prompts))
+    rng = random.Random(0)
+    rand = sum(oracle_reward(p, random_response(rng)) for p in prompts) / len(prompts)
+    print(f"default SFT: mean reward {sft:.3f}, random tokens {rand:.3f}, final loss {log['final_loss']:.3f}")
+    assert rand < 0.08
+    assert sft > rand + 0.25, (sft, rand)
+    assert 0.3 < sft < 0.8, sft
