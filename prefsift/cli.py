@@ -14,8 +14,9 @@ prefsift tells you which of your preference pairs (prompt, chosen, rejected) are
 *your* model on, selects them, and proves the choice by training and judging. It implements the
 truncated influence function (TIF), LossDiff, IRM and LossDiff-IRM (arXiv 2510.13212).
 
-Available now: the data layer (`data check`, `data subset`), model loading (`model`), and the
-embedded lab (`lab make`, `demo`). Scoring, selection and training come next."""
+Available now: the data layer (`data check`, `data subset`), model loading (`model`), the
+embedded lab (`lab make`), scoring (`score`), selection (`select`) and `demo`, which runs them
+end to end on the lab. Training the selections and judging them come next."""
 
 
 def _add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
@@ -23,9 +24,12 @@ def _add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, .
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "")
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+            parser.add_argument(flag, dest=f.name, required=True, help=f"{help_text} (required)")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         if isinstance(default, bool):
             parser.add_argument(flag, dest=f.name, default=default, action=argparse.BooleanOptionalAction,
                                 help=f"{help_text} (default: {default})")
@@ -136,24 +140,62 @@ def cmd_lab_make(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    from .data import check_lengths, load_pairs
-    from .lab import LabConfig, format_summary, make_lab
-    from .models import load_tokenizer
+def cmd_score(args) -> int:
+    from .data import ColumnMap
+    from .scores import ScoreConfig, compute_scores
 
-    t0 = time.time()
+    cfg = _dataclass_from_args(ScoreConfig, args)
+    cols = ColumnMap(prompt=None if args.implicit_prompt else args.prompt_key, chosen=args.chosen_key,
+                     rejected=args.rejected_key, id=args.id_key)
+    compute_scores(cfg, columns=cols, progress=not args.quiet)
+    print(f"\nscores table: {Path(cfg.out) / 'scores.parquet'}")
+    return 0
+
+
+def cmd_select(args) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from .select import apply_rule, overlap_coefficient, window
+
+    table = pd.read_parquet(args.scores)
+    n_scored = int(table["valid"].sum())
+    if args.window:
+        name, lo, hi = args.window.split(":")
+        if name not in table:
+            raise SystemExit(f"error: no score {name!r} in {args.scores}; it has {list(table.columns)}")
+        mask = window(table[name].to_numpy(dtype=float), float(lo), float(hi))
+        label = f"window {name} ({lo}, {hi})"
+    else:
+        mask = apply_rule(table, args.rule, args.keep, seed=args.seed)
+        label = f"{args.rule} at keep {args.keep}"
+    print(f"{label}: kept {int(mask.sum())} of {n_scored} scored pairs ({mask.sum() / max(n_scored, 1):.1%}); "
+          f"{len(table)} pairs in the table")
+    for other in args.overlap or []:
+        omask = apply_rule(table, other, args.keep, seed=args.seed)
+        print(f"  overlap coefficient with {other}: {overlap_coefficient(mask, omask):.3f}")
+    sel = table[["id", "valid", "reason"]].copy()
+    sel["selected"] = mask
+    sel["rule"] = label
     out = Path(args.out)
-    print(f"prefsift demo: building the lab in {out} (synthetic task, tiny model, preference pairs)\n", flush=True)
-    summary = make_lab(LabConfig(), out / "lab")
-    print(format_summary(summary))
-    tok = load_tokenizer(out / "lab" / "sft_model")
-    print("\nChecking the written files as any user file would be checked:")
-    for split in ("train", "validation"):
-        pairs = check_lengths(load_pairs(out / "lab" / f"{split}.jsonl"), tok)
-        print(pairs.summary())
-    print(f"\nDone in {time.time() - t0:.0f} s. Data and SFT model: {out / 'lab'}")
-    print("Next (not built yet): scoring every pair (IRM, LossDiff, IF/TIF), selection, DPO training "
-          "through TRL and judging.")
+    out.mkdir(parents=True, exist_ok=True)
+    sel.to_parquet(out / "selection.parquet", index=False)
+    (out / "selected_ids.txt").write_text("\n".join(table.loc[mask, "id"].astype(str)) + "\n")
+    print(f"selection table: {out / 'selection.parquet'}")
+    if args.train:
+        from .data import write_pairs
+
+        pairs = _load_from_args(argparse.Namespace(**{**vars(args), "file": args.train}))
+        suffix = "" if pairs.raw.file_format == "hf" else Path(args.train).suffix
+        n = write_pairs(pairs, out / f"selected{suffix}", ids=table.loc[mask, "id"].astype(str).tolist())
+        print(f"selected pairs in the input's format: {out / f'selected{suffix}'} ({n} rows)")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, keep=args.keep, progress=not args.quiet)
     return 0
 
 
@@ -221,9 +263,42 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataclass_args(make, LabConfig)
     make.set_defaults(func=cmd_lab_make)
 
+    score = sub.add_parser(
+        "score", help="score every pair: IRM, LossDiff, IF (per layer group), TIF, baselines",
+        description="Write RUN/scores.parquet: one row per input pair with every score as a column (NaN and a "
+                    "reason for rows that could not be scored). Stages are cached in the run directory, so a "
+                    "killed run started again continues where it stopped, with identical results.")
+    from .scores import ScoreConfig
+
+    _add_dataclass_args(score, ScoreConfig, skip=("strict",))
+    _add_column_args(score)
+    score.add_argument("--quiet", action="store_true", help="no progress bars")
+    score.set_defaults(func=cmd_score)
+
+    select = sub.add_parser(
+        "select", help="select pairs from a scores table by a rule or a percentile window",
+        description="Rules: lossdiff_irm (both scores in middle windows, width solved for --keep), tif, lossdiff, "
+                    "irm (middle windows), top_if, abs_irm_small, score_gap (orderings), random. Or --window "
+                    "SCORE:LOW:HIGH with percentiles in [0, 100].")
+    select.add_argument("--scores", required=True, help="scores.parquet from `prefsift score`")
+    select.add_argument("--rule", default="lossdiff_irm", help="selection rule (default: lossdiff_irm)")
+    select.add_argument("--keep", type=float, default=0.64, help="kept fraction of the scored pairs (default: 0.64)")
+    select.add_argument("--window", help="SCORE:LOW:HIGH percentile window instead of a rule, e.g. if:20:80")
+    select.add_argument("--overlap", nargs="*", help="rules to report the overlap coefficient with, e.g. tif")
+    select.add_argument("--seed", type=int, default=0, help="seed of the random rule (default: 0)")
+    select.add_argument("--out", required=True, help="folder for selection.parquet, selected_ids.txt and the subset")
+    select.add_argument("--train", dest="train", help="the scored file: also write the selected pairs in its format")
+    _add_column_args(select)
+    select.set_defaults(func=cmd_select)
+
     demo = sub.add_parser("demo", help="the main job on the embedded lab, end to end (what exists so far)",
-                          description="Run what exists of the pipeline on the lab with default settings.")
+                          description="On the embedded lab: build the task, SFT model and pairs; DPO warm-up "
+                                      "through TRL; score every pair (IRM, LossDiff, IF, TIF); select with every "
+                                      "rule at one kept fraction and show what each kept by true pair type. "
+                                      "Resumable: a rerun reuses every finished stage.")
     demo.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
+    demo.add_argument("--keep", type=float, default=0.64, help="kept fraction of every selection (default: 0.64)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=cmd_demo)
     return parser
 

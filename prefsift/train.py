@@ -42,7 +42,7 @@ def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path):
         output_dir=str(out_dir / "trainer"), loss_type=[TRL_LOSS[objective.name]], beta=objective.beta,
         learning_rate=s.learning_rate, num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
         gradient_accumulation_steps=s.gradient_accumulation, max_length=s.max_length, seed=s.seed,
-        data_seed=s.seed, warmup_ratio=s.warmup_ratio, weight_decay=s.weight_decay, optim=s.optimizer,
+        data_seed=s.seed, warmup_steps=s.warmup_ratio, weight_decay=s.weight_decay, optim=s.optimizer,
         lr_scheduler_type="constant" if s.warmup_ratio == 0 else "linear",
         # CPU-safe: TRL defaults to bf16, which breaks (or drifts) on CPU.
         bf16=False, fp16=False, use_cpu=not torch.cuda.is_available(),
