@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from pathlib import Path
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -161,7 +162,10 @@ def _per_pair_grads(model, params, seqs_batch, ref_c, ref_r, objective, pad_id, 
         return objective.loss(m)[0]
 
     detached = {n: p.detach() for n, p in params.items()}
-    g = vmap(grad(loss_of), in_dims=(None, 0, 0, 0))(detached, ids, mask, refs)
+    with warnings.catch_warnings():
+        # sdpa's CPU backward has no batching rule yet; torch falls back to a loop and says so.
+        warnings.filterwarnings("ignore", message=".*batching rule.*")
+        g = vmap(grad(loss_of), in_dims=(None, 0, 0, 0))(detached, ids, mask, refs)
     return [g[n] for n in names]
 
 
@@ -183,7 +187,7 @@ class InfluenceResult:
 
 def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objective: PairwiseObjective, pad_id: int,
                       settings: InfluenceSettings = InfluenceSettings(), progress: bool = True,
-                      checkpoint_dir=None, checkpoint_every: int = 256) -> InfluenceResult:
+                      checkpoint_dir=None, checkpoint_every: int = 64) -> InfluenceResult:
     """IF of every training pair. `ref_train`/`ref_val` are (chosen, rejected) reference log-prob arrays.
 
     With `checkpoint_dir`, results are saved every `checkpoint_every` pairs and a rerun skips the
@@ -196,8 +200,9 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
     groups = [layer_group(n) for n in names]
     group_names = list(OrderedDict.fromkeys(groups))
     n_params = sum(p.numel() for p in params.values())
-    use_vmap = settings.method == "vmap" or (settings.method == "auto" and n_params <= 5_000_000
-                                             and getattr(model.config, "_attn_implementation", "eager") == "eager")
+    # vmap keeps every per-pair gradient of a batch in memory: worth it for small parameter sets.
+    # It runs without an attention mask (right padding), which works with eager and sdpa attention.
+    use_vmap = settings.method == "vmap" or (settings.method == "auto" and n_params <= 5_000_000)
     was_training = model.training
     model.eval()  # no dropout: IF is a property of θ, not of a random mask
 

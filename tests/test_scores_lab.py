@@ -1,0 +1,88 @@
+"""The scores table on lab data: LossDiff tracks IF, every input row is present, and a killed run
+resumes to the same numbers."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import pearsonr
+
+from prefsift import influence
+from prefsift.data import load_pairs
+from prefsift.lab import LabConfig, make_lab
+from prefsift.logprobs import model_fingerprint
+from prefsift.models import load_model, load_tokenizer
+from prefsift.objectives import PairwiseObjective
+from prefsift.scores import ScoreConfig, compute_scores
+from prefsift.train import StageSettings, train_stage
+
+LAB = dict(seed=5, preset="tiny", n_train=160, n_validation=40, n_test_prompts=10, sft_steps=40,
+           sft_warmup_steps=5, threads=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def lab_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scores")
+    make_lab(LabConfig(**LAB), root / "lab")
+    tok, ref = load_tokenizer(root / "lab" / "sft_model"), load_model(root / "lab" / "sft_model")
+    pairs = load_pairs(root / "lab" / "train.jsonl")
+    recs = [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in pairs.valid_rows]
+    train_stage(ref, ref, tok, recs, PairwiseObjective("dpo", 0.1),
+                StageSettings(epochs=1, learning_rate=1e-3, batch_size=16), root / "theta",
+                start_key=model_fingerprint(ref), data_key="lab", name="warmup")
+    # The training file gets three bad rows: they must stay in every table, with their reason.
+    lines = (root / "lab" / "train.jsonl").read_text().splitlines()
+    lines.insert(5, '{"prompt": "sort : 1 2 =", "chosen": " 1 2"}')
+    lines.insert(50, '{"prompt": "sort : 1 2 =", "chosen": " 1 2", "rejected": " 1 2"}')
+    lines.append("not json")
+    (root / "train_dirty.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _cfg(root, out, **kw):
+    return ScoreConfig(policy=str(root / "theta" / "model"), reference=str(root / "lab" / "sft_model"),
+                       train=str(root / "train_dirty.jsonl"), validation=str(root / "lab" / "validation.jsonl"),
+                       out=str(root / out), **kw)
+
+
+def test_lossdiff_tracks_if_and_every_row_is_present(lab_run):
+    table = compute_scores(_cfg(lab_run, "run_a"), progress=False, log=lambda *_: None)
+    assert len(table) == 163 and table["valid"].sum() == 160
+    bad = table.loc[~table["valid"]]
+    assert sorted(bad["reason_code"]) == ["identical", "malformed", "missing_field"]
+    assert bad[["irm", "lossdiff", "if"]].isna().all().all()
+    ok = table.loc[table["valid"]]
+    r = pearsonr(ok["lossdiff"], ok["if"])[0]
+    print(f"Pearson(LossDiff, IF) on lab data = {r:.5f}")
+    assert r > 0.5
+    groups = [c for c in table if c.startswith("if_")]
+    np.testing.assert_allclose(ok[groups].sum(axis=1), ok["if"], rtol=1e-9, atol=1e-12)
+    assert abs(ok["tif"].mean() - 0.64) <= 0.01
+    stored = pd.read_parquet(lab_run / "run_a" / "scores.parquet")
+    assert list(stored["id"]) == list(table["id"])
+
+
+def test_killed_run_resumes_to_identical_results(lab_run, monkeypatch):
+    full = compute_scores(_cfg(lab_run, "run_full"), progress=False, log=lambda *_: None)
+    real = influence._per_pair_grads
+    calls = {"n": 0}
+
+    def dies_midway(*a, **k):
+        calls["n"] += 1
+        if calls["n"] > 6:  # IF stage, after the first chunk of pairs was saved
+            raise KeyboardInterrupt("killed")
+        return real(*a, **k)
+
+    monkeypatch.setattr(influence, "_per_pair_grads", dies_midway)
+    cfg = _cfg(lab_run, "run_killed")
+    with pytest.raises(KeyboardInterrupt):
+        compute_scores(cfg, progress=False, log=lambda *_: None)
+    assert not (lab_run / "run_killed" / "scores.parquet").exists()
+    chunks = list((lab_run / "run_killed" / "cache").glob("if-*/chunk-*.npz"))
+    assert chunks  # some IF work was kept
+    monkeypatch.setattr(influence, "_per_pair_grads", real)
+    calls["n"] = 0
+    resumed = compute_scores(cfg, progress=False, log=lambda *_: None)
+    cols = ["irm", "lossdiff", "if", "loss_theta", "loss_theta_val"]
+    pd.testing.assert_frame_equal(resumed[cols], full[cols], check_exact=True)
