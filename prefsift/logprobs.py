@@ -34,6 +34,7 @@ class LogprobSettings:
     token_budget: int = 8192  # padded tokens per forward batch
     max_batch: int = 64  # sequences per forward batch
     head_chunk: int = 2048  # completion positions per output-head matmul (bounds memory: rows x vocab)
+    share_prompt: bool = True  # run each prompt once and continue chosen and rejected from its KV cache
 
 
 @dataclass
@@ -144,6 +145,66 @@ def batch_logps(model, seqs: Sequence[tuple[list[int], int]], pad_id: int, head_
     return sums.index_add(0, rows_t, token_logps)
 
 
+def _shared_prompt_batch(model, pairs: Sequence[TokenizedPair], max_length: int | None, pad_id: int,
+                         head_chunk: int) -> tuple[torch.Tensor, int, int]:
+    """Chosen/rejected sums for a batch of pairs, each prompt run once.
+
+    Prompts are right-padded and run without a mask; chosen and rejected then continue from the
+    prompt's KV cache (repeated twice), with a mask that hides the prompt padding and position ids
+    that continue each prompt. The first response token is predicted by the prompt's last hidden
+    state. Returns (sums of shape (2B,) in chosen/rejected order, real tokens, processed tokens)."""
+    backbone, head = _backbone_and_head(model)
+    device = next(model.parameters()).device
+    B = len(pairs)
+    conts, plens = [], []
+    for tp in pairs:
+        p = len(tp.prompt_ids)
+        room = None if max_length is None else max_length - p
+        plens.append(p)
+        for resp in (tp.chosen_ids, tp.rejected_ids):
+            conts.append(list(resp) if room is None else list(resp)[:room])
+    lp, lc = max(plens), max(len(c) for c in conts)
+    prompt_ids = torch.full((B, lp), pad_id, dtype=torch.long)
+    for b, tp in enumerate(pairs):
+        prompt_ids[b, : plens[b]] = torch.tensor(tp.prompt_ids, dtype=torch.long)
+    cont_ids = torch.full((2 * B, max(lc, 1)), pad_id, dtype=torch.long)
+    mask = torch.zeros((2 * B, lp + max(lc, 1)), dtype=torch.long)
+    pos = torch.zeros((2 * B, max(lc, 1)), dtype=torch.long)
+    rows_h, rows, cols = [], [], []  # first token: from the prompt pass; the rest: the continuation
+    for s, c in enumerate(conts):
+        b = s // 2
+        cont_ids[s, : len(c)] = torch.tensor(c, dtype=torch.long)
+        mask[s, : plens[b]] = 1
+        mask[s, lp: lp + len(c)] = 1
+        pos[s] = plens[b] + torch.arange(max(lc, 1))
+        if c:
+            rows_h.append(s)
+        for j in range(1, len(c)):
+            rows.append(s)
+            cols.append(j)
+    out = backbone(input_ids=prompt_ids.to(device), use_cache=True)
+    cache = out.past_key_values
+    last = out.last_hidden_state[torch.arange(B, device=device), torch.tensor(plens, device=device) - 1]
+    cache.batch_repeat_interleave(2)
+    hidden = backbone(input_ids=cont_ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
+                      past_key_values=cache, use_cache=True).last_hidden_state
+    rows_h_t = torch.tensor(rows_h, dtype=torch.long, device=device)
+    rows_t = torch.tensor(rows, dtype=torch.long, device=device)
+    cols_t = torch.tensor(cols, dtype=torch.long, device=device)
+    cont_ids = cont_ids.to(device)
+    picked = torch.cat([last.repeat_interleave(2, dim=0)[rows_h_t], hidden[rows_t, cols_t - 1]])
+    targets = torch.cat([cont_ids[rows_h_t, 0], cont_ids[rows_t, cols_t]])
+    owners = torch.cat([rows_h_t, rows_t])
+    token_logps = []
+    for s0 in range(0, len(owners), head_chunk):
+        logits = _at_least_fp32(head(picked[s0:s0 + head_chunk]))
+        token_logps.append(torch.log_softmax(logits, dim=-1).gather(1, targets[s0:s0 + head_chunk, None])[:, 0])
+    token_logps = torch.cat(token_logps) if token_logps else hidden.new_zeros(0)
+    sums = torch.zeros(2 * B, dtype=token_logps.dtype, device=device).index_add(0, owners, token_logps)
+    real = sum(plens) + sum(len(c) for c in conts)
+    return sums, real, B * lp + 2 * B * max(lc, 1)
+
+
 def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, settings: LogprobSettings = LogprobSettings(),
                        progress: bool = True, desc: str = "log-probs", stats: EngineStats | None = None) -> PairLogps:
     """Chosen and rejected summed log-probs for every pair, in input order, without gradients."""
@@ -151,15 +212,38 @@ def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, setti
 
     seqs = pair_sequences(pairs, settings.max_length)
     lengths = [len(ids) for ids, _ in seqs]
-    batches = plan_batches(lengths, settings.token_budget, settings.max_batch)
     out = np.zeros(len(seqs), dtype=np.float64)
     stats = stats if stats is not None else EngineStats()
     t0 = time.perf_counter()
     was_training = model.training
     model.eval()
     bar = tqdm(total=len(pairs), desc=desc, unit="pair", disable=not progress, smoothing=0.1)
+    # Pairs whose prompt can be run once: a non-empty prompt (token 0 is never scored) that leaves
+    # room for the response under max_length. The others take the plain route.
+    shared = []
+    if settings.share_prompt and _backbone_and_head(model) is not None:
+        shared = [i for i, tp in enumerate(pairs) if tp.prompt_ids
+                  and (settings.max_length is None or len(tp.prompt_ids) < settings.max_length)]
+    plain = sorted(set(range(len(pairs))) - set(shared))
+    plain_seqs = [k for i in plain for k in (2 * i, 2 * i + 1)]
+    batches = [[plain_seqs[j] for j in b] for b in
+               plan_batches([lengths[k] for k in plain_seqs], settings.token_budget, settings.max_batch)]
+    # Shared-prompt batches: cost of a batch ≈ B·(longest prompt + 2·longest response).
+    cost = [len(pairs[i].prompt_ids) + 2 * max(lengths[2 * i], lengths[2 * i + 1]) - 2 * len(pairs[i].prompt_ids)
+            for i in shared]
+    shared_batches = [[shared[j] for j in b] for b in plan_batches(cost, settings.token_budget, settings.max_batch)]
     try:
         with torch.no_grad():
+            for batch in shared_batches:
+                sums, real, processed = _shared_prompt_batch(model, [pairs[i] for i in batch], settings.max_length,
+                                                             pad_id, settings.head_chunk)
+                idx = [k for i in batch for k in (2 * i, 2 * i + 1)]
+                out[idx] = sums.double().cpu().numpy()
+                stats.sequences += len(idx)
+                stats.real_tokens += real
+                stats.processed_tokens += processed
+                bar.update(len(batch))
+                bar.set_postfix(pad_eff=f"{stats.real_tokens / max(stats.processed_tokens, 1):.0%}")
             for batch in batches:
                 vals = batch_logps(model, [seqs[i] for i in batch], pad_id, settings.head_chunk)
                 out[batch] = vals.double().cpu().numpy()
