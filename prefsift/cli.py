@@ -192,6 +192,16 @@ def cmd_select(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from .pipeline import RunConfig, run_pipeline
+
+    cfg = RunConfig.from_yaml(args.config)
+    if args.out:
+        cfg.out = args.out
+    run_pipeline(cfg, progress=not args.quiet)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -290,6 +300,17 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--train", dest="train", help="the scored file: also write the selected pairs in its format")
     _add_column_args(select)
     select.set_defaults(func=cmd_select)
+
+    run = sub.add_parser(
+        "run", help="the whole protocol from a YAML config: warm-up, scores, selections, arms, judging, report",
+        description="Run the stages (data → warm-up → scores → selections → train each arm for each seed → judge "
+                    "against the reference → report) over a run directory. A finished stage is not redone; a "
+                    "changed setting redoes the stages it affects; a killed run started again continues. See "
+                    "configs/ for examples and prefsift/pipeline.py:RunConfig for every setting.")
+    run.add_argument("config", help="YAML file of RunConfig settings")
+    run.add_argument("--out", help="run directory (overrides the config's out)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="the main job on the embedded lab, end to end (what exists so far)",
                           description="On the embedded lab: build the task, SFT model and pairs; DPO warm-up "

@@ -91,6 +91,30 @@ def plan_batches(lengths: Sequence[int], token_budget: int, max_batch: int) -> l
     return batches
 
 
+def plan_shared_batches(items: Sequence[int], prompt_lens: Sequence[int], cont_lens: Sequence[int],
+                        token_budget: int, max_batch: int) -> list[list[int]]:
+    """Batches for the shared-prompt route, whose padded cost is B·(longest prompt + 2·longest
+    response): pairs are ordered by prompt length in bins of about 12 %, then by response length,
+    so both paddings stay small; a batch closes at the token budget."""
+    import math
+
+    def key(j):
+        return (-int(math.log(max(prompt_lens[j], 1)) / math.log(1.12)), -cont_lens[j], -prompt_lens[j])
+
+    order = sorted(range(len(items)), key=key)
+    batches, cur, mp, mc = [], [], 0, 0
+    for j in order:
+        np_, nc = max(mp, prompt_lens[j]), max(mc, cont_lens[j])
+        if cur and ((np_ + 2 * nc) * (len(cur) + 1) > token_budget or len(cur) >= max_batch):
+            batches.append(cur)
+            cur, np_, nc = [], prompt_lens[j], cont_lens[j]
+        cur.append(items[j])
+        mp, mc = np_, nc
+    if cur:
+        batches.append(cur)
+    return batches
+
+
 def _backbone_and_head(model):
     """(backbone, head) when the logits are a plain linear head over the backbone's last hidden
     state, else None (then the model's own forward is used)."""
@@ -145,6 +169,14 @@ def batch_logps(model, seqs: Sequence[tuple[list[int], int]], pad_id: int, head_
     return sums.index_add(0, rows_t, token_logps)
 
 
+def _cache_kwarg(backbone) -> str:
+    """transformers 5.x names the KV-cache argument `cache`; earlier versions `past_key_values`."""
+    import inspect
+
+    params = inspect.signature(backbone.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 def _shared_prompt_batch(model, pairs: Sequence[TokenizedPair], max_length: int | None, pad_id: int,
                          head_chunk: int) -> tuple[torch.Tensor, int, int]:
     """Chosen/rejected sums for a batch of pairs, each prompt run once.
@@ -182,12 +214,13 @@ def _shared_prompt_batch(model, pairs: Sequence[TokenizedPair], max_length: int 
         for j in range(1, len(c)):
             rows.append(s)
             cols.append(j)
+    cache_kw = _cache_kwarg(backbone)
     out = backbone(input_ids=prompt_ids.to(device), use_cache=True)
-    cache = out.past_key_values
+    cache = getattr(out, "cache", None) or out.past_key_values
     last = out.last_hidden_state[torch.arange(B, device=device), torch.tensor(plens, device=device) - 1]
     cache.batch_repeat_interleave(2)
     hidden = backbone(input_ids=cont_ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
-                      past_key_values=cache, use_cache=True).last_hidden_state
+                      use_cache=True, **{cache_kw: cache}).last_hidden_state
     rows_h_t = torch.tensor(rows_h, dtype=torch.long, device=device)
     rows_t = torch.tensor(rows, dtype=torch.long, device=device)
     cols_t = torch.tensor(cols, dtype=torch.long, device=device)
@@ -228,10 +261,10 @@ def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, setti
     plain_seqs = [k for i in plain for k in (2 * i, 2 * i + 1)]
     batches = [[plain_seqs[j] for j in b] for b in
                plan_batches([lengths[k] for k in plain_seqs], settings.token_budget, settings.max_batch)]
-    # Shared-prompt batches: cost of a batch ≈ B·(longest prompt + 2·longest response).
-    cost = [len(pairs[i].prompt_ids) + 2 * max(lengths[2 * i], lengths[2 * i + 1]) - 2 * len(pairs[i].prompt_ids)
-            for i in shared]
-    shared_batches = [[shared[j] for j in b] for b in plan_batches(cost, settings.token_budget, settings.max_batch)]
+    shared_batches = plan_shared_batches(
+        shared, [len(pairs[i].prompt_ids) for i in shared],
+        [max(lengths[2 * i], lengths[2 * i + 1]) - len(pairs[i].prompt_ids) for i in shared],
+        settings.token_budget, settings.max_batch)
     try:
         with torch.no_grad():
             for batch in shared_batches:

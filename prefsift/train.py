@@ -33,7 +33,7 @@ class StageSettings:
     optimizer: str = "adamw_torch"  # any transformers optim name; "sgd" gives LossDiff ∝ IF exactly to first order
 
 
-def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path):
+def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, eval_steps: int | None = None):
     from trl import DPOConfig
 
     if objective.name not in TRL_LOSS:
@@ -48,6 +48,7 @@ def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path):
         bf16=False, fp16=False, use_cpu=not torch.cuda.is_available(),
         save_strategy="no", report_to=[], logging_steps=10, disable_tqdm=False, dataset_num_proc=None,
         remove_unused_columns=True,
+        eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps, per_device_eval_batch_size=32,
     )
 
 
@@ -56,7 +57,8 @@ def _fingerprint(parts: dict) -> str:
 
 
 def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: PairwiseObjective,
-                settings: StageSettings, out_dir: str | Path, start_key: str, data_key: str, name: str = "stage"):
+                settings: StageSettings, out_dir: str | Path, start_key: str, data_key: str, name: str = "stage",
+                eval_records: list[dict] | None = None, eval_steps: int | None = None):
     """Train a copy of `policy` on `records` (dicts with prompt/chosen/rejected) and save it.
 
     `start_key` and `data_key` fingerprint the starting weights and the data; with the settings and
@@ -67,7 +69,8 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
 
     out_dir = Path(out_dir)
     key = _fingerprint({"start": start_key, "data": data_key, "settings": asdict(settings),
-                        "objective": asdict(objective), "name": name})
+                        "objective": asdict(objective), "name": name, "eval_steps": eval_steps,
+                        "n_eval": len(eval_records or [])})
     info_path = out_dir / "stage.json"
     if info_path.exists():
         info = json.loads(info_path.read_text())
@@ -77,14 +80,19 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     t0 = time.time()
     model = copy.deepcopy(policy)
     model.train()
-    args = _trl_config(objective, settings, out_dir)
+    args = _trl_config(objective, settings, out_dir, eval_steps if eval_records else None)
     trainer = DPOTrainer(model=model, ref_model=copy.deepcopy(ref_model).eval(), args=args,
-                         train_dataset=Dataset.from_list(records), processing_class=tokenizer)
+                         train_dataset=Dataset.from_list(records), processing_class=tokenizer,
+                         eval_dataset=Dataset.from_list(eval_records) if eval_records else None)
+    if eval_records:  # the validation curve starts at the starting point, step 0
+        trainer.evaluate()
     result = trainer.train()
     model = trainer.model
     model.eval()
     tmp = out_dir / "model.tmp"
-    model.save_pretrained(tmp, safe_serialization=True)
+    # LoRA stages are saved merged, so every stage folder is a plain model any tool can load.
+    to_save = copy.deepcopy(model).merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    to_save.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     final = out_dir / "model"
     if final.exists():

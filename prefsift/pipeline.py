@@ -1,0 +1,280 @@
+"""`prefsift run CONFIG.yaml`: the whole protocol as resumable stages over a run directory.
+
+    lab (or your files) → warm-up (θ = π_ref + 1 epoch DPO on all pairs) → scores (θ_val, IRM,
+    LossDiff, IF, TIF) → selections → arms (continue from θ for `final.epochs` on each selection,
+    per seed) → evaluation (answers on held-out prompts, judged against π_ref) → report
+
+Every stage has a key: a hash of its own settings and of the keys of the stages it reads. The
+manifest records each finished stage's key and time; a rerun skips a stage whose key is unchanged,
+so changing a setting redoes exactly the stages it affects, and a killed run continues."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ARMS = ("full", "random", "score_gap", "irm", "lossdiff", "lossdiff_irm", "tif", "top_if")
+
+
+@dataclass
+class RunConfig:
+    out: str = field(default="runs/demo", metadata={"help": "run directory"})
+    lab: dict | None = field(default_factory=dict, metadata={"help": "LabConfig overrides; null to use your files"})
+    train: str | None = field(default=None, metadata={"help": "training pairs (default: the lab's)"})
+    validation: str | None = field(default=None, metadata={"help": "validation pairs (default: the lab's)"})
+    test_prompts: str | None = field(default=None, metadata={"help": "held-out prompts, JSONL with `prompt` (default: the lab's)"})
+    reference: str | None = field(default=None, metadata={"help": "π_ref, the SFT model (default: the lab's)"})
+    objective: str = field(default="dpo", metadata={"help": "dpo, ipo or hinge"})
+    beta: float = field(default=0.1, metadata={"help": "β of the objective"})
+    warmup: dict = field(default_factory=lambda: {"epochs": 1, "learning_rate": 5e-4, "batch_size": 16},
+                         metadata={"help": "StageSettings of the warm-up"})
+    final: dict = field(default_factory=lambda: {"epochs": 2, "learning_rate": 5e-4, "batch_size": 16},
+                        metadata={"help": "StageSettings of each arm (continues from θ)"})
+    scores: dict = field(default_factory=dict, metadata={"help": "ScoreConfig overrides (val_lr, projection_dim, ...)"})
+    keep: float = field(default=0.64, metadata={"help": "kept fraction of every selection arm"})
+    arms: list = field(default_factory=lambda: list(ARMS), metadata={"help": f"arms to train, among {ARMS}"})
+    seeds: list = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds of every arm"})
+    judge: str = field(default="oracle", metadata={"help": "oracle, lexicon, reward:FOLDER, llm:MODEL"})
+    eval_prompts: int = field(default=200, metadata={"help": "held-out prompts judged per arm"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the answers"})
+    max_new_tokens: int = field(default=12, metadata={"help": "answer length limit"})
+    eval_steps: int = field(default=20, metadata={"help": "validation loss/margin every N training steps"})
+
+    @classmethod
+    def from_yaml(cls, path) -> "RunConfig":
+        import yaml
+
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        names = {f.name for f in fields(cls)}
+        unknown = set(raw) - names
+        if unknown:
+            raise ValueError(f"{path}: unknown setting(s) {sorted(unknown)}; known: {sorted(names)}")
+        bad = set(raw.get("arms", [])) - set(ARMS)
+        if bad:
+            raise ValueError(f"{path}: unknown arm(s) {sorted(bad)}; choose among {ARMS}")
+        return cls(**raw)
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Manifest:
+    """manifest.json: versions, config, and each finished stage's key, seconds and outputs."""
+
+    def __init__(self, out: Path, cfg: RunConfig):
+        self.path = out / "manifest.json"
+        self.data = json.loads(self.path.read_text()) if self.path.exists() else {"stages": {}}
+        self.data["config"] = asdict(cfg)
+        self.data["versions"] = _versions()
+
+    def done(self, stage: str, key: str) -> bool:
+        return self.data["stages"].get(stage, {}).get("key") == key
+
+    def record(self, stage: str, key: str, seconds: float, **extra) -> None:
+        self.data["stages"][stage] = {"key": key, "seconds": round(seconds, 2), **extra}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, default=str))
+        tmp.replace(self.path)
+
+
+def _versions() -> dict:
+    import torch
+    import transformers
+    import trl
+
+    from . import __version__
+
+    return {"prefsift": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "trl": trl.__version__, "python": platform.python_version(), "machine": platform.machine()}
+
+
+def _records(pairs, mask=None):
+    rows = pairs.valid_rows if mask is None else [r for r, m in zip(pairs.rows, mask) if m and r.valid]
+    return [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in rows]
+
+
+def _answers(model, tok, prompts, cfg: RunConfig, seed: int, is_lab: bool):
+    if is_lab:
+        from .lab import sample_responses
+
+        return [s[0] for s in sample_responses(model, tok, prompts, 1, temperature=cfg.temperature,
+                                               max_new_tokens=cfg.max_new_tokens, seed=seed)]
+    from .evaluate import generate_answers
+
+    return generate_answers(model, tok, prompts, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                            seed=seed)
+
+
+def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFrame:
+    from .data import load_pairs
+    from .demo import quiet_libraries
+    from .evaluate import evaluate_answers, win_rate
+    from .judges import make_judge
+    from .lab import LabConfig, make_lab
+    from .logprobs import model_fingerprint
+    from .models import load_model, load_tokenizer
+    from .objectives import PairwiseObjective
+    from .scores import ScoreConfig, compute_scores
+    from .select import apply_rule
+    from .train import StageSettings, train_stage
+
+    quiet_libraries()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(__import__("yaml").safe_dump(asdict(cfg), sort_keys=False))
+    man = Manifest(out, cfg)
+    t_start = time.time()
+    stage_times: list[float] = []
+
+    def eta(done_frac):
+        spent = time.time() - t_start
+        return f"{spent:.0f} s so far" + (f", about {spent / done_frac - spent:.0f} s left" if done_frac > 0.05 else "")
+
+    # 1. data
+    is_lab = cfg.lab is not None
+    t = time.time()
+    if is_lab:
+        lab_cfg = LabConfig(**{**cfg.lab, "progress": progress})
+        k_data = _key("lab", asdict(lab_cfg))
+        log(f"[data] lab -> {out / 'lab'}")
+        make_lab(lab_cfg, out / "lab")  # resumes on its own (SFT stamp, deterministic files)
+        train_p, val_p = out / "lab" / "train.jsonl", out / "lab" / "validation.jsonl"
+        test_p, ref_spec = out / "lab" / "test_prompts.jsonl", str(out / "lab" / "sft_model")
+    else:
+        if not (cfg.train and cfg.validation and cfg.test_prompts and cfg.reference):
+            raise ValueError("without the lab, set train, validation, test_prompts and reference")
+        train_p, val_p, test_p, ref_spec = Path(cfg.train), Path(cfg.validation), Path(cfg.test_prompts), cfg.reference
+        k_data = _key("files", [str(p) for p in (train_p, val_p, test_p)], ref_spec,
+                      [p.stat().st_mtime for p in (train_p, val_p, test_p)])
+    man.record("data", k_data, time.time() - t)
+
+    objective = PairwiseObjective(cfg.objective, cfg.beta)
+    tok, ref = load_tokenizer(ref_spec), load_model(ref_spec)
+    train = load_pairs(train_p)
+    val = load_pairs(val_p)
+
+    # 2. warm-up: θ
+    t = time.time()
+    k_warm = _key(k_data, asdict(objective), cfg.warmup)
+    log("[warm-up] DPO through TRL from π_ref on all training pairs")
+    _, winfo = train_stage(ref, ref, tok, _records(train), objective, StageSettings(**cfg.warmup), out / "warmup",
+                           start_key=model_fingerprint(ref), data_key=k_data, name="warmup",
+                           eval_records=_records(val), eval_steps=cfg.eval_steps)
+    man.record("warmup", k_warm, time.time() - t, steps=winfo["steps"])
+
+    # 3. scores
+    t = time.time()
+    scfg = ScoreConfig(policy=str(out / "warmup" / "model"), reference=ref_spec, train=str(train_p),
+                       validation=str(val_p), out=str(out / "score"), objective=cfg.objective, beta=cfg.beta,
+                       keep=cfg.keep, **cfg.scores)
+    k_score = _key(k_warm, asdict(scfg))
+    log(f"[scores] IRM, LossDiff, IF, TIF ({eta(0.15)})")
+    if man.done("scores", k_score) and (out / "score" / "scores.parquet").exists():
+        table = pd.read_parquet(out / "score" / "scores.parquet")
+    else:
+        table = compute_scores(scfg, progress=progress, log=log)
+    man.record("scores", k_score, time.time() - t)
+
+    # 4. selections
+    masks = {"full": table["valid"].to_numpy(dtype=bool)}
+    for arm in cfg.arms:
+        if arm == "full":
+            continue
+        if arm == "score_gap" and "score_gap" not in table:
+            log("  score_gap arm skipped: the data has no score_chosen/score_rejected ratings")
+            continue
+        masks[arm] = apply_rule(table, arm, cfg.keep, seed=0)
+    sel = table[["id", "valid", "reason"]].copy()
+    for a, m in masks.items():
+        sel[a] = m
+    sel.to_parquet(out / "selection.parquet", index=False)
+
+    # 5. arms and 6. evaluation
+    theta = load_model(out / "warmup" / "model")
+    theta_key = model_fingerprint(theta)
+    judge = make_judge(cfg.judge)
+    test = [json.loads(line) for line in Path(test_p).read_text().splitlines() if line.strip()][: cfg.eval_prompts]
+    prompts = [r["prompt"] for r in test]
+    rows, curves = [], {}
+    jobs = [(a, s) for s in cfg.seeds for a in masks]
+    for n, (arm, seed) in enumerate(jobs):
+        t = time.time()
+        ids_key = _key(table.loc[masks[arm], "id"].tolist())
+        settings = StageSettings(**{**cfg.final, "seed": int(seed)})
+        log(f"[arm {n + 1}/{len(jobs)}] {arm}, seed {seed}: {int(masks[arm].sum())} pairs ({eta(0.2 + 0.8 * n / len(jobs))})")
+        model, info = train_stage(theta, ref, tok, _records(train, masks[arm]), objective, settings,
+                                  out / "arms" / f"{arm}-seed{seed}", start_key=theta_key, data_key=ids_key,
+                                  name=f"arm-{arm}", eval_records=_records(val), eval_steps=cfg.eval_steps)
+        curves[f"{arm}/seed{seed}"] = info["log"]
+        k_eval = _key(info["key"], cfg.judge, cfg.eval_prompts, cfg.temperature, cfg.max_new_tokens, seed)
+        eval_path = out / "arms" / f"{arm}-seed{seed}" / "eval.json"
+        if man.done(f"eval/{arm}/{seed}", k_eval) and eval_path.exists():
+            ev = json.loads(eval_path.read_text())
+        else:
+            ref_answers = _answers(ref, tok, prompts, cfg, seed + 10_000, is_lab)
+            answers = _answers(model, tok, prompts, cfg, seed + 10_000, is_lab)
+            e = evaluate_answers(judge, prompts, answers, ref_answers, seed=seed)
+            ev = {"arm": arm, "seed": seed, "n_pairs": int(masks[arm].sum()), **e.to_dict(), "answers": answers}
+            eval_path.write_text(json.dumps(ev, indent=1))
+        man.record(f"eval/{arm}/{seed}", k_eval, time.time() - t)
+        rows.append(ev)
+
+    # head-to-head against the full-data arm of the same seed (same sampling seed, same prompts)
+    by = {(r["arm"], r["seed"]): r for r in rows}
+    table_rows = []
+    for r in rows:
+        full = by.get(("full", r["seed"]))
+        h2h = None
+        if full is not None:
+            h2h = win_rate(judge.prefers(prompts, r["answers"], full["answers"]), seed=r["seed"]).win_rate
+        wr = r["win_rate"]
+        table_rows.append({"arm": r["arm"], "seed": r["seed"], "n_pairs": r["n_pairs"], "win_rate": wr["win_rate"],
+                           "low": wr["low"], "high": wr["high"], "score": r["score_aligned"],
+                           "score_reference": r["score_reference"], "head_to_head": h2h})
+    evaluation = pd.DataFrame(table_rows)
+    evaluation.to_csv(out / "eval.csv", index=False)
+    summary = summarize_arms(evaluation)
+    (out / "eval.json").write_text(json.dumps({"arms": summary.to_dict("records"),
+                                               "runs": evaluation.to_dict("records"), "judge": judge.name},
+                                              indent=1, default=float))
+
+    # 7. report
+    try:
+        from .report import write_report
+
+        html = write_report(out, table, selections=masks, evaluation=evaluation, curves=curves,
+                            title=f"prefsift run {out.name}")
+        log(f"report: {html}")
+    except ImportError:
+        log("report: prefsift.report is not available in this version")
+    log(f"\nWinRate against π_ref ({judge.name}, {len(prompts)} held-out prompts, mean over seeds "
+        f"{cfg.seeds}):\n{format_arms(summary)}")
+    log(f"total {time.time() - t_start:.0f} s")
+    return evaluation
+
+
+def summarize_arms(evaluation: pd.DataFrame) -> pd.DataFrame:
+    g = evaluation.groupby("arm", sort=False)
+    return pd.DataFrame({
+        "n_pairs": g["n_pairs"].first(), "win_rate": g["win_rate"].mean(), "seed_sd": g["win_rate"].std(ddof=1),
+        "low": g["low"].mean(), "high": g["high"].mean(), "score": g["score"].mean(),
+        "vs_full": g["head_to_head"].mean(), "seeds": g["seed"].count(),
+    }).reset_index()
+
+
+def format_arms(summary: pd.DataFrame) -> str:
+    lines = [f"  {'arm':<14}{'pairs':>6}{'WinRate':>9}{'95% CI (mean)':>17}{'sd seeds':>10}{'score':>8}{'vs full':>9}"]
+    for _, r in summary.iterrows():
+        sd = "" if np.isnan(r["seed_sd"]) else f"{100 * r['seed_sd']:.1f}"
+        vs = "" if r["vs_full"] is None or np.isnan(r["vs_full"]) else f"{100 * r['vs_full']:.1f}%"
+        lines.append(f"  {r['arm']:<14}{int(r['n_pairs']):>6}{100 * r['win_rate']:>8.1f}%"
+                     f"{f'[{100 * r.low:.1f}, {100 * r.high:.1f}]':>17}{sd:>10}{r['score']:>8.3f}{vs:>9}")
+    return "\n".join(lines)

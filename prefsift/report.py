@@ -1,0 +1,303 @@
+"""One self-contained HTML report for a run: score distributions, how the cheap scores (LossDiff,
+IRM) track the influence function, what each selection keeps, and how the trained arms did.
+
+Every figure is a PNG embedded as base64 (and also written to ``figures/``); the page has inline CSS
+and no external reference, so it can be mailed or archived as one file."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
+
+SCORE_LABELS = {"irm": "IRM", "lossdiff": "LossDiff", "if": "IF"}
+CURVE_KEYS = (("loss", "train loss"), ("rewards/margins", "train margin"),
+              ("eval_loss", "eval loss"), ("eval_rewards/margins", "eval margin"))
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{border-bottom:2px solid #444}h2{margin-top:2em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:.8em 0;font-size:.9em}th,td{border:1px solid #bbb;padding:.25em .6em}
+th{background:#eee}td.num{text-align:right;font-variant-numeric:tabular-nums}
+figure{margin:1em 0}img{max-width:100%;height:auto}figcaption{font-size:.9em;color:#555}
+.notes li{color:#333}"""
+RENDER_CHECK = """<div id="render-check" data-loaded="-1" data-total="-1"></div>
+<script>window.addEventListener("load",function(){var im=document.images,n=0;
+for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0)n++;}
+var d=document.getElementById("render-check");d.setAttribute("data-loaded",n);
+d.setAttribute("data-total",im.length);});</script>"""
+
+
+def _esc(x) -> str:
+    return html.escape(str(x))
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return "" if np.isnan(v) else f"{v:.3f}"
+    return _esc(v)
+
+
+def _table(df: pd.DataFrame, index: bool = False) -> str:
+    if index:
+        df = df.reset_index()
+    head = "".join(f"<th>{_esc(c)}</th>" for c in df.columns)
+    rows = []
+    for rec in df.itertuples(index=False):
+        cells = []
+        for v in rec:
+            num = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+            cells.append(f'<td class="num">{_fmt(v)}</td>' if num else f"<td>{_fmt(v)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+class _Figures:
+    def __init__(self, out_dir: Path):
+        self.dir = out_dir / "figures"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.paths: list[Path] = []
+
+    def embed(self, fig, name: str, caption: str) -> str:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+        plt.close(fig)
+        data = buf.getvalue()
+        path = self.dir / f"{name}.png"
+        path.write_bytes(data)
+        self.paths.append(path)
+        b64 = base64.b64encode(data).decode("ascii")
+        return (f'<figure><img alt="{_esc(caption)}" src="data:image/png;base64,{b64}">'
+                f"<figcaption>{_esc(caption)}</figcaption></figure>")
+
+
+def _num(scores: pd.DataFrame, col: str) -> np.ndarray:
+    return pd.to_numeric(scores[col], errors="coerce").to_numpy(dtype=float)
+
+
+def _corr(x: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
+    ok = np.isfinite(x) & np.isfinite(y)
+    n = int(ok.sum())
+    if n < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
+        return float("nan"), float("nan"), n
+    return float(stats.pearsonr(x[ok], y[ok])[0]), float(stats.spearmanr(x[ok], y[ok])[0]), n
+
+
+def _section(sid: str, title: str, body: str) -> str:
+    return f'<section id="{sid}"><h2>{_esc(title)}</h2>{body}</section>'
+
+
+def _summary(scores: pd.DataFrame) -> str:
+    valid = scores["valid"].astype(bool).to_numpy()
+    n, k = len(scores), int(valid.sum())
+    body = _table(pd.DataFrame({"pairs in": [n], "scored": [k], "not scored": [n - k]}))
+    if n - k:
+        reasons = scores.loc[~valid, "reason"].fillna("").astype(str).replace("", "(no reason)")
+        counts = reasons.value_counts().rename_axis("reason").rename("pairs").reset_index()
+        body += "<h3>Not scored, by reason</h3>" + _table(counts)
+    return _section("summary", "Summary", body)
+
+
+def _histograms(scores, figs) -> str:
+    cols = [c for c in SCORE_LABELS if c in scores and np.isfinite(_num(scores, c)).any()]
+    if not cols:
+        return ""
+    fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 3.2), squeeze=False)
+    for ax, c in zip(axes[0], cols):
+        v = _num(scores, c)
+        ax.hist(v[np.isfinite(v)], bins=40, color="#4c72b0")
+        ax.set_title(SCORE_LABELS[c]), ax.set_ylabel("pairs")
+    fig.tight_layout()
+    return _section("histograms", "Score distributions",
+                    figs.embed(fig, "histograms", "Histograms of the scores over the scored pairs."))
+
+
+def _scatters(scores, figs) -> str:
+    pairs = [c for c in ("lossdiff", "irm") if c in scores and "if" in scores]
+    if not pairs:
+        return ""
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4), squeeze=False)
+    x = _num(scores, "if")
+    for ax, c in zip(axes[0], pairs):
+        y = _num(scores, c)
+        r, rho, n = _corr(x, y)
+        ok = np.isfinite(x) & np.isfinite(y)
+        ax.scatter(x[ok], y[ok], s=8, alpha=0.5, color="#dd8452")
+        ax.set_xlabel("IF"), ax.set_ylabel(SCORE_LABELS[c])
+        ax.set_title(f"{SCORE_LABELS[c]} vs IF: Pearson r={r:.3f}, Spearman ρ={rho:.3f} (n={n})", fontsize=9)
+    fig.tight_layout()
+    return _section("scatter", "Cheap scores against the influence function",
+                    figs.embed(fig, "scatter_if", "Each dot is a scored pair; correlations in the titles."))
+
+
+def _layers(scores, figs) -> str:
+    groups = [c for c in scores.columns if c.startswith("if_")]
+    cheap = [c for c in ("lossdiff", "irm") if c in scores]
+    if not groups or not cheap:
+        return ""
+    rows = []
+    for g in groups:
+        row = {"layer group": g[3:]}
+        for c in cheap:
+            r, rho, _ = _corr(_num(scores, c), _num(scores, g))
+            row[f"{SCORE_LABELS[c]} Pearson r"], row[f"{SCORE_LABELS[c]} Spearman ρ"] = r, rho
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(max(5, 0.55 * len(groups) * len(cheap) + 2), 3.6))
+    pos, w = np.arange(len(groups)), 0.8 / len(cheap)
+    for i, c in enumerate(cheap):
+        ax.bar(pos + (i - (len(cheap) - 1) / 2) * w, table[f"{SCORE_LABELS[c]} Spearman ρ"], w,
+               label=SCORE_LABELS[c])
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(pos, table["layer group"], rotation=45, ha="right")
+    ax.set_ylabel("Spearman ρ with IF of group"), ax.set_ylim(-1, 1), ax.legend()
+    fig.tight_layout()
+    cap = "Spearman correlation of LossDiff and IRM with each layer group's IF: which layers the cheap scores track."
+    return _section("layers", "IF by layer group", figs.embed(fig, "if_by_layer", cap) + _table(table))
+
+
+def _masks(scores, selections) -> dict[str, np.ndarray]:
+    out = {}
+    for name, m in (selections or {}).items():
+        m = np.asarray(m, dtype=bool)
+        if m.shape != (len(scores),):
+            raise ValueError(f"selection {name!r} has shape {m.shape}, expected ({len(scores)},)")
+        out[name] = m
+    return out
+
+
+def _overlap(scores, masks, figs) -> str:
+    if "tif" in masks:
+        tif = masks["tif"]
+    elif "tif" in scores:
+        tif = scores["tif"].fillna(False).astype(bool).to_numpy()
+    else:
+        return ""
+    others = {k: v for k, v in masks.items() if k != "tif"}
+    if not others:
+        return ""
+    rows = []
+    for name, m in others.items():
+        inter, lo = int((m & tif).sum()), min(int(m.sum()), int(tif.sum()))
+        rows.append({"selection": name, "kept": int(m.sum()), "TIF kept": int(tif.sum()),
+                     "both": inter, "overlap": inter / lo if lo else float("nan")})
+    table = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.8 * len(rows) + 2), 3.4))
+    ax.bar(table["selection"], table["overlap"], color="#55a868")
+    ax.set_ylim(0, 1.05), ax.set_ylabel("|A∩TIF| / min(|A|,|TIF|)")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    cap = "Overlap coefficient of each selection with the TIF selection (1 = the smaller set lies inside the other)."
+    return _section("overlap", "Overlap with TIF", figs.embed(fig, "overlap_tif", cap) + _table(table))
+
+
+def _lab(scores, masks, figs) -> str:
+    if "pair_type" not in scores or not masks:
+        return ""
+    types = scores["pair_type"].astype(str).to_numpy()
+    names = sorted(set(types))
+    rows = {"(scored)": scores["valid"].astype(bool).to_numpy(), **masks}
+    share = pd.DataFrame([[float(m[types == t].mean()) for t in names] for m in rows.values()],
+                         index=list(rows), columns=names)
+    share.index.name = "selection"
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 3, 0.5 * len(rows) + 1.5))
+    im = ax.imshow(share.to_numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    for i in range(share.shape[0]):
+        for j in range(share.shape[1]):
+            v = share.iat[i, j]
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.6 else "k", fontsize=9)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right"), ax.set_yticks(range(len(rows)), list(rows))
+    fig.colorbar(im, ax=ax, label="share kept")
+    fig.tight_layout()
+    cap = "Share of each true pair type kept by each selection; (scored) is the share that could be scored at all."
+    counts = pd.Series(types).value_counts().rename_axis("pair type").rename("pairs").reset_index()
+    return _section("lab", "On the lab: what each selection keeps",
+                    figs.embed(fig, "lab_kept", cap) + _table(share, index=True) + _table(counts))
+
+
+def _winrate(evaluation, figs) -> str:
+    if evaluation is None or len(evaluation) == 0:
+        return ""
+    ev = evaluation.copy()
+    agg = ev.groupby("arm", sort=False)["win_rate"].agg(["mean", "min", "max", "count"])
+    use_ci = {"low", "high"} <= set(ev) and ev[["low", "high"]].notna().all().all()
+    if use_ci:
+        agg["lo"], agg["hi"] = ev.groupby("arm", sort=False)["low"].mean(), ev.groupby("arm", sort=False)["high"].mean()
+        how = "error bars: mean over seeds of the bootstrap 95% interval bounds"
+    else:
+        agg["lo"], agg["hi"] = agg["min"], agg["max"]
+        how = "error bars: min–max over seeds"
+    y = np.arange(len(agg))
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(agg) + 1.6))
+    err = np.vstack([(agg["mean"] - agg["lo"]).clip(lower=0), (agg["hi"] - agg["mean"]).clip(lower=0)])
+    ax.errorbar(agg["mean"], y, xerr=err, fmt="o", capsize=4, label="win rate")
+    if "head_to_head" in ev and ev["head_to_head"].notna().any():
+        ax.plot(ev.groupby("arm", sort=False)["head_to_head"].mean().reindex(agg.index), y, "s",
+                color="#c44e52", label="vs full-data arm")
+        ax.legend(fontsize=8)
+    ax.axvline(0.5, color="gray", ls="--", lw=1)
+    ax.set_yticks(y, agg.index), ax.invert_yaxis(), ax.set_xlim(0, 1), ax.set_xlabel("win rate")
+    fig.tight_layout()
+    cap = f"Win rate per arm; point = mean over seeds, {how}; dashed line = 50%."
+    cols = [c for c in ("arm", "seed", "win_rate", "low", "high", "score", "head_to_head") if c in ev]
+    per_arm = agg.rename(columns={"mean": "mean win_rate", "count": "seeds", "lo": "bar low", "hi": "bar high"})
+    return _section("winrate", "Win rate per arm", figs.embed(fig, "winrate", cap)
+                    + _table(per_arm[["mean win_rate", "bar low", "bar high", "seeds"]], index=True)
+                    + "<h3>Every arm × seed</h3>" + _table(ev[cols]))
+
+
+def _curves(curves, figs) -> str:
+    if not curves:
+        return ""
+    series = {k: {} for k, _ in CURVE_KEYS}
+    for arm, log in curves.items():
+        for key, _ in CURVE_KEYS:
+            pts = [(e.get("step", i), e[key]) for i, e in enumerate(log or [])
+                   if isinstance(e, dict) and e.get(key) is not None]
+            if pts:
+                series[key][arm] = np.asarray(pts, dtype=float)
+    if not any(series.values()):
+        return ""
+    colour = {arm: f"C{i % 10}" for i, arm in enumerate(curves)}  # one colour per arm in all panels
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    for ax, (key, label) in zip(axes.ravel(), CURVE_KEYS):
+        for arm, pts in series[key].items():
+            ax.plot(pts[:, 0], pts[:, 1], marker="o" if len(pts) < 20 else None, ms=3, label=arm, color=colour[arm])
+        ax.set_title(label), ax.set_xlabel("step")
+        if series[key]:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="gray")
+    fig.tight_layout()
+    return _section("curves", "Training curves",
+                    figs.embed(fig, "curves", "Training and validation DPO loss and reward margin per arm."))
+
+
+def write_report(out_dir, scores: pd.DataFrame, selections: dict[str, np.ndarray] | None = None,
+                 evaluation: pd.DataFrame | None = None, curves: dict[str, list[dict]] | None = None,
+                 title: str = "prefsift report", notes: list[str] | None = None) -> Path:
+    """Write ``out_dir/report.html`` (self-contained) and its figures under ``out_dir/figures/``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figs = _Figures(out_dir)
+    masks = _masks(scores, selections)
+    parts = [_summary(scores), _histograms(scores, figs), _scatters(scores, figs), _layers(scores, figs),
+             _overlap(scores, masks, figs), _lab(scores, masks, figs), _winrate(evaluation, figs),
+             _curves(curves, figs)]
+    note_html = ("<ul class=\"notes\">" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>") if notes else ""
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
+            f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1>{note_html}"
+            + "".join(p for p in parts if p) + RENDER_CHECK + "</body></html>\n")
+    path = out_dir / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path

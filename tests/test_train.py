@@ -1,0 +1,35 @@
+"""Training stages through TRL: every trainable parameter moves, and a finished stage is reused."""
+
+import numpy as np
+import torch
+
+from prefsift.models import LoraSpec, add_lora, build_tiny_model
+from prefsift.objectives import PairwiseObjective
+from prefsift.train import StageSettings, train_stage
+
+RECORDS = [{"prompt": f"Q{i % 10}?", "chosen": " good answer", "rejected": f" bad {i % 10}"} for i in range(32)]
+
+
+def test_every_trainable_parameter_changes_and_stage_is_reused(word_tokenizer, tmp_path):
+    tok = word_tokenizer
+    ref = build_tiny_model("tiny", len(tok), seed=0, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    for name, policy in (("full", build_tiny_model("tiny", len(tok), seed=0, bos_token_id=1, eos_token_id=2,
+                                                   pad_token_id=0)),
+                         ("lora", add_lora(build_tiny_model("tiny", len(tok), seed=0), LoraSpec(r=4, alpha=8)))):
+        before = {n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}
+        for obj in ("dpo", "ipo", "hinge") if name == "full" else ("dpo",):
+            model, info = train_stage(policy, ref, tok, RECORDS, PairwiseObjective(obj, 0.1),
+                                      StageSettings(epochs=1, learning_rate=1e-2, batch_size=8),
+                                      tmp_path / f"{name}-{obj}", start_key="s", data_key="d", name=obj)
+            after = dict(model.named_parameters())
+            unchanged = [n for n, p in before.items() if torch.equal(p, after[n].detach())]
+            assert not unchanged, f"{name}/{obj}: parameters that did not change: {unchanged[:5]}"
+            assert info["steps"] == 4 and np.isfinite(info["train_loss"])
+    # The same stage again loads the saved (merged) model instead of training.
+    again, info2 = train_stage(policy, ref, tok, RECORDS, PairwiseObjective("dpo", 0.1),
+                               StageSettings(epochs=1, learning_rate=1e-2, batch_size=8), tmp_path / "lora-dpo",
+                               start_key="s", data_key="d", name="dpo")
+    assert info2["key"] == info["key"] and info2["seconds"] == info["seconds"]
+    x = torch.tensor([[1, 5, 6, 7]])
+    with torch.no_grad():
+        assert torch.allclose(again(x).logits, model(x).logits, atol=1e-5)
