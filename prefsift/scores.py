@@ -48,7 +48,7 @@ class ScoreConfig:
     keep: float = field(default=0.64, metadata={"help": "kept fraction for the TIF column"})
     tif_low: float = field(default=-1.0, metadata={"help": "TIF lower percentile (with tif_high; overrides keep)"})
     tif_high: float = field(default=-1.0, metadata={"help": "TIF upper percentile"})
-    batch_tokens: int = field(default=8192, metadata={"help": "padded tokens per forward batch"})
+    batch_tokens: int = field(default=1024, metadata={"help": "padded tokens per forward batch"})
     seed: int = field(default=0, metadata={"help": "seed of θ_val training, projection and the random baseline"})
     strict: bool = field(default=False, metadata={"help": "stop at the first bad row"})
 
