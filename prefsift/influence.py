@@ -110,7 +110,7 @@ def pair_losses(model, pair_seqs, ref_chosen, ref_rejected, objective: PairwiseO
 
 
 def validation_gradient(model, params, val_pairs, ref_chosen, ref_rejected, objective, pad_id,
-                        max_length=1024, batch_pairs: int = 32):
+                        max_length=1024, batch_pairs: int = 4):
     """∇θ L_val with L_val the mean loss over the validation pairs, for the selected parameters."""
     seqs = _pair_inputs(val_pairs, max_length)
     grads = [torch.zeros_like(p) for p in params.values()]

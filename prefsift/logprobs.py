@@ -141,8 +141,12 @@ def token_logps_from_logits(logits: torch.Tensor, targets: torch.Tensor) -> torc
     which adds up to about 1e-3 nat over a 500-token response; in float64 the sum stays within
     1e-5 of an all-float64 forward pass."""
     logits = _at_least_fp32(logits)
-    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1).double()
-    return picked - torch.logsumexp(logits.double(), dim=-1)
+    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    if logits.requires_grad:
+        # Gradients (IF, training) need no float64 normaliser, and autograd would keep a float64
+        # copy of every (token x vocabulary) chunk alive until backward.
+        return picked - torch.logsumexp(logits, dim=-1)
+    return picked.double() - torch.logsumexp(logits.double(), dim=-1)
 
 
 def batch_logps(model, seqs: Sequence[tuple[list[int], int]], pad_id: int, head_chunk: int = 1024) -> torch.Tensor:
