@@ -64,8 +64,7 @@ def run_demo(out: str | Path, keep: float = 0.64, progress: bool = True, log=pri
     lab = out / "lab"
     tok, ref = load_tokenizer(lab / "sft_model"), load_model(lab / "sft_model")
     train = load_pairs(lab / "train.jsonl")
-    records = [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in train.valid_rows]
-    _, info = train_stage(ref, ref, tok, records, PairwiseObjective("dpo", 0.1),
+    _, info = train_stage(ref, ref, tok, train.records(), PairwiseObjective("dpo", 0.1),
                           StageSettings(epochs=1, learning_rate=5e-4, batch_size=16), out / "warmup",
                           start_key=model_fingerprint(ref), data_key=str(lab / "train.jsonl"), name="warmup")
     log(f"  {info['steps']} steps, mean training loss {info['train_loss']:.4f}, {info['seconds']:.0f} s")

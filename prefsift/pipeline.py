@@ -96,11 +96,6 @@ def _versions() -> dict:
             "trl": trl.__version__, "python": platform.python_version(), "machine": platform.machine()}
 
 
-def _records(pairs, mask=None):
-    rows = pairs.valid_rows if mask is None else [r for r, m in zip(pairs.rows, mask) if m and r.valid]
-    return [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in rows]
-
-
 def _answers(model, tok, prompts, cfg: RunConfig, seed: int, is_lab: bool):
     if is_lab:
         from .lab import sample_responses
@@ -165,9 +160,9 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
     t = time.time()
     k_warm = _key(k_data, asdict(objective), cfg.warmup)
     log("[warm-up] DPO through TRL from π_ref on all training pairs")
-    _, winfo = train_stage(ref, ref, tok, _records(train), objective, StageSettings(**cfg.warmup), out / "warmup",
+    _, winfo = train_stage(ref, ref, tok, train.records(), objective, StageSettings(**cfg.warmup), out / "warmup",
                            start_key=model_fingerprint(ref), data_key=k_data, name="warmup",
-                           eval_records=_records(val), eval_steps=cfg.eval_steps)
+                           eval_records=val.records(), eval_steps=cfg.eval_steps)
     man.record("warmup", k_warm, time.time() - t, steps=winfo["steps"])
 
     # 3. scores
@@ -210,9 +205,9 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
         ids_key = _key(table.loc[masks[arm], "id"].tolist())
         settings = StageSettings(**{**cfg.final, "seed": int(seed)})
         log(f"[arm {n + 1}/{len(jobs)}] {arm}, seed {seed}: {int(masks[arm].sum())} pairs ({eta(0.2 + 0.8 * n / len(jobs))})")
-        model, info = train_stage(theta, ref, tok, _records(train, masks[arm]), objective, settings,
+        model, info = train_stage(theta, ref, tok, train.records(masks[arm]), objective, settings,
                                   out / "arms" / f"{arm}-seed{seed}", start_key=theta_key, data_key=ids_key,
-                                  name=f"arm-{arm}", eval_records=_records(val), eval_steps=cfg.eval_steps)
+                                  name=f"arm-{arm}", eval_records=val.records(), eval_steps=cfg.eval_steps)
         curves[f"{arm}/seed{seed}"] = info["log"]
         k_eval = _key(info["key"], cfg.judge, cfg.eval_prompts, cfg.temperature, cfg.max_new_tokens, seed)
         eval_path = out / "arms" / f"{arm}-seed{seed}" / "eval.json"

@@ -53,10 +53,6 @@ class ScoreConfig:
     strict: bool = field(default=False, metadata={"help": "stop at the first bad row"})
 
 
-def _records(pairs: PairSet) -> list[dict]:
-    return [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in pairs.valid_rows]
-
-
 def _tokenized(pairs: PairSet, tok):
     rows = pairs.valid_rows
     return tokenize_pairs(tok, [r.prompt for r in rows], [r.chosen for r in rows], [r.rejected for r in rows],
@@ -136,7 +132,7 @@ def compute_scores(cfg: ScoreConfig, columns: ColumnMap | None = None, progress:
         # θ_val starts from θ (not from π_ref): then ℓ(θ) − ℓ(θ_val) ≈ η·⟨∇ℓ(θ; d), ∇L_val(θ)⟩ to first
         # order for one SGD step, i.e. LossDiff is proportional to IF (with Adam, a preconditioned IF).
         theta_val, info = train_stage(
-            policy, ref, tok, _records(val), objective,
+            policy, ref, tok, val.records(), objective,
             StageSettings(epochs=cfg.val_epochs, learning_rate=cfg.val_lr, batch_size=cfg.val_batch_size,
                           max_length=cfg.max_length, seed=cfg.seed, optimizer=cfg.val_optimizer),
             out / "theta_val", start_key=pol_key, data_key=data_fingerprint(va_tok), name="theta_val")

@@ -34,6 +34,12 @@ class PairSet:
     def ids(self) -> list[str]:
         return [r.id for r in self.rows]
 
+    def records(self, mask=None) -> list[dict]:
+        """The usable pairs as TRL dataset rows ({prompt, chosen, rejected}, prompt made explicit),
+        optionally only those whose position in `mask` (one entry per input row) is true."""
+        rows = self.valid_rows if mask is None else [r for r, m in zip(self.rows, mask) if m and r.valid]
+        return [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in rows]
+
     def reason_counts(self) -> Counter:
         return Counter(r.code for r in self.rows if not r.valid)
 
