@@ -14,9 +14,10 @@ prefsift tells you which of your preference pairs (prompt, chosen, rejected) are
 *your* model on, selects them, and proves the choice by training and judging. It implements the
 truncated influence function (TIF), LossDiff, IRM and LossDiff-IRM (arXiv 2510.13212).
 
-Available now: the data layer (`data check`, `data subset`), model loading (`model`), the
-embedded lab (`lab make`), scoring (`score`), selection (`select`) and `demo`, which runs them
-end to end on the lab. Training the selections and judging them come next."""
+Commands: the data layer (`data check`, `data subset`), model loading (`model`), the embedded lab
+(`lab make`), scoring (`score`), selection (`select`), `demo` (lab → warm-up → scores →
+selections), and `run`, the whole protocol with training arms, judging and a report (first
+version: on the lab, DPO does not yet improve on the reference; see the README)."""
 
 
 def _add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
