@@ -31,6 +31,7 @@ class StageSettings:
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0
     optimizer: str = "adamw_torch"  # any transformers optim name; "sgd" gives LossDiff ∝ IF exactly to first order
+    sft_weight: float = 0.0  # > 0 adds TRL's "sft" loss on the chosen responses (RPO-style), weighted
 
 
 def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, eval_steps: int | None = None):
@@ -39,7 +40,9 @@ def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, e
     if objective.name not in TRL_LOSS:
         raise ValueError(f"objective {objective.name!r} cannot be trained with DPOTrainer; use one of {sorted(TRL_LOSS)}")
     return DPOConfig(
-        output_dir=str(out_dir / "trainer"), loss_type=[TRL_LOSS[objective.name]], beta=objective.beta,
+        output_dir=str(out_dir / "trainer"), beta=objective.beta,
+        loss_type=[TRL_LOSS[objective.name]] + (["sft"] if s.sft_weight > 0 else []),
+        loss_weights=[1.0, s.sft_weight] if s.sft_weight > 0 else None,
         learning_rate=s.learning_rate, num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
         gradient_accumulation_steps=s.gradient_accumulation, max_length=s.max_length, seed=s.seed,
         data_seed=s.seed, warmup_steps=s.warmup_ratio, weight_decay=s.weight_decay, optim=s.optimizer,

@@ -17,17 +17,18 @@ def test_every_trainable_parameter_changes_and_stage_is_reused(word_tokenizer, t
                                                    pad_token_id=0)),
                          ("lora", add_lora(build_tiny_model("tiny", len(tok), seed=0), LoraSpec(r=4, alpha=8)))):
         before = {n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}
-        for obj in ("dpo", "ipo", "hinge") if name == "full" else ("dpo",):
+        for obj, sft in ((("dpo", 0.0), ("ipo", 0.0), ("hinge", 0.0), ("dpo", 1.0)) if name == "full"
+                         else (("dpo", 0.0),)):
             model, info = train_stage(policy, ref, tok, RECORDS, PairwiseObjective(obj, 0.1),
-                                      StageSettings(epochs=1, learning_rate=1e-2, batch_size=8),
-                                      tmp_path / f"{name}-{obj}", start_key="s", data_key="d", name=obj)
+                                      StageSettings(epochs=1, learning_rate=1e-2, batch_size=8, sft_weight=sft),
+                                      tmp_path / f"{name}-{obj}-{sft}", start_key="s", data_key="d", name=obj)
             after = dict(model.named_parameters())
             unchanged = [n for n, p in before.items() if torch.equal(p, after[n].detach())]
             assert not unchanged, f"{name}/{obj}: parameters that did not change: {unchanged[:5]}"
             assert info["steps"] == 4 and np.isfinite(info["train_loss"])
     # The same stage again loads the saved (merged) model instead of training.
     again, info2 = train_stage(policy, ref, tok, RECORDS, PairwiseObjective("dpo", 0.1),
-                               StageSettings(epochs=1, learning_rate=1e-2, batch_size=8), tmp_path / "lora-dpo",
+                               StageSettings(epochs=1, learning_rate=1e-2, batch_size=8), tmp_path / "lora-dpo-0.0",
                                start_key="s", data_key="d", name="dpo")
     assert info2["key"] == info["key"] and info2["seconds"] == info["seconds"]
     x = torch.tensor([[1, 5, 6, 7]])
