@@ -198,7 +198,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
     judge = make_judge(cfg.judge)
     test = [json.loads(line) for line in Path(test_p).read_text().splitlines() if line.strip()][: cfg.eval_prompts]
     prompts = [r["prompt"] for r in test]
-    rows, curves = [], {}
+    rows, curves, ref_answers = [], {}, {}
     jobs = [(a, s) for s in cfg.seeds for a in masks]
     for n, (arm, seed) in enumerate(jobs):
         t = time.time()
@@ -214,9 +214,10 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
         if man.done(f"eval/{arm}/{seed}", k_eval) and eval_path.exists():
             ev = json.loads(eval_path.read_text())
         else:
-            ref_answers = _answers(ref, tok, prompts, cfg, seed + 10_000, is_lab)
+            if seed not in ref_answers:  # π_ref's answers: sampled once per seed, shared by every arm
+                ref_answers[seed] = _answers(ref, tok, prompts, cfg, seed + 10_000, is_lab)
             answers = _answers(model, tok, prompts, cfg, seed + 10_000, is_lab)
-            e = evaluate_answers(judge, prompts, answers, ref_answers, seed=seed)
+            e = evaluate_answers(judge, prompts, answers, ref_answers[seed], seed=seed)
             ev = {"arm": arm, "seed": seed, "n_pairs": int(masks[arm].sum()), **e.to_dict(), "answers": answers}
             eval_path.write_text(json.dumps(ev, indent=1))
         man.record(f"eval/{arm}/{seed}", k_eval, time.time() - t)
