@@ -52,3 +52,17 @@ def test_custom_judge_protocol():
 
     ev = evaluate_answers(Longer(), ["p", "q"], ["aaa", "a"], ["a", "aaa"])
     assert ev.win_rate.win_rate == 0.5 and ev.score_aligned == ev.score_reference == 2.0
+
+
+def test_lexicon_judge_follows_vader():
+    pytest.importorskip("vaderSentiment", reason="pip install vaderSentiment (in the dev extra)")
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    from prefsift.judges import LexiconJudge
+
+    j, vader = LexiconJudge(), SentimentIntensityAnalyzer()
+    happy, sad = "What a wonderful, lovely day!", "This is a terrible, sad mess."
+    assert j.score("p", happy) == vader.polarity_scores(happy)["compound"] > 0.5
+    assert j.score("p", sad) == vader.polarity_scores(sad)["compound"] < -0.5
+    ev = evaluate_answers(j, ["p", "q"], [happy, sad], [sad, sad])
+    assert ev.prefs == [1.0, 0.5] and ev.win_rate.win_rate == 0.75
