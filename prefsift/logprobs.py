@@ -149,6 +149,14 @@ def token_logps_from_logits(logits: torch.Tensor, targets: torch.Tensor) -> torc
     return picked.double() - torch.logsumexp(logits.double(), dim=-1)
 
 
+def _head_logps(head, picked: torch.Tensor, targets: torch.Tensor, head_chunk: int) -> torch.Tensor:
+    """Log-probs of `targets` from the hidden states `picked` (one row each), the output head applied
+    `head_chunk` rows at a time so only chunk x vocabulary logits exist at once."""
+    parts = [token_logps_from_logits(head(picked[s:s + head_chunk]), targets[s:s + head_chunk])
+             for s in range(0, len(targets), head_chunk)]
+    return torch.cat(parts) if parts else picked.new_zeros(0)
+
+
 def batch_logps(model, seqs: Sequence[tuple[list[int], int]], pad_id: int, head_chunk: int = 1024) -> torch.Tensor:
     """Summed log-probs of each sequence's tokens from its first scored position on (differentiable)."""
     device = next(model.parameters()).device
@@ -168,11 +176,7 @@ def batch_logps(model, seqs: Sequence[tuple[list[int], int]], pad_id: int, head_
     if parts is not None:
         backbone, head = parts
         hidden = backbone(input_ids=input_ids, use_cache=False).last_hidden_state
-        picked = hidden[rows_t, cols_t - 1]
-        token_logps = []
-        for s in range(0, len(rows), head_chunk):
-            token_logps.append(token_logps_from_logits(head(picked[s:s + head_chunk]), targets[s:s + head_chunk]))
-        token_logps = torch.cat(token_logps) if token_logps else hidden.new_zeros(0)
+        token_logps = _head_logps(head, hidden[rows_t, cols_t - 1], targets, head_chunk)
     else:
         logits = model(input_ids=input_ids, use_cache=False).logits
         token_logps = token_logps_from_logits(logits[rows_t, cols_t - 1], targets)
@@ -239,10 +243,7 @@ def _shared_prompt_batch(model, pairs: Sequence[TokenizedPair], max_length: int 
     picked = torch.cat([last.repeat_interleave(2, dim=0)[rows_h_t], hidden[rows_t, cols_t - 1]])
     targets = torch.cat([cont_ids[rows_h_t, 0], cont_ids[rows_t, cols_t]])
     owners = torch.cat([rows_h_t, rows_t])
-    token_logps = []
-    for s0 in range(0, len(owners), head_chunk):
-        token_logps.append(token_logps_from_logits(head(picked[s0:s0 + head_chunk]), targets[s0:s0 + head_chunk]))
-    token_logps = torch.cat(token_logps) if token_logps else hidden.new_zeros(0)
+    token_logps = _head_logps(head, picked, targets, head_chunk)
     sums = torch.zeros(2 * B, dtype=token_logps.dtype, device=device).index_add(0, owners, token_logps)
     real = sum(plens) + sum(len(c) for c in conts)
     return sums, real, B * lp + 2 * B * max(lc, 1)

@@ -6,6 +6,7 @@ pairs, through TRL) → LossDiff → IF (per layer group) → TIF and baseline c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,7 +18,8 @@ import torch
 
 from .data import ColumnMap, PairSet, check_lengths, load_pairs
 from .influence import InfluenceSettings, compute_influence
-from .logprobs import EngineStats, LogprobSettings, cached_pair_logps, data_fingerprint, model_fingerprint
+from .logprobs import (EngineStats, LogprobSettings, PairLogps, cached_pair_logps, data_fingerprint,
+                       model_fingerprint)
 from .objectives import PairwiseObjective
 from .select import keep_middle, window
 from .tokenization import tokenize_pairs
@@ -57,6 +59,13 @@ def _tokenized(pairs: PairSet, tok):
     rows = pairs.valid_rows
     return tokenize_pairs(tok, [r.prompt for r in rows], [r.chosen for r in rows], [r.rejected for r in rows],
                           pairs.kind)
+
+
+def _margin(objective: PairwiseObjective, policy: PairLogps, ref: PairLogps) -> torch.Tensor:
+    """The objective's margin of every pair from policy and reference log-probs."""
+    t = torch.tensor
+    return objective.margin(t(policy.chosen), t(policy.rejected), t(ref.chosen), t(ref.rejected),
+                            t(policy.chosen_tokens), t(policy.rejected_tokens))
 
 
 def _spread(pairs: PairSet, values) -> np.ndarray:
@@ -118,9 +127,7 @@ def compute_scores(cfg: ScoreConfig, columns: ColumnMap | None = None, progress:
     table["logp_rejected"] = _spread(train, pol_tr.rejected)
     table["ref_logp_chosen"] = _spread(train, ref_tr.chosen)
     table["ref_logp_rejected"] = _spread(train, ref_tr.rejected)
-    margin = objective.margin(torch.tensor(pol_tr.chosen), torch.tensor(pol_tr.rejected), torch.tensor(ref_tr.chosen),
-                              torch.tensor(ref_tr.rejected), torch.tensor(pol_tr.chosen_tokens),
-                              torch.tensor(pol_tr.rejected_tokens))
+    margin = _margin(objective, pol_tr, ref_tr)
     loss_theta = objective.loss(margin).numpy()
     if "irm" in wanted:
         table["irm"] = _spread(train, margin.numpy())
@@ -138,9 +145,7 @@ def compute_scores(cfg: ScoreConfig, columns: ColumnMap | None = None, progress:
             out / "theta_val", start_key=pol_key, data_key=data_fingerprint(va_tok), name="theta_val")
         tv = cached_pair_logps(theta_val, tr_tok, tok.pad_token_id, cache, ls, info["key"], progress,
                                "θ_val log-probs")
-        m_val = objective.margin(torch.tensor(tv.chosen), torch.tensor(tv.rejected), torch.tensor(ref_tr.chosen),
-                                 torch.tensor(ref_tr.rejected), torch.tensor(tv.chosen_tokens),
-                                 torch.tensor(tv.rejected_tokens))
+        m_val = _margin(objective, tv, ref_tr)
         loss_val = objective.loss(m_val).numpy()
         table["loss_theta_val"] = _spread(train, loss_val)
         table["lossdiff"] = _spread(train, loss_theta - loss_val)
@@ -154,8 +159,6 @@ def compute_scores(cfg: ScoreConfig, columns: ColumnMap | None = None, progress:
                                      max_length=cfg.max_length)
         key = json.dumps({"m": pol_key, "r": ref_key, "t": data_fingerprint(tr_tok), "v": data_fingerprint(va_tok),
                           "s": asdict(settings), "o": asdict(objective)}, sort_keys=True)
-        import hashlib
-
         ckpt = cache / f"if-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
         res = compute_influence(policy, tr_tok, (ref_tr.chosen, ref_tr.rejected), va_tok,
                                 (ref_va.chosen, ref_va.rejected), objective, tok.pad_token_id, settings, progress,
