@@ -81,10 +81,10 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
             model = AutoModelForCausalLM.from_pretrained(out_dir / "model", dtype=torch.float32)
             return model, info
     t0 = time.time()
-    model = copy.deepcopy(policy)
+    model = copy.deepcopy(_without_patched_forward(policy))
     model.train()
     args = _trl_config(objective, settings, out_dir, eval_steps if eval_records else None)
-    trainer = DPOTrainer(model=model, ref_model=copy.deepcopy(ref_model).eval(), args=args,
+    trainer = DPOTrainer(model=model, ref_model=copy.deepcopy(_without_patched_forward(ref_model)).eval(), args=args,
                          train_dataset=Dataset.from_list(records), processing_class=tokenizer,
                          eval_dataset=Dataset.from_list(eval_records) if eval_records else None)
     if eval_records:  # the validation curve starts at the starting point, step 0
@@ -107,4 +107,15 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
             "steps": result.global_step, "settings": asdict(settings), "objective": asdict(objective),
             "log": trainer.state.log_history}
     info_path.write_text(json.dumps(info, indent=1, default=str))
-    return model, info
+    return _without_patched_forward(model), info
+
+
+def _without_patched_forward(model):
+    """Remove the instance-level `forward` wrappers that the trainer leaves on a model.
+
+    TRL and accelerate patch ``model.forward`` with closures over the original bound method; a deep
+    copy of such a model (the next stage's starting point) keeps calling the *original* object's
+    forward, so it silently runs the old weights. The class's own forward is what we want."""
+    for module in model.modules():
+        module.__dict__.pop("forward", None)
+    return model

@@ -27,8 +27,8 @@ from prefsift.lab import (
     train_sft,
     type_counts,
 )
-from prefsift.lab.sft import sft_batch
-from prefsift.lab.task import DIGITS
+from prefsift.lab.sft import demonstration, sft_batch
+from prefsift.lab.task import DIGITS, flawed_words
 
 SMALL = dict(seed=3, preset="tiny", n_train=120, n_validation=40, n_test_prompts=30, sft_steps=15,
              sft_warmup_steps=5, threads=1, progress=False)
@@ -47,6 +47,30 @@ def small_lab(tmp_path_factory):
 
 
 # ---------------------------------------------------------------- oracle
+
+
+def test_flaws_by_hand_and_their_rewards():
+    items = ("3", "1", "4", "1")
+    assert flawed_words("sort", items, "extra_item") == ["1", "1", "3", "4", "4"]
+    assert flawed_words("sort", items, "drop_item") == ["1", "1", "3"]
+    assert flawed_words("sort", items, "copy_input") == ["3", "1", "4", "1"]
+    assert flawed_words("increment", items, "copy_input") == ["3", "1", "4", "1"]
+    # copy's echo is right, so it gets the extra item instead; an echo equal to the answer too
+    assert flawed_words("copy", items, "copy_input") == ["3", "1", "4", "1", "1"]
+    assert flawed_words("sort", ("1", "2", "3"), "copy_input") == ["1", "2", "3", "3"]
+    # rewards by the oracle formula: 4 of 5 positions right, length 1 - 1/4
+    assert oracle_reward("sort : 3 1 4 1 =", " 1 1 3 4 4") == pytest.approx(0.8 * 1.75 / 2)
+    assert oracle_reward("sort : 3 1 4 1 =", " 1 1 3") == pytest.approx(0.75 * 1.75 / 2)
+    with pytest.raises(ValueError, match="unknown flaw"):
+        flawed_words("sort", items, "typo")
+
+
+def test_demonstrations_carry_flaws_at_the_rate_asked():
+    rng = random.Random(0)
+    prompts = [p.text for p in PromptGenerator(1).draw(4000)]
+    flawed = sum(demonstration(p, rng, 0.3) != best_response(p) for p in prompts) / len(prompts)
+    assert abs(flawed - 0.3) < 0.025
+    assert all(demonstration(p, rng, 0.0) == best_response(p) for p in prompts[:200])
 
 
 def test_oracle_best_and_garbage():

@@ -34,3 +34,25 @@ def test_every_trainable_parameter_changes_and_stage_is_reused(word_tokenizer, t
     x = torch.tensor([[1, 5, 6, 7]])
     with torch.no_grad():
         assert torch.allclose(again(x).logits, model(x).logits, atol=1e-5)
+
+
+def test_a_stage_can_continue_from_the_model_a_stage_returned(word_tokenizer, tmp_path):
+    """The arms continue from θ: a stage started from the in-memory model of an earlier stage must
+    train and run its own weights (TRL patches `forward` on the instance; a deep copy of the patched
+    model used to run the earlier weights). Checked against the saved folders, loaded fresh."""
+    from transformers import AutoModelForCausalLM
+
+    tok = word_tokenizer
+    ref = build_tiny_model("tiny", len(tok), seed=0, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    settings = StageSettings(epochs=1, learning_rate=1e-2, batch_size=8)
+    first, _ = train_stage(ref, ref, tok, RECORDS, PairwiseObjective("dpo", 0.1), settings, tmp_path / "a",
+                           start_key="s", data_key="d", name="a")
+    second, _ = train_stage(first, ref, tok, RECORDS[:16], PairwiseObjective("dpo", 0.1), settings, tmp_path / "b",
+                            start_key="a", data_key="d2", name="b")
+    x = torch.tensor([[1, 5, 6, 7]])
+    with torch.no_grad():
+        saved_a = AutoModelForCausalLM.from_pretrained(tmp_path / "a" / "model")(x).logits
+        saved_b = AutoModelForCausalLM.from_pretrained(tmp_path / "b" / "model")(x).logits
+        assert not torch.allclose(saved_a, saved_b, atol=1e-4)
+        assert torch.allclose(first(x).logits, saved_a, atol=1e-5)
+        assert torch.allclose(second(x).logits, saved_b, atol=1e-5)

@@ -55,6 +55,7 @@ class LabConfig:
     easy_min_reward: float = field(default=0.5, metadata={"help": "minimum oracle reward of an easy pair's good side"})
     rater_noise: float = field(default=0.1, metadata={"help": "std of the external rater's noise (score_chosen/score_rejected)"})
     sft_steps: int = field(default=120, metadata={"help": "SFT optimizer steps (few on purpose: the model must stay imperfect)"})
+    sft_flaw_rate: float = field(default=0.0, metadata={"help": "share of SFT demonstrations with a systematic habit (extra item, dropped item, input echoed)"})
     sft_batch_size: int = field(default=64, metadata={"help": "SFT sequences per step"})
     lr: float = field(default=3e-3, metadata={"help": "SFT peak learning rate (AdamW, warm-up then cosine)"})
     sft_warmup_steps: int = field(default=20, metadata={"help": "SFT linear warm-up steps"})
@@ -76,7 +77,8 @@ class LabConfig:
 
     def sft_config(self) -> SFTConfig:
         return SFTConfig(preset=self.preset, seed=self.seed, steps=self.sft_steps,
-                         batch_size=self.sft_batch_size, lr=self.lr, warmup_steps=self.sft_warmup_steps)
+                         batch_size=self.sft_batch_size, lr=self.lr, warmup_steps=self.sft_warmup_steps,
+                         flaw_rate=self.sft_flaw_rate)
 
     def pair_config(self) -> PairConfig:
         return PairConfig(bt_temperature=self.bt_temperature, clean_min_gap=self.clean_min_gap,

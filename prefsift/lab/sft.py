@@ -1,23 +1,29 @@
 """Supervised fine-tuning that teaches a tiny causal LM the lab task — on purpose, imperfectly.
 
 A plain torch loop, nanoGPT-style: fresh seeded prompts every step (the held-out test prompts are
-excluded), the oracle's best response as the target, cross-entropy on the response tokens and EOS
-only, AdamW with a short warm-up and cosine decay, a fixed small number of steps. The step count is
-what keeps the model imperfect: its temperature-1 samples land between the random-token baseline and
-the oracle's best, so preference pairs built from them differ in quality.
+excluded), cross-entropy on the response tokens and EOS only, AdamW with a short warm-up and cosine
+decay. Two things keep the model imperfect, so that preference pairs built from its samples differ
+in quality:
+
+- a share ``flaw_rate`` of the demonstrations carries a systematic habit (`task.flawed_words`: an
+  extra item, a dropped item, the input echoed) — the way web-scale SFT data teaches a model habits
+  that it can perform well but should not; the model learns them as alternative modes, which a
+  preference stage can then shift mass away from;
+- a limited number of steps, so the harder tasks (sort, reverse) are only partly learnt.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from .task import PromptGenerator, best_response
+from .task import FLAWS, PromptGenerator, best_response, flawed_words, parse_prompt, words_to_response
 
 
 @dataclass
@@ -32,6 +38,7 @@ class SFTConfig:
     warmup_steps: int = field(default=20, metadata={"help": "linear warm-up steps before the cosine decay"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     grad_clip: float = field(default=1.0, metadata={"help": "max global gradient norm (0 = off)"})
+    flaw_rate: float = field(default=0.0, metadata={"help": "share of demonstrations with a systematic habit (task.FLAWS)"})
 
 
 @contextlib.contextmanager
@@ -99,9 +106,18 @@ def _lr_at(step: int, cfg: SFTConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
+def demonstration(prompt: str, rng, flaw_rate: float) -> str:
+    """The SFT target of a prompt: the oracle's best response, or with probability ``flaw_rate`` a
+    flawed one (a flaw drawn uniformly from `task.FLAWS`)."""
+    if flaw_rate > 0 and rng.random() < flaw_rate:
+        p = parse_prompt(prompt)
+        return words_to_response(flawed_words(p.task, p.items, rng.choice(FLAWS)))
+    return best_response(prompt)
+
+
 def train_sft(tokenizer, cfg: SFTConfig, *, exclude_prompts=(), threads: int | None = None,
               progress: bool = True):
-    """Train a fresh ``cfg.preset`` model on (prompt, best response) and return ``(model, log)``;
+    """Train a fresh ``cfg.preset`` model on (prompt, `demonstration`) and return ``(model, log)``;
     ``log`` holds the loss curve (every 10 steps), the final loss and the wall time."""
     from tqdm.auto import tqdm
 
@@ -111,6 +127,7 @@ def train_sft(tokenizer, cfg: SFTConfig, *, exclude_prompts=(), threads: int | N
         model.train()
         # A different stream from the pair and test prompts: offset the seed.
         gen = PromptGenerator(cfg.seed + 7919, exclude=exclude_prompts, unique=False)
+        flaw_rng = random.Random(f"{cfg.seed}-sft-flaws")
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                 betas=(0.9, 0.98))
         curve: list[tuple[int, float]] = []
@@ -120,7 +137,8 @@ def train_sft(tokenizer, cfg: SFTConfig, *, exclude_prompts=(), threads: int | N
             torch.manual_seed(cfg.seed)
             for step in bar:
                 prompts = [p.text for p in gen.draw(cfg.batch_size)]
-                batch = sft_batch(tokenizer, prompts, [best_response(p) for p in prompts])
+                targets = [demonstration(p, flaw_rng, cfg.flaw_rate) for p in prompts]
+                batch = sft_batch(tokenizer, prompts, targets)
                 for g in opt.param_groups:
                     g["lr"] = _lr_at(step, cfg)
                 loss = model(**batch).loss

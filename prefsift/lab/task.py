@@ -83,6 +83,30 @@ def solve(task: str, items) -> list[str]:
     raise ValueError(f"unknown lab task {task!r}")
 
 
+FLAWS: tuple[str, ...] = ("extra_item", "drop_item", "copy_input")
+
+
+def flawed_words(task: str, items, flaw: str) -> list[str]:
+    """The ideal output with one systematic habit, the kind a preference stage should train away:
+
+    - ``extra_item``: the last item is written twice (too long);
+    - ``drop_item``: the last item is left out (too short; a one-item answer is kept);
+    - ``copy_input``: the input list is echoed instead of transformed (for ``copy``, whose echo is
+      right, the answer gets an extra item instead).
+    """
+    target = solve(task, items)
+    if flaw == "copy_input" and task == "copy":
+        flaw = "extra_item"
+    if flaw == "extra_item":
+        return target + target[-1:]
+    if flaw == "drop_item":
+        return target[:-1] if len(target) > 1 else target + target
+    if flaw == "copy_input":
+        echo = list(items)
+        return echo if echo != target else target + target[-1:]
+    raise ValueError(f"unknown flaw {flaw!r}; choose from {FLAWS}")
+
+
 def target_words(prompt: str) -> list[str]:
     p = parse_prompt(prompt)
     return solve(p.task, p.items)
