@@ -15,9 +15,9 @@ prefsift tells you which of your preference pairs (prompt, chosen, rejected) are
 truncated influence function (TIF), LossDiff, IRM and LossDiff-IRM (arXiv 2510.13212).
 
 Commands: the data layer (`data check`, `data subset`), model loading (`model`), the embedded lab
-(`lab make`), scoring (`score`), selection (`select`), `demo` (lab → warm-up → scores →
-selections), and `run`, the whole protocol with training arms, judging and a report (first
-version: on the lab, DPO does not yet improve on the reference; see the README)."""
+(`lab make`, and `lab sentiment` for a real model), scoring (`score`), selection (`select`), `run`,
+the whole protocol (warm-up → scores → selections → training arms → judging → report) from a YAML
+config, and `demo`, which is `run` on the lab with its defaults."""
 
 
 def _add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
@@ -141,6 +141,19 @@ def cmd_lab_make(args) -> int:
     return 0
 
 
+def cmd_lab_sentiment(args) -> int:
+    import json
+
+    from .demo import quiet_libraries
+    from .lab.sentiment import SentimentConfig, make_sentiment_lab
+
+    quiet_libraries()
+    summary = make_sentiment_lab(_dataclass_from_args(SentimentConfig, args), args.out, progress=not args.quiet)
+    print(json.dumps(summary["splits"], indent=1))
+    print(f"wrote {args.out}/train.jsonl, validation.jsonl, test_prompts.jsonl in {summary['seconds']:.0f} s")
+    return 0
+
+
 def cmd_score(args) -> int:
     from .data import ColumnMap
     from .scores import ScoreConfig, compute_scores
@@ -206,7 +219,7 @@ def cmd_run(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    run_demo(args.out, keep=args.keep, progress=not args.quiet)
+    run_demo(args.out, progress=not args.quiet, keep=args.keep)
     return 0
 
 
@@ -273,6 +286,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_dataclass_args(make, LabConfig)
     make.set_defaults(func=cmd_lab_make)
+    senti = lsub.add_parser(
+        "sentiment", help="a sentiment pair file from a real model's own samples, rated by VADER",
+        description="Ask the model for one sentence about everyday topics, sample several answers per prompt, "
+                    "rate each with the VADER lexicon, pair the most and least positive (with tagged near-ties "
+                    "and deliberately flipped labels), and write train.jsonl / validation.jsonl "
+                    "(conversational) and test_prompts.jsonl. Needs `pip install vaderSentiment`.")
+    senti.add_argument("--out", default="runs/sentiment-lab", help="output folder (default: runs/sentiment-lab)")
+    from .lab.sentiment import SentimentConfig
+
+    _add_dataclass_args(senti, SentimentConfig)
+    senti.add_argument("--quiet", action="store_true", help="no progress bars")
+    senti.set_defaults(func=cmd_lab_sentiment)
 
     score = sub.add_parser(
         "score", help="score every pair: IRM, LossDiff, IF (per layer group), TIF, baselines",
@@ -313,11 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
 
-    demo = sub.add_parser("demo", help="the main job on the embedded lab, end to end (what exists so far)",
+    demo = sub.add_parser("demo", help="the main job: `prefsift run` on the embedded lab with default settings",
                           description="On the embedded lab: build the task, SFT model and pairs; DPO warm-up "
                                       "through TRL; score every pair (IRM, LossDiff, IF, TIF); select with every "
-                                      "rule at one kept fraction and show what each kept by true pair type. "
-                                      "Resumable: a rerun reuses every finished stage.")
+                                      "rule; train every arm from θ for 3 seeds; judge answers on held-out "
+                                      "prompts against π_ref; print the WinRate table and write report.html. "
+                                      "About 15 minutes on 2 CPU cores. Resumable: a rerun reuses every finished "
+                                      "stage.")
     demo.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
     demo.add_argument("--keep", type=float, default=0.64, help="kept fraction of every selection (default: 0.64)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -61,11 +61,13 @@ def _fingerprint(parts: dict) -> str:
 
 def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: PairwiseObjective,
                 settings: StageSettings, out_dir: str | Path, start_key: str, data_key: str, name: str = "stage",
-                eval_records: list[dict] | None = None, eval_steps: int | None = None):
+                eval_records: list[dict] | None = None, eval_steps: int | None = None, lora=None):
     """Train a copy of `policy` on `records` (dicts with prompt/chosen/rejected) and save it.
 
     `start_key` and `data_key` fingerprint the starting weights and the data; with the settings and
-    objective they decide whether a saved stage can be reused. Returns (model, stage_info)."""
+    objective they decide whether a saved stage can be reused. `lora` (a `models.LoraSpec`) trains
+    fresh LoRA adapters on the copy instead of all its weights; the stage is saved merged either way.
+    Returns (model, stage_info)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from trl import DPOTrainer
@@ -73,7 +75,7 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     out_dir = Path(out_dir)
     key = _fingerprint({"start": start_key, "data": data_key, "settings": asdict(settings),
                         "objective": asdict(objective), "name": name, "eval_steps": eval_steps,
-                        "n_eval": len(eval_records or [])})
+                        "n_eval": len(eval_records or []), "lora": asdict(lora) if lora else None})
     info_path = out_dir / "stage.json"
     if info_path.exists():
         info = json.loads(info_path.read_text())
@@ -82,6 +84,10 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
             return model, info
     t0 = time.time()
     model = copy.deepcopy(_without_patched_forward(policy))
+    if lora is not None:
+        from .models import add_lora
+
+        model = add_lora(model, lora)
     model.train()
     args = _trl_config(objective, settings, out_dir, eval_steps if eval_records else None)
     trainer = DPOTrainer(model=model, ref_model=copy.deepcopy(_without_patched_forward(ref_model)).eval(), args=args,

@@ -7,7 +7,8 @@ import pytest
 
 from prefsift.cli import main
 
-COMMANDS = [[], ["data"], ["data", "check"], ["data", "subset"], ["model"], ["lab"], ["lab", "make"], ["score"],
+COMMANDS = [[], ["data"], ["data", "check"], ["data", "subset"], ["model"], ["lab"], ["lab", "make"],
+            ["lab", "sentiment"], ["score"], ["run"],
             ["select"], ["demo"]]
 
 
