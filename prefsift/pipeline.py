@@ -20,7 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ARMS = ("full", "random", "score_gap", "irm", "lossdiff", "lossdiff_irm", "tif", "top_if", "clean")
+DEFAULT_ARMS = ("full", "random", "score_gap", "irm", "lossdiff", "lossdiff_irm", "tif", "top_if", "clean")
+# Extra arms for experiments: the IF thirds (each a third of the pairs, whatever `keep` is) and the
+# pairs LossDiff-IRM drops.
+ARMS = DEFAULT_ARMS + ("if_small", "if_medium", "if_large", "lossdiff_irm_complement")
 # `clean` is an oracle arm, for the lab (or any file with `pair_type` and `label_correct` columns):
 # the clean pairs whose label is right, at their own count — what the data would give without noise.
 
@@ -29,6 +32,7 @@ ARMS = ("full", "random", "score_gap", "irm", "lossdiff", "lossdiff_irm", "tif",
 class RunConfig:
     out: str = field(default="runs/demo", metadata={"help": "run directory"})
     lab: dict | None = field(default_factory=dict, metadata={"help": "LabConfig overrides; null to use your files"})
+    sentiment: dict | None = field(default=None, metadata={"help": "SentimentConfig settings: build the sentiment pair file from the reference model's own samples (set lab: null)"})
     train: str | None = field(default=None, metadata={"help": "training pairs (default: the lab's)"})
     validation: str | None = field(default=None, metadata={"help": "validation pairs (default: the lab's)"})
     test_prompts: str | None = field(default=None, metadata={"help": "held-out prompts, JSONL with `prompt` (default: the lab's)"})
@@ -44,7 +48,7 @@ class RunConfig:
     lora: dict | None = field(default=None, metadata={"help": "LoRA for every training stage, e.g. {r: 8, alpha: 16} (LoraSpec fields); null: full fine-tuning"})
     scores: dict = field(default_factory=dict, metadata={"help": "ScoreConfig overrides (val_lr, projection_dim, ...)"})
     keep: float = field(default=0.64, metadata={"help": "kept fraction of every selection arm"})
-    arms: list = field(default_factory=lambda: list(ARMS), metadata={"help": f"arms to train, among {ARMS}"})
+    arms: list = field(default_factory=lambda: list(DEFAULT_ARMS), metadata={"help": f"arms to train, among {ARMS}"})
     seeds: list = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds of every arm"})
     judge: str = field(default="oracle", metadata={"help": "oracle, lexicon, reward:FOLDER, llm:MODEL"})
     eval_prompts: int = field(default=200, metadata={"help": "held-out prompts judged per arm"})
@@ -64,6 +68,8 @@ class RunConfig:
         bad = set(raw.get("arms", [])) - set(ARMS)
         if bad:
             raise ValueError(f"{path}: unknown arm(s) {sorted(bad)}; choose among {ARMS}")
+        if raw.get("sentiment") is not None and raw.get("lab", {}) is not None:
+            raise ValueError(f"{path}: `sentiment` builds the data from a real model; also set `lab: null`")
         return cls(**raw)
 
 
@@ -148,6 +154,19 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
         make_lab(lab_cfg, out / "lab")  # resumes on its own (SFT stamp, deterministic files)
         train_p, val_p = out / "lab" / "train.jsonl", out / "lab" / "validation.jsonl"
         test_p, ref_spec = out / "lab" / "test_prompts.jsonl", str(out / "lab" / "sft_model")
+    elif cfg.sentiment is not None:
+        from .lab.sentiment import SentimentConfig, make_sentiment_lab
+
+        s_cfg = SentimentConfig(**cfg.sentiment)
+        k_data = _key("sentiment", asdict(s_cfg))
+        s_dir = out / "sentiment-lab"
+        train_p, val_p, test_p = s_dir / "train.jsonl", s_dir / "validation.jsonl", s_dir / "test_prompts.jsonl"
+        ref_spec = cfg.reference or s_cfg.model
+        if man.done("data", k_data) and test_p.exists():
+            log(f"[data] sentiment pairs already in {s_dir}")
+        else:
+            log(f"[data] sentiment pairs from {s_cfg.model}'s own samples, rated by VADER -> {s_dir}")
+            make_sentiment_lab(s_cfg, s_dir, progress=progress)
     else:
         if not (cfg.train and cfg.validation and cfg.test_prompts and cfg.reference):
             raise ValueError("without the lab, set train, validation, test_prompts and reference")

@@ -268,19 +268,24 @@ def _curves(curves, figs) -> str:
                 series[key][arm] = np.asarray(pts, dtype=float)
     if not any(series.values()):
         return ""
-    colour = {arm: f"C{i % 10}" for i, arm in enumerate(curves)}  # one colour per arm in all panels
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    # Runs are named "ARM/seedN": one colour per arm in every panel, one legend entry per arm.
+    groups = list(dict.fromkeys(run.split("/")[0] for run in curves))
+    colour = {g: f"C{i % 10}" for i, g in enumerate(groups)}
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7))
     for ax, (key, label) in zip(axes.ravel(), CURVE_KEYS):
-        for arm, pts in series[key].items():
-            ax.plot(pts[:, 0], pts[:, 1], marker="o" if len(pts) < 20 else None, ms=3, label=arm, color=colour[arm])
+        for run, pts in series[key].items():
+            arm = run.split("/")[0]
+            ax.plot(pts[:, 0], pts[:, 1], marker="o" if len(pts) < 20 else None, ms=2.5, lw=1.2,
+                    alpha=0.8, color=colour[arm])
         ax.set_title(label), ax.set_xlabel("step")
-        if series[key]:
-            ax.legend(fontsize=7)
-        else:
+        if not series[key]:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="gray")
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], color=colour[g], lw=2, label=g) for g in groups]
+    fig.legend(handles=handles, loc="center right", fontsize=8, title="arm (all seeds)")
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
     return _section("curves", "Training curves",
-                    figs.embed(fig, "curves", "Training and validation DPO loss and reward margin per arm."))
+                    figs.embed(fig, "curves", "Training and validation DPO loss and reward margin per arm; "
+                                              "each seed is one line in its arm's colour."))
 
 
 def write_report(out_dir, scores: pd.DataFrame, selections: dict[str, np.ndarray] | None = None,

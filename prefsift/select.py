@@ -117,14 +117,30 @@ def overlap_coefficient(a, b) -> float:
     return inter / min(na, nb)
 
 
-RULES = ("lossdiff_irm", "tif", "lossdiff", "irm", "top_if", "abs_irm_small", "score_gap", "random")
+def rank_third(values, which: int) -> np.ndarray:
+    """The scored pairs in the `which`-th third (0 smallest, 1 middle, 2 largest) of the values'
+    ranks: the three masks partition the scored pairs into sizes that differ by at most one."""
+    if which not in (0, 1, 2):
+        raise ValueError("which must be 0, 1 or 2")
+    v = np.asarray(values, dtype=float)
+    ok = np.flatnonzero(_scored(v))
+    order = ok[np.argsort(v[ok], kind="stable")]
+    mask = np.zeros(len(v), dtype=bool)
+    mask[np.array_split(order, 3)[which]] = True
+    return mask
+
+
+RULES = ("lossdiff_irm", "tif", "lossdiff", "irm", "top_if", "abs_irm_small", "score_gap", "random",
+         "if_small", "if_medium", "if_large", "lossdiff_irm_complement")
 
 
 def apply_rule(table, rule: str, keep: float, seed: int = 0):
     """A selection mask over the rows of a scores table (pandas DataFrame) by a named rule."""
     col = lambda c: table[c].to_numpy(dtype=float) if c in table else None
     need = {"lossdiff_irm": ("lossdiff", "irm"), "tif": ("if",), "lossdiff": ("lossdiff",), "irm": ("irm",),
-            "top_if": ("if",), "abs_irm_small": ("irm",), "score_gap": ("score_gap",), "random": ()}
+            "top_if": ("if",), "abs_irm_small": ("irm",), "score_gap": ("score_gap",), "random": (),
+            "if_small": ("if",), "if_medium": ("if",), "if_large": ("if",),
+            "lossdiff_irm_complement": ("lossdiff", "irm")}
     if rule not in need:
         raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
     missing = [c for c in need[rule] if c not in table]
@@ -132,6 +148,11 @@ def apply_rule(table, rule: str, keep: float, seed: int = 0):
         raise ValueError(f"rule {rule!r} needs the score(s) {missing}, which this table does not have")
     if rule == "lossdiff_irm":
         return lossdiff_irm(col("lossdiff"), col("irm"), keep=keep)[0]
+    if rule == "lossdiff_irm_complement":  # what LossDiff-IRM drops, among the pairs it scored
+        kept = lossdiff_irm(col("lossdiff"), col("irm"), keep=keep)[0]
+        return _scored(col("lossdiff")) & _scored(col("irm")) & ~kept
+    if rule in ("if_small", "if_medium", "if_large"):  # IF thirds: `keep` does not apply
+        return rank_third(col("if"), ("if_small", "if_medium", "if_large").index(rule))
     if rule == "tif":
         return keep_middle(col("if"), keep)
     if rule in ("lossdiff", "irm"):

@@ -93,8 +93,9 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     trainer = DPOTrainer(model=model, ref_model=copy.deepcopy(_without_patched_forward(ref_model)).eval(), args=args,
                          train_dataset=Dataset.from_list(records), processing_class=tokenizer,
                          eval_dataset=Dataset.from_list(eval_records) if eval_records else None)
+    start = []
     if eval_records:  # the validation curve starts at the starting point, step 0
-        trainer.evaluate()
+        start = [{**trainer.evaluate(), "step": 0}]  # train() starts a fresh log, so keep it here
     result = trainer.train()
     model = trainer.model
     model.eval()
@@ -111,7 +112,7 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     tmp.replace(final)
     info = {"key": key, "name": name, "seconds": time.time() - t0, "train_loss": result.training_loss,
             "steps": result.global_step, "settings": asdict(settings), "objective": asdict(objective),
-            "log": trainer.state.log_history}
+            "log": start + trainer.state.log_history}
     info_path.write_text(json.dumps(info, indent=1, default=str))
     return _without_patched_forward(model), info
 

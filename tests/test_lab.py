@@ -28,7 +28,7 @@ from prefsift.lab import (
     type_counts,
 )
 from prefsift.lab.sft import demonstration, sft_batch
-from prefsift.lab.task import DIGITS, flawed_words
+from prefsift.lab.task import DIGITS, FLAWS, flawed_words, parse_prompt, words_to_response
 
 SMALL = dict(seed=3, preset="tiny", n_train=120, n_validation=40, n_test_prompts=30, sft_steps=15,
              sft_warmup_steps=5, threads=1, progress=False)
@@ -277,19 +277,30 @@ def test_make_lab_is_deterministic_and_resumes(small_lab, tmp_path):
 
 
 @pytest.mark.slow
-def test_default_sft_is_partial():
-    """The real default SFT (lab-a, default steps, lr, batch): temperature-1 samples are far better
-    than random tokens and far from perfect. One thread, so that a busy machine cannot stall it."""
+def test_default_sft_is_good_but_has_habits():
+    """The real default SFT (lab-a, default steps, lr, batch, habit rate): temperature-1 samples are
+    far better than random tokens, often perfect, and a clear share of them shows one of the habits
+    taught by the flawed demonstrations — the behaviour preference data should train away."""
     cfg = LabConfig()
     tok = build_lab_tokenizer()
-    model, log = train_sft(tok, cfg.sft_config(), threads=1, progress=False)
-    prompts = [p.text for p in PromptGenerator(99).draw(200)]
+    model, log = train_sft(tok, cfg.sft_config(), progress=False)
+    prompts = [p.text for p in PromptGenerator(99).draw(300)]
     with torch.no_grad():
         draws = sample_responses(model, tok, prompts, 2, seed=0)
-    sft = sum(oracle_reward(p, s) for p, ds in zip(prompts, draws) for s in ds) / (2 * len(prompts))
+    pairs = [(p, s) for p, ds in zip(prompts, draws) for s in ds]
+    sft = sum(oracle_reward(p, s) for p, s in pairs) / len(pairs)
+    perfect = sum(s == best_response(p) for p, s in pairs) / len(pairs)
+
+    def habit(p, s):
+        lp = parse_prompt(p)
+        return any(s == words_to_response(flawed_words(lp.task, lp.items, f)) for f in FLAWS)
+
+    habits = sum(habit(p, s) for p, s in pairs) / len(pairs)
     rng = random.Random(0)
     rand = sum(oracle_reward(p, random_response(rng)) for p in prompts) / len(prompts)
-    print(f"default SFT: mean reward {sft:.3f}, random tokens {rand:.3f}, final loss {log['final_loss']:.3f}")
+    print(f"default SFT: mean reward {sft:.3f}, perfect {perfect:.2f}, habits {habits:.2f}, "
+          f"random tokens {rand:.3f}, final loss {log['final_loss']:.3f}")
     assert rand < 0.08
-    assert sft > rand + 0.25, (sft, rand)
-    assert 0.3 < sft < 0.8, sft
+    assert sft > rand + 0.5, (sft, rand)
+    assert 0.3 < perfect < 0.9, perfect
+    assert 0.1 < habits < 0.5, habits

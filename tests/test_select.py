@@ -53,3 +53,17 @@ def test_orderings_and_rules():
         assert not apply_rule(table, rule, 0.6)[3]
     with pytest.raises(ValueError, match="needs the score"):
         apply_rule(table.drop(columns=["if"]), "tif", 0.6)
+
+
+def test_if_thirds_partition_by_hand_and_complement_is_what_lossdiff_irm_drops():
+    v = np.array([5.0, np.nan, 1.0, 9.0, 3.0, 7.0, 2.0, 8.0])  # 7 scored pairs
+    table = pd.DataFrame({"if": v, "lossdiff": v, "irm": -v, "valid": np.isfinite(v)})
+    small, medium, large = (apply_rule(table, r, 0.5) for r in ("if_small", "if_medium", "if_large"))
+    # ranks: 1.0, 2.0, 3.0 | 5.0, 7.0 | 8.0, 9.0 (np.array_split gives sizes 3, 2, 2)
+    assert v[small].tolist() == [1.0, 3.0, 2.0]
+    assert v[medium].tolist() == [5.0, 7.0]
+    assert v[large].tolist() == [9.0, 8.0]
+    assert not (small & medium).any() and not (medium & large).any() and not small[1]
+    kept = apply_rule(table, "lossdiff_irm", 0.5)
+    drop = apply_rule(table, "lossdiff_irm_complement", 0.5)
+    assert not (kept & drop).any() and ((kept | drop) == np.isfinite(v)).all()

@@ -56,3 +56,16 @@ def test_a_stage_can_continue_from_the_model_a_stage_returned(word_tokenizer, tm
         assert not torch.allclose(saved_a, saved_b, atol=1e-4)
         assert torch.allclose(first(x).logits, saved_a, atol=1e-5)
         assert torch.allclose(second(x).logits, saved_b, atol=1e-5)
+
+
+def test_validation_curve_starts_at_the_starting_weights(word_tokenizer, tmp_path):
+    """The first point of the validation curve is the starting model's loss: at step 0 it equals the
+    DPO loss of θ against itself as reference, log 2, for every pair (margin 0)."""
+    tok = word_tokenizer
+    ref = build_tiny_model("tiny", len(tok), seed=0, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    _, info = train_stage(ref, ref, tok, RECORDS, PairwiseObjective("dpo", 0.1),
+                          StageSettings(epochs=1, learning_rate=1e-2, batch_size=8), tmp_path / "s",
+                          start_key="s", data_key="d", name="s", eval_records=RECORDS[:8], eval_steps=2)
+    first = info["log"][0]
+    assert first["step"] == 0 and abs(first["eval_loss"] - np.log(2)) < 1e-6
+    assert [e["step"] for e in info["log"] if "eval_loss" in e][:3] == [0, 2, 4]
