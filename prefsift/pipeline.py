@@ -239,7 +239,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
     test = [json.loads(line) for line in Path(test_p).read_text().splitlines() if line.strip()][: cfg.eval_prompts]
     prompts = [r["prompt"] for r in test]
     rows, curves, ref_answers = [], {}, {}
-    jobs = [(a, s) for s in cfg.seeds for a in masks]
+    # `full` is always a selection (every scored pair) but is trained only when listed in `arms`.
+    jobs = [(a, s) for s in cfg.seeds for a in masks if a in cfg.arms]
     for n, (arm, seed) in enumerate(jobs):
         t = time.time()
         ids_key = _key(table.loc[masks[arm], "id"].tolist())
@@ -276,7 +277,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
         table_rows.append({"arm": r["arm"], "seed": r["seed"], "n_pairs": r["n_pairs"], "win_rate": wr["win_rate"],
                            "low": wr["low"], "high": wr["high"], "score": r["score_aligned"],
                            "score_reference": r["score_reference"], "head_to_head": h2h})
-    evaluation = pd.DataFrame(table_rows)
+    evaluation = pd.DataFrame(table_rows, columns=["arm", "seed", "n_pairs", "win_rate", "low", "high", "score",
+                                                   "score_reference", "head_to_head"])
     evaluation.to_csv(out / "eval.csv", index=False)
     summary = summarize_arms(evaluation)
     (out / "eval.json").write_text(json.dumps({"arms": summary.to_dict("records"),
@@ -287,13 +289,17 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
     try:
         from .report import write_report
 
-        html = write_report(out, table, selections=masks, evaluation=evaluation, curves=curves,
+        html = write_report(out, table, selections=masks, evaluation=evaluation if len(evaluation) else None,
+                            curves=curves,
                             title=f"prefsift run {out.name}")
         log(f"report: {html}")
     except ImportError:
         log("report: prefsift.report is not available in this version")
-    log(f"\nWinRate against π_ref ({judge.name}, {len(prompts)} held-out prompts, mean over seeds "
-        f"{cfg.seeds}):\n{format_arms(summary)}")
+    if len(evaluation):
+        log(f"\nWinRate against π_ref ({judge.name}, {len(prompts)} held-out prompts, mean over seeds "
+            f"{cfg.seeds}):\n{format_arms(summary)}")
+    else:
+        log("\nno arm trained (`arms` lists none of the selections)")
     log(f"total {time.time() - t_start:.0f} s")
     return evaluation
 

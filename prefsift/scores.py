@@ -201,6 +201,19 @@ def summarize(table: pd.DataFrame, timings: dict[str, float] | None = None) -> s
                 if good.sum() >= 3 and np.std(x[good]) > 0 and np.std(y[good]) > 0:
                     lines.append(f"  {a:>9} ~ {b:<9} r = {pearsonr(x[good], y[good])[0]:+.3f}   "
                                  f"ρ = {spearmanr(x[good], y[good])[0]:+.3f}")
+    groups = [c for c in table.columns if c.startswith("if_")]
+    cheap = [c for c in ("lossdiff", "irm") if c in table]
+    if groups and cheap and len(sub) >= 3:
+        lines.append("by layer group, Pearson r of each cheap score with that group's IF:")
+        lines.append("  " + f"{'group':<16}" + "".join(f"{c:>10}" for c in cheap))
+        for g in groups:
+            cells = []
+            for c in cheap:
+                x, y = table.loc[table["valid"], c].to_numpy(float), table.loc[table["valid"], g].to_numpy(float)
+                good = np.isfinite(x) & np.isfinite(y)
+                ok_std = good.sum() >= 3 and np.std(x[good]) > 0 and np.std(y[good]) > 0
+                cells.append(f"{pearsonr(x[good], y[good])[0]:>+10.3f}" if ok_std else f"{'-':>10}")
+            lines.append(f"  {g[3:]:<16}" + "".join(cells))
     if "tif" in table:
         lines.append(f"TIF keeps {int(table['tif'].sum())} of {ok} scored pairs")
     if timings:

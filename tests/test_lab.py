@@ -31,7 +31,7 @@ from prefsift.lab.sft import demonstration, sft_batch
 from prefsift.lab.task import DIGITS, FLAWS, flawed_words, parse_prompt, words_to_response
 
 SMALL = dict(seed=3, preset="tiny", n_train=120, n_validation=40, n_test_prompts=30, sft_steps=15,
-             sft_warmup_steps=5, threads=1, progress=False)
+             sft_warmup_steps=5, threads=1, progress=False, share_sft=False)
 
 
 def _read_jsonl(path):
@@ -304,3 +304,17 @@ def test_default_sft_is_good_but_has_habits():
     assert sft > rand + 0.5, (sft, rand)
     assert 0.3 < perfect < 0.9, perfect
     assert 0.1 < habits < 0.5, habits
+
+
+def test_sft_model_is_shared_through_the_cache(tmp_path, monkeypatch):
+    """A second lab folder with the same SFT settings copies the SFT model from the prefsift cache
+    instead of training it, and its files are byte-identical to the first folder's."""
+    monkeypatch.setenv("PREFSIFT_CACHE", str(tmp_path / "cache"))
+    cfg = {**SMALL, "share_sft": True, "n_train": 20, "n_validation": 10, "n_test_prompts": 10}
+    first = make_lab(LabConfig(**cfg), tmp_path / "a")
+    second = make_lab(LabConfig(**{**cfg, "n_train": 30}), tmp_path / "b")
+    assert not first["sft"]["from_cache"] and second["sft"]["from_cache"]
+    weights = "sft_model/model.safetensors"
+    assert (tmp_path / "a" / weights).read_bytes() == (tmp_path / "b" / weights).read_bytes()
+    assert len(_read_jsonl(tmp_path / "b" / "train.jsonl")) == 30
+

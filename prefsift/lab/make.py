@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shutil
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -61,6 +62,7 @@ class LabConfig:
     sft_warmup_steps: int = field(default=20, metadata={"help": "SFT linear warm-up steps"})
     threads: int | None = field(default=None, metadata={"help": "torch intra-op threads while building (None: leave as is)"})
     resume: bool = field(default=True, metadata={"help": "reuse sft_model/ when it was trained with the same settings"})
+    share_sft: bool = field(default=True, metadata={"help": "keep a copy of the SFT model in the prefsift cache and reuse it in any folder whose lab has the same SFT settings"})
     progress: bool = field(default=True, metadata={"help": "show tqdm progress bars"})
 
     def __post_init__(self):
@@ -84,6 +86,12 @@ class LabConfig:
         return PairConfig(bt_temperature=self.bt_temperature, clean_min_gap=self.clean_min_gap,
                           tie_max_gap=self.tie_max_gap, easy_min_reward=self.easy_min_reward,
                           rater_noise=self.rater_noise)
+
+
+def _shared_sft_dir(sft_hash: str) -> Path:
+    from prefsift.models import cache_dir
+
+    return cache_dir() / "lab_sft" / sft_hash
 
 
 def _hash(obj) -> str:
@@ -126,7 +134,14 @@ def make_lab(cfg: LabConfig, out_dir) -> dict:
                    "test_prompts": _hash(test)}
         sft_hash = _hash(sft_key)
         stamp = sft_dir / SFT_STAMP
-        resumed = False
+        resumed = from_cache = False
+        shared = _shared_sft_dir(sft_hash) if cfg.share_sft else None
+        if (cfg.resume and shared is not None and (shared / SFT_STAMP).exists()
+                and not (stamp.exists() and json.loads(stamp.read_text()).get("hash") == sft_hash)):
+            if sft_dir.exists():
+                shutil.rmtree(sft_dir)
+            shutil.copytree(shared, sft_dir)
+            from_cache = True
         if cfg.resume and stamp.exists() and json.loads(stamp.read_text()).get("hash") == sft_hash:
             model, _ = load_sft(sft_dir)
             sft_log = json.loads(stamp.read_text())["log"]
@@ -136,6 +151,12 @@ def make_lab(cfg: LabConfig, out_dir) -> dict:
                                        progress=cfg.progress)
             save_sft(model, tokenizer, sft_dir)
             stamp.write_text(json.dumps({"hash": sft_hash, "log": sft_log}, indent=1))
+            if shared is not None:
+                tmp = shared.with_name(shared.name + ".tmp")
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(sft_dir, tmp)
+                shutil.rmtree(shared, ignore_errors=True)
+                tmp.replace(shared)
         timings["sft"] = time.perf_counter() - t0
 
         # Sample the SFT model on every pair prompt (and once on each test prompt, for the summary).
@@ -169,14 +190,14 @@ def make_lab(cfg: LabConfig, out_dir) -> dict:
 
     timings["total"] = time.perf_counter() - t_all
     summary = _summarise(cfg, train_prompts + val_prompts, train_samples + val_samples,
-                         test, test_samples, train_rows, val_rows, sft_log, resumed, timings)
+                         test, test_samples, train_rows, val_rows, sft_log, resumed, timings, from_cache)
     summary["out_dir"] = str(out)
     (out / "lab_summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
 def _summarise(cfg, prompts, samples, test, test_samples, train_rows, val_rows, sft_log, resumed,
-               timings) -> dict:
+               timings, from_cache=False) -> dict:
     by_task: dict[str, list[float]] = defaultdict(list)
     for p, draws in zip(prompts, samples):
         task = parse_prompt(p).task
@@ -208,7 +229,7 @@ def _summarise(cfg, prompts, samples, test, test_samples, train_rows, val_rows, 
             "best": _mean(oracle_reward(p, best_response(p)) for p in prompts),
         },
         "sft": {"preset": cfg.preset, "steps": cfg.sft_steps, "final_loss": sft_log.get("final_loss"),
-                "resumed": resumed},
+                "resumed": resumed and not from_cache, "from_cache": from_cache},
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
 
@@ -246,7 +267,7 @@ def format_summary(summary: dict) -> str:
                  f"validation {_fmt(va['both_sides_sampled'], 0, 2)}")
     lines.append("")
     sft = summary["sft"]
-    state = "reused" if sft["resumed"] else "trained"
+    state = "from the prefsift cache" if sft.get("from_cache") else ("reused" if sft["resumed"] else "trained")
     lines.append(f"SFT model: {sft['preset']}, {sft['steps']} steps, final loss {sft['final_loss']:.3f} ({state})")
     lines.append("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in summary["timings_s"].items()))
     return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""Cost of scoring: LossDiff-IRM against exact IF on the same pairs and model, at several sizes.
+
+Each size is scored twice from a cold cache, in one process, one after the other:
+  cheap  `compute_scores(scores="irm,lossdiff")`: reference and policy log-probs, θ_val (one epoch on
+         the validation pairs), θ_val log-probs — everything LossDiff-IRM needs;
+  exact  `compute_scores(scores="irm,if")`: the same log-probs, the validation gradient and one
+         gradient per training pair — everything TIF needs.
+Both include loading and the shared log-probs, so the ratio is what a user waits, not a kernel
+timing. Prints a table and the ratio, writes JSON and a log-log plot.
+
+    python benchmarks/cost.py --run runs/demo --sizes 250,500,1000,2000 [--out docs/figures]
+
+`--run` is a finished `prefsift run`/`prefsift demo` directory (its warm-up model is θ, its lab's
+SFT model π_ref); `--if-params` restricts IF as `prefsift score --if-params` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _subset(src: Path, n: int, dst: Path) -> Path:
+    lines = [line for line in src.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if n > len(lines):
+        raise SystemExit(f"{src} has {len(lines)} pairs; asked for {n}")
+    dst.write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
+    return dst
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", default="runs/demo", help="a finished run directory (default: runs/demo)")
+    ap.add_argument("--sizes", default="250,500,1000,2000", help="numbers of training pairs")
+    ap.add_argument("--if-params", default="all", help="IF parameter set (default: all)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--out", default="docs/figures", help="folder for cost.json and cost.png")
+    args = ap.parse_args()
+
+    import torch
+
+    from prefsift.demo import quiet_libraries
+    from prefsift.scores import ScoreConfig, compute_scores
+
+    quiet_libraries()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run = Path(args.run)
+    cfg_path = run / "config.yaml"
+    lab = run / "lab"
+    policy, reference = run / "warmup" / "model", lab / "sft_model"
+    train, val = lab / "train.jsonl", lab / "validation.jsonl"
+    run_cfg = {}
+    if cfg_path.exists():
+        import yaml
+
+        run_cfg = yaml.safe_load(cfg_path.read_text()) or {}
+    objective, beta = run_cfg.get("objective", "dpo"), float(run_cfg.get("beta", 0.5))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for n in [int(x) for x in args.sizes.split(",")]:
+            sub = _subset(train, n, tmp / f"train-{n}.jsonl")
+            row = {"pairs": n}
+            for name, scores in (("cheap", "irm,lossdiff"), ("exact", "irm,if")):
+                out = tmp / f"{name}-{n}"
+                cfg = ScoreConfig(policy=str(policy), reference=str(reference), train=str(sub), validation=str(val),
+                                  out=str(out), objective=objective, beta=beta, scores=scores,
+                                  if_params=args.if_params)
+                t0 = time.perf_counter()
+                compute_scores(cfg, progress=False, log=lambda *a, **k: None)
+                row[f"{name}_s"] = time.perf_counter() - t0
+                row[f"{name}_stages"] = json.loads((out / "score_timings.json").read_text())
+            row["ratio"] = row["exact_s"] / row["cheap_s"]
+            rows.append(row)
+            print(f"{n:>6} pairs: LossDiff-IRM {row['cheap_s']:7.1f} s   exact IF {row['exact_s']:7.1f} s   "
+                  f"IF / LossDiff-IRM = {row['ratio']:.2f}", flush=True)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"run": str(run), "if_params": args.if_params, "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "rows": rows}
+    (out / "cost.json").write_text(json.dumps(meta, indent=1))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        n = np.array([r["pairs"] for r in rows], dtype=float)
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        for key, label in (("cheap_s", "LossDiff-IRM"), ("exact_s", "exact IF (TIF)")):
+            y = np.array([r[key] for r in rows])
+            slope = np.polyfit(np.log(n), np.log(y), 1)[0] if len(n) > 1 else float("nan")
+            ax.loglog(n, y, "o-", label=f"{label} (log-log slope {slope:.2f})")
+        ax.set_xlabel("training pairs"), ax.set_ylabel("wall time (s)")
+        ax.set_title("Scoring cost on one model"), ax.legend(fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / "cost.png", dpi=120)
+        print(f"wrote {out / 'cost.json'} and {out / 'cost.png'}")
+    except ImportError:
+        print(f"wrote {out / 'cost.json'} (matplotlib not installed: no plot)")
+
+
+if __name__ == "__main__":
+    main()
