@@ -56,6 +56,29 @@ class RunConfig:
     max_new_tokens: int = field(default=12, metadata={"help": "answer length limit"})
     eval_steps: int = field(default=20, metadata={"help": "validation loss/margin every N training steps"})
 
+    def __post_init__(self):
+        if self.sentiment is not None and self.lab is not None:
+            raise ValueError("`sentiment` builds the data from a real model's samples; also set `lab: null`")
+        if self.judge == "oracle" and self.lab is None:
+            raise ValueError("judge `oracle` knows only the lab's task; with your own data or `sentiment` use "
+                             "`lexicon`, `reward:FOLDER` or `llm:MODEL`")
+        bad = set(self.arms) - set(ARMS)
+        if bad:
+            raise ValueError(f"unknown arm(s) {sorted(bad)}; choose among {ARMS}")
+        for name, cls_path in (("lab", "prefsift.lab.make:LabConfig"), ("sentiment", "prefsift.lab.sentiment:SentimentConfig"),
+                               ("lora", "prefsift.models:LoraSpec"), ("warmup", "prefsift.train:StageSettings"),
+                               ("final", "prefsift.train:StageSettings"), ("scores", "prefsift.scores:ScoreConfig")):
+            given = getattr(self, name)
+            if not given:
+                continue
+            import importlib
+
+            mod, cls_name = cls_path.split(":")
+            known = {f.name for f in fields(getattr(importlib.import_module(mod), cls_name))}
+            unknown = set(given) - known
+            if unknown:
+                raise ValueError(f"`{name}`: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+
     @classmethod
     def from_yaml(cls, path) -> "RunConfig":
         import yaml
@@ -68,9 +91,10 @@ class RunConfig:
         bad = set(raw.get("arms", [])) - set(ARMS)
         if bad:
             raise ValueError(f"{path}: unknown arm(s) {sorted(bad)}; choose among {ARMS}")
-        if raw.get("sentiment") is not None and raw.get("lab", {}) is not None:
-            raise ValueError(f"{path}: `sentiment` builds the data from a real model; also set `lab: null`")
-        return cls(**raw)
+        try:
+            return cls(**raw)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
 
 
 def _key(*parts) -> str:
@@ -149,7 +173,9 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
     t = time.time()
     if is_lab:
         lab_cfg = LabConfig(**{**cfg.lab, "progress": progress})
-        k_data = _key("lab", asdict(lab_cfg))
+        # Only what changes the data: not progress bars, threads, or where the SFT model came from.
+        k_data = _key("lab", {k: v for k, v in asdict(lab_cfg).items()
+                              if k not in ("progress", "threads", "resume", "share_sft")})
         log(f"[data] lab -> {out / 'lab'}")
         make_lab(lab_cfg, out / "lab")  # resumes on its own (SFT stamp, deterministic files)
         train_p, val_p = out / "lab" / "train.jsonl", out / "lab" / "validation.jsonl"
@@ -202,7 +228,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
     scfg = ScoreConfig(policy=str(out / "warmup" / "model"), reference=ref_spec, train=str(train_p),
                        validation=str(val_p), out=str(out / "score"), objective=cfg.objective, beta=cfg.beta,
                        keep=cfg.keep, **cfg.scores)
-    k_score = _key(k_warm, asdict(scfg))
+    k_score = _key(k_warm, winfo["key"], asdict(scfg))
     log(f"[scores] IRM, LossDiff, IF, TIF ({eta(0.15)})")
     if man.done("scores", k_score) and (out / "score" / "scores.parquet").exists():
         table = pd.read_parquet(out / "score" / "scores.parquet")

@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import time
+import types
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -83,14 +84,14 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
             model = AutoModelForCausalLM.from_pretrained(out_dir / "model", dtype=torch.float32)
             return model, info
     t0 = time.time()
-    model = copy.deepcopy(_without_patched_forward(policy))
+    model = _without_patched_forward(copy.deepcopy(policy))
     if lora is not None:
         from .models import add_lora
 
         model = add_lora(model, lora)
     model.train()
     args = _trl_config(objective, settings, out_dir, eval_steps if eval_records else None)
-    trainer = DPOTrainer(model=model, ref_model=copy.deepcopy(_without_patched_forward(ref_model)).eval(), args=args,
+    trainer = DPOTrainer(model=model, ref_model=_without_patched_forward(copy.deepcopy(ref_model)).eval(), args=args,
                          train_dataset=Dataset.from_list(records), processing_class=tokenizer,
                          eval_dataset=Dataset.from_list(eval_records) if eval_records else None)
     start = []
@@ -114,7 +115,8 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
             "steps": result.global_step, "settings": asdict(settings), "objective": asdict(objective),
             "log": start + trainer.state.log_history}
     info_path.write_text(json.dumps(info, indent=1, default=str))
-    return _without_patched_forward(model), info
+    # A LoRA stage hands back the merged model, exactly what it saved and what a reused stage loads.
+    return _without_patched_forward(to_save), info
 
 
 def _without_patched_forward(model):
@@ -124,5 +126,8 @@ def _without_patched_forward(model):
     copy of such a model (the next stage's starting point) keeps calling the *original* object's
     forward, so it silently runs the old weights. The class's own forward is what we want."""
     for module in model.modules():
-        module.__dict__.pop("forward", None)
+        patched = module.__dict__.get("forward")
+        # accelerate's device-placement hooks (`_hf_hook`) also live there and must stay.
+        if isinstance(patched, types.MethodType) and not hasattr(module, "_hf_hook"):
+            del module.__dict__["forward"]
     return model

@@ -10,7 +10,7 @@ from prefsift import pipeline
 from prefsift.pipeline import RunConfig, run_pipeline
 
 TINY = dict(lab={"seed": 2, "preset": "tiny", "n_train": 96, "n_validation": 32, "n_test_prompts": 24,
-                 "sft_steps": 30, "sft_warmup_steps": 5, "threads": 1},
+                 "sft_steps": 30, "sft_warmup_steps": 5, "threads": 1, "share_sft": False},
             warmup={"epochs": 1, "learning_rate": 1e-3, "batch_size": 16},
             final={"epochs": 1, "learning_rate": 1e-3, "batch_size": 16},
             arms=["full", "random", "lossdiff_irm"], seeds=[0], eval_prompts=24, eval_steps=3)

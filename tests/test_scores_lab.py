@@ -18,7 +18,7 @@ from prefsift.scores import ScoreConfig, compute_scores
 from prefsift.train import StageSettings, train_stage
 
 LAB = dict(seed=5, preset="tiny", n_train=160, n_validation=40, n_test_prompts=10, sft_steps=40,
-           sft_warmup_steps=5, threads=1, progress=False)
+           sft_warmup_steps=5, threads=1, progress=False, share_sft=False)
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,14 @@ def test_pairs_take_the_most_and_least_positive_answers_and_flag_ties():
     assert rows[0]["score_chosen"] == 0.9  # no rater noise asked
 
 
+def test_prompts_without_two_different_answers_give_no_pair():
+    rows = build_sentiment_pairs(["a", "b", "c", "d"], [["", "", "bad"], ["same", "same", ""], ["", ""], ["x", "", "y"]],
+                                 [[0.9, 0.8, -0.5], [0.1, 0.2, 0.9], [0.0, 0.0], [0.5, 0.9, -0.5]],
+                                 split="t", flip_rate=0.0, tie_max_gap=0.1, rater_noise=0.0, seed=0)
+    assert [r["prompt"][0]["content"] for r in rows] == ["d"]
+    assert rows[0]["chosen"][0]["content"] == "x" and rows[0]["rejected"][0]["content"] == "y"
+
+
 def test_flips_swap_labels_at_the_rate_asked():
     n = 2000
     rows = build_sentiment_pairs([f"p{i}" for i in range(n)], [["good", "bad"]] * n, [[0.8, -0.8]] * n,

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import shutil
+import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -88,10 +90,56 @@ class LabConfig:
                           rater_noise=self.rater_noise)
 
 
+# Bump when a change to the SFT code (sft.py, task.py, the presets) changes the model it trains, so
+# that shared copies made by older code are not reused.
+SFT_CODE_VERSION = 2
+
+
 def _shared_sft_dir(sft_hash: str) -> Path:
     from prefsift.models import cache_dir
 
     return cache_dir() / "lab_sft" / sft_hash
+
+
+def _stamp_hash(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / SFT_STAMP).read_text()).get("hash")
+    except (OSError, ValueError):
+        return None
+
+
+def _copy_from_cache(shared: Path, sft_dir: Path, sft_hash: str) -> bool:
+    """Copy a shared SFT model into ``sft_dir`` through a temporary folder renamed into place, so a
+    killed copy never leaves a stamp without weights; False (train instead) on any problem."""
+    if _stamp_hash(shared) != sft_hash:
+        return False
+    tmp = Path(tempfile.mkdtemp(dir=sft_dir.parent, prefix=".sft-"))
+    try:
+        shutil.copytree(shared, tmp, dirs_exist_ok=True)
+        if _stamp_hash(tmp) != sft_hash:
+            return False
+        if sft_dir.exists():
+            shutil.rmtree(sft_dir)
+        os.rename(tmp, sft_dir)
+        return True
+    except OSError:
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _copy_to_cache(sft_dir: Path, shared: Path) -> None:
+    """Publish a trained SFT model: copy to a private temporary folder, then rename it into place.
+    If another process published the same hash first, keep theirs (same settings, same model)."""
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=shared.parent, prefix=f".{shared.name}-"))
+    try:
+        shutil.copytree(sft_dir, tmp, dirs_exist_ok=True)
+        os.rename(tmp, shared)
+    except OSError:
+        pass  # already published (rename onto a non-empty folder fails), or the cache is read-only
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _hash(obj) -> str:
@@ -130,18 +178,14 @@ def make_lab(cfg: LabConfig, out_dir) -> dict:
         # SFT (skipped when a matching model is already there).
         t0 = time.perf_counter()
         sft_dir = out / "sft_model"
-        sft_key = {"sft": asdict(cfg.sft_config()), "vocab": lab_vocab(),
+        sft_key = {"sft": asdict(cfg.sft_config()), "vocab": lab_vocab(), "code": SFT_CODE_VERSION,
                    "test_prompts": _hash(test)}
         sft_hash = _hash(sft_key)
         stamp = sft_dir / SFT_STAMP
         resumed = from_cache = False
         shared = _shared_sft_dir(sft_hash) if cfg.share_sft else None
-        if (cfg.resume and shared is not None and (shared / SFT_STAMP).exists()
-                and not (stamp.exists() and json.loads(stamp.read_text()).get("hash") == sft_hash)):
-            if sft_dir.exists():
-                shutil.rmtree(sft_dir)
-            shutil.copytree(shared, sft_dir)
-            from_cache = True
+        if cfg.resume and shared is not None and _stamp_hash(sft_dir) != sft_hash:
+            from_cache = _copy_from_cache(shared, sft_dir, sft_hash)
         if cfg.resume and stamp.exists() and json.loads(stamp.read_text()).get("hash") == sft_hash:
             model, _ = load_sft(sft_dir)
             sft_log = json.loads(stamp.read_text())["log"]
@@ -152,11 +196,7 @@ def make_lab(cfg: LabConfig, out_dir) -> dict:
             save_sft(model, tokenizer, sft_dir)
             stamp.write_text(json.dumps({"hash": sft_hash, "log": sft_log}, indent=1))
             if shared is not None:
-                tmp = shared.with_name(shared.name + ".tmp")
-                shutil.rmtree(tmp, ignore_errors=True)
-                shutil.copytree(sft_dir, tmp)
-                shutil.rmtree(shared, ignore_errors=True)
-                tmp.replace(shared)
+                _copy_to_cache(sft_dir, shared)
         timings["sft"] = time.perf_counter() - t0
 
         # Sample the SFT model on every pair prompt (and once on each test prompt, for the summary).

@@ -85,14 +85,17 @@ def sentiment_prompts(seed: int) -> list[str]:
 
 def build_sentiment_pairs(prompts, answers, ratings, *, split: str, flip_rate: float, tie_max_gap: float,
                           rater_noise: float, seed: int) -> list[dict]:
-    """One pair per prompt from its answers and their ratings (see the module docstring)."""
+    """One pair per prompt from its answers and their ratings (see the module docstring). A prompt
+    with fewer than two different non-empty answers gives no pair (the caller reports how many)."""
     rng = random.Random(f"{seed}-{split}-sentiment-pairs")
     rows = []
     for k, (prompt, draws, rates) in enumerate(zip(prompts, answers, ratings)):
         order = sorted(range(len(draws)), key=lambda i: (-rates[i], i))
-        distinct = [i for i in order if draws[i].strip()]
-        hi = distinct[0] if distinct else order[0]
-        lo = next((i for i in reversed(distinct) if draws[i] != draws[hi]), order[-1])
+        usable = [i for i in order if draws[i].strip()]
+        if len({draws[i] for i in usable}) < 2:
+            continue
+        hi = usable[0]
+        lo = next(i for i in reversed(usable) if draws[i] != draws[hi])
         gap = rates[hi] - rates[lo]
         pair_type = "near_tie" if gap < tie_max_gap else ("flipped" if rng.random() < flip_rate else "clean")
         c, r = (lo, hi) if pair_type == "flipped" else (hi, lo)
@@ -153,6 +156,7 @@ def make_sentiment_lab(cfg: SentimentConfig, out_dir, progress: bool = True) -> 
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         splits[name] = {
             "pairs": len(rows),
+            "prompts_without_a_pair": len(split_prompts) - len(rows),
             "by_type": {t: sum(r["pair_type"] == t for r in rows) for t in ("clean", "flipped", "near_tie")},
             "label_correct_rate": sum(r["label_correct"] for r in rows) / max(1, len(rows)),
             "mean_rating": sum(x for rs in rates for x in rs) / max(1, sum(len(rs) for rs in rates)),
