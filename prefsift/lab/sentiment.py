@@ -7,7 +7,7 @@ make its pair. The goal being aligned for is "answer positively", and the lexico
 the labels also judges the aligned model, like the oracle in the digit lab.
 
 Tagged imperfections, as in the digit lab: ``near_tie`` pairs (rating gap below ``tie_max_gap``) are
-kept as they come, and a share ``flip_rate`` of the other pairs is deliberately flipped
+kept as they come, and a share ``flip_rate`` of the other *training* pairs is deliberately flipped
 (``pair_type = "flipped"``); ``label_correct`` says whether chosen is the more positive answer.
 ``score_chosen``/``score_rejected`` are the VADER ratings plus Gaussian rater noise, for the
 score-gap baseline.
@@ -63,7 +63,7 @@ class SentimentConfig:
     samples_per_prompt: int = field(default=4, metadata={"help": "answers sampled per prompt"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
     max_new_tokens: int = field(default=40, metadata={"help": "answer length limit in tokens"})
-    flip_rate: float = field(default=0.1, metadata={"help": "share of non-tie pairs whose label is deliberately flipped"})
+    flip_rate: float = field(default=0.1, metadata={"help": "share of non-tie training pairs whose label is deliberately flipped (validation pairs never are)"})
     tie_max_gap: float = field(default=0.1, metadata={"help": "a pair whose VADER gap is below this is a near_tie"})
     rater_noise: float = field(default=0.2, metadata={"help": "std of the noise added to score_chosen/score_rejected"})
     batch_size: int = field(default=16, metadata={"help": "prompts per generation batch"})
@@ -150,7 +150,9 @@ def make_sentiment_lab(cfg: SentimentConfig, out_dir, progress: bool = True) -> 
     splits = {}
     for name, split_prompts in (("validation", val), ("train", train)):
         grouped, rates = sample(split_prompts, name)
-        rows = build_sentiment_pairs(split_prompts, grouped, rates, split=name, **kw)
+        # Validation pairs are the trusted proxy LossDiff and IF aim at: never deliberately flipped.
+        rows = build_sentiment_pairs(split_prompts, grouped, rates, split=name,
+                                     **{**kw, "flip_rate": kw["flip_rate"] if name == "train" else 0.0})
         with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
