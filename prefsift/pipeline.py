@@ -59,9 +59,8 @@ class RunConfig:
     def __post_init__(self):
         if self.sentiment is not None and self.lab is not None:
             raise ValueError("`sentiment` builds the data from a real model's samples; also set `lab: null`")
-        if self.judge == "oracle" and self.lab is None:
-            raise ValueError("judge `oracle` knows only the lab's task; with your own data or `sentiment` use "
-                             "`lexicon`, `reward:FOLDER` or `llm:MODEL`")
+        if self.judge == "oracle" and self.sentiment is not None:
+            raise ValueError("judge `oracle` knows only the lab's task; with `sentiment` use `lexicon`")
         bad = set(self.arms) - set(ARMS)
         if bad:
             raise ValueError(f"unknown arm(s) {sorted(bad)}; choose among {ARMS}")
@@ -200,6 +199,16 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
         k_data = _key("files", [str(p) for p in (train_p, val_p, test_p)], ref_spec,
                       [p.stat().st_mtime for p in (train_p, val_p, test_p)])
     man.record("data", k_data, time.time() - t)
+    if cfg.judge == "oracle" and cfg.seeds and not is_lab:  # fail now, not after hours of training
+        from .lab import parse_prompt
+
+        for i, line in enumerate(Path(test_p).read_text().splitlines()[: cfg.eval_prompts]):
+            if line.strip():
+                try:
+                    parse_prompt(json.loads(line)["prompt"])
+                except (ValueError, KeyError, TypeError):
+                    raise ValueError(f"{test_p}, line {i + 1}: judge `oracle` scores lab prompts only; use "
+                                     "`lexicon`, `reward:FOLDER` or `llm:MODEL` for other prompts") from None
 
     objective = PairwiseObjective(cfg.objective, cfg.beta)
     lora = None
