@@ -57,6 +57,8 @@ class RunConfig:
     eval_steps: int = field(default=20, metadata={"help": "validation loss/margin every N training steps"})
 
     def __post_init__(self):
+        import importlib
+
         if self.sentiment is not None and self.lab is not None:
             raise ValueError("`sentiment` builds the data from a real model's samples; also set `lab: null`")
         if self.judge == "oracle" and self.sentiment is not None:
@@ -70,8 +72,6 @@ class RunConfig:
             given = getattr(self, name)
             if not given:
                 continue
-            import importlib
-
             mod, cls_name = cls_path.split(":")
             known = {f.name for f in fields(getattr(importlib.import_module(mod), cls_name))}
             unknown = set(given) - known
@@ -87,9 +87,6 @@ class RunConfig:
         unknown = set(raw) - names
         if unknown:
             raise ValueError(f"{path}: unknown setting(s) {sorted(unknown)}; known: {sorted(names)}")
-        bad = set(raw.get("arms", [])) - set(ARMS)
-        if bad:
-            raise ValueError(f"{path}: unknown arm(s) {sorted(bad)}; choose among {ARMS}")
         try:
             return cls(**raw)
         except ValueError as e:
@@ -253,12 +250,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
         if arm == "score_gap" and "score_gap" not in table:
             log("  score_gap arm skipped: the data has no score_chosen/score_rejected ratings")
             continue
-        if arm == "clean":
-            if not {"pair_type", "label_correct"} <= set(table.columns):
-                log("  clean arm skipped: the data has no pair_type/label_correct columns (the lab has them)")
-                continue
-            masks[arm] = (table["valid"].to_numpy(dtype=bool) & (table["pair_type"] == "clean").to_numpy()
-                          & table["label_correct"].fillna(False).to_numpy(dtype=bool))
+        if arm == "clean" and not {"pair_type", "label_correct"} <= set(table.columns):
+            log("  clean arm skipped: the data has no pair_type/label_correct columns (the lab has them)")
             continue
         masks[arm] = apply_rule(table, arm, cfg.keep, seed=0)
     sel = table[["id", "valid", "reason"]].copy()

@@ -131,7 +131,7 @@ def rank_third(values, which: int) -> np.ndarray:
 
 
 RULES = ("lossdiff_irm", "tif", "lossdiff", "irm", "top_if", "abs_irm_small", "score_gap", "random",
-         "if_small", "if_medium", "if_large", "lossdiff_irm_complement")
+         "if_small", "if_medium", "if_large", "lossdiff_irm_complement", "clean")
 
 
 def apply_rule(table, rule: str, keep: float, seed: int = 0):
@@ -140,7 +140,7 @@ def apply_rule(table, rule: str, keep: float, seed: int = 0):
     need = {"lossdiff_irm": ("lossdiff", "irm"), "tif": ("if",), "lossdiff": ("lossdiff",), "irm": ("irm",),
             "top_if": ("if",), "abs_irm_small": ("irm",), "score_gap": ("score_gap",), "random": (),
             "if_small": ("if",), "if_medium": ("if",), "if_large": ("if",),
-            "lossdiff_irm_complement": ("lossdiff", "irm")}
+            "lossdiff_irm_complement": ("lossdiff", "irm"), "clean": ("pair_type", "label_correct")}
     if rule not in need:
         raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
     missing = [c for c in need[rule] if c not in table]
@@ -151,6 +151,9 @@ def apply_rule(table, rule: str, keep: float, seed: int = 0):
     if rule == "lossdiff_irm_complement":  # what LossDiff-IRM drops, among the pairs it scored
         kept = lossdiff_irm(col("lossdiff"), col("irm"), keep=keep)[0]
         return _scored(col("lossdiff")) & _scored(col("irm")) & ~kept
+    if rule == "clean":  # the lab's oracle arm: clean pairs whose label is right
+        return (table["valid"].to_numpy(dtype=bool) & (table["pair_type"] == "clean").to_numpy()
+                & table["label_correct"].fillna(False).to_numpy(dtype=bool))
     if rule in ("if_small", "if_medium", "if_large"):  # IF thirds: `keep` does not apply
         return rank_third(col("if"), ("if_small", "if_medium", "if_large").index(rule))
     if rule == "tif":
