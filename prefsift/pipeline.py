@@ -48,7 +48,8 @@ class RunConfig:
     lora: dict | None = field(default=None, metadata={"help": "LoRA for every training stage, e.g. {r: 8, alpha: 16} (LoraSpec fields); null: full fine-tuning"})
     scores: dict = field(default_factory=dict, metadata={"help": "ScoreConfig overrides (val_lr, projection_dim, ...)"})
     keep: float = field(default=0.64, metadata={"help": "kept fraction of every selection arm"})
-    arms: list = field(default_factory=lambda: list(DEFAULT_ARMS), metadata={"help": f"arms to train, among {ARMS}"})
+    arms: list = field(default_factory=lambda: list(DEFAULT_ARMS), metadata={"help": f"arms to train, among {ARMS} and the names in `imported`"})
+    imported: dict = field(default_factory=dict, metadata={"help": "arms whose selection comes from another run: {NAME: RUN/selection.parquet:COLUMN}, matched by pair id (e.g. train model B on model A's TIF set)"})
     seeds: list = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds of every arm"})
     judge: str = field(default="oracle", metadata={"help": "oracle, lexicon, reward:FOLDER, llm:MODEL"})
     eval_prompts: int = field(default=200, metadata={"help": "held-out prompts judged per arm"})
@@ -63,9 +64,14 @@ class RunConfig:
             raise ValueError("`sentiment` builds the data from a real model's samples; also set `lab: null`")
         if self.judge == "oracle" and self.sentiment is not None:
             raise ValueError("judge `oracle` knows only the lab's task; with `sentiment` use `lexicon`")
-        bad = set(self.arms) - set(ARMS)
+        for name, spec in self.imported.items():
+            if name in ARMS:
+                raise ValueError(f"imported arm {name!r} shadows a built-in arm; give it another name (e.g. 'b_{name}')")
+            if not isinstance(spec, str) or ":" not in spec or not spec.rpartition(":")[2]:
+                raise ValueError(f"imported arm {name!r}: expected 'RUN/selection.parquet:COLUMN', got {spec!r}")
+        bad = set(self.arms) - set(ARMS) - set(self.imported)
         if bad:
-            raise ValueError(f"unknown arm(s) {sorted(bad)}; choose among {ARMS}")
+            raise ValueError(f"unknown arm(s) {sorted(bad)}; choose among {ARMS}, or define them under `imported`")
         for name, cls_path in (("lab", "prefsift.lab.make:LabConfig"), ("sentiment", "prefsift.lab.sentiment:SentimentConfig"),
                                ("lora", "prefsift.models:LoraSpec"), ("warmup", "prefsift.train:StageSettings"),
                                ("final", "prefsift.train:StageSettings"), ("scores", "prefsift.scores:ScoreConfig")):
@@ -137,6 +143,28 @@ def _answers(model, tok, prompts, cfg: RunConfig, seed: int, is_lab: bool):
 
     return generate_answers(model, tok, prompts, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
                             seed=seed)
+
+
+def imported_selection(table: pd.DataFrame, name: str, spec: str) -> np.ndarray:
+    """The mask of another run's selection column over this run's pairs, matched by pair id.
+
+    The other run must have scored the same pairs (same ids); a pair that is invalid here is never
+    kept, whatever the other run chose."""
+    path, _, column = spec.rpartition(":")
+    if not Path(path).exists():
+        raise FileNotFoundError(f"imported arm {name!r}: {path} does not exist; run the other config first")
+    other = pd.read_parquet(path)
+    if column not in other.columns or "id" not in other.columns:
+        choices = [c for c in other.columns if c not in ("id", "valid", "reason")]
+        raise ValueError(f"imported arm {name!r}: {path} has no column {column!r}; it has {choices}")
+    ids = table["id"].astype(str)
+    other_ids = set(other["id"].astype(str))
+    missing = (~ids.isin(other_ids)).sum()
+    if missing:
+        raise ValueError(f"imported arm {name!r}: {missing} of this run's {len(ids)} pair ids are not in {path}; "
+                         "an imported selection must come from a run over the same pairs")
+    kept = set(other.loc[other[column].astype(bool), "id"].astype(str))
+    return ids.isin(kept).to_numpy() & table["valid"].to_numpy(dtype=bool)
 
 
 def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFrame:
@@ -253,6 +281,9 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
         if arm == "clean" and not {"pair_type", "label_correct"} <= set(table.columns):
             log("  clean arm skipped: the data has no pair_type/label_correct columns (the lab has them)")
             continue
+        if arm in cfg.imported:
+            masks[arm] = imported_selection(table, arm, cfg.imported[arm])
+            continue
         masks[arm] = apply_rule(table, arm, cfg.keep, seed=0)
     sel = table[["id", "valid", "reason"]].copy()
     for a, m in masks.items():
@@ -267,6 +298,9 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
     test = [json.loads(line) for line in Path(test_p).read_text().splitlines() if line.strip()][: cfg.eval_prompts]
     prompts = [r["prompt"] for r in test]
     rows, curves, ref_answers = [], {}, {}
+    # Lab-format files (checked above when the judge is the oracle) are answered the lab's way, as
+    # the lab's own runs are: the same sampler, so the same answers for the same model and seed.
+    lab_format = is_lab or cfg.judge == "oracle"
     # `full` is always a selection (every scored pair) but is trained only when listed in `arms`.
     jobs = [(a, s) for s in cfg.seeds for a in masks if a in cfg.arms]
     for n, (arm, seed) in enumerate(jobs):
@@ -285,8 +319,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
             ev = json.loads(eval_path.read_text())
         else:
             if seed not in ref_answers:  # π_ref's answers: sampled once per seed, shared by every arm
-                ref_answers[seed] = _answers(ref, tok, prompts, cfg, seed + 10_000, is_lab)
-            answers = _answers(model, tok, prompts, cfg, seed + 10_000, is_lab)
+                ref_answers[seed] = _answers(ref, tok, prompts, cfg, seed + 10_000, lab_format)
+            answers = _answers(model, tok, prompts, cfg, seed + 10_000, lab_format)
             e = evaluate_answers(judge, prompts, answers, ref_answers[seed], seed=seed)
             ev = {"arm": arm, "seed": seed, "n_pairs": int(masks[arm].sum()), **e.to_dict(), "answers": answers}
             eval_path.write_text(json.dumps(ev, indent=1))
@@ -339,12 +373,13 @@ def format_selections(table: pd.DataFrame, masks: dict) -> str:
 
     lines = [f"[selections] {int(table['valid'].sum())} scored pairs of {len(table)}"]
     tif = masks.get("tif")
-    head = f"  {'arm':<14}{'pairs':>6}" + (f"{'overlap with TIF':>18}" if tif is not None else "")
+    w = max([14] + [len(a) + 1 for a in masks])
+    head = f"  {'arm':<{w}}{'pairs':>6}" + (f"{'overlap with TIF':>18}" if tif is not None else "")
     types = sorted(table["pair_type"].dropna().unique()) if "pair_type" in table else []
     head += "".join(f"{t[:12]:>14}" for t in types)
     lines.append(head + ("   (share of each true pair type kept)" if types else ""))
     for arm, m in masks.items():
-        row = f"  {arm:<14}{int(m.sum()):>6}"
+        row = f"  {arm:<{w}}{int(m.sum()):>6}"
         if tif is not None:
             row += f"{overlap_coefficient(m, tif):>18.3f}"
         for t in types:

@@ -50,3 +50,40 @@ def test_run_writes_every_artifact_and_resumes_identically(tmp_path, monkeypatch
     before = json.loads((tmp_path / "b" / "manifest.json").read_text())["stages"]["warmup"]
     run_pipeline(RunConfig(out=str(tmp_path / "b"), **TINY), progress=False, log=quiet)
     assert json.loads((tmp_path / "b" / "manifest.json").read_text())["stages"]["warmup"]["key"] == before["key"]
+
+    # Run b trains an arm on run a's LossDiff-IRM set, read from a's selection.parquet: the same
+    # pairs, so the same model and the same WinRate as a's own lossdiff_irm arm.
+    imported = run_pipeline(RunConfig(out=str(tmp_path / "b"), **{
+        **TINY, "arms": ["a_ldi"], "imported": {"a_ldi": f"{a / 'selection.parquet'}:lossdiff_irm"}}),
+        progress=False, log=quiet)
+    sel_a, sel_b = pd.read_parquet(a / "selection.parquet"), pd.read_parquet(tmp_path / "b" / "selection.parquet")
+    assert sel_b["a_ldi"].tolist() == sel_a["lossdiff_irm"].tolist()
+    own = full.set_index("arm").loc["lossdiff_irm"]
+    assert imported["n_pairs"].item() == own["n_pairs"] and imported["win_rate"].item() == own["win_rate"]
+
+
+def test_imported_arm_matches_by_id_and_never_keeps_invalid_pairs(tmp_path):
+    other = pd.DataFrame({"id": ["p3", "p1", "p2", "p0"], "valid": True, "reason": "",
+                          "tif": [True, False, True, True]})
+    other.to_parquet(tmp_path / "selection.parquet", index=False)
+    # this run lists the same pairs in another order, and p0 is invalid here
+    table = pd.DataFrame({"id": ["p0", "p1", "p2", "p3"], "valid": [False, True, True, True]})
+    mask = pipeline.imported_selection(table, "a_tif", f"{tmp_path / 'selection.parquet'}:tif")
+    assert mask.tolist() == [False, False, True, True]
+    with pytest.raises(ValueError, match="no column 'lossdiff'.*tif"):
+        pipeline.imported_selection(table, "a", f"{tmp_path / 'selection.parquet'}:lossdiff")
+    more = pd.concat([table, pd.DataFrame({"id": ["p9"], "valid": [True]})])
+    with pytest.raises(ValueError, match="1 of this run's 5 pair ids are not in"):
+        pipeline.imported_selection(more, "a", f"{tmp_path / 'selection.parquet'}:tif")
+    with pytest.raises(FileNotFoundError, match="run the other config first"):
+        pipeline.imported_selection(table, "a", f"{tmp_path / 'nope.parquet'}:tif")
+
+
+def test_imported_arms_are_validated():
+    with pytest.raises(ValueError, match="shadows a built-in arm"):
+        RunConfig(imported={"tif": "x/selection.parquet:tif"})
+    with pytest.raises(ValueError, match="expected 'RUN/selection.parquet:COLUMN'"):
+        RunConfig(imported={"a_tif": "x/selection.parquet"})
+    with pytest.raises(ValueError, match="define them under `imported`"):
+        RunConfig(arms=["full", "a_tif"])
+    assert RunConfig(arms=["full", "a_tif"], imported={"a_tif": "x/selection.parquet:tif"}).arms[1] == "a_tif"
