@@ -206,6 +206,20 @@ def cmd_select(args) -> int:
     return 0
 
 
+def _run_settings_help() -> str:
+    """The config file's settings, from RunConfig's own field help (so the two cannot drift)."""
+    from dataclasses import MISSING, fields
+
+    from .pipeline import RunConfig
+
+    lines = ["settings of the YAML config (prefsift.pipeline.RunConfig):"]
+    for f in fields(RunConfig):
+        default = f.default if f.default is not MISSING else f.default_factory()
+        text = f.metadata.get("help", "")
+        lines.append(f"  {f.name:<14} {text}" + ("" if "default" in text else f" (default: {default!r})"))
+    return "\n".join(lines)
+
+
 def cmd_run(args) -> int:
     from .pipeline import RunConfig, run_pipeline
 
@@ -332,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the stages (data → warm-up → scores → selections → train each arm for each seed → judge "
                     "against the reference → report) over a run directory. A finished stage is not redone; a "
                     "changed setting redoes the stages it affects; a killed run started again continues. See "
-                    "configs/ for examples and prefsift/pipeline.py:RunConfig for every setting.")
+                    "configs/ and experiments/ for examples.",
+        epilog=_run_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("config", help="YAML file of RunConfig settings")
     run.add_argument("--out", help="run directory (overrides the config's out)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -21,6 +21,18 @@ def test_every_command_has_help(cmd, capsys):
     assert "usage: prefsift" in out and len(out.splitlines()) > 5
 
 
+def test_run_help_lists_every_config_setting(capsys):
+    from dataclasses import fields
+
+    from prefsift.pipeline import RunConfig
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    missing = [f.name for f in fields(RunConfig) if f"\n  {f.name} " not in out]
+    assert not missing, f"`prefsift run --help` does not list {missing}"
+
+
 def test_data_check_exit_codes(data_dir, capsys, tmp_path):
     assert main(["data", "check", str(data_dir / "good" / "standard_explicit.jsonl")]) == 0
     assert main(["data", "check", str(data_dir / "bad" / "corpus.jsonl"), "--report", str(tmp_path / "r.csv")]) == 1
