@@ -88,7 +88,10 @@ def main() -> None:
     policy, reference, train, val, run_cfg = _run_inputs(run)
     objective, beta = run_cfg.get("objective", "dpo"), float(run_cfg.get("beta", 0.5))
     # The run's own scoring settings (θ_val's learning rate, max_length, ...), except what is measured.
-    settings = {k: v for k, v in (run_cfg.get("scores") or {}).items() if k not in ("if_params", "scores", "out")}
+    # Projection, preconditioning and the TIF window are not carried over: "exact" means exact here.
+    settings = {k: v for k, v in (run_cfg.get("scores") or {}).items()
+                if k not in ("if_params", "scores", "out", "projection_dim", "precondition", "tif_low", "tif_high",
+                             "keep")}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -120,7 +123,7 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"run": str(run), "reference": str(reference), "if_params": args.if_params, "threads": torch.get_num_threads(),
+    meta = {"run": str(run), "reference": str(reference), "if_params": args.if_params, "score_settings": settings, "threads": torch.get_num_threads(),
             "torch": torch.__version__, "rows": rows}
     (out / f"{args.name}.json").write_text(json.dumps(meta, indent=1))
     try:

@@ -31,6 +31,8 @@ def winrate_table(run: Path) -> str:
 
 def dropped_table(run: Path) -> str:
     scores = pd.read_parquet(run / "score" / "scores.parquet")
+    if not {"pair_type", "label_correct"} <= set(scores.columns):
+        raise SystemExit(f"{run}: --noise needs the lab's true pair types (pair_type, label_correct columns)")
     sel = pd.read_parquet(run / "selection.parquet")
     flipped = (scores["pair_type"] == "flipped").to_numpy()
     wrong = ~scores["label_correct"].fillna(True).to_numpy(dtype=bool)
@@ -39,7 +41,8 @@ def dropped_table(run: Path) -> str:
     for arm in sel.columns.drop(["id", "valid", "reason", "full"], errors="ignore"):
         kept = sel[arm].to_numpy(dtype=bool)
         f = f"{1 - kept[flipped].mean():.2f}" if flipped.any() else "–"
-        lines.append(f"| {arm} | {f} | {1 - kept[wrong].mean():.2f} |")
+        w = f"{1 - kept[wrong].mean():.2f}" if wrong.any() else "–"
+        lines.append(f"| {arm} | {f} | {w} |")
     return "\n".join(lines)
 
 

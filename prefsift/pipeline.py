@@ -64,10 +64,15 @@ class RunConfig:
             raise ValueError("`sentiment` builds the data from a real model's samples; also set `lab: null`")
         if self.judge == "oracle" and self.sentiment is not None:
             raise ValueError("judge `oracle` knows only the lab's task; with `sentiment` use `lexicon`")
+        self.imported = dict(self.imported or {})
         for name, spec in self.imported.items():
-            if name in ARMS:
-                raise ValueError(f"imported arm {name!r} shadows a built-in arm; give it another name (e.g. 'b_{name}')")
-            if not isinstance(spec, str) or ":" not in spec or not spec.rpartition(":")[2]:
+            if name in ARMS or name in ("id", "valid", "reason"):
+                raise ValueError(f"imported arm {name!r} clashes with a built-in arm or a selection.parquet column; "
+                                 f"give it another name (e.g. 'b_{name}')")
+            if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"imported arm {name!r}: use letters, digits, '_' and '-' only (it names a folder)")
+            path, _, column = spec.rpartition(":") if isinstance(spec, str) else ("", "", "")
+            if not path or not column:
                 raise ValueError(f"imported arm {name!r}: expected 'RUN/selection.parquet:COLUMN', got {spec!r}")
         bad = set(self.arms) - set(ARMS) - set(self.imported)
         if bad:
@@ -148,22 +153,28 @@ def _answers(model, tok, prompts, cfg: RunConfig, seed: int, is_lab: bool):
 def imported_selection(table: pd.DataFrame, name: str, spec: str) -> np.ndarray:
     """The mask of another run's selection column over this run's pairs, matched by pair id.
 
-    The other run must have scored the same pairs (same ids); a pair that is invalid here is never
-    kept, whatever the other run chose."""
+    Every pair id of this run must be in the other run. Only the ids are compared: the lab's ids are
+    positions (`lab-train-000123`), so the other run must have read the same pair file. A pair that
+    is invalid here is never kept, whatever the other run chose."""
     path, _, column = spec.rpartition(":")
     if not Path(path).exists():
         raise FileNotFoundError(f"imported arm {name!r}: {path} does not exist; run the other config first")
     other = pd.read_parquet(path)
-    if column not in other.columns or "id" not in other.columns:
+    if "id" not in other.columns:
+        raise ValueError(f"imported arm {name!r}: {path} has no `id` column; use a run's selection.parquet")
+    if column not in other.columns:
         choices = [c for c in other.columns if c not in ("id", "valid", "reason")]
         raise ValueError(f"imported arm {name!r}: {path} has no column {column!r}; it has {choices}")
+    if not pd.api.types.is_bool_dtype(other[column]):
+        raise ValueError(f"imported arm {name!r}: column {column!r} of {path} is {other[column].dtype}, not a "
+                         "selection (true/false per pair); use a selection.parquet column")
     ids = table["id"].astype(str)
     other_ids = set(other["id"].astype(str))
     missing = (~ids.isin(other_ids)).sum()
     if missing:
         raise ValueError(f"imported arm {name!r}: {missing} of this run's {len(ids)} pair ids are not in {path}; "
                          "an imported selection must come from a run over the same pairs")
-    kept = set(other.loc[other[column].astype(bool), "id"].astype(str))
+    kept = set(other.loc[other[column].to_numpy(dtype=bool), "id"].astype(str))
     return ids.isin(kept).to_numpy() & table["valid"].to_numpy(dtype=bool)
 
 
@@ -235,6 +246,11 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
                     raise ValueError(f"{test_p}, line {i + 1}: judge `oracle` scores lab prompts only; use "
                                      "`lexicon`, `reward:FOLDER` or `llm:MODEL` for other prompts") from None
 
+    for name, spec in cfg.imported.items():  # fail now, not after the warm-up and the scores
+        if name in cfg.arms and not Path(spec.rpartition(":")[0]).exists():
+            raise FileNotFoundError(f"imported arm {name!r}: {spec.rpartition(':')[0]} does not exist; "
+                                    "run the other config first")
+
     objective = PairwiseObjective(cfg.objective, cfg.beta)
     lora = None
     if cfg.lora is not None:
@@ -298,9 +314,11 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
     test = [json.loads(line) for line in Path(test_p).read_text().splitlines() if line.strip()][: cfg.eval_prompts]
     prompts = [r["prompt"] for r in test]
     rows, curves, ref_answers = [], {}, {}
-    # Lab-format files (checked above when the judge is the oracle) are answered the lab's way, as
-    # the lab's own runs are: the same sampler, so the same answers for the same model and seed.
-    lab_format = is_lab or cfg.judge == "oracle"
+    # A lab model (word-level lab tokenizer) is answered the lab's way even from files, as the lab's
+    # own runs are: the same sampler, so the same answers for the same model and seed.
+    from .lab import lab_vocab
+
+    lab_format = is_lab or tok.get_vocab() == lab_vocab()
     # `full` is always a selection (every scored pair) but is trained only when listed in `arms`.
     jobs = [(a, s) for s in cfg.seeds for a in masks if a in cfg.arms]
     for n, (arm, seed) in enumerate(jobs):
@@ -313,7 +331,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
                                   name=f"arm-{arm}", eval_records=val.records(), eval_steps=cfg.eval_steps,
                                   lora=lora)
         curves[f"{arm}/seed{seed}"] = info["log"]
-        k_eval = _key(info["key"], cfg.judge, cfg.eval_prompts, cfg.temperature, cfg.max_new_tokens, seed)
+        k_eval = _key(info["key"], cfg.judge, cfg.eval_prompts, cfg.temperature, cfg.max_new_tokens, seed,
+                      "lab-sampler" if lab_format else "generate")
         eval_path = out / "arms" / f"{arm}-seed{seed}" / "eval.json"
         if man.done(f"eval/{arm}/{seed}", k_eval) and eval_path.exists():
             ev = json.loads(eval_path.read_text())
@@ -399,10 +418,11 @@ def summarize_arms(evaluation: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_arms(summary: pd.DataFrame) -> str:
-    lines = [f"  {'arm':<14}{'pairs':>6}{'WinRate':>9}{'95% CI (mean)':>17}{'sd seeds':>10}{'score':>8}{'vs full':>9}"]
+    w = max([14] + [len(a) + 1 for a in summary["arm"]])
+    lines = [f"  {'arm':<{w}}{'pairs':>6}{'WinRate':>9}{'95% CI (mean)':>17}{'sd seeds':>10}{'score':>8}{'vs full':>9}"]
     for _, r in summary.iterrows():
         sd = "" if np.isnan(r["seed_sd"]) else f"{100 * r['seed_sd']:.1f}"
         vs = "" if r["vs_full"] is None or np.isnan(r["vs_full"]) else f"{100 * r['vs_full']:.1f}%"
-        lines.append(f"  {r['arm']:<14}{int(r['n_pairs']):>6}{100 * r['win_rate']:>8.1f}%"
+        lines.append(f"  {r['arm']:<{w}}{int(r['n_pairs']):>6}{100 * r['win_rate']:>8.1f}%"
                      f"{f'[{100 * r.low:.1f}, {100 * r.high:.1f}]':>17}{sd:>10}{r['score']:>8.3f}{vs:>9}")
     return "\n".join(lines)

@@ -61,6 +61,14 @@ def test_run_writes_every_artifact_and_resumes_identically(tmp_path, monkeypatch
     own = full.set_index("arm").loc["lossdiff_irm"]
     assert imported["n_pairs"].item() == own["n_pairs"] and imported["win_rate"].item() == own["win_rate"]
 
+    # The same lab given as files (lab: null): a lab model is still answered by the lab's sampler,
+    # so every stage and every WinRate matches the lab run's.
+    files = {k: str(a / "lab" / f) for k, f in (("train", "train.jsonl"), ("validation", "validation.jsonl"),
+                                                  ("test_prompts", "test_prompts.jsonl"), ("reference", "sft_model"))}
+    from_files = run_pipeline(RunConfig(out=str(tmp_path / "c"), **{**TINY, "lab": None, "arms": ["full"], **files}),
+                              progress=False, log=quiet)
+    assert from_files["win_rate"].item() == full.set_index("arm").loc["full", "win_rate"]
+
 
 def test_imported_arm_matches_by_id_and_never_keeps_invalid_pairs(tmp_path):
     other = pd.DataFrame({"id": ["p3", "p1", "p2", "p0"], "valid": True, "reason": "",
@@ -77,13 +85,23 @@ def test_imported_arm_matches_by_id_and_never_keeps_invalid_pairs(tmp_path):
         pipeline.imported_selection(more, "a", f"{tmp_path / 'selection.parquet'}:tif")
     with pytest.raises(FileNotFoundError, match="run the other config first"):
         pipeline.imported_selection(table, "a", f"{tmp_path / 'nope.parquet'}:tif")
+    other.assign(score=[0.1, float("nan"), 0.0, 2.0]).to_parquet(tmp_path / "scores.parquet", index=False)
+    with pytest.raises(ValueError, match="'score' of .* is float64, not a selection"):
+        pipeline.imported_selection(table, "a", f"{tmp_path / 'scores.parquet'}:score")
 
 
 def test_imported_arms_are_validated():
-    with pytest.raises(ValueError, match="shadows a built-in arm"):
+    with pytest.raises(ValueError, match="clashes with a built-in arm"):
         RunConfig(imported={"tif": "x/selection.parquet:tif"})
     with pytest.raises(ValueError, match="expected 'RUN/selection.parquet:COLUMN'"):
         RunConfig(imported={"a_tif": "x/selection.parquet"})
     with pytest.raises(ValueError, match="define them under `imported`"):
         RunConfig(arms=["full", "a_tif"])
+    with pytest.raises(ValueError, match="clashes with .* selection.parquet column"):
+        RunConfig(imported={"valid": "x/selection.parquet:tif"})
+    with pytest.raises(ValueError, match="names a folder"):
+        RunConfig(imported={"../a": "x/selection.parquet:tif"})
+    with pytest.raises(ValueError, match="expected 'RUN/selection.parquet:COLUMN'"):
+        RunConfig(imported={"a_tif": ":tif"})
+    assert RunConfig(imported=None).imported == {}
     assert RunConfig(arms=["full", "a_tif"], imported={"a_tif": "x/selection.parquet:tif"}).arms[1] == "a_tif"
