@@ -2,6 +2,7 @@
 
     python experiments/tables.py runs/e4_keep050 runs/e4_keep064      # WinRate table of each run
     python experiments/tables.py --noise runs/e5_noise00 runs/e5_noise10 runs/e5_noise20 runs/e5_noise40
+    python experiments/tables.py --compare runs/e2_scores_track_if runs/e3_model_b   # two models, same pairs
 
 The WinRate table is the run's eval.json (mean over seeds, the mean of the per-seed 95 % intervals,
 the sd over seeds, head-to-head against the full arm). `--noise` adds, per run, the share of the
@@ -46,11 +47,52 @@ def dropped_table(run: Path) -> str:
     return "\n".join(lines)
 
 
+def compare_table(run_a: Path, run_b: Path) -> str:
+    import numpy as np
+
+    cols = ["id", "if", "lossdiff", "irm"]
+    a, b = (pd.read_parquet(r / "score" / "scores.parquet") for r in (run_a, run_b))
+    extra = ["pair_type"] if "pair_type" in a else []
+    m = a[cols + extra].merge(b[cols], on="id", suffixes=("_a", "_b")).dropna(subset=["if_a", "if_b"])
+    if m.empty:
+        raise SystemExit(f"{run_a} and {run_b} share no scored pair id")
+    flip = np.sign(m["if_a"]) != np.sign(m["if_b"])
+    by_type = ""
+    if extra:
+        by_type = "; by type: " + ", ".join(f"{t} {100 * g.mean():.0f} %" for t, g in flip.groupby(m["pair_type"]))
+    sel_a, sel_b = (pd.read_parquet(r / "selection.parquet").set_index("id") for r in (run_a, run_b))
+
+    def overlap(col):
+        if col not in sel_a or col not in sel_b:
+            return "–"
+        x = sel_a[col].astype(bool)
+        y = sel_b[col].reindex(x.index).fillna(False).astype(bool)
+        return f"{(x & y).sum() / max(min(x.sum(), y.sum()), 1):.3f}"
+
+    rho = lambda c: m[f"{c}_a"].corr(m[f"{c}_b"], method="spearman")
+    return "\n".join([
+        f"`{run_a}` (A) against `{run_b}` (B): {len(m)} pairs scored by both", "",
+        "| | A against B |", "|---|---|",
+        f"| Spearman ρ of IF between the models | {rho('if'):.3f} (Pearson {m['if_a'].corr(m['if_b']):.3f}) |",
+        f"| pairs whose IF changes sign | {100 * flip.mean():.1f} % ({int(flip.sum())} of {len(m)}{by_type}) |",
+        f"| Spearman ρ of LossDiff / IRM between the models | {rho('lossdiff'):.3f} / {rho('irm'):.3f} |",
+        f"| overlap of the two TIF sets / LossDiff-IRM sets | {overlap('tif')} / {overlap('lossdiff_irm')} |",
+        f"| B's own r(LossDiff, IF) / r(IRM, IF) | {m['lossdiff_b'].corr(m['if_b']):.3f} / "
+        f"{m['irm_b'].corr(m['if_b']):.3f} |",
+    ])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="finished run directories")
     ap.add_argument("--noise", action="store_true", help="also the shares of wrong-label pairs dropped")
+    ap.add_argument("--compare", action="store_true", help="compare the scores of two runs over the same pairs")
     args = ap.parse_args()
+    if args.compare:
+        if len(args.runs) != 2:
+            raise SystemExit("--compare takes exactly two run directories")
+        print(compare_table(*map(Path, args.runs)))
+        return
     for r in map(Path, args.runs):
         if not (r / "eval.json").exists():
             raise SystemExit(f"{r}: no eval.json; finish the run first (prefsift run {r}/config.yaml)")
