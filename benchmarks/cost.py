@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--name", default="cost", help="file stem of the outputs (default: cost)")
     args = ap.parse_args()
 
+    import pandas as pd
     import torch
 
     from prefsift.demo import quiet_libraries
@@ -109,8 +110,6 @@ def main() -> None:
                 row[f"{name}_stages"] = json.loads((out / "score_timings.json").read_text())
             row["ratio"] = row["exact_s"] / row["cheap_s"]
             # What the cheap scores buy: how closely they track the exact IF of the same pairs.
-            import pandas as pd
-
             both = pd.read_parquet(tmp / f"cheap-{n}" / "scores.parquet")[["id", "lossdiff", "irm"]].merge(
                 pd.read_parquet(tmp / f"exact-{n}" / "scores.parquet")[["id", "if"]], on="id").dropna()
             for score in ("lossdiff", "irm"):
@@ -123,8 +122,8 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"run": str(run), "reference": str(reference), "if_params": args.if_params, "score_settings": settings, "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "rows": rows}
+    meta = {"run": str(run), "reference": str(reference), "if_params": args.if_params, "score_settings": settings,
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": rows}
     (out / f"{args.name}.json").write_text(json.dumps(meta, indent=1))
     try:
         import matplotlib
@@ -140,7 +139,8 @@ def main() -> None:
             slope = np.polyfit(np.log(n), np.log(y), 1)[0] if len(n) > 1 else float("nan")
             ax.loglog(n, y, "o-", label=f"{label} (log-log slope {slope:.2f})")
         ax.set_xlabel("training pairs"), ax.set_ylabel("wall time (s)")
-        ax.set_title(f"Scoring cost, {Path(str(reference)).name}, IF over {args.if_params}", fontsize=9), ax.legend(fontsize=8)
+        ax.set_title(f"Scoring cost, {Path(str(reference)).name}, IF over {args.if_params}", fontsize=9)
+        ax.legend(fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
         fig.tight_layout()
         fig.savefig(out / f"{args.name}.png", dpi=120)

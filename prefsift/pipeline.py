@@ -150,15 +150,21 @@ def _answers(model, tok, prompts, cfg: RunConfig, seed: int, is_lab: bool):
                             seed=seed)
 
 
+def _imported_source(name: str, spec: str) -> tuple[Path, str]:
+    """'RUN/selection.parquet:COLUMN' → (file, column), the file checked to exist."""
+    path, _, column = spec.rpartition(":")
+    if not Path(path).exists():
+        raise FileNotFoundError(f"imported arm {name!r}: {path} does not exist; run the other config first")
+    return Path(path), column
+
+
 def imported_selection(table: pd.DataFrame, name: str, spec: str) -> np.ndarray:
     """The mask of another run's selection column over this run's pairs, matched by pair id.
 
     Every pair id of this run must be in the other run. Only the ids are compared: the lab's ids are
     positions (`lab-train-000123`), so the other run must have read the same pair file. A pair that
     is invalid here is never kept, whatever the other run chose."""
-    path, _, column = spec.rpartition(":")
-    if not Path(path).exists():
-        raise FileNotFoundError(f"imported arm {name!r}: {path} does not exist; run the other config first")
+    path, column = _imported_source(name, spec)
     other = pd.read_parquet(path)
     if "id" not in other.columns:
         raise ValueError(f"imported arm {name!r}: {path} has no `id` column; use a run's selection.parquet")
@@ -247,9 +253,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
                                      "`lexicon`, `reward:FOLDER` or `llm:MODEL` for other prompts") from None
 
     for name, spec in cfg.imported.items():  # fail now, not after the warm-up and the scores
-        if name in cfg.arms and not Path(spec.rpartition(":")[0]).exists():
-            raise FileNotFoundError(f"imported arm {name!r}: {spec.rpartition(':')[0]} does not exist; "
-                                    "run the other config first")
+        if name in cfg.arms:
+            _imported_source(name, spec)
 
     objective = PairwiseObjective(cfg.objective, cfg.beta)
     lora = None

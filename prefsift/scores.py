@@ -185,9 +185,18 @@ def compute_scores(cfg: ScoreConfig, columns: ColumnMap | None = None, progress:
     return table
 
 
-def summarize(table: pd.DataFrame, timings: dict[str, float] | None = None) -> str:
+def _correlations(x, y):
+    """(Pearson r, Spearman ρ) over the pairs where both are finite; None when undefined there."""
     from scipy.stats import pearsonr, spearmanr
 
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    good = np.isfinite(x) & np.isfinite(y)
+    if good.sum() < 3 or np.std(x[good]) == 0 or np.std(y[good]) == 0:
+        return None
+    return pearsonr(x[good], y[good])[0], spearmanr(x[good], y[good])[0]
+
+
+def summarize(table: pd.DataFrame, timings: dict[str, float] | None = None) -> str:
     n, ok = len(table), int(table["valid"].sum())
     lines = [f"scores: {n} pairs in, {ok} scored, {n - ok} not scored (reason in the table)"]
     cols = [c for c in ("if", "lossdiff", "irm", "abs_irm", "score_gap") if c in table]
@@ -196,23 +205,20 @@ def summarize(table: pd.DataFrame, timings: dict[str, float] | None = None) -> s
         lines.append("correlations (Pearson r / Spearman ρ):")
         for i, a in enumerate(cols):
             for b in cols[i + 1:]:
-                x, y = sub[a].to_numpy(), sub[b].to_numpy()
-                good = np.isfinite(x) & np.isfinite(y)
-                if good.sum() >= 3 and np.std(x[good]) > 0 and np.std(y[good]) > 0:
-                    lines.append(f"  {a:>9} ~ {b:<9} r = {pearsonr(x[good], y[good])[0]:+.3f}   "
-                                 f"ρ = {spearmanr(x[good], y[good])[0]:+.3f}")
+                rr = _correlations(sub[a], sub[b])
+                if rr is not None:
+                    lines.append(f"  {a:>9} ~ {b:<9} r = {rr[0]:+.3f}   ρ = {rr[1]:+.3f}")
     groups = [c for c in table.columns if c.startswith("if_")]
     cheap = [c for c in ("lossdiff", "irm") if c in table]
     if groups and cheap and len(sub) >= 3:
         lines.append("by layer group, Pearson r of each cheap score with that group's IF:")
         lines.append("  " + f"{'group':<16}" + "".join(f"{c:>10}" for c in cheap))
+        valid = table.loc[table["valid"]]
         for g in groups:
             cells = []
             for c in cheap:
-                x, y = table.loc[table["valid"], c].to_numpy(float), table.loc[table["valid"], g].to_numpy(float)
-                good = np.isfinite(x) & np.isfinite(y)
-                ok_std = good.sum() >= 3 and np.std(x[good]) > 0 and np.std(y[good]) > 0
-                cells.append(f"{pearsonr(x[good], y[good])[0]:>+10.3f}" if ok_std else f"{'-':>10}")
+                rr = _correlations(valid[c], valid[g])
+                cells.append(f"{rr[0]:>+10.3f}" if rr is not None else f"{'-':>10}")
             lines.append(f"  {g[3:]:<16}" + "".join(cells))
     if "tif" in table:
         lines.append(f"TIF keeps {int(table['tif'].sum())} of {ok} scored pairs")
