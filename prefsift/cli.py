@@ -87,6 +87,10 @@ def cmd_data_check(args) -> int:
     if bad:
         print("\nRows that cannot be used:")
         print(pairs.bad_rows_report(limit=None if args.all else 20))
+    bad_ratings = pairs.bad_rating_rows
+    if bad_ratings:
+        print("\nUsable rows whose ratings are not numbers (scored, but left out of the score_gap baseline):")
+        print(pairs.bad_ratings_report(limit=None if args.all else 20))
     if args.tokenizer:
         lengths = [r.n_tokens for r in pairs.rows if r.n_tokens is not None]
         if lengths:
@@ -102,7 +106,7 @@ def cmd_data_check(args) -> int:
         else:
             frame.to_csv(out, index=False)
         print(f"\nPer-row report ({len(frame)} rows): {out}")
-    return 1 if bad else 0
+    return 1 if bad or bad_ratings else 0
 
 
 def cmd_data_subset(args) -> int:
@@ -254,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="summarise a file and list every row that cannot be used, with its reason",
         description="Read FILE (JSONL, JSON, Parquet, CSV or a save_to_disk folder; standard or conversational; "
                     "explicit or implicit prompt), validate every row, and print a summary and the bad rows. "
-                    "Exit status: 0 all rows usable, 1 some rows not usable, 2 the file cannot be read "
+                    "Exit status: 0 all rows usable, 1 some rows not usable (or usable but with a rating that is not a "
+                    "number), 2 the file cannot be read "
                     "(or, with --strict, the first bad row).")
     check.add_argument("file", help="the preference file or folder")
     _add_column_args(check)

@@ -172,10 +172,9 @@ def compute_scores(cfg: ScoreConfig, columns: ColumnMap | None = None, progress:
             table["tif"] = keep_middle(table["if"].to_numpy(), cfg.keep)
         timings["if"] = time.perf_counter() - t
 
-    if "score_chosen" in table and "score_rejected" in table:
-        table["score_gap"] = pd.to_numeric(table["score_chosen"], errors="coerce") - pd.to_numeric(
-            table["score_rejected"], errors="coerce")
-        table.loc[~table["valid"], "score_gap"] = np.nan
+    if train.has_ratings:
+        # NaN (never kept by the baseline) where a rating is not a number: see `rating_problem`.
+        table["score_gap"] = train.rating_gaps()
     rng = np.random.default_rng(cfg.seed)
     table["random"] = np.where(table["valid"], rng.random(len(table)), np.nan)
 

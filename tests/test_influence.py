@@ -11,6 +11,8 @@ from prefsift.models import build_tiny_model
 from prefsift.objectives import PairwiseObjective
 from prefsift.tokenization import TokenizedPair
 
+from .float64 import true_float64
+
 VOCAB, PAD = 40, 0
 
 
@@ -28,8 +30,10 @@ def _random_pairs(n, seed):
 @pytest.fixture(scope="module")
 def setup():
     torch.manual_seed(0)
-    ref = build_tiny_model("tiny", VOCAB, seed=0).double()
-    policy = build_tiny_model("tiny", VOCAB, seed=0).double()
+    # Really float64 (norms, rotary angles and softmax too), so that the comparisons below at 1e-8
+    # hold on every CPU: see tests/float64.py.
+    ref = true_float64(build_tiny_model("tiny", VOCAB, seed=0))
+    policy = true_float64(build_tiny_model("tiny", VOCAB, seed=0))
     with torch.no_grad():  # θ: the reference moved a little, as after a warm-up
         for p in policy.parameters():
             p.add_(0.05 * torch.randn_like(p))

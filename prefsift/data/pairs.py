@@ -22,6 +22,9 @@ from typing import Any
 from .readers import DataError, RawFile, RawRow
 
 ROLES = {"system", "user", "assistant", "tool"}
+# UltraFeedback's names for the dataset's own ratings of the two responses; they feed the
+# `score_gap` baseline (chosen's rating minus rejected's) and nothing else.
+RATING_FIELDS = ("score_chosen", "score_rejected")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,9 @@ class PairRow:
     reason: str | None = None  # for a person: what is wrong and the fix
     notes: list[str] = dataclasses.field(default_factory=list)  # non-fatal: e.g. truncated to max_length
     n_tokens: int | None = None  # longest of prompt+chosen / prompt+rejected, once tokenized
+    rating_gap: float | None = None  # score_chosen − score_rejected, when both are usable numbers
+    rating_problem: str | None = None  # why the ratings are not usable (the pair itself still is)
+    rating_field: str | None = None
 
     def fail(self, code: str, fld: str | None, reason: str) -> "PairRow":
         if self.valid:  # the first problem found is the one reported
@@ -224,6 +230,53 @@ def _assign_ids(rows: list[PairRow], raw: RawFile, cols: ColumnMap, from_csv: bo
             first_seen[row.id] = row.where
 
 
+def _rating_value(value: Any, from_csv: bool) -> tuple[float | None, str | None]:
+    """(the rating as a finite float, None) or (None, what is wrong with it)."""
+    if _is_missing(value):
+        return None, "is missing" if value is None else "is NaN"
+    if isinstance(value, bool):
+        return None, f"is a boolean ({value}), not a number"
+    if isinstance(value, str):
+        if not from_csv:
+            return None, f"is the string {value[:40]!r}; store ratings as numbers"
+        if not value.strip():
+            return None, "is empty"
+        try:
+            value = float(value)
+        except ValueError:
+            return None, f"is the text {value[:40]!r}, not a number"
+    if not isinstance(value, (int, float)):
+        return None, f"is a {type(value).__name__}, not a number"
+    value = float(value)
+    if math.isnan(value):
+        return None, "is NaN"
+    if math.isinf(value):
+        return None, "is infinite"
+    return value, None
+
+
+def _check_ratings(rows: list[PairRow], raw: RawFile, from_csv: bool) -> None:
+    """Flag usable pairs whose ratings are not numbers. They stay scorable; only the rating-gap
+    baseline leaves them out, so that a NaN is never sorted to one end of it."""
+    if not any(f in raw.columns for f in RATING_FIELDS):
+        return
+    for row, rawrow in zip(rows, raw.rows):
+        if not row.valid or rawrow.record is None:
+            continue
+        values = []
+        for fld in RATING_FIELDS:
+            value, problem = _rating_value(rawrow.record.get(fld), from_csv)
+            if problem:
+                row.rating_field = fld
+                row.rating_problem = (f"field '{fld}' {problem}: the pair is scored, but left out of the "
+                                      "score_gap baseline; give both ratings as numbers to include it")
+                row.notes.append(f"bad_rating: {row.rating_problem}")
+                break
+            values.append(value)
+        else:
+            row.rating_gap = values[0] - values[1]
+
+
 def parse_pairs(raw: RawFile, cols: ColumnMap, strict: bool) -> tuple[list[PairRow], str, bool]:
     """All rows of a file as `PairRow`s (rows in = rows out). Returns (rows, kind, implicit)."""
     implicit = cols.prompt is None or not any(
@@ -232,6 +285,7 @@ def parse_pairs(raw: RawFile, cols: ColumnMap, strict: bool) -> tuple[list[PairR
     from_csv = raw.file_format == "csv"
     rows = [_parse_row(r, cols, implicit, from_csv) for r in raw.rows]
     _assign_ids(rows, raw, cols, from_csv)
+    _check_ratings(rows, raw, from_csv)
 
     kinds = Counter(r.kind for r in rows if r.kind is not None)
     kind = kinds.most_common(1)[0][0] if kinds else "standard"

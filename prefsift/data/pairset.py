@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from .pairs import ColumnMap, PairRow, parse_pairs
+from .pairs import RATING_FIELDS, ColumnMap, PairRow, parse_pairs
 from .readers import RawFile, read_raw
 
 
@@ -40,6 +40,22 @@ class PairSet:
         rows = self.valid_rows if mask is None else [r for r, m in zip(self.rows, mask) if m and r.valid]
         return [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in rows]
 
+    @property
+    def has_ratings(self) -> bool:
+        """The file carries the dataset's own ratings (score_chosen / score_rejected)."""
+        return any(f in self.raw.columns for f in RATING_FIELDS)
+
+    @property
+    def bad_rating_rows(self) -> list[PairRow]:
+        """Usable pairs whose ratings are not numbers (left out of the score_gap baseline only)."""
+        return [r for r in self.rows if r.valid and r.rating_problem]
+
+    def rating_gaps(self):
+        """score_chosen − score_rejected per input row; NaN where the row is unusable or a rating is bad."""
+        import numpy as np
+
+        return np.array([r.rating_gap if r.valid and r.rating_gap is not None else np.nan for r in self.rows])
+
     def reason_counts(self) -> Counter:
         return Counter(r.code for r in self.rows if not r.valid)
 
@@ -59,6 +75,8 @@ class PairSet:
                 "reason_code": r.code or "", "reason": r.reason or "", "notes": "; ".join(r.notes),
                 "n_tokens": r.n_tokens,
             }
+            if self.has_ratings:
+                rec["rating_problem"] = r.rating_problem or ""
             for c in extra_cols:
                 rec[c] = raw.record.get(c) if raw.record is not None else None
             records.append(rec)
@@ -76,6 +94,8 @@ class PairSet:
         noted = sum(1 for r in self.rows if r.notes)
         if noted:
             lines.append(f"  rows with notes (still usable): {noted}")
+        if self.bad_rating_rows:
+            lines.append(f"  usable rows with a bad rating (left out of score_gap only): {len(self.bad_rating_rows)}")
         for code, count in sorted(self.reason_counts().items(), key=lambda kv: -kv[1]):
             lines.append(f"    {code:<20} {count}")
         extras = self.extra_columns()
@@ -87,6 +107,14 @@ class PairSet:
         bad = self.invalid_rows
         shown = bad if limit is None else bad[:limit]
         lines = [f"  {r.where:<12} id={r.id}  [{r.code}] {r.reason}" for r in shown]
+        if limit is not None and len(bad) > limit:
+            lines.append(f"  ... and {len(bad) - limit} more (see --report)")
+        return "\n".join(lines)
+
+    def bad_ratings_report(self, limit: int | None = None) -> str:
+        bad = self.bad_rating_rows
+        shown = bad if limit is None else bad[:limit]
+        lines = [f"  {r.where:<12} id={r.id}  [bad_rating] {r.rating_problem}" for r in shown]
         if limit is not None and len(bad) > limit:
             lines.append(f"  ... and {len(bad) - limit} more (see --report)")
         return "\n".join(lines)
