@@ -7,6 +7,7 @@ import dataclasses
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 DESCRIPTION = """\
@@ -18,6 +19,19 @@ Commands: the data layer (`data check`, `data subset`), model loading (`model`),
 (`lab make`, and `lab sentiment` for a real model), scoring (`score`), selection (`select`), `run`,
 the whole protocol (warm-up → scores → selections → training arms → judging → report) from a YAML
 config, and `demo`, which is `run` on the lab with its defaults."""
+
+
+def _flag_type(cls, name: str, default):
+    """The argparse type of a field: its annotation's (``int | None`` → int), else its default's."""
+    import typing
+
+    tp = typing.get_type_hints(cls).get(name)
+    if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = inner[0] if len(inner) == 1 else None
+    if tp in (int, float, str):
+        return tp
+    return type(default) if default is not None else str
 
 
 def _add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
@@ -35,7 +49,7 @@ def _add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, .
             parser.add_argument(flag, dest=f.name, default=default, action=argparse.BooleanOptionalAction,
                                 help=f"{help_text} (default: {default})")
         elif isinstance(default, (int, float, str)) or default is None:
-            kind = type(default) if default is not None else str
+            kind = _flag_type(cls, f.name, default)
             parser.add_argument(flag, dest=f.name, type=kind, default=default,
                                 help=f"{help_text} (default: {default})")
 
@@ -111,9 +125,17 @@ def cmd_data_check(args) -> int:
 
 def cmd_data_subset(args) -> int:
     from .data import write_pairs
+    from .errors import ConfigError, require_path
 
+    ids_path = require_path(args.ids, "ids file", "ids", hint="give a text file with one pair id per line")
+    try:
+        ids = [line.strip() for line in ids_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise ConfigError(key="ids", problem=f": {args.ids!r} is not a UTF-8 text file; give one pair id per line") \
+            from None
+    if not ids:
+        raise ConfigError(key="ids", problem=f": {args.ids!r} lists no id; give one pair id per line")
     pairs = _load_from_args(args)
-    ids = [line.strip() for line in Path(args.ids).read_text(encoding="utf-8").splitlines() if line.strip()]
     n = write_pairs(pairs, args.out, ids=ids)
     print(f"wrote {n} of {len(ids)} requested rows to {args.out} ({pairs.raw.file_format}); "
           f"{len(ids) - n} requested rows were not usable")
@@ -140,6 +162,7 @@ def cmd_lab_make(args) -> int:
     from .lab import LabConfig, format_summary, make_lab
 
     cfg = _dataclass_from_args(LabConfig, args)
+    _check_out_folder(args.out)
     summary = make_lab(cfg, args.out)
     print(format_summary(summary))
     return 0
@@ -152,7 +175,9 @@ def cmd_lab_sentiment(args) -> int:
     from .lab.sentiment import SentimentConfig, make_sentiment_lab
 
     quiet_libraries()
-    summary = make_sentiment_lab(_dataclass_from_args(SentimentConfig, args), args.out, progress=not args.quiet)
+    cfg = _dataclass_from_args(SentimentConfig, args)
+    _check_out_folder(args.out)
+    summary = make_sentiment_lab(cfg, args.out, progress=not args.quiet)
     print(json.dumps(summary["splits"], indent=1))
     print(f"wrote {args.out}/train.jsonl, validation.jsonl, test_prompts.jsonl in {summary['seconds']:.0f} s")
     return 0
@@ -174,16 +199,41 @@ def cmd_select(args) -> int:
     import numpy as np
     import pandas as pd
 
-    from .select import apply_rule, overlap_coefficient, window
+    from .errors import ConfigError, require_path
+    from .select import apply_rule, check_keep, check_rule, check_rule_columns, overlap_coefficient, window
 
-    table = pd.read_parquet(args.scores)
+    # Every flag checked before the table is read.
+    check_keep(args.keep)
+    win = _parse_window(args.window) if args.window else None
+    if win is None:
+        check_rule(args.rule)
+    for other in args.overlap or []:
+        check_rule(other, key="overlap")
+    require_path(args.scores, "scores table", "scores", hint="give the scores.parquet that `prefsift score` wrote")
+    if args.train:
+        require_path(args.train, "scored pairs", "train", kind="any")
+    try:
+        table = pd.read_parquet(args.scores)
+    except Exception as e:  # pyarrow raises several kinds for a file that is not Parquet
+        raise ConfigError(key="scores", problem=f": {args.scores!r} is not a readable Parquet file ({type(e).__name__}); "
+                                                "give the scores.parquet that `prefsift score` wrote") from None
+    lacking = [c for c in ("id", "valid", "reason") if c not in table]
+    if lacking:
+        raise ConfigError(key="scores", problem=f": {args.scores!r} has no {lacking} column(s), so it is not a scores "
+                                                "table; give the scores.parquet that `prefsift score` wrote")
+    if win is None:
+        check_rule_columns(table, args.rule)
+    for other in args.overlap or []:
+        check_rule_columns(table, other, key="overlap")
     n_scored = int(table["valid"].sum())
-    if args.window:
-        name, lo, hi = args.window.split(":")
+    if win is not None:
+        name, lo, hi = win
         if name not in table:
-            raise SystemExit(f"error: no score {name!r} in {args.scores}; it has {list(table.columns)}")
-        mask = window(table[name].to_numpy(dtype=float), float(lo), float(hi))
-        label = f"window {name} ({lo}, {hi})"
+            scores = [c for c in table.columns if c not in ("id", "valid", "reason") and
+                      pd.api.types.is_numeric_dtype(table[c])]
+            raise ConfigError(key="window", problem=f": no score {name!r} in {args.scores}; it has {scores}")
+        mask = window(table[name].to_numpy(dtype=float), lo, hi)
+        label = f"window {name} ({lo:g}, {hi:g})"
     else:
         mask = apply_rule(table, args.rule, args.keep, seed=args.seed)
         label = f"{args.rule} at keep {args.keep}"
@@ -210,6 +260,31 @@ def cmd_select(args) -> int:
     return 0
 
 
+def _parse_window(spec: str) -> tuple[str, float, float]:
+    """``"if:20:80"`` → ("if", 20.0, 80.0), or a `ConfigError` for --window."""
+    from .errors import ConfigError
+
+    parts = spec.split(":")
+    try:
+        name, lo, hi = parts[0], float(parts[1]), float(parts[2])
+        if len(parts) != 3 or not name:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise ConfigError(key="window", problem=f"must be SCORE:LOW:HIGH with percentiles, e.g. if:20:80; got {spec!r}") \
+            from None
+    if not 0 <= lo < hi <= 100:
+        raise ConfigError(key="window", problem=f"needs percentiles 0 <= LOW < HIGH <= 100, got {spec!r}")
+    return name, lo, hi
+
+
+def _check_out_folder(path) -> None:
+    """An output folder that exists as a file is refused before any work."""
+    from .errors import ConfigError
+
+    if path and Path(path).exists() and not Path(path).is_dir():
+        raise ConfigError(key="out", problem=f": {str(path)!r} is a file; give a folder")
+
+
 def _run_settings_help() -> str:
     """The config file's settings, from RunConfig's own field help (so the two cannot drift)."""
     from dataclasses import MISSING, fields
@@ -227,9 +302,7 @@ def _run_settings_help() -> str:
 def cmd_run(args) -> int:
     from .pipeline import RunConfig, run_pipeline
 
-    cfg = RunConfig.from_yaml(args.config)
-    if args.out:
-        cfg.out = args.out
+    cfg = RunConfig.from_yaml(args.config, args.overrides, out=args.out)
     run_pipeline(cfg, progress=not args.quiet)
     return 0
 
@@ -247,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prefsift", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"prefsift {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error too (or set PREFSIFT_DEBUG=1), for a bug report")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice); 1 is often fastest on a busy machine")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -354,9 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "configs/ and experiments/ for examples.",
         epilog=_run_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("config", help="YAML file of RunConfig settings")
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                     help="settings over the file's, values read as YAML: beta=0.1 seeds=[0] lab.n_train=600 "
+                          "warmup.learning_rate=2e-4")
     run.add_argument("--out", help="run directory (overrides the config's out)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=cmd_run, keys_are_flags=False)  # its errors name the YAML keys
 
     demo = sub.add_parser("demo", help="the main job: `prefsift run` on the embedded lab with default settings",
                           description="On the embedded lab: build the task, SFT model and pairs; DPO warm-up "
@@ -375,7 +453,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from the hub at run time
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is a top-level flag, but is also understood after the command (`prefsift run x.yaml --debug`).
+    end = argv.index("--") if "--" in argv else len(argv)
+    late_debug = "--debug" in argv[1:end]
+    if late_debug:
+        argv = [a for i, a in enumerate(argv) if not (a == "--debug" and 0 < i < end)]
     args = parser.parse_args(argv)
+    args.debug = args.debug or late_debug
     if not getattr(args, "func", None):
         # `prefsift data` with no subcommand: show that level's help.
         target = {"data": "data", "lab": "lab"}.get(args.command or "")
@@ -383,18 +468,47 @@ def main(argv: list[str] | None = None) -> int:
             parser.parse_args([target, "--help"])
         parser.print_help()
         return 0
-    if args.threads:
-        import torch
+    from .errors import ConfigError, UserError
 
-        torch.set_num_threads(args.threads)
-    from .data import DataError
-    from .models import ModelSourceError
-
+    debug = args.debug or os.environ.get("PREFSIFT_DEBUG", "").strip() not in ("", "0")
     try:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ConfigError(key="--threads", problem=f"must be >= 1, got {args.threads}")
+            import torch
+
+            torch.set_num_threads(args.threads)
         return args.func(args)
-    except (DataError, ModelSourceError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except UserError as e:  # a mistake the user can fix: one line, no traceback
+        if debug:
+            raise
+        if isinstance(e, ConfigError) and getattr(args, "keys_are_flags", True):
+            e = e.as_flag()  # name the command's flag (--val-lr), not the field (val_lr)
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("error: interrupted; `prefsift run` and `prefsift score` continue where they stopped when run again",
+              file=sys.stderr)
+        return 130
+    except Exception:  # anything else is a bug in prefsift
+        if debug:
+            raise
+        traceback.print_exc()
+        print(f"error: this is a bug in prefsift {_version()}, not a mistake in your input; please report it with "
+              "the traceback above", file=sys.stderr)
+        return 1
+
+
+def _one_line(message: str) -> str:
+    return "; ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from . import artifacts, faults
 from .logprobs import batch_logps, pair_sequences
 from .objectives import PairwiseObjective
 from .tokenization import TokenizedPair
@@ -187,7 +188,7 @@ class InfluenceResult:
 
 def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objective: PairwiseObjective, pad_id: int,
                       settings: InfluenceSettings = InfluenceSettings(), progress: bool = True,
-                      checkpoint_dir=None, checkpoint_every: int = 64) -> InfluenceResult:
+                      checkpoint_dir=None, checkpoint_every: int = 64, log=print) -> InfluenceResult:
     """IF of every training pair. `ref_train`/`ref_val` are (chosen, rejected) reference log-prob arrays.
 
     With `checkpoint_dir`, results are saved every `checkpoint_every` pairs and a rerun skips the
@@ -242,10 +243,12 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
         ckpt = Path(checkpoint_dir)
         ckpt.mkdir(parents=True, exist_ok=True)
         for f in sorted(ckpt.glob("chunk-*.npz")):
-            z = np.load(f)
-            s0, s1 = int(z["start"]), int(z["stop"])
-            for g in group_names:
-                per_group[g][s0:s1] = z[g]
+            if not artifacts.trusted(f, "a chunk of IF", log):
+                continue
+            with np.load(f) as z:
+                s0, s1 = int(z["start"]), int(z["stop"])
+                for g in group_names:
+                    per_group[g][s0:s1] = z[g]
             done[s0:s1] = True
         # Chunks must be whole batches so a resumed run computes exactly the same batches.
         checkpoint_every = max(batch, checkpoint_every // batch * batch)
@@ -274,9 +277,9 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
         c0 = s // checkpoint_every * checkpoint_every
         c1 = min(c0 + checkpoint_every, len(seqs))
         if ckpt is not None and (s + b == c1) and done[c0:c1].all():
-            tmp = ckpt / f"chunk-{c0:08d}.tmp.npz"
-            np.savez(tmp, start=c0, stop=c1, **{g: per_group[g][c0:c1] for g in group_names})
-            tmp.replace(ckpt / f"chunk-{c0:08d}.npz")
+            artifacts.atomic_write(ckpt / f"chunk-{c0:08d}.npz", lambda tmp: np.savez(
+                tmp, start=c0, stop=c1, **{g: per_group[g][c0:c1] for g in group_names}))
+        faults.point("influence")
     bar.close()
     model.train(was_training)
     total = sum(per_group.values())

@@ -10,9 +10,12 @@ position: for a judge that always prefers the first answer it returns exactly 0.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import torch
+
+from .errors import UserError
 
 
 class Judge:
@@ -87,7 +90,7 @@ class LexiconJudge(Judge):
         try:
             from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
         except ImportError as e:  # pragma: no cover - depends on the install
-            raise ImportError("the lexicon judge needs `pip install vaderSentiment`") from e
+            raise UserError("the lexicon judge (VADER) is not installed: `pip install vaderSentiment`") from e
         self._analyzer = SentimentIntensityAnalyzer()
 
     def score(self, prompt, answer):
@@ -100,8 +103,10 @@ class RewardModelJudge(Judge):
     def __init__(self, folder: str, max_length: int = 1024, batch_size: int = 8):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from .models import load_pretrained
+
+        self.model = load_pretrained(AutoModelForSequenceClassification, folder, dtype=torch.float32).eval()
         self.tok = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32).eval()
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
             self.model.config.pad_token_id = self.tok.pad_token_id
@@ -142,7 +147,8 @@ class LLMPairwiseJudge(Judge):
     def _letter_id(self, letter):
         ids = self.tok.encode(letter, add_special_tokens=False)
         if len(ids) != 1:
-            raise ValueError(f"the judge's tokenizer splits {letter!r} into {len(ids)} tokens")
+            raise UserError(f"the judge's tokenizer splits {letter!r} into {len(ids)} tokens, so it cannot answer A "
+                            "or B; use another judge model")
         return ids[0]
 
     @torch.no_grad()
@@ -161,6 +167,71 @@ class LLMPairwiseJudge(Judge):
         return self.prefer(prompt, answer, "")
 
 
+JUDGE_SPECS = "oracle, lexicon, reward:FOLDER or llm:MODEL"
+
+
+def judge_spec_problem(spec) -> str | None:
+    """Why ``spec`` does not name a judge (None: it does); checks the form only, touches nothing."""
+    if spec in ("oracle", "lexicon", "constant"):
+        return None
+    if isinstance(spec, str) and spec.startswith(("reward:", "llm:")):
+        if spec.split(":", 1)[1].strip():
+            return None
+        return f"{spec!r} names no model: write {spec}FOLDER"
+    from .errors import did_you_mean
+
+    return f"must be {JUDGE_SPECS}; got {spec!r}{did_you_mean(spec, ('oracle', 'lexicon'))}"
+
+
+def check_judge(spec: str, prompts: Sequence[str] | None = None, where: str = "the test prompts") -> None:
+    """Everything about a judge that can be checked before any work: the spec's form, that what it
+    needs is installed or exists (VADER, the reward model's folder, the LLM), and that it can judge
+    ``prompts`` (the oracle knows only the lab's prompts). Raises a `ConfigError` keyed `judge`."""
+    from .errors import ConfigError, require_path
+
+    problem = judge_spec_problem(spec)
+    if problem:
+        raise ConfigError(key="judge", problem=problem)
+    if spec == "oracle" and prompts is not None:
+        from .lab import parse_prompt
+
+        for i, p in enumerate(prompts):
+            try:
+                parse_prompt(p)
+            except (ValueError, TypeError):
+                raise ConfigError(key="judge", problem=f"`oracle` scores the lab's prompts only, and prompt {i + 1} of "
+                                                       f"{where} is not one ({str(p)[:40]!r}); use lexicon, "
+                                                       "reward:FOLDER or llm:MODEL") from None
+    elif spec == "lexicon":
+        try:
+            import vaderSentiment.vaderSentiment  # noqa: F401
+        except ImportError:
+            raise ConfigError(key="judge", problem="`lexicon` needs VADER, which is not installed: "
+                                                   "`pip install vaderSentiment`") from None
+    elif spec.startswith("reward:"):
+        folder = spec.split(":", 1)[1]
+        require_path(folder, "reward model folder", "judge", kind="dir")
+        if not (Path(folder).expanduser() / "config.json").exists():
+            raise ConfigError(key="judge", problem=f": {folder!r} has no config.json, so it is not a Hugging Face "
+                                                   "model folder; give a sequence-classification reward model folder")
+    elif spec.startswith("llm:"):
+        from .models import ModelSourceError, resolve_model_path
+
+        target = spec.split(":", 1)[1]
+        try:
+            resolve_model_path(target)
+        except ModelSourceError as e:
+            raise ConfigError(key="judge", problem=f": {e}") from None
+        from .models import load_tokenizer
+
+        tok = load_tokenizer(target)  # the tokenizer only: cheap, and it decides whether the judge can answer
+        for letter in ("A", "B"):
+            n = len(tok.encode(letter, add_special_tokens=False))
+            if n != 1:
+                raise ConfigError(key="judge", problem=f": the tokenizer of {target!r} splits {letter!r} into {n} "
+                                                       "tokens, so it cannot answer A or B; use another judge model")
+
+
 def make_judge(spec: str) -> Judge:
     """`oracle`, `lexicon`, `reward:FOLDER`, `llm:MODEL` (a folder or `smollm2`, asked in both orders)."""
     if spec == "oracle":
@@ -176,4 +247,6 @@ def make_judge(spec: str) -> Judge:
 
         target = spec.split(":", 1)[1]
         return Swapped(LLMPairwiseJudge(load_model(target), load_tokenizer(target), name=f"LLM judge {target}"))
-    raise ValueError(f"unknown judge {spec!r}: use oracle, lexicon, reward:FOLDER or llm:MODEL")
+    from .errors import ConfigError
+
+    raise ConfigError(key="judge", problem=judge_spec_problem(spec) or f"must be {JUDGE_SPECS}; got {spec!r}")

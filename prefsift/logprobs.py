@@ -25,6 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from . import artifacts, faults
 from .tokenization import TokenizedPair
 
 
@@ -291,6 +292,7 @@ def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, setti
             for batch in batches:
                 vals = batch_logps(model, [seqs[i] for i in batch], pad_id, settings.head_chunk)
                 out[batch] = vals.double().cpu().numpy()
+                faults.point(f"logprobs:{desc}")
                 stats.sequences += len(batch)
                 stats.real_tokens += sum(lengths[i] for i in batch)
                 stats.processed_tokens += max(lengths[i] for i in batch) * len(batch)
@@ -328,8 +330,10 @@ def data_fingerprint(pairs: Sequence[TokenizedPair]) -> str:
 
 def cached_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, cache_dir: str | Path | None,
                       settings: LogprobSettings = LogprobSettings(), model_key: str | None = None,
-                      progress: bool = True, desc: str = "log-probs", stats: EngineStats | None = None) -> PairLogps:
+                      progress: bool = True, desc: str = "log-probs", stats: EngineStats | None = None,
+                      log=print) -> PairLogps:
     """`compute_pair_logps`, cached on disk under a fingerprint of (weights, token ids, settings).
+    A cache file that does not match its recorded checksum is recomputed (`artifacts.trusted`).
 
     Token ids stand for (tokenizer, data): the same text under another tokenizer gives other ids."""
     if cache_dir is None:
@@ -338,13 +342,11 @@ def cached_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, cache_
                           "settings": asdict(settings)}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
     path = Path(cache_dir) / f"logps-{key}.npz"
-    if path.exists():
-        z = np.load(path)
-        return PairLogps(z["chosen"], z["rejected"], z["chosen_tokens"], z["rejected_tokens"])
+    if artifacts.trusted(path, desc, log):
+        with np.load(path) as z:
+            return PairLogps(z["chosen"], z["rejected"], z["chosen_tokens"], z["rejected_tokens"])
     res = compute_pair_logps(model, pairs, pad_id, settings, progress, desc, stats)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, chosen=res.chosen, rejected=res.rejected, chosen_tokens=res.chosen_tokens,
-             rejected_tokens=res.rejected_tokens)
-    tmp.replace(path)
+    artifacts.atomic_write(path, lambda tmp: np.savez(tmp, chosen=res.chosen, rejected=res.rejected,
+                                                      chosen_tokens=res.chosen_tokens,
+                                                      rejected_tokens=res.rejected_tokens))
     return res

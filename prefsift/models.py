@@ -9,10 +9,12 @@ import importlib.util
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from .errors import UserError
 
 SMOLLM2_NAME = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -88,7 +90,7 @@ def build_tiny_model(
 # Loading
 
 
-class ModelSourceError(ValueError):
+class ModelSourceError(UserError):
     """A model spec that does not name a loadable model, with what to do instead."""
 
 
@@ -160,10 +162,17 @@ def smollm2_folder(*, rebuild: bool = False, verbose: bool = True) -> Path:
 class LoraSpec:
     """LoRA adapters through peft. `target_modules=None` lets peft choose for known architectures."""
 
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: tuple[str, ...] | None = ("q_proj", "k_proj", "v_proj", "o_proj")
+    r: int = field(default=8, metadata={"help": "rank of the adapters", "check": ">= 1"})
+    alpha: int = field(default=16, metadata={"help": "scale numerator (peft's lora_alpha)", "check": "> 0"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout on the adapters' input", "check": "[0, 1)"})
+    target_modules: tuple[str, ...] | None = field(
+        default=("q_proj", "k_proj", "v_proj", "o_proj"),
+        metadata={"help": "names of the modules to adapt (a list; null: peft's choice)"})
+
+    def __post_init__(self):
+        from .checks import check_fields
+
+        check_fields(self)  # also turns a YAML list of target_modules into a tuple
 
 
 def add_lora(model, spec: LoraSpec):
@@ -175,6 +184,36 @@ def add_lora(model, spec: LoraSpec):
     return get_peft_model(model, cfg)
 
 
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def check_safe_weights(folder: Path) -> None:
+    """Refuse a model folder whose weights are not safetensors.
+
+    A pickle checkpoint (`pytorch_model.bin`, `*.pt`) runs code when it is unpickled, so prefsift
+    never loads one; the message says how to convert it once, where the user trusts the file."""
+    folder = Path(folder)
+    if any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in folder.glob(pattern))
+    if pickles:
+        raise ModelSourceError(
+            f"{folder} holds only a pickle checkpoint ({', '.join(pickles[:3])}); prefsift loads safetensors "
+            "only, because unpickling can run code. If you trust the file, convert it once: python -c "
+            "\"from transformers import AutoModelForCausalLM as M; "
+            f"M.from_pretrained('{folder}', use_safetensors=False).save_pretrained('{folder}', "
+            "safe_serialization=True)\" (for a reward model use AutoModelForSequenceClassification)")
+    raise ModelSourceError(f"{folder} has a config.json but no weights (*.safetensors)")
+
+
+def load_pretrained(cls, folder, **kwargs):
+    """`cls.from_pretrained(folder)` for a local folder: safetensors only, no remote code unless the
+    caller passes `trust_remote_code=True`."""
+    check_safe_weights(Path(folder))
+    kwargs.setdefault("trust_remote_code", False)
+    return cls.from_pretrained(folder, use_safetensors=True, **kwargs)
+
+
 def resolve_model_path(spec: str | Path) -> Path:
     """A model spec → a local folder. Specs: a folder path, or `smollm2` (the packaged model)."""
     s = str(spec)
@@ -184,6 +223,7 @@ def resolve_model_path(spec: str | Path) -> Path:
     if path.is_dir():
         if not (path / "config.json").exists():
             raise ModelSourceError(f"{path} has no config.json: not a Hugging Face model folder")
+        check_safe_weights(path)
         return path
     if path.suffix == ".gguf" and path.exists():
         raise ModelSourceError(f"{path}: load GGUF files through a folder; for SmolLM2 use the spec `smollm2`")
@@ -221,9 +261,8 @@ def load_model(spec: str | Path, *, dtype: str = "float32", device: str = "cpu",
     kwargs = {}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=_DTYPES[dtype], trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs
-    ).to(device)
+    model = load_pretrained(AutoModelForCausalLM, path, dtype=_DTYPES[dtype], trust_remote_code=trust_remote_code,
+                            **kwargs).to(device)
     model.eval()
     if lora is not None:
         model = add_lora(model, lora)

@@ -14,11 +14,14 @@ import hashlib
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from . import artifacts, faults
+from .errors import ConfigError, did_you_mean
 
 DEFAULT_ARMS = ("full", "random", "score_gap", "irm", "lossdiff", "lossdiff_irm", "tif", "top_if", "clean")
 # Extra arms for experiments: the IF thirds (each a third of the pairs, whatever `keep` is) and the
@@ -37,71 +40,251 @@ class RunConfig:
     validation: str | None = field(default=None, metadata={"help": "validation pairs (default: the lab's)"})
     test_prompts: str | None = field(default=None, metadata={"help": "held-out prompts, JSONL with `prompt` (default: the lab's)"})
     reference: str | None = field(default=None, metadata={"help": "π_ref, the SFT model (default: the lab's)"})
-    objective: str = field(default="dpo", metadata={"help": "dpo, ipo or hinge"})
+    objective: str = field(default="dpo", metadata={"help": "dpo, ipo or hinge", "check": ("dpo", "ipo", "hinge")})
     # β and the learning rates were chosen on the lab's *validation* prompts (never the test prompts):
     # at β 0.1 or lr ≥ 3e-4 further DPO epochs lowered the oracle WinRate on this tiny model.
-    beta: float = field(default=0.5, metadata={"help": "β of the objective"})
+    beta: float = field(default=0.5, metadata={"help": "β of the objective", "check": "> 0"})
     warmup: dict = field(default_factory=lambda: {"epochs": 1, "learning_rate": 1e-4, "batch_size": 16},
                          metadata={"help": "StageSettings of the warm-up"})
     final: dict = field(default_factory=lambda: {"epochs": 2, "learning_rate": 1e-4, "batch_size": 16},
                         metadata={"help": "StageSettings of each arm (continues from θ)"})
     lora: dict | None = field(default=None, metadata={"help": "LoRA for every training stage, e.g. {r: 8, alpha: 16} (LoraSpec fields); null: full fine-tuning"})
     scores: dict = field(default_factory=dict, metadata={"help": "ScoreConfig overrides (val_lr, projection_dim, ...)"})
-    keep: float = field(default=0.64, metadata={"help": "kept fraction of every selection arm"})
+    keep: float = field(default=0.64, metadata={"help": "kept fraction of every selection arm, in (0, 1]", "check": "(0, 1]"})
     arms: list = field(default_factory=lambda: list(DEFAULT_ARMS), metadata={"help": f"arms to train, among {ARMS} and the names in `imported`"})
     imported: dict = field(default_factory=dict, metadata={"help": "arms whose selection comes from another run: {NAME: RUN/selection.parquet:COLUMN}, matched by pair id (e.g. train model B on model A's TIF set)"})
     seeds: list = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds of every arm"})
-    judge: str = field(default="oracle", metadata={"help": "oracle, lexicon, reward:FOLDER, llm:MODEL"})
-    eval_prompts: int = field(default=200, metadata={"help": "held-out prompts judged per arm"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the answers"})
-    max_new_tokens: int = field(default=12, metadata={"help": "answer length limit"})
-    eval_steps: int = field(default=20, metadata={"help": "validation loss/margin every N training steps"})
+    judge: str = field(default="oracle", metadata={"help": "oracle, lexicon, reward:FOLDER, llm:MODEL",
+                                                   "check": lambda spec: _judge_problem(spec)})
+    eval_prompts: int = field(default=200, metadata={"help": "held-out prompts judged per arm", "check": ">= 1"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the answers", "check": "> 0"})
+    max_new_tokens: int = field(default=12, metadata={"help": "answer length limit", "check": ">= 1"})
+    eval_steps: int = field(default=20, metadata={"help": "validation loss/margin every N training steps (0: never)",
+                                                  "check": ">= 0"})
 
     def __post_init__(self):
-        import importlib
+        from .checks import check_fields, check_known_keys, check_value
 
-        if self.sentiment is not None and self.lab is not None:
-            raise ValueError("`sentiment` builds the data from a real model's samples; also set `lab: null`")
-        if self.judge == "oracle" and self.sentiment is not None:
-            raise ValueError("judge `oracle` knows only the lab's task; with `sentiment` use `lexicon`")
         self.imported = dict(self.imported or {})
+        check_fields(self)  # types, and the ranges in each field's "check"
+        for i, seed in enumerate(self.seeds):
+            check_value("seeds", seed, lambda v: None if isinstance(v, int) and not isinstance(v, bool)
+                        else f"must be a list of whole numbers, got {v!r} at position {i + 1}")
+        if self.sentiment is not None and self.lab is not None:
+            raise ConfigError(key="sentiment", problem="builds the data from a real model's samples; also set `lab: null`")
+        if self.judge == "oracle" and self.sentiment is not None:
+            raise ConfigError(key="judge", problem="`oracle` knows only the lab's task; with `sentiment` use `lexicon`")
+        files = ("train", "validation", "test_prompts", "reference")
+        if self.lab is not None:
+            for k in files:
+                if getattr(self, k) is not None:
+                    raise ConfigError(key=k, problem="is set, but the lab (on by default) builds its own pairs and "
+                                                     "model and would ignore it: add `lab: null` to use your files")
+        elif self.sentiment is not None:
+            for k in files[:3]:
+                if getattr(self, k) is not None:
+                    raise ConfigError(key=k, problem="is set, but `sentiment` builds the pairs and would ignore it: "
+                                                     "remove it, or set `sentiment: null` to use your files")
+        else:
+            missing = [k for k in files if not getattr(self, k)]
+            if missing:
+                raise ConfigError(key=missing[0], problem="is needed without the lab (`lab: null`): set train, "
+                                                          "validation, test_prompts and reference "
+                                                          f"(missing: {', '.join(missing)})")
         for name, spec in self.imported.items():
+            key = f"imported.{name}"
             if name in ARMS or name in ("id", "valid", "reason"):
-                raise ValueError(f"imported arm {name!r} clashes with a built-in arm or a selection.parquet column; "
-                                 f"give it another name (e.g. 'b_{name}')")
+                raise ConfigError(key=key, problem=f"clashes with a built-in arm or a selection.parquet column; "
+                                                   f"give it another name (e.g. 'b_{name}')")
             if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-                raise ValueError(f"imported arm {name!r}: use letters, digits, '_' and '-' only (it names a folder)")
+                raise ConfigError(key=key, problem="is not a usable name: use letters, digits, '_' and '-' only "
+                                                   "(it names a folder)")
             path, _, column = spec.rpartition(":") if isinstance(spec, str) else ("", "", "")
             if not path or not column:
-                raise ValueError(f"imported arm {name!r}: expected 'RUN/selection.parquet:COLUMN', got {spec!r}")
-        bad = set(self.arms) - set(ARMS) - set(self.imported)
+                raise ConfigError(key=key, problem=f": expected 'RUN/selection.parquet:COLUMN', got {spec!r}")
+        bad = [a for a in self.arms if a not in ARMS and a not in self.imported]
         if bad:
-            raise ValueError(f"unknown arm(s) {sorted(bad)}; choose among {ARMS}, or define them under `imported`")
-        for name, cls_path in (("lab", "prefsift.lab.make:LabConfig"), ("sentiment", "prefsift.lab.sentiment:SentimentConfig"),
-                               ("lora", "prefsift.models:LoraSpec"), ("warmup", "prefsift.train:StageSettings"),
-                               ("final", "prefsift.train:StageSettings"), ("scores", "prefsift.scores:ScoreConfig")):
+            raise ConfigError(key="arms", problem=f"has unknown arm(s) {bad}{did_you_mean(bad[0], ARMS)}; choose among "
+                                                  f"{', '.join(ARMS)}, or define them under `imported`")
+        # Each section is checked by building its own config now, before any work.
+        from .lab import LabConfig
+        from .lab.sentiment import SentimentConfig
+        from .models import LoraSpec
+        from .scores import ScoreConfig
+        from .train import StageSettings
+
+        by_run = "is set by the run (it scores its own warm-up model, pairs and run directory)"
+        sections = {
+            "lab": (LabConfig, {}, {}),
+            "sentiment": (SentimentConfig, {}, {}),
+            "lora": (LoraSpec, {}, {}),
+            "warmup": (StageSettings, {}, {}),
+            "final": (StageSettings, {"seed": "is set per arm by the top-level `seeds`"}, {}),
+            "scores": (ScoreConfig, {**{k: by_run for k in ("policy", "reference", "train", "validation", "out")},
+                                     **{k: f"is the run's: set the top-level `{k}`" for k in ("objective", "beta", "keep")}},
+                       dict(policy="-", reference="-", train="-", validation="-", objective=self.objective,
+                            beta=self.beta, keep=self.keep)),
+        }
+        for name, (cls, refused, fixed) in sections.items():
             given = getattr(self, name)
             if not given:
                 continue
-            mod, cls_name = cls_path.split(":")
-            known = {f.name for f in fields(getattr(importlib.import_module(mod), cls_name))}
-            unknown = set(given) - known
-            if unknown:
-                raise ValueError(f"`{name}`: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+            check_known_keys(given, cls, section=name, refused=refused)
+            try:
+                built = cls(**{**given, **fixed})
+            except ConfigError as e:
+                raise e.within(name) from None
+            # Store the checked values (e.g. `1e-4`, a string in YAML, as a number), keeping lists as lists.
+            plain = (int, float, str, bool, type(None))
+            setattr(self, name, {k: getattr(built, k) if isinstance(getattr(built, k), plain) else v
+                                 for k, v in given.items()})
+        from .select import RULE_NEEDS
+
+        wanted = ScoreConfig(**sections["scores"][2], **(self.scores or {})).wanted
+        for arm in self.arms:
+            lacking = [c for c in RULE_NEEDS.get(arm, ()) if c in ("irm", "lossdiff", "if") and c not in wanted]
+            if lacking:
+                raise ConfigError(key="arms", problem=f"lists {arm!r}, which needs the {', '.join(lacking)} score(s), "
+                                                      f"but scores.scores is {','.join(wanted)!r}: add them there, "
+                                                      "or drop the arm")
+        if (self.scores or {}).get("if_params") == "lora":
+            raise ConfigError(key="scores.if_params", problem="'lora' cannot work in a run: each stage is saved with "
+                                                              "its adapters merged, so θ has none; use 'all' or regular "
+                                                              "expressions over parameter names")
 
     @classmethod
-    def from_yaml(cls, path) -> "RunConfig":
+    def from_dict(cls, raw: dict) -> "RunConfig":
+        """A RunConfig from a mapping of settings, unknown keys refused with the known ones listed."""
+        from .checks import check_known_keys
+
+        if not isinstance(raw, dict):
+            raise ConfigError(f"expected a mapping of settings (`key: value` lines), got a {type(raw).__name__}")
+        check_known_keys(raw, cls)
+        return cls(**raw)
+
+    @classmethod
+    def from_yaml(cls, path, overrides=(), out: str | None = None) -> "RunConfig":
+        """Read a YAML config, then apply ``overrides`` (``"key=value"`` or ``"section.key=value"``,
+        values read as YAML) and ``out`` (the CLI's --out). A mistake is a `ConfigError` that names
+        the file and line of the key (or the override)."""
         import yaml
 
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-        names = {f.name for f in fields(cls)}
-        unknown = set(raw) - names
-        if unknown:
-            raise ValueError(f"{path}: unknown setting(s) {sorted(unknown)}; known: {sorted(names)}")
+        from .errors import require_path
+
+        p = require_path(path, "config file", hint="give the path of a YAML file of RunConfig settings")
         try:
-            return cls(**raw)
-        except ValueError as e:
-            raise ValueError(f"{path}: {e}") from None
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a UTF-8 text file; give a YAML file of RunConfig settings") from None
+        try:
+            node = yaml.compose(text)
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+            where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"{where}: not valid YAML ({problem}); check the indentation and the `key: value` "
+                              "syntax there") from None
+        raw = {} if raw is None else raw
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected settings as `key: value` lines, got a YAML {type(raw).__name__}")
+        where = {k: f"{path}, line {n}" for k, n in _key_lines(node).items()}
+        for item in overrides or ():
+            key = apply_override(raw, item)
+            where[key] = f"override {item!r}"
+        if out:
+            raw["out"] = str(out)
+            where["out"] = "--out"
+        try:
+            cfg = cls.from_dict(raw)
+        except ConfigError as e:
+            raise e.at(_where_of(e.key, where, str(path))) from None
+        cfg._where = where  # so later checks (files, judge) can name the line too
+        cfg._source = str(path)
+        return cfg
+
+    def locate(self, error: ConfigError) -> ConfigError:
+        """``error`` placed at the file and line (or override) its key came from, when known."""
+        where = getattr(self, "_where", None)
+        if where is None or error.where:
+            return error
+        return error.at(_where_of(error.key, where, self._source))
+
+
+def _judge_problem(spec):
+    from .judges import judge_spec_problem
+
+    return judge_spec_problem(spec)
+
+
+def _key_lines(node, prefix: str = "") -> dict[str, int]:
+    """{"warmup.learning_rate": 7, ...}: the 1-based line of every mapping key of a composed YAML node."""
+    import yaml
+
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = f"{prefix}{k.value}"
+            lines[key] = k.start_mark.line + 1
+            lines.update(_key_lines(v, key + "."))
+    return lines
+
+
+def _where_of(key: str | None, where: dict[str, str], default: str) -> str:
+    """The place of ``key`` (or of the nearest section above it) in ``where``, else ``default``."""
+    import re
+
+    if key:
+        parts = re.sub(r"\[\d+\]$", "", key).split(".")
+        for n in range(len(parts), 0, -1):
+            found = where.get(".".join(parts[:n]))
+            if found:
+                return found
+    return default
+
+
+SECTIONS = ("lab", "sentiment", "warmup", "final", "lora", "scores", "imported")
+
+
+def apply_override(raw: dict, item: str) -> str:
+    """Apply one ``key=value`` (or ``section.key=value``) override to a mapping of settings, the
+    value read as YAML (``beta=0.1``, ``seeds=[0,1]``, ``lab=null``); returns the key path."""
+    import yaml
+
+    from .checks import check_known_keys
+
+    key, eq, value = item.partition("=")
+    key = key.strip()
+    if not eq or not key:
+        raise ConfigError(f"override {item!r} must be KEY=VALUE or SECTION.KEY=VALUE, e.g. beta=0.1 or "
+                          "warmup.learning_rate=1e-4")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value  # not YAML: the text as a string
+    top, dot, sub = key.partition(".")
+    try:
+        check_known_keys({top: None}, RunConfig)
+    except ConfigError as e:
+        raise e.at(f"override {item!r}") from None
+    if not dot:
+        raw[top] = parsed
+        return key
+    if top not in SECTIONS or not sub or "." in sub:
+        raise ConfigError(key=top, problem=f"has no sub-settings to override; write {top}=VALUE "
+                                           f"(sections: {', '.join(SECTIONS)})", where=f"override {item!r}")
+    if top in raw:
+        section = raw[top]
+    else:  # not in the file: the override changes one key of the section's default
+        f = next(f for f in fields(RunConfig) if f.name == top)
+        section = f.default_factory() if f.default_factory is not MISSING else f.default
+    if section is None:
+        section = {}
+    elif not isinstance(section, dict):
+        raise ConfigError(key=top, problem=f"is not a mapping in the config, so {key} cannot be set",
+                          where=f"override {item!r}")
+    raw[top] = {**section, sub: parsed}
+    return key
 
 
 def _key(*parts) -> str:
@@ -111,9 +294,17 @@ def _key(*parts) -> str:
 class Manifest:
     """manifest.json: versions, config, and each finished stage's key, seconds and outputs."""
 
-    def __init__(self, out: Path, cfg: RunConfig):
+    def __init__(self, out: Path, cfg: RunConfig, log=print):
         self.path = out / "manifest.json"
-        self.data = json.loads(self.path.read_text()) if self.path.exists() else {"stages": {}}
+        self.data = {"stages": {}}
+        if self.path.exists():
+            try:
+                self.data = json.loads(self.path.read_text())
+                assert isinstance(self.data.get("stages"), dict)
+            except (OSError, ValueError, AssertionError, AttributeError) as e:
+                # Every stage re-checks its own artifacts, so a lost manifest costs only re-reading them.
+                log(f"note: {self.path} is unreadable ({e or 'no stages'}); starting a new one")
+                self.data = {"stages": {}}
         self.data["config"] = asdict(cfg)
         self.data["versions"] = _versions()
 
@@ -122,9 +313,7 @@ class Manifest:
 
     def record(self, stage: str, key: str, seconds: float, **extra) -> None:
         self.data["stages"][stage] = {"key": key, "seconds": round(seconds, 2), **extra}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, default=str))
-        tmp.replace(self.path)
+        artifacts.write_json(self.path, self.data, seal=False)
 
 
 def _versions() -> dict:
@@ -152,10 +341,31 @@ def _answers(model, tok, prompts, cfg: RunConfig, seed: int, is_lab: bool):
 
 def _imported_source(name: str, spec: str) -> tuple[Path, str]:
     """'RUN/selection.parquet:COLUMN' → (file, column), the file checked to exist."""
+    from .errors import MissingFileError
+
     path, _, column = spec.rpartition(":")
     if not Path(path).exists():
-        raise FileNotFoundError(f"imported arm {name!r}: {path} does not exist; run the other config first")
+        raise MissingFileError(key=f"imported.{name}", problem=f": {path} does not exist; run the other config first")
     return Path(path), column
+
+
+def _imported_table(name: str, path: Path, column: str) -> pd.DataFrame:
+    """Another run's selection table, checked to hold ``id`` and a true/false ``column``."""
+    key = f"imported.{name}"
+    try:
+        other = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several kinds for a file that is not Parquet
+        raise ConfigError(key=key, problem=f": {path} is not a readable Parquet file ({type(e).__name__}); use a "
+                                           "run's selection.parquet") from None
+    if "id" not in other.columns:
+        raise ConfigError(key=key, problem=f": {path} has no `id` column; use a run's selection.parquet")
+    if column not in other.columns:
+        choices = [c for c in other.columns if c not in ("id", "valid", "reason")]
+        raise ConfigError(key=key, problem=f": {path} has no column {column!r}; it has {choices}")
+    if not pd.api.types.is_bool_dtype(other[column]):
+        raise ConfigError(key=key, problem=f": column {column!r} of {path} is {other[column].dtype}, not a "
+                                           "selection (true/false per pair); use a selection.parquet column")
+    return other
 
 
 def imported_selection(table: pd.DataFrame, name: str, spec: str) -> np.ndarray:
@@ -165,26 +375,105 @@ def imported_selection(table: pd.DataFrame, name: str, spec: str) -> np.ndarray:
     positions (`lab-train-000123`), so the other run must have read the same pair file. A pair that
     is invalid here is never kept, whatever the other run chose."""
     path, column = _imported_source(name, spec)
-    other = pd.read_parquet(path)
-    if "id" not in other.columns:
-        raise ValueError(f"imported arm {name!r}: {path} has no `id` column; use a run's selection.parquet")
-    if column not in other.columns:
-        choices = [c for c in other.columns if c not in ("id", "valid", "reason")]
-        raise ValueError(f"imported arm {name!r}: {path} has no column {column!r}; it has {choices}")
-    if not pd.api.types.is_bool_dtype(other[column]):
-        raise ValueError(f"imported arm {name!r}: column {column!r} of {path} is {other[column].dtype}, not a "
-                         "selection (true/false per pair); use a selection.parquet column")
+    other = _imported_table(name, path, column)
     ids = table["id"].astype(str)
     other_ids = set(other["id"].astype(str))
     missing = (~ids.isin(other_ids)).sum()
     if missing:
-        raise ValueError(f"imported arm {name!r}: {missing} of this run's {len(ids)} pair ids are not in {path}; "
-                         "an imported selection must come from a run over the same pairs")
+        raise ConfigError(key=f"imported.{name}", problem=f": {missing} of this run's {len(ids)} pair ids are not in "
+                                                          f"{path}; an imported selection must come from a run over "
+                                                          "the same pairs")
     kept = set(other.loc[other[column].to_numpy(dtype=bool), "id"].astype(str))
     return ids.isin(kept).to_numpy() & table["valid"].to_numpy(dtype=bool)
 
 
+def read_test_prompts(path, limit: int | None = None, key: str = "test_prompts") -> list:
+    """The prompts of a JSONL file with a `prompt` per line (blank lines skipped), the first
+    ``limit``; a line that is not such an object is a `ConfigError` naming the file and line."""
+    from .errors import require_path
+
+    p = require_path(path, "test prompts file", key)
+    prompts = []
+    with open(p, encoding="utf-8", errors="replace") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ConfigError(key=key, problem=f": {path}, line {n} is not valid JSON ({e.msg}); give one "
+                                                   '{"prompt": ...} object per line') from None
+            if not isinstance(record, dict) or "prompt" not in record:
+                raise ConfigError(key=key, problem=f": {path}, line {n} has no `prompt`; give one "
+                                                   '{"prompt": ...} object per line') from None
+            prompts.append(record["prompt"])
+            if limit is not None and len(prompts) >= limit:
+                break
+    if not prompts:
+        raise ConfigError(key=key, problem=f": {path} holds no prompt; give one " '{"prompt": ...} object per line')
+    return prompts
+
+
+def check_run_inputs(cfg: RunConfig) -> dict:
+    """Everything `run_pipeline` checks before it makes the run directory or loads a model: the
+    input files exist and parse, the reference model resolves, the judge is installed and can judge
+    the test prompts, and every imported selection exists. Returns what it read
+    (``{"train": PairSet, "validation": PairSet}`` for your files). Raises a `UserError`."""
+    from .data import load_pairs
+    from .errors import require_path
+    from .judges import check_judge
+    from .models import ModelSourceError, resolve_model_path
+
+    read: dict = {}
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(key="out", problem=f": {cfg.out!r} is a file; give a folder for the run")
+    ref_spec = None
+    prompts = None
+    if cfg.lab is None and cfg.sentiment is None:
+        require_path(cfg.train, "training pairs", "train", kind="any")
+        require_path(cfg.validation, "validation pairs", "validation", kind="any")
+        ref_spec = cfg.reference
+        prompts = read_test_prompts(cfg.test_prompts, cfg.eval_prompts)
+        read["train"] = load_pairs(cfg.train)
+        read["validation"] = load_pairs(cfg.validation)
+        for k in ("train", "validation"):
+            if not read[k].valid_rows:
+                path = getattr(cfg, k)
+                raise ConfigError(key=k, problem=f": {path} has no usable pair; `prefsift data check {path}` lists why")
+    elif cfg.sentiment is not None:
+        from .lab.sentiment import SentimentConfig, check_sentiment_inputs
+
+        try:
+            check_sentiment_inputs(SentimentConfig(**cfg.sentiment))
+        except ConfigError as e:
+            raise e.within("sentiment") from None
+        ref_spec = cfg.reference
+    if ref_spec is not None:
+        try:
+            resolve_model_path(ref_spec)
+        except ModelSourceError as e:
+            raise ConfigError(key="reference", problem=f": {e}") from None
+    # The judge is made even when no arm is trained; it judges prompts only when one is.
+    check_judge(cfg.judge, prompts if (cfg.seeds and cfg.arms) else None, where=str(cfg.test_prompts))
+    for name, spec in cfg.imported.items():
+        if name in cfg.arms:
+            _imported_table(name, *_imported_source(name, spec))
+    return read
+
+
 def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFrame:
+    """The whole protocol over the run directory `cfg.out` (see the module docstring); one process
+    at a time may write a run directory."""
+    try:  # every input checked before the run directory is made or any model loaded
+        inputs = check_run_inputs(cfg)
+    except ConfigError as e:
+        raise cfg.locate(e) from None
+    with artifacts.RunLock(cfg.out, log):
+        return _run_under_lock(cfg, progress, log, inputs)
+
+
+def _run_under_lock(cfg: RunConfig, progress: bool, log, inputs: dict | None = None) -> pd.DataFrame:
     from .data import load_pairs
     from .demo import quiet_libraries
     from .evaluate import evaluate_answers, win_rate
@@ -200,8 +489,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
     quiet_libraries()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(__import__("yaml").safe_dump(asdict(cfg), sort_keys=False))
-    man = Manifest(out, cfg)
+    artifacts.write_text(out / "config.yaml", __import__("yaml").safe_dump(asdict(cfg), sort_keys=False), seal=False)
+    man = Manifest(out, cfg, log)
     t_start = time.time()
     stage_times: list[float] = []
 
@@ -241,20 +530,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
         k_data = _key("files", [str(p) for p in (train_p, val_p, test_p)], ref_spec,
                       [p.stat().st_mtime for p in (train_p, val_p, test_p)])
     man.record("data", k_data, time.time() - t)
-    if cfg.judge == "oracle" and cfg.seeds and not is_lab:  # fail now, not after hours of training
-        from .lab import parse_prompt
-
-        for i, line in enumerate(Path(test_p).read_text().splitlines()[: cfg.eval_prompts]):
-            if line.strip():
-                try:
-                    parse_prompt(json.loads(line)["prompt"])
-                except (ValueError, KeyError, TypeError):
-                    raise ValueError(f"{test_p}, line {i + 1}: judge `oracle` scores lab prompts only; use "
-                                     "`lexicon`, `reward:FOLDER` or `llm:MODEL` for other prompts") from None
-
-    for name, spec in cfg.imported.items():  # fail now, not after the warm-up and the scores
-        if name in cfg.arms:
-            _imported_source(name, spec)
+    # (the judge, the test prompts and the imported selections were checked by check_run_inputs)
 
     objective = PairwiseObjective(cfg.objective, cfg.beta)
     lora = None
@@ -266,8 +542,9 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
             spec["target_modules"] = tuple(spec["target_modules"])
         lora = LoraSpec(**spec)
     tok, ref = load_tokenizer(ref_spec), load_model(ref_spec)
-    train = load_pairs(train_p)
-    val = load_pairs(val_p)
+    inputs = inputs or {}  # your files were read by check_run_inputs
+    train = inputs["train"] if "train" in inputs else load_pairs(train_p)
+    val = inputs["validation"] if "validation" in inputs else load_pairs(val_p)
 
     # 2. warm-up: θ
     t = time.time()
@@ -275,7 +552,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
     log("[warm-up] DPO through TRL from π_ref on all training pairs")
     _, winfo = train_stage(ref, ref, tok, train.records(), objective, StageSettings(**cfg.warmup), out / "warmup",
                            start_key=model_fingerprint(ref), data_key=k_data, name="warmup",
-                           eval_records=val.records(), eval_steps=cfg.eval_steps, lora=lora)
+                           eval_records=val.records(), eval_steps=cfg.eval_steps, lora=lora, log=log)
     man.record("warmup", k_warm, time.time() - t, steps=winfo["steps"])
 
     # 3. scores
@@ -283,9 +560,12 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
     scfg = ScoreConfig(policy=str(out / "warmup" / "model"), reference=ref_spec, train=str(train_p),
                        validation=str(val_p), out=str(out / "score"), objective=cfg.objective, beta=cfg.beta,
                        keep=cfg.keep, **cfg.scores)
-    k_score = _key(k_warm, winfo["key"], asdict(scfg))
+    # Paths are not part of the key (k_data and the warm-up's key stand for what they hold), so a run
+    # directory that is moved or copied keeps its scores.
+    k_score = _key(k_warm, winfo["key"], {k: v for k, v in asdict(scfg).items()
+                                          if k not in ("policy", "reference", "train", "validation", "out")})
     log(f"[scores] IRM, LossDiff, IF, TIF ({eta(0.15)})")
-    if man.done("scores", k_score) and (out / "score" / "scores.parquet").exists():
+    if man.done("scores", k_score) and artifacts.trusted(out / "score" / "scores.parquet", "the scores table", log):
         table = pd.read_parquet(out / "score" / "scores.parquet")
     else:
         table = compute_scores(scfg, progress=progress, log=log)
@@ -309,7 +589,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
     sel = table[["id", "valid", "reason"]].copy()
     for a, m in masks.items():
         sel[a] = m
-    sel.to_parquet(out / "selection.parquet", index=False)
+    artifacts.write_parquet(out / "selection.parquet", sel)
     log(format_selections(table, masks))
 
     # 5. arms and 6. evaluation
@@ -334,12 +614,13 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
         model, info = train_stage(theta, ref, tok, train.records(masks[arm]), objective, settings,
                                   out / "arms" / f"{arm}-seed{seed}", start_key=theta_key, data_key=ids_key,
                                   name=f"arm-{arm}", eval_records=val.records(), eval_steps=cfg.eval_steps,
-                                  lora=lora)
+                                  lora=lora, log=log)
         curves[f"{arm}/seed{seed}"] = info["log"]
         k_eval = _key(info["key"], cfg.judge, cfg.eval_prompts, cfg.temperature, cfg.max_new_tokens, seed,
                       "lab-sampler" if lab_format else "generate")
         eval_path = out / "arms" / f"{arm}-seed{seed}" / "eval.json"
-        if man.done(f"eval/{arm}/{seed}", k_eval) and eval_path.exists():
+        if man.done(f"eval/{arm}/{seed}", k_eval) and artifacts.trusted(eval_path, f"the evaluation of {arm}, seed {seed}",
+                                                                         log):
             ev = json.loads(eval_path.read_text())
         else:
             if seed not in ref_answers:  # π_ref's answers: sampled once per seed, shared by every arm
@@ -347,7 +628,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
             answers = _answers(model, tok, prompts, cfg, seed + 10_000, lab_format)
             e = evaluate_answers(judge, prompts, answers, ref_answers[seed], seed=seed)
             ev = {"arm": arm, "seed": seed, "n_pairs": int(masks[arm].sum()), **e.to_dict(), "answers": answers}
-            eval_path.write_text(json.dumps(ev, indent=1))
+            faults.point("evaluate")
+            artifacts.write_json(eval_path, ev)
         man.record(f"eval/{arm}/{seed}", k_eval, time.time() - t)
         rows.append(ev)
 
@@ -365,11 +647,11 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
                            "score_reference": r["score_reference"], "head_to_head": h2h})
     evaluation = pd.DataFrame(table_rows, columns=["arm", "seed", "n_pairs", "win_rate", "low", "high", "score",
                                                    "score_reference", "head_to_head"])
-    evaluation.to_csv(out / "eval.csv", index=False)
+    artifacts.atomic_write(out / "eval.csv", lambda tmp: evaluation.to_csv(tmp, index=False))
     summary = summarize_arms(evaluation)
-    (out / "eval.json").write_text(json.dumps({"arms": summary.to_dict("records"),
-                                               "runs": evaluation.to_dict("records"), "judge": judge.name},
-                                              indent=1, default=float))
+    artifacts.write_text(out / "eval.json", json.dumps({"arms": summary.to_dict("records"),
+                                                        "runs": evaluation.to_dict("records"), "judge": judge.name},
+                                                       indent=1, default=float))
 
     # 7. report
     try:

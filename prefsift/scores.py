@@ -16,16 +16,36 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import ColumnMap, PairSet, check_lengths, load_pairs
+from . import artifacts
+from .data import ColumnMap, DataError, PairSet, check_lengths, load_pairs
 from .influence import InfluenceSettings, compute_influence
 from .logprobs import (EngineStats, LogprobSettings, PairLogps, cached_pair_logps, data_fingerprint,
                        model_fingerprint)
 from .objectives import PairwiseObjective
 from .select import keep_middle, window
 from .tokenization import tokenize_pairs
-from .train import StageSettings, train_stage
+from .checks import check_fields
+from .errors import ConfigError, did_you_mean, require_path
+from .train import StageSettings, _optimizer_problem, train_stage
 
 SCORES = ("irm", "lossdiff", "if")
+
+
+def _if_params_problem(spec: str) -> str | None:
+    """Why an IF parameter set is not `all`, `lora` or valid regular expressions (None: it is)."""
+    if spec in ("all", "lora"):
+        return None
+    import re
+
+    patterns = [p.strip() for p in spec.split(",") if p.strip()]
+    if not patterns:
+        return "must be all, lora, or comma-separated regular expressions over parameter names"
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as e:
+            return f"has an invalid regular expression {p!r} ({e}); e.g. 'layers\\.(28|29)\\.'"
+    return None
 
 
 @dataclass
@@ -36,23 +56,53 @@ class ScoreConfig:
     validation: str | None = field(default=None, metadata={"help": "validation pairs (needed by lossdiff and if)"})
     out: str = field(default="runs/score", metadata={"help": "run directory"})
     scores: str = field(default="irm,lossdiff,if", metadata={"help": "comma-separated: irm, lossdiff, if"})
-    objective: str = field(default="dpo", metadata={"help": "pairwise objective: dpo, ipo, hinge"})
-    beta: float = field(default=0.1, metadata={"help": "β of the objective"})
-    max_length: int = field(default=1024, metadata={"help": "max tokens of prompt+response (TRL's max_length)"})
-    overlength: str = field(default="truncate", metadata={"help": "over-length rows: truncate or drop"})
-    val_epochs: float = field(default=1.0, metadata={"help": "epochs of θ → θ_val on the validation pairs"})
-    val_lr: float = field(default=1e-2, metadata={"help": "learning rate of θ → θ_val"})
-    val_batch_size: int = field(default=8, metadata={"help": "batch size of θ → θ_val"})
-    val_optimizer: str = field(default="sgd", metadata={"help": "optimizer of θ → θ_val; with sgd and a small step LossDiff ∝ IF to first order (adamw_torch: a preconditioned IF)"})
-    if_params: str = field(default="all", metadata={"help": "IF parameter set: all, lora, or regexes over names"})
-    projection_dim: int = field(default=0, metadata={"help": "k of the random projection of per-pair gradients (0: exact)"})
-    precondition: str = field(default="none", metadata={"help": "IF preconditioner: none or diag"})
-    keep: float = field(default=0.64, metadata={"help": "kept fraction for the TIF column"})
+    objective: str = field(default="dpo", metadata={"help": "pairwise objective: dpo, ipo, hinge",
+                                                    "check": ("dpo", "ipo", "hinge")})
+    beta: float = field(default=0.1, metadata={"help": "β of the objective", "check": "> 0"})
+    max_length: int = field(default=1024, metadata={"help": "max tokens of prompt+response (TRL's max_length)",
+                                                    "check": ">= 1"})
+    overlength: str = field(default="truncate", metadata={"help": "over-length rows: truncate or drop",
+                                                          "check": ("truncate", "drop")})
+    val_epochs: float = field(default=1.0, metadata={"help": "epochs of θ → θ_val on the validation pairs", "check": "> 0"})
+    val_lr: float = field(default=1e-2, metadata={"help": "learning rate of θ → θ_val", "check": "> 0"})
+    val_batch_size: int = field(default=8, metadata={"help": "batch size of θ → θ_val", "check": ">= 1"})
+    val_optimizer: str = field(default="sgd", metadata={"help": "optimizer of θ → θ_val; with sgd and a small step LossDiff ∝ IF to first order (adamw_torch: a preconditioned IF)",
+                                                        "check": _optimizer_problem})
+    if_params: str = field(default="all", metadata={"help": "IF parameter set: all, lora, or regexes over names",
+                                                    "check": _if_params_problem})
+    projection_dim: int = field(default=0, metadata={"help": "k of the random projection of per-pair gradients (0: exact)",
+                                                     "check": ">= 0"})
+    precondition: str = field(default="none", metadata={"help": "IF preconditioner: none or diag",
+                                                        "check": ("none", "diag")})
+    keep: float = field(default=0.64, metadata={"help": "kept fraction for the TIF column", "check": "(0, 1]"})
     tif_low: float = field(default=-1.0, metadata={"help": "TIF lower percentile (with tif_high; overrides keep)"})
     tif_high: float = field(default=-1.0, metadata={"help": "TIF upper percentile"})
-    batch_tokens: int = field(default=1024, metadata={"help": "padded tokens per forward batch"})
+    batch_tokens: int = field(default=1024, metadata={"help": "padded tokens per forward batch", "check": ">= 1"})
     seed: int = field(default=0, metadata={"help": "seed of θ_val training, projection and the random baseline"})
     strict: bool = field(default=False, metadata={"help": "stop at the first bad row"})
+
+    def __post_init__(self):
+        check_fields(self)
+        wanted = self.wanted
+        unknown = [s for s in wanted if s not in SCORES]
+        if unknown or not wanted:
+            raise ConfigError(key="scores", problem=f"must list some of {', '.join(SCORES)} (comma-separated); got "
+                                                    f"{self.scores!r}{did_you_mean(unknown[0], SCORES) if unknown else ''}")
+        if ("lossdiff" in wanted or "if" in wanted) and not self.validation:
+            need = [s for s in wanted if s in ("lossdiff", "if")]
+            raise ConfigError(key="validation", problem=f"is needed by the {' and '.join(need)} score(s): give the "
+                                                        "validation pairs (--validation FILE), or ask only for irm "
+                                                        "(--scores irm)")
+        if (self.tif_low >= 0) != (self.tif_high >= 0):
+            raise ConfigError(key="tif_low", problem="and tif_high go together: give both percentiles, or neither")
+        if self.tif_low >= 0 and not 0 <= self.tif_low < self.tif_high <= 100:
+            raise ConfigError(key="tif_low", problem=f"and tif_high must satisfy 0 <= tif_low < tif_high <= 100, "
+                                                     f"got ({self.tif_low}, {self.tif_high})")
+
+    @property
+    def wanted(self) -> list[str]:
+        """The scores asked for, in order."""
+        return [s.strip() for s in self.scores.split(",") if s.strip()]
 
 
 def _tokenized(pairs: PairSet, tok):
@@ -75,34 +125,64 @@ def _spread(pairs: PairSet, values) -> np.ndarray:
     return out
 
 
+def check_score_inputs(cfg: ScoreConfig, columns: ColumnMap | None = None) -> tuple[PairSet, PairSet | None]:
+    """What `compute_scores` checks before it makes a folder or loads a model: both models resolve
+    to loadable folders, the pair files exist and parse, and each has a usable pair. Returns the (train, validation) pairs, lengths not yet checked.
+    A problem is a `UserError` naming the setting (the CLI shows it as its flag)."""
+    from .models import ModelSourceError, resolve_model_path
+
+    for key in ("policy", "reference"):
+        try:
+            resolve_model_path(getattr(cfg, key))
+        except ModelSourceError as e:
+            raise ConfigError(key=key, problem=f": {e}") from None
+    require_path(cfg.train, "training pairs", "train", kind="any")
+    if cfg.validation:
+        require_path(cfg.validation, "validation pairs", "validation", kind="any")
+    train = load_pairs(cfg.train, columns=columns, strict=cfg.strict)
+    if not train.valid_rows:
+        raise DataError(f"{cfg.train}: no usable training pair; `prefsift data check {cfg.train}` lists why")
+    val = None
+    if cfg.validation:
+        val = load_pairs(cfg.validation, columns=columns, strict=cfg.strict)
+        if not val.valid_rows:
+            raise DataError(f"{cfg.validation}: no usable validation pair; `prefsift data check {cfg.validation}` "
+                            "lists why")
+    return train, val
+
+
 def compute_scores(cfg: ScoreConfig, columns: ColumnMap | None = None, progress: bool = True,
                    log=print) -> pd.DataFrame:
+    """Score every pair of `cfg.train` and write `cfg.out/scores.parquet` (one row per input row).
+
+    Each stage's result is kept in the run directory (checksummed), so a killed run resumes where it
+    stopped and gives the same table; one process at a time may write a run directory."""
+    # Every input checked and read before any folder is made or any model loaded.
+    train_pairs, val_pairs = check_score_inputs(cfg, columns)
+    with artifacts.RunLock(cfg.out, log):
+        return _scores_under_lock(cfg, train_pairs, val_pairs, progress, log)
+
+
+def _scores_under_lock(cfg: ScoreConfig, train_pairs, val_pairs, progress: bool, log) -> pd.DataFrame:
     from .models import load_model, load_tokenizer
 
-    wanted = [s.strip() for s in cfg.scores.split(",") if s.strip()]
-    unknown = set(wanted) - set(SCORES)
-    if unknown:
-        raise ValueError(f"unknown score(s) {sorted(unknown)}; choose from {SCORES}")
-    if ("lossdiff" in wanted or "if" in wanted) and not cfg.validation:
-        raise ValueError("lossdiff and if need validation pairs: pass --validation FILE")
+    wanted = cfg.wanted  # ScoreConfig checked the names, and that lossdiff/if have validation pairs
     out = Path(cfg.out)
     cache = out / "cache"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "score_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    artifacts.write_json(out / "score_config.json", asdict(cfg), seal=False)
     timings: dict[str, float] = {}
     objective = PairwiseObjective(cfg.objective, cfg.beta)
     ls = LogprobSettings(max_length=cfg.max_length, token_budget=cfg.batch_tokens)
 
     t = time.perf_counter()
     tok = load_tokenizer(cfg.policy)
-    train = check_lengths(load_pairs(cfg.train, columns=columns, strict=cfg.strict), tok, cfg.max_length,
-                          cfg.overlength, cfg.strict)
+    train = check_lengths(train_pairs, tok, cfg.max_length, cfg.overlength, cfg.strict)
     val = None
-    if cfg.validation:
-        val = check_lengths(load_pairs(cfg.validation, columns=columns, strict=cfg.strict), tok, cfg.max_length,
-                            cfg.overlength, cfg.strict)
+    if val_pairs is not None:
+        val = check_lengths(val_pairs, tok, cfg.max_length, cfg.overlength, cfg.strict)
         if not val.valid_rows:
-            raise ValueError(f"{cfg.validation}: no usable validation pair")
+            raise DataError(f"{cfg.validation}: no validation pair fits max_length {cfg.max_length}; raise "
+                            "max_length or give shorter validation pairs")
     log(train.summary())
     tr_tok = _tokenized(train, tok)
     va_tok = _tokenized(val, tok) if val is not None else None
@@ -112,12 +192,14 @@ def compute_scores(cfg: ScoreConfig, columns: ColumnMap | None = None, progress:
     t = time.perf_counter()
     ref = load_model(cfg.reference)
     ref_key = model_fingerprint(ref)
-    ref_tr = cached_pair_logps(ref, tr_tok, tok.pad_token_id, cache, ls, ref_key, progress, "reference log-probs", stats)
+    ref_tr = cached_pair_logps(ref, tr_tok, tok.pad_token_id, cache, ls, ref_key, progress, "reference log-probs", stats,
+                               log=log)
     ref_va = cached_pair_logps(ref, va_tok, tok.pad_token_id, cache, ls, ref_key, progress, "reference log-probs (val)",
-                               stats) if va_tok else None
+                               stats, log=log) if va_tok else None
     policy = load_model(cfg.policy)
     pol_key = model_fingerprint(policy)
-    pol_tr = cached_pair_logps(policy, tr_tok, tok.pad_token_id, cache, ls, pol_key, progress, "policy log-probs", stats)
+    pol_tr = cached_pair_logps(policy, tr_tok, tok.pad_token_id, cache, ls, pol_key, progress, "policy log-probs", stats,
+                               log=log)
     timings["logprobs"] = time.perf_counter() - t
     if stats.sequences:
         log(f"log-prob engine: {stats.describe()}")
@@ -142,9 +224,9 @@ def compute_scores(cfg: ScoreConfig, columns: ColumnMap | None = None, progress:
             policy, ref, tok, val.records(), objective,
             StageSettings(epochs=cfg.val_epochs, learning_rate=cfg.val_lr, batch_size=cfg.val_batch_size,
                           max_length=cfg.max_length, seed=cfg.seed, optimizer=cfg.val_optimizer),
-            out / "theta_val", start_key=pol_key, data_key=data_fingerprint(va_tok), name="theta_val")
+            out / "theta_val", start_key=pol_key, data_key=data_fingerprint(va_tok), name="theta_val", log=log)
         tv = cached_pair_logps(theta_val, tr_tok, tok.pad_token_id, cache, ls, info["key"], progress,
-                               "θ_val log-probs")
+                               "θ_val log-probs", log=log)
         m_val = _margin(objective, tv, ref_tr)
         loss_val = objective.loss(m_val).numpy()
         table["loss_theta_val"] = _spread(train, loss_val)
@@ -162,7 +244,7 @@ def compute_scores(cfg: ScoreConfig, columns: ColumnMap | None = None, progress:
         ckpt = cache / f"if-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
         res = compute_influence(policy, tr_tok, (ref_tr.chosen, ref_tr.rejected), va_tok,
                                 (ref_va.chosen, ref_va.rejected), objective, tok.pad_token_id, settings, progress,
-                                checkpoint_dir=ckpt)
+                                checkpoint_dir=ckpt, log=log)
         table["if"] = _spread(train, res.total)
         for g, v in res.groups.items():
             table[f"if_{g}"] = _spread(train, v)
@@ -178,8 +260,8 @@ def compute_scores(cfg: ScoreConfig, columns: ColumnMap | None = None, progress:
     rng = np.random.default_rng(cfg.seed)
     table["random"] = np.where(table["valid"], rng.random(len(table)), np.nan)
 
-    table.to_parquet(out / "scores.parquet", index=False)
-    (out / "score_timings.json").write_text(json.dumps(timings, indent=1))
+    artifacts.write_parquet(out / "scores.parquet", table)
+    artifacts.write_json(out / "score_timings.json", timings, seal=False)
     log(summarize(table, timings))
     return table
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ConfigError, did_you_mean
+
 
 def _scored(values) -> np.ndarray:
     return np.isfinite(np.asarray(values, dtype=float))
@@ -132,20 +134,55 @@ def rank_third(values, which: int) -> np.ndarray:
 
 RULES = ("lossdiff_irm", "tif", "lossdiff", "irm", "top_if", "abs_irm_small", "score_gap", "random",
          "if_small", "if_medium", "if_large", "lossdiff_irm_complement", "clean")
+# The columns of the scores table each rule reads.
+RULE_NEEDS = {"lossdiff_irm": ("lossdiff", "irm"), "tif": ("if",), "lossdiff": ("lossdiff",), "irm": ("irm",),
+              "top_if": ("if",), "abs_irm_small": ("irm",), "score_gap": ("score_gap",), "random": (),
+              "if_small": ("if",), "if_medium": ("if",), "if_large": ("if",),
+              "lossdiff_irm_complement": ("lossdiff", "irm"), "clean": ("pair_type", "label_correct")}
+_SCORES = ("irm", "lossdiff", "if")  # the columns `prefsift score --scores` makes (scores.SCORES)
+
+
+def check_rule(rule: str, key: str = "rule") -> str:
+    """``rule`` if it names a rule, else a `ConfigError` listing them."""
+    if rule not in RULE_NEEDS:
+        raise ConfigError(key=key, problem=f"must name a rule: {', '.join(RULES)}; got {rule!r}"
+                                           f"{did_you_mean(rule, RULES)}")
+    return rule
+
+
+def check_rule_columns(table, rule: str, key: str = "rule") -> None:
+    """A `ConfigError` saying how to make the columns ``rule`` needs when ``table`` lacks them."""
+    missing = [c for c in RULE_NEEDS[check_rule(rule, key)] if c not in table]
+    if not missing:
+        return
+    if rule == "score_gap":
+        problem = ("'score_gap' needs ratings (score_chosen and score_rejected columns in the scored pairs), "
+                   "which this table does not have; choose another rule")
+    elif rule == "clean":
+        problem = ("'clean' needs the true pair types (pair_type and label_correct columns, as the lab writes), "
+                   "which this table does not have; choose another rule")
+    else:
+        have = [c for c in _SCORES if c in table]
+        need = [c for c in _SCORES if c in have or c in missing]
+        problem = (f"{rule!r} needs the score(s) {missing}, which this table does not have: rerun `prefsift score` "
+                   f"with --scores {','.join(need)} (lossdiff and if also need --validation)")
+    raise ConfigError(key=key, problem=problem)
+
+
+def check_keep(keep, key: str = "keep") -> float:
+    """``keep`` if it is a kept fraction in (0, 1], else a `ConfigError`."""
+    from .checks import check_value
+
+    if isinstance(keep, bool) or not isinstance(keep, (int, float, np.integer, np.floating)):
+        raise ConfigError(key=key, problem=f"must be a number in (0, 1], got {keep!r}")
+    return check_value(key, float(keep), "(0, 1]")
 
 
 def apply_rule(table, rule: str, keep: float, seed: int = 0):
     """A selection mask over the rows of a scores table (pandas DataFrame) by a named rule."""
     col = lambda c: table[c].to_numpy(dtype=float) if c in table else None
-    need = {"lossdiff_irm": ("lossdiff", "irm"), "tif": ("if",), "lossdiff": ("lossdiff",), "irm": ("irm",),
-            "top_if": ("if",), "abs_irm_small": ("irm",), "score_gap": ("score_gap",), "random": (),
-            "if_small": ("if",), "if_medium": ("if",), "if_large": ("if",),
-            "lossdiff_irm_complement": ("lossdiff", "irm"), "clean": ("pair_type", "label_correct")}
-    if rule not in need:
-        raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
-    missing = [c for c in need[rule] if c not in table]
-    if missing:
-        raise ValueError(f"rule {rule!r} needs the score(s) {missing}, which this table does not have")
+    check_rule_columns(table, rule)
+    check_keep(keep)
     if rule == "lossdiff_irm":
         return lossdiff_irm(col("lossdiff"), col("irm"), keep=keep)[0]
     if rule == "lossdiff_irm_complement":  # what LossDiff-IRM drops, among the pairs it scored

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from .errors import UserError
+
 
 @dataclass(frozen=True)
 class TokenizedPair:
@@ -50,7 +52,8 @@ def tokenize_pairs(tokenizer, prompts: Sequence[Any], chosens: Sequence[Any], re
     if kind == "standard":
         eos = tokenizer.eos_token
         if eos is None:
-            raise ValueError("the tokenizer has no eos_token; TRL appends EOS to standard responses")
+            raise UserError("the tokenizer has no eos_token, and TRL appends EOS to standard responses: use a "
+                            "model whose tokenizer sets eos_token")
         c = [x if x.endswith(eos) else x + eos for x in chosens]
         r = [x if x.endswith(eos) else x + eos for x in rejecteds]
         p_ids = tokenizer(text=list(prompts))["input_ids"]
@@ -59,7 +62,8 @@ def tokenize_pairs(tokenizer, prompts: Sequence[Any], chosens: Sequence[Any], re
         return [_split(list(a), list(b), list(d)) for a, b, d in zip(p_ids, pc_ids, pr_ids)]
     if kind == "conversational":
         if getattr(tokenizer, "chat_template", None) is None:
-            raise ValueError("conversational pairs need a tokenizer with a chat template; this one has none")
+            raise UserError("conversational pairs (message lists) need a tokenizer with a chat template, and this "
+                            "model's has none: use a chat model, or give the pairs as plain strings")
         out = []
         for p, ch, rj in zip(prompts, chosens, rejecteds):
             out.append(_split(_chat_ids(tokenizer, p, add_generation_prompt=True),

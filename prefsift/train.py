@@ -11,28 +11,62 @@ import hashlib
 import json
 import time
 import types
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from . import artifacts, faults
 from .objectives import PairwiseObjective
 
 TRL_LOSS = {"dpo": "sigmoid", "ipo": "ipo", "hinge": "hinge"}
 
 
+# Optimizer names checked without importing transformers (slow); any other name is looked up there.
+_COMMON_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adamw_hf", "adafactor", "sgd", "adagrad", "rmsprop",
+                      "adamw_8bit", "paged_adamw_8bit", "lion_32bit", "adamw_apex_fused")
+
+
+def _optimizer_problem(name: str) -> str | None:
+    if name in _COMMON_OPTIMIZERS:
+        return None
+    from transformers.training_args import OptimizerNames
+
+    known = [o.value for o in OptimizerNames]
+    if name in known:
+        return None
+    from .errors import did_you_mean
+
+    hint = did_you_mean(name, _COMMON_OPTIMIZERS) or did_you_mean(name, known)
+    return (f"is not a transformers optimizer{hint}: got {name!r}; "
+            f"common ones: adamw_torch, sgd, adafactor")
+
+
 @dataclass(frozen=True)
 class StageSettings:
-    epochs: float = 1.0
-    learning_rate: float = 1e-4
-    batch_size: int = 8
-    gradient_accumulation: int = 1
-    max_length: int | None = 1024
-    seed: int = 0
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
-    optimizer: str = "adamw_torch"  # any transformers optim name; "sgd" gives LossDiff ∝ IF exactly to first order
-    sft_weight: float = 0.0  # > 0 adds TRL's "sft" loss on the chosen responses (RPO-style), weighted
+    """One training stage's settings (the `warmup` and `final` sections of a run config)."""
+
+    epochs: float = field(default=1.0, metadata={"help": "epochs over the stage's pairs", "check": "> 0"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate", "check": "> 0"})
+    batch_size: int = field(default=8, metadata={"help": "pairs per device step", "check": ">= 1"})
+    gradient_accumulation: int = field(default=1, metadata={"help": "steps per optimizer step", "check": ">= 1"})
+    max_length: int | None = field(default=1024, metadata={"help": "max tokens of prompt+response (TRL's max_length)",
+                                                           "check": ">= 1"})
+    seed: int = field(default=0, metadata={"help": "seed of the data order and of dropout"})
+    warmup_ratio: float = field(default=0.0, metadata={"help": "share of the steps spent warming the learning rate up",
+                                                       "check": "[0, 1)"})
+    weight_decay: float = field(default=0.0, metadata={"help": "weight decay", "check": ">= 0"})
+    # any transformers optim name; "sgd" gives LossDiff ∝ IF exactly to first order
+    optimizer: str = field(default="adamw_torch", metadata={"help": "a transformers optimizer name (adamw_torch, sgd, ...)",
+                                                            "check": _optimizer_problem})
+    # > 0 adds TRL's "sft" loss on the chosen responses (RPO-style), weighted
+    sft_weight: float = field(default=0.0, metadata={"help": "weight of TRL's sft loss on the chosen responses",
+                                                     "check": ">= 0"})
+
+    def __post_init__(self):
+        from .checks import check_fields
+
+        check_fields(self)
 
 
 def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, eval_steps: int | None = None):
@@ -62,7 +96,7 @@ def _fingerprint(parts: dict) -> str:
 
 def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: PairwiseObjective,
                 settings: StageSettings, out_dir: str | Path, start_key: str, data_key: str, name: str = "stage",
-                eval_records: list[dict] | None = None, eval_steps: int | None = None, lora=None):
+                eval_records: list[dict] | None = None, eval_steps: int | None = None, lora=None, log=print):
     """Train a copy of `policy` on `records` (dicts with prompt/chosen/rejected) and save it.
 
     `start_key` and `data_key` fingerprint the starting weights and the data; with the settings and
@@ -78,11 +112,12 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
                         "objective": asdict(objective), "name": name, "eval_steps": eval_steps,
                         "n_eval": len(eval_records or []), "lora": asdict(lora) if lora else None})
     info_path = out_dir / "stage.json"
-    if info_path.exists():
-        info = json.loads(info_path.read_text())
-        if info.get("key") == key and (out_dir / "model" / "config.json").exists():
-            model = AutoModelForCausalLM.from_pretrained(out_dir / "model", dtype=torch.float32)
-            return model, info
+    info = _reusable_stage(out_dir, key, name, log)
+    if info is not None:
+        from .models import load_pretrained
+
+        return load_pretrained(AutoModelForCausalLM, out_dir / "model", dtype=torch.float32), info
+    info_path.unlink(missing_ok=True)  # from here on, the folder is not a finished stage
     t0 = time.time()
     model = _without_patched_forward(copy.deepcopy(policy))
     if lora is not None:
@@ -93,30 +128,66 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     args = _trl_config(objective, settings, out_dir, eval_steps if eval_records else None)
     trainer = DPOTrainer(model=model, ref_model=_without_patched_forward(copy.deepcopy(ref_model)).eval(), args=args,
                          train_dataset=Dataset.from_list(records), processing_class=tokenizer,
-                         eval_dataset=Dataset.from_list(eval_records) if eval_records else None)
+                         eval_dataset=Dataset.from_list(eval_records) if eval_records else None,
+                         callbacks=[_fault_point_callback(f"train:{name}")])
     start = []
     if eval_records:  # the validation curve starts at the starting point, step 0
         start = [{**trainer.evaluate(), "step": 0}]  # train() starts a fresh log, so keep it here
     result = trainer.train()
     model = trainer.model
     model.eval()
+    import shutil
+
     tmp = out_dir / "model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a killed save
     # LoRA stages are saved merged, so every stage folder is a plain model any tool can load.
     to_save = copy.deepcopy(model).merge_and_unload() if hasattr(model, "merge_and_unload") else model
     to_save.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
+    files = artifacts.folder_digest(tmp)  # recorded in stage.json, checked before any reuse
     final = out_dir / "model"
-    if final.exists():
-        import shutil
-
-        shutil.rmtree(final)
+    shutil.rmtree(final, ignore_errors=True)
+    faults.point(f"save:{name}")
     tmp.replace(final)
     info = {"key": key, "name": name, "seconds": time.time() - t0, "train_loss": result.training_loss,
             "steps": result.global_step, "settings": asdict(settings), "objective": asdict(objective),
-            "log": start + trainer.state.log_history}
-    info_path.write_text(json.dumps(info, indent=1, default=str))
+            "log": start + trainer.state.log_history, "files": files}
+    artifacts.write_json(info_path, info, seal=False)  # its `files` entry is the seal of the stage
     # A LoRA stage hands back the merged model, exactly what it saved and what a reused stage loads.
     return _without_patched_forward(to_save), info
+
+
+def _reusable_stage(out_dir: Path, key: str, name: str, log) -> dict | None:
+    """The stage.json of a finished stage with this key whose model folder is intact, else None.
+    A stage that exists but cannot be trusted is reported in one line (it is trained again)."""
+    info_path = out_dir / "stage.json"
+    if not info_path.exists():
+        return None
+    try:
+        info = json.loads(info_path.read_text())
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        log(f"note: training stage {name} again: {info_path} is unreadable ({e})")
+        return None
+    if info.get("key") != key:
+        return None  # other settings or inputs: a different stage, not a damaged one
+    problem = artifacts.verify_folder(out_dir / "model", info.get("files"))
+    if problem:
+        log(f"note: training stage {name} again: its model folder {out_dir / 'model'} cannot be trusted, {problem}")
+        return None
+    return info
+
+
+def _fault_point_callback(name: str):
+    """A TrainerCallback with a named kill point at the end of every optimizer step (faults.py)."""
+    from transformers import TrainerCallback
+
+    class FaultPoint(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            faults.point(name)
+
+    return FaultPoint()
 
 
 def _without_patched_forward(model):

@@ -87,7 +87,7 @@ def _message_problem(messages: list, name: str) -> str | None:
         if "role" not in m or "content" not in m:
             missing = "role" if "role" not in m else "content"
             return f"message {i} of '{name}' has no '{missing}'"
-        if m["role"] not in ROLES:
+        if not isinstance(m["role"], str) or m["role"] not in ROLES:  # a list or dict role is unhashable
             return f"message {i} of '{name}' has role {m['role']!r}; expected one of {sorted(ROLES)}"
         if not isinstance(m["content"], str):
             return f"message {i} of '{name}' has content of type {type(m['content']).__name__}, expected a string"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .pairs import RATING_FIELDS, ColumnMap, PairRow, parse_pairs
-from .readers import RawFile, read_raw
+from .readers import DataError, RawFile, read_raw
 
 
 @dataclass
@@ -124,7 +124,9 @@ class PairSet:
         wanted = set(ids)
         missing = wanted - set(self.ids)
         if missing:
-            raise KeyError(f"{len(missing)} ids are not in {self.raw.path}, e.g. {sorted(missing)[:3]}")
+            raise DataError(f"{len(missing)} of the requested ids are not in {self.raw.path}, e.g. "
+                            f"{sorted(missing)[:3]}; check that the ids come from this file (its `id` column, or "
+                            "the content ids prefsift gives rows without one)")
         return [r.index for r in self.rows if r.id in wanted]
 
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
+
 FILE_FORMATS = ("jsonl", "json", "parquet", "csv", "hf")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Input that prefsift cannot use, with the place and the fix in the message."""
 
 
@@ -69,7 +72,12 @@ def read_raw(path: str | Path, file_format: str | None = None, split: str | None
         raise DataError(f"unknown format {file_format!r}; choose one of {', '.join(FILE_FORMATS)}")
     reader = {"jsonl": _read_jsonl, "json": _read_json, "parquet": _read_parquet,
               "csv": _read_csv, "hf": _read_hf}[file_format]
-    raw = reader(path, split) if file_format == "hf" else reader(path)
+    try:
+        raw = reader(path, split) if file_format == "hf" else reader(path)
+    except PermissionError:
+        raise DataError(f"{path}: cannot be read (permission denied); fix its permissions") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder; with --format {file_format} give a file") from None
     if not raw.rows:
         raise DataError(f"{path} holds no rows: it is empty{' (only blank lines)' if raw.blank_lines else ''}.")
     return raw
@@ -91,6 +99,22 @@ def _utf8_hint(path: Path, err: UnicodeDecodeError, where: str) -> str:
     )
 
 
+# A JSON \udXXX escape: the only way a file read as UTF-8 can come to hold a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate(record: Any) -> str | None:
+    """What is wrong with a decoded JSON value holding a lone UTF-16 surrogate, or None. JSON's
+    `\\ud83d` escapes decode to one when an emoji was cut in half; it is not text: no UTF-8 file,
+    tokenizer or writer takes it."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        return (f"holds a lone surrogate \\u{ord(e.object[e.start]):04x} (half of a character, e.g. an emoji cut "
+                "in two), which is not text; fix or remove it")
+    return None
+
+
 def _read_jsonl(path: Path) -> RawFile:
     rows: list[RawRow] = []
     blank = 0
@@ -100,7 +124,9 @@ def _read_jsonl(path: Path) -> RawFile:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                rows.append(RawRow(len(rows), f"line {lineno}", None, None,
+                # The bytes are kept (undecodable ones as surrogate escapes) so a writer gives the line back.
+                rows.append(RawRow(len(rows), f"line {lineno}", None,
+                                   raw.decode("utf-8", "surrogateescape").rstrip("\r\n"),
                                    _utf8_hint(path, e, f"line {lineno}")))
                 continue
             stripped = text.strip()
@@ -121,6 +147,10 @@ def _read_jsonl(path: Path) -> RawFile:
                 rows.append(RawRow(len(rows), f"line {lineno}", None, text,
                                    f"line {lineno} is a JSON {type(rec).__name__}, expected an object "
                                    '{"prompt": ..., "chosen": ..., "rejected": ...}'))
+                continue
+            problem = _lone_surrogate(rec) if _SURROGATE_ESCAPE.search(text) else None
+            if problem:
+                rows.append(RawRow(len(rows), f"line {lineno}", None, text, f"line {lineno} {problem}"))
                 continue
             rows.append(RawRow(len(rows), f"line {lineno}", rec, text))
     return RawFile(path, "jsonl", rows, _columns_of([r.record for r in rows]), blank_lines=blank)
@@ -143,7 +173,7 @@ def _read_json(path: Path) -> RawFile:
     except json.JSONDecodeError as e:
         hint = " (one object per line? name it .jsonl)" if e.msg == "Extra data" else ""
         raise DataError(f"{path}: not valid JSON at line {e.lineno} column {e.colno}: {e.msg}{hint}") from None
-    layout = "records"
+    layout, keys = "records", None
     if isinstance(obj, dict):
         if all(isinstance(v, list) for v in obj.values()) and obj:
             lengths = {len(v) for v in obj.values()}
@@ -158,13 +188,19 @@ def _read_json(path: Path) -> RawFile:
     if not isinstance(obj, list):
         raise DataError(f"{path}: expected a JSON list of objects, got a {type(obj).__name__}")
     rows = []
+    escapes = bool(_SURROGATE_ESCAPE.search(text))
     for i, rec in enumerate(obj):
-        if isinstance(rec, dict):
+        problem = _lone_surrogate(rec) if escapes and isinstance(rec, dict) else None
+        if problem:
+            rows.append(RawRow(i, f"row {i}", None, json.dumps(rec, ensure_ascii=False), f"row {i} {problem}"))
+        elif isinstance(rec, dict):
             rows.append(RawRow(i, f"row {i}", rec))
         else:
             rows.append(RawRow(i, f"row {i}", None, json.dumps(rec, ensure_ascii=False),
                                f"row {i} is a JSON {type(rec).__name__}, expected an object"))
-    return RawFile(path, "json", rows, _columns_of([r.record for r in rows]), extras={"layout": layout})
+    # An object of columns names its columns even when no row of it is readable.
+    columns = keys if layout == "columns" else _columns_of([r.record for r in rows])
+    return RawFile(path, "json", rows, columns, extras={"layout": layout})
 
 
 def _read_csv(path: Path) -> RawFile:
@@ -172,6 +208,19 @@ def _read_csv(path: Path) -> RawFile:
     if not text.strip():
         return RawFile(path, "csv", [], [])
     reader = csv.reader(io.StringIO(text, newline=""))
+    # A cell may be as long as the file (a long response): lift the csv module's 128 KiB cap on a
+    # field for this read, and put it back after.
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(text)))
+    try:
+        return _read_csv_rows(path, reader)
+    except csv.Error as e:
+        raise DataError(f"{path}: line {reader.line_num} is not readable as CSV ({e})") from None
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _read_csv_rows(path: Path, reader) -> RawFile:
     try:
         header = next(reader)
     except StopIteration:
@@ -180,9 +229,13 @@ def _read_csv(path: Path) -> RawFile:
         dup = sorted({h for h in header if header.count(h) > 1})
         raise DataError(f"{path}: the header names columns more than once: {dup}")
     rows = []
+    blank = 0
     for cells in reader:
         lineno = reader.line_num  # last physical line of this record
-        if not any(c.strip() for c in cells):
+        # A blank (or whitespace-only) line is not a row. A row of empty cells ("" or ",,") is one:
+        # it is reported like any other, never dropped.
+        if not cells or (len(cells) == 1 and len(header) > 1 and not cells[0].strip()):
+            blank += 1
             continue
         where = f"line {lineno}"
         if len(cells) != len(header):
@@ -193,7 +246,7 @@ def _read_csv(path: Path) -> RawFile:
         # CSV cells are strings: a cell that holds a JSON message list is decoded by the
         # interpreter, not here, so the writer can give back the exact cell text.
         rows.append(RawRow(len(rows), where, dict(zip(header, cells))))
-    return RawFile(path, "csv", rows, list(header))
+    return RawFile(path, "csv", rows, list(header), blank_lines=blank)
 
 
 def _read_parquet(path: Path) -> RawFile:

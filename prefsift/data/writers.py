@@ -26,7 +26,7 @@ def write_pairs(pairs: PairSet, path: str | Path, ids=None, *, include_invalid: 
         raise DataError("unreadable rows cannot be written in a structured format; leave include_invalid off")
 
     if fmt == "jsonl":
-        with open(path, "w", encoding="utf-8") as fh:
+        with open(path, "w", encoding="utf-8", errors="surrogateescape") as fh:  # a non-UTF-8 line, as read
             for i in chosen:
                 rr = raw.rows[i]
                 # Verbatim when we have the line: the output is byte-for-byte the input's row.
@@ -51,7 +51,10 @@ def write_pairs(pairs: PairSet, path: str | Path, ids=None, *, include_invalid: 
     elif fmt == "hf":
         from datasets import Dataset
 
-        Dataset.from_list(records, features=raw.extras["features"]).save_to_disk(str(path))
+        # By columns: from_list cannot build a dataset of no rows. An empty one is saved as one
+        # empty shard, because load_from_disk cannot read back a folder of none.
+        ds = Dataset.from_dict({c: [r.get(c) for r in records] for c in raw.columns}, features=raw.extras["features"])
+        ds.save_to_disk(str(path), num_shards=1 if not records else None)
     else:  # pragma: no cover - readers only produce the formats above
         raise DataError(f"cannot write format {fmt!r}")
     return len(chosen)

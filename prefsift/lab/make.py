@@ -26,6 +26,8 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .. import artifacts
+from ..models import TINY_PRESETS
 from .pairs import PAIR_TYPES, PairConfig, build_pairs
 from .sample import sample_responses
 from .sft import SFTConfig, load_sft, save_sft, torch_threads, train_sft
@@ -40,41 +42,43 @@ class LabConfig:
     """Everything that defines a lab; the same config and seed give byte-identical data files."""
 
     seed: int = field(default=0, metadata={"help": "master seed (prompts, model init, sampling, labels)"})
-    preset: str = field(default="lab-a", metadata={"help": "tiny model preset: lab-a (Llama-style), lab-b (Qwen2-style), tiny (tests)"})
-    n_train: int = field(default=2000, metadata={"help": "training pairs (one prompt each)"})
-    n_validation: int = field(default=300, metadata={"help": "validation pairs (prompts disjoint from train)"})
-    n_test_prompts: int = field(default=200, metadata={"help": "held-out prompts for evaluation"})
-    samples_per_prompt: int = field(default=6, metadata={"help": "SFT samples drawn per prompt to build its pair"})
-    sample_temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the SFT model"})
-    frac_clean: float = field(default=0.6, metadata={"help": "share of clean pairs (clear gap, Bradley–Terry label)"})
-    frac_flipped: float = field(default=0.1, metadata={"help": "share of deliberately flipped labels"})
-    frac_near_tie: float = field(default=0.1, metadata={"help": "share of near-tie pairs"})
-    frac_near_duplicate: float = field(default=0.1, metadata={"help": "share of pairs differing in one token"})
-    frac_easy: float = field(default=0.1, metadata={"help": "share of good-vs-garbage pairs"})
-    validation_mix: str = field(default="clean", metadata={"help": "'clean': validation pairs are all clean with oracle labels; 'train': same mix and noise as train"})
-    bt_temperature: float = field(default=0.1, metadata={"help": "Bradley–Terry labeller temperature: P(correct) = sigmoid(gap / T)"})
-    clean_min_gap: float = field(default=0.2, metadata={"help": "minimum oracle gap of clean and flipped pairs"})
-    tie_max_gap: float = field(default=0.02, metadata={"help": "maximum oracle gap of near-tie pairs"})
-    easy_min_reward: float = field(default=0.5, metadata={"help": "minimum oracle reward of an easy pair's good side"})
-    rater_noise: float = field(default=0.1, metadata={"help": "std of the external rater's noise (score_chosen/score_rejected)"})
-    sft_steps: int = field(default=800, metadata={"help": "SFT optimizer steps (the model learns the tasks, and the habits, but not perfectly)"})
-    sft_flaw_rate: float = field(default=0.3, metadata={"help": "share of SFT demonstrations with a systematic habit (extra item, dropped item, input echoed) that preference data can train away"})
-    sft_batch_size: int = field(default=64, metadata={"help": "SFT sequences per step"})
-    lr: float = field(default=3e-3, metadata={"help": "SFT peak learning rate (AdamW, warm-up then cosine)"})
-    sft_warmup_steps: int = field(default=20, metadata={"help": "SFT linear warm-up steps"})
-    threads: int | None = field(default=None, metadata={"help": "torch intra-op threads while building (None: leave as is)"})
+    preset: str = field(default="lab-a", metadata={"help": "tiny model preset: lab-a (Llama-style), lab-b (Qwen2-style), tiny (tests)", "check": tuple(TINY_PRESETS)})
+    n_train: int = field(default=2000, metadata={"help": "training pairs (one prompt each)", "check": ">= 1"})
+    n_validation: int = field(default=300, metadata={"help": "validation pairs (prompts disjoint from train)", "check": ">= 0"})
+    n_test_prompts: int = field(default=200, metadata={"help": "held-out prompts for evaluation", "check": ">= 0"})
+    samples_per_prompt: int = field(default=6, metadata={"help": "SFT samples drawn per prompt to build its pair", "check": ">= 1"})
+    sample_temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the SFT model", "check": "> 0"})
+    frac_clean: float = field(default=0.6, metadata={"help": "share of clean pairs (clear gap, Bradley–Terry label)", "check": "[0, 1]"})
+    frac_flipped: float = field(default=0.1, metadata={"help": "share of deliberately flipped labels", "check": "[0, 1]"})
+    frac_near_tie: float = field(default=0.1, metadata={"help": "share of near-tie pairs", "check": "[0, 1]"})
+    frac_near_duplicate: float = field(default=0.1, metadata={"help": "share of pairs differing in one token", "check": "[0, 1]"})
+    frac_easy: float = field(default=0.1, metadata={"help": "share of good-vs-garbage pairs", "check": "[0, 1]"})
+    validation_mix: str = field(default="clean", metadata={"help": "'clean': validation pairs are all clean with oracle labels; 'train': same mix and noise as train", "check": ("clean", "train")})
+    bt_temperature: float = field(default=0.1, metadata={"help": "Bradley–Terry labeller temperature: P(correct) = sigmoid(gap / T)", "check": "> 0"})
+    clean_min_gap: float = field(default=0.2, metadata={"help": "minimum oracle gap of clean and flipped pairs", "check": ">= 0"})
+    tie_max_gap: float = field(default=0.02, metadata={"help": "maximum oracle gap of near-tie pairs", "check": ">= 0"})
+    easy_min_reward: float = field(default=0.5, metadata={"help": "minimum oracle reward of an easy pair's good side", "check": "[0, 1]"})
+    rater_noise: float = field(default=0.1, metadata={"help": "std of the external rater's noise (score_chosen/score_rejected)", "check": ">= 0"})
+    sft_steps: int = field(default=800, metadata={"help": "SFT optimizer steps (the model learns the tasks, and the habits, but not perfectly)", "check": ">= 0"})
+    sft_flaw_rate: float = field(default=0.3, metadata={"help": "share of SFT demonstrations with a systematic habit (extra item, dropped item, input echoed) that preference data can train away", "check": "[0, 1]"})
+    sft_batch_size: int = field(default=64, metadata={"help": "SFT sequences per step", "check": ">= 1"})
+    lr: float = field(default=3e-3, metadata={"help": "SFT peak learning rate (AdamW, warm-up then cosine)", "check": "> 0"})
+    sft_warmup_steps: int = field(default=20, metadata={"help": "SFT linear warm-up steps", "check": ">= 0"})
+    threads: int | None = field(default=None, metadata={"help": "torch intra-op threads while building (None: leave as is)", "check": ">= 1"})
     resume: bool = field(default=True, metadata={"help": "reuse sft_model/ when it was trained with the same settings"})
     share_sft: bool = field(default=True, metadata={"help": "keep a copy of the SFT model in the prefsift cache and reuse it in any folder whose lab has the same SFT settings"})
     progress: bool = field(default=True, metadata={"help": "show tqdm progress bars"})
 
     def __post_init__(self):
+        from ..checks import check_fields
+        from ..errors import ConfigError
+
+        check_fields(self)  # types and the ranges in each field's "check"
         total = sum(self.proportions().values())
-        if abs(total - 1.0) > 1e-6 or min(self.proportions().values()) < 0:
-            raise ValueError(f"pair type fractions must be >= 0 and sum to 1 (got {total:.6g})")
-        if self.validation_mix not in ("clean", "train"):
-            raise ValueError("validation_mix must be 'clean' or 'train'")
-        if min(self.n_train, self.n_validation, self.n_test_prompts) < 0 or self.samples_per_prompt < 1:
-            raise ValueError("split sizes must be >= 0 and samples_per_prompt >= 1")
+        if abs(total - 1.0) > 1e-6:
+            given = ", ".join(f"frac_{t} {v:g}" for t, v in self.proportions().items())
+            raise ConfigError(key="frac_clean", problem=f"and the other pair type fractions must sum to 1, got "
+                                                        f"{total:.6g} ({given})")
 
     def proportions(self) -> dict[str, float]:
         return {t: getattr(self, f"frac_{t}") for t in PAIR_TYPES}
@@ -101,11 +105,30 @@ def _shared_sft_dir(sft_hash: str) -> Path:
     return cache_dir() / "lab_sft" / sft_hash
 
 
-def _stamp_hash(folder: Path) -> str | None:
+def _sft_problem(folder: Path, sft_hash: str) -> str | None:
+    """None when ``folder`` holds the SFT model of ``sft_hash`` exactly as it was saved; otherwise
+    why not ("absent" when there is no such model at all, which needs no note)."""
     try:
-        return json.loads((folder / SFT_STAMP).read_text()).get("hash")
+        stamp = json.loads((folder / SFT_STAMP).read_text())
     except (OSError, ValueError):
+        return "absent" if not (folder / SFT_STAMP).exists() else "its stamp is unreadable"
+    if not isinstance(stamp, dict) or stamp.get("hash") != sft_hash:
+        return "absent"  # another lab's model
+    return artifacts.verify_folder(folder, stamp.get("files"))
+
+
+def _stamp_hash(folder: Path) -> str | None:
+    """The hash of the SFT model in ``folder`` when its files match their recorded checksums."""
+    try:
+        sft_hash = json.loads((folder / SFT_STAMP).read_text()).get("hash")
+    except (OSError, ValueError, AttributeError):
         return None
+    return sft_hash if _sft_problem(folder, sft_hash) is None else None
+
+
+def _write_stamp(sft_dir: Path, sft_hash: str, sft_log) -> None:
+    files = {k: v for k, v in artifacts.folder_digest(sft_dir).items() if k != SFT_STAMP}
+    artifacts.write_json(sft_dir / SFT_STAMP, {"hash": sft_hash, "log": sft_log, "files": files}, seal=False)
 
 
 def _copy_from_cache(shared: Path, sft_dir: Path, sft_hash: str) -> bool:
@@ -186,15 +209,19 @@ def make_lab(cfg: LabConfig, out_dir) -> dict:
         shared = _shared_sft_dir(sft_hash) if cfg.share_sft else None
         if cfg.resume and shared is not None and _stamp_hash(sft_dir) != sft_hash:
             from_cache = _copy_from_cache(shared, sft_dir, sft_hash)
-        if cfg.resume and stamp.exists() and json.loads(stamp.read_text()).get("hash") == sft_hash:
+        problem = _sft_problem(sft_dir, sft_hash)
+        if cfg.resume and problem not in (None, "absent"):
+            print(f"note: training the lab's SFT model again: {sft_dir} cannot be trusted, {problem}", flush=True)
+        if cfg.resume and problem is None:
             model, _ = load_sft(sft_dir)
             sft_log = json.loads(stamp.read_text())["log"]
             resumed = True
         else:
             model, sft_log = train_sft(tokenizer, cfg.sft_config(), exclude_prompts=test,
                                        progress=cfg.progress)
+            (sft_dir / SFT_STAMP).unlink(missing_ok=True)
             save_sft(model, tokenizer, sft_dir)
-            stamp.write_text(json.dumps({"hash": sft_hash, "log": sft_log}, indent=1))
+            _write_stamp(sft_dir, sft_hash, sft_log)
             if shared is not None:
                 _copy_to_cache(sft_dir, shared)
         timings["sft"] = time.perf_counter() - t0

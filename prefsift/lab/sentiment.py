@@ -57,23 +57,26 @@ class SentimentConfig:
 
     model: str = field(default="smollm2", metadata={"help": "the model that writes the answers (and is aligned later): `smollm2` or a folder"})
     seed: int = field(default=0, metadata={"help": "prompt split, sampling, flips and rater noise"})
-    n_train: int = field(default=240, metadata={"help": "training prompts (one pair each)"})
-    n_validation: int = field(default=60, metadata={"help": "validation prompts (one pair each)"})
-    n_test_prompts: int = field(default=60, metadata={"help": "held-out prompts for evaluation"})
-    samples_per_prompt: int = field(default=4, metadata={"help": "answers sampled per prompt"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
-    max_new_tokens: int = field(default=40, metadata={"help": "answer length limit in tokens"})
-    flip_rate: float = field(default=0.1, metadata={"help": "share of non-tie training pairs whose label is deliberately flipped (validation pairs never are)"})
-    tie_max_gap: float = field(default=0.1, metadata={"help": "a pair whose VADER gap is below this is a near_tie"})
-    rater_noise: float = field(default=0.2, metadata={"help": "std of the noise added to score_chosen/score_rejected"})
-    batch_size: int = field(default=16, metadata={"help": "prompts per generation batch"})
+    n_train: int = field(default=240, metadata={"help": "training prompts (one pair each)", "check": ">= 1"})
+    n_validation: int = field(default=60, metadata={"help": "validation prompts (one pair each)", "check": ">= 1"})
+    n_test_prompts: int = field(default=60, metadata={"help": "held-out prompts for evaluation", "check": ">= 1"})
+    samples_per_prompt: int = field(default=4, metadata={"help": "answers sampled per prompt", "check": ">= 2"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature", "check": "> 0"})
+    max_new_tokens: int = field(default=40, metadata={"help": "answer length limit in tokens", "check": ">= 1"})
+    flip_rate: float = field(default=0.1, metadata={"help": "share of non-tie training pairs whose label is deliberately flipped (validation pairs never are)", "check": "[0, 1]"})
+    tie_max_gap: float = field(default=0.1, metadata={"help": "a pair whose VADER gap is below this is a near_tie", "check": ">= 0"})
+    rater_noise: float = field(default=0.2, metadata={"help": "std of the noise added to score_chosen/score_rejected", "check": ">= 0"})
+    batch_size: int = field(default=16, metadata={"help": "prompts per generation batch", "check": ">= 1"})
 
     def __post_init__(self):
+        from ..checks import check_fields
+        from ..errors import ConfigError
+
+        check_fields(self)  # types and the ranges in each field's "check" (samples_per_prompt >= 2: a pair needs two)
         total = self.n_train + self.n_validation + self.n_test_prompts
         if total > len(TOPICS) * len(TEMPLATES):
-            raise ValueError(f"at most {len(TOPICS) * len(TEMPLATES)} prompts exist; asked for {total}")
-        if self.samples_per_prompt < 2:
-            raise ValueError("samples_per_prompt must be >= 2 (a pair needs two answers)")
+            raise ConfigError(key="n_train", problem=f"+ n_validation + n_test_prompts is {total}, but at most "
+                                                     f"{len(TOPICS) * len(TEMPLATES)} prompts exist; ask for fewer")
 
 
 def sentiment_prompts(seed: int) -> list[str]:
@@ -114,6 +117,23 @@ def build_sentiment_pairs(prompts, answers, ratings, *, split: str, flip_rate: f
     return rows
 
 
+def check_sentiment_inputs(cfg: SentimentConfig) -> None:
+    """The checks `make_sentiment_lab` makes before any work: the model resolves to a loadable
+    folder and VADER is installed. A problem is a `UserError` naming the setting."""
+    from ..errors import ConfigError, UserError
+    from ..models import ModelSourceError, resolve_model_path
+
+    try:
+        resolve_model_path(cfg.model)
+    except ModelSourceError as e:
+        raise ConfigError(key="model", problem=f": {e}") from None
+    try:
+        import vaderSentiment.vaderSentiment  # noqa: F401  (VADER rates the answers)
+    except ImportError:
+        raise UserError("the sentiment lab rates answers with VADER, which is not installed: "
+                        "`pip install vaderSentiment`") from None
+
+
 def make_sentiment_lab(cfg: SentimentConfig, out_dir, progress: bool = True) -> dict:
     """Sample, rate and pair (see the module docstring); returns the summary it writes."""
     from tqdm.auto import tqdm
@@ -122,6 +142,7 @@ def make_sentiment_lab(cfg: SentimentConfig, out_dir, progress: bool = True) -> 
     from ..judges import LexiconJudge
     from ..models import load_model, load_tokenizer
 
+    check_sentiment_inputs(cfg)  # before any folder or model
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -170,6 +170,8 @@ def load_sft(folder: str | Path):
     """``(model, tokenizer)`` from a folder written by `save_sft`, in fp32 and eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    from ..models import load_pretrained
+
+    model = load_pretrained(AutoModelForCausalLM, folder, dtype=torch.float32)
     model.eval()
     return model, AutoTokenizer.from_pretrained(folder)
