@@ -247,7 +247,10 @@ def _rating_value(value: Any, from_csv: bool) -> tuple[float | None, str | None]
             return None, f"is the text {value[:40]!r}, not a number"
     if not isinstance(value, (int, float)):
         return None, f"is a {type(value).__name__}, not a number"
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # a JSON integer beyond float range
+        return None, "is too large for a floating-point number"
     if math.isnan(value):
         return None, "is NaN"
     if math.isinf(value):
