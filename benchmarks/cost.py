@@ -71,6 +71,8 @@ def main() -> None:
     ap.add_argument("--run", default="runs/demo", help="a finished run directory (default: runs/demo)")
     ap.add_argument("--sizes", default="250,500,1000,2000", help="numbers of training pairs")
     ap.add_argument("--if-params", default="all", help="IF parameter set (default: all)")
+    ap.add_argument("--if-method", default="auto", choices=["auto", "vmap", "loop", "jvp"],
+                    help="how exact IF is computed (default: auto, per-pair gradients); jvp: forward mode")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--out", default="docs/figures", help="folder for NAME.json and NAME.png")
     ap.add_argument("--name", default="cost", help="file stem of the outputs (default: cost)")
@@ -92,7 +94,7 @@ def main() -> None:
     # Projection, preconditioning and the TIF window are not carried over: "exact" means exact here.
     settings = {k: v for k, v in (run_cfg.get("scores") or {}).items()
                 if k not in ("if_params", "scores", "out", "projection_dim", "precondition", "tif_low", "tif_high",
-                             "keep")}
+                             "keep", "if_method")}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -103,7 +105,8 @@ def main() -> None:
                 out = tmp / f"{name}-{n}"
                 cfg = ScoreConfig(policy=str(policy), reference=str(reference), train=str(sub), validation=str(val),
                                   out=str(out), objective=objective, beta=beta, scores=scores,
-                                  if_params=args.if_params, **settings)
+                                  if_params=args.if_params,
+                                  if_method=args.if_method if name == "exact" else "auto", **settings)
                 t0 = time.perf_counter()
                 compute_scores(cfg, progress=False, log=lambda *a, **k: None)
                 row[f"{name}_s"] = time.perf_counter() - t0
@@ -122,7 +125,7 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"run": str(run), "reference": str(reference), "if_params": args.if_params, "score_settings": settings,
+    meta = {"run": str(run), "reference": str(reference), "if_params": args.if_params, "if_method": args.if_method, "score_settings": settings,
             "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": rows}
     (out / f"{args.name}.json").write_text(json.dumps(meta, indent=1))
     try:

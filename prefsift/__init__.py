@@ -1,3 +1,15 @@
-"""prefsift: which preference pairs are worth aligning *your* model on."""
+"""prefsift: which preference pairs are worth aligning *your* model on.
+
+The public API (see `prefsift.api` and the README):
+    load_pairs(path_or_rows)                         -> PairSet
+    score(policy, reference, pairs, validation=...)  -> scores table (pandas), one row per pair
+    select(table, rule, keep=...)                    -> boolean mask over the pairs
+    write_subset(pairs, mask, path)                  -> rows written, in the input's format
+    run(config_or_path, **overrides)                 -> evaluation table of the whole protocol
+"""
 
 __version__ = "0.1.0"
+
+from .api import load_pairs, run, score, select, write_subset  # noqa: E402
+
+__all__ = ["__version__", "load_pairs", "run", "score", "select", "write_subset"]

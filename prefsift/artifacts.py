@@ -127,7 +127,8 @@ def folder_digest(folder: Path) -> dict:
 
 
 def verify_folder(folder: Path, recorded: dict | None) -> str | None:
-    """None when the folder holds exactly the recorded files with their sizes and checksums."""
+    """None when every recorded file is in the folder with its recorded size and checksum (files
+    added later, such as a stage's own stamp, are not checked)."""
     if not isinstance(recorded, dict) or not recorded:
         return "no checksums were recorded for it"
     if not folder.is_dir():

@@ -200,7 +200,7 @@ def cmd_select(args) -> int:
     import pandas as pd
 
     from .errors import ConfigError, require_path
-    from .select import apply_rule, check_keep, check_rule, check_rule_columns, overlap_coefficient, window
+    from .selection import apply_rule, check_keep, check_rule, check_rule_columns, overlap_coefficient, window
 
     # Every flag checked before the table is read.
     check_keep(args.keep)

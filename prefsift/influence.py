@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from . import artifacts, faults
+from .errors import ConfigError
 from .logprobs import batch_logps, pair_sequences
 from .objectives import PairwiseObjective
 from .tokenization import TokenizedPair
@@ -40,9 +41,14 @@ class InfluenceSettings:
     projection_seed: int = 0
     precondition: str = "none"  # "none" | "diag"
     damping: float = 0.1  # λ as a fraction of the mean Fisher diagonal
-    method: str = "auto"  # "vmap" | "loop" | "auto"
+    method: str = "auto"  # "vmap" | "loop" | "jvp" (forward mode, influence_jvp.py) | "auto" (vmap or loop)
     vmap_batch: int = 16
     max_length: int | None = 1024
+    # Forward mode: IF per layer group costs one tangent per group; None = per group when every
+    # group's tangent fits in one vmapped pass within `group_memory_gb`, else the total only.
+    jvp_groups: bool | None = None
+    group_memory_gb: float = 2.0
+    jvp_token_budget: int = 1024  # padded tokens per forward-mode batch
 
 
 def select_parameters(model, spec: str = "all") -> "OrderedDict[str, torch.nn.Parameter]":
@@ -52,12 +58,14 @@ def select_parameters(model, spec: str = "all") -> "OrderedDict[str, torch.nn.Pa
     elif spec == "lora":
         chosen = [(n, p) for n, p in named if "lora_" in n]
         if not chosen:
-            raise ValueError("params='lora' but the model has no LoRA adapters; add them or use 'all'")
+            raise ConfigError(key="if_params", problem="is 'lora' but the model has no LoRA adapters; train with LoRA "
+                                                       "or use 'all'")
     else:
         patterns = [re.compile(s.strip()) for s in spec.split(",") if s.strip()]
         chosen = [(n, p) for n, p in named if any(pt.search(n) for pt in patterns)]
         if not chosen:
-            raise ValueError(f"no parameter name matches {spec!r}; names look like {named[0][0]!r}")
+            raise ConfigError(key="if_params", problem=f"{spec!r} matches no parameter name; names look like "
+                                                       f"{named[0][0]!r}")
     return OrderedDict(chosen)
 
 
@@ -170,12 +178,66 @@ def _per_pair_grads(model, params, seqs_batch, ref_c, ref_r, objective, pad_id, 
     return [g[n] for n in names]
 
 
+def _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objective, pad_id, settings, progress,
+                  checkpoint_dir, checkpoint_every, log, t0) -> "InfluenceResult":
+    """IF by forward mode (influence_jvp.py) in checkpointed chunks of pairs."""
+    from .influence_jvp import jvp_influence
+
+    group_names = list(OrderedDict.fromkeys(groups))
+    per_group = settings.jvp_groups
+    if per_group is None:  # per group when all groups' tangents fit in one pass
+        from .influence_jvp import tangent_bytes
+
+        need = len(group_names) * tangent_bytes(model, params, settings.jvp_token_budget, 1024)
+        per_group = need <= settings.group_memory_gb * 2**30
+        if not per_group:
+            log(f"note: IF by forward mode in total only: {len(group_names)} layer groups would need about "
+                f"{need / 2**30:.1f} GB of tangents in one pass; set if_groups yes to compute them in several")
+    columns = group_names if per_group else ["total"]
+    n = len(train_pairs)
+    values = {c: np.zeros(n) for c in columns + ["logp_chosen", "logp_rejected"]}
+    done = np.zeros(n, dtype=bool)
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if ckpt is not None:
+        ckpt.mkdir(parents=True, exist_ok=True)
+        for f in sorted(ckpt.glob("chunk-*.npz")):
+            if not artifacts.trusted(f, "a chunk of IF", log):
+                continue
+            with np.load(f) as z:
+                s0, s1 = int(z["start"]), int(z["stop"])
+                for c in values:
+                    values[c][s0:s1] = z[c]
+            done[s0:s1] = True
+    step = checkpoint_every if ckpt is not None else n
+    for c0 in range(0, n, step):
+        c1 = min(c0 + step, n)
+        if done[c0:c1].all():
+            continue
+        got, lc, lr = jvp_influence(model, params, g_val, train_pairs[c0:c1], ref_train[0][c0:c1],
+                                    ref_train[1][c0:c1], objective, pad_id, groups=groups, per_group=per_group,
+                                    group_memory_gb=settings.group_memory_gb, max_length=settings.max_length,
+                                    token_budget=settings.jvp_token_budget, progress=progress,
+                                    desc=f"IF: forward mode, pairs {c0}-{c1} of {n}" if step < n else "IF: forward mode")
+        for c in columns:
+            values[c][c0:c1] = got[c]
+        values["logp_chosen"][c0:c1], values["logp_rejected"][c0:c1] = lc, lr
+        if ckpt is not None:
+            artifacts.atomic_write(ckpt / f"chunk-{c0:08d}.npz", lambda tmp: np.savez(
+                tmp, start=c0, stop=c1, **{c: values[c][c0:c1] for c in values}))
+    per = OrderedDict((g, values[g]) for g in group_names) if per_group else OrderedDict()
+    total = sum(per.values()) if per_group else values["total"]
+    return InfluenceResult(total, per, time.perf_counter() - t0, "jvp", values["logp_chosen"], values["logp_rejected"])
+
+
 @dataclass
 class InfluenceResult:
     total: np.ndarray  # IF per training pair
     groups: "OrderedDict[str, np.ndarray]"  # IF per layer group; sums to total
     seconds: float
     method: str
+    # The policy's log-probs from the same pass (forward mode only), for IRM at no extra cost.
+    logp_chosen: np.ndarray | None = None
+    logp_rejected: np.ndarray | None = None
 
     def group_frame(self, ids=None):
         import pandas as pd
@@ -204,11 +266,20 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
     # vmap keeps every per-pair gradient of a batch in memory: worth it for small parameter sets.
     # It runs without an attention mask (right padding), which works with eager and sdpa attention.
     use_vmap = settings.method == "vmap" or (settings.method == "auto" and n_params <= 5_000_000)
+    if settings.method == "jvp" and (settings.projection_dim or settings.precondition != "none"):
+        raise ValueError("IF by forward mode (method 'jvp') is exact: it takes no projection, and the diag "
+                         "preconditioner needs per-pair gradients; use method 'auto' for those")
     was_training = model.training
     model.eval()  # no dropout: IF is a property of θ, not of a random mask
 
     g_val = [g.detach() for g in validation_gradient(model, params, val_pairs, ref_val[0], ref_val[1], objective,
                                                      pad_id, settings.max_length)]
+    if settings.method == "jvp":
+        try:
+            return _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objective, pad_id, settings,
+                                 progress, checkpoint_dir, checkpoint_every, log, t0)
+        finally:
+            model.train(was_training)
     seqs = _pair_inputs(train_pairs, settings.max_length)
     batch = settings.vmap_batch if use_vmap else 1
 

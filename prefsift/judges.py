@@ -214,6 +214,9 @@ def check_judge(spec: str, prompts: Sequence[str] | None = None, where: str = "t
         if not (Path(folder).expanduser() / "config.json").exists():
             raise ConfigError(key="judge", problem=f": {folder!r} has no config.json, so it is not a Hugging Face "
                                                    "model folder; give a sequence-classification reward model folder")
+        from .models import check_safe_weights
+
+        check_safe_weights(Path(folder).expanduser())  # a pickle-only folder is refused now, not after training
     elif spec.startswith("llm:"):
         from .models import ModelSourceError, resolve_model_path
 

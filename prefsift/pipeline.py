@@ -138,7 +138,7 @@ class RunConfig:
             plain = (int, float, str, bool, type(None))
             setattr(self, name, {k: getattr(built, k) if isinstance(getattr(built, k), plain) else v
                                  for k, v in given.items()})
-        from .select import RULE_NEEDS
+        from .selection import RULE_NEEDS
 
         wanted = ScoreConfig(**sections["scores"][2], **(self.scores or {})).wanted
         for arm in self.arms:
@@ -300,8 +300,9 @@ class Manifest:
         if self.path.exists():
             try:
                 self.data = json.loads(self.path.read_text())
-                assert isinstance(self.data.get("stages"), dict)
-            except (OSError, ValueError, AssertionError, AttributeError) as e:
+                if not isinstance(self.data, dict) or not isinstance(self.data.get("stages"), dict):
+                    raise ValueError("no stages")
+            except (OSError, ValueError) as e:
                 # Every stage re-checks its own artifacts, so a lost manifest costs only re-reading them.
                 log(f"note: {self.path} is unreadable ({e or 'no stages'}); starting a new one")
                 self.data = {"stages": {}}
@@ -483,7 +484,7 @@ def _run_under_lock(cfg: RunConfig, progress: bool, log, inputs: dict | None = N
     from .models import load_model, load_tokenizer
     from .objectives import PairwiseObjective
     from .scores import ScoreConfig, compute_scores
-    from .select import apply_rule
+    from .selection import apply_rule
     from .train import StageSettings, train_stage
 
     quiet_libraries()
@@ -605,7 +606,10 @@ def _run_under_lock(cfg: RunConfig, progress: bool, log, inputs: dict | None = N
 
     lab_format = is_lab or tok.get_vocab() == lab_vocab()
     # `full` is always a selection (every scored pair) but is trained only when listed in `arms`.
-    jobs = [(a, s) for s in cfg.seeds for a in masks if a in cfg.arms]
+    empty = [a for a in masks if a in cfg.arms and not masks[a].any()]
+    for a in empty:
+        log(f"  {a} arm skipped: its selection holds no pair (is its score column empty?)")
+    jobs = [(a, s) for s in cfg.seeds for a in masks if a in cfg.arms and a not in empty]
     for n, (arm, seed) in enumerate(jobs):
         t = time.time()
         ids_key = _key(table.loc[masks[arm], "id"].tolist())
@@ -616,8 +620,9 @@ def _run_under_lock(cfg: RunConfig, progress: bool, log, inputs: dict | None = N
                                   name=f"arm-{arm}", eval_records=val.records(), eval_steps=cfg.eval_steps,
                                   lora=lora, log=log)
         curves[f"{arm}/seed{seed}"] = info["log"]
+        # The prompts themselves are in the key: another test file with the same θ is another evaluation.
         k_eval = _key(info["key"], cfg.judge, cfg.eval_prompts, cfg.temperature, cfg.max_new_tokens, seed,
-                      "lab-sampler" if lab_format else "generate")
+                      "lab-sampler" if lab_format else "generate", _key(prompts))
         eval_path = out / "arms" / f"{arm}-seed{seed}" / "eval.json"
         if man.done(f"eval/{arm}/{seed}", k_eval) and artifacts.trusted(eval_path, f"the evaluation of {arm}, seed {seed}",
                                                                          log):
@@ -675,7 +680,7 @@ def _run_under_lock(cfg: RunConfig, progress: bool, log, inputs: dict | None = N
 def format_selections(table: pd.DataFrame, masks: dict) -> str:
     """Each selection's size, its overlap coefficient with the TIF set, and (when the data carries
     true pair types, as the lab does) the share of each type it kept."""
-    from .select import overlap_coefficient
+    from .selection import overlap_coefficient
 
     lines = [f"[selections] {int(table['valid'].sum())} scored pairs of {len(table)}"]
     tif = masks.get("tif")

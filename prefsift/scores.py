@@ -22,7 +22,7 @@ from .influence import InfluenceSettings, compute_influence
 from .logprobs import (EngineStats, LogprobSettings, PairLogps, cached_pair_logps, data_fingerprint,
                        model_fingerprint)
 from .objectives import PairwiseObjective
-from .select import keep_middle, window
+from .selection import keep_middle, window
 from .tokenization import tokenize_pairs
 from .checks import check_fields
 from .errors import ConfigError, did_you_mean, require_path
@@ -74,6 +74,15 @@ class ScoreConfig:
                                                      "check": ">= 0"})
     precondition: str = field(default="none", metadata={"help": "IF preconditioner: none or diag",
                                                         "check": ("none", "diag")})
+    if_method: str = field(default="auto", metadata={
+        "help": "how exact IF is computed: jvp (forward mode, one batched pass that also gives the policy's "
+                "log-probs; exact only: no projection or preconditioner), loop (a backward pass per pair), vmap "
+                "(per-pair gradients batched), auto (vmap up to 5 M parameters, else loop)",
+        "check": ("auto", "vmap", "loop", "jvp")})
+    if_groups: str = field(default="auto", metadata={
+        "help": "IF per layer group on the jvp route (one tangent per group): yes, no, or auto (when every group's "
+                "tangent fits in one pass, about 2 GB); the other routes always give the groups",
+        "check": ("auto", "yes", "no")})
     keep: float = field(default=0.64, metadata={"help": "kept fraction for the TIF column", "check": "(0, 1]"})
     tif_low: float = field(default=-1.0, metadata={"help": "TIF lower percentile (with tif_high; overrides keep)"})
     tif_high: float = field(default=-1.0, metadata={"help": "TIF upper percentile"})
@@ -83,6 +92,9 @@ class ScoreConfig:
 
     def __post_init__(self):
         check_fields(self)
+        if self.if_method == "jvp" and (self.projection_dim or self.precondition != "none"):
+            raise ConfigError(key="if_method", problem="jvp computes exact IF: it takes no projection_dim or "
+                                                       "precondition; drop those, or use if_method auto")
         wanted = self.wanted
         unknown = [s for s in wanted if s not in SCORES]
         if unknown or not wanted:
@@ -163,7 +175,9 @@ def compute_scores(cfg: ScoreConfig, columns: ColumnMap | None = None, progress:
         return _scores_under_lock(cfg, train_pairs, val_pairs, progress, log)
 
 
-def _scores_under_lock(cfg: ScoreConfig, train_pairs, val_pairs, progress: bool, log) -> pd.DataFrame:
+def _scores_under_lock(cfg: ScoreConfig, train_pairs, val_pairs, progress: bool, log, models=None) -> pd.DataFrame:
+    """The scoring stages. `models` = (tokenizer, reference, policy) already in memory (the Python
+    API's `prefsift.score`), else they are loaded from `cfg.reference` and `cfg.policy`."""
     from .models import load_model, load_tokenizer
 
     wanted = cfg.wanted  # ScoreConfig checked the names, and that lossdiff/if have validation pairs
@@ -175,7 +189,7 @@ def _scores_under_lock(cfg: ScoreConfig, train_pairs, val_pairs, progress: bool,
     ls = LogprobSettings(max_length=cfg.max_length, token_budget=cfg.batch_tokens)
 
     t = time.perf_counter()
-    tok = load_tokenizer(cfg.policy)
+    tok = models[0] if models else load_tokenizer(cfg.policy)
     train = check_lengths(train_pairs, tok, cfg.max_length, cfg.overlength, cfg.strict)
     val = None
     if val_pairs is not None:
@@ -190,17 +204,29 @@ def _scores_under_lock(cfg: ScoreConfig, train_pairs, val_pairs, progress: bool,
 
     stats = EngineStats()
     t = time.perf_counter()
-    ref = load_model(cfg.reference)
+    ref = models[1] if models else load_model(cfg.reference)
     ref_key = model_fingerprint(ref)
     ref_tr = cached_pair_logps(ref, tr_tok, tok.pad_token_id, cache, ls, ref_key, progress, "reference log-probs", stats,
                                log=log)
     ref_va = cached_pair_logps(ref, va_tok, tok.pad_token_id, cache, ls, ref_key, progress, "reference log-probs (val)",
                                stats, log=log) if va_tok else None
-    policy = load_model(cfg.policy)
+    policy = models[2] if models else load_model(cfg.policy)
     pol_key = model_fingerprint(policy)
-    pol_tr = cached_pair_logps(policy, tr_tok, tok.pad_token_id, cache, ls, pol_key, progress, "policy log-probs", stats,
-                               log=log)
-    timings["logprobs"] = time.perf_counter() - t
+    res = None
+    if "if" in wanted and cfg.if_method == "jvp" and "lossdiff" not in wanted:
+        # Forward mode gives IF and the policy's log-probs in one pass: no separate policy pass. (With
+        # LossDiff, ℓ(θ) and ℓ(θ_val) both come from the engine, so that their small difference is not
+        # a difference of two batchings.)
+        timings["logprobs"] = time.perf_counter() - t
+        t = time.perf_counter()
+        res = _influence(cfg, policy, pol_key, ref_key, tr_tok, va_tok, ref_tr, ref_va, objective, tok, cache,
+                         progress, log)
+        timings["if"] = time.perf_counter() - t
+        pol_tr = PairLogps(res.logp_chosen, res.logp_rejected, ref_tr.chosen_tokens, ref_tr.rejected_tokens)
+    else:
+        pol_tr = cached_pair_logps(policy, tr_tok, tok.pad_token_id, cache, ls, pol_key, progress, "policy log-probs",
+                                   stats, log=log)
+        timings["logprobs"] = time.perf_counter() - t
     if stats.sequences:
         log(f"log-prob engine: {stats.describe()}")
 
@@ -235,16 +261,11 @@ def _scores_under_lock(cfg: ScoreConfig, train_pairs, val_pairs, progress: bool,
         del theta_val
 
     if "if" in wanted:
-        t = time.perf_counter()
-        settings = InfluenceSettings(params=cfg.if_params, projection_dim=cfg.projection_dim or None,
-                                     projection_seed=cfg.seed, precondition=cfg.precondition,
-                                     max_length=cfg.max_length)
-        key = json.dumps({"m": pol_key, "r": ref_key, "t": data_fingerprint(tr_tok), "v": data_fingerprint(va_tok),
-                          "s": asdict(settings), "o": asdict(objective)}, sort_keys=True)
-        ckpt = cache / f"if-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
-        res = compute_influence(policy, tr_tok, (ref_tr.chosen, ref_tr.rejected), va_tok,
-                                (ref_va.chosen, ref_va.rejected), objective, tok.pad_token_id, settings, progress,
-                                checkpoint_dir=ckpt, log=log)
+        if res is None:
+            t = time.perf_counter()
+            res = _influence(cfg, policy, pol_key, ref_key, tr_tok, va_tok, ref_tr, ref_va, objective, tok, cache,
+                             progress, log)
+            timings["if"] = time.perf_counter() - t
         table["if"] = _spread(train, res.total)
         for g, v in res.groups.items():
             table[f"if_{g}"] = _spread(train, v)
@@ -252,7 +273,6 @@ def _scores_under_lock(cfg: ScoreConfig, train_pairs, val_pairs, progress: bool,
             table["tif"] = window(table["if"].to_numpy(), cfg.tif_low, cfg.tif_high)
         else:
             table["tif"] = keep_middle(table["if"].to_numpy(), cfg.keep)
-        timings["if"] = time.perf_counter() - t
 
     if train.has_ratings:
         # NaN (never kept by the baseline) where a rating is not a number: see `rating_problem`.
@@ -264,6 +284,24 @@ def _scores_under_lock(cfg: ScoreConfig, train_pairs, val_pairs, progress: bool,
     artifacts.write_json(out / "score_timings.json", timings, seal=False)
     log(summarize(table, timings))
     return table
+
+
+def _influence(cfg, policy, pol_key, ref_key, tr_tok, va_tok, ref_tr, ref_va, objective, tok, cache, progress, log):
+    """IF of every training pair, checkpointed in the cache under a key of everything it reads."""
+    jvp = cfg.if_method == "jvp"
+    settings = InfluenceSettings(params=cfg.if_params, projection_dim=cfg.projection_dim or None,
+                                 projection_seed=cfg.seed, precondition=cfg.precondition, max_length=cfg.max_length,
+                                 method=cfg.if_method, jvp_token_budget=cfg.batch_tokens,
+                                 jvp_groups={"auto": None, "yes": True, "no": False}[cfg.if_groups])
+    s_key = asdict(settings)
+    if not jvp:  # the forward-mode settings do not change the other routes' numbers
+        for k in ("jvp_groups", "group_memory_gb", "jvp_token_budget"):
+            s_key.pop(k)
+    key = json.dumps({"m": pol_key, "r": ref_key, "t": data_fingerprint(tr_tok), "v": data_fingerprint(va_tok),
+                      "s": s_key, "o": asdict(objective)}, sort_keys=True)
+    ckpt = cache / f"if-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    return compute_influence(policy, tr_tok, (ref_tr.chosen, ref_tr.rejected), va_tok, (ref_va.chosen, ref_va.rejected),
+                             objective, tok.pad_token_id, settings, progress, checkpoint_dir=ckpt, log=log)
 
 
 def _correlations(x, y):

@@ -302,7 +302,7 @@ def test_the_same_checks_hold_for_the_python_api():
     from prefsift.models import LoraSpec
     from prefsift.pipeline import RunConfig
     from prefsift.scores import ScoreConfig
-    from prefsift.select import apply_rule
+    from prefsift.selection import apply_rule
     from prefsift.train import StageSettings
 
     for make, key in [(lambda: StageSettings(epochs=0), "epochs"), (lambda: StageSettings(learning_rate=-1), "learning_rate"),

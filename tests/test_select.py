@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefsift.select import (apply_rule, keep_middle, lossdiff_irm, middle_window, overlap_coefficient,
+from prefsift.selection import (apply_rule, keep_middle, lossdiff_irm, middle_window, overlap_coefficient,
                              random_fraction, top_fraction, window)
 
 

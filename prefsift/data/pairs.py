@@ -261,8 +261,8 @@ def _rating_value(value: Any, from_csv: bool) -> tuple[float | None, str | None]
 def _check_ratings(rows: list[PairRow], raw: RawFile, from_csv: bool) -> None:
     """Flag usable pairs whose ratings are not numbers. They stay scorable; only the rating-gap
     baseline leaves them out, so that a NaN is never sorted to one end of it."""
-    if not any(f in raw.columns for f in RATING_FIELDS):
-        return
+    if not all(f in raw.columns for f in RATING_FIELDS):
+        return  # no ratings (or only one side of them): there is no rating gap to compute
     for row, rawrow in zip(rows, raw.rows):
         if not row.valid or rawrow.record is None:
             continue

@@ -43,7 +43,7 @@ class PairSet:
     @property
     def has_ratings(self) -> bool:
         """The file carries the dataset's own ratings (score_chosen / score_rejected)."""
-        return any(f in self.raw.columns for f in RATING_FIELDS)
+        return all(f in self.raw.columns for f in RATING_FIELDS)
 
     @property
     def bad_rating_rows(self) -> list[PairRow]:
