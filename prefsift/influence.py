@@ -178,8 +178,24 @@ def _per_pair_grads(model, params, seqs_batch, ref_c, ref_r, objective, pad_id, 
     return [g[n] for n in names]
 
 
+def _inverse_fisher(model, params, seqs, ref_train, objective, pad_id, settings, use_vmap: bool, progress: bool):
+    """(F + λ·mean F)⁻¹ per parameter, F the mean squared per-pair gradient over the training pairs
+    (empirical Fisher diagonal), λ = settings.damping: one pass of per-pair gradients."""
+    from tqdm.auto import tqdm
+
+    batch = settings.vmap_batch if use_vmap else 1
+    fisher = [torch.zeros_like(p) for p in params.values()]
+    for s in tqdm(range(0, len(seqs), batch), desc="IF: Fisher diagonal", disable=not progress):
+        gs = _per_pair_grads(model, params, seqs[s:s + batch], ref_train[0][s:s + batch], ref_train[1][s:s + batch],
+                             objective, pad_id, use_vmap)
+        for f, g in zip(fisher, gs):
+            f += (g.detach() ** 2).sum(0) / len(seqs)
+    mean_f = sum(f.sum() for f in fisher) / sum(p.numel() for p in params.values())
+    return [1.0 / (f + settings.damping * mean_f) for f in fisher]
+
+
 def _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objective, pad_id, settings, progress,
-                  checkpoint_dir, checkpoint_every, log, t0) -> "InfluenceResult":
+                  checkpoint_dir, checkpoint_every, log, t0, extra=None) -> "InfluenceResult":
     """IF by forward mode (influence_jvp.py) in checkpointed chunks of pairs."""
     from .influence_jvp import jvp_influence
 
@@ -193,7 +209,8 @@ def _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objectiv
         if not per_group:
             log(f"note: IF by forward mode in total only: {len(group_names)} layer groups would need about "
                 f"{need / 2**30:.1f} GB of tangents in one pass; set if_groups yes to compute them in several")
-    columns = group_names if per_group else ["total"]
+    extra = extra or {}
+    columns = (group_names if per_group else ["total"]) + [f"val:{k}" for k in extra]
     n = len(train_pairs)
     values = {c: np.zeros(n) for c in columns + ["logp_chosen", "logp_rejected"]}
     done = np.zeros(n, dtype=bool)
@@ -217,6 +234,7 @@ def _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objectiv
                                     ref_train[1][c0:c1], objective, pad_id, groups=groups, per_group=per_group,
                                     group_memory_gb=settings.group_memory_gb, max_length=settings.max_length,
                                     token_budget=settings.jvp_token_budget, progress=progress,
+                                    extra_tangents={f"val:{k}": t for k, t in extra.items()},
                                     desc=f"IF: forward mode, pairs {c0}-{c1} of {n}" if step < n else "IF: forward mode")
         for c in columns:
             values[c][c0:c1] = got[c]
@@ -226,7 +244,8 @@ def _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objectiv
                 tmp, start=c0, stop=c1, **{c: values[c][c0:c1] for c in values}))
     per = OrderedDict((g, values[g]) for g in group_names) if per_group else OrderedDict()
     total = sum(per.values()) if per_group else values["total"]
-    return InfluenceResult(total, per, time.perf_counter() - t0, "jvp", values["logp_chosen"], values["logp_rejected"])
+    return InfluenceResult(total, per, time.perf_counter() - t0, "jvp", values["logp_chosen"], values["logp_rejected"],
+                           OrderedDict((k, values[f"val:{k}"]) for k in extra))
 
 
 @dataclass
@@ -238,6 +257,8 @@ class InfluenceResult:
     # The policy's log-probs from the same pass (forward mode only), for IRM at no extra cost.
     logp_chosen: np.ndarray | None = None
     logp_rejected: np.ndarray | None = None
+    # IF against further validation sets (forward mode: one more tangent each), by set name.
+    extra: "OrderedDict[str, np.ndarray] | None" = None
 
     def group_frame(self, ids=None):
         import pandas as pd
@@ -250,11 +271,15 @@ class InfluenceResult:
 
 def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objective: PairwiseObjective, pad_id: int,
                       settings: InfluenceSettings = InfluenceSettings(), progress: bool = True,
-                      checkpoint_dir=None, checkpoint_every: int = 64, log=print) -> InfluenceResult:
+                      checkpoint_dir=None, checkpoint_every: int = 64, log=print,
+                      extra_validation: dict | None = None) -> InfluenceResult:
     """IF of every training pair. `ref_train`/`ref_val` are (chosen, rejected) reference log-prob arrays.
 
     With `checkpoint_dir`, results are saved every `checkpoint_every` pairs and a rerun skips the
-    chunks already saved (the caller keys the folder by model, data and settings)."""
+    chunks already saved (the caller keys the folder by model, data and settings).
+
+    `extra_validation` ({name: (pairs, (ref_chosen, ref_rejected))}, method "jvp" only) adds one IF
+    column per further validation set (`InfluenceResult.extra`), as more tangents of the same pass."""
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
@@ -266,36 +291,37 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
     # vmap keeps every per-pair gradient of a batch in memory: worth it for small parameter sets.
     # It runs without an attention mask (right padding), which works with eager and sdpa attention.
     use_vmap = settings.method == "vmap" or (settings.method == "auto" and n_params <= 5_000_000)
-    if settings.method == "jvp" and (settings.projection_dim or settings.precondition != "none"):
-        raise ValueError("IF by forward mode (method 'jvp') is exact: it takes no projection, and the diag "
-                         "preconditioner needs per-pair gradients; use method 'auto' for those")
+    if settings.method == "jvp" and settings.projection_dim:
+        raise ValueError("IF by forward mode (method 'jvp') is exact: it takes no projection")
+    if extra_validation and settings.method != "jvp":
+        raise ValueError("several validation sets are several tangents of one forward-mode pass: use method 'jvp'")
     was_training = model.training
     model.eval()  # no dropout: IF is a property of θ, not of a random mask
 
     g_val = [g.detach() for g in validation_gradient(model, params, val_pairs, ref_val[0], ref_val[1], objective,
                                                      pad_id, settings.max_length)]
     if settings.method == "jvp":
+        extra = {name: [g.detach() for g in validation_gradient(model, params, pairs, ref[0], ref[1], objective,
+                                                                pad_id, settings.max_length)]
+                 for name, (pairs, ref) in (extra_validation or {}).items()}
         try:
+            if settings.precondition == "diag":
+                # The preconditioner applies to the tangent: IF = d/dε ℓ(θ + ε (F + λ)⁻¹ ∇L_val). F itself
+                # needs the per-pair gradients once (the default route's first pass).
+                inv = _inverse_fisher(model, params, _pair_inputs(train_pairs, settings.max_length), ref_train,
+                                      objective, pad_id, settings, use_vmap, progress)
+                g_val = [g * h for g, h in zip(g_val, inv)]
+                extra = {k: [g * h for g, h in zip(t, inv)] for k, t in extra.items()}
             return _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objective, pad_id, settings,
-                                 progress, checkpoint_dir, checkpoint_every, log, t0)
+                                 progress, checkpoint_dir, checkpoint_every, log, t0, extra)
         finally:
             model.train(was_training)
     seqs = _pair_inputs(train_pairs, settings.max_length)
     batch = settings.vmap_batch if use_vmap else 1
 
-    def all_batches():
-        for s in range(0, len(seqs), batch):
-            yield s, _per_pair_grads(model, params, seqs[s:s + batch], ref_train[0][s:s + batch],
-                                     ref_train[1][s:s + batch], objective, pad_id, use_vmap)
-
     inv_fisher = None
     if settings.precondition == "diag":
-        fisher = [torch.zeros_like(g) for g in g_val]
-        for _, gs in tqdm(all_batches(), total=-(-len(seqs) // batch), desc="IF: Fisher diagonal", disable=not progress):
-            for f, g in zip(fisher, gs):
-                f += (g.detach() ** 2).sum(0) / len(seqs)
-        mean_f = sum(f.sum() for f in fisher) / n_params
-        inv_fisher = [1.0 / (f + settings.damping * mean_f) for f in fisher]
+        inv_fisher = _inverse_fisher(model, params, seqs, ref_train, objective, pad_id, settings, use_vmap, progress)
     elif settings.precondition != "none":
         raise ValueError(f"unknown preconditioner {settings.precondition!r}; choose none or diag")
 

@@ -98,13 +98,15 @@ def jvp_influence(model, params: "OrderedDict[str, torch.nn.Parameter]", tangent
                   train_pairs, ref_chosen, ref_rejected, objective, pad_id: int, *, groups: Sequence[str],
                   per_group: bool = True, group_memory_gb: float = 2.0, max_length: int | None = 1024,
                   token_budget: int = 1024, max_pairs: int = 32, head_chunk: int = 1024,
+                  extra_tangents: "dict[str, Sequence[torch.Tensor]] | None" = None,
                   progress: bool = True, desc: str = "IF: forward mode"):
     """IF of every training pair along `tangent` (one tensor per selected parameter, usually
-    ∇L_val), by forward mode. Returns (per-group IF arrays, policy chosen log-probs, rejected).
+    ∇L_val), by forward mode. Returns (IF arrays by column, policy chosen log-probs, rejected).
 
     With `per_group`, one column per layer group (the tangent restricted to the group's
-    parameters), as many groups per pass as fit in `group_memory_gb`; else the total only, under
-    the name "total"."""
+    parameters); else the total only, under the name "total". `extra_tangents` adds one column per
+    entry (e.g. the gradient of another validation set), each along its whole tangent. Columns are
+    computed several per pass (vmap) as far as they fit in `group_memory_gb`."""
     from torch.func import functional_call, jvp
     from tqdm.auto import tqdm
 
@@ -118,17 +120,37 @@ def jvp_influence(model, params: "OrderedDict[str, torch.nn.Parameter]", tangent
     primals = {n: p.detach() for n, p in params.items()}
     v = {n: t.detach().to(dtype) for n, t in zip(names, tangent)}
 
-    # Tangent sets: the full tangent (total), or chunks of layer groups stacked for vmap.
+    # One tangent per output column: v restricted to each layer group (or v itself), and the extras.
+    # Built when needed, so only the columns of one pass are in memory at a time.
+    def group_tangent(k):
+        return {n: v[n] if g == k else torch.zeros_like(v[n]) for n, g in zip(names, groups)}
+
+    builders: "OrderedDict[str, object]" = OrderedDict()
     if per_group:
-        per_pass = max(1, int(group_memory_gb * 2**30 // tangent_bytes(model, params, token_budget, head_chunk)))
-        chunks = [group_names[i:i + per_pass] for i in range(0, len(group_names), per_pass)]
-        stacked_of = {}
-        for chunk in chunks:  # each tangent is v restricted to one group's parameters
-            masks = torch.tensor([[g == k for k in chunk] for g in groups], dtype=dtype, device=device)
-            stacked_of[tuple(chunk)] = {n: v[n].unsqueeze(0) * masks[j].view(-1, *([1] * v[n].dim()))
-                                        for j, n in enumerate(names)}
+        for k in group_names:
+            builders[k] = lambda k=k: group_tangent(k)
     else:
-        chunks = [["total"]]
+        builders["total"] = lambda: v
+    for name, t in (extra_tangents or {}).items():
+        builders[name] = lambda t=t: {n: x.detach().to(dtype) for n, x in zip(names, t)}
+    per_pass = max(1, int(group_memory_gb * 2**30 // tangent_bytes(model, params, token_budget, head_chunk)))
+    order = list(builders)
+    chunks = [order[i:i + per_pass] for i in range(0, len(order), per_pass)]
+    if len(chunks) == 1 and len(order) > 1:  # one pass: stack once for every batch
+        built = [builders[k]() for k in order]
+        only = {n: torch.stack([b[n] for b in built]) for n in names}
+        del built
+    else:
+        only = None
+
+    def tangents_of(chunk):
+        if len(chunk) == 1:
+            return builders[chunk[0]]()
+        if only is not None:
+            return only
+        built = [builders[k]() for k in chunk]
+        return {n: torch.stack([b[n] for b in built]) for n in names}
+
     # Every vmapped tangent has its own (rows x vocabulary) logits block: fewer rows per head matmul.
     chunk_rows = max(16, head_chunk // max(len(c) for c in chunks))
 
@@ -148,7 +170,7 @@ def jvp_influence(model, params: "OrderedDict[str, torch.nn.Parameter]", tangent
                                   lens_c.to(chosen.dtype), lens_r.to(chosen.dtype))
         return objective.loss(margin), chosen, rejected
 
-    out = {g: np.zeros(len(train_pairs)) for g in (group_names if per_group else ["total"])}
+    out = {k: np.zeros(len(train_pairs)) for k in order}
     logp_c = np.zeros(len(train_pairs))
     logp_r = np.zeros(len(train_pairs))
     batches = plan_pair_batches(seqs, token_budget, max_pairs)
@@ -166,11 +188,11 @@ def jvp_influence(model, params: "OrderedDict[str, torch.nn.Parameter]", tangent
                                       device=device)
                 f = lambda p: losses_and_logps(p, bseqs, refs_c, refs_r, lens_c, lens_r)
                 for chunk in chunks:
-                    if chunk == ["total"]:
-                        (_, c, r), (dloss, _, _) = jvp(f, (primals,), (v,))
-                        out["total"][batch] = dloss.double().cpu().numpy()
+                    if len(chunk) == 1:
+                        (_, c, r), (dloss, _, _) = jvp(f, (primals,), (tangents_of(chunk),))
+                        out[chunk[0]][batch] = dloss.double().cpu().numpy()
                     else:
-                        (_, c, r), (dloss, _, _) = _vmapped(f, primals, stacked_of[tuple(chunk)])
+                        (_, c, r), (dloss, _, _) = _vmapped(f, primals, tangents_of(chunk))
                         for k, g in enumerate(chunk):
                             out[g][batch] = dloss[k].double().cpu().numpy()
                     bar.update(len(batch))

@@ -395,8 +395,12 @@ def read_test_prompts(path, limit: int | None = None, key: str = "test_prompts")
 
     p = require_path(path, "test prompts file", key)
     prompts = []
-    with open(p, encoding="utf-8", errors="replace") as fh:
-        for n, line in enumerate(fh, start=1):
+    with open(p, "rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            try:  # strictly, as the evaluation reads it later: a bad byte is found now, not after training
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ConfigError(key=key, problem=f": {path}, line {n} is not UTF-8; re-save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:

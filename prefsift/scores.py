@@ -83,6 +83,9 @@ class ScoreConfig:
         "help": "IF per layer group on the jvp route (one tangent per group): yes, no, or auto (when every group's "
                 "tangent fits in one pass, about 2 GB); the other routes always give the groups",
         "check": ("auto", "yes", "no")})
+    validation_sets: str = field(default="", metadata={
+        "help": "further validation files as NAME=FILE,NAME=FILE (e.g. one per category): one more IF column "
+                "if_val_NAME each, as more tangents of the same forward-mode pass (needs if_method jvp)"})
     keep: float = field(default=0.64, metadata={"help": "kept fraction for the TIF column", "check": "(0, 1]"})
     tif_low: float = field(default=-1.0, metadata={"help": "TIF lower percentile (with tif_high; overrides keep)"})
     tif_high: float = field(default=-1.0, metadata={"help": "TIF upper percentile"})
@@ -92,9 +95,13 @@ class ScoreConfig:
 
     def __post_init__(self):
         check_fields(self)
-        if self.if_method == "jvp" and (self.projection_dim or self.precondition != "none"):
-            raise ConfigError(key="if_method", problem="jvp computes exact IF: it takes no projection_dim or "
-                                                       "precondition; drop those, or use if_method auto")
+        if self.if_method == "jvp" and self.projection_dim:
+            raise ConfigError(key="if_method", problem="jvp computes exact IF: it takes no projection_dim; drop it, "
+                                                       "or use if_method auto")
+        sets = self.validation_set_paths
+        if sets and self.if_method != "jvp":
+            raise ConfigError(key="validation_sets", problem="are extra tangents of the forward-mode pass: also set "
+                                                             "if_method jvp")
         wanted = self.wanted
         unknown = [s for s in wanted if s not in SCORES]
         if unknown or not wanted:
@@ -110,6 +117,20 @@ class ScoreConfig:
         if self.tif_low >= 0 and not 0 <= self.tif_low < self.tif_high <= 100:
             raise ConfigError(key="tif_low", problem=f"and tif_high must satisfy 0 <= tif_low < tif_high <= 100, "
                                                      f"got ({self.tif_low}, {self.tif_high})")
+
+    @property
+    def validation_set_paths(self) -> dict[str, str]:
+        """`validation_sets` parsed: {NAME: FILE}."""
+        out = {}
+        for item in (x.strip() for x in self.validation_sets.split(",") if x.strip()):
+            name, sep, path = item.partition("=")
+            if not sep or not path or not name.replace("_", "").isalnum():
+                raise ConfigError(key="validation_sets", problem=f"has {item!r}; give NAME=FILE entries (NAME of "
+                                                                 "letters, digits and _), comma-separated")
+            if name in out:
+                raise ConfigError(key="validation_sets", problem=f"names {name!r} twice")
+            out[name] = path
+        return out
 
     @property
     def wanted(self) -> list[str]:
@@ -151,6 +172,8 @@ def check_score_inputs(cfg: ScoreConfig, columns: ColumnMap | None = None) -> tu
     require_path(cfg.train, "training pairs", "train", kind="any")
     if cfg.validation:
         require_path(cfg.validation, "validation pairs", "validation", kind="any")
+    for name, path in cfg.validation_set_paths.items():
+        require_path(path, f"validation set {name!r}", "validation_sets", kind="any")
     train = load_pairs(cfg.train, columns=columns, strict=cfg.strict)
     if not train.valid_rows:
         raise DataError(f"{cfg.train}: no usable training pair; `prefsift data check {cfg.train}` lists why")
@@ -200,6 +223,12 @@ def _scores_under_lock(cfg: ScoreConfig, train_pairs, val_pairs, progress: bool,
     log(train.summary())
     tr_tok = _tokenized(train, tok)
     va_tok = _tokenized(val, tok) if val is not None else None
+    extra_tok = {}
+    for name, path in cfg.validation_set_paths.items():
+        extra = check_lengths(load_pairs(path, strict=cfg.strict), tok, cfg.max_length, cfg.overlength, cfg.strict)
+        if not extra.valid_rows:
+            raise DataError(f"{path}: no usable pair in validation set {name!r}")
+        extra_tok[name] = _tokenized(extra, tok)
     timings["load"] = time.perf_counter() - t
 
     stats = EngineStats()
@@ -210,6 +239,9 @@ def _scores_under_lock(cfg: ScoreConfig, train_pairs, val_pairs, progress: bool,
                                log=log)
     ref_va = cached_pair_logps(ref, va_tok, tok.pad_token_id, cache, ls, ref_key, progress, "reference log-probs (val)",
                                stats, log=log) if va_tok else None
+    extra_val = {name: (t, _pair(cached_pair_logps(ref, t, tok.pad_token_id, cache, ls, ref_key, progress,
+                                                   f"reference log-probs (validation set {name})", stats, log=log)))
+                 for name, t in extra_tok.items()}
     policy = models[2] if models else load_model(cfg.policy)
     pol_key = model_fingerprint(policy)
     res = None
@@ -220,7 +252,7 @@ def _scores_under_lock(cfg: ScoreConfig, train_pairs, val_pairs, progress: bool,
         timings["logprobs"] = time.perf_counter() - t
         t = time.perf_counter()
         res = _influence(cfg, policy, pol_key, ref_key, tr_tok, va_tok, ref_tr, ref_va, objective, tok, cache,
-                         progress, log)
+                         progress, log, extra_val)
         timings["if"] = time.perf_counter() - t
         pol_tr = PairLogps(res.logp_chosen, res.logp_rejected, ref_tr.chosen_tokens, ref_tr.rejected_tokens)
     else:
@@ -264,11 +296,13 @@ def _scores_under_lock(cfg: ScoreConfig, train_pairs, val_pairs, progress: bool,
         if res is None:
             t = time.perf_counter()
             res = _influence(cfg, policy, pol_key, ref_key, tr_tok, va_tok, ref_tr, ref_va, objective, tok, cache,
-                             progress, log)
+                             progress, log, extra_val)
             timings["if"] = time.perf_counter() - t
         table["if"] = _spread(train, res.total)
         for g, v in res.groups.items():
             table[f"if_{g}"] = _spread(train, v)
+        for name, v in (res.extra or {}).items():
+            table[f"if_val_{name}"] = _spread(train, v)
         if cfg.tif_low >= 0 and cfg.tif_high > 0:
             table["tif"] = window(table["if"].to_numpy(), cfg.tif_low, cfg.tif_high)
         else:
@@ -286,7 +320,12 @@ def _scores_under_lock(cfg: ScoreConfig, train_pairs, val_pairs, progress: bool,
     return table
 
 
-def _influence(cfg, policy, pol_key, ref_key, tr_tok, va_tok, ref_tr, ref_va, objective, tok, cache, progress, log):
+def _pair(logps: PairLogps):
+    return logps.chosen, logps.rejected
+
+
+def _influence(cfg, policy, pol_key, ref_key, tr_tok, va_tok, ref_tr, ref_va, objective, tok, cache, progress, log,
+               extra_val=None):
     """IF of every training pair, checkpointed in the cache under a key of everything it reads."""
     jvp = cfg.if_method == "jvp"
     settings = InfluenceSettings(params=cfg.if_params, projection_dim=cfg.projection_dim or None,
@@ -298,10 +337,13 @@ def _influence(cfg, policy, pol_key, ref_key, tr_tok, va_tok, ref_tr, ref_va, ob
         for k in ("jvp_groups", "group_memory_gb", "jvp_token_budget"):
             s_key.pop(k)
     key = json.dumps({"m": pol_key, "r": ref_key, "t": data_fingerprint(tr_tok), "v": data_fingerprint(va_tok),
-                      "s": s_key, "o": asdict(objective)}, sort_keys=True)
+                      "s": s_key, "o": asdict(objective),
+                      **({"x": {k: data_fingerprint(t) for k, (t, _) in extra_val.items()}} if extra_val else {})},
+                     sort_keys=True)
     ckpt = cache / f"if-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     return compute_influence(policy, tr_tok, (ref_tr.chosen, ref_tr.rejected), va_tok, (ref_va.chosen, ref_va.rejected),
-                             objective, tok.pad_token_id, settings, progress, checkpoint_dir=ckpt, log=log)
+                             objective, tok.pad_token_id, settings, progress, checkpoint_dir=ckpt, log=log,
+                             extra_validation=extra_val or None)
 
 
 def _correlations(x, y):

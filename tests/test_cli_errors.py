@@ -29,6 +29,7 @@ def inputs(tmp_path_factory, data_dir):
     (root / "prompts.jsonl").write_text("".join(json.dumps({"prompt": f"Say {i}."}) + "\n" for i in range(3)))
     (root / "lab_prompts.jsonl").write_text(json.dumps({"prompt": "sort : 0 4 8 7 6 4 ="}) + "\n")
     (root / "no_prompt.jsonl").write_text(json.dumps({"question": "x"}) + "\n")
+    (root / "latin1_prompts.jsonl").write_bytes(b'{"prompt": "ok"}\n{"prompt": "caf\xe9"}\n')
     n = 20
     rng = np.random.default_rng(0)
     pd.DataFrame({"id": [f"p{i}" for i in range(n)], "valid": True, "reason": "", "irm": rng.normal(size=n),
@@ -64,6 +65,7 @@ def inputs(tmp_path_factory, data_dir):
         "reward_judge_missing": files.replace("judge: constant", f"judge: reward:{root / 'no-rm'}"),
         "llm_judge_missing": files.replace("judge: constant", "judge: llm:/nonexistent-judge"),
         "test_prompts_without_prompt": files.replace(str(root / "prompts.jsonl"), str(root / "no_prompt.jsonl")),
+        "test_prompts_not_utf8": files.replace(str(root / "prompts.jsonl"), str(root / "latin1_prompts.jsonl")),
         "imported_missing": files + f"imported: {{b_tif: {root / 'other' / 'selection.parquet'}:tif}}\n"
                                     "arms: [full, b_tif]\n",
     }
@@ -205,6 +207,8 @@ CASES = [
      "judge: model '/nonexistent-judge' not found", "{out}"),
     ("run-test-prompts", ["run", "{root}/test_prompts_without_prompt.yaml", "--out", "{out}"],
      "test_prompts: ", "{out}"),
+    ("run-test-prompts-not-utf8", ["run", "{root}/test_prompts_not_utf8.yaml", "--out", "{out}"],
+     "latin1_prompts.jsonl, line 2 is not UTF-8", "{out}"),
     ("run-imported-missing", ["run", "{root}/imported_missing.yaml", "--out", "{out}"],
      "imported.b_tif: ", "{out}"),
     ("run-out-is-file", ["run", "{root}/files_ok.yaml", "--out", "{root}/file_not_folder"], "is a file", None),

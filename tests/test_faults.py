@@ -273,3 +273,21 @@ def test_report_kill_table():
     """Prints the kill/resume table of this session's runs (seconds lost = killed + rerun − uninterrupted)."""
     for command, point, identical, lost in REPORT:
         print(f"  {command:<6} {point:<26} identical={identical}  seconds lost {lost:+.1f}")
+
+
+def test_a_damaged_shared_sft_model_is_replaced(tmp_path, monkeypatch, capsys):
+    from prefsift.lab.make import SFT_STAMP, _stamp_hash
+
+    monkeypatch.setenv("PREFSIFT_CACHE", str(tmp_path / "cache"))
+    cfg = {**LAB, "share_sft": True}
+    make_lab(LabConfig(**cfg), tmp_path / "a")
+    shared = [p for p in (tmp_path / "cache" / "lab_sft").iterdir() if not p.name.startswith(".")]
+    assert len(shared) == 1 and _stamp_hash(shared[0]) is not None
+    _truncate(shared[0] / "model.safetensors")
+    assert _stamp_hash(shared[0]) is None  # the checksums see the damage
+    capsys.readouterr()
+    make_lab(LabConfig(**cfg), tmp_path / "b")  # cannot copy the damaged model: trains, then replaces it
+    assert "replacing the damaged shared SFT model" in capsys.readouterr().out
+    assert _stamp_hash(shared[0]) is not None
+    assert (shared[0] / "model.safetensors").read_bytes() == (tmp_path / "b" / "sft_model" / "model.safetensors").read_bytes()
+    assert (tmp_path / "b" / "sft_model" / SFT_STAMP).exists()

@@ -161,3 +161,29 @@ def test_logprobs_of_the_same_pass_equal_the_engine(setup):
     engine = compute_pair_logps(policy, train, 0, LogprobSettings(max_length=None), progress=False)
     np.testing.assert_allclose(res.logp_chosen, engine.chosen, rtol=1e-12)
     np.testing.assert_allclose(res.logp_rejected, engine.rejected, rtol=1e-12)
+
+
+def test_diag_preconditioned_jvp_equals_the_per_pair_route(setup):
+    policy, train, val, ref_train, ref_val = setup
+    obj = PairwiseObjective("dpo", 0.5)
+    jvp, loop = _both(policy, setup, obj, precondition="diag", damping=0.1)
+    np.testing.assert_allclose(jvp.total, loop.total, rtol=1e-8, atol=1e-13)
+    plain = compute_influence(policy, train, ref_train, val, ref_val, obj, 0,
+                              InfluenceSettings(method="jvp", max_length=None), progress=False)
+    assert np.max(np.abs(plain.total - jvp.total)) > 1e-3 * np.max(np.abs(jvp.total))  # it does precondition
+
+
+def test_several_validation_sets_are_several_tangents_of_one_pass(setup):
+    """One IF column per further validation set, each equal to the per-pair route run with that set."""
+    policy, train, val, ref_train, ref_val = setup
+    obj = PairwiseObjective("dpo", 0.5)
+    halves = {"first": (val[:6], (ref_val[0][:6], ref_val[1][:6])), "second": (val[6:], (ref_val[0][6:], ref_val[1][6:]))}
+    res = compute_influence(policy, train, ref_train, val, ref_val, obj, 0,
+                            InfluenceSettings(method="jvp", max_length=None), progress=False, extra_validation=halves)
+    assert list(res.extra) == ["first", "second"]
+    for name, (pairs, refs) in halves.items():
+        alone = compute_influence(policy, train, ref_train, pairs, refs, obj, 0,
+                                  InfluenceSettings(method="loop", max_length=None), progress=False)
+        np.testing.assert_allclose(res.extra[name], alone.total, rtol=1e-8, atol=1e-13)
+    # L_val is the mean over the pairs: the full set's IF is the size-weighted mean of the halves'.
+    np.testing.assert_allclose(res.total, (6 * res.extra["first"] + 6 * res.extra["second"]) / 12, rtol=1e-8)

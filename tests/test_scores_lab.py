@@ -113,3 +113,24 @@ def test_if_by_forward_mode_equals_per_pair_gradients_in_fp32(lab_run):
     same = (jvp["tif"] == ref["tif"]).to_numpy()[ok]
     print(f"TIF selections agree on {same.mean():.2%} of the pairs")
     assert same.mean() >= 0.98  # float32 rounding may swap a pair at the window's edges
+
+
+def test_validation_sets_give_one_if_column_each(lab_run, tmp_path):
+    """`validation_sets`: each further set's column equals the IF the default route gives with that
+    set as the validation pairs (float32 precision)."""
+    quiet = lambda *_: None
+    lines = (lab_run / "lab" / "validation.jsonl").read_text().splitlines()
+    (tmp_path / "a.jsonl").write_text("\n".join(lines[:20]) + "\n")
+    (tmp_path / "b.jsonl").write_text("\n".join(lines[20:]) + "\n")
+    many = compute_scores(_cfg(lab_run, "run_sets", if_method="jvp", scores="irm,if",
+                               validation_sets=f"first={tmp_path / 'a.jsonl'},second={tmp_path / 'b.jsonl'}"),
+                          progress=False, log=quiet)
+    for name, path in (("first", "a.jsonl"), ("second", "b.jsonl")):
+        alone = compute_scores(ScoreConfig(policy=str(lab_run / "theta" / "model"),
+                                           reference=str(lab_run / "lab" / "sft_model"),
+                                           train=str(lab_run / "train_dirty.jsonl"), validation=str(tmp_path / path),
+                                           out=str(lab_run / f"run_alone_{name}"), scores="irm,if"),
+                               progress=False, log=quiet)
+        ok = alone["valid"].to_numpy()
+        a, b = alone.loc[ok, "if"].to_numpy(), many.loc[ok, f"if_val_{name}"].to_numpy()
+        assert np.median(np.abs(a - b) / np.abs(a).max()) < 1e-6 and np.max(np.abs(a - b)) < 1e-4 * np.abs(a).max()

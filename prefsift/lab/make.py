@@ -158,6 +158,13 @@ def _copy_to_cache(sft_dir: Path, shared: Path) -> None:
     tmp = Path(tempfile.mkdtemp(dir=shared.parent, prefix=f".{shared.name}-"))
     try:
         shutil.copytree(sft_dir, tmp, dirs_exist_ok=True)
+        if shared.exists() and _stamp_hash(shared) is None:
+            # A damaged published copy (it failed its checksums): replace it, or every later lab with
+            # these settings would train again.
+            print(f"note: replacing the damaged shared SFT model {shared}", flush=True)
+            aside = shared.with_name(f".{shared.name}.damaged{os.getpid()}")
+            os.rename(shared, aside)
+            shutil.rmtree(aside, ignore_errors=True)
         os.rename(tmp, shared)
     except OSError:
         pass  # already published (rename onto a non-empty folder fails), or the cache is read-only
