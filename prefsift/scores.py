@@ -76,7 +76,8 @@ class ScoreConfig:
                                                         "check": ("none", "diag")})
     if_method: str = field(default="auto", metadata={
         "help": "how exact IF is computed: jvp (forward mode, one batched pass that also gives the policy's "
-                "log-probs; exact only: no projection or preconditioner), loop (a backward pass per pair), vmap "
+                "log-probs; exact only, no projection; the diag preconditioner applies to its tangent), loop (a "
+                "backward pass per pair), vmap "
                 "(per-pair gradients batched), auto (vmap up to 5 M parameters, else loop)",
         "check": ("auto", "vmap", "loop", "jvp")})
     if_groups: str = field(default="auto", metadata={
