@@ -178,6 +178,20 @@ def _per_pair_grads(model, params, seqs_batch, ref_c, ref_r, objective, pad_id, 
     return [g[n] for n in names]
 
 
+def _load_chunks(ckpt: Path, arrays: dict, done: np.ndarray, log) -> None:
+    """Fill `arrays` (column → values over all pairs) and `done` from the verified chunks saved in
+    `ckpt`; a chunk that does not verify is discarded (and recomputed by the caller)."""
+    ckpt.mkdir(parents=True, exist_ok=True)
+    for f in sorted(ckpt.glob("chunk-*.npz")):
+        if not artifacts.trusted(f, "a chunk of IF", log):
+            continue
+        with np.load(f) as z:
+            s0, s1 = int(z["start"]), int(z["stop"])
+            for c in arrays:
+                arrays[c][s0:s1] = z[c]
+        done[s0:s1] = True
+
+
 def _inverse_fisher(model, params, seqs, ref_train, objective, pad_id, settings, use_vmap: bool, progress: bool):
     """(F + λ·mean F)⁻¹ per parameter, F the mean squared per-pair gradient over the training pairs
     (empirical Fisher diagonal), λ = settings.damping: one pass of per-pair gradients."""
@@ -216,15 +230,7 @@ def _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objectiv
     done = np.zeros(n, dtype=bool)
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if ckpt is not None:
-        ckpt.mkdir(parents=True, exist_ok=True)
-        for f in sorted(ckpt.glob("chunk-*.npz")):
-            if not artifacts.trusted(f, "a chunk of IF", log):
-                continue
-            with np.load(f) as z:
-                s0, s1 = int(z["start"]), int(z["stop"])
-                for c in values:
-                    values[c][s0:s1] = z[c]
-            done[s0:s1] = True
+        _load_chunks(ckpt, values, done, log)
     step = checkpoint_every if ckpt is not None else n
     for c0 in range(0, n, step):
         c1 = min(c0 + step, n)
@@ -338,15 +344,7 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = Path(checkpoint_dir)
-        ckpt.mkdir(parents=True, exist_ok=True)
-        for f in sorted(ckpt.glob("chunk-*.npz")):
-            if not artifacts.trusted(f, "a chunk of IF", log):
-                continue
-            with np.load(f) as z:
-                s0, s1 = int(z["start"]), int(z["stop"])
-                for g in group_names:
-                    per_group[g][s0:s1] = z[g]
-            done[s0:s1] = True
+        _load_chunks(ckpt, per_group, done, log)
         # Chunks must be whole batches so a resumed run computes exactly the same batches.
         checkpoint_every = max(batch, checkpoint_every // batch * batch)
     bar = tqdm(total=len(seqs), desc="IF: per-pair gradients", unit="pair", disable=not progress,
