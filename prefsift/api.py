@@ -95,6 +95,7 @@ def score(policy, reference, pairs, validation=None, *, scores: Iterable[str] = 
     in_memory = pol_obj is not None or ref_obj is not None
     out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="prefsift-score-"))
     scores = scores if isinstance(scores, str) else ",".join(scores)
+    models = None
     if in_memory:
         from .models import load_model, load_tokenizer
 
@@ -104,33 +105,25 @@ def score(policy, reference, pairs, validation=None, *, scores: Iterable[str] = 
                                                        "policy=(model, tokenizer)")
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        train = load_pairs(pairs, columns=columns)
-        val = load_pairs(validation, columns=columns) if validation is not None else None
-        cfg = ScoreConfig(policy=pol_spec or "<in memory>", reference=ref_spec or "<in memory>",
-                          train=str(train.raw.path), validation=str(val.raw.path) if val is not None else None,
-                          out=str(out), scores=scores, objective=objective, beta=beta, **settings)
         models = (tok, ref_obj if ref_obj is not None else load_model(ref_spec),
                   pol_obj if pol_obj is not None else load_model(pol_spec))
+    files = isinstance(pairs, (str, Path)) and (validation is None or isinstance(validation, (str, Path)))
+    if files and not in_memory:  # everything by name: the CLI's own checks, before any folder is made
+        cfg = ScoreConfig(policy=pol_spec, reference=ref_spec, train=str(pairs),
+                          validation=str(validation) if validation is not None else None, out=str(out),
+                          scores=scores, objective=objective, beta=beta, **settings)
+        train, val = check_score_inputs(cfg, columns)
+    else:
+        train = load_pairs(pairs, columns=columns)
+        val = load_pairs(validation, columns=columns) if validation is not None else None
         for name, ps in (("pairs", train), ("validation", val)):
             if ps is not None and not ps.valid_rows:
                 raise UserError(f"{name}: no usable pair in {ps.raw.path}; `prefsift data check` lists why")
-        with artifacts.RunLock(out, log):
-            return _scores_under_lock(cfg, train, val, progress, log, models=models)
-    if not isinstance(pairs, (str, Path)) or not (validation is None or isinstance(validation, (str, Path))):
-        # Specs for the models but pairs in memory: read them here, load the models by spec.
-        train = load_pairs(pairs, columns=columns)
-        val = load_pairs(validation, columns=columns) if validation is not None else None
-        cfg = ScoreConfig(policy=pol_spec, reference=ref_spec, train=str(train.raw.path),
-                          validation=str(val.raw.path) if val is not None else None, out=str(out), scores=scores,
-                          objective=objective, beta=beta, **settings)
-        with artifacts.RunLock(out, log):
-            return _scores_under_lock(cfg, train, val, progress, log)
-    cfg = ScoreConfig(policy=pol_spec, reference=ref_spec, train=str(pairs),
-                      validation=str(validation) if validation is not None else None, out=str(out), scores=scores,
-                      objective=objective, beta=beta, **settings)
-    train, val = check_score_inputs(cfg, columns)
+        cfg = ScoreConfig(policy=pol_spec or "<in memory>", reference=ref_spec or "<in memory>",
+                          train=str(train.raw.path), validation=str(val.raw.path) if val is not None else None,
+                          out=str(out), scores=scores, objective=objective, beta=beta, **settings)
     with artifacts.RunLock(out, log):
-        return _scores_under_lock(cfg, train, val, progress, log)
+        return _scores_under_lock(cfg, train, val, progress, log, models=models)
 
 
 def select(table, rule: str = "lossdiff_irm", keep: float = 0.64, *, seed: int = 0) -> np.ndarray:

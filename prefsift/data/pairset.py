@@ -104,20 +104,10 @@ class PairSet:
         return "\n".join(lines)
 
     def bad_rows_report(self, limit: int | None = None) -> str:
-        bad = self.invalid_rows
-        shown = bad if limit is None else bad[:limit]
-        lines = [f"  {r.where:<12} id={r.id}  [{r.code}] {r.reason}" for r in shown]
-        if limit is not None and len(bad) > limit:
-            lines.append(f"  ... and {len(bad) - limit} more (see --report)")
-        return "\n".join(lines)
+        return _row_report(self.invalid_rows, lambda r: f"[{r.code}] {r.reason}", limit)
 
     def bad_ratings_report(self, limit: int | None = None) -> str:
-        bad = self.bad_rating_rows
-        shown = bad if limit is None else bad[:limit]
-        lines = [f"  {r.where:<12} id={r.id}  [bad_rating] {r.rating_problem}" for r in shown]
-        if limit is not None and len(bad) > limit:
-            lines.append(f"  ... and {len(bad) - limit} more (see --report)")
-        return "\n".join(lines)
+        return _row_report(self.bad_rating_rows, lambda r: f"[bad_rating] {r.rating_problem}", limit)
 
     def subset(self, ids: Iterable[str]) -> list[int]:
         """Row positions of the given ids, in file order."""
@@ -128,6 +118,14 @@ class PairSet:
                             f"{sorted(missing)[:3]}; check that the ids come from this file (its `id` column, or "
                             "the content ids prefsift gives rows without one)")
         return [r.index for r in self.rows if r.id in wanted]
+
+
+def _row_report(rows: list[PairRow], what, limit: int | None) -> str:
+    """One line per row (where, id, `what(row)`), the first `limit` of them and a count of the rest."""
+    lines = [f"  {r.where:<12} id={r.id}  {what(r)}" for r in (rows if limit is None else rows[:limit])]
+    if limit is not None and len(rows) > limit:
+        lines.append(f"  ... and {len(rows) - limit} more (see --report)")
+    return "\n".join(lines)
 
 
 def load_pairs(
