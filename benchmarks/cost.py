@@ -81,8 +81,8 @@ def main() -> None:
     import pandas as pd
     import torch
 
-    from prefsift.demo import quiet_libraries
-    from prefsift.scores import ScoreConfig, compute_scores
+    from prefsift.quiet import quiet_libraries
+    from prefsift.scoring.table import ScoreConfig, compute_scores
 
     quiet_libraries()
     if args.threads:

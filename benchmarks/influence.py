@@ -56,7 +56,7 @@ def _setup(name: str, n_pairs: int, n_val: int, max_length: int):
     from logprobs import mixed_pairs
 
     from prefsift.models import LoraSpec, add_lora, load_model, load_tokenizer
-    from prefsift.tokenization import tokenize_pairs
+    from prefsift.data.tokenization import tokenize_pairs
 
     if name == "lab":
         import tempfile
@@ -98,10 +98,10 @@ def _setup(name: str, n_pairs: int, n_val: int, max_length: int):
 def bench(name: str, n_pairs: int, n_val: int, max_length: int, groups: bool) -> list[dict]:
     import numpy as np
 
-    from prefsift.influence import InfluenceSettings, compute_influence
-    from prefsift.logprobs import LogprobSettings, compute_pair_logps, model_fingerprint
+    from prefsift.scoring.influence import InfluenceSettings, compute_influence
+    from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps, model_fingerprint
     from prefsift.objectives import PairwiseObjective
-    from prefsift.train import StageSettings, train_stage
+    from prefsift.train.dpo import StageSettings, train_stage
 
     tok, ref, policy, train, val, val_recs = _setup(name, n_pairs, n_val, max_length)
     pad = tok.pad_token_id
@@ -169,7 +169,7 @@ def main():
     import torch
 
     torch.set_num_threads(a.threads)
-    from prefsift.demo import quiet_libraries
+    from prefsift.quiet import quiet_libraries
 
     quiet_libraries()
     rows = []

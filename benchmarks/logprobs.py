@@ -51,8 +51,8 @@ def bench(name, model, tok, records, batch_size, max_length):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from prefsift.logprobs import EngineStats, LogprobSettings, compute_pair_logps
-    from prefsift.tokenization import TokenizedPair
+    from prefsift.scoring.logprobs import EngineStats, LogprobSettings, compute_pair_logps
+    from prefsift.data.tokenization import TokenizedPair
 
     args = DPOConfig(output_dir="/tmp/prefsift-bench", use_cpu=True, bf16=False, report_to=[],
                      max_length=max_length, per_device_train_batch_size=batch_size,

@@ -26,11 +26,11 @@ def one(pairs: int, val: int, k: int, threads: int) -> dict:
     sys.path.insert(0, os.path.dirname(__file__))
     from logprobs import mixed_pairs
 
-    from prefsift.influence import InfluenceSettings, compute_influence
-    from prefsift.logprobs import LogprobSettings, compute_pair_logps
+    from prefsift.scoring.influence import InfluenceSettings, compute_influence
+    from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
     from prefsift.models import LoraSpec, add_lora, load_model, load_tokenizer
     from prefsift.objectives import PairwiseObjective
-    from prefsift.tokenization import tokenize_pairs
+    from prefsift.data.tokenization import tokenize_pairs
 
     tok = load_tokenizer("smollm2")
     base = load_model("smollm2")

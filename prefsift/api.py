@@ -87,7 +87,7 @@ def score(policy, reference, pairs, validation=None, *, scores: Iterable[str] = 
         **settings: any other `prefsift.scores.ScoreConfig` field (val_lr, if_method, if_params,
             max_length, keep, seed, ...); `prefsift score --help` explains each.
     """
-    from .scores import ScoreConfig, _scores_under_lock, check_score_inputs
+    from .scoring.table import ScoreConfig, _scores_under_lock, check_score_inputs
     from . import artifacts
 
     tok_p, pol_obj, pol_spec = _model_and_tokenizer(policy, tokenizer, "policy")

@@ -171,7 +171,7 @@ def cmd_lab_make(args) -> int:
 def cmd_lab_sentiment(args) -> int:
     import json
 
-    from .demo import quiet_libraries
+    from .quiet import quiet_libraries
     from .lab.sentiment import SentimentConfig, make_sentiment_lab
 
     quiet_libraries()
@@ -185,7 +185,7 @@ def cmd_lab_sentiment(args) -> int:
 
 def cmd_score(args) -> int:
     from .data import ColumnMap
-    from .scores import ScoreConfig, compute_scores
+    from .scoring.table import ScoreConfig, compute_scores
 
     cfg = _dataclass_from_args(ScoreConfig, args)
     cols = ColumnMap(prompt=None if args.implicit_prompt else args.prompt_key, chosen=args.chosen_key,
@@ -308,9 +308,13 @@ def cmd_run(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    """`prefsift run` with the default `RunConfig` (the embedded lab) into --out."""
+    from .pipeline import RunConfig, run_pipeline
 
-    run_demo(args.out, progress=not args.quiet, keep=args.keep)
+    cfg = RunConfig(out=str(args.out), keep=args.keep)
+    print(f"prefsift demo: the whole protocol on the embedded lab -> {args.out}\n"
+          f"  arms {cfg.arms}, seeds {cfg.seeds}, kept fraction {cfg.keep}, judge {cfg.judge}")
+    run_pipeline(cfg, progress=not args.quiet)
     return 0
 
 
@@ -398,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write RUN/scores.parquet: one row per input pair with every score as a column (NaN and a "
                     "reason for rows that could not be scored). Stages are cached in the run directory, so a "
                     "killed run started again continues where it stopped, with identical results.")
-    from .scores import ScoreConfig
+    from .scoring.table import ScoreConfig
 
     _add_dataclass_args(score, ScoreConfig, skip=("strict",))
     _add_column_args(score)

@@ -6,9 +6,13 @@ boolean mask over all pairs; a NaN is never kept. Percentiles are over the score
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError
+from .registry import Registry
 
 
 def _scored(values) -> np.ndarray:
@@ -132,40 +136,111 @@ def rank_third(values, which: int) -> np.ndarray:
     return mask
 
 
-RULES = ("lossdiff_irm", "tif", "lossdiff", "irm", "top_if", "abs_irm_small", "score_gap", "random",
-         "if_small", "if_medium", "if_large", "lossdiff_irm_complement", "clean")
-# The columns of the scores table each rule reads.
-RULE_NEEDS = {"lossdiff_irm": ("lossdiff", "irm"), "tif": ("if",), "lossdiff": ("lossdiff",), "irm": ("irm",),
-              "top_if": ("if",), "abs_irm_small": ("irm",), "score_gap": ("score_gap",), "random": (),
-              "if_small": ("if",), "if_medium": ("if",), "if_large": ("if",),
-              "lossdiff_irm_complement": ("lossdiff", "irm"), "clean": ("pair_type", "label_correct")}
-_SCORES = ("irm", "lossdiff", "if")  # the columns `prefsift score --scores` makes (scores.SCORES)
+@dataclass(frozen=True)
+class Rule:
+    """A selection rule: its name, the columns of the scores table it reads, and ``select(table,
+    keep, seed) -> mask``. ``missing`` names what the data must carry for it (e.g. ratings) when that
+    is not a score `prefsift score` makes: a run whose data lacks it skips the arm with a note."""
+
+    name: str
+    needs: tuple[str, ...]
+    select: Callable
+    help: str = ""
+    missing: str | None = None
+
+
+RULES: Registry[Rule] = Registry("rule", key="rule")
+
+
+def register_rule(name: str, needs=(), help: str = "", missing: str | None = None, replace: bool = False):
+    """Register a selection rule; use as a decorator over ``fn(table, keep, seed) -> boolean mask``.
+
+        @prefsift.register_rule("short_chosen", needs=("irm",), help="...")
+        def short_chosen(table, keep, seed):
+            ...
+
+    The name can then be given to `prefsift.select`, `prefsift select --rule` (after importing the
+    module) and a run config's `arms` (with the module under `plugins`)."""
+    return RULES.decorator(name, lambda fn: Rule(name, tuple(needs), fn, help, missing), replace=replace)
+
+
+_SCORES = ("irm", "lossdiff", "if")  # the columns `prefsift score --scores` makes (scoring.table.SCORES)
+
+
+def _col(table, c):
+    return table[c].to_numpy(dtype=float)
+
+
+def _builtin_rules() -> None:
+    ratings = "ratings (score_chosen and score_rejected columns in the scored pairs)"
+    truth = "the true pair types (pair_type and label_correct columns, as the lab writes)"
+
+    def ld_irm(table, keep, seed):
+        return lossdiff_irm(_col(table, "lossdiff"), _col(table, "irm"), keep=keep)[0]
+
+    def ld_irm_complement(table, keep, seed):  # what LossDiff-IRM drops, among the pairs it scored
+        ld, irm = _col(table, "lossdiff"), _col(table, "irm")
+        return _scored(ld) & _scored(irm) & ~lossdiff_irm(ld, irm, keep=keep)[0]
+
+    def clean(table, keep, seed):  # the lab's oracle arm: clean pairs whose label is right
+        return (table["valid"].to_numpy(dtype=bool) & (table["pair_type"] == "clean").to_numpy()
+                & table["label_correct"].fillna(False).to_numpy(dtype=bool))
+
+    def third(which):  # IF thirds: `keep` does not apply
+        return lambda table, keep, seed: rank_third(_col(table, "if"), which)
+
+    def middle(column):
+        return lambda table, keep, seed: keep_middle(_col(table, column), keep)
+
+    add = lambda name, needs, fn, help, missing=None: RULES.register(name, Rule(name, needs, fn, help, missing))
+    add("full", (), lambda table, keep, seed: table["valid"].to_numpy(dtype=bool), "every scored pair (keep does not "
+                                                                                  "apply)")
+    add("lossdiff_irm", ("lossdiff", "irm"), ld_irm, "LossDiff and IRM both in middle windows of one width, "
+                                                      "solved for keep (the paper's rule)")
+    add("tif", ("if",), middle("if"), "truncated IF: the middle window of IF")
+    add("lossdiff", ("lossdiff",), middle("lossdiff"), "the middle window of LossDiff")
+    add("irm", ("irm",), middle("irm"), "the middle window of IRM")
+    add("top_if", ("if",), lambda table, keep, seed: top_fraction(_col(table, "if"), keep, largest=True),
+        "the largest IF (classic influence selection)")
+    add("abs_irm_small", ("irm",), lambda table, keep, seed: top_fraction(np.abs(_col(table, "irm")), keep,
+                                                                          largest=False), "the smallest |IRM|")
+    add("score_gap", ("score_gap",), lambda table, keep, seed: top_fraction(_col(table, "score_gap"), keep,
+                                                                            largest=True),
+        "the largest rating gap (the data's own ratings)", missing=ratings)
+    add("random", (), lambda table, keep, seed: random_fraction(table["valid"].to_numpy(dtype=bool), keep, seed),
+        "a seeded random subset")
+    add("if_small", ("if",), third(0), "the smallest third of IF (keep does not apply)")
+    add("if_medium", ("if",), third(1), "the middle third of IF (keep does not apply)")
+    add("if_large", ("if",), third(2), "the largest third of IF (keep does not apply)")
+    add("lossdiff_irm_complement", ("lossdiff", "irm"), ld_irm_complement, "the scored pairs LossDiff-IRM drops")
+    add("clean", ("pair_type", "label_correct"), clean, "oracle arm: the clean pairs whose label is right "
+                                                        "(needs the lab's true pair types)", missing=truth)
+
+
+_builtin_rules()
 
 
 def check_rule(rule: str, key: str = "rule") -> str:
     """``rule`` if it names a rule, else a `ConfigError` listing them."""
-    if rule not in RULE_NEEDS:
-        raise ConfigError(key=key, problem=f"must name a rule: {', '.join(RULES)}; got {rule!r}"
-                                           f"{did_you_mean(rule, RULES)}")
+    RULES.get(rule, key=key)
     return rule
 
 
 def check_rule_columns(table, rule: str, key: str = "rule") -> None:
     """A `ConfigError` saying how to make the columns ``rule`` needs when ``table`` lacks them."""
-    missing = [c for c in RULE_NEEDS[check_rule(rule, key)] if c not in table]
+    entry = RULES.get(rule, key=key)
+    missing = [c for c in entry.needs if c not in table]
     if not missing:
         return
-    if rule == "score_gap":
-        problem = ("'score_gap' needs ratings (score_chosen and score_rejected columns in the scored pairs), "
-                   "which this table does not have; choose another rule")
-    elif rule == "clean":
-        problem = ("'clean' needs the true pair types (pair_type and label_correct columns, as the lab writes), "
-                   "which this table does not have; choose another rule")
-    else:
+    if entry.missing is not None:
+        problem = f"{rule!r} needs {entry.missing}, which this table does not have; choose another rule"
+    elif all(c in _SCORES for c in missing):
         have = [c for c in _SCORES if c in table]
         need = [c for c in _SCORES if c in have or c in missing]
         problem = (f"{rule!r} needs the score(s) {missing}, which this table does not have: rerun `prefsift score` "
                    f"with --scores {','.join(need)} (lossdiff and if also need --validation)")
+    else:
+        problem = f"{rule!r} needs the column(s) {missing}, which this table does not have; choose another rule"
     raise ConfigError(key=key, problem=problem)
 
 
@@ -179,28 +254,10 @@ def check_keep(keep, key: str = "keep") -> float:
 
 
 def apply_rule(table, rule: str, keep: float, seed: int = 0):
-    """A selection mask over the rows of a scores table (pandas DataFrame) by a named rule."""
-    col = lambda c: table[c].to_numpy(dtype=float) if c in table else None
+    """A selection mask over the rows of a scores table (pandas DataFrame) by a registered rule."""
     check_rule_columns(table, rule)
     check_keep(keep)
-    if rule == "lossdiff_irm":
-        return lossdiff_irm(col("lossdiff"), col("irm"), keep=keep)[0]
-    if rule == "lossdiff_irm_complement":  # what LossDiff-IRM drops, among the pairs it scored
-        kept = lossdiff_irm(col("lossdiff"), col("irm"), keep=keep)[0]
-        return _scored(col("lossdiff")) & _scored(col("irm")) & ~kept
-    if rule == "clean":  # the lab's oracle arm: clean pairs whose label is right
-        return (table["valid"].to_numpy(dtype=bool) & (table["pair_type"] == "clean").to_numpy()
-                & table["label_correct"].fillna(False).to_numpy(dtype=bool))
-    if rule in ("if_small", "if_medium", "if_large"):  # IF thirds: `keep` does not apply
-        return rank_third(col("if"), ("if_small", "if_medium", "if_large").index(rule))
-    if rule == "tif":
-        return keep_middle(col("if"), keep)
-    if rule in ("lossdiff", "irm"):
-        return keep_middle(col(rule), keep)
-    if rule == "top_if":
-        return top_fraction(col("if"), keep, largest=True)
-    if rule == "abs_irm_small":
-        return top_fraction(np.abs(col("irm")), keep, largest=False)
-    if rule == "score_gap":
-        return top_fraction(col("score_gap"), keep, largest=True)
-    return random_fraction(table["valid"].to_numpy(dtype=bool), keep, seed)
+    mask = np.asarray(RULES.get(rule).select(table, keep, seed), dtype=bool)
+    if mask.shape != (len(table),):
+        raise ValueError(f"rule {rule!r} returned a mask of shape {mask.shape} for a table of {len(table)} rows")
+    return mask

@@ -177,7 +177,7 @@ CASES = [
     ("run-lab-fraction", ["run", "{root}/lab_frac.yaml", "--out", "{out}"], "lab.frac_clean must be in [0, 1]", "{out}"),
     ("run-objective", ["run", "{root}/objective.yaml", "--out", "{out}"], "objective must be one of", "{out}"),
     ("run-arm", ["run", "{root}/arm.yaml", "--out", "{out}"], "arms has unknown arm(s) ['tiff']", "{out}"),
-    ("run-judge", ["run", "{root}/judge.yaml", "--out", "{out}"], "judge must be oracle, lexicon", "{out}"),
+    ("run-judge", ["run", "{root}/judge.yaml", "--out", "{out}"], "judge must be lexicon, reward:FOLDER, llm:MODEL or oracle", "{out}"),
     ("run-eval-prompts", ["run", "{root}/eval_prompts.yaml", "--out", "{out}"], "eval_prompts must be >= 1", "{out}"),
     ("run-scores-beta", ["run", "{root}/scores_beta.yaml", "--out", "{out}"], "scores.beta is the run's", "{out}"),
     ("run-arm-needs-score", ["run", "{root}/arm_needs_score.yaml", "--out", "{out}"],
@@ -305,9 +305,9 @@ def test_the_same_checks_hold_for_the_python_api():
     from prefsift.lab import LabConfig
     from prefsift.models import LoraSpec
     from prefsift.pipeline import RunConfig
-    from prefsift.scores import ScoreConfig
+    from prefsift.scoring.table import ScoreConfig
     from prefsift.selection import apply_rule
-    from prefsift.train import StageSettings
+    from prefsift.train.dpo import StageSettings
 
     for make, key in [(lambda: StageSettings(epochs=0), "epochs"), (lambda: StageSettings(learning_rate=-1), "learning_rate"),
                       (lambda: LoraSpec(r=0), "r"), (lambda: LabConfig(sample_temperature=0), "sample_temperature"),

@@ -18,10 +18,10 @@ import yaml
 
 from prefsift.artifacts import RunDirBusy, RunLock, verify
 from prefsift.lab import LabConfig, make_lab
-from prefsift.logprobs import model_fingerprint
+from prefsift.scoring.logprobs import model_fingerprint
 from prefsift.models import load_model, load_tokenizer
 from prefsift.objectives import PairwiseObjective
-from prefsift.train import StageSettings, train_stage
+from prefsift.train.dpo import StageSettings, train_stage
 
 pytestmark = pytest.mark.slow
 
@@ -171,7 +171,7 @@ SCORE_CORRUPTIONS = {
 @pytest.mark.parametrize("case", sorted(SCORE_CORRUPTIONS))
 def test_corrupt_score_artifacts_are_recomputed(score_inputs, score_reference, case):
     from prefsift.data import ColumnMap
-    from prefsift.scores import ScoreConfig, compute_scores
+    from prefsift.scoring.table import ScoreConfig, compute_scores
 
     ref_out, _ = score_reference
     out = score_inputs / ("corrupt-" + "".join(c if c.isalnum() else "_" for c in case))

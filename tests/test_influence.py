@@ -5,11 +5,11 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from prefsift.influence import InfluenceSettings, compute_influence, layer_group, pair_losses, _pair_inputs
-from prefsift.logprobs import LogprobSettings, compute_pair_logps
+from prefsift.scoring.influence import InfluenceSettings, compute_influence, layer_group, pair_losses, _pair_inputs
+from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
 from prefsift.models import build_tiny_model
 from prefsift.objectives import PairwiseObjective
-from prefsift.tokenization import TokenizedPair
+from prefsift.data.tokenization import TokenizedPair
 
 from .float64 import true_float64
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from prefsift.influence import InfluenceSettings, _pair_inputs, compute_influence, pair_losses
-from prefsift.logprobs import LogprobSettings, compute_pair_logps
+from prefsift.scoring.influence import InfluenceSettings, _pair_inputs, compute_influence, pair_losses
+from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
 from prefsift.models import LoraSpec, add_lora, build_tiny_model
 from prefsift.objectives import PairwiseObjective
-from prefsift.tokenization import TokenizedPair
+from prefsift.data.tokenization import TokenizedPair
 
 from .float64 import true_float64
 
@@ -91,7 +91,7 @@ def test_total_only_equals_sum_of_groups(setup):
 def test_padding_row_follows_the_trainer(setup, monkeypatch):
     """Without the padding-row rule, forward mode would differ from backward (the trap it guards):
     with a tied head, ∇L_val's padding row holds the head's part, which the lookup must not see."""
-    from prefsift import influence_jvp
+    from prefsift.scoring import influence_jvp
 
     policy = setup[0]
     if not (_tied(policy) and policy.model.embed_tokens.padding_idx is not None):

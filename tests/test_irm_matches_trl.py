@@ -9,10 +9,10 @@ import torch
 from datasets import Dataset
 
 from prefsift.data import load_pairs
-from prefsift.logprobs import LogprobSettings, compute_pair_logps
+from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
 from prefsift.models import build_tiny_model
 from prefsift.objectives import PairwiseObjective
-from prefsift.tokenization import tokenize_pairs
+from prefsift.data.tokenization import tokenize_pairs
 
 from .test_tokenization import CHAT_TEMPLATE
 

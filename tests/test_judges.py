@@ -4,8 +4,9 @@ normal approximation."""
 import numpy as np
 import pytest
 
-from prefsift.evaluate import evaluate_answers, win_rate
-from prefsift.judges import ConstantJudge, FirstPositionJudge, Judge, OracleJudge, Swapped
+from prefsift.eval.winrate import evaluate_answers, win_rate
+from prefsift.eval.judges import ConstantJudge, FirstPositionJudge, Judge, Swapped
+from prefsift.lab import OracleJudge
 
 PROMPTS = ["sort : 3 1 2 =", "reverse : 1 2 3 =", "copy : 4 5 =", "increment : 9 1 ="] * 5
 
@@ -58,7 +59,7 @@ def test_lexicon_judge_follows_vader():
     pytest.importorskip("vaderSentiment", reason="pip install vaderSentiment (in the dev extra)")
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    from prefsift.judges import LexiconJudge
+    from prefsift.eval.judges import LexiconJudge
 
     j, vader = LexiconJudge(), SentimentIntensityAnalyzer()
     happy, sad = "What a wonderful, lovely day!", "This is a terrible, sad mess."

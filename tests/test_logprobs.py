@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from prefsift.logprobs import LogprobSettings, cached_pair_logps, compute_pair_logps, plan_batches
+from prefsift.scoring.logprobs import LogprobSettings, cached_pair_logps, compute_pair_logps, plan_batches
 from prefsift.models import build_tiny_model
-from prefsift.tokenization import TokenizedPair
+from prefsift.data.tokenization import TokenizedPair
 
 VOCAB, PAD = 50, 0
 

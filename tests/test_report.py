@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefsift.report import write_report
+from prefsift.eval.report import write_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),

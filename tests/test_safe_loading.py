@@ -28,7 +28,7 @@ def test_pickle_checkpoint_is_refused_with_the_conversion(pickle_folder):
 
 
 def test_pickle_checkpoint_refused_by_the_reward_judge(pickle_folder):
-    from prefsift.judges import RewardModelJudge
+    from prefsift.eval.judges import RewardModelJudge
 
     with pytest.raises(ModelSourceError):
         RewardModelJudge(str(pickle_folder))

@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 from scipy.stats import pearsonr
 
-from prefsift import influence
+from prefsift.scoring import influence
 from prefsift.data import load_pairs
 from prefsift.lab import LabConfig, make_lab
-from prefsift.logprobs import model_fingerprint
+from prefsift.scoring.logprobs import model_fingerprint
 from prefsift.models import load_model, load_tokenizer
 from prefsift.objectives import PairwiseObjective
-from prefsift.scores import ScoreConfig, compute_scores
-from prefsift.train import StageSettings, train_stage
+from prefsift.scoring.table import ScoreConfig, compute_scores
+from prefsift.train.dpo import StageSettings, train_stage
 
 LAB = dict(seed=5, preset="tiny", n_train=160, n_validation=40, n_test_prompts=10, sft_steps=40,
            sft_warmup_steps=5, threads=1, progress=False, share_sft=False)

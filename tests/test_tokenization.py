@@ -8,7 +8,7 @@ from datasets import Dataset
 
 from prefsift.data import load_pairs
 from prefsift.models import build_tiny_model
-from prefsift.tokenization import tokenize_pairs
+from prefsift.data.tokenization import tokenize_pairs
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<bos> {{ m['role'] }} : {{ m['content'] }} <eos> {% endfor %}"

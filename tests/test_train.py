@@ -5,7 +5,7 @@ import torch
 
 from prefsift.models import LoraSpec, add_lora, build_tiny_model
 from prefsift.objectives import PairwiseObjective
-from prefsift.train import StageSettings, train_stage
+from prefsift.train.dpo import StageSettings, train_stage
 
 RECORDS = [{"prompt": f"Q{i % 10}?", "chosen": " good answer", "rejected": f" bad {i % 10}"} for i in range(32)]
 

@@ -5,7 +5,7 @@ TRL drops a row whose prompt alone reaches `max_length` and truncates the rest s
 
 from __future__ import annotations
 
-from ..tokenization import tokenize_pairs
+from .tokenization import tokenize_pairs
 from .pairset import PairSet
 from .readers import DataError
 

@@ -4,6 +4,7 @@ A digit-list task family with a graded programmatic oracle (`task`), a word-leve
 in code (`tokenizer`), an SFT stage that teaches a tiny causal LM the task imperfectly (`sft`),
 seeded sampling (`sample`), preference pairs with tagged imperfections (`pairs`), and `make_lab`,
 which builds all of it into a folder in a few minutes on a laptop CPU with no downloads (`make`).
+Importing it registers the oracle judge (`judge: oracle`) and the lab's answer sampler (`lab/judge.py`).
 """
 
 from .make import LabConfig, format_summary, make_lab
@@ -20,6 +21,7 @@ from .task import (
     random_response,
 )
 from .tokenizer import build_lab_tokenizer, lab_vocab
+from .judge import OracleJudge  # registers the oracle judge and the lab sampler
 
 __all__ = [
     "LabConfig", "make_lab", "format_summary",
@@ -28,5 +30,5 @@ __all__ = [
     "SFTConfig", "build_lab_model", "train_sft", "save_sft", "load_sft",
     "TASKS", "PromptGenerator", "best_response", "format_prompt", "oracle_reward", "parse_prompt",
     "random_response",
-    "build_lab_tokenizer", "lab_vocab",
+    "build_lab_tokenizer", "lab_vocab", "OracleJudge",
 ]

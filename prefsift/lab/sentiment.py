@@ -138,8 +138,8 @@ def make_sentiment_lab(cfg: SentimentConfig, out_dir, progress: bool = True) -> 
     """Sample, rate and pair (see the module docstring); returns the summary it writes."""
     from tqdm.auto import tqdm
 
-    from ..evaluate import generate_answers
-    from ..judges import LexiconJudge
+    from ..eval.answers import generate_answers
+    from ..eval.judges import LexiconJudge
     from ..models import load_model, load_tokenizer
 
     check_sentiment_inputs(cfg)  # before any folder or model

@@ -10,12 +10,14 @@ position: for a judge that always prefers the first answer it returns exactly 0.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
-from .errors import UserError
+from ..errors import UserError
+from ..registry import Registry
 
 
 class Judge:
@@ -70,17 +72,6 @@ class FirstPositionJudge(Judge):
         return 1.0
 
 
-class OracleJudge(Judge):
-    """The lab's programmatic oracle reward in [0, 1]."""
-
-    name = "lab oracle"
-
-    def score(self, prompt, answer):
-        from .lab import oracle_reward
-
-        return float(oracle_reward(prompt, answer))
-
-
 class LexiconJudge(Judge):
     """Positive sentiment by the VADER lexicon (compound score in [-1, 1]); needs `vaderSentiment`."""
 
@@ -103,7 +94,7 @@ class RewardModelJudge(Judge):
     def __init__(self, folder: str, max_length: int = 1024, batch_size: int = 8):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from .models import load_pretrained
+        from ..models import load_pretrained
 
         self.model = load_pretrained(AutoModelForSequenceClassification, folder, dtype=torch.float32).eval()
         self.tok = AutoTokenizer.from_pretrained(folder)
@@ -167,89 +158,132 @@ class LLMPairwiseJudge(Judge):
         return self.prefer(prompt, answer, "")
 
 
-JUDGE_SPECS = "oracle, lexicon, reward:FOLDER or llm:MODEL"
+@dataclass(frozen=True)
+class JudgeKind:
+    """A registered judge: ``make(arg) -> Judge`` for the spec ``name`` or ``name:ARG``; ``takes``
+    names the argument (FOLDER, MODEL) when one is needed; ``check(arg, prompts, where)`` raises a
+    `ConfigError` for what can be found wrong before any work (None: nothing to check)."""
+
+    name: str
+    make: Callable
+    takes: str | None = None
+    check: Callable | None = None
+    help: str = ""
+    listed: bool = True  # shown in the help and error texts (a test-only judge is not)
+
+
+JUDGES: Registry[JudgeKind] = Registry("judge", key="judge")
+
+
+def register_judge(name: str, make: Callable, *, takes: str | None = None, check: Callable | None = None,
+                   help: str = "", listed: bool = True, replace: bool = False) -> JudgeKind:
+    """Register a judge. ``make(arg)`` returns a `Judge` (``arg``: the text after ``name:`` in the
+    spec, or None); a run config then names it (`judge: NAME` or `judge: NAME:ARG`), with the
+    registering module under `plugins`."""
+    return JUDGES.register(name, JudgeKind(name, make, takes, check, help, listed), replace=replace)
+
+
+def judge_specs() -> str:
+    """'lexicon, reward:FOLDER, ... or oracle': the specs of the listed judges, for help and errors."""
+    specs = [k.name + (f":{k.takes}" if k.takes else "") for k in (JUDGES.get(n) for n in JUDGES) if k.listed]
+    return specs[0] if len(specs) == 1 else ", ".join(specs[:-1]) + " or " + specs[-1]
+
+
+def _split(spec) -> tuple[str, str | None]:
+    name, sep, arg = spec.partition(":")
+    return name, (arg if sep else None)
 
 
 def judge_spec_problem(spec) -> str | None:
     """Why ``spec`` does not name a judge (None: it does); checks the form only, touches nothing."""
-    if spec in ("oracle", "lexicon", "constant"):
-        return None
-    if isinstance(spec, str) and spec.startswith(("reward:", "llm:")):
-        if spec.split(":", 1)[1].strip():
-            return None
-        return f"{spec!r} names no model: write {spec}FOLDER"
-    from .errors import did_you_mean
+    from ..errors import did_you_mean
 
-    return f"must be {JUDGE_SPECS}; got {spec!r}{did_you_mean(spec, ('oracle', 'lexicon'))}"
+    if not isinstance(spec, str):
+        return f"must be {judge_specs()}; got {spec!r}"
+    name, arg = _split(spec)
+    if name not in JUDGES:
+        return f"must be {judge_specs()}; got {spec!r}{did_you_mean(spec, JUDGES.names())}"
+    kind = JUDGES.get(name)
+    if kind.takes and not (arg or "").strip():
+        return f"{spec!r} names no {kind.takes.lower()}: write {name}:{kind.takes}"
+    if not kind.takes and arg is not None:
+        return f"{spec!r}: the {name} judge takes no argument; write {name}"
+    return None
 
 
 def check_judge(spec: str, prompts: Sequence[str] | None = None, where: str = "the test prompts") -> None:
     """Everything about a judge that can be checked before any work: the spec's form, that what it
     needs is installed or exists (VADER, the reward model's folder, the LLM), and that it can judge
-    ``prompts`` (the oracle knows only the lab's prompts). Raises a `ConfigError` keyed `judge`."""
-    from .errors import ConfigError, require_path
+    ``prompts`` (the lab's oracle knows only the lab's prompts). Raises a `ConfigError` keyed `judge`."""
+    from ..errors import ConfigError
 
     problem = judge_spec_problem(spec)
     if problem:
         raise ConfigError(key="judge", problem=problem)
-    if spec == "oracle" and prompts is not None:
-        from .lab import parse_prompt
-
-        for i, p in enumerate(prompts):
-            try:
-                parse_prompt(p)
-            except (ValueError, TypeError):
-                raise ConfigError(key="judge", problem=f"`oracle` scores the lab's prompts only, and prompt {i + 1} of "
-                                                       f"{where} is not one ({str(p)[:40]!r}); use lexicon, "
-                                                       "reward:FOLDER or llm:MODEL") from None
-    elif spec == "lexicon":
-        try:
-            import vaderSentiment.vaderSentiment  # noqa: F401
-        except ImportError:
-            raise ConfigError(key="judge", problem="`lexicon` needs VADER, which is not installed: "
-                                                   "`pip install vaderSentiment`") from None
-    elif spec.startswith("reward:"):
-        folder = spec.split(":", 1)[1]
-        require_path(folder, "reward model folder", "judge", kind="dir")
-        if not (Path(folder).expanduser() / "config.json").exists():
-            raise ConfigError(key="judge", problem=f": {folder!r} has no config.json, so it is not a Hugging Face "
-                                                   "model folder; give a sequence-classification reward model folder")
-        from .models import check_safe_weights
-
-        check_safe_weights(Path(folder).expanduser())  # a pickle-only folder is refused now, not after training
-    elif spec.startswith("llm:"):
-        from .models import ModelSourceError, resolve_model_path
-
-        target = spec.split(":", 1)[1]
-        try:
-            resolve_model_path(target)
-        except ModelSourceError as e:
-            raise ConfigError(key="judge", problem=f": {e}") from None
-        from .models import load_tokenizer
-
-        tok = load_tokenizer(target)  # the tokenizer only: cheap, and it decides whether the judge can answer
-        for letter in ("A", "B"):
-            n = len(tok.encode(letter, add_special_tokens=False))
-            if n != 1:
-                raise ConfigError(key="judge", problem=f": the tokenizer of {target!r} splits {letter!r} into {n} "
-                                                       "tokens, so it cannot answer A or B; use another judge model")
+    name, arg = _split(spec)
+    kind = JUDGES.get(name)
+    if kind.check is not None:
+        kind.check(arg, prompts, where)
 
 
 def make_judge(spec: str) -> Judge:
-    """`oracle`, `lexicon`, `reward:FOLDER`, `llm:MODEL` (a folder or `smollm2`, asked in both orders)."""
-    if spec == "oracle":
-        return OracleJudge()
-    if spec == "lexicon":
-        return LexiconJudge()
-    if spec == "constant":
-        return ConstantJudge()
-    if spec.startswith("reward:"):
-        return RewardModelJudge(spec.split(":", 1)[1])
-    if spec.startswith("llm:"):
-        from .models import load_model, load_tokenizer
+    """The judge a spec names: `lexicon`, `reward:FOLDER`, `llm:MODEL` (a folder or `smollm2`, asked
+    in both orders), the lab's `oracle` (registered by `prefsift.lab`), or a registered one."""
+    from ..errors import ConfigError
 
-        target = spec.split(":", 1)[1]
-        return Swapped(LLMPairwiseJudge(load_model(target), load_tokenizer(target), name=f"LLM judge {target}"))
-    from .errors import ConfigError
+    problem = judge_spec_problem(spec)
+    if problem:
+        raise ConfigError(key="judge", problem=problem)
+    name, arg = _split(spec)
+    return JUDGES.get(name).make(arg)
 
-    raise ConfigError(key="judge", problem=judge_spec_problem(spec) or f"must be {JUDGE_SPECS}; got {spec!r}")
+
+def _check_lexicon(arg, prompts, where):
+    from ..errors import ConfigError
+
+    try:
+        import vaderSentiment.vaderSentiment  # noqa: F401
+    except ImportError:
+        raise ConfigError(key="judge", problem="`lexicon` needs VADER, which is not installed: "
+                                               "`pip install vaderSentiment`") from None
+
+
+def _check_reward(folder, prompts, where):
+    from ..errors import ConfigError, require_path
+    from ..models import check_safe_weights
+
+    require_path(folder, "reward model folder", "judge", kind="dir")
+    if not (Path(folder).expanduser() / "config.json").exists():
+        raise ConfigError(key="judge", problem=f": {folder!r} has no config.json, so it is not a Hugging Face "
+                                               "model folder; give a sequence-classification reward model folder")
+    check_safe_weights(Path(folder).expanduser())  # a pickle-only folder is refused now, not after training
+
+
+def _check_llm(target, prompts, where):
+    from ..errors import ConfigError
+    from ..models import ModelSourceError, load_tokenizer, resolve_model_path
+
+    try:
+        resolve_model_path(target)
+    except ModelSourceError as e:
+        raise ConfigError(key="judge", problem=f": {e}") from None
+    tok = load_tokenizer(target)  # the tokenizer only: cheap, and it decides whether the judge can answer
+    for letter in ("A", "B"):
+        n = len(tok.encode(letter, add_special_tokens=False))
+        if n != 1:
+            raise ConfigError(key="judge", problem=f": the tokenizer of {target!r} splits {letter!r} into {n} "
+                                                   "tokens, so it cannot answer A or B; use another judge model")
+
+
+def _make_llm(target):
+    from ..models import load_model, load_tokenizer
+
+    return Swapped(LLMPairwiseJudge(load_model(target), load_tokenizer(target), name=f"LLM judge {target}"))
+
+
+register_judge("lexicon", lambda arg: LexiconJudge(), check=_check_lexicon, help="VADER sentiment of the answer")
+register_judge("reward", lambda folder: RewardModelJudge(folder), takes="FOLDER", check=_check_reward,
+               help="a sequence-classification reward model's logit")
+register_judge("llm", _make_llm, takes="MODEL", check=_check_llm,
+               help="a causal LM asked which answer is better, in both orders")
+register_judge("constant", lambda arg: ConstantJudge(), listed=False, help="every comparison a tie (for tests)")

@@ -20,15 +20,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import artifacts, faults
-from .errors import ConfigError, did_you_mean
+from .. import artifacts, faults
+from ..errors import ConfigError, did_you_mean
+from ..objectives import trainable_with_dpo
+from ..selection import RULES
 
+# The arms of a run are the registered selection rules (`prefsift.selection.RULES`, which a plugin
+# can extend); these are the default ones. `clean` is an oracle arm, for the lab (or any file with
+# `pair_type` and `label_correct` columns): the clean pairs whose label is right, at their own count.
 DEFAULT_ARMS = ("full", "random", "score_gap", "irm", "lossdiff", "lossdiff_irm", "tif", "top_if", "clean")
-# Extra arms for experiments: the IF thirds (each a third of the pairs, whatever `keep` is) and the
-# pairs LossDiff-IRM drops.
-ARMS = DEFAULT_ARMS + ("if_small", "if_medium", "if_large", "lossdiff_irm_complement")
-# `clean` is an oracle arm, for the lab (or any file with `pair_type` and `label_correct` columns):
-# the clean pairs whose label is right, at their own count — what the data would give without noise.
 
 
 @dataclass
@@ -40,7 +40,7 @@ class RunConfig:
     validation: str | None = field(default=None, metadata={"help": "validation pairs (default: the lab's)"})
     test_prompts: str | None = field(default=None, metadata={"help": "held-out prompts, JSONL with `prompt` (default: the lab's)"})
     reference: str | None = field(default=None, metadata={"help": "π_ref, the SFT model (default: the lab's)"})
-    objective: str = field(default="dpo", metadata={"help": "dpo, ipo or hinge", "check": ("dpo", "ipo", "hinge")})
+    objective: str = field(default="dpo", metadata={"help": "dpo, ipo or hinge", "check": trainable_with_dpo()})
     # β and the learning rates were chosen on the lab's *validation* prompts (never the test prompts):
     # at β 0.1 or lr ≥ 3e-4 further DPO epochs lowered the oracle WinRate on this tiny model.
     beta: float = field(default=0.5, metadata={"help": "β of the objective", "check": "> 0"})
@@ -51,7 +51,7 @@ class RunConfig:
     lora: dict | None = field(default=None, metadata={"help": "LoRA for every training stage, e.g. {r: 8, alpha: 16} (LoraSpec fields); null: full fine-tuning"})
     scores: dict = field(default_factory=dict, metadata={"help": "ScoreConfig overrides (val_lr, projection_dim, ...)"})
     keep: float = field(default=0.64, metadata={"help": "kept fraction of every selection arm, in (0, 1]", "check": "(0, 1]"})
-    arms: list = field(default_factory=lambda: list(DEFAULT_ARMS), metadata={"help": f"arms to train, among {ARMS} and the names in `imported`"})
+    arms: list = field(default_factory=lambda: list(DEFAULT_ARMS), metadata={"help": "arms to train: selection rules (`prefsift select --help` lists them; a plugin may add more) and the names in `imported`"})
     imported: dict = field(default_factory=dict, metadata={"help": "arms whose selection comes from another run: {NAME: RUN/selection.parquet:COLUMN}, matched by pair id (e.g. train model B on model A's TIF set)"})
     seeds: list = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds of every arm"})
     judge: str = field(default="oracle", metadata={"help": "oracle, lexicon, reward:FOLDER, llm:MODEL",
@@ -63,7 +63,7 @@ class RunConfig:
                                                   "check": ">= 0"})
 
     def __post_init__(self):
-        from .checks import check_fields, check_known_keys, check_value
+        from ..checks import check_fields, check_known_keys, check_value
 
         self.imported = dict(self.imported or {})
         check_fields(self)  # types, and the ranges in each field's "check"
@@ -93,7 +93,7 @@ class RunConfig:
                                                           f"(missing: {', '.join(missing)})")
         for name, spec in self.imported.items():
             key = f"imported.{name}"
-            if name in ARMS or name in ("id", "valid", "reason"):
+            if name in RULES or name in ("id", "valid", "reason"):
                 raise ConfigError(key=key, problem=f"clashes with a built-in arm or a selection.parquet column; "
                                                    f"give it another name (e.g. 'b_{name}')")
             if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
@@ -102,16 +102,16 @@ class RunConfig:
             path, _, column = spec.rpartition(":") if isinstance(spec, str) else ("", "", "")
             if not path or not column:
                 raise ConfigError(key=key, problem=f": expected 'RUN/selection.parquet:COLUMN', got {spec!r}")
-        bad = [a for a in self.arms if a not in ARMS and a not in self.imported]
+        bad = [a for a in self.arms if a not in RULES and a not in self.imported]
         if bad:
-            raise ConfigError(key="arms", problem=f"has unknown arm(s) {bad}{did_you_mean(bad[0], ARMS)}; choose among "
-                                                  f"{', '.join(ARMS)}, or define them under `imported`")
+            raise ConfigError(key="arms", problem=f"has unknown arm(s) {bad}{did_you_mean(bad[0], RULES.names())}; "
+                                                  f"choose among {', '.join(RULES)}, or define them under `imported`")
         # Each section is checked by building its own config now, before any work.
-        from .lab import LabConfig
-        from .lab.sentiment import SentimentConfig
-        from .models import LoraSpec
-        from .scores import ScoreConfig
-        from .train import StageSettings
+        from ..lab import LabConfig
+        from ..lab.sentiment import SentimentConfig
+        from ..models import LoraSpec
+        from ..scoring.table import ScoreConfig
+        from ..train.dpo import StageSettings
 
         by_run = "is set by the run (it scores its own warm-up model, pairs and run directory)"
         sections = {
@@ -138,11 +138,9 @@ class RunConfig:
             plain = (int, float, str, bool, type(None))
             setattr(self, name, {k: getattr(built, k) if isinstance(getattr(built, k), plain) else v
                                  for k, v in given.items()})
-        from .selection import RULE_NEEDS
-
         wanted = ScoreConfig(**sections["scores"][2], **(self.scores or {})).wanted
         for arm in self.arms:
-            lacking = [c for c in RULE_NEEDS.get(arm, ()) if c in ("irm", "lossdiff", "if") and c not in wanted]
+            lacking = [c for c in (RULES.get(arm).needs if arm in RULES else ()) if c in ("irm", "lossdiff", "if") and c not in wanted]
             if lacking:
                 raise ConfigError(key="arms", problem=f"lists {arm!r}, which needs the {', '.join(lacking)} score(s), "
                                                       f"but scores.scores is {','.join(wanted)!r}: add them there, "
@@ -155,7 +153,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, raw: dict) -> "RunConfig":
         """A RunConfig from a mapping of settings, unknown keys refused with the known ones listed."""
-        from .checks import check_known_keys
+        from ..checks import check_known_keys
 
         if not isinstance(raw, dict):
             raise ConfigError(f"expected a mapping of settings (`key: value` lines), got a {type(raw).__name__}")
@@ -169,7 +167,7 @@ class RunConfig:
         the file and line of the key (or the override)."""
         import yaml
 
-        from .errors import require_path
+        from ..errors import require_path
 
         p = require_path(path, "config file", hint="give the path of a YAML file of RunConfig settings")
         try:
@@ -212,7 +210,8 @@ class RunConfig:
 
 
 def _judge_problem(spec):
-    from .judges import judge_spec_problem
+    from .. import lab  # noqa: F401  (registers the lab's oracle judge)
+    from ..eval.judges import judge_spec_problem
 
     return judge_spec_problem(spec)
 
@@ -251,7 +250,7 @@ def apply_override(raw: dict, item: str) -> str:
     value read as YAML (``beta=0.1``, ``seeds=[0,1]``, ``lab=null``); returns the key path."""
     import yaml
 
-    from .checks import check_known_keys
+    from ..checks import check_known_keys
 
     key, eq, value = item.partition("=")
     key = key.strip()
@@ -322,7 +321,7 @@ def _versions() -> dict:
     import transformers
     import trl
 
-    from . import __version__
+    from .. import __version__
 
     return {"prefsift": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "trl": trl.__version__, "python": platform.python_version(), "machine": platform.machine()}
@@ -330,11 +329,11 @@ def _versions() -> dict:
 
 def _answers(model, tok, prompts, cfg: RunConfig, seed: int, is_lab: bool):
     if is_lab:
-        from .lab import sample_responses
+        from ..lab import sample_responses
 
         return [s[0] for s in sample_responses(model, tok, prompts, 1, temperature=cfg.temperature,
                                                max_new_tokens=cfg.max_new_tokens, seed=seed)]
-    from .evaluate import generate_answers
+    from ..eval.winrate import generate_answers
 
     return generate_answers(model, tok, prompts, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
                             seed=seed)
@@ -342,7 +341,7 @@ def _answers(model, tok, prompts, cfg: RunConfig, seed: int, is_lab: bool):
 
 def _imported_source(name: str, spec: str) -> tuple[Path, str]:
     """'RUN/selection.parquet:COLUMN' → (file, column), the file checked to exist."""
-    from .errors import MissingFileError
+    from ..errors import MissingFileError
 
     path, _, column = spec.rpartition(":")
     if not Path(path).exists():
@@ -391,7 +390,7 @@ def imported_selection(table: pd.DataFrame, name: str, spec: str) -> np.ndarray:
 def read_test_prompts(path, limit: int | None = None, key: str = "test_prompts") -> list:
     """The prompts of a JSONL file with a `prompt` per line (blank lines skipped), the first
     ``limit``; a line that is not such an object is a `ConfigError` naming the file and line."""
-    from .errors import require_path
+    from ..errors import require_path
 
     p = require_path(path, "test prompts file", key)
     prompts = []
@@ -424,10 +423,10 @@ def check_run_inputs(cfg: RunConfig) -> dict:
     input files exist and parse, the reference model resolves, the judge is installed and can judge
     the test prompts, and every imported selection exists. Returns what it read
     (``{"train": PairSet, "validation": PairSet}`` for your files). Raises a `UserError`."""
-    from .data import load_pairs
-    from .errors import require_path
-    from .judges import check_judge
-    from .models import ModelSourceError, resolve_model_path
+    from ..data import load_pairs
+    from ..errors import require_path
+    from ..eval.judges import check_judge
+    from ..models import ModelSourceError, resolve_model_path
 
     read: dict = {}
     out = Path(cfg.out)
@@ -447,7 +446,7 @@ def check_run_inputs(cfg: RunConfig) -> dict:
                 path = getattr(cfg, k)
                 raise ConfigError(key=k, problem=f": {path} has no usable pair; `prefsift data check {path}` lists why")
     elif cfg.sentiment is not None:
-        from .lab.sentiment import SentimentConfig, check_sentiment_inputs
+        from ..lab.sentiment import SentimentConfig, check_sentiment_inputs
 
         try:
             check_sentiment_inputs(SentimentConfig(**cfg.sentiment))
@@ -479,17 +478,17 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
 
 
 def _run_under_lock(cfg: RunConfig, progress: bool, log, inputs: dict | None = None) -> pd.DataFrame:
-    from .data import load_pairs
-    from .demo import quiet_libraries
-    from .evaluate import evaluate_answers, win_rate
-    from .judges import make_judge
-    from .lab import LabConfig, make_lab
-    from .logprobs import model_fingerprint
-    from .models import load_model, load_tokenizer
-    from .objectives import PairwiseObjective
-    from .scores import ScoreConfig, compute_scores
-    from .selection import apply_rule
-    from .train import StageSettings, train_stage
+    from ..data import load_pairs
+    from ..quiet import quiet_libraries
+    from ..eval.winrate import evaluate_answers, win_rate
+    from ..eval.judges import make_judge
+    from ..lab import LabConfig, make_lab
+    from ..scoring.logprobs import model_fingerprint
+    from ..models import load_model, load_tokenizer
+    from ..objectives import PairwiseObjective
+    from ..scoring.table import ScoreConfig, compute_scores
+    from ..selection import apply_rule
+    from ..train.dpo import StageSettings, train_stage
 
     quiet_libraries()
     out = Path(cfg.out)
@@ -516,7 +515,7 @@ def _run_under_lock(cfg: RunConfig, progress: bool, log, inputs: dict | None = N
         train_p, val_p = out / "lab" / "train.jsonl", out / "lab" / "validation.jsonl"
         test_p, ref_spec = out / "lab" / "test_prompts.jsonl", str(out / "lab" / "sft_model")
     elif cfg.sentiment is not None:
-        from .lab.sentiment import SentimentConfig, make_sentiment_lab
+        from ..lab.sentiment import SentimentConfig, make_sentiment_lab
 
         s_cfg = SentimentConfig(**cfg.sentiment)
         k_data = _key("sentiment", asdict(s_cfg))
@@ -540,7 +539,7 @@ def _run_under_lock(cfg: RunConfig, progress: bool, log, inputs: dict | None = N
     objective = PairwiseObjective(cfg.objective, cfg.beta)
     lora = None
     if cfg.lora is not None:
-        from .models import LoraSpec
+        from ..models import LoraSpec
 
         spec = dict(cfg.lora)
         if spec.get("target_modules") is not None:
@@ -606,7 +605,7 @@ def _run_under_lock(cfg: RunConfig, progress: bool, log, inputs: dict | None = N
     rows, curves, ref_answers = [], {}, {}
     # A lab model (word-level lab tokenizer) is answered the lab's way even from files, as the lab's
     # own runs are: the same sampler, so the same answers for the same model and seed.
-    from .lab import lab_vocab
+    from ..lab import lab_vocab
 
     lab_format = is_lab or tok.get_vocab() == lab_vocab()
     # `full` is always a selection (every scored pair) but is trained only when listed in `arms`.
@@ -664,7 +663,7 @@ def _run_under_lock(cfg: RunConfig, progress: bool, log, inputs: dict | None = N
 
     # 7. report
     try:
-        from .report import write_report
+        from ..eval.report import write_report
 
         html = write_report(out, table, selections=masks, evaluation=evaluation if len(evaluation) else None,
                             curves=curves,
@@ -684,7 +683,7 @@ def _run_under_lock(cfg: RunConfig, progress: bool, log, inputs: dict | None = N
 def format_selections(table: pd.DataFrame, masks: dict) -> str:
     """Each selection's size, its overlap coefficient with the TIF set, and (when the data carries
     true pair types, as the lab does) the share of each type it kept."""
-    from .selection import overlap_coefficient
+    from ..selection import overlap_coefficient
 
     lines = [f"[selections] {int(table['valid'].sum())} scored pairs of {len(table)}"]
     tif = masks.get("tif")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .errors import UserError
+from ..errors import UserError
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,8 @@ from pathlib import Path
 
 import torch
 
-from . import artifacts, faults
-from .objectives import PairwiseObjective
-
-TRL_LOSS = {"dpo": "sigmoid", "ipo": "ipo", "hinge": "hinge"}
-
+from .. import artifacts, faults
+from ..objectives import PairwiseObjective, trainable_with_dpo
 
 # Optimizer names checked without importing transformers (slow); any other name is looked up there.
 _COMMON_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adamw_hf", "adafactor", "sgd", "adagrad", "rmsprop",
@@ -35,7 +32,7 @@ def _optimizer_problem(name: str) -> str | None:
     known = [o.value for o in OptimizerNames]
     if name in known:
         return None
-    from .errors import did_you_mean
+    from ..errors import did_you_mean
 
     hint = did_you_mean(name, _COMMON_OPTIMIZERS) or did_you_mean(name, known)
     return (f"is not a transformers optimizer{hint}: got {name!r}; "
@@ -64,7 +61,7 @@ class StageSettings:
                                                      "check": ">= 0"})
 
     def __post_init__(self):
-        from .checks import check_fields
+        from ..checks import check_fields
 
         check_fields(self)
 
@@ -72,11 +69,12 @@ class StageSettings:
 def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, eval_steps: int | None = None):
     from trl import DPOConfig
 
-    if objective.name not in TRL_LOSS:
-        raise ValueError(f"objective {objective.name!r} cannot be trained with DPOTrainer; use one of {sorted(TRL_LOSS)}")
+    if objective.kind.trl_loss is None:
+        raise ValueError(f"objective {objective.name!r} cannot be trained with DPOTrainer; use one of "
+                         f"{sorted(trainable_with_dpo())}")
     return DPOConfig(
         output_dir=str(out_dir / "trainer"), beta=objective.beta,
-        loss_type=[TRL_LOSS[objective.name]] + (["sft"] if s.sft_weight > 0 else []),
+        loss_type=[objective.kind.trl_loss] + (["sft"] if s.sft_weight > 0 else []),
         loss_weights=[1.0, s.sft_weight] if s.sft_weight > 0 else None,
         learning_rate=s.learning_rate, num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
         gradient_accumulation_steps=s.gradient_accumulation, max_length=s.max_length, seed=s.seed,
@@ -114,14 +112,14 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     info_path = out_dir / "stage.json"
     info = _reusable_stage(out_dir, key, name, log)
     if info is not None:
-        from .models import load_pretrained
+        from ..models import load_pretrained
 
         return load_pretrained(AutoModelForCausalLM, out_dir / "model", dtype=torch.float32), info
     info_path.unlink(missing_ok=True)  # from here on, the folder is not a finished stage
     t0 = time.time()
     model = _without_patched_forward(copy.deepcopy(policy))
     if lora is not None:
-        from .models import add_lora
+        from ..models import add_lora
 
         model = add_lora(model, lora)
     model.train()

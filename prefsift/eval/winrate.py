@@ -58,33 +58,3 @@ def evaluate_answers(judge: Judge, prompts: Sequence[str], aligned: Sequence[str
     sa = float(np.mean(judge.scores(prompts, aligned)))
     sr = float(np.mean(judge.scores(prompts, reference)))
     return Evaluation(j.name, win_rate(prefs, seed=seed), sa, sr, list(map(float, prefs)))
-
-
-def generate_answers(model, tokenizer, prompts: Sequence, *, temperature: float = 1.0, max_new_tokens: int = 128,
-                     seed: int = 0, batch_size: int = 16, conversational: bool | None = None) -> list[str]:
-    """Seeded answers of any causal LM: chat template when the tokenizer has one (or messages are
-    given), left padding for batched generation; returns only the new text."""
-    import torch
-
-    if conversational is None:
-        conversational = bool(getattr(tokenizer, "chat_template", None))
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    out = []
-    try:
-        for s in range(0, len(prompts), batch_size):
-            chunk = prompts[s:s + batch_size]
-            if conversational:
-                msgs = [p if isinstance(p, list) else [{"role": "user", "content": p}] for p in chunk]
-                texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in msgs]
-                enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            else:
-                enc = tokenizer(list(chunk), return_tensors="pt", padding=True)
-            torch.manual_seed(seed + s)
-            with torch.no_grad():
-                gen = model.generate(**enc, do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
-                                     max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
-            out += tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
-    return out

@@ -16,17 +16,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import artifacts
-from .data import ColumnMap, DataError, PairSet, check_lengths, load_pairs
+from .. import artifacts
+from ..data import ColumnMap, DataError, PairSet, check_lengths, load_pairs
 from .influence import InfluenceSettings, compute_influence
 from .logprobs import (EngineStats, LogprobSettings, PairLogps, cached_pair_logps, data_fingerprint,
                        model_fingerprint)
-from .objectives import PairwiseObjective
-from .selection import keep_middle, window
-from .tokenization import tokenize_pairs
-from .checks import check_fields
-from .errors import ConfigError, did_you_mean, require_path
-from .train import StageSettings, _optimizer_problem, train_stage
+from ..objectives import PairwiseObjective, trainable_with_dpo
+from ..selection import keep_middle, window
+from ..data.tokenization import tokenize_pairs
+from ..checks import check_fields
+from ..errors import ConfigError, did_you_mean, require_path
+from ..train.dpo import StageSettings, _optimizer_problem, train_stage
 
 SCORES = ("irm", "lossdiff", "if")
 
@@ -57,7 +57,7 @@ class ScoreConfig:
     out: str = field(default="runs/score", metadata={"help": "run directory"})
     scores: str = field(default="irm,lossdiff,if", metadata={"help": "comma-separated: irm, lossdiff, if"})
     objective: str = field(default="dpo", metadata={"help": "pairwise objective: dpo, ipo, hinge",
-                                                    "check": ("dpo", "ipo", "hinge")})
+                                                    "check": trainable_with_dpo()})
     beta: float = field(default=0.1, metadata={"help": "β of the objective", "check": "> 0"})
     max_length: int = field(default=1024, metadata={"help": "max tokens of prompt+response (TRL's max_length)",
                                                     "check": ">= 1"})
@@ -163,7 +163,7 @@ def check_score_inputs(cfg: ScoreConfig, columns: ColumnMap | None = None) -> tu
     """What `compute_scores` checks before it makes a folder or loads a model: both models resolve
     to loadable folders, the pair files exist and parse, and each has a usable pair. Returns the (train, validation) pairs, lengths not yet checked.
     A problem is a `UserError` naming the setting (the CLI shows it as its flag)."""
-    from .models import ModelSourceError, resolve_model_path
+    from ..models import ModelSourceError, resolve_model_path
 
     for key in ("policy", "reference"):
         try:
@@ -202,7 +202,7 @@ def compute_scores(cfg: ScoreConfig, columns: ColumnMap | None = None, progress:
 def _scores_under_lock(cfg: ScoreConfig, train_pairs, val_pairs, progress: bool, log, models=None) -> pd.DataFrame:
     """The scoring stages. `models` = (tokenizer, reference, policy) already in memory (the Python
     API's `prefsift.score`), else they are loaded from `cfg.reference` and `cfg.policy`."""
-    from .models import load_model, load_tokenizer
+    from ..models import load_model, load_tokenizer
 
     wanted = cfg.wanted  # ScoreConfig checked the names, and that lossdiff/if have validation pairs
     out = Path(cfg.out)

@@ -25,8 +25,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from . import artifacts, faults
-from .tokenization import TokenizedPair
+from .. import artifacts, faults
+from ..data.tokenization import TokenizedPair
 
 
 @dataclass(frozen=True)

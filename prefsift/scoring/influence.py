@@ -27,11 +27,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from . import artifacts, faults
-from .errors import ConfigError
+from .. import artifacts, faults
+from ..errors import ConfigError
 from .logprobs import batch_logps, pair_sequences
-from .objectives import PairwiseObjective
-from .tokenization import TokenizedPair
+from ..objectives import PairwiseObjective
+from ..data.tokenization import TokenizedPair
 
 
 @dataclass(frozen=True)

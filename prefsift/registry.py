@@ -1,0 +1,103 @@
+"""Named entries of one kind — selection rules, objectives, judges, answer samplers — registered once.
+
+A registry is where a name in a config (`arms: [tif]`, `objective: ipo`, `judge: oracle`) is looked
+up, so adding a rule or a judge means one `register` call, in prefsift or in a user's own module
+(named under `plugins:` in a run config, which imports it before the config is checked)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+from .errors import ConfigError, did_you_mean
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """An ordered mapping name → entry; the order is the order of registration (help texts list it)."""
+
+    def __init__(self, kind: str, key: str):
+        self.kind, self.key = kind, key  # key: the config field that names an entry, for errors
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str, entry: T, *, replace: bool = False) -> T:
+        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(key=self.key, problem=f"cannot register {self.kind} {name!r}: use letters, digits, "
+                                                    "'_' and '-' only")
+        if name in self._entries and not replace:
+            raise ConfigError(key=self.key, problem=f"{self.kind} {name!r} is registered already; pass replace=True "
+                                                    "to replace it, or choose another name")
+        self._entries[name] = entry
+        return entry
+
+    def unregister(self, name: str) -> T:
+        """Remove an entry (a test's stand-in, a plugin's replaced entry) and return it."""
+        return self._entries.pop(name)
+
+    def get(self, name: str, key: str | None = None) -> T:
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            raise ConfigError(key=key or self.key,
+                              problem=f"must name a {self.kind}: {', '.join(self._entries)}; got {name!r}"
+                                      f"{did_you_mean(str(name), tuple(self._entries))}") from None
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._entries)
+
+    def __contains__(self, name: Any) -> bool:
+        return isinstance(name, str) and name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def items(self):
+        return self._entries.items()
+
+    def decorator(self, name: str, make: Callable[[Callable], T], replace: bool = False) -> Callable:
+        """``@registry.decorator(name, make)``: register ``make(fn)`` and return ``fn`` unchanged."""
+
+        def wrap(fn):
+            self.register(name, make(fn), replace=replace)
+            return fn
+
+        return wrap
+
+
+def import_plugins(modules, key: str = "plugins") -> None:
+    """Import each module (a dotted name, or the path of a .py file) so that its `register_*` calls
+    take effect; a module that cannot be imported is a `ConfigError` naming it."""
+    import importlib
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    for i, spec in enumerate(modules or ()):
+        where = f"{key}[{i}]"
+        if not isinstance(spec, str) or not spec.strip():
+            raise ConfigError(key=where, problem=f"must be a module name or a .py file, got {spec!r}")
+        try:
+            if spec.endswith(".py"):
+                path = Path(spec).expanduser()
+                if not path.is_file():
+                    raise ConfigError(key=where, problem=f": {spec!r} does not exist; give the path of your .py file")
+                name = f"prefsift_plugin_{path.stem}"
+                if name in sys.modules:
+                    continue
+                module_spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(module_spec)
+                sys.modules[name] = module
+                try:
+                    module_spec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[name]
+                    raise
+            else:
+                importlib.import_module(spec)
+        except ConfigError:
+            raise
+        except ImportError as e:
+            raise ConfigError(key=where, problem=f": cannot import {spec!r} ({e}); give an importable module name "
+                                                 "or the path of a .py file") from None
+        except Exception as e:
+            raise ConfigError(key=where, problem=f": importing {spec!r} failed with {type(e).__name__}: {e}") from None
