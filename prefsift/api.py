@@ -84,11 +84,11 @@ def score(policy, reference, pairs, validation=None, *, scores: Iterable[str] = 
             temporary directory.
         columns: which columns hold prompt/chosen/rejected/id (`prefsift.data.ColumnMap`).
         progress: progress bars. log: where progress lines go (print by default).
-        **settings: any other `prefsift.scores.ScoreConfig` field (val_lr, if_method, if_params,
+        **settings: any other `prefsift.scoring.table.ScoreConfig` field (val_lr, if_method, if_params,
             max_length, keep, seed, ...); `prefsift score --help` explains each.
     """
-    from .scoring.table import ScoreConfig, _scores_under_lock, check_score_inputs
     from . import artifacts
+    from .scoring.table import ScoreConfig, check_score_inputs, score_pairs
 
     tok_p, pol_obj, pol_spec = _model_and_tokenizer(policy, tokenizer, "policy")
     tok_r, ref_obj, ref_spec = _model_and_tokenizer(reference, tokenizer, "reference")
@@ -123,14 +123,15 @@ def score(policy, reference, pairs, validation=None, *, scores: Iterable[str] = 
                           train=str(train.raw.path), validation=str(val.raw.path) if val is not None else None,
                           out=str(out), scores=scores, objective=objective, beta=beta, **settings)
     with artifacts.RunLock(out, log):
-        return _scores_under_lock(cfg, train, val, progress, log, models=models)
+        return score_pairs(cfg, train, val, progress, log, models=models)
 
 
 def select(table, rule: str = "lossdiff_irm", keep: float = 0.64, *, seed: int = 0) -> np.ndarray:
     """A boolean mask over the rows of a scores table (one entry per input pair; a pair that was not
-    scored is never selected). Rules: lossdiff_irm, tif, lossdiff, irm, top_if, abs_irm_small,
-    score_gap, random, if_small/if_medium/if_large, lossdiff_irm_complement, clean; `keep` is the
-    kept fraction of the scored pairs."""
+    scored is never selected) by a registered rule: lossdiff_irm (the paper's), tif, lossdiff, irm,
+    top_if, abs_irm_small, score_gap, random, if_small/if_medium/if_large, lossdiff_irm_complement,
+    clean, full, or one of your own (`register_rule`); `prefsift select --help` describes each.
+    `keep` is the kept fraction of the scored pairs; `seed` seeds the random rule."""
     from .selection import apply_rule
 
     return np.asarray(apply_rule(table, rule, keep, seed=seed), dtype=bool)
@@ -152,8 +153,6 @@ def run(config, progress: bool = True, log=print, **overrides):
     """The whole protocol (warm-up → scores → selections → arms → judging → report) from a
     `RunConfig`, a dict of its settings, or a YAML path; `overrides` set any field (`seeds=[0]`,
     `out="runs/x"`). Returns the evaluation table (one row per arm and seed)."""
-    from dataclasses import asdict
-
     from .pipeline import RunConfig, run_pipeline
 
     if isinstance(config, (str, Path)):
@@ -162,6 +161,32 @@ def run(config, progress: bool = True, log=print, **overrides):
         # JSON is YAML: each override is read back exactly as given.
         cfg = RunConfig.from_yaml(config, overrides=[f"{k}={json.dumps(v)}" for k, v in overrides.items()])
     else:
-        base = asdict(config) if isinstance(config, RunConfig) else dict(config or {})
+        base = config.to_dict() if isinstance(config, RunConfig) else dict(config or {})
         cfg = RunConfig.from_dict({**base, **overrides})
     return run_pipeline(cfg, progress=progress, log=log)
+
+
+def register_rule(name: str, needs=(), help: str = "", replace: bool = False):
+    """Register a selection rule of your own, as a decorator over ``fn(table, keep, seed) -> mask``
+    (one boolean per row of the scores table). ``needs``: the table columns it reads (checked before
+    it runs). Then `select(table, name)`, and in a run config `arms: [name]` with your module under
+    `plugins: [your_module]`.
+
+        @prefsift.register_rule("low_margin", needs=("irm",), help="the smallest IRM")
+        def low_margin(table, keep, seed):
+            return prefsift.selection.top_fraction(table["irm"].to_numpy(), keep, largest=False)
+    """
+    from .selection import register_rule as register
+
+    return register(name, needs=needs, help=help, replace=replace)
+
+
+def register_judge(name: str, make, *, takes: str | None = None, check=None, help: str = "", replace: bool = False):
+    """Register a judge of your own: ``make(arg)`` returns a `prefsift.eval.judges.Judge` (a `score`
+    method, higher is better; `prefer` for a pairwise judge). ``takes``: the name of the argument
+    after ``name:`` in the spec (e.g. "FOLDER"), None for none; ``check(arg, prompts, where)`` may
+    raise a `ConfigError` before any work. Then `judge: name` in a run config, with your module under
+    `plugins`."""
+    from .eval.judges import register_judge as register
+
+    return register(name, make, takes=takes, check=check, help=help, replace=replace)

@@ -27,6 +27,12 @@ from .errors import UserError
 CHUNK = 1 << 20
 
 
+def stable_key(obj) -> str:
+    """A 16-hex key of a JSON-able value (dict keys sorted, other objects by their text): the same
+    settings give the same key in every process and on every machine."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def file_digest(path: Path) -> dict:
     h = hashlib.sha256()
     size = 0

@@ -159,7 +159,7 @@ def smollm2_folder(*, rebuild: bool = False, verbose: bool = True) -> Path:
 
 
 @dataclass(frozen=True)
-class LoraSpec:
+class LoraSettings:
     """LoRA adapters through peft. `target_modules=None` lets peft choose for known architectures."""
 
     r: int = field(default=8, metadata={"help": "rank of the adapters", "check": ">= 1"})
@@ -175,7 +175,7 @@ class LoraSpec:
         check_fields(self)  # also turns a YAML list of target_modules into a tuple
 
 
-def add_lora(model, spec: LoraSpec):
+def add_lora(model, spec: LoraSettings):
     from peft import LoraConfig, get_peft_model
 
     cfg = LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
@@ -250,7 +250,7 @@ def load_tokenizer(spec: str | Path, *, trust_remote_code: bool = False):
 
 
 def load_model(spec: str | Path, *, dtype: str = "float32", device: str = "cpu",
-               trust_remote_code: bool = False, lora: LoraSpec | None = None,
+               trust_remote_code: bool = False, lora: LoraSettings | None = None,
                attn_implementation: str | None = None):
     """A causal LM from a local folder or `smollm2`, in fp32 by default, weights from safetensors."""
     from transformers import AutoModelForCausalLM

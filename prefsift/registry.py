@@ -81,9 +81,13 @@ def import_plugins(modules, key: str = "plugins") -> None:
                 path = Path(spec).expanduser()
                 if not path.is_file():
                     raise ConfigError(key=where, problem=f": {spec!r} does not exist; give the path of your .py file")
-                name = f"prefsift_plugin_{path.stem}"
+                # One module per file (not per file name): two plugins both called rules.py do not clash.
+                import hashlib
+
+                digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+                name = f"prefsift_plugin_{path.stem}_{digest}"
                 if name in sys.modules:
-                    continue
+                    continue  # imported already in this process: its entries are registered
                 module_spec = importlib.util.spec_from_file_location(name, path)
                 module = importlib.util.module_from_spec(module_spec)
                 sys.modules[name] = module

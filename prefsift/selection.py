@@ -13,6 +13,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .registry import Registry
+from .scoring.kinds import SCORES
 
 
 def _scored(values) -> np.ndarray:
@@ -164,7 +165,6 @@ def register_rule(name: str, needs=(), help: str = "", missing: str | None = Non
     return RULES.decorator(name, lambda fn: Rule(name, tuple(needs), fn, help, missing), replace=replace)
 
 
-_SCORES = ("irm", "lossdiff", "if")  # the columns `prefsift score --scores` makes (scoring.table.SCORES)
 
 
 def _col(table, c):
@@ -234,9 +234,9 @@ def check_rule_columns(table, rule: str, key: str = "rule") -> None:
         return
     if entry.missing is not None:
         problem = f"{rule!r} needs {entry.missing}, which this table does not have; choose another rule"
-    elif all(c in _SCORES for c in missing):
-        have = [c for c in _SCORES if c in table]
-        need = [c for c in _SCORES if c in have or c in missing]
+    elif all(c in SCORES for c in missing):
+        have = [c for c in SCORES if c in table]
+        need = [c for c in SCORES if c in have or c in missing]
         problem = (f"{rule!r} needs the score(s) {missing}, which this table does not have: rerun `prefsift score` "
                    f"with --scores {','.join(need)} (lossdiff and if also need --validation)")
     else:
@@ -261,3 +261,58 @@ def apply_rule(table, rule: str, keep: float, seed: int = 0):
     if mask.shape != (len(table),):
         raise ValueError(f"rule {rule!r} returned a mask of shape {mask.shape} for a table of {len(table)} rows")
     return mask
+
+
+def parse_window(spec: str, key: str = "window") -> tuple[str, float, float]:
+    """``"if:20:80"`` → ("if", 20.0, 80.0), or a `ConfigError`."""
+    parts = spec.split(":")
+    try:
+        name, lo, hi = parts[0], float(parts[1]), float(parts[2])
+        if len(parts) != 3 or not name:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise ConfigError(key=key, problem=f"must be SCORE:LOW:HIGH with percentiles, e.g. if:20:80; got {spec!r}") \
+            from None
+    if not 0 <= lo < hi <= 100:
+        raise ConfigError(key=key, problem=f"needs percentiles 0 <= LOW < HIGH <= 100, got {spec!r}")
+    return name, lo, hi
+
+
+def window_of(table, spec: str, key: str = "window") -> tuple[np.ndarray, str]:
+    """The mask of a percentile window ``SCORE:LOW:HIGH`` over a scores table, and its label."""
+    import pandas as pd
+
+    name, lo, hi = parse_window(spec, key)
+    if name not in table:
+        scores = [c for c in table.columns if c not in ("id", "valid", "reason") and
+                  pd.api.types.is_numeric_dtype(table[c])]
+        raise ConfigError(key=key, problem=f": no score {name!r} in the table; it has {scores}")
+    return window(table[name].to_numpy(dtype=float), lo, hi), f"window {name} ({lo:g}, {hi:g})"
+
+
+def read_scores_table(path, key: str = "scores"):
+    """A scores table written by `prefsift score` (id, valid, reason and the scores), or a `ConfigError`."""
+    import pandas as pd
+
+    from .errors import require_path
+
+    require_path(path, "scores table", key, hint="give the scores.parquet that `prefsift score` wrote")
+    try:
+        table = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several kinds for a file that is not Parquet
+        raise ConfigError(key=key, problem=f": {str(path)!r} is not a readable Parquet file ({type(e).__name__}); "
+                                           "give the scores.parquet that `prefsift score` wrote") from None
+    lacking = [c for c in ("id", "valid", "reason") if c not in table]
+    if lacking:
+        raise ConfigError(key=key, problem=f": {str(path)!r} has no {lacking} column(s), so it is not a scores "
+                                           "table; give the scores.parquet that `prefsift score` wrote")
+    return table
+
+
+def selection_frame(table, masks: dict):
+    """The selection table: each pair's id, validity and reason, and one true/false column per
+    selection (what selection.parquet holds, for `prefsift select` and for a run)."""
+    sel = table[["id", "valid", "reason"]].copy()
+    for name, mask in masks.items():
+        sel[name] = mask
+    return sel

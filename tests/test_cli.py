@@ -45,5 +45,5 @@ def test_data_check_exit_codes(data_dir, capsys, tmp_path):
 
 
 def test_console_script_runs():
-    out = subprocess.run([sys.executable, "-m", "prefsift.cli", "--version"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "prefsift", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and "prefsift" in out.stdout

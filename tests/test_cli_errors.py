@@ -255,7 +255,7 @@ def test_debug_shows_the_traceback(inputs, capsys, monkeypatch):
     monkeypatch.setenv("PREFSIFT_DEBUG", "0")
     assert main(["model", "/nonexistent"]) == 2
     # and through the console entry point, the traceback is printed
-    proc = subprocess.run([sys.executable, "-m", "prefsift.cli", "--debug", "select", "--scores", "/missing.parquet",
+    proc = subprocess.run([sys.executable, "-m", "prefsift", "--debug", "select", "--scores", "/missing.parquet",
                            "--out", str(inputs / "sel")], capture_output=True, text=True,
                           env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "MissingFileError" in proc.stderr
@@ -268,7 +268,7 @@ def test_an_internal_error_is_a_bug_with_its_traceback(monkeypatch, capsys):
         raise RuntimeError("something inside broke")
 
     monkeypatch.delenv("PREFSIFT_DEBUG", raising=False)
-    monkeypatch.setattr(cli, "cmd_model", broken)
+    monkeypatch.setattr(cli.commands, "cmd_model", broken)
     assert cli.main(["model", "anything"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "RuntimeError: something inside broke" in err
@@ -283,7 +283,7 @@ def test_interrupt_is_one_line(monkeypatch, capsys):
         raise KeyboardInterrupt
 
     monkeypatch.delenv("PREFSIFT_DEBUG", raising=False)
-    monkeypatch.setattr(cli, "cmd_model", interrupted)
+    monkeypatch.setattr(cli.commands, "cmd_model", interrupted)
     assert cli.main(["model", "anything"]) == 130
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.startswith("error: interrupted")
@@ -294,23 +294,46 @@ def test_overrides_and_yaml_numbers_are_read_and_checked(inputs):
 
     path = inputs / "files_ok.yaml"
     cfg = RunConfig.from_yaml(path, ["beta=0.2", "seeds=[3]", "warmup.learning_rate=2e-4", "lora.r=4"], out="x")
-    assert (cfg.beta, cfg.seeds, cfg.out, cfg.lora) == (0.2, [3], "x", {"r": 4})
+    from prefsift.models import LoraSettings
+    from prefsift.train import StageSettings
+
+    assert (cfg.beta, cfg.seeds, cfg.out, cfg.lora) == (0.2, [3], "x", LoraSettings(r=4))
     # YAML reads `2e-4` as a string; the checked section holds the number
     # a section the file does not set keeps the run's defaults for its other keys
-    assert cfg.warmup == {"epochs": 1, "learning_rate": 2e-4, "batch_size": 16}
+    assert cfg.warmup == StageSettings(epochs=1, learning_rate=2e-4, batch_size=16)
+    assert isinstance(cfg.warmup.learning_rate, float)
+
+
+def test_a_section_in_a_file_is_merged_onto_its_default(tmp_path):
+    """`warmup: {learning_rate: ...}` changes that key only: the run's default batch size (16, not
+    StageSettings' own 8) and epochs stay, as with the override warmup.learning_rate=..."""
+    from prefsift.pipeline import RunConfig
+    from prefsift.train import StageSettings
+
+    path = tmp_path / "c.yaml"
+    path.write_text("warmup: {learning_rate: 3.0e-4}\nfinal: {epochs: 3}\nlab: {n_train: 50}\n")
+    cfg = RunConfig.from_yaml(path)
+    assert cfg.warmup == StageSettings(epochs=1, learning_rate=3e-4, batch_size=16)
+    assert cfg.final == StageSettings(epochs=3, learning_rate=1e-4, batch_size=16)
+    assert cfg.lab.n_train == 50 and cfg.lab.n_validation == 300
+    # and it is read back from what the run writes as config.yaml
+    import yaml
+
+    again = RunConfig.from_dict(yaml.safe_load(yaml.safe_dump(cfg.to_dict())))
+    assert again == cfg
 
 
 def test_the_same_checks_hold_for_the_python_api():
     from prefsift.errors import ConfigError, UserError
     from prefsift.lab import LabConfig
-    from prefsift.models import LoraSpec
+    from prefsift.models import LoraSettings
     from prefsift.pipeline import RunConfig
     from prefsift.scoring.table import ScoreConfig
     from prefsift.selection import apply_rule
     from prefsift.train.dpo import StageSettings
 
     for make, key in [(lambda: StageSettings(epochs=0), "epochs"), (lambda: StageSettings(learning_rate=-1), "learning_rate"),
-                      (lambda: LoraSpec(r=0), "r"), (lambda: LabConfig(sample_temperature=0), "sample_temperature"),
+                      (lambda: LoraSettings(r=0), "r"), (lambda: LabConfig(sample_temperature=0), "sample_temperature"),
                       (lambda: ScoreConfig(policy="p", reference="r", train="t", scores="irm", keep=2), "keep"),
                       (lambda: RunConfig(final={"learning_rate": 0}), "final.learning_rate"),
                       (lambda: RunConfig(lora={"dropout": 1.0}), "lora.dropout"),

@@ -40,7 +40,7 @@ def _cli(args, kill_at=None, timeout=600):
     if kill_at:
         env["PREFSIFT_KILL_AT"] = kill_at
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "prefsift.cli", "--threads", "1", *args], env=env,
+    proc = subprocess.run([sys.executable, "-m", "prefsift", "--threads", "1", *args], env=env,
                           capture_output=True, text=True, timeout=timeout)
     return proc, time.perf_counter() - t0
 

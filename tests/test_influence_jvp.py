@@ -7,7 +7,7 @@ import torch
 
 from prefsift.scoring.influence import InfluenceSettings, _pair_inputs, compute_influence, pair_losses
 from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
-from prefsift.models import LoraSpec, add_lora, build_tiny_model
+from prefsift.models import LoraSettings, add_lora, build_tiny_model
 from prefsift.objectives import PairwiseObjective
 from prefsift.data.tokenization import TokenizedPair
 
@@ -109,7 +109,7 @@ def test_padding_row_follows_the_trainer(setup, monkeypatch):
 def test_jvp_with_lora(setup):
     policy = setup[0]
     lora = add_lora(_model(_tied(policy), 0, policy.model.embed_tokens.padding_idx is not None),
-                    LoraSpec(r=4, alpha=8, target_modules=("q_proj", "v_proj")))
+                    LoraSettings(r=4, alpha=8, target_modules=("q_proj", "v_proj")))
     with torch.no_grad():
         lora.base_model.model.load_state_dict(policy.state_dict(), strict=False)
         for n, p in lora.named_parameters():

@@ -5,7 +5,7 @@ import importlib.util
 import pytest
 import torch
 
-from prefsift.models import (TINY_PRESETS, LoraSpec, ModelSourceError, add_lora, build_tiny_model, load_model,
+from prefsift.models import (TINY_PRESETS, LoraSettings, ModelSourceError, add_lora, build_tiny_model, load_model,
                              load_tokenizer, smollm2_folder, smollm2_gguf_path)
 
 
@@ -36,7 +36,7 @@ def test_folder_round_trip_and_lora(tmp_path, word_tokenizer):
     tok = load_tokenizer(tmp_path / "m")
     assert tok.eos_token == "<eos>" and tok.pad_token == "<pad>"
     # LoRA starts as the identity (B = 0) and trains only the adapters.
-    peft_model = add_lora(load_model(tmp_path / "m"), LoraSpec(r=4, alpha=8))
+    peft_model = add_lora(load_model(tmp_path / "m"), LoraSettings(r=4, alpha=8))
     with torch.no_grad():
         assert torch.allclose(peft_model(x).logits, m(x).logits, atol=1e-6)
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]

@@ -16,10 +16,19 @@ TINY = dict(lab={"seed": 2, "preset": "tiny", "n_train": 96, "n_validation": 32,
             arms=["full", "random", "lossdiff_irm"], seeds=[0], eval_prompts=24, eval_steps=3)
 
 
-def test_run_writes_every_artifact_and_resumes_identically(tmp_path, monkeypatch):
-    quiet = lambda *a, **k: None
-    full = run_pipeline(RunConfig(out=str(tmp_path / "a"), **TINY), progress=False, log=quiet)
-    a = tmp_path / "a"
+QUIET = lambda *a, **k: None
+COLS = ["arm", "seed", "n_pairs", "win_rate", "low", "high", "score", "head_to_head"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One uninterrupted run of the tiny lab, shared by the tests below: (run directory, eval table)."""
+    root = tmp_path_factory.mktemp("run")
+    return root / "a", run_pipeline(RunConfig(out=str(root / "a"), **TINY), progress=False, log=QUIET)
+
+
+def test_run_writes_every_artifact(finished):
+    a, full = finished
     for name in ("config.yaml", "manifest.json", "selection.parquet", "eval.json", "eval.csv", "report.html",
                  "score/scores.parquet", "warmup/model/model.safetensors"):
         assert (a / name).exists(), name
@@ -28,46 +37,96 @@ def test_run_writes_every_artifact_and_resumes_identically(tmp_path, monkeypatch
     assert sorted(full["arm"]) == ["full", "lossdiff_irm", "random"]
     assert ((full["low"] <= full["win_rate"]) & (full["win_rate"] <= full["high"])).all()
     assert full.loc[full.arm == "full", "head_to_head"].item() == 0.5  # an arm against itself
+    # config.yaml is a config: read back, it is the run's own
+    again = RunConfig.from_yaml(a / "config.yaml")
+    assert again.to_dict() == RunConfig(out=str(a), **TINY).to_dict()
 
-    # Kill the second run while it evaluates its second arm, then start it again.
-    real = pipeline._answers
-    calls = {"n": 0}
 
-    def dies(*args, **kw):
-        calls["n"] += 1
-        if calls["n"] == 3:
+class _DiesOnCall:
+    """An answer sampler for the lab's models that raises on its n-th call (a run killed while it
+    evaluates), registered over the lab's own and delegating to it otherwise."""
+
+    def __init__(self, n):
+        from prefsift.eval.answers import SAMPLERS
+
+        self.n, self.calls, self.real = n, 0, SAMPLERS.get("lab-sampler")
+
+    def __call__(self, *args, **kw):
+        self.calls += 1
+        if self.calls == self.n:
             raise KeyboardInterrupt("killed")
-        return real(*args, **kw)
+        return self.real.answer(*args, **kw)
 
-    monkeypatch.setattr(pipeline, "_answers", dies)
-    with pytest.raises(KeyboardInterrupt):
-        run_pipeline(RunConfig(out=str(tmp_path / "b"), **TINY), progress=False, log=quiet)
-    monkeypatch.setattr(pipeline, "_answers", real)
-    resumed = run_pipeline(RunConfig(out=str(tmp_path / "b"), **TINY), progress=False, log=quiet)
-    cols = ["arm", "seed", "n_pairs", "win_rate", "low", "high", "score", "head_to_head"]
-    pd.testing.assert_frame_equal(resumed[cols], full[cols])
-    # A rerun with nothing changed redoes nothing: the stage times in the manifest stay as they were.
-    before = json.loads((tmp_path / "b" / "manifest.json").read_text())["stages"]["warmup"]
-    run_pipeline(RunConfig(out=str(tmp_path / "b"), **TINY), progress=False, log=quiet)
-    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["stages"]["warmup"]["key"] == before["key"]
 
-    # Run b trains an arm on run a's LossDiff-IRM set, read from a's selection.parquet: the same
-    # pairs, so the same model and the same WinRate as a's own lossdiff_irm arm.
+def test_a_run_killed_while_it_evaluates_resumes_to_the_same_table(finished, tmp_path):
+    from prefsift.eval.answers import SAMPLERS, Sampler
+
+    _, full = finished
+    dies = _DiesOnCall(3)  # π_ref's answers, the first arm's, then the second arm's: killed there
+    SAMPLERS.register("dies", Sampler("lab-sampler", dies, dies.real.matches))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_pipeline(RunConfig(out=str(tmp_path / "b"), **TINY), progress=False, log=QUIET)
+    finally:
+        SAMPLERS.unregister("dies")
+    assert dies.calls == 3
+    resumed = run_pipeline(RunConfig(out=str(tmp_path / "b"), **TINY), progress=False, log=QUIET)
+    pd.testing.assert_frame_equal(resumed[COLS], full[COLS])
+    # A rerun with nothing changed redoes nothing: the stage keys in the manifest stay as they were.
+    before = json.loads((tmp_path / "b" / "manifest.json").read_text())["stages"]
+    run_pipeline(RunConfig(out=str(tmp_path / "b"), **TINY), progress=False, log=QUIET)
+    after = json.loads((tmp_path / "b" / "manifest.json").read_text())["stages"]
+    assert {k: v["key"] for k, v in after.items()} == {k: v["key"] for k, v in before.items()}
+
+
+def test_an_arm_imported_from_another_run_trains_on_the_same_pairs(finished, tmp_path):
+    """Run b trains an arm on run a's LossDiff-IRM set, read from a's selection.parquet: the same
+    pairs, so the same model and the same WinRate as a's own lossdiff_irm arm."""
+    a, full = finished
     imported = run_pipeline(RunConfig(out=str(tmp_path / "b"), **{
         **TINY, "arms": ["a_ldi"], "imported": {"a_ldi": f"{a / 'selection.parquet'}:lossdiff_irm"}}),
-        progress=False, log=quiet)
+        progress=False, log=QUIET)
     sel_a, sel_b = pd.read_parquet(a / "selection.parquet"), pd.read_parquet(tmp_path / "b" / "selection.parquet")
     assert sel_b["a_ldi"].tolist() == sel_a["lossdiff_irm"].tolist()
     own = full.set_index("arm").loc["lossdiff_irm"]
     assert imported["n_pairs"].item() == own["n_pairs"] and imported["win_rate"].item() == own["win_rate"]
 
-    # The same lab given as files (lab: null): a lab model is still answered by the lab's sampler,
-    # so every stage and every WinRate matches the lab run's.
+
+def test_the_lab_given_as_files_gives_the_lab_runs_numbers(finished, tmp_path):
+    """lab: null with the lab's files: a lab model is still answered by the lab's sampler, so every
+    stage and every WinRate matches the lab run's."""
+    a, full = finished
     files = {k: str(a / "lab" / f) for k, f in (("train", "train.jsonl"), ("validation", "validation.jsonl"),
                                                   ("test_prompts", "test_prompts.jsonl"), ("reference", "sft_model"))}
     from_files = run_pipeline(RunConfig(out=str(tmp_path / "c"), **{**TINY, "lab": None, "arms": ["full"], **files}),
-                              progress=False, log=quiet)
+                              progress=False, log=QUIET)
     assert from_files["win_rate"].item() == full.set_index("arm").loc["full", "win_rate"]
+
+
+def test_a_registered_rule_is_an_arm_named_in_a_config(finished, tmp_path):
+    """A plugin module registers a rule; the config names the module under `plugins` and the rule
+    under `arms`; the arm trains on exactly the pairs the rule picks (here: the lab's clean pairs,
+    which the built-in `clean` rule also picks, so both arms hold the same pairs)."""
+    a, _ = finished
+    plugin = tmp_path / "my_rules.py"
+    plugin.write_text(
+        "import prefsift\n"
+        "@prefsift.register_rule('clean_again', needs=('pair_type', 'label_correct'), help='clean, by a plugin')\n"
+        "def clean_again(table, keep, seed):\n"
+        "    return (table['valid'] & (table['pair_type'] == 'clean') & table['label_correct'].fillna(False)).to_numpy()\n")
+    import shutil
+
+    shutil.copytree(a, tmp_path / "p")  # a copy of the finished run: its warm-up and scores are reused
+    cfg = RunConfig.from_dict({**TINY, "out": str(tmp_path / "p"), "plugins": [str(plugin)],
+                               "arms": ["clean_again"], "seeds": []})
+    run_pipeline(cfg, progress=False, log=QUIET)
+    sel = pd.read_parquet(tmp_path / "p" / "selection.parquet")
+    table = pd.read_parquet(a / "score" / "scores.parquet")
+    expected = table["valid"] & (table["pair_type"] == "clean") & table["label_correct"].fillna(False).astype(bool)
+    assert sel["clean_again"].tolist() == expected.tolist() and sel["clean_again"].any()
+    from prefsift.selection import RULES
+
+    RULES.unregister("clean_again")
 
 
 def test_imported_arm_matches_by_id_and_never_keeps_invalid_pairs(tmp_path):

@@ -67,3 +67,35 @@ def test_if_thirds_partition_by_hand_and_complement_is_what_lossdiff_irm_drops()
     kept = apply_rule(table, "lossdiff_irm", 0.5)
     drop = apply_rule(table, "lossdiff_irm_complement", 0.5)
     assert not (kept & drop).any() and ((kept | drop) == np.isfinite(v)).all()
+
+
+def test_the_readme_plugin_rule_is_named_in_a_config_and_selects(tmp_path, monkeypatch):
+    """The README's `my_rules.py` and its YAML lines, as written: the config loads with the rule as
+    an arm, and the rule keeps the pairs with the smallest IRM (checked against a sort)."""
+    import re
+    from pathlib import Path
+
+    import pandas as pd
+
+    import prefsift
+    from prefsift.pipeline import RunConfig
+    from prefsift.selection import RULES
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### Your own rules and judges"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    config = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_rules.py").write_text(code)
+    (tmp_path / "run.yaml").write_text(config)
+    try:
+        cfg = RunConfig.from_yaml(tmp_path / "run.yaml")
+        assert "low_margin" in cfg.arms and "low_margin" in RULES
+        irm = np.array([0.3, np.nan, -1.0, 2.0, 0.1, -0.5])
+        table = pd.DataFrame({"id": list("abcdef"), "valid": ~np.isnan(irm), "reason": "", "irm": irm})
+        mask = prefsift.select(table, "low_margin", keep=0.4)  # 2 of the 5 scored pairs
+        assert table.loc[mask, "id"].tolist() == ["c", "f"]
+        with pytest.raises(ValueError, match="needs the score"):
+            prefsift.select(table.drop(columns="irm"), "low_margin", keep=0.4)
+    finally:
+        RULES.unregister("low_margin") if "low_margin" in RULES else None

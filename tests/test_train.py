@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from prefsift.models import LoraSpec, add_lora, build_tiny_model
+from prefsift.models import LoraSettings, add_lora, build_tiny_model
 from prefsift.objectives import PairwiseObjective
 from prefsift.train.dpo import StageSettings, train_stage
 
@@ -15,7 +15,7 @@ def test_every_trainable_parameter_changes_and_stage_is_reused(word_tokenizer, t
     ref = build_tiny_model("tiny", len(tok), seed=0, bos_token_id=1, eos_token_id=2, pad_token_id=0)
     for name, policy in (("full", build_tiny_model("tiny", len(tok), seed=0, bos_token_id=1, eos_token_id=2,
                                                    pad_token_id=0)),
-                         ("lora", add_lora(build_tiny_model("tiny", len(tok), seed=0), LoraSpec(r=4, alpha=8)))):
+                         ("lora", add_lora(build_tiny_model("tiny", len(tok), seed=0), LoraSettings(r=4, alpha=8)))):
         before = {n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}
         for obj, sft in ((("dpo", 0.0), ("ipo", 0.0), ("hinge", 0.0), ("dpo", 1.0)) if name == "full"
                          else (("dpo", 0.0),)):

@@ -15,7 +15,6 @@ The SFT stage is skipped when ``sft_model/`` already holds a model trained with 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -172,16 +171,8 @@ def _copy_to_cache(sft_dir: Path, shared: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    artifacts.write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), seal=False)
 
 
 def _mean(xs) -> float | None:
@@ -209,8 +200,8 @@ def make_lab(cfg: LabConfig, out_dir) -> dict:
         t0 = time.perf_counter()
         sft_dir = out / "sft_model"
         sft_key = {"sft": asdict(cfg.sft_config()), "vocab": lab_vocab(), "code": SFT_CODE_VERSION,
-                   "test_prompts": _hash(test)}
-        sft_hash = _hash(sft_key)
+                   "test_prompts": artifacts.stable_key(test)}
+        sft_hash = artifacts.stable_key(sft_key)
         stamp = sft_dir / SFT_STAMP
         resumed = from_cache = False
         shared = _shared_sft_dir(sft_hash) if cfg.share_sft else None

@@ -18,6 +18,7 @@ import torch
 
 from .. import artifacts
 from ..data import ColumnMap, DataError, PairSet, check_lengths, load_pairs
+from .kinds import SCORES
 from .influence import InfluenceSettings, compute_influence
 from .logprobs import (EngineStats, LogprobSettings, PairLogps, cached_pair_logps, data_fingerprint,
                        model_fingerprint)
@@ -28,7 +29,6 @@ from ..checks import check_fields
 from ..errors import ConfigError, did_you_mean, require_path
 from ..train.dpo import StageSettings, _optimizer_problem, train_stage
 
-SCORES = ("irm", "lossdiff", "if")
 
 
 def _if_params_problem(spec: str) -> str | None:
@@ -106,8 +106,8 @@ class ScoreConfig:
         wanted = self.wanted
         unknown = [s for s in wanted if s not in SCORES]
         if unknown or not wanted:
-            raise ConfigError(key="scores", problem=f"must list some of {', '.join(SCORES)} (comma-separated); got "
-                                                    f"{self.scores!r}{did_you_mean(unknown[0], SCORES) if unknown else ''}")
+            raise ConfigError(key="scores", problem=f"must list some of {', '.join(SCORES.names())} (comma-separated); got "
+                                                    f"{self.scores!r}{did_you_mean(unknown[0], SCORES.names()) if unknown else ''}")
         if ("lossdiff" in wanted or "if" in wanted) and not self.validation:
             need = [s for s in wanted if s in ("lossdiff", "if")]
             raise ConfigError(key="validation", problem=f"is needed by the {' and '.join(need)} score(s): give the "
@@ -196,12 +196,14 @@ def compute_scores(cfg: ScoreConfig, columns: ColumnMap | None = None, progress:
     # Every input checked and read before any folder is made or any model loaded.
     train_pairs, val_pairs = check_score_inputs(cfg, columns)
     with artifacts.RunLock(cfg.out, log):
-        return _scores_under_lock(cfg, train_pairs, val_pairs, progress, log)
+        return score_pairs(cfg, train_pairs, val_pairs, progress, log)
 
 
-def _scores_under_lock(cfg: ScoreConfig, train_pairs, val_pairs, progress: bool, log, models=None) -> pd.DataFrame:
-    """The scoring stages. `models` = (tokenizer, reference, policy) already in memory (the Python
-    API's `prefsift.score`), else they are loaded from `cfg.reference` and `cfg.policy`."""
+def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | None, progress: bool = True, log=print,
+                models=None) -> pd.DataFrame:
+    """The scoring stages over pairs already read, in the run directory `cfg.out` (made by the
+    caller, who holds its lock). `models` = (tokenizer, reference, policy) already in memory (the
+    Python API's `prefsift.score`, a run's θ), else they are loaded from `cfg.reference` and `cfg.policy`."""
     from ..models import load_model, load_tokenizer
 
     wanted = cfg.wanted  # ScoreConfig checked the names, and that lossdiff/if have validation pairs

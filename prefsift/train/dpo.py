@@ -7,7 +7,6 @@ same inputs loads the folder instead of training again."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import time
 import types
@@ -88,17 +87,13 @@ def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, e
     )
 
 
-def _fingerprint(parts: dict) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: PairwiseObjective,
                 settings: StageSettings, out_dir: str | Path, start_key: str, data_key: str, name: str = "stage",
                 eval_records: list[dict] | None = None, eval_steps: int | None = None, lora=None, log=print):
     """Train a copy of `policy` on `records` (dicts with prompt/chosen/rejected) and save it.
 
     `start_key` and `data_key` fingerprint the starting weights and the data; with the settings and
-    objective they decide whether a saved stage can be reused. `lora` (a `models.LoraSpec`) trains
+    objective they decide whether a saved stage can be reused. `lora` (a `models.LoraSettings`) trains
     fresh LoRA adapters on the copy instead of all its weights; the stage is saved merged either way.
     Returns (model, stage_info)."""
     from datasets import Dataset
@@ -106,7 +101,7 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     from trl import DPOTrainer
 
     out_dir = Path(out_dir)
-    key = _fingerprint({"start": start_key, "data": data_key, "settings": asdict(settings),
+    key = artifacts.stable_key({"start": start_key, "data": data_key, "settings": asdict(settings),
                         "objective": asdict(objective), "name": name, "eval_steps": eval_steps,
                         "n_eval": len(eval_records or []), "lora": asdict(lora) if lora else None})
     info_path = out_dir / "stage.json"

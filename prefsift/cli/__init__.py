@@ -1,0 +1,78 @@
+"""`prefsift ...`: a thin layer that parses arguments, calls the library, and prints.
+
+`parser` builds the argument parser, `commands` holds one function per command; `main` runs one and
+turns a mistake in the input into one `error:` line (exit 2) and anything else into a bug report."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+from . import commands  # noqa: F401  (the commands, reachable as prefsift.cli.commands)
+from .parser import build_parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from the hub at run time
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is a top-level flag, but is also understood after the command (`prefsift run x.yaml --debug`).
+    end = argv.index("--") if "--" in argv else len(argv)
+    late_debug = "--debug" in argv[1:end]
+    if late_debug:
+        argv = [a for i, a in enumerate(argv) if not (a == "--debug" and 0 < i < end)]
+    args = parser.parse_args(argv)
+    args.debug = args.debug or late_debug
+    if not getattr(args, "func", None):
+        # `prefsift data` with no subcommand: show that level's help.
+        target = {"data": "data", "lab": "lab"}.get(args.command or "")
+        if target:
+            parser.parse_args([target, "--help"])
+        parser.print_help()
+        return 0
+    from ..errors import ConfigError, UserError
+
+    debug = args.debug or os.environ.get("PREFSIFT_DEBUG", "").strip() not in ("", "0")
+    try:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ConfigError(key="--threads", problem=f"must be >= 1, got {args.threads}")
+            import torch
+
+            torch.set_num_threads(args.threads)
+        return args.func(args)
+    except UserError as e:  # a mistake the user can fix: one line, no traceback
+        if debug:
+            raise
+        if isinstance(e, ConfigError) and getattr(args, "keys_are_flags", True):
+            e = e.as_flag()  # name the command's flag (--val-lr), not the field (val_lr)
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("error: interrupted; `prefsift run` and `prefsift score` continue where they stopped when run again",
+              file=sys.stderr)
+        return 130
+    except Exception:  # anything else is a bug in prefsift
+        if debug:
+            raise
+        traceback.print_exc()
+        print(f"error: this is a bug in prefsift {_version()}, not a mistake in your input; please report it with "
+              "the traceback above", file=sys.stderr)
+        return 1
+
+
+def _one_line(message: str) -> str:
+    return "; ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def _version() -> str:
+    from ..version import __version__
+
+    return __version__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

