@@ -55,7 +55,7 @@ def _setup(name: str, n_pairs: int, n_val: int, max_length: int):
     sys.path.insert(0, os.path.dirname(__file__))
     from logprobs import mixed_pairs
 
-    from prefsift.models import LoraSpec, add_lora, load_model, load_tokenizer
+    from prefsift.models import LoraSettings, add_lora, load_model, load_tokenizer
     from prefsift.data.tokenization import tokenize_pairs
 
     if name == "lab":
@@ -85,7 +85,7 @@ def _setup(name: str, n_pairs: int, n_val: int, max_length: int):
         for p in policy.parameters():
             p.add_(1e-3 * p.abs().mean() * torch.randn(p.shape, generator=g))
     if name == "smollm2-lora":
-        policy = add_lora(policy, LoraSpec(r=8, alpha=16))
+        policy = add_lora(policy, LoraSettings(r=8, alpha=16))
         with torch.no_grad():
             for n, p in policy.named_parameters():
                 if "lora_B" in n:

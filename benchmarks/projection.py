@@ -28,7 +28,7 @@ def one(pairs: int, val: int, k: int, threads: int) -> dict:
 
     from prefsift.scoring.influence import InfluenceSettings, compute_influence
     from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
-    from prefsift.models import LoraSpec, add_lora, load_model, load_tokenizer
+    from prefsift.models import LoraSettings, add_lora, load_model, load_tokenizer
     from prefsift.objectives import PairwiseObjective
     from prefsift.data.tokenization import tokenize_pairs
 
@@ -40,7 +40,7 @@ def one(pairs: int, val: int, k: int, threads: int) -> dict:
                           [r["rejected"] for r in recs], "standard")
     ls = LogprobSettings(max_length=256)
     ref = compute_pair_logps(base, toks, tok.pad_token_id, ls, progress=False)
-    model = add_lora(base, LoraSpec(r=8, alpha=16))
+    model = add_lora(base, LoraSettings(r=8, alpha=16))
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     res = compute_influence(model, toks[:pairs], (ref.chosen[:pairs], ref.rejected[:pairs]), toks[pairs:],
