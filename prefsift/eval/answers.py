@@ -54,6 +54,7 @@ def generate_answers(model, tokenizer, prompts: Sequence, *, temperature: float 
                 enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             else:
                 enc = tokenizer(list(chunk), return_tensors="pt", padding=True)
+            enc = enc.to(next(model.parameters()).device)
             torch.manual_seed(seed + s)
             with torch.no_grad():
                 gen = model.generate(**enc, do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,

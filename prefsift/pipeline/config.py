@@ -11,6 +11,7 @@ import dataclasses
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
+from ..devices import DTYPES, device_problem
 from ..errors import ConfigError, did_you_mean
 from ..lab.make import LabConfig
 from ..lab.sentiment import SentimentConfig
@@ -31,7 +32,8 @@ DEFAULT_ARMS = ("full", "random", "score_gap", "irm", "lossdiff", "lossdiff_irm"
 # objective, β and kept fraction); `scores:` holds the others.
 _SET_BY_RUN = {**{k: "is set by the run (it scores its own warm-up model, pairs and run directory)"
                   for k in ("policy", "reference", "train", "validation", "out")},
-               **{k: f"is the run's: set the top-level `{k}`" for k in ("objective", "beta", "keep")}}
+               **{k: f"is the run's: set the top-level `{k}`" for k in ("objective", "beta", "keep", "device",
+                                                                         "dtype")}}
 ScoreSettings = dataclasses.make_dataclass(
     "ScoreSettings",
     [(f.name, f.type, field(default=f.default, metadata=f.metadata)) for f in fields(ScoreConfig)
@@ -70,6 +72,11 @@ class RunConfig:
     # β and the learning rates were chosen on the lab's *validation* prompts (never the test prompts):
     # at β 0.1 or lr ≥ 3e-4 further DPO epochs lowered the oracle WinRate on this tiny model.
     beta: float = field(default=0.5, metadata={"help": "β of the objective", "check": "> 0"})
+    device: str = field(default="auto", metadata={"help": "where every model runs: auto (CUDA when present), cpu, "
+                                                          "cuda, cuda:N", "check": device_problem})
+    dtype: str = field(default="auto", metadata={"help": "weights' precision: auto (fp32 on CPU), fp32, bf16, fp16; "
+                                                         "training keeps fp32 master weights under autocast",
+                                                 "check": DTYPES})
     warmup: StageSettings = _section(StageSettings, lambda: StageSettings(epochs=1, learning_rate=1e-4, batch_size=16),
                                      "StageSettings of the warm-up")
     final: StageSettings = _section(StageSettings, lambda: StageSettings(epochs=2, learning_rate=1e-4, batch_size=16),
@@ -129,7 +136,7 @@ class RunConfig:
     def score_config_fixed(self) -> dict:
         """The ScoreConfig fields the run sets (placeholders for paths it knows only when it runs)."""
         return dict(policy="-", reference="-", train="-", validation="-", objective=self.objective, beta=self.beta,
-                    keep=self.keep)
+                    keep=self.keep, device=self.device, dtype=self.dtype)
 
     def _check_sources(self):
         if self.sentiment is not None and self.lab is not None:

@@ -103,8 +103,16 @@ def load_inputs(run: Run, data: Data, read: dict) -> Inputs:
     strict = cfg.scores.strict
     train = read["train"] if "train" in read else load_pairs(data.train, strict=strict)
     val = read["validation"] if "validation" in read else load_pairs(data.validation, strict=strict)
-    return Inputs(data, load_tokenizer(data.reference), load_model(data.reference), train, val,
+    return Inputs(data, load_tokenizer(data.reference), load_model(data.reference, **model_placement(cfg)), train, val,
                   PairwiseObjective(cfg.objective, cfg.beta), cfg.lora)
+
+
+def model_placement(cfg: RunConfig) -> dict:
+    """`load_model`'s device and dtype for this run (`device`/`dtype` resolved on this machine)."""
+    from ..devices import resolve_device, resolve_dtype
+
+    device = resolve_device(cfg.device)
+    return {"device": device, "dtype": resolve_dtype(cfg.dtype, device)}
 
 
 def warmup_stage(run: Run, inp: Inputs) -> tuple[str, dict]:
@@ -132,7 +140,7 @@ def scores_stage(run: Run, inp: Inputs, theta, warmup_key: str, warmup_info: dic
     cfg, rd = run.cfg, run.dir
     scfg = ScoreConfig(policy=str(rd.warmup_model), reference=inp.data.reference, train=str(inp.data.train),
                        validation=str(inp.data.validation), out=str(rd.score), objective=cfg.objective,
-                       beta=cfg.beta, keep=cfg.keep, **asdict(cfg.scores))
+                       beta=cfg.beta, keep=cfg.keep, device=cfg.device, dtype=cfg.dtype, **asdict(cfg.scores))
     # Paths are not part of the key (the data's and the warm-up's keys stand for what they hold), so a
     # run directory that is moved or copied keeps its scores.
     key = stage_key(warmup_key, warmup_info["key"], {k: v for k, v in asdict(scfg).items()

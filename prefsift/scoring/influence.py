@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .. import artifacts, faults
+from ..devices import accumulation_dtype
 from ..errors import ConfigError
 from .logprobs import batch_logps, pair_sequences
 from ..objectives import PairwiseObjective
@@ -111,10 +112,11 @@ def pair_losses(model, pair_seqs, ref_chosen, ref_rejected, objective: PairwiseO
     logps = batch_logps(model, flat, pad_id)
     chosen, rejected = logps[0::2], logps[1::2]
     dtype = logps.dtype
-    lens_c = torch.tensor([max(len(c[0]) - c[1], 0) for c, _ in pair_seqs], dtype=dtype)
-    lens_r = torch.tensor([max(len(r[0]) - r[1], 0) for _, r in pair_seqs], dtype=dtype)
-    margin = objective.margin(chosen, rejected, torch.as_tensor(ref_chosen, dtype=dtype),
-                              torch.as_tensor(ref_rejected, dtype=dtype), lens_c, lens_r)
+    on = dict(dtype=dtype, device=logps.device)
+    lens_c = torch.tensor([max(len(c[0]) - c[1], 0) for c, _ in pair_seqs], **on)
+    lens_r = torch.tensor([max(len(r[0]) - r[1], 0) for _, r in pair_seqs], **on)
+    margin = objective.margin(chosen, rejected, torch.as_tensor(ref_chosen, **on),
+                              torch.as_tensor(ref_rejected, **on), lens_c, lens_r)
     return objective.loss(margin)
 
 
@@ -122,14 +124,15 @@ def validation_gradient(model, params, val_pairs, ref_chosen, ref_rejected, obje
                         max_length=1024, batch_pairs: int = 4):
     """∇θ L_val with L_val the mean loss over the validation pairs, for the selected parameters."""
     seqs = _pair_inputs(val_pairs, max_length)
-    grads = [torch.zeros_like(p) for p in params.values()]
+    # Accumulated in fp32 (fp64 for fp64 models), whatever the weights' precision.
+    grads = [torch.zeros_like(p, dtype=accumulation_dtype(p)) for p in params.values()]
     n = len(seqs)
     for s in range(0, n, batch_pairs):
         loss = pair_losses(model, seqs[s:s + batch_pairs], ref_chosen[s:s + batch_pairs],
                            ref_rejected[s:s + batch_pairs], objective, pad_id).sum() / n
         for g, gi in zip(grads, torch.autograd.grad(loss, list(params.values()), allow_unused=True)):
             if gi is not None:
-                g += gi
+                g += gi.to(g.dtype)
     return grads
 
 
@@ -156,14 +159,16 @@ def _per_pair_grads(model, params, seqs_batch, ref_c, ref_r, objective, pad_id, 
     for b, (seq, start) in enumerate(flat):
         ids[b, : len(seq)] = torch.tensor(seq)
         mask[b, start:len(seq)] = 1.0
-    dtype = next(iter(params.values())).dtype
+    dtype = accumulation_dtype(next(iter(params.values())))  # log-probs and margins in fp32 or better
     ids, mask = ids.view(len(seqs_batch), 2, longest), mask.view(len(seqs_batch), 2, longest).to(dtype)
     refs = torch.stack([torch.as_tensor(ref_c, dtype=dtype), torch.as_tensor(ref_r, dtype=dtype)], dim=1)
+    device = next(iter(params.values())).device
+    ids, mask, refs = ids.to(device), mask.to(device), refs.to(device)
     frozen = {n: p.detach() for n, p in model.named_parameters() if n not in params}
     frozen.update({n: b for n, b in model.named_buffers()})
 
     def loss_of(p, ids_i, mask_i, refs_i):
-        logits = functional_call(model, {**frozen, **p}, (ids_i,), {"use_cache": False}).logits[:, :-1]
+        logits = functional_call(model, {**frozen, **p}, (ids_i,), {"use_cache": False}).logits[:, :-1].to(dtype)
         logp = torch.log_softmax(logits, dim=-1).gather(-1, ids_i[:, 1:, None])[..., 0]
         sums = (logp * mask_i[:, 1:]).sum(-1)
         lens = mask_i[:, 1:].sum(-1)
@@ -362,11 +367,11 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
         b = gs[0].shape[0]
         if sketch is None:
             for name_g, g, v in zip(groups, gs, val_vec):
-                per_group[name_g][s:s + b] += (g.reshape(b, -1) @ v.reshape(-1)).double().numpy()
+                per_group[name_g][s:s + b] += (g.reshape(b, -1).to(v.dtype) @ v.reshape(-1)).double().cpu().numpy()
         else:
             for gname, idx in members.items():
                 proj = sketch.project(idx, [gs[j].reshape(b, -1) for j in idx])
-                per_group[gname][s:s + b] += (proj @ val_proj[gname]).double().numpy()
+                per_group[gname][s:s + b] += (proj @ val_proj[gname]).double().cpu().numpy()
         bar.update(b)
         done[s:s + b] = True
         c0 = s // checkpoint_every * checkpoint_every

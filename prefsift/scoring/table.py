@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -18,125 +18,17 @@ import torch
 
 from .. import artifacts
 from ..data import ColumnMap, DataError, PairSet, check_lengths, load_pairs
-from .kinds import SCORES
+from .config import ScoreConfig  # noqa: F401  (the scores table's config, re-exported)
 from .influence import InfluenceSettings, compute_influence
 from .logprobs import (EngineStats, LogprobSettings, PairLogps, cached_pair_logps, data_fingerprint,
                        model_fingerprint)
-from ..objectives import PairwiseObjective, trainable_with_dpo
+from ..objectives import PairwiseObjective
 from ..selection import keep_middle, window
 from ..data.tokenization import tokenize_pairs
-from ..checks import check_fields
-from ..errors import ConfigError, did_you_mean, require_path
-from ..train.dpo import StageSettings, _optimizer_problem, train_stage
+from ..devices import resolve_device, resolve_dtype
+from ..errors import ConfigError, require_path
+from ..train.dpo import StageSettings, train_stage
 
-
-
-def _if_params_problem(spec: str) -> str | None:
-    """Why an IF parameter set is not `all`, `lora` or valid regular expressions (None: it is)."""
-    if spec in ("all", "lora"):
-        return None
-    import re
-
-    patterns = [p.strip() for p in spec.split(",") if p.strip()]
-    if not patterns:
-        return "must be all, lora, or comma-separated regular expressions over parameter names"
-    for p in patterns:
-        try:
-            re.compile(p)
-        except re.error as e:
-            return f"has an invalid regular expression {p!r} ({e}); e.g. 'layers\\.(28|29)\\.'"
-    return None
-
-
-@dataclass
-class ScoreConfig:
-    policy: str = field(metadata={"help": "θ: the model being aligned (a folder or `smollm2`)"})
-    reference: str = field(metadata={"help": "π_ref: the reference (SFT) model"})
-    train: str = field(metadata={"help": "training pairs to score"})
-    validation: str | None = field(default=None, metadata={"help": "validation pairs (needed by lossdiff and if)"})
-    out: str = field(default="runs/score", metadata={"help": "run directory"})
-    scores: str = field(default="irm,lossdiff,if", metadata={"help": "comma-separated: irm, lossdiff, if"})
-    objective: str = field(default="dpo", metadata={"help": "pairwise objective: dpo, ipo, hinge",
-                                                    "check": trainable_with_dpo()})
-    beta: float = field(default=0.1, metadata={"help": "β of the objective", "check": "> 0"})
-    max_length: int = field(default=1024, metadata={"help": "max tokens of prompt+response (TRL's max_length)",
-                                                    "check": ">= 1"})
-    overlength: str = field(default="truncate", metadata={"help": "over-length rows: truncate or drop",
-                                                          "check": ("truncate", "drop")})
-    val_epochs: float = field(default=1.0, metadata={"help": "epochs of θ → θ_val on the validation pairs", "check": "> 0"})
-    val_lr: float = field(default=1e-2, metadata={"help": "learning rate of θ → θ_val", "check": "> 0"})
-    val_batch_size: int = field(default=8, metadata={"help": "batch size of θ → θ_val", "check": ">= 1"})
-    val_optimizer: str = field(default="sgd", metadata={"help": "optimizer of θ → θ_val; with sgd and a small step LossDiff ∝ IF to first order (adamw_torch: a preconditioned IF)",
-                                                        "check": _optimizer_problem})
-    if_params: str = field(default="all", metadata={"help": "IF parameter set: all, lora, or regexes over names",
-                                                    "check": _if_params_problem})
-    projection_dim: int = field(default=0, metadata={"help": "k of the random projection of per-pair gradients (0: exact)",
-                                                     "check": ">= 0"})
-    precondition: str = field(default="none", metadata={"help": "IF preconditioner: none or diag",
-                                                        "check": ("none", "diag")})
-    if_method: str = field(default="auto", metadata={
-        "help": "how exact IF is computed: jvp (forward mode, one batched pass that also gives the policy's "
-                "log-probs; exact only, no projection; the diag preconditioner applies to its tangent), loop (a "
-                "backward pass per pair), vmap "
-                "(per-pair gradients batched), auto (vmap up to 5 M parameters, else loop)",
-        "check": ("auto", "vmap", "loop", "jvp")})
-    if_groups: str = field(default="auto", metadata={
-        "help": "IF per layer group on the jvp route (one tangent per group): yes, no, or auto (when every group's "
-                "tangent fits in one pass, about 2 GB); the other routes always give the groups",
-        "check": ("auto", "yes", "no")})
-    validation_sets: str = field(default="", metadata={
-        "help": "further validation files as NAME=FILE,NAME=FILE (e.g. one per category): one more IF column "
-                "if_val_NAME each, as more tangents of the same forward-mode pass (needs if_method jvp)"})
-    keep: float = field(default=0.64, metadata={"help": "kept fraction for the TIF column", "check": "(0, 1]"})
-    tif_low: float = field(default=-1.0, metadata={"help": "TIF lower percentile (with tif_high; overrides keep)"})
-    tif_high: float = field(default=-1.0, metadata={"help": "TIF upper percentile"})
-    batch_tokens: int = field(default=1024, metadata={"help": "padded tokens per forward batch", "check": ">= 1"})
-    seed: int = field(default=0, metadata={"help": "seed of θ_val training, projection and the random baseline"})
-    strict: bool = field(default=False, metadata={"help": "stop at the first bad row"})
-
-    def __post_init__(self):
-        check_fields(self)
-        if self.if_method == "jvp" and self.projection_dim:
-            raise ConfigError(key="if_method", problem="jvp computes exact IF: it takes no projection_dim; drop it, "
-                                                       "or use if_method auto")
-        sets = self.validation_set_paths
-        if sets and self.if_method != "jvp":
-            raise ConfigError(key="validation_sets", problem="are extra tangents of the forward-mode pass: also set "
-                                                             "if_method jvp")
-        wanted = self.wanted
-        unknown = [s for s in wanted if s not in SCORES]
-        if unknown or not wanted:
-            raise ConfigError(key="scores", problem=f"must list some of {', '.join(SCORES.names())} (comma-separated); got "
-                                                    f"{self.scores!r}{did_you_mean(unknown[0], SCORES.names()) if unknown else ''}")
-        if ("lossdiff" in wanted or "if" in wanted) and not self.validation:
-            need = [s for s in wanted if s in ("lossdiff", "if")]
-            raise ConfigError(key="validation", problem=f"is needed by the {' and '.join(need)} score(s): give the "
-                                                        "validation pairs (--validation FILE), or ask only for irm "
-                                                        "(--scores irm)")
-        if (self.tif_low >= 0) != (self.tif_high >= 0):
-            raise ConfigError(key="tif_low", problem="and tif_high go together: give both percentiles, or neither")
-        if self.tif_low >= 0 and not 0 <= self.tif_low < self.tif_high <= 100:
-            raise ConfigError(key="tif_low", problem=f"and tif_high must satisfy 0 <= tif_low < tif_high <= 100, "
-                                                     f"got ({self.tif_low}, {self.tif_high})")
-
-    @property
-    def validation_set_paths(self) -> dict[str, str]:
-        """`validation_sets` parsed: {NAME: FILE}."""
-        out = {}
-        for item in (x.strip() for x in self.validation_sets.split(",") if x.strip()):
-            name, sep, path = item.partition("=")
-            if not sep or not path or not name.replace("_", "").isalnum():
-                raise ConfigError(key="validation_sets", problem=f"has {item!r}; give NAME=FILE entries (NAME of "
-                                                                 "letters, digits and _), comma-separated")
-            if name in out:
-                raise ConfigError(key="validation_sets", problem=f"names {name!r} twice")
-            out[name] = path
-        return out
-
-    @property
-    def wanted(self) -> list[str]:
-        """The scores asked for, in order."""
-        return [s.strip() for s in self.scores.split(",") if s.strip()]
 
 
 def _tokenized(pairs: PairSet, tok):
@@ -165,6 +57,7 @@ def check_score_inputs(cfg: ScoreConfig, columns: ColumnMap | None = None) -> tu
     A problem is a `UserError` naming the setting (the CLI shows it as its flag)."""
     from ..models import ModelSourceError, resolve_model_path
 
+    resolve_dtype(cfg.dtype, resolve_device(cfg.device))  # a CUDA device asked for where there is none
     for key in ("policy", "reference"):
         try:
             resolve_model_path(getattr(cfg, key))
@@ -215,6 +108,9 @@ def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | Non
     ls = LogprobSettings(max_length=cfg.max_length, token_budget=cfg.batch_tokens)
 
     t = time.perf_counter()
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    load = lambda spec: load_model(spec, dtype=dtype, device=device)  # noqa: E731
     tok = models[0] if models else load_tokenizer(cfg.policy)
     train = check_lengths(train_pairs, tok, cfg.max_length, cfg.overlength, cfg.strict)
     val = None
@@ -236,7 +132,7 @@ def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | Non
 
     stats = EngineStats()
     t = time.perf_counter()
-    ref = models[1] if models else load_model(cfg.reference)
+    ref = models[1] if models else load(cfg.reference)
     ref_key = model_fingerprint(ref)
     ref_tr = cached_pair_logps(ref, tr_tok, tok.pad_token_id, cache, ls, ref_key, progress, "reference log-probs", stats,
                                log=log)
@@ -245,7 +141,7 @@ def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | Non
     extra_val = {name: (t, _pair(cached_pair_logps(ref, t, tok.pad_token_id, cache, ls, ref_key, progress,
                                                    f"reference log-probs (validation set {name})", stats, log=log)))
                  for name, t in extra_tok.items()}
-    policy = models[2] if models else load_model(cfg.policy)
+    policy = models[2] if models else load(cfg.policy)
     pol_key = model_fingerprint(policy)
     res = None
     if "if" in wanted and cfg.if_method == "jvp" and "lossdiff" not in wanted:

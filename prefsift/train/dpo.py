@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .. import artifacts, faults
+from ..devices import model_device, model_precision, torch_dtype
 from ..objectives import PairwiseObjective, trainable_with_dpo
 
 # Optimizer names checked without importing transformers (slow); any other name is looked up there.
@@ -65,7 +66,8 @@ class StageSettings:
         check_fields(self)
 
 
-def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, eval_steps: int | None = None):
+def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, eval_steps: int | None = None,
+                precision: str = "fp32", on_cpu: bool = True):
     from trl import DPOConfig
 
     if objective.kind.trl_loss is None:
@@ -79,8 +81,9 @@ def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, e
         gradient_accumulation_steps=s.gradient_accumulation, max_length=s.max_length, seed=s.seed,
         data_seed=s.seed, warmup_steps=s.warmup_ratio, weight_decay=s.weight_decay, optim=s.optimizer,
         lr_scheduler_type="constant" if s.warmup_ratio == 0 else "linear",
-        # CPU-safe: TRL defaults to bf16, which breaks (or drifts) on CPU.
-        bf16=False, fp16=False, use_cpu=not torch.cuda.is_available(),
+        # TRL defaults to bf16; here it follows the model's precision: fp32 weights train in fp32, and a
+        # bf16/fp16 model trains fp32 master weights under autocast (see train_stage).
+        bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=on_cpu,
         save_strategy="no", report_to=[], logging_steps=10, disable_tqdm=False, dataset_num_proc=None,
         remove_unused_columns=True,
         eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps, per_device_eval_batch_size=32,
@@ -106,19 +109,25 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
                         "n_eval": len(eval_records or []), "lora": asdict(lora) if lora else None})
     info_path = out_dir / "stage.json"
     info = _reusable_stage(out_dir, key, name, log)
+    # A stage runs where its starting model is, in its precision; it is saved in fp32.
+    precision, device = model_precision(policy), model_device(policy)
+    as_given = lambda m: m if precision == "fp32" else m.to(torch_dtype(precision))  # noqa: E731
     if info is not None:
         from ..models import load_pretrained
 
-        return load_pretrained(AutoModelForCausalLM, out_dir / "model", dtype=torch.float32), info
+        return as_given(load_pretrained(AutoModelForCausalLM, out_dir / "model", dtype=torch.float32).to(device)), info
     info_path.unlink(missing_ok=True)  # from here on, the folder is not a finished stage
     t0 = time.time()
     model = _without_patched_forward(copy.deepcopy(policy))
+    if precision != "fp32":
+        model = model.float()  # fp32 master weights; the forward runs in `precision` under autocast
     if lora is not None:
         from ..models import add_lora
 
         model = add_lora(model, lora)
     model.train()
-    args = _trl_config(objective, settings, out_dir, eval_steps if eval_records else None)
+    args = _trl_config(objective, settings, out_dir, eval_steps if eval_records else None, precision=precision,
+                       on_cpu=device.type == "cpu")
     trainer = DPOTrainer(model=model, ref_model=_without_patched_forward(copy.deepcopy(ref_model)).eval(), args=args,
                          train_dataset=Dataset.from_list(records), processing_class=tokenizer,
                          eval_dataset=Dataset.from_list(eval_records) if eval_records else None,
@@ -147,7 +156,7 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
             "log": start + trainer.state.log_history, "files": files}
     artifacts.write_json(info_path, info, seal=False)  # its `files` entry is the seal of the stage
     # A LoRA stage hands back the merged model, exactly what it saved and what a reused stage loads.
-    return _without_patched_forward(to_save), info
+    return as_given(_without_patched_forward(to_save)), info
 
 
 def _reusable_stage(out_dir: Path, key: str, name: str, log) -> dict | None:

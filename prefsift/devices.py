@@ -1,0 +1,79 @@
+"""Where models run and in which precision: `--device auto|cpu|cuda|cuda:N`, `--dtype auto|fp32|bf16|fp16`.
+
+Weights may be bf16 or fp16; log-softmax normalisers, sums of log-probs, margins and IF inner
+products are always accumulated in fp32 or better (`accumulation_dtype`). Training stages keep fp32
+master weights and run the half precision under autocast (TRL's `bf16`/`fp16`), so a small SGD step
+(θ → θ_val) is not lost to bf16's 8-bit mantissa."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from .errors import ConfigError
+
+DEVICES = "auto, cpu, cuda or cuda:N"
+DTYPES = ("auto", "fp32", "bf16", "fp16")
+_TORCH = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# `dtype: auto` on CUDA. Set from the measured bf16-vs-fp32 table in benchmarks/README.md (SmolLM2 on this
+# CPU): bf16 is the CUDA default only if its selections overlap fp32's by ≥ 0.98, else fp32.
+CUDA_DEFAULT = "fp32"
+
+
+def device_problem(spec) -> str | None:
+    """Why ``spec`` is not a device spec (None: it is); checks the form only."""
+    if isinstance(spec, str) and (spec in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", spec)):
+        return None
+    return f"must be {DEVICES}; got {spec!r}"
+
+
+def resolve_device(spec: str = "auto", key: str = "device") -> torch.device:
+    """The torch device of a spec: `auto` is the first CUDA device when there is one, else the CPU."""
+    problem = device_problem(spec)
+    if problem:
+        raise ConfigError(key=key, problem=problem)
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(key=key, problem=f"is {spec!r}, but this machine has no CUDA device (torch "
+                                               f"{torch.__version__}); use cpu or auto")
+        index = int(spec.split(":")[1]) if ":" in spec else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(key=key, problem=f"is {spec!r}, but there are {torch.cuda.device_count()} CUDA "
+                                               f"device(s): cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return torch.device(spec)
+
+
+def resolve_dtype(spec: str, device: torch.device, key: str = "dtype") -> str:
+    """"fp32", "bf16" or "fp16" for a spec on ``device`` (`auto`: fp32 on CPU, `CUDA_DEFAULT` on CUDA)."""
+    if spec not in DTYPES:
+        raise ConfigError(key=key, problem=f"must be one of {', '.join(DTYPES)}; got {spec!r}")
+    if spec == "auto":
+        return CUDA_DEFAULT if device.type == "cuda" else "fp32"
+    if spec == "fp16" and device.type != "cuda":
+        raise ConfigError(key=key, problem="is fp16, which needs a CUDA device (CPU kernels and autocast have no "
+                                           "fp16 training); use bf16 or fp32 on the CPU")
+    return spec
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return _TORCH[name]
+
+
+def accumulation_dtype(t: torch.Tensor | torch.dtype) -> torch.dtype:
+    """float64 for float64 tensors (finite-difference tests), else float32: what sums accumulate in."""
+    dtype = t if isinstance(t, torch.dtype) else t.dtype
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def model_precision(model) -> str:
+    """"fp32", "bf16" or "fp16": the dtype of a model's floating-point weights ("fp32" for fp64 too)."""
+    dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")

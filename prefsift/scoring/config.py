@@ -1,0 +1,125 @@
+"""`ScoreConfig`: every setting of `prefsift score` (and of a run's `scores:` section)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..checks import check_fields
+from ..devices import DTYPES, device_problem
+from ..errors import ConfigError, did_you_mean
+from ..objectives import trainable_with_dpo
+from ..train.dpo import _optimizer_problem
+from .kinds import SCORES
+
+
+def _if_params_problem(spec: str) -> str | None:
+    """Why an IF parameter set is not `all`, `lora` or valid regular expressions (None: it is)."""
+    if spec in ("all", "lora"):
+        return None
+    import re
+
+    patterns = [p.strip() for p in spec.split(",") if p.strip()]
+    if not patterns:
+        return "must be all, lora, or comma-separated regular expressions over parameter names"
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as e:
+            return f"has an invalid regular expression {p!r} ({e}); e.g. 'layers\\.(28|29)\\.'"
+    return None
+
+
+@dataclass
+class ScoreConfig:
+    policy: str = field(metadata={"help": "θ: the model being aligned (a folder or `smollm2`)"})
+    reference: str = field(metadata={"help": "π_ref: the reference (SFT) model"})
+    train: str = field(metadata={"help": "training pairs to score"})
+    validation: str | None = field(default=None, metadata={"help": "validation pairs (needed by lossdiff and if)"})
+    out: str = field(default="runs/score", metadata={"help": "run directory"})
+    scores: str = field(default="irm,lossdiff,if", metadata={"help": "comma-separated: irm, lossdiff, if"})
+    objective: str = field(default="dpo", metadata={"help": "pairwise objective: dpo, ipo, hinge",
+                                                    "check": trainable_with_dpo()})
+    beta: float = field(default=0.1, metadata={"help": "β of the objective", "check": "> 0"})
+    max_length: int = field(default=1024, metadata={"help": "max tokens of prompt+response (TRL's max_length)",
+                                                    "check": ">= 1"})
+    overlength: str = field(default="truncate", metadata={"help": "over-length rows: truncate or drop",
+                                                          "check": ("truncate", "drop")})
+    val_epochs: float = field(default=1.0, metadata={"help": "epochs of θ → θ_val on the validation pairs", "check": "> 0"})
+    val_lr: float = field(default=1e-2, metadata={"help": "learning rate of θ → θ_val", "check": "> 0"})
+    val_batch_size: int = field(default=8, metadata={"help": "batch size of θ → θ_val", "check": ">= 1"})
+    val_optimizer: str = field(default="sgd", metadata={"help": "optimizer of θ → θ_val; with sgd and a small step LossDiff ∝ IF to first order (adamw_torch: a preconditioned IF)",
+                                                        "check": _optimizer_problem})
+    if_params: str = field(default="all", metadata={"help": "IF parameter set: all, lora, or regexes over names",
+                                                    "check": _if_params_problem})
+    projection_dim: int = field(default=0, metadata={"help": "k of the random projection of per-pair gradients (0: exact)",
+                                                     "check": ">= 0"})
+    precondition: str = field(default="none", metadata={"help": "IF preconditioner: none or diag",
+                                                        "check": ("none", "diag")})
+    if_method: str = field(default="auto", metadata={
+        "help": "how exact IF is computed: jvp (forward mode, one batched pass that also gives the policy's "
+                "log-probs; exact only, no projection; the diag preconditioner applies to its tangent), loop (a "
+                "backward pass per pair), vmap "
+                "(per-pair gradients batched), auto (vmap up to 5 M parameters, else loop)",
+        "check": ("auto", "vmap", "loop", "jvp")})
+    if_groups: str = field(default="auto", metadata={
+        "help": "IF per layer group on the jvp route (one tangent per group): yes, no, or auto (when every group's "
+                "tangent fits in one pass, about 2 GB); the other routes always give the groups",
+        "check": ("auto", "yes", "no")})
+    validation_sets: str = field(default="", metadata={
+        "help": "further validation files as NAME=FILE,NAME=FILE (e.g. one per category): one more IF column "
+                "if_val_NAME each, as more tangents of the same forward-mode pass (needs if_method jvp)"})
+    keep: float = field(default=0.64, metadata={"help": "kept fraction for the TIF column", "check": "(0, 1]"})
+    tif_low: float = field(default=-1.0, metadata={"help": "TIF lower percentile (with tif_high; overrides keep)"})
+    tif_high: float = field(default=-1.0, metadata={"help": "TIF upper percentile"})
+    batch_tokens: int = field(default=1024, metadata={"help": "padded tokens per forward batch", "check": ">= 1"})
+    device: str = field(default="auto", metadata={"help": "where the models run: auto (CUDA when present), cpu, cuda, "
+                                                          "cuda:N", "check": device_problem})
+    dtype: str = field(default="auto", metadata={"help": "weights' precision: auto (fp32 on CPU), fp32, bf16, fp16 "
+                                                         "(sums, margins and IF products stay fp32)",
+                                                 "check": DTYPES})
+    seed: int = field(default=0, metadata={"help": "seed of θ_val training, projection and the random baseline"})
+    strict: bool = field(default=False, metadata={"help": "stop at the first bad row"})
+
+    def __post_init__(self):
+        check_fields(self)
+        if self.if_method == "jvp" and self.projection_dim:
+            raise ConfigError(key="if_method", problem="jvp computes exact IF: it takes no projection_dim; drop it, "
+                                                       "or use if_method auto")
+        sets = self.validation_set_paths
+        if sets and self.if_method != "jvp":
+            raise ConfigError(key="validation_sets", problem="are extra tangents of the forward-mode pass: also set "
+                                                             "if_method jvp")
+        wanted = self.wanted
+        unknown = [s for s in wanted if s not in SCORES]
+        if unknown or not wanted:
+            raise ConfigError(key="scores", problem=f"must list some of {', '.join(SCORES.names())} (comma-separated); got "
+                                                    f"{self.scores!r}{did_you_mean(unknown[0], SCORES.names()) if unknown else ''}")
+        if ("lossdiff" in wanted or "if" in wanted) and not self.validation:
+            need = [s for s in wanted if s in ("lossdiff", "if")]
+            raise ConfigError(key="validation", problem=f"is needed by the {' and '.join(need)} score(s): give the "
+                                                        "validation pairs (--validation FILE), or ask only for irm "
+                                                        "(--scores irm)")
+        if (self.tif_low >= 0) != (self.tif_high >= 0):
+            raise ConfigError(key="tif_low", problem="and tif_high go together: give both percentiles, or neither")
+        if self.tif_low >= 0 and not 0 <= self.tif_low < self.tif_high <= 100:
+            raise ConfigError(key="tif_low", problem=f"and tif_high must satisfy 0 <= tif_low < tif_high <= 100, "
+                                                     f"got ({self.tif_low}, {self.tif_high})")
+
+    @property
+    def validation_set_paths(self) -> dict[str, str]:
+        """`validation_sets` parsed: {NAME: FILE}."""
+        out = {}
+        for item in (x.strip() for x in self.validation_sets.split(",") if x.strip()):
+            name, sep, path = item.partition("=")
+            if not sep or not path or not name.replace("_", "").isalnum():
+                raise ConfigError(key="validation_sets", problem=f"has {item!r}; give NAME=FILE entries (NAME of "
+                                                                 "letters, digits and _), comma-separated")
+            if name in out:
+                raise ConfigError(key="validation_sets", problem=f"names {name!r} twice")
+            out[name] = path
+        return out
+
+    @property
+    def wanted(self) -> list[str]:
+        """The scores asked for, in order."""
+        return [s.strip() for s in self.scores.split(",") if s.strip()]
