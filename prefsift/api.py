@@ -105,8 +105,12 @@ def score(policy, reference, pairs, validation=None, *, scores: Iterable[str] = 
                                                        "policy=(model, tokenizer)")
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        models = (tok, ref_obj if ref_obj is not None else load_model(ref_spec),
-                  pol_obj if pol_obj is not None else load_model(pol_spec))
+        from .devices import resolve_device, resolve_dtype
+
+        device = resolve_device(settings.get("device", "auto"))
+        place = {"device": device, "dtype": resolve_dtype(settings.get("dtype", "auto"), device)}
+        models = (tok, ref_obj if ref_obj is not None else load_model(ref_spec, **place),
+                  pol_obj if pol_obj is not None else load_model(pol_spec, **place))
     files = isinstance(pairs, (str, Path)) and (validation is None or isinstance(validation, (str, Path)))
     if files and not in_memory:  # everything by name: the CLI's own checks, before any folder is made
         cfg = ScoreConfig(policy=pol_spec, reference=ref_spec, train=str(pairs),

@@ -16,9 +16,10 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """An ordered mapping name → entry; the order is the order of registration (help texts list it)."""
 
-    def __init__(self, kind: str, key: str):
+    def __init__(self, kind: str, key: str, plugins: bool = False):
         self.kind, self.key = kind, key  # key: the config field that names an entry, for errors
         self._entries: dict[str, T] = {}
+        self._plugins = plugins  # load the "prefsift.plugins" entry points before a miss or a listing
 
     def register(self, name: str, entry: T, *, replace: bool = False) -> T:
         if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
@@ -35,6 +36,8 @@ class Registry(Generic[T]):
         return self._entries.pop(name)
 
     def get(self, name: str, key: str | None = None) -> T:
+        if name not in self._entries:
+            self._load_plugins()
         try:
             return self._entries[name]
         except (KeyError, TypeError):
@@ -43,16 +46,25 @@ class Registry(Generic[T]):
                                       f"{did_you_mean(str(name), tuple(self._entries))}") from None
 
     def names(self) -> tuple[str, ...]:
+        self._load_plugins()
         return tuple(self._entries)
 
     def __contains__(self, name: Any) -> bool:
+        if isinstance(name, str) and name not in self._entries:
+            self._load_plugins()
         return isinstance(name, str) and name in self._entries
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
+        return iter(self.names())
 
     def items(self):
+        self._load_plugins()
         return self._entries.items()
+
+    def _load_plugins(self) -> None:
+        if self._plugins:
+            self._plugins = False  # once; a plugin that fails to import is reported and skipped
+            load_entry_point_plugins()
 
     def decorator(self, name: str, make: Callable[[Callable], T], replace: bool = False) -> Callable:
         """``@registry.decorator(name, make)``: register ``make(fn)`` and return ``fn`` unchanged."""
@@ -62,6 +74,26 @@ class Registry(Generic[T]):
             return fn
 
         return wrap
+
+
+_ENTRY_POINTS_LOADED = False
+
+
+def load_entry_point_plugins() -> None:
+    """Import every module of the "prefsift.plugins" entry-point group (once per process): prefsift's
+    own lab, and any installed package that registers judges, rules or samplers."""
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    import warnings
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="prefsift.plugins"):
+        try:
+            ep.load()
+        except Exception as e:  # a broken third-party plugin must not break prefsift
+            warnings.warn(f"prefsift plugin {ep.name!r} ({ep.value}) failed to import: {type(e).__name__}: {e}")
 
 
 def import_plugins(modules, key: str = "plugins") -> None:

@@ -22,7 +22,7 @@ class Sampler:
     matches: Callable = lambda tokenizer: False
 
 
-SAMPLERS: Registry[Sampler] = Registry("answer sampler", key="sampler")
+SAMPLERS: Registry[Sampler] = Registry("answer sampler", key="sampler", plugins=True)
 
 
 def sampler_for(tokenizer) -> Sampler:

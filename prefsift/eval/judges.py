@@ -172,7 +172,7 @@ class JudgeKind:
     listed: bool = True  # shown in the help and error texts (a test-only judge is not)
 
 
-JUDGES: Registry[JudgeKind] = Registry("judge", key="judge")
+JUDGES: Registry[JudgeKind] = Registry("judge", key="judge", plugins=True)
 
 
 def register_judge(name: str, make: Callable, *, takes: str | None = None, check: Callable | None = None,

@@ -123,11 +123,11 @@ class RunConfig:
             check_value("seeds", seed, lambda v: None if isinstance(v, int) and not isinstance(v, bool)
                         else f"must be a list of whole numbers, got {v!r} at position {i + 1}")
         self._check_sources()
-        self._check_arms()
-        try:  # the scores' cross-field rules, with the values the run will set
+        try:  # the scores' cross-field rules, with the values the run will set (before the arms that need them)
             ScoreConfig(**self.score_config_fixed(), **asdict(self.scores))
         except ConfigError as e:
             raise e.within("scores") from None
+        self._check_arms()
         if self.scores.if_params == "lora":
             raise ConfigError(key="scores.if_params", problem="'lora' cannot work in a run: each stage is saved with "
                                                               "its adapters merged, so θ has none; use 'all' or regular "

@@ -8,6 +8,7 @@ so a rerun redoes exactly the stages a changed setting affects."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
@@ -149,8 +150,10 @@ def scores_stage(run: Run, inp: Inputs, theta, warmup_key: str, warmup_info: dic
         table = pd.read_parquet(rd.scores_table)
     else:
         rd.score.mkdir(parents=True, exist_ok=True)
-        table = score_pairs(scfg, inp.train, inp.validation, progress=run.progress, log=run.log,
-                            models=(inp.tokenizer, inp.reference, theta))
+        # Copies: scoring marks over-length rows in its pairs, and the arms must read the same pairs
+        # whether the scores were computed now or reused.
+        table = score_pairs(scfg, copy.deepcopy(inp.train), copy.deepcopy(inp.validation), progress=run.progress,
+                            log=run.log, models=(inp.tokenizer, inp.reference, theta))
     run.manifest.record("scores", key, time.time() - t)
     return table
 

@@ -95,9 +95,10 @@ class SignSketch:
     def project(self, idx: Sequence[int], flats: Sequence[torch.Tensor]) -> torch.Tensor:
         """Sketch of the parameters `idx` (their flat (..., n_j) gradients in `flats`) → (..., k)."""
         lead = flats[0].shape[:-1]
-        out = flats[0].new_zeros(*lead, self.k)
+        acc = accumulation_dtype(flats[0])  # bf16 gradients are summed into buckets in fp32
+        out = flats[0].new_zeros(*lead, self.k, dtype=acc)
         for j, f in zip(idx, flats):
-            out.index_add_(out.dim() - 1, self.buckets[j], f * self.signs[j].to(f.dtype))
+            out.index_add_(out.dim() - 1, self.buckets[j].to(f.device), f.to(acc) * self.signs[j].to(f.device, acc))
         return out
 
 
@@ -203,12 +204,12 @@ def _inverse_fisher(model, params, seqs, ref_train, objective, pad_id, settings,
     from tqdm.auto import tqdm
 
     batch = settings.vmap_batch if use_vmap else 1
-    fisher = [torch.zeros_like(p) for p in params.values()]
+    fisher = [torch.zeros_like(p, dtype=accumulation_dtype(p)) for p in params.values()]
     for s in tqdm(range(0, len(seqs), batch), desc="IF: Fisher diagonal", disable=not progress):
         gs = _per_pair_grads(model, params, seqs[s:s + batch], ref_train[0][s:s + batch], ref_train[1][s:s + batch],
                              objective, pad_id, use_vmap)
         for f, g in zip(fisher, gs):
-            f += (g.detach() ** 2).sum(0) / len(seqs)
+            f += (g.detach().to(f.dtype) ** 2).sum(0) / len(seqs)
     mean_f = sum(f.sum() for f in fisher) / sum(p.numel() for p in params.values())
     return [1.0 / (f + settings.damping * mean_f) for f in fisher]
 

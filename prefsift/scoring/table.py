@@ -25,7 +25,7 @@ from .logprobs import (EngineStats, LogprobSettings, PairLogps, cached_pair_logp
 from ..objectives import PairwiseObjective
 from ..selection import keep_middle, window
 from ..data.tokenization import tokenize_pairs
-from ..devices import resolve_device, resolve_dtype
+from ..devices import model_precision, resolve_device, resolve_dtype
 from ..errors import ConfigError, require_path
 from ..train.dpo import StageSettings, train_stage
 
@@ -175,19 +175,32 @@ def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | Non
 
     if "lossdiff" in wanted:
         t = time.perf_counter()
+        half = model_precision(policy) != "fp32"
         # θ_val starts from θ (not from π_ref): then ℓ(θ) − ℓ(θ_val) ≈ η·⟨∇ℓ(θ; d), ∇L_val(θ)⟩ to first
         # order for one SGD step, i.e. LossDiff is proportional to IF (with Adam, a preconditioned IF).
         theta_val, info = train_stage(
             policy, ref, tok, val.records(), objective,
             StageSettings(epochs=cfg.val_epochs, learning_rate=cfg.val_lr, batch_size=cfg.val_batch_size,
                           max_length=cfg.max_length, seed=cfg.seed, optimizer=cfg.val_optimizer),
-            out / "theta_val", start_key=pol_key, data_key=data_fingerprint(va_tok), name="theta_val", log=log)
+            out / "theta_val", start_key=pol_key, data_key=data_fingerprint(va_tok), name="theta_val", log=log,
+            hand_back_fp32=half)
         tv = cached_pair_logps(theta_val, tr_tok, tok.pad_token_id, cache, ls, info["key"], progress,
                                "θ_val log-probs", log=log)
         m_val = _margin(objective, tv, ref_tr)
         loss_val = objective.loss(m_val).numpy()
+        loss_from = loss_theta
+        if half:
+            # θ_val's step from θ is far below bf16's resolution: ℓ(θ) and ℓ(θ_val) are both taken with
+            # fp32 weights (θ upcast exactly), so their difference is the step and not rounding.
+            import copy
+
+            theta32 = copy.deepcopy(policy).float()
+            p32 = cached_pair_logps(theta32, tr_tok, tok.pad_token_id, cache, ls, model_fingerprint(theta32), progress,
+                                    "policy log-probs (fp32, for LossDiff)", stats, log=log)
+            loss_from = objective.loss(_margin(objective, p32, ref_tr)).numpy()
+            del theta32
         table["loss_theta_val"] = _spread(train, loss_val)
-        table["lossdiff"] = _spread(train, loss_theta - loss_val)
+        table["lossdiff"] = _spread(train, loss_from - loss_val)
         timings["lossdiff"] = time.perf_counter() - t
         del theta_val
 

@@ -92,13 +92,16 @@ def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, e
 
 def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: PairwiseObjective,
                 settings: StageSettings, out_dir: str | Path, start_key: str, data_key: str, name: str = "stage",
-                eval_records: list[dict] | None = None, eval_steps: int | None = None, lora=None, log=print):
+                eval_records: list[dict] | None = None, eval_steps: int | None = None, lora=None, log=print,
+                hand_back_fp32: bool = False):
     """Train a copy of `policy` on `records` (dicts with prompt/chosen/rejected) and save it.
 
     `start_key` and `data_key` fingerprint the starting weights and the data; with the settings and
     objective they decide whether a saved stage can be reused. `lora` (a `models.LoraSettings`) trains
     fresh LoRA adapters on the copy instead of all its weights; the stage is saved merged either way.
-    Returns (model, stage_info)."""
+    The stage runs on `policy`'s device; a bf16/fp16 `policy` trains fp32 master weights under
+    autocast and is handed back in its own precision, or in fp32 with `hand_back_fp32` (θ_val: its
+    small step from θ would be rounded away in bf16). Returns (model, stage_info)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from trl import DPOTrainer
@@ -111,11 +114,16 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     info = _reusable_stage(out_dir, key, name, log)
     # A stage runs where its starting model is, in its precision; it is saved in fp32.
     precision, device = model_precision(policy), model_device(policy)
-    as_given = lambda m: m if precision == "fp32" else m.to(torch_dtype(precision))  # noqa: E731
+    def as_given(m):
+        m = m.to(device)
+        return m if precision == "fp32" or hand_back_fp32 else m.to(torch_dtype(precision))
+
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # the Trainer places the model on the current CUDA device
     if info is not None:
         from ..models import load_pretrained
 
-        return as_given(load_pretrained(AutoModelForCausalLM, out_dir / "model", dtype=torch.float32).to(device)), info
+        return as_given(load_pretrained(AutoModelForCausalLM, out_dir / "model", dtype=torch.float32)), info
     info_path.unlink(missing_ok=True)  # from here on, the folder is not a finished stage
     t0 = time.time()
     model = _without_patched_forward(copy.deepcopy(policy))
