@@ -134,3 +134,19 @@ def test_validation_sets_give_one_if_column_each(lab_run, tmp_path):
         ok = alone["valid"].to_numpy()
         a, b = alone.loc[ok, "if"].to_numpy(), many.loc[ok, f"if_val_{name}"].to_numpy()
         assert np.median(np.abs(a - b) / np.abs(a).max()) < 1e-6 and np.max(np.abs(a - b)) < 1e-4 * np.abs(a).max()
+
+
+def test_bf16_weights_keep_lossdiff_and_if_in_step_with_fp32(lab_run):
+    """The same θ and pairs with bf16 weights: LossDiff (θ_val's step taken and measured with fp32
+    weights) and IF keep fp32's order. Rounding θ_val back to bf16 would leave LossDiff as noise."""
+    from scipy.stats import spearmanr
+
+    quiet = lambda *_: None
+    # A small θ_val step (val_lr 1e-3), as on real models: well below bf16's resolution of θ's weights.
+    a = compute_scores(_cfg(lab_run, "run_fp32_small_step", val_lr=1e-3), progress=False, log=quiet)
+    b = compute_scores(_cfg(lab_run, "run_bf16", dtype="bf16", val_lr=1e-3), progress=False, log=quiet)
+    ok = a["valid"].to_numpy()
+    assert b["valid"].tolist() == a["valid"].tolist() and b.loc[ok, "lossdiff"].dtype == np.float64
+    for col in ("irm", "lossdiff", "if"):
+        rho = spearmanr(a.loc[ok, col], b.loc[ok, col])[0]
+        assert rho > 0.9, (col, rho)

@@ -184,8 +184,8 @@ def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | Non
                           max_length=cfg.max_length, seed=cfg.seed, optimizer=cfg.val_optimizer),
             out / "theta_val", start_key=pol_key, data_key=data_fingerprint(va_tok), name="theta_val", log=log,
             hand_back_fp32=half)
-        tv = cached_pair_logps(theta_val, tr_tok, tok.pad_token_id, cache, ls, info["key"], progress,
-                               "θ_val log-probs", log=log)
+        tv = cached_pair_logps(theta_val, tr_tok, tok.pad_token_id, cache, ls, info["key"] + (":fp32" if half else ""),
+                               progress, "θ_val log-probs", log=log)
         m_val = _margin(objective, tv, ref_tr)
         loss_val = objective.loss(m_val).numpy()
         loss_from = loss_theta
