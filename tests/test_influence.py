@@ -127,3 +127,30 @@ def test_layer_groups():
     assert layer_group("base_model.model.model.layers.12.mlp.up_proj.lora_A.default.weight") == "layer.12"
     assert layer_group("model.embed_tokens.weight") == "embeddings"
     assert layer_group("model.norm.weight") == "head"
+
+
+def test_auto_takes_the_loop_for_a_few_parameters_of_a_large_model():
+    """LoRA-sized parameter sets of a large model: vmap would hold every pair's activations of the
+    whole model, so `auto` takes the loop; on a small model it takes vmap. Both give the same IF."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from prefsift.objectives import PairwiseObjective
+    from prefsift.scoring import influence as inf
+
+    torch.manual_seed(0)
+    big = LlamaForCausalLM(LlamaConfig(vocab_size=32000, hidden_size=320, intermediate_size=64, num_hidden_layers=1,
+                                       num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)).eval()
+    assert sum(p.numel() for p in big.parameters()) > inf.VMAP_MAX_MODEL
+    gen = torch.Generator().manual_seed(1)
+    pairs = [TokenizedPair(prompt_ids=torch.randint(3, 32000, (5,), generator=gen).tolist(),
+                           chosen_ids=torch.randint(3, 32000, (4,), generator=gen).tolist(),
+                           rejected_ids=torch.randint(3, 32000, (3,), generator=gen).tolist()) for _ in range(4)]
+    ref = compute_pair_logps(big, pairs, 0, LogprobSettings(), progress=False)
+    obj = PairwiseObjective("dpo", 0.5)
+    settings = dict(params=r"layers\.0\.self_attn\.q_proj")  # 0.1 M selected parameters
+    args = (big, pairs[:2], (ref.chosen[:2], ref.rejected[:2]), pairs[2:], (ref.chosen[2:], ref.rejected[2:]), obj, 0)
+    auto = compute_influence(*args, InfluenceSettings(method="auto", **settings), progress=False)
+    vmap = compute_influence(*args, InfluenceSettings(method="vmap", **settings), progress=False)
+    assert auto.method == "loop" and vmap.method == "vmap"
+    np.testing.assert_allclose(auto.total, vmap.total, rtol=1e-4, atol=1e-9)

@@ -59,7 +59,7 @@ class ScoreConfig:
         "help": "how exact IF is computed: jvp (forward mode, one batched pass that also gives the policy's "
                 "log-probs; exact only, no projection; the diag preconditioner applies to its tangent), loop (a "
                 "backward pass per pair), vmap "
-                "(per-pair gradients batched), auto (vmap up to 5 M parameters, else loop)",
+                "(per-pair gradients batched), auto (vmap up to 5 M selected parameters in a model of up to 20 M, else loop)",
         "check": ("auto", "vmap", "loop", "jvp")})
     if_groups: str = field(default="auto", metadata={
         "help": "IF per layer group on the jvp route (one tangent per group): yes, no, or auto (when every group's "

@@ -83,6 +83,11 @@ def layer_group(name: str) -> str:
     return "head"
 
 
+# `method="auto"` takes the vmap route up to these sizes (selected parameters, whole model), else the loop.
+VMAP_MAX_SELECTED = 5_000_000
+VMAP_MAX_MODEL = 20_000_000
+
+
 class SignSketch:
     """Seeded sparse sign projection R^D → R^k: coordinate i goes to bucket h(i) with sign s(i)."""
 
@@ -300,9 +305,13 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
     groups = [layer_group(n) for n in names]
     group_names = list(OrderedDict.fromkeys(groups))
     n_params = sum(p.numel() for p in params.values())
-    # vmap keeps every per-pair gradient of a batch in memory: worth it for small parameter sets.
+    # vmap keeps every per-pair gradient of a batch in memory, and every pair's activations of the whole
+    # model: worth it for small models only. A few LoRA parameters on a large model are no exception
+    # (LoRA on SmolLM2-135M by vmap needed over 15 GB), so `auto` looks at both sizes.
     # It runs without an attention mask (right padding), which works with eager and sdpa attention.
-    use_vmap = settings.method == "vmap" or (settings.method == "auto" and n_params <= 5_000_000)
+    n_model = sum(p.numel() for p in model.parameters())
+    use_vmap = settings.method == "vmap" or (settings.method == "auto" and n_params <= VMAP_MAX_SELECTED
+                                             and n_model <= VMAP_MAX_MODEL)
     if settings.method == "jvp" and settings.projection_dim:
         raise ValueError("IF by forward mode (method 'jvp') is exact: it takes no projection")
     if extra_validation and settings.method != "jvp":
