@@ -85,7 +85,8 @@ def score(policy, reference, pairs, validation=None, *, scores: Iterable[str] = 
         columns: which columns hold prompt/chosen/rejected/id (`prefsift.data.ColumnMap`).
         progress: progress bars. log: where progress lines go (print by default).
         **settings: any other `prefsift.scoring.table.ScoreConfig` field (val_lr, if_method, if_params,
-            max_length, keep, seed, ...); `prefsift score --help` explains each.
+            max_length, keep, seed, device, dtype, ...); `prefsift score --help` explains each. A model
+            given by name is loaded on `device` in `dtype`; a model object is used where it is.
     """
     from . import artifacts
     from .scoring.table import ScoreConfig, check_score_inputs, score_pairs
