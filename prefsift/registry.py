@@ -11,6 +11,7 @@ from typing import Any, Callable, Generic, Iterator, TypeVar
 from .errors import ConfigError, did_you_mean
 
 T = TypeVar("T")
+_ALL: list["Registry"] = []  # every registry, so a plugin that fails to import can be undone
 
 
 class Registry(Generic[T]):
@@ -20,6 +21,7 @@ class Registry(Generic[T]):
         self.kind, self.key = kind, key  # key: the config field that names an entry, for errors
         self._entries: dict[str, T] = {}
         self._plugins = plugins  # load the "prefsift.plugins" entry points before a miss or a listing
+        _ALL.append(self)
 
     def register(self, name: str, entry: T, *, replace: bool = False) -> T:
         if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
@@ -98,42 +100,52 @@ def load_entry_point_plugins() -> None:
 
 def import_plugins(modules, key: str = "plugins") -> None:
     """Import each module (a dotted name, or the path of a .py file) so that its `register_*` calls
-    take effect; a module that cannot be imported is a `ConfigError` naming it."""
+    take effect; a module that cannot be imported is a `ConfigError` naming it, and what it had
+    registered before it failed is taken back (so a corrected retry registers cleanly)."""
+    for i, spec in enumerate(modules or ()):
+        where = f"{key}[{i}]"
+        before = [dict(r._entries) for r in _ALL]
+        try:
+            _import_one(spec, where)
+        except BaseException:
+            for r, entries in zip(_ALL, before):
+                r._entries = entries
+            raise
+
+
+def _import_one(spec, where: str) -> None:
+    import hashlib
     import importlib
     import importlib.util
     import sys
     from pathlib import Path
 
-    for i, spec in enumerate(modules or ()):
-        where = f"{key}[{i}]"
-        if not isinstance(spec, str) or not spec.strip():
-            raise ConfigError(key=where, problem=f"must be a module name or a .py file, got {spec!r}")
-        try:
-            if spec.endswith(".py"):
-                path = Path(spec).expanduser()
-                if not path.is_file():
-                    raise ConfigError(key=where, problem=f": {spec!r} does not exist; give the path of your .py file")
-                # One module per file (not per file name): two plugins both called rules.py do not clash.
-                import hashlib
-
-                digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-                name = f"prefsift_plugin_{path.stem}_{digest}"
-                if name in sys.modules:
-                    continue  # imported already in this process: its entries are registered
-                module_spec = importlib.util.spec_from_file_location(name, path)
-                module = importlib.util.module_from_spec(module_spec)
-                sys.modules[name] = module
-                try:
-                    module_spec.loader.exec_module(module)
-                except BaseException:
-                    del sys.modules[name]
-                    raise
-            else:
-                importlib.import_module(spec)
-        except ConfigError:
-            raise
-        except ImportError as e:
-            raise ConfigError(key=where, problem=f": cannot import {spec!r} ({e}); give an importable module name "
-                                                 "or the path of a .py file") from None
-        except Exception as e:
-            raise ConfigError(key=where, problem=f": importing {spec!r} failed with {type(e).__name__}: {e}") from None
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(key=where, problem=f"must be a module name or a .py file, got {spec!r}")
+    try:
+        if spec.endswith(".py"):
+            path = Path(spec).expanduser()
+            if not path.is_file():
+                raise ConfigError(key=where, problem=f": {spec!r} does not exist; give the path of your .py file")
+            # One module per file (not per file name): two plugins both called rules.py do not clash.
+            digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+            name = f"prefsift_plugin_{path.stem}_{digest}"
+            if name in sys.modules:
+                return  # imported already in this process: its entries are registered
+            module_spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module
+            try:
+                module_spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[name]
+                raise
+        else:
+            importlib.import_module(spec)
+    except ConfigError:
+        raise
+    except ImportError as e:
+        raise ConfigError(key=where, problem=f": cannot import {spec!r} ({e}); give an importable module name "
+                                             "or the path of a .py file") from None
+    except Exception as e:
+        raise ConfigError(key=where, problem=f": importing {spec!r} failed with {type(e).__name__}: {e}") from None

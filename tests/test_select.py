@@ -99,3 +99,27 @@ def test_the_readme_plugin_rule_is_named_in_a_config_and_selects(tmp_path, monke
             prefsift.select(table.drop(columns="irm"), "low_margin", keep=0.4)
     finally:
         RULES.unregister("low_margin") if "low_margin" in RULES else None
+
+
+def test_a_plugin_that_fails_half_way_registers_nothing(tmp_path):
+    """A plugin registers a rule, then raises: the error names the plugin, the rule is gone again,
+    and the corrected file registers cleanly (no "registered already")."""
+    from prefsift.errors import ConfigError
+    from prefsift.registry import import_plugins
+    from prefsift.selection import RULES
+
+    plugin = tmp_path / "half.py"
+    body = ("import prefsift\n"
+            "@prefsift.register_rule('half_rule', help='x')\n"
+            "def half_rule(table, keep, seed):\n"
+            "    return table['valid'].to_numpy()\n")
+    plugin.write_text(body + "raise RuntimeError('broken on purpose')\n")
+    with pytest.raises(ConfigError, match="plugins\\[0\\].*broken on purpose"):
+        import_plugins([str(plugin)])
+    assert "half_rule" not in RULES
+    plugin.write_text(body)
+    try:
+        import_plugins([str(plugin)])
+        assert "half_rule" in RULES
+    finally:
+        RULES.unregister("half_rule")
