@@ -72,6 +72,9 @@ class ScoreConfig:
     tif_low: float = field(default=-1.0, metadata={"help": "TIF lower percentile (with tif_high; overrides keep)"})
     tif_high: float = field(default=-1.0, metadata={"help": "TIF upper percentile"})
     batch_tokens: int = field(default=1024, metadata={"help": "padded tokens per forward batch", "check": ">= 1"})
+    head_chunk: int = field(default=1024, metadata={"help": "completion positions per output-head matmul of the "
+                                                            "log-prob engine and the jvp IF route: bounds the (positions x "
+                                                            "vocabulary) logits block in memory", "check": ">= 1"})
     device: str = field(default="auto", metadata={"help": "where the models run: auto (CUDA when present), cpu, cuda, "
                                                           "cuda:N", "check": device_problem})
     dtype: str = field(default="auto", metadata={"help": "weights' precision: auto (fp32 on CPU), fp32, bf16, fp16 "

@@ -50,6 +50,7 @@ class InfluenceSettings:
     jvp_groups: bool | None = None
     group_memory_gb: float = 2.0
     jvp_token_budget: int = 1024  # padded tokens per forward-mode batch
+    head_chunk: int = 1024  # completion positions per output-head matmul of the jvp route
 
 
 def select_parameters(model, spec: str = "all") -> "OrderedDict[str, torch.nn.Parameter]":
@@ -250,7 +251,8 @@ def _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objectiv
         got, lc, lr = jvp_influence(model, params, g_val, train_pairs[c0:c1], ref_train[0][c0:c1],
                                     ref_train[1][c0:c1], objective, pad_id, groups=groups, per_group=per_group,
                                     group_memory_gb=settings.group_memory_gb, max_length=settings.max_length,
-                                    token_budget=settings.jvp_token_budget, progress=progress,
+                                    token_budget=settings.jvp_token_budget, head_chunk=settings.head_chunk,
+                                    progress=progress,
                                     extra_tangents={f"val:{k}": t for k, t in extra.items()},
                                     desc=f"IF: forward mode, pairs {c0}-{c1} of {n}" if step < n else "IF: forward mode")
         for c in columns:

@@ -105,7 +105,7 @@ def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | Non
     artifacts.write_json(out / "score_config.json", asdict(cfg), seal=False)
     timings: dict[str, float] = {}
     objective = PairwiseObjective(cfg.objective, cfg.beta)
-    ls = LogprobSettings(max_length=cfg.max_length, token_budget=cfg.batch_tokens)
+    ls = LogprobSettings(max_length=cfg.max_length, token_budget=cfg.batch_tokens, head_chunk=cfg.head_chunk)
 
     t = time.perf_counter()
     device = resolve_device(cfg.device)
@@ -242,7 +242,7 @@ def _influence(cfg, policy, pol_key, ref_key, tr_tok, va_tok, ref_tr, ref_va, ob
     jvp = cfg.if_method == "jvp"
     settings = InfluenceSettings(params=cfg.if_params, projection_dim=cfg.projection_dim or None,
                                  projection_seed=cfg.seed, precondition=cfg.precondition, max_length=cfg.max_length,
-                                 method=cfg.if_method, jvp_token_budget=cfg.batch_tokens,
+                                 method=cfg.if_method, jvp_token_budget=cfg.batch_tokens, head_chunk=cfg.head_chunk,
                                  jvp_groups={"auto": None, "yes": True, "no": False}[cfg.if_groups])
     s_key = asdict(settings)
     if not jvp:  # the forward-mode settings do not change the other routes' numbers
