@@ -106,10 +106,9 @@ def score(policy, reference, pairs, validation=None, *, scores: Iterable[str] = 
                                                        "policy=(model, tokenizer)")
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        from .devices import resolve_device, resolve_dtype
+        from .devices import placement
 
-        device = resolve_device(settings.get("device", "auto"))
-        place = {"device": device, "dtype": resolve_dtype(settings.get("dtype", "auto"), device)}
+        place = placement(settings.get("device", "auto"), settings.get("dtype", "auto"))
         models = (tok, ref_obj if ref_obj is not None else load_model(ref_spec, **place),
                   pol_obj if pol_obj is not None else load_model(pol_spec, **place))
     files = isinstance(pairs, (str, Path)) and (validation is None or isinstance(validation, (str, Path)))

@@ -60,6 +60,13 @@ def resolve_dtype(spec: str, device: torch.device, key: str = "dtype") -> str:
     return spec
 
 
+def placement(device: str = "auto", dtype: str = "auto") -> dict:
+    """`load_model`'s ``device`` and ``dtype`` for two specs, resolved on this machine (a
+    `ConfigError` for a device it lacks): ``load_model(spec, **placement(cfg.device, cfg.dtype))``."""
+    where = resolve_device(device)
+    return {"device": where, "dtype": resolve_dtype(dtype, where)}
+
+
 def torch_dtype(name: str) -> torch.dtype:
     return _TORCH[name]
 

@@ -85,17 +85,16 @@ def cmd_data_subset(args) -> int:
 def cmd_model(args) -> int:
     from ..models import load_model, load_tokenizer, resolve_model_path
 
-    from ..devices import resolve_device, resolve_dtype
+    from ..devices import placement
 
     t0 = time.time()
-    device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
+    place = placement(args.device, args.dtype)
     path = resolve_model_path(args.spec)
-    model = load_model(args.spec, device=device, dtype=dtype)
+    model = load_model(args.spec, **place)
     tok = load_tokenizer(args.spec)
     n = sum(p.numel() for p in model.parameters())
     print(f"{args.spec}: {type(model).__name__}, {n / 1e6:.1f} M parameters, {next(model.parameters()).dtype} on "
-          f"{device}")
+          f"{place['device']}")
     print(f"  folder: {path}")
     print(f"  tokenizer: vocab {len(tok)}, bos={tok.bos_token!r} eos={tok.eos_token!r} pad={tok.pad_token!r}, "
           f"chat template: {'yes' if tok.chat_template else 'no'}")

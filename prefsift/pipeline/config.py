@@ -124,10 +124,10 @@ class RunConfig:
                         else f"must be a list of whole numbers, got {v!r} at position {i + 1}")
         self._check_sources()
         try:  # the scores' cross-field rules, with the values the run will set (before the arms that need them)
-            ScoreConfig(**self.score_config_fixed(), **asdict(self.scores))
+            wanted = ScoreConfig(**self.score_config_fixed(), **asdict(self.scores)).wanted
         except ConfigError as e:
             raise e.within("scores") from None
-        self._check_arms()
+        self._check_arms(wanted)
         if self.scores.if_params == "lora":
             raise ConfigError(key="scores.if_params", problem="'lora' cannot work in a run: each stage is saved with "
                                                               "its adapters merged, so θ has none; use 'all' or regular "
@@ -161,7 +161,7 @@ class RunConfig:
                                                           "validation, test_prompts and reference "
                                                           f"(missing: {', '.join(missing)})")
 
-    def _check_arms(self):
+    def _check_arms(self, wanted: list[str]):
         for name, spec in self.imported.items():
             key = f"imported.{name}"
             if name in RULES or name in ("id", "valid", "reason"):
@@ -177,8 +177,6 @@ class RunConfig:
         if bad:
             raise ConfigError(key="arms", problem=f"has unknown arm(s) {bad}{did_you_mean(bad[0], RULES.names())}; "
                                                   f"choose among {', '.join(RULES)}, or define them under `imported`")
-        wanted = self.scores.scores.split(",")
-        wanted = [s.strip() for s in wanted if s.strip()]
         for arm in self.arms:
             needs = RULES.get(arm).needs if arm in RULES else ()
             lacking = [c for c in needs if c in SCORES and c not in wanted]
@@ -291,8 +289,7 @@ def _plain(value):
 
 
 def _judge_problem(spec):
-    from .. import lab  # noqa: F401  (registers the lab's oracle judge)
-    from ..eval.judges import judge_spec_problem
+    from ..eval.judges import judge_spec_problem  # the lab's oracle comes in by the prefsift.plugins entry point
 
     return judge_spec_problem(spec)
 

@@ -54,9 +54,9 @@ def check_run_inputs(cfg: RunConfig) -> dict:
     from ..eval.judges import check_judge
     from ..models import ModelSourceError, resolve_model_path
 
-    from ..devices import resolve_device, resolve_dtype
+    from ..devices import placement
 
-    resolve_dtype(cfg.dtype, resolve_device(cfg.device))  # a CUDA device asked for where there is none
+    placement(cfg.device, cfg.dtype)  # a CUDA device asked for where there is none
     read: dict = {}
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():

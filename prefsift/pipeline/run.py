@@ -8,12 +8,13 @@ import pandas as pd
 import yaml
 
 from .. import artifacts
+from ..devices import placement
 from ..errors import ConfigError
 from .config import RunConfig
 from .inputs import check_run_inputs, read_test_prompts
 from .rundir import Manifest, RunDir
-from .stages import (Answers, Run, arm_stage, data_stage, evaluation_stage, load_inputs, model_placement,
-                     report_stage, results_stage, scores_stage, selections_stage, warmup_stage)
+from .stages import (Answers, Run, arm_stage, data_stage, evaluation_stage, load_inputs, report_stage, results_stage,
+                     scores_stage, selections_stage, warmup_stage)
 
 
 def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFrame:
@@ -45,7 +46,7 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
     data = data_stage(run)
     inp = load_inputs(run, data, read)
     warmup_key, warmup_info = warmup_stage(run, inp)
-    theta = load_model(rd.warmup_model, **model_placement(cfg))  # θ, loaded once: scored, then every arm's start
+    theta = load_model(rd.warmup_model, **placement(cfg.device, cfg.dtype))  # θ, loaded once: scored, then every arm's start
     log(f"[scores] IRM, LossDiff, IF, TIF ({clock.eta(0.15)})")
     table = scores_stage(run, inp, theta, warmup_key, warmup_info)
     masks = selections_stage(run, table)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import artifacts, faults
+from ..devices import placement
 from .config import RunConfig
 from .rundir import Manifest, RunDir, stage_key
 
@@ -104,16 +105,8 @@ def load_inputs(run: Run, data: Data, read: dict) -> Inputs:
     strict = cfg.scores.strict
     train = read["train"] if "train" in read else load_pairs(data.train, strict=strict)
     val = read["validation"] if "validation" in read else load_pairs(data.validation, strict=strict)
-    return Inputs(data, load_tokenizer(data.reference), load_model(data.reference, **model_placement(cfg)), train, val,
-                  PairwiseObjective(cfg.objective, cfg.beta), cfg.lora)
-
-
-def model_placement(cfg: RunConfig) -> dict:
-    """`load_model`'s device and dtype for this run (`device`/`dtype` resolved on this machine)."""
-    from ..devices import resolve_device, resolve_dtype
-
-    device = resolve_device(cfg.device)
-    return {"device": device, "dtype": resolve_dtype(cfg.dtype, device)}
+    return Inputs(data, load_tokenizer(data.reference), load_model(data.reference, **placement(cfg.device, cfg.dtype)),
+                  train, val, PairwiseObjective(cfg.objective, cfg.beta), cfg.lora)
 
 
 def warmup_stage(run: Run, inp: Inputs) -> tuple[str, dict]:

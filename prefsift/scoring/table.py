@@ -25,7 +25,7 @@ from .logprobs import (EngineStats, LogprobSettings, PairLogps, cached_pair_logp
 from ..objectives import PairwiseObjective
 from ..selection import keep_middle, window
 from ..data.tokenization import tokenize_pairs
-from ..devices import model_precision, resolve_device, resolve_dtype
+from ..devices import model_precision, placement
 from ..errors import ConfigError, require_path
 from ..train.dpo import StageSettings, train_stage
 
@@ -57,7 +57,7 @@ def check_score_inputs(cfg: ScoreConfig, columns: ColumnMap | None = None) -> tu
     A problem is a `UserError` naming the setting (the CLI shows it as its flag)."""
     from ..models import ModelSourceError, resolve_model_path
 
-    resolve_dtype(cfg.dtype, resolve_device(cfg.device))  # a CUDA device asked for where there is none
+    placement(cfg.device, cfg.dtype)  # a CUDA device asked for where there is none
     for key in ("policy", "reference"):
         try:
             resolve_model_path(getattr(cfg, key))
@@ -108,9 +108,8 @@ def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | Non
     ls = LogprobSettings(max_length=cfg.max_length, token_budget=cfg.batch_tokens, head_chunk=cfg.head_chunk)
 
     t = time.perf_counter()
-    device = resolve_device(cfg.device)
-    dtype = resolve_dtype(cfg.dtype, device)
-    load = lambda spec: load_model(spec, dtype=dtype, device=device)  # noqa: E731
+    place = placement(cfg.device, cfg.dtype)
+    load = lambda spec: load_model(spec, **place)  # noqa: E731
     tok = models[0] if models else load_tokenizer(cfg.policy)
     train = check_lengths(train_pairs, tok, cfg.max_length, cfg.overlength, cfg.strict)
     val = None
