@@ -40,7 +40,8 @@ def main() -> int:
     from prefsift.models import load_model, load_tokenizer
     from prefsift.objectives import PairwiseObjective
     from prefsift.quiet import quiet_libraries
-    from prefsift.scoring.influence import select_parameters, validation_gradient, layer_group
+    from prefsift.scoring.influence import select_parameters, layer_group
+    from prefsift.scoring.gradients import validation_gradient
     from prefsift.scoring.influence_jvp import jvp_influence
     from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
 

@@ -7,6 +7,7 @@ master weights and run the half precision under autocast (TRL's `bf16`/`fp16`), 
 
 from __future__ import annotations
 
+import os
 import re
 
 import torch
@@ -31,12 +32,16 @@ def device_problem(spec) -> str | None:
 
 
 def resolve_device(spec: str = "auto", key: str = "device") -> torch.device:
-    """The torch device of a spec: `auto` is the first CUDA device when there is one, else the CPU."""
+    """The torch device of a spec: `auto` is the first CUDA device when there is one (under a launcher,
+    the one of the process's local rank), else the CPU."""
     problem = device_problem(spec)
     if problem:
         raise ConfigError(key=key, problem=problem)
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cuda" and torch.cuda.is_available():
+        # Under a launcher each process takes the GPU of its local rank (torchrun's LOCAL_RANK).
+        spec = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else "cuda"
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(key=key, problem=f"is {spec!r}, but this machine has no CUDA device (torch "

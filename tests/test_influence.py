@@ -5,7 +5,8 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from prefsift.scoring.influence import InfluenceSettings, compute_influence, layer_group, pair_losses, _pair_inputs
+from prefsift.scoring.influence import InfluenceSettings, compute_influence, layer_group
+from prefsift.scoring.gradients import pair_inputs as _pair_inputs, pair_losses
 from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
 from prefsift.models import build_tiny_model
 from prefsift.objectives import PairwiseObjective

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from prefsift.scoring.influence import InfluenceSettings, _pair_inputs, compute_influence, pair_losses
+from prefsift.scoring.influence import InfluenceSettings, compute_influence
+from prefsift.scoring.gradients import pair_inputs as _pair_inputs, pair_losses
 from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
 from prefsift.models import LoraSettings, add_lora, build_tiny_model
 from prefsift.objectives import PairwiseObjective

@@ -12,8 +12,8 @@ ROOT = Path(prefsift.__file__).parent
 # Lowest first: a module may import from its own layer and the layers before it.
 LAYERS = [
     {"version", "errors", "faults", "registry", "checks", "quiet", "artifacts"},
-    {"data", "models", "objectives", "devices"},
-    {"scoring.kinds", "scoring.logprobs", "scoring.influence", "scoring.influence_jvp", "train", "selection", "eval"},
+    {"data", "models", "objectives", "devices", "distributed"},
+    {"scoring.kinds", "scoring.logprobs", "scoring.gradients", "scoring.influence", "scoring.influence_jvp", "train", "selection", "eval"},
     {"scoring.table", "scoring"},
     {"lab"},
     {"pipeline"},

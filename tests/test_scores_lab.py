@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy.stats import pearsonr
 
-from prefsift.scoring import influence
+from prefsift.scoring import gradients, influence
 from prefsift.data import load_pairs
 from prefsift.lab import LabConfig, make_lab
 from prefsift.scoring.logprobs import model_fingerprint
@@ -65,7 +65,7 @@ def test_lossdiff_tracks_if_and_every_row_is_present(lab_run):
 
 def test_killed_run_resumes_to_identical_results(lab_run, monkeypatch):
     full = compute_scores(_cfg(lab_run, "run_full"), progress=False, log=lambda *_: None)
-    real = influence._per_pair_grads
+    real = gradients.per_pair_grads
     calls = {"n": 0}
 
     def dies_midway(*a, **k):
@@ -74,14 +74,14 @@ def test_killed_run_resumes_to_identical_results(lab_run, monkeypatch):
             raise KeyboardInterrupt("killed")
         return real(*a, **k)
 
-    monkeypatch.setattr(influence, "_per_pair_grads", dies_midway)
+    monkeypatch.setattr(gradients, "per_pair_grads", dies_midway)
     cfg = _cfg(lab_run, "run_killed")
     with pytest.raises(KeyboardInterrupt):
         compute_scores(cfg, progress=False, log=lambda *_: None)
     assert not (lab_run / "run_killed" / "scores.parquet").exists()
     chunks = list((lab_run / "run_killed" / "cache").glob("if-*/chunk-*.npz"))
     assert chunks  # some IF work was kept
-    monkeypatch.setattr(influence, "_per_pair_grads", real)
+    monkeypatch.setattr(gradients, "per_pair_grads", real)
     calls["n"] = 0
     resumed = compute_scores(cfg, progress=False, log=lambda *_: None)
     cols = ["irm", "lossdiff", "if", "loss_theta", "loss_theta_val"]

@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     if late_debug:
         argv = [a for i, a in enumerate(argv) if not (a == "--debug" and 0 < i < end)]
     args = parser.parse_args(argv)
+    args.argv = argv  # what a command that starts its own worker processes hands on to them
     args.debug = args.debug or late_debug
     if not getattr(args, "func", None):
         # `prefsift data` with no subcommand: show that level's help.

@@ -130,10 +130,35 @@ def cmd_lab_sentiment(args) -> int:
 def cmd_score(args) -> int:
     from ..scoring.table import ScoreConfig, compute_scores
 
+    from ..distributed import check_processes, launch_local, world
+
     cfg = _dataclass_from_args(ScoreConfig, args)
+    here = world()
+    processes = check_processes(args.processes, here)
+    if processes > 1 and not here.sharded:
+        # Checked here, once, before N processes start and load models.
+        from ..scoring.table import check_score_inputs, check_sharding
+
+        check_sharding(cfg, processes)
+        check_score_inputs(cfg, _columns_from_args(args))
+        return launch_local(processes, _without_flag(args.argv, "--processes"), threads=args.threads)
     compute_scores(cfg, columns=_columns_from_args(args), progress=not args.quiet)
-    print(f"\nscores table: {Path(cfg.out) / 'scores.parquet'}")
+    if here.is_main:
+        print(f"\nscores table: {Path(cfg.out) / 'scores.parquet'}")
     return 0
+
+
+def _without_flag(argv: list[str], flag: str) -> list[str]:
+    """`argv` less one flag and its value (``--flag V`` or ``--flag=V``)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = True
+        elif not a.startswith(flag + "="):
+            out.append(a)
+    return out
 
 
 def cmd_select(args) -> int:

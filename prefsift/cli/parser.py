@@ -199,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataclass_args(score, ScoreConfig, skip=("strict",))
     _add_column_args(score)
     score.add_argument("--quiet", action="store_true", help="no progress bars")
+    score.add_argument("--processes", type=int, default=1,
+                       help="local worker processes to shard the pairs over (started through torchrun; each "
+                            "gets an equal share of the CPU threads, or one GPU each). Under a launcher of your "
+                            "own (torchrun --nproc_per_node N -m prefsift score ..., accelerate launch) leave it "
+                            "at 1: the launcher's processes share the work (default: 1)")
     score.set_defaults(func=c.cmd_score)
 
     select = sub.add_parser(

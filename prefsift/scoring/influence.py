@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 import time
-import warnings
 from pathlib import Path
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -30,9 +29,10 @@ import torch
 from .. import artifacts, faults
 from ..devices import accumulation_dtype
 from ..errors import ConfigError
-from .logprobs import batch_logps, pair_sequences
+from ..distributed import merge_arrays, mine, world
 from ..objectives import PairwiseObjective
-from ..data.tokenization import TokenizedPair
+from . import gradients
+from .gradients import pair_inputs, pair_losses, validation_gradient  # noqa: F401  (IF's building blocks, re-exported)
 
 
 @dataclass(frozen=True)
@@ -108,88 +108,6 @@ class SignSketch:
         return out
 
 
-def _pair_inputs(pairs: Sequence[TokenizedPair], max_length: int | None):
-    seqs = pair_sequences(pairs, max_length)
-    return [(seqs[2 * i], seqs[2 * i + 1]) for i in range(len(pairs))]
-
-
-def pair_losses(model, pair_seqs, ref_chosen, ref_rejected, objective: PairwiseObjective, pad_id: int):
-    """Per-pair loss ℓ(θ; d) with gradients (reference log-probs are constants)."""
-    flat = [s for pair in pair_seqs for s in pair]
-    logps = batch_logps(model, flat, pad_id)
-    chosen, rejected = logps[0::2], logps[1::2]
-    dtype = logps.dtype
-    on = dict(dtype=dtype, device=logps.device)
-    lens_c = torch.tensor([max(len(c[0]) - c[1], 0) for c, _ in pair_seqs], **on)
-    lens_r = torch.tensor([max(len(r[0]) - r[1], 0) for _, r in pair_seqs], **on)
-    margin = objective.margin(chosen, rejected, torch.as_tensor(ref_chosen, **on),
-                              torch.as_tensor(ref_rejected, **on), lens_c, lens_r)
-    return objective.loss(margin)
-
-
-def validation_gradient(model, params, val_pairs, ref_chosen, ref_rejected, objective, pad_id,
-                        max_length=1024, batch_pairs: int = 4):
-    """∇θ L_val with L_val the mean loss over the validation pairs, for the selected parameters."""
-    seqs = _pair_inputs(val_pairs, max_length)
-    # Accumulated in fp32 (fp64 for fp64 models), whatever the weights' precision.
-    grads = [torch.zeros_like(p, dtype=accumulation_dtype(p)) for p in params.values()]
-    n = len(seqs)
-    for s in range(0, n, batch_pairs):
-        loss = pair_losses(model, seqs[s:s + batch_pairs], ref_chosen[s:s + batch_pairs],
-                           ref_rejected[s:s + batch_pairs], objective, pad_id).sum() / n
-        for g, gi in zip(grads, torch.autograd.grad(loss, list(params.values()), allow_unused=True)):
-            if gi is not None:
-                g += gi.to(g.dtype)
-    return grads
-
-
-def _per_pair_grads(model, params, seqs_batch, ref_c, ref_r, objective, pad_id, use_vmap: bool):
-    """Per-pair gradients of the selected parameters: a list (per parameter) of (B, *shape)."""
-    names = list(params)
-    if not use_vmap:
-        out = [[] for _ in names]
-        for i, pair in enumerate(seqs_batch):
-            loss = pair_losses(model, [pair], ref_c[i:i + 1], ref_r[i:i + 1], objective, pad_id)[0]
-            gs = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-            for j, (g, p) in enumerate(zip(gs, params.values())):
-                out[j].append(torch.zeros_like(p) if g is None else g)
-        return [torch.stack(o) for o in out]
-
-    from torch.func import functional_call, grad, vmap
-
-    # Pad every sequence of the batch to one length (right padding, no mask: causal models ignore
-    # what comes after a token) and describe scored positions by a mask, which vmap can batch.
-    flat = [s for pair in seqs_batch for s in pair]
-    longest = max(len(ids) for ids, _ in flat)
-    ids = torch.full((len(flat), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(flat), longest)
-    for b, (seq, start) in enumerate(flat):
-        ids[b, : len(seq)] = torch.tensor(seq)
-        mask[b, start:len(seq)] = 1.0
-    dtype = accumulation_dtype(next(iter(params.values())))  # log-probs and margins in fp32 or better
-    ids, mask = ids.view(len(seqs_batch), 2, longest), mask.view(len(seqs_batch), 2, longest).to(dtype)
-    refs = torch.stack([torch.as_tensor(ref_c, dtype=dtype), torch.as_tensor(ref_r, dtype=dtype)], dim=1)
-    device = next(iter(params.values())).device
-    ids, mask, refs = ids.to(device), mask.to(device), refs.to(device)
-    frozen = {n: p.detach() for n, p in model.named_parameters() if n not in params}
-    frozen.update({n: b for n, b in model.named_buffers()})
-
-    def loss_of(p, ids_i, mask_i, refs_i):
-        logits = functional_call(model, {**frozen, **p}, (ids_i,), {"use_cache": False}).logits[:, :-1].to(dtype)
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, ids_i[:, 1:, None])[..., 0]
-        sums = (logp * mask_i[:, 1:]).sum(-1)
-        lens = mask_i[:, 1:].sum(-1)
-        m = objective.margin(sums[0:1], sums[1:2], refs_i[0:1], refs_i[1:2], lens[0:1], lens[1:2])
-        return objective.loss(m)[0]
-
-    detached = {n: p.detach() for n, p in params.items()}
-    with warnings.catch_warnings():
-        # sdpa's CPU backward has no batching rule yet; torch falls back to a loop and says so.
-        warnings.filterwarnings("ignore", message=".*batching rule.*")
-        g = vmap(grad(loss_of), in_dims=(None, 0, 0, 0))(detached, ids, mask, refs)
-    return [g[n] for n in names]
-
-
 def _load_chunks(ckpt: Path, arrays: dict, done: np.ndarray, log) -> None:
     """Fill `arrays` (column → values over all pairs) and `done` from the verified chunks saved in
     `ckpt`; a chunk that does not verify is discarded (and recomputed by the caller)."""
@@ -204,20 +122,27 @@ def _load_chunks(ckpt: Path, arrays: dict, done: np.ndarray, log) -> None:
         done[s0:s1] = True
 
 
-def _inverse_fisher(model, params, seqs, ref_train, objective, pad_id, settings, use_vmap: bool, progress: bool):
-    """(F + λ·mean F)⁻¹ per parameter, F the mean squared per-pair gradient over the training pairs
-    (empirical Fisher diagonal), λ = settings.damping: one pass of per-pair gradients."""
-    from tqdm.auto import tqdm
+def _batch(settings: InfluenceSettings, use_vmap: bool) -> int:
+    return settings.vmap_batch if use_vmap else 1
 
-    batch = settings.vmap_batch if use_vmap else 1
-    fisher = [torch.zeros_like(p, dtype=accumulation_dtype(p)) for p in params.values()]
-    for s in tqdm(range(0, len(seqs), batch), desc="IF: Fisher diagonal", disable=not progress):
-        gs = _per_pair_grads(model, params, seqs[s:s + batch], ref_train[0][s:s + batch], ref_train[1][s:s + batch],
-                             objective, pad_id, use_vmap)
-        for f, g in zip(fisher, gs):
-            f += (g.detach().to(f.dtype) ** 2).sum(0) / len(seqs)
-    mean_f = sum(f.sum() for f in fisher) / sum(p.numel() for p in params.values())
-    return [1.0 / (f + settings.damping * mean_f) for f in fisher]
+
+def _owned(seqs, chunk: int) -> np.ndarray:
+    """Per pair, whether its chunk of `chunk` pairs is this rank's (all of them in one process);
+    chunks go to ranks balanced by their tokens."""
+    starts = range(0, len(seqs), chunk)
+    ours = mine([sum(len(c[0]) + len(r[0]) for c, r in seqs[s:s + chunk]) for s in starts])
+    owned = np.zeros(len(seqs), dtype=bool)
+    for s, own in zip(starts, ours):
+        owned[s:s + chunk] = own
+    return owned
+
+
+def _merged(columns: dict, owned: np.ndarray) -> "OrderedDict[str, np.ndarray]":
+    """Each rank's columns over its own chunks (zero elsewhere, whatever chunk files it read),
+    summed over the ranks: the whole columns, on every rank."""
+    if owned.all():
+        return OrderedDict(columns)
+    return OrderedDict(merge_arrays({c: np.where(owned, v, 0.0) for c, v in columns.items()}))
 
 
 def _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objective, pad_id, settings, progress,
@@ -243,10 +168,12 @@ def _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objectiv
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if ckpt is not None:
         _load_chunks(ckpt, values, done, log)
-    step = checkpoint_every if ckpt is not None else n
+    sharded = world().sharded
+    step = checkpoint_every if ckpt is not None or sharded else n
+    owned = _owned(pair_inputs(train_pairs, settings.max_length), step)
     for c0 in range(0, n, step):
         c1 = min(c0 + step, n)
-        if done[c0:c1].all():
+        if done[c0:c1].all() or not owned[c0]:
             continue
         got, lc, lr = jvp_influence(model, params, g_val, train_pairs[c0:c1], ref_train[0][c0:c1],
                                     ref_train[1][c0:c1], objective, pad_id, groups=groups, per_group=per_group,
@@ -261,6 +188,7 @@ def _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objectiv
         if ckpt is not None:
             artifacts.atomic_write(ckpt / f"chunk-{c0:08d}.npz", lambda tmp: np.savez(
                 tmp, start=c0, stop=c1, **{c: values[c][c0:c1] for c in values}))
+    values = _merged(values, owned)
     per = OrderedDict((g, values[g]) for g in group_names) if per_group else OrderedDict()
     total = sum(per.values()) if per_group else values["total"]
     return InfluenceResult(total, per, time.perf_counter() - t0, "jvp", values["logp_chosen"], values["logp_rejected"],
@@ -331,20 +259,22 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
             if settings.precondition == "diag":
                 # The preconditioner applies to the tangent: IF = d/dε ℓ(θ + ε (F + λ)⁻¹ ∇L_val). F itself
                 # needs the per-pair gradients once (the default route's first pass).
-                inv = _inverse_fisher(model, params, _pair_inputs(train_pairs, settings.max_length), ref_train,
-                                      objective, pad_id, settings, use_vmap, progress)
+                inv = gradients.inverse_fisher(model, params, pair_inputs(train_pairs, settings.max_length), ref_train,
+                                               objective, pad_id, settings.damping, _batch(settings, use_vmap),
+                                               use_vmap, progress)
                 g_val = [g * h for g, h in zip(g_val, inv)]
                 extra = {k: [g * h for g, h in zip(t, inv)] for k, t in extra.items()}
             return _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objective, pad_id, settings,
                                  progress, checkpoint_dir, checkpoint_every, log, t0, extra)
         finally:
             model.train(was_training)
-    seqs = _pair_inputs(train_pairs, settings.max_length)
-    batch = settings.vmap_batch if use_vmap else 1
+    seqs = pair_inputs(train_pairs, settings.max_length)
+    batch = _batch(settings, use_vmap)
 
     inv_fisher = None
     if settings.precondition == "diag":
-        inv_fisher = _inverse_fisher(model, params, seqs, ref_train, objective, pad_id, settings, use_vmap, progress)
+        inv_fisher = gradients.inverse_fisher(model, params, seqs, ref_train, objective, pad_id, settings.damping, batch,
+                                             use_vmap, progress)
     elif settings.precondition != "none":
         raise ValueError(f"unknown preconditioner {settings.precondition!r}; choose none or diag")
 
@@ -362,16 +292,18 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
     if checkpoint_dir is not None:
         ckpt = Path(checkpoint_dir)
         _load_chunks(ckpt, per_group, done, log)
-        # Chunks must be whole batches so a resumed run computes exactly the same batches.
-        checkpoint_every = max(batch, checkpoint_every // batch * batch)
-    bar = tqdm(total=len(seqs), desc="IF: per-pair gradients", unit="pair", disable=not progress,
-               initial=int(done.sum()))
+    # Chunks are whole batches, so a resumed run (or a rank of a sharded one) computes exactly the
+    # same batches as one uninterrupted process.
+    checkpoint_every = max(batch, checkpoint_every // batch * batch)
+    owned = _owned(seqs, checkpoint_every)
+    bar = tqdm(total=int(owned.sum()), desc="IF: per-pair gradients", unit="pair", disable=not progress,
+               initial=int((done & owned).sum()))
 
     def batches():
         for s in range(0, len(seqs), batch):
-            if done[s:s + batch].all():
+            if done[s:s + batch].all() or not owned[s]:
                 continue
-            yield s, _per_pair_grads(model, params, seqs[s:s + batch], ref_train[0][s:s + batch],
+            yield s, gradients.per_pair_grads(model, params, seqs[s:s + batch], ref_train[0][s:s + batch],
                                      ref_train[1][s:s + batch], objective, pad_id, use_vmap)
 
     for s, gs in batches():
@@ -394,6 +326,7 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
         faults.point("influence")
     bar.close()
     model.train(was_training)
+    per_group = _merged(per_group, owned)
     total = sum(per_group.values())
     return InfluenceResult(total, OrderedDict(per_group), time.perf_counter() - t0, "vmap" if use_vmap else "loop")
 

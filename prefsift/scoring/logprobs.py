@@ -27,6 +27,7 @@ import torch
 
 from .. import artifacts, faults
 from ..data.tokenization import TokenizedPair
+from ..distributed import World, merge_arrays, mine, world
 
 
 @dataclass(frozen=True)
@@ -251,8 +252,13 @@ def _shared_prompt_batch(model, pairs: Sequence[TokenizedPair], max_length: int 
 
 
 def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, settings: LogprobSettings = LogprobSettings(),
-                       progress: bool = True, desc: str = "log-probs", stats: EngineStats | None = None) -> PairLogps:
-    """Chosen and rejected summed log-probs for every pair, in input order, without gradients."""
+                       progress: bool = True, desc: str = "log-probs", stats: EngineStats | None = None,
+                       shard: World | None = None) -> PairLogps:
+    """Chosen and rejected summed log-probs for every pair, in input order, without gradients.
+
+    With a sharded `shard`, only that rank's batches are computed (0 elsewhere; `merge_logps` sums
+    the ranks'): the batches are planned over all pairs first, so every sequence is computed in the
+    batch it has in a one-process run."""
     from tqdm.auto import tqdm
 
     seqs = pair_sequences(pairs, settings.max_length)
@@ -277,6 +283,20 @@ def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, setti
         shared, [len(pairs[i].prompt_ids) for i in shared],
         [max(lengths[2 * i], lengths[2 * i + 1]) - len(pairs[i].prompt_ids) for i in shared],
         settings.token_budget, settings.max_batch)
+    if shard is not None and shard.sharded:
+        # Whole batches go to ranks, balanced by padded tokens (the engine's cost).
+        def padded(batch, shared_route):
+            if shared_route:
+                return len(batch) * max(len(pairs[i].prompt_ids) + 2 * (max(lengths[2 * i], lengths[2 * i + 1])
+                                                                        - len(pairs[i].prompt_ids)) for i in batch)
+            return len(batch) * max(lengths[k] for k in batch)
+
+        every = [(b, True) for b in shared_batches] + [(b, False) for b in batches]
+        owned = mine([padded(b, r) for b, r in every], shard)
+        shared_batches = [b for (b, r), o in zip(every, owned) if o and r]
+        batches = [b for (b, r), o in zip(every, owned) if o and not r]
+        bar.total = sum(len(b) for b in shared_batches) + sum(len(b) for b in batches) / 2
+        bar.refresh()
     try:
         with torch.no_grad():
             for batch in shared_batches:
@@ -336,17 +356,28 @@ def cached_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, cache_
     A cache file that does not match its recorded checksum is recomputed (`artifacts.trusted`).
 
     Token ids stand for (tokenizer, data): the same text under another tokenizer gives other ids."""
+    here = world()
     if cache_dir is None:
-        return compute_pair_logps(model, pairs, pad_id, settings, progress, desc, stats)
+        return merge_logps(compute_pair_logps(model, pairs, pad_id, settings, progress, desc, stats, here), here)
+    if here.sharded:  # each rank keeps its own share, so a killed rank resumes alone
+        cache_dir = Path(cache_dir) / here.tag()
     key_src = json.dumps({"model": model_key or model_fingerprint(model), "data": data_fingerprint(pairs),
                           "settings": asdict(settings)}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
     path = Path(cache_dir) / f"logps-{key}.npz"
     if artifacts.trusted(path, desc, log):
         with np.load(path) as z:
-            return PairLogps(z["chosen"], z["rejected"], z["chosen_tokens"], z["rejected_tokens"])
-    res = compute_pair_logps(model, pairs, pad_id, settings, progress, desc, stats)
+            return merge_logps(PairLogps(z["chosen"], z["rejected"], z["chosen_tokens"], z["rejected_tokens"]), here)
+    res = compute_pair_logps(model, pairs, pad_id, settings, progress, desc, stats, here)
     artifacts.atomic_write(path, lambda tmp: np.savez(tmp, chosen=res.chosen, rejected=res.rejected,
                                                       chosen_tokens=res.chosen_tokens,
                                                       rejected_tokens=res.rejected_tokens))
-    return res
+    return merge_logps(res, here)
+
+
+def merge_logps(part: PairLogps, w: World) -> PairLogps:
+    """The ranks' shares of the log-probs summed into the whole (one process: `part` itself)."""
+    if not w.sharded:
+        return part
+    got = merge_arrays({"chosen": part.chosen, "rejected": part.rejected}, w)
+    return PairLogps(got["chosen"], got["rejected"], part.chosen_tokens, part.rejected_tokens)

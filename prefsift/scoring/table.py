@@ -6,6 +6,7 @@ pairs, through TRL) → LossDiff → IF (per layer group) → TIF and baseline c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -26,8 +27,9 @@ from ..objectives import PairwiseObjective
 from ..selection import keep_middle, window
 from ..data.tokenization import tokenize_pairs
 from ..devices import model_precision, placement
+from ..distributed import barrier, world
 from ..errors import ConfigError, require_path
-from ..train.dpo import StageSettings, train_stage
+from ..train.dpo import StageSettings, per_process_batch, train_stage
 
 
 
@@ -80,6 +82,12 @@ def check_score_inputs(cfg: ScoreConfig, columns: ColumnMap | None = None) -> tu
     return train, val
 
 
+def check_sharding(cfg: ScoreConfig, processes: int) -> None:
+    """What `processes` processes need of the settings: θ_val's batch shared evenly among them."""
+    if processes > 1 and "lossdiff" in cfg.wanted:
+        per_process_batch(cfg.val_batch_size, processes, key="val_batch_size")
+
+
 def compute_scores(cfg: ScoreConfig, columns: ColumnMap | None = None, progress: bool = True,
                    log=print) -> pd.DataFrame:
     """Score every pair of `cfg.train` and write `cfg.out/scores.parquet` (one row per input row).
@@ -88,7 +96,12 @@ def compute_scores(cfg: ScoreConfig, columns: ColumnMap | None = None, progress:
     stopped and gives the same table; one process at a time may write a run directory."""
     # Every input checked and read before any folder is made or any model loaded.
     train_pairs, val_pairs = check_score_inputs(cfg, columns)
-    with artifacts.RunLock(cfg.out, log):
+    here = world()
+    check_sharding(cfg, here.size)
+    # Rank 0 holds the run directory's lock for all the ranks of a sharded run; the others start
+    # once it has it (if it cannot, it stops and the launcher stops them).
+    with artifacts.RunLock(cfg.out, log) if here.is_main else contextlib.nullcontext():
+        barrier(here)
         return score_pairs(cfg, train_pairs, val_pairs, progress, log)
 
 
@@ -102,7 +115,14 @@ def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | Non
     wanted = cfg.wanted  # ScoreConfig checked the names, and that lossdiff/if have validation pairs
     out = Path(cfg.out)
     cache = out / "cache"
-    artifacts.write_json(out / "score_config.json", asdict(cfg), seal=False)
+    here = world()
+    if here.sharded:
+        # Every rank computes its share and receives the others'; rank 0 speaks and writes the table.
+        if not here.is_main:
+            progress, log = False, (lambda *a, **k: None)
+        log(f"scoring sharded over {here.size} processes")
+    if here.is_main:
+        artifacts.write_json(out / "score_config.json", asdict(cfg), seal=False)
     timings: dict[str, float] = {}
     objective = PairwiseObjective(cfg.objective, cfg.beta)
     ls = LogprobSettings(max_length=cfg.max_length, token_budget=cfg.batch_tokens, head_chunk=cfg.head_chunk)
@@ -225,8 +245,10 @@ def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | Non
     rng = np.random.default_rng(cfg.seed)
     table["random"] = np.where(table["valid"], rng.random(len(table)), np.nan)
 
-    artifacts.write_parquet(out / "scores.parquet", table)
-    artifacts.write_json(out / "score_timings.json", timings, seal=False)
+    if here.is_main:
+        artifacts.write_parquet(out / "scores.parquet", table)
+        artifacts.write_json(out / "score_timings.json", timings, seal=False)
+    barrier(here)  # no rank returns before the table is written
     log(summarize(table, timings))
     return table
 

@@ -17,6 +17,7 @@ import torch
 
 from .. import artifacts, faults
 from ..devices import model_device, model_precision, torch_dtype
+from ..distributed import barrier, broadcast_object, world
 from ..objectives import PairwiseObjective, trainable_with_dpo
 
 # Optimizer names checked without importing transformers (slow); any other name is looked up there.
@@ -45,7 +46,8 @@ class StageSettings:
 
     epochs: float = field(default=1.0, metadata={"help": "epochs over the stage's pairs", "check": "> 0"})
     learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate", "check": "> 0"})
-    batch_size: int = field(default=8, metadata={"help": "pairs per device step", "check": ">= 1"})
+    batch_size: int = field(default=8, metadata={"help": "pairs per step, over all processes (each takes an equal share)",
+                                                 "check": ">= 1"})
     gradient_accumulation: int = field(default=1, metadata={"help": "steps per optimizer step", "check": ">= 1"})
     max_length: int | None = field(default=1024, metadata={"help": "max tokens of prompt+response (TRL's max_length)",
                                                            "check": ">= 1"})
@@ -66,8 +68,20 @@ class StageSettings:
         check_fields(self)
 
 
+def per_process_batch(batch_size: int, processes: int, key: str = "batch_size") -> int:
+    """Pairs per process and step, so that a step sees `batch_size` pairs however many processes
+    share it (the results then do not depend on the number of processes, up to reduction order)."""
+    if batch_size % processes:
+        from ..errors import ConfigError
+
+        lower = batch_size // processes * processes
+        raise ConfigError(key=key, problem=f"is {batch_size}, which {processes} processes cannot share evenly; use a "
+                                           f"multiple of {processes} (e.g. {lower or processes} or {lower + processes})")
+    return batch_size // processes
+
+
 def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, eval_steps: int | None = None,
-                precision: str = "fp32", on_cpu: bool = True):
+                precision: str = "fp32", on_cpu: bool = True, processes: int = 1):
     from trl import DPOConfig
 
     if objective.kind.trl_loss is None:
@@ -77,7 +91,8 @@ def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, e
         output_dir=str(out_dir / "trainer"), beta=objective.beta,
         loss_type=[objective.kind.trl_loss] + (["sft"] if s.sft_weight > 0 else []),
         loss_weights=[1.0, s.sft_weight] if s.sft_weight > 0 else None,
-        learning_rate=s.learning_rate, num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
+        learning_rate=s.learning_rate, num_train_epochs=s.epochs,
+        per_device_train_batch_size=per_process_batch(s.batch_size, processes),
         gradient_accumulation_steps=s.gradient_accumulation, max_length=s.max_length, seed=s.seed,
         data_seed=s.seed, warmup_steps=s.warmup_ratio, weight_decay=s.weight_decay, optim=s.optimizer,
         lr_scheduler_type="constant" if s.warmup_ratio == 0 else "linear",
@@ -111,7 +126,9 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
                         "objective": asdict(objective), "name": name, "eval_steps": eval_steps,
                         "n_eval": len(eval_records or []), "lora": asdict(lora) if lora else None})
     info_path = out_dir / "stage.json"
-    info = _reusable_stage(out_dir, key, name, log)
+    here = world()  # under torchrun/accelerate every process runs this stage: DDP, one share of each batch each
+    # Rank 0 decides whether the saved stage is reusable, for all the ranks.
+    info = broadcast_object(_reusable_stage(out_dir, key, name, log) if here.is_main else None, here)
     # A stage runs where its starting model is, in its precision; it is saved in fp32.
     precision, device = model_precision(policy), model_device(policy)
     def as_given(m):
@@ -124,7 +141,8 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
         from ..models import load_pretrained
 
         return as_given(load_pretrained(AutoModelForCausalLM, out_dir / "model", dtype=torch.float32)), info
-    info_path.unlink(missing_ok=True)  # from here on, the folder is not a finished stage
+    if here.is_main:
+        info_path.unlink(missing_ok=True)  # from here on, the folder is not a finished stage
     t0 = time.time()
     model = _without_patched_forward(copy.deepcopy(policy))
     if precision != "fp32":
@@ -135,7 +153,7 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
         model = add_lora(model, lora)
     model.train()
     args = _trl_config(objective, settings, out_dir, eval_steps if eval_records else None, precision=precision,
-                       on_cpu=device.type == "cpu")
+                       on_cpu=device.type == "cpu", processes=here.size)
     trainer = DPOTrainer(model=model, ref_model=_without_patched_forward(copy.deepcopy(ref_model)).eval(), args=args,
                          train_dataset=Dataset.from_list(records), processing_class=tokenizer,
                          eval_dataset=Dataset.from_list(eval_records) if eval_records else None,
@@ -146,25 +164,32 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     result = trainer.train()
     model = trainer.model
     model.eval()
+    # LoRA stages are saved merged, so every stage folder is a plain model any tool can load.
+    to_save = copy.deepcopy(model).merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    info = {"key": key, "name": name, "seconds": time.time() - t0, "train_loss": result.training_loss,
+            "steps": result.global_step, "settings": asdict(settings), "objective": asdict(objective),
+            "log": start + trainer.state.log_history, "processes": here.size}
+    if here.is_main:  # the ranks hold the same weights (DDP); one writes them
+        _save_stage(to_save, tokenizer, out_dir, info, name)
+    barrier(here)  # no rank goes on (or reads the folder) before it is written
+    # A LoRA stage hands back the merged model, exactly what it saved and what a reused stage loads.
+    return as_given(_without_patched_forward(to_save)), info
+
+
+def _save_stage(model, tokenizer, out_dir: Path, info: dict, name: str) -> None:
+    """The stage's model folder, then its stage.json (whose `files` entry is the folder's seal)."""
     import shutil
 
     tmp = out_dir / "model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)  # left by a killed save
-    # LoRA stages are saved merged, so every stage folder is a plain model any tool can load.
-    to_save = copy.deepcopy(model).merge_and_unload() if hasattr(model, "merge_and_unload") else model
-    to_save.save_pretrained(tmp, safe_serialization=True)
+    model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    files = artifacts.folder_digest(tmp)  # recorded in stage.json, checked before any reuse
+    info["files"] = artifacts.folder_digest(tmp)  # checked before any reuse
     final = out_dir / "model"
     shutil.rmtree(final, ignore_errors=True)
     faults.point(f"save:{name}")
     tmp.replace(final)
-    info = {"key": key, "name": name, "seconds": time.time() - t0, "train_loss": result.training_loss,
-            "steps": result.global_step, "settings": asdict(settings), "objective": asdict(objective),
-            "log": start + trainer.state.log_history, "files": files}
-    artifacts.write_json(info_path, info, seal=False)  # its `files` entry is the seal of the stage
-    # A LoRA stage hands back the merged model, exactly what it saved and what a reused stage loads.
-    return as_given(_without_patched_forward(to_save)), info
+    artifacts.write_json(out_dir / "stage.json", info, seal=False)
 
 
 def _reusable_stage(out_dir: Path, key: str, name: str, log) -> dict | None:
