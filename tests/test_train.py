@@ -78,3 +78,47 @@ def test_validation_curve_starts_at_the_starting_weights(word_tokenizer, tmp_pat
     first = info["log"][0]
     assert first["step"] == 0 and abs(first["eval_loss"] - np.log(2)) < 1e-6
     assert [e["step"] for e in info["log"] if "eval_loss" in e][:3] == [0, 2, 4]
+
+
+def test_a_stage_from_a_folder_copies_no_model_and_shares_the_reference(word_tokenizer, tmp_path, monkeypatch):
+    """A big model's path: the stage loads its own copy of the start from the folder, uses the
+    reference object as it is (no copy, unchanged, its forward not left patched), and with LoRA
+    from π_ref passes no reference model at all (TRL's adapter-disabled reference)."""
+    import types
+
+    import trl
+
+    from prefsift.train import dpo
+
+    tok = word_tokenizer
+    ref = build_tiny_model("tiny", len(tok), seed=0, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    ref.save_pretrained(tmp_path / "start")
+    tok.save_pretrained(tmp_path / "start")
+    before = {n: p.detach().clone() for n, p in ref.named_parameters()}
+
+    def no_copy(*a, **k):
+        raise AssertionError("a whole model was deep-copied")
+
+    monkeypatch.setattr(dpo, "copy", types.SimpleNamespace(deepcopy=no_copy))  # prefsift's own copies
+    seen = []
+    real = trl.DPOTrainer
+
+    class Spy(real):
+        def __init__(self, *a, ref_model=None, **k):
+            seen.append(ref_model)
+            super().__init__(*a, ref_model=ref_model, **k)
+
+    monkeypatch.setattr(trl, "DPOTrainer", Spy)
+    settings = StageSettings(epochs=1, learning_rate=1e-2, batch_size=8)
+    full, _ = dpo.train_stage(tmp_path / "start", ref, tok, RECORDS, PairwiseObjective("dpo", 0.1), settings,
+                              tmp_path / "full", start_key="s", data_key="d", name="full")
+    lora, _ = dpo.train_stage(tmp_path / "start", ref, tok, RECORDS, PairwiseObjective("dpo", 0.1), settings,
+                              tmp_path / "lora", start_key="s", data_key="d", name="lora",
+                              lora=LoraSettings(r=4, alpha=8), start_is_reference=True)
+    assert seen[0] is ref and seen[1] is None
+    assert all(torch.equal(p, before[n]) for n, p in ref.named_parameters())
+    assert not any("forward" in m.__dict__ for m in ref.modules() if not hasattr(m, "_hf_hook"))
+    # The trained models moved from the start, and the LoRA one only where adapters were.
+    moved = lambda m: {n for n, p in m.named_parameters() if not torch.equal(p, before[n])}  # noqa: E731
+    assert moved(full) == set(before)
+    assert moved(lora) and all(t in n for n in moved(lora) for t in ("self_attn",))

@@ -219,7 +219,23 @@ def _check_out_folder(path) -> None:
 def cmd_run(args) -> int:
     from ..pipeline import RunConfig, run_pipeline
 
+    from ..distributed import check_processes, launch_local, world
+    from ..errors import ConfigError
+
     cfg = RunConfig.from_yaml(args.config, args.overrides, out=args.out)
+    here = world()
+    processes = check_processes(args.processes, here)
+    if processes > 1 and not here.sharded:
+        # Checked here, once, before N processes start and load models.
+        from ..pipeline.inputs import check_run_inputs
+        from ..pipeline.run import check_run_sharding
+
+        try:
+            check_run_sharding(cfg, processes)
+            check_run_inputs(cfg)
+        except ConfigError as e:
+            raise cfg.locate(e) from None
+        return launch_local(processes, _without_flag(args.argv, "--processes"), threads=args.threads)
     run_pipeline(cfg, progress=not args.quiet)
     return 0
 

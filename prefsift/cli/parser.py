@@ -108,6 +108,14 @@ def _add_placement_args(p: argparse.ArgumentParser) -> None:
                                                                   "sums, margins and IF products stay fp32")
 
 
+def _add_processes_arg(p: argparse.ArgumentParser, what: str, command: str) -> None:
+    p.add_argument("--processes", type=int, default=1,
+                   help=f"local worker processes to {what} (started through torchrun; each gets an equal share of "
+                        f"the CPU cores, or one GPU each). Under a launcher of your own (torchrun --nproc_per_node N "
+                        f"-m prefsift {command} ..., accelerate launch) leave it at 1: the launcher's processes share "
+                        "the work (default: 1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ..version import __version__
     from . import commands as c
@@ -199,11 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataclass_args(score, ScoreConfig, skip=("strict",))
     _add_column_args(score)
     score.add_argument("--quiet", action="store_true", help="no progress bars")
-    score.add_argument("--processes", type=int, default=1,
-                       help="local worker processes to shard the pairs over (started through torchrun; each "
-                            "gets an equal share of the CPU threads, or one GPU each). Under a launcher of your "
-                            "own (torchrun --nproc_per_node N -m prefsift score ..., accelerate launch) leave it "
-                            "at 1: the launcher's processes share the work (default: 1)")
+    _add_processes_arg(score, "shard the pairs over", "score")
     score.set_defaults(func=c.cmd_score)
 
     select = sub.add_parser(
@@ -234,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "warmup.learning_rate=2e-4")
     run.add_argument("--out", help="run directory (overrides the config's out)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_processes_arg(run, "train (DDP) and score (sharded) in", "run")
     run.set_defaults(func=c.cmd_run, keys_are_flags=False)  # its errors name the YAML keys
 
     demo = sub.add_parser("demo", help="the main job: `prefsift run` on the embedded lab with default settings",

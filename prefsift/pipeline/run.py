@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pandas as pd
@@ -9,6 +10,7 @@ import yaml
 
 from .. import artifacts
 from ..devices import placement
+from ..distributed import barrier, world
 from ..errors import ConfigError
 from .config import RunConfig
 from .inputs import check_run_inputs, read_test_prompts
@@ -21,12 +23,28 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
     """The whole protocol over the run directory `cfg.out`; returns the evaluation table (one row per
     arm and seed). Every input is checked before the directory is made or a model loaded; one
     process at a time may write a run directory; a finished stage with an unchanged key is reused."""
+    here = world()
     try:
         read = check_run_inputs(cfg)
+        check_run_sharding(cfg, here.size)
     except ConfigError as e:
         raise cfg.locate(e) from None
-    with artifacts.RunLock(cfg.out, log):
+    if not here.is_main:  # under a launcher: every rank trains and scores its share, rank 0 speaks and judges
+        progress, log = False, (lambda *a, **k: None)
+    with artifacts.RunLock(cfg.out, log) if here.is_main else contextlib.nullcontext():
+        barrier(here)  # the others start once rank 0 holds the run directory
         return _run(cfg, progress, log, read)
+
+
+def check_run_sharding(cfg: RunConfig, processes: int) -> None:
+    """What `processes` processes need of a run's settings: every training batch shared evenly."""
+    from ..train.dpo import per_process_batch
+
+    if processes > 1:
+        per_process_batch(cfg.warmup.batch_size, processes, key="warmup.batch_size")
+        per_process_batch(cfg.final.batch_size, processes, key="final.batch_size")
+        if "lossdiff" in [x.strip() for x in cfg.scores.scores.split(",")]:
+            per_process_batch(cfg.scores.val_batch_size, processes, key="scores.val_batch_size")
 
 
 def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
@@ -38,20 +56,23 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
 
     quiet_libraries()
     rd = RunDir(cfg.out)
+    here = world()
     rd.root.mkdir(parents=True, exist_ok=True)
-    artifacts.write_text(rd.config, yaml.safe_dump(cfg.to_dict(), sort_keys=False), seal=False)
+    if here.is_main:
+        artifacts.write_text(rd.config, yaml.safe_dump(cfg.to_dict(), sort_keys=False), seal=False)
     run = Run(cfg, rd, Manifest(rd, cfg.to_dict(), log), log, progress)
     clock = _Clock()
 
     data = data_stage(run)
     inp = load_inputs(run, data, read)
     warmup_key, warmup_info = warmup_stage(run, inp)
-    theta = load_model(rd.warmup_model, **placement(cfg.device, cfg.dtype))  # θ, loaded once: scored, then every arm's start
+    theta = load_model(rd.warmup_model, **placement(cfg.device, cfg.dtype))  # θ, to score
+    theta_key = model_fingerprint(theta)
     log(f"[scores] IRM, LossDiff, IF, TIF ({clock.eta(0.15)})")
     table = scores_stage(run, inp, theta, warmup_key, warmup_info)
+    del theta  # every arm starts from θ's folder
     masks = selections_stage(run, table)
 
-    theta_key = model_fingerprint(theta)
     judge = make_judge(cfg.judge)
     answers = Answers(run, inp, read_test_prompts(data.test_prompts, cfg.eval_prompts))
     # `full` is always a selection (every scored pair) but is trained only when listed in `arms`.
@@ -64,12 +85,18 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
         n_pairs = int(masks[arm].sum())
         log(f"[arm {n + 1}/{len(jobs)}] {arm}, seed {seed}: {n_pairs} pairs ({clock.eta(0.2 + 0.8 * n / len(jobs))})")
         ids = table.loc[masks[arm], "id"].tolist()
-        model, info = arm_stage(run, inp, theta, theta_key, arm, seed, masks[arm], ids)
+        model, info = arm_stage(run, inp, theta_key, arm, seed, masks[arm], ids)
         curves[f"{arm}/seed{seed}"] = info["log"]
-        evaluations.append(evaluation_stage(run, answers, judge, arm, seed, n_pairs, model, info))
+        if here.is_main:  # judged once; the other ranks go on to the next arm's training
+            evaluations.append(evaluation_stage(run, answers, judge, arm, seed, n_pairs, model, info))
+        del model
 
-    evaluation = results_stage(run, judge, answers.prompts, evaluations)
-    report_stage(run, table, masks, evaluation, curves)
+    if here.is_main:
+        evaluation = results_stage(run, judge, answers.prompts, evaluations)
+        report_stage(run, table, masks, evaluation, curves)
+    barrier(here)
+    if not here.is_main:
+        return pd.read_csv(rd.eval_csv)
     if len(evaluation):
         log(f"\nWinRate against π_ref ({judge.name}, {len(answers.prompts)} held-out prompts, mean over seeds "
             f"{cfg.seeds}):\n{format_arms(summarize_arms(evaluation))}")

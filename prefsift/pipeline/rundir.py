@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import artifacts
+from ..distributed import world
 
 
 def stage_key(*parts) -> str:
@@ -68,7 +69,8 @@ class Manifest:
 
     def record(self, stage: str, key: str, seconds: float, **extra) -> None:
         self.data["stages"][stage] = {"key": key, "seconds": round(seconds, 2), **extra}
-        artifacts.write_json(self.path, self.data, seal=False)
+        if world().is_main:  # every rank keeps the record; rank 0 writes it
+            artifacts.write_json(self.path, self.data, seal=False)
 
 
 def _versions() -> dict:

@@ -59,7 +59,7 @@ def data_stage(run: Run) -> Data:
         key = stage_key("lab", {k: v for k, v in asdict(lab_cfg).items()
                                 if k not in ("progress", "threads", "resume", "share_sft")})
         log(f"[data] lab -> {rd.lab}")
-        make_lab(lab_cfg, rd.lab)  # resumes on its own (SFT stamp, deterministic files)
+        _on_rank0(lambda: make_lab(lab_cfg, rd.lab))  # resumes on its own (SFT stamp, deterministic files)
         data = Data(rd.lab / "train.jsonl", rd.lab / "validation.jsonl", rd.lab / "test_prompts.jsonl",
                     str(rd.lab / "sft_model"), key, True)
     elif cfg.sentiment is not None:
@@ -73,13 +73,22 @@ def data_stage(run: Run) -> Data:
             log(f"[data] sentiment pairs already in {s_dir}")
         else:
             log(f"[data] sentiment pairs from {s_cfg.model}'s own samples, rated by VADER -> {s_dir}")
-            make_sentiment_lab(s_cfg, s_dir, progress=run.progress)
+            _on_rank0(lambda: make_sentiment_lab(s_cfg, s_dir, progress=run.progress))
     else:
         files = [Path(cfg.train), Path(cfg.validation), Path(cfg.test_prompts)]
         key = stage_key("files", [str(p) for p in files], cfg.reference, [p.stat().st_mtime for p in files])
         data = Data(*files, cfg.reference, key, False)
     run.manifest.record("data", key, time.time() - t)
     return data
+
+
+def _on_rank0(make) -> None:
+    """Files made once: by rank 0, while the other ranks of a launcher wait for them."""
+    from ..distributed import barrier, world
+
+    if world().is_main:
+        make()
+    barrier()
 
 
 @dataclass
@@ -118,10 +127,11 @@ def warmup_stage(run: Run, inp: Inputs) -> tuple[str, dict]:
     cfg = run.cfg
     key = stage_key(inp.data.key, asdict(inp.objective), asdict(cfg.warmup), asdict(cfg.lora) if cfg.lora else None)
     run.log("[warm-up] DPO through TRL from π_ref on all training pairs")
-    _, info = train_stage(inp.reference, inp.reference, inp.tokenizer, inp.train.records(), inp.objective, cfg.warmup,
+    # From π_ref's folder: the stage loads its own trainable copy; π_ref in memory is the shared reference.
+    _, info = train_stage(inp.data.reference, inp.reference, inp.tokenizer, inp.train.records(), inp.objective, cfg.warmup,
                           run.dir.warmup, start_key=model_fingerprint(inp.reference), data_key=inp.data.key,
                           name="warmup", eval_records=inp.validation.records(), eval_steps=cfg.eval_steps,
-                          lora=inp.lora, log=run.log)
+                          lora=inp.lora, log=run.log, start_is_reference=True)
     run.manifest.record("warmup", key, time.time() - t, steps=info["steps"])
     return key, info
 
@@ -173,18 +183,22 @@ def selections_stage(run: Run, table: pd.DataFrame) -> dict[str, np.ndarray]:
     sel = table[["id", "valid", "reason"]].copy()
     for a, m in masks.items():
         sel[a] = m
-    artifacts.write_parquet(run.dir.selection, sel)
+    from ..distributed import world
+
+    if world().is_main:
+        artifacts.write_parquet(run.dir.selection, sel)
     run.log(format_selections(table, masks))
     return masks
 
 
-def arm_stage(run: Run, inp: Inputs, theta, theta_key: str, arm: str, seed: int, mask: np.ndarray, ids: list):
-    """One arm: θ trained further (`final`) on its selection with ``seed``. Returns (model, stage info)."""
+def arm_stage(run: Run, inp: Inputs, theta_key: str, arm: str, seed: int, mask: np.ndarray, ids: list):
+    """One arm: θ trained further (`final`) on its selection with ``seed``, from θ's folder (no copy
+    of θ in memory). Returns (model, stage info)."""
     from ..train import train_stage
 
     cfg = run.cfg
     settings = dataclasses.replace(cfg.final, seed=int(seed))
-    return train_stage(theta, inp.reference, inp.tokenizer, inp.train.records(mask), inp.objective, settings,
+    return train_stage(run.dir.warmup_model, inp.reference, inp.tokenizer, inp.train.records(mask), inp.objective, settings,
                        run.dir.arm(arm, seed), start_key=theta_key, data_key=stage_key(ids), name=f"arm-{arm}",
                        eval_records=inp.validation.records(), eval_steps=cfg.eval_steps, lora=inp.lora, log=run.log)
 

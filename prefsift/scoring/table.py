@@ -26,7 +26,7 @@ from .logprobs import (EngineStats, LogprobSettings, PairLogps, cached_pair_logp
 from ..objectives import PairwiseObjective
 from ..selection import keep_middle, window
 from ..data.tokenization import tokenize_pairs
-from ..devices import model_precision, placement
+from ..devices import model_device, model_precision, placement
 from ..distributed import barrier, world
 from ..errors import ConfigError, require_path
 from ..train.dpo import StageSettings, per_process_batch, train_stage
@@ -197,8 +197,10 @@ def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | Non
         half = model_precision(policy) != "fp32"
         # θ_val starts from θ (not from π_ref): then ℓ(θ) − ℓ(θ_val) ≈ η·⟨∇ℓ(θ; d), ∇L_val(θ)⟩ to first
         # order for one SGD step, i.e. LossDiff is proportional to IF (with Adam, a preconditioned IF).
+        # θ_val starts from θ's folder when θ has one (the stage loads its own copy), else from θ in memory.
+        start = _folder_of(cfg.policy) or policy
         theta_val, info = train_stage(
-            policy, ref, tok, val.records(), objective,
+            start, ref, tok, val.records(), objective,
             StageSettings(epochs=cfg.val_epochs, learning_rate=cfg.val_lr, batch_size=cfg.val_batch_size,
                           max_length=cfg.max_length, seed=cfg.seed, optimizer=cfg.val_optimizer),
             out / "theta_val", start_key=pol_key, data_key=data_fingerprint(va_tok), name="theta_val", log=log,
@@ -211,9 +213,13 @@ def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | Non
         if half:
             # θ_val's step from θ is far below bf16's resolution: ℓ(θ) and ℓ(θ_val) are both taken with
             # fp32 weights (θ upcast exactly), so their difference is the step and not rounding.
-            import copy
+            # (From θ_val's own start, so that the difference is θ_val's step alone.)
+            if isinstance(start, Path):
+                theta32 = load_model(start, dtype="float32", device=model_device(policy))
+            else:
+                import copy
 
-            theta32 = copy.deepcopy(policy).float()
+                theta32 = copy.deepcopy(policy).float()
             p32 = cached_pair_logps(theta32, tr_tok, tok.pad_token_id, cache, ls, model_fingerprint(theta32), progress,
                                     "policy log-probs (fp32, for LossDiff)", stats, log=log)
             loss_from = objective.loss(_margin(objective, p32, ref_tr)).numpy()
@@ -251,6 +257,16 @@ def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | Non
     barrier(here)  # no rank returns before the table is written
     log(summarize(table, timings))
     return table
+
+
+def _folder_of(spec: str) -> Path | None:
+    """The model folder a policy spec names, None for a model only in memory."""
+    from ..models import ModelSourceError, resolve_model_path
+
+    try:
+        return Path(resolve_model_path(spec))
+    except ModelSourceError:
+        return None
 
 
 def _pair(logps: PairLogps):

@@ -108,15 +108,21 @@ def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, e
 def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: PairwiseObjective,
                 settings: StageSettings, out_dir: str | Path, start_key: str, data_key: str, name: str = "stage",
                 eval_records: list[dict] | None = None, eval_steps: int | None = None, lora=None, log=print,
-                hand_back_fp32: bool = False):
-    """Train a copy of `policy` on `records` (dicts with prompt/chosen/rejected) and save it.
+                hand_back_fp32: bool = False, start_is_reference: bool = False):
+    """Train `policy` further on `records` (dicts with prompt/chosen/rejected) and save the result.
+
+    `policy` is where the stage starts: a model folder (or spec), loaded fresh for the stage, or a
+    model in memory, which is copied (fine for small models; a big model should start from its
+    folder). `ref_model` is used as it is, frozen and shared, never copied; with `lora` and
+    `start_is_reference` (the warm-up: π_ref + fresh adapters) there is no second model at all, TRL
+    takes the reference as the policy with its adapters disabled.
 
     `start_key` and `data_key` fingerprint the starting weights and the data; with the settings and
     objective they decide whether a saved stage can be reused. `lora` (a `models.LoraSettings`) trains
-    fresh LoRA adapters on the copy instead of all its weights; the stage is saved merged either way.
-    The stage runs on `policy`'s device; a bf16/fp16 `policy` trains fp32 master weights under
-    autocast and is handed back in its own precision, or in fp32 with `hand_back_fp32` (θ_val: its
-    small step from θ would be rounded away in bf16). Returns (model, stage_info)."""
+    fresh LoRA adapters instead of all the weights; the stage is saved merged either way. The stage
+    runs on the reference's device; in the reference's precision, a bf16/fp16 one training fp32
+    master weights under autocast. The model is handed back in that precision, or in fp32 with
+    `hand_back_fp32` (θ_val: its small step from θ would be rounded away in bf16). Returns (model, stage_info)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from trl import DPOTrainer
@@ -129,8 +135,8 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     here = world()  # under torchrun/accelerate every process runs this stage: DDP, one share of each batch each
     # Rank 0 decides whether the saved stage is reusable, for all the ranks.
     info = broadcast_object(_reusable_stage(out_dir, key, name, log) if here.is_main else None, here)
-    # A stage runs where its starting model is, in its precision; it is saved in fp32.
-    precision, device = model_precision(policy), model_device(policy)
+    # A stage runs where the reference is, in its precision; it is saved in fp32.
+    precision, device = model_precision(ref_model), model_device(ref_model)
     def as_given(m):
         m = m.to(device)
         return m if precision == "fp32" or hand_back_fp32 else m.to(torch_dtype(precision))
@@ -144,9 +150,7 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     if here.is_main:
         info_path.unlink(missing_ok=True)  # from here on, the folder is not a finished stage
     t0 = time.time()
-    model = _without_patched_forward(copy.deepcopy(policy))
-    if precision != "fp32":
-        model = model.float()  # fp32 master weights; the forward runs in `precision` under autocast
+    model = _trainable_start(policy, device)  # fp32 master weights; a half precision runs under autocast
     if lora is not None:
         from ..models import add_lora
 
@@ -154,26 +158,44 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     model.train()
     args = _trl_config(objective, settings, out_dir, eval_steps if eval_records else None, precision=precision,
                        on_cpu=device.type == "cpu", processes=here.size)
-    trainer = DPOTrainer(model=model, ref_model=_without_patched_forward(copy.deepcopy(ref_model)).eval(), args=args,
-                         train_dataset=Dataset.from_list(records), processing_class=tokenizer,
-                         eval_dataset=Dataset.from_list(eval_records) if eval_records else None,
-                         callbacks=[_fault_point_callback(f"train:{name}")])
-    start = []
-    if eval_records:  # the validation curve starts at the starting point, step 0
-        start = [{**trainer.evaluate(), "step": 0}]  # train() starts a fresh log, so keep it here
-    result = trainer.train()
+    shared_ref = None if lora is not None and start_is_reference else ref_model.eval()
+    try:
+        trainer = DPOTrainer(model=model, ref_model=shared_ref, args=args,
+                             train_dataset=Dataset.from_list(records), processing_class=tokenizer,
+                             eval_dataset=Dataset.from_list(eval_records) if eval_records else None,
+                             callbacks=[_fault_point_callback(f"train:{name}")])
+        start = []
+        if eval_records:  # the validation curve starts at the starting point, step 0
+            start = [{**trainer.evaluate(), "step": 0}]  # train() starts a fresh log, so keep it here
+        result = trainer.train()
+    finally:
+        # The trainer may wrap the reference's forward (autocast); the caller gets it back as it was.
+        _without_patched_forward(ref_model)
     model = trainer.model
     model.eval()
-    # LoRA stages are saved merged, so every stage folder is a plain model any tool can load.
-    to_save = copy.deepcopy(model).merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    # LoRA stages are saved merged (in place: the adapters are not needed again), so every stage
+    # folder is a plain model any tool can load.
+    to_save = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     info = {"key": key, "name": name, "seconds": time.time() - t0, "train_loss": result.training_loss,
             "steps": result.global_step, "settings": asdict(settings), "objective": asdict(objective),
             "log": start + trainer.state.log_history, "processes": here.size}
+    del trainer
     if here.is_main:  # the ranks hold the same weights (DDP); one writes them
         _save_stage(to_save, tokenizer, out_dir, info, name)
     barrier(here)  # no rank goes on (or reads the folder) before it is written
     # A LoRA stage hands back the merged model, exactly what it saved and what a reused stage loads.
     return as_given(_without_patched_forward(to_save)), info
+
+
+def _trainable_start(policy, device):
+    """The stage's own fp32 copy of its starting weights: loaded from the folder, or (a model in
+    memory) copied and upcast."""
+    if isinstance(policy, (str, Path)):
+        from ..models import load_model
+
+        return load_model(policy, dtype="float32", device=device)
+    model = _without_patched_forward(copy.deepcopy(policy))
+    return model.float() if model_precision(model) != "fp32" else model  # (fp64 test models stay fp64)
 
 
 def _save_stage(model, tokenizer, out_dir: Path, info: dict, name: str) -> None:
