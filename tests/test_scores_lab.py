@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy.stats import pearsonr
 
-from prefsift.scoring import gradients, influence
+from prefsift.scoring import gradients
 from prefsift.data import load_pairs
 from prefsift.lab import LabConfig, make_lab
 from prefsift.scoring.logprobs import model_fingerprint

@@ -40,6 +40,6 @@ def test_token_ids_equal_trl(data_dir, word_tokenizer, layout, tmp_path):
     ours = tokenize_pairs(tok, [r.prompt for r in pairs.rows], [r.chosen for r in pairs.rows],
                           [r.rejected for r in pairs.rows], pairs.kind)
     theirs = _trl_token_ids(tok, records)
-    assert [(t.prompt_ids, t.chosen_ids, t.rejected_ids) for t in ours] == theirs
+    assert [(list(t.prompt_ids), list(t.chosen_ids), list(t.rejected_ids)) for t in ours] == theirs
     assert all(len(t.chosen_ids) > 0 for t in ours)
     assert all(tok.unk_token_id not in t.prompt_ids + t.chosen_ids + t.rejected_ids for t in ours)

@@ -142,10 +142,35 @@ def cmd_score(args) -> int:
         check_sharding(cfg, processes)
         check_score_inputs(cfg, _columns_from_args(args))
         return launch_local(processes, _without_flag(args.argv, "--processes"), threads=args.threads)
+    if args.plan:
+        from ..planning import plan_scores
+
+        plan = plan_scores(cfg, processes=max(processes, here.size))
+        print(plan.describe())
+        print(f"plan: {plan.save(Path(cfg.out))}")
+        return 0
     compute_scores(cfg, columns=_columns_from_args(args), progress=not args.quiet)
     if here.is_main:
         print(f"\nscores table: {Path(cfg.out) / 'scores.parquet'}")
+        _print_predicted_vs_actual(Path(cfg.out), Path(cfg.out) / "score_timings.json")
     return 0
+
+
+def _print_predicted_vs_actual(folder: Path, timings: Path | None = None) -> None:
+    """After a score or a run whose folder holds a plan (`prefsift plan`, `score --plan`)."""
+    import json
+
+    from ..planning import actual_run_seconds, predicted_vs_actual
+
+    if timings is not None:
+        actual = json.loads(timings.read_text()) if timings.exists() else {}
+    else:
+        from ..pipeline.rundir import RunDir
+
+        actual = actual_run_seconds(RunDir(folder))
+    table = predicted_vs_actual(folder, actual)
+    if table:
+        print("\n" + table)
 
 
 def _without_flag(argv: list[str], flag: str) -> list[str]:
@@ -237,6 +262,29 @@ def cmd_run(args) -> int:
             raise cfg.locate(e) from None
         return launch_local(processes, _without_flag(args.argv, "--processes"), threads=args.threads)
     run_pipeline(cfg, progress=not args.quiet)
+    if here.is_main:
+        _print_predicted_vs_actual(Path(cfg.out))
+    return 0
+
+
+def cmd_plan(args) -> int:
+    """The plan of `prefsift run CONFIG.yaml` with N processes, saved as OUT/plan.json."""
+    from ..distributed import check_processes
+    from ..errors import ConfigError
+    from ..pipeline import RunConfig
+    from ..planning import plan_run
+
+    cfg = RunConfig.from_yaml(args.config, args.overrides, out=args.out)
+    processes = check_processes(args.processes)
+    try:
+        from ..pipeline.run import check_run_sharding
+
+        check_run_sharding(cfg, processes)
+        plan = plan_run(cfg, processes)
+    except ConfigError as e:
+        raise cfg.locate(e) from None
+    print(plan.describe())
+    print(f"plan: {plan.save(Path(cfg.out))} (`prefsift run` on this folder prints predicted vs actual)")
     return 0
 
 

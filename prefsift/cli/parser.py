@@ -208,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_column_args(score)
     score.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_processes_arg(score, "shard the pairs over", "score")
+    score.add_argument("--plan", action="store_true",
+                       help="print each stage's predicted time, FLOPs and peak memory (from short probes of the "
+                            "models on these pairs) and save OUT/plan.json, instead of scoring; a later score into "
+                            "OUT prints predicted vs actual")
     score.set_defaults(func=c.cmd_score)
 
     select = sub.add_parser(
@@ -240,6 +244,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_processes_arg(run, "train (DDP) and score (sharded) in", "run")
     run.set_defaults(func=c.cmd_run, keys_are_flags=False)  # its errors name the YAML keys
+
+    plan = sub.add_parser(
+        "plan", help="predicted time, FLOPs and peak memory of every stage of a run, before it runs",
+        description="Print each stage of `prefsift run CONFIG.yaml` with its predicted time, FLOPs and peak "
+                    "memory per process on this machine, from short probes of the real models on the real pairs "
+                    "(a few engine batches, a few TRL steps per training setting, one IF batch, four answers) "
+                    "scaled by the stages' exact token counts. The data stage runs first if its files do not "
+                    "exist yet. Saves OUT/plan.json; `prefsift run` on the same folder then prints predicted vs "
+                    "actual. For `prefsift score`, use `prefsift score ... --plan`.")
+    plan.add_argument("config", help="YAML file of RunConfig settings")
+    plan.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="settings overriding the config's")
+    plan.add_argument("--out", help="run directory (overrides the config's out)")
+    plan.add_argument("--processes", type=int, default=1,
+                      help="processes the run will use (torchrun --nproc_per_node N, or run --processes N): "
+                           "sharded and DDP work divides among them (default: 1)")
+    plan.set_defaults(func=c.cmd_plan, keys_are_flags=False)
 
     demo = sub.add_parser("demo", help="the main job: `prefsift run` on the embedded lab with default settings",
                           description="On the embedded lab: build the task, SFT model and pairs; DPO warm-up "

@@ -10,6 +10,7 @@ and selections refer to the same tokens TRL trains on (DESIGN.md §5).
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -18,9 +19,12 @@ from ..errors import UserError
 
 @dataclass(frozen=True)
 class TokenizedPair:
-    prompt_ids: list[int]
-    chosen_ids: list[int]
-    rejected_ids: list[int]
+    """Token ids of a pair's prompt and completions; `tokenize_pairs` stores them as int32 arrays
+    (`array('i')`: 4 bytes a token, where a list of ints takes about 36), any int sequence works."""
+
+    prompt_ids: Sequence[int]
+    chosen_ids: Sequence[int]
+    rejected_ids: Sequence[int]
 
     @property
     def longest(self) -> int:
@@ -38,7 +42,7 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
 
 def _split(p: list[int], pc: list[int], pr: list[int]) -> TokenizedPair:
     n = min(common_prefix_length(p, pc), common_prefix_length(p, pr))
-    return TokenizedPair(p[:n], pc[n:], pr[n:])
+    return TokenizedPair(array("i", p[:n]), array("i", pc[n:]), array("i", pr[n:]))
 
 
 def _chat_ids(tokenizer, messages: list, **kw) -> list[int]:

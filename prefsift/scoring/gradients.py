@@ -13,12 +13,32 @@ from ..data.tokenization import TokenizedPair
 from ..devices import accumulation_dtype
 from ..distributed import mine, sum_tensors
 from ..objectives import PairwiseObjective
-from .logprobs import batch_logps, pair_sequences
+from .batching import pair_sequences
+from .logprobs import batch_logps
 
 
-def pair_inputs(pairs: Sequence[TokenizedPair], max_length: int | None):
-    seqs = pair_sequences(pairs, max_length)
-    return [(seqs[2 * i], seqs[2 * i + 1]) for i in range(len(pairs))]
+class PairInputs(Sequence):
+    """Pair i as its (chosen, rejected) sequences, built when accessed (see `PairSequences`)."""
+
+    def __init__(self, pairs: Sequence[TokenizedPair], max_length: int | None):
+        self.seqs = pair_sequences(pairs, max_length)
+
+    def __len__(self) -> int:
+        return len(self.seqs) // 2
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = i + len(self) if i < 0 else i
+        return self.seqs[2 * i], self.seqs[2 * i + 1]
+
+    def tokens(self, start: int, stop: int) -> int:
+        """Tokens of the pairs start..stop-1 (the cost of computing them)."""
+        return sum(self.seqs.length(k) for k in range(2 * start, 2 * min(stop, len(self))))
+
+
+def pair_inputs(pairs: Sequence[TokenizedPair], max_length: int | None) -> PairInputs:
+    return PairInputs(pairs, max_length)
 
 
 def pair_losses(model, pair_seqs, ref_chosen, ref_rejected, objective: PairwiseObjective, pad_id: int):
@@ -43,7 +63,7 @@ def validation_gradient(model, params, val_pairs, ref_chosen, ref_rejected, obje
     grads = [torch.zeros_like(p, dtype=accumulation_dtype(p)) for p in params.values()]
     n = len(seqs)
     starts = list(range(0, n, batch_pairs))
-    ours = mine([sum(len(c[0]) + len(r[0]) for c, r in seqs[s:s + batch_pairs]) for s in starts])
+    ours = mine([seqs.tokens(s, s + batch_pairs) for s in starts])
     for s, own in zip(starts, ours):
         if not own:  # another rank's batch
             continue
@@ -111,7 +131,7 @@ def inverse_fisher(model, params, seqs, ref_train, objective, pad_id, damping: f
 
     fisher = [torch.zeros_like(p, dtype=accumulation_dtype(p)) for p in params.values()]
     starts = list(range(0, len(seqs), batch))
-    ours = mine([sum(len(c[0]) + len(r[0]) for c, r in seqs[s:s + batch]) for s in starts])
+    ours = mine([seqs.tokens(s, s + batch) for s in starts])
     for s in tqdm([s for s, own in zip(starts, ours) if own], desc="IF: Fisher diagonal", disable=not progress):
         gs = per_pair_grads(model, params, seqs[s:s + batch], ref_train[0][s:s + batch], ref_train[1][s:s + batch],
                              objective, pad_id, use_vmap)

@@ -130,7 +130,7 @@ def _owned(seqs, chunk: int) -> np.ndarray:
     """Per pair, whether its chunk of `chunk` pairs is this rank's (all of them in one process);
     chunks go to ranks balanced by their tokens."""
     starts = range(0, len(seqs), chunk)
-    ours = mine([sum(len(c[0]) + len(r[0]) for c, r in seqs[s:s + chunk]) for s in starts])
+    ours = mine([seqs.tokens(s, s + chunk) for s in starts])
     owned = np.zeros(len(seqs), dtype=bool)
     for s, own in zip(starts, ours):
         owned[s:s + chunk] = own

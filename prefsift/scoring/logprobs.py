@@ -27,6 +27,7 @@ import torch
 
 from .. import artifacts, faults
 from ..data.tokenization import TokenizedPair
+from .batching import PairSequences, pair_sequences, plan_batches, plan_shared_batches  # noqa: F401  (re-exported)
 from ..distributed import World, merge_arrays, mine, world
 
 
@@ -63,55 +64,6 @@ class EngineStats:
     def describe(self) -> str:
         return (f"{self.sequences} sequences in {self.seconds:.1f} s ({self.sequences / 2 / max(self.seconds, 1e-9):.1f} "
                 f"pairs/s), padding efficiency {self.padding_efficiency:.1%}")
-
-
-def pair_sequences(pairs: Sequence[TokenizedPair], max_length: int | None):
-    """Each pair as two (ids, first_scored_position) sequences: chosen at 2i, rejected at 2i+1."""
-    seqs = []
-    for tp in pairs:
-        for resp in (tp.chosen_ids, tp.rejected_ids):
-            ids = list(tp.prompt_ids) + list(resp)
-            if max_length is not None:
-                ids = ids[:max_length]
-            seqs.append((ids, max(len(tp.prompt_ids), 1)))
-    return seqs
-
-
-def plan_batches(lengths: Sequence[int], token_budget: int, max_batch: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length whose padded size fits the token budget."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches, cur, cur_max = [], [], 0
-    for i in order:
-        longest = max(cur_max, lengths[i])
-        if cur and (longest * (len(cur) + 1) > token_budget or len(cur) >= max_batch):
-            batches.append(cur)
-            cur, longest = [], lengths[i]
-        cur.append(i)
-        cur_max = longest
-    if cur:
-        batches.append(cur)
-    return batches
-
-
-def plan_shared_batches(items: Sequence[int], prompt_lens: Sequence[int], cont_lens: Sequence[int],
-                        token_budget: int, max_batch: int, min_efficiency: float = 0.8) -> list[list[int]]:
-    """Batches for the shared-prompt route, whose padded cost is B·(longest prompt + 2·longest
-    response). Pairs are taken in order of total length; a batch closes at the token budget or when
-    the next pair would bring its padding efficiency (real / padded tokens) under `min_efficiency`."""
-    order = sorted(range(len(items)), key=lambda j: (-(prompt_lens[j] + 2 * cont_lens[j]), -prompt_lens[j]))
-    batches, cur, mp, mc, real = [], [], 0, 0, 0
-    for j in order:
-        np_, nc = max(mp, prompt_lens[j]), max(mc, cont_lens[j])
-        r = real + prompt_lens[j] + 2 * cont_lens[j]
-        padded = (np_ + 2 * nc) * (len(cur) + 1)
-        if cur and (padded > token_budget or len(cur) >= max_batch or r / padded < min_efficiency):
-            batches.append(cur)
-            cur, np_, nc, r = [], prompt_lens[j], cont_lens[j], prompt_lens[j] + 2 * cont_lens[j]
-        cur.append(items[j])
-        mp, mc, real = np_, nc, r
-    if cur:
-        batches.append(cur)
-    return batches
 
 
 def _backbone_and_head(model):
@@ -262,7 +214,7 @@ def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, setti
     from tqdm.auto import tqdm
 
     seqs = pair_sequences(pairs, settings.max_length)
-    lengths = [len(ids) for ids, _ in seqs]
+    lengths = [seqs.length(k) for k in range(len(seqs))]
     out = np.zeros(len(seqs), dtype=np.float64)
     stats = stats if stats is not None else EngineStats()
     t0 = time.perf_counter()
@@ -322,7 +274,7 @@ def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, setti
         bar.close()
         model.train(was_training)
     stats.seconds += time.perf_counter() - t0
-    scored = np.array([max(len(ids) - start, 0) for ids, start in seqs])
+    scored = np.array([seqs.scored(k) for k in range(len(seqs))])
     return PairLogps(out[0::2], out[1::2], scored[0::2], scored[1::2])
 
 

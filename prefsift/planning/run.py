@@ -1,0 +1,113 @@
+"""The plan of `prefsift run`: the warm-up, the scores, every arm, the evaluation.
+
+The data stage runs first when its files do not exist yet (the lab is built, or the sentiment
+pairs sampled): the plan needs the pairs and π_ref. θ does not exist before the warm-up, so the
+scores are probed on π_ref, which has θ's architecture and therefore its cost."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from .plan import GIB, Plan, StagePlan
+from .probes import _timed, engine_tokens, pair_lengths, probe_engine, probe_training, training_stage, weight_bytes, weights
+from .scores import plan_scores
+
+
+def plan_run(cfg, processes: int = 1, log=print) -> Plan:
+    """Each stage of `prefsift run` with `cfg` (a RunConfig) over `processes` processes."""
+    from .. import artifacts
+    from ..eval.judges import make_judge
+    from ..models import resolve_model_path
+    from ..pipeline.inputs import check_run_inputs, read_test_prompts
+    from ..pipeline.rundir import Manifest, RunDir
+    from ..pipeline.stages import Answers, Run, data_stage, load_inputs
+    from ..scoring.table import ScoreConfig, _tokenized
+
+    read = check_run_inputs(cfg)
+    rd = RunDir(cfg.out)
+    rd.root.mkdir(parents=True, exist_ok=True)
+    with artifacts.RunLock(cfg.out, log):
+        t0 = time.perf_counter()
+        run = Run(cfg, rd, Manifest(rd, cfg.to_dict(), log), log, progress=False)
+        data = data_stage(run)
+        data_seconds = time.perf_counter() - t0
+        t_probe = time.perf_counter()
+        inp = load_inputs(run, data, read)
+        tok, ref = inp.tokenizer, inp.reference
+        n_w, w_bytes = weights(ref), weight_bytes(ref)
+        train = _tokenized(inp.train, tok)
+        val = _tokenized(inp.validation, tok)
+        max_len = cfg.warmup.max_length
+        rate = probe_engine(ref, train, tok.pad_token_id, max_len, cfg.scores.batch_tokens, cfg.scores.head_chunk)
+        val_tokens = engine_tokens(val, max_len, cfg.scores.batch_tokens)
+        lengths = pair_lengths(train, max_len)
+        device = str(next(ref.parameters()).device)
+        plan = Plan(f"prefsift run {cfg.out} ({len(train)} pairs, arms {cfg.arms}, seeds {cfg.seeds})", processes,
+                    device, activations_counted=device.startswith("cuda"))
+        plan.stages.append(StagePlan("data (ran)", data_seconds, 0.0, 0.0, "run now: the plan needs the pairs and π_ref"))
+
+        start = str(resolve_model_path(data.reference))
+        warm = probe_training(start, ref, tok, inp.train.records(), inp.objective, cfg.warmup, processes)
+        plan.stages.append(training_stage("warmup", warm, rate, lengths, cfg.warmup, processes, n_w, w_bytes,
+                                          val_tokens, cfg.eval_steps, save_seconds=0.0))
+
+        scfg = ScoreConfig(policy=start, reference=start, train=str(data.train), validation=str(data.validation),
+                           out=str(rd.score), objective=cfg.objective, beta=cfg.beta, keep=cfg.keep,
+                           device=cfg.device, dtype=cfg.dtype, **dataclasses.asdict(cfg.scores))
+        scores = plan_scores(scfg, processes, models=(tok, ref, ref), log=log)
+        plan.stages.append(StagePlan("scores", sum(s.seconds for s in scores.stages[1:]),
+                                     sum(s.flops for s in scores.stages), max(s.peak_gib for s in scores.stages),
+                                     "the score plan's stages after load (" + ", ".join(
+                                         f"{s.stage} {s.seconds:.0f} s" for s in scores.stages[1:]) + ")"))
+
+        final = warm if dataclasses.replace(cfg.final, epochs=1.0) == dataclasses.replace(cfg.warmup, epochs=1.0) \
+            else probe_training(start, ref, tok, inp.train.records(), inp.objective, cfg.final, processes)
+        rng = np.random.default_rng(0)
+        arms = list(cfg.arms)
+        jobs = [(a, s) for s in cfg.seeds for a in arms]
+        total = StagePlan("arms", 0.0, 0.0, 0.0, "")
+        for arm, seed in jobs:
+            n = len(lengths) if arm == "full" else max(1, round(cfg.keep * len(lengths)))
+            subset = [lengths[i] for i in np.sort(rng.choice(len(lengths), size=n, replace=False))]
+            one = training_stage(arm, final, rate, subset, dataclasses.replace(cfg.final, seed=seed), processes, n_w,
+                                 w_bytes, val_tokens, cfg.eval_steps)
+            total.seconds += one.seconds
+            total.flops += one.flops
+            total.peak_gib = max(total.peak_gib, one.peak_gib)
+        total.basis = (f"{len(jobs)} arm stages ({len(arms)} arms x {len(cfg.seeds)} seeds), {cfg.keep:.0%} of the "
+                       "pairs each (full: all); TRL probe")
+        plan.stages.append(total)
+
+        prompts = read_test_prompts(data.test_prompts, cfg.eval_prompts)
+        answers = Answers(run, inp, prompts[:4])
+        answers.of(ref, 0)  # warm-up
+        per_prompt, sample = _timed(next(ref.parameters()).device, lambda: answers.of(ref, 1))
+        per_prompt /= len(answers.prompts)
+        judge = make_judge(cfg.judge)
+        judged, _ = _timed(next(ref.parameters()).device, lambda: judge.prefers(answers.prompts, sample, sample))
+        judged /= len(answers.prompts)
+        n_answers = len(prompts) * (len(jobs) + len(cfg.seeds))  # every arm, and π_ref once per seed
+        n_judged = len(prompts) * len(jobs) * (1 + ("full" in arms))  # against π_ref, and head-to-head with full
+        plan.stages.append(StagePlan("evaluation", n_answers * per_prompt + n_judged * judged,
+                                     2 * n_w * n_answers * cfg.max_new_tokens, w_bytes * 2 / GIB,
+                                     f"{n_answers} answers, {n_judged} judgements; probes of 4 answers and the judge"))
+        plan.probe_seconds = time.perf_counter() - t_probe
+    return plan
+
+
+def actual_run_seconds(rd) -> dict[str, float]:
+    """A finished run's seconds per planned stage, from its manifest and stage files."""
+    import json
+
+    man = json.loads(rd.manifest.read_text())["stages"]
+    out = {k: man[k]["seconds"] for k in ("data", "warmup", "scores") if k in man}
+    arms = [json.loads(p.read_text()).get("seconds", 0.0) for p in (rd.root / "arms").glob("*/stage.json")]
+    if arms:
+        out["arms"] = float(sum(arms))
+    evals = [v["seconds"] for k, v in man.items() if k.startswith("eval/")]
+    if evals:
+        out["evaluation"] = float(sum(evals))
+    return out

@@ -1,0 +1,100 @@
+"""The plan of `prefsift score`: load, log-probs, LossDiff (θ_val and its pass), IF."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .plan import GIB, Plan, StagePlan
+from .probes import (_timed, engine_tokens, pair_lengths, probe_engine, probe_training, training_stage, weight_bytes,
+                     weights)
+
+
+def plan_scores(cfg, processes: int = 1, models=None, log=print) -> Plan:
+    """Each stage of `prefsift score` with `cfg` (a ScoreConfig) over `processes` processes."""
+    from ..data import check_lengths, load_pairs
+    from ..devices import model_device, model_precision, placement
+    from ..models import load_model, load_tokenizer
+    from ..objectives import PairwiseObjective
+    from ..scoring.table import _tokenized, check_score_inputs
+    from ..train.dpo import StageSettings
+
+    t_probe = time.perf_counter()
+    train, val = check_score_inputs(cfg) if models is None else (load_pairs(cfg.train), load_pairs(cfg.validation)
+                                                                  if cfg.validation else None)
+    place = placement(cfg.device, cfg.dtype)
+    t = time.perf_counter()
+    tok = models[0] if models else load_tokenizer(cfg.policy)
+    train = check_lengths(train, tok, cfg.max_length, cfg.overlength, cfg.strict)
+    tr = _tokenized(train, tok)
+    va = _tokenized(check_lengths(val, tok, cfg.max_length, cfg.overlength, cfg.strict), tok) if val else []
+    load_seconds = time.perf_counter() - t  # the length check and the tokenization: the run's "load"
+    t = time.perf_counter()
+    ref = models[1] if models else load_model(cfg.reference, **place)
+    policy = models[2] if models else load_model(cfg.policy, **place)
+    model_seconds = time.perf_counter() - t  # in the run's "logprobs", which loads them
+    device = model_device(policy)
+    n_w, w_bytes = weights(policy), weight_bytes(policy)
+    rate = probe_engine(policy, tr, tok.pad_token_id, cfg.max_length, cfg.batch_tokens, cfg.head_chunk)
+    tr_tokens = engine_tokens(tr, cfg.max_length, cfg.batch_tokens)
+    va_tokens = engine_tokens(va, cfg.max_length, cfg.batch_tokens) if va else 0
+    wanted = cfg.wanted
+    jvp_only = "if" in wanted and cfg.if_method == "jvp" and "lossdiff" not in wanted
+    passes = [("reference", tr_tokens), ("reference (val)", va_tokens)] + ([] if jvp_only else [("policy", tr_tokens)])
+    lp_tokens = sum(n for _, n in passes)
+    plan = Plan(f"prefsift score ({len(tr)} pairs, {len(va)} validation pairs)", processes, str(device),
+                activations_counted=device.type == "cuda")
+    resident = 2 * w_bytes / GIB
+    plan.stages.append(StagePlan("load", load_seconds, 0.0, 0.0, "the planner's own length check and tokenization"))
+    plan.stages.append(StagePlan("logprobs", model_seconds + lp_tokens * rate / processes, 2 * n_w * lp_tokens, resident,
+                                 f"loading the models; {len(passes)} engine passes, {lp_tokens:,} padded tokens; "
+                                 "engine probe"))
+    if "lossdiff" in wanted:
+        objective = PairwiseObjective(cfg.objective, cfg.beta)
+        settings = StageSettings(epochs=cfg.val_epochs, learning_rate=cfg.val_lr, batch_size=cfg.val_batch_size,
+                                 max_length=cfg.max_length, seed=cfg.seed, optimizer=cfg.val_optimizer)
+        probe = probe_training(policy, ref, tok, val.records(), objective, settings, processes, seed=cfg.seed)
+        stage = training_stage("lossdiff", probe, rate, pair_lengths(va, cfg.max_length), settings, processes, n_w,
+                               w_bytes, save_seconds=model_seconds / 2)
+        extra = tr_tokens * (2 if model_precision(policy) != "fp32" else 1)  # θ_val's pass (and θ's in fp32)
+        stage.seconds += extra * rate / processes
+        stage.flops += 2 * n_w * extra
+        stage.basis += f"; then {extra:,} padded tokens of θ_val's pass"
+        plan.stages.append(stage)
+    if "if" in wanted:
+        plan.stages.append(_influence_stage(cfg, policy, tok, tr, va, processes, n_w, resident))
+    plan.probe_seconds = time.perf_counter() - t_probe
+    return plan
+
+
+def _influence_stage(cfg, policy, tok, tr, va, processes: int, n_weights: int, resident_gib: float) -> StagePlan:
+    """IF's time from one probe of its route on a few pairs, and of the validation gradient."""
+    from ..objectives import PairwiseObjective
+    from ..scoring.gradients import validation_gradient
+    from ..scoring.influence import InfluenceSettings, compute_influence, select_parameters
+
+    device = next(policy.parameters()).device
+    objective = PairwiseObjective(cfg.objective, cfg.beta)
+    settings = InfluenceSettings(params=cfg.if_params, projection_dim=cfg.projection_dim or None,
+                                 precondition=cfg.precondition, max_length=cfg.max_length, method=cfg.if_method,
+                                 jvp_token_budget=cfg.batch_tokens, head_chunk=cfg.head_chunk)
+    params = select_parameters(policy, cfg.if_params)
+    k = {"jvp": 8, "vmap": settings.vmap_batch}.get(cfg.if_method, 4)
+    sample, val1 = tr[:k], va[:1]
+    zeros = lambda n: (np.zeros(n), np.zeros(n))  # noqa: E731  (reference log-probs: the cost does not depend on them)
+    tokens = lambda ps: sum(len(p.prompt_ids) * 2 + len(p.chosen_ids) + len(p.rejected_ids) for p in ps)  # noqa: E731
+    run = lambda ps: compute_influence(policy, ps, zeros(len(ps)), val1, zeros(1), objective,  # noqa: E731
+                                       tok.pad_token_id, settings, progress=False, log=lambda *a: None)
+    run(tr[:1])  # warm-up
+    seconds, _ = _timed(device, lambda: run(sample))
+    val_seconds, _ = _timed(device, lambda: validation_gradient(policy, params, va[:4], *zeros(len(va[:4])), objective,
+                                                                tok.pad_token_id, cfg.max_length))
+    val_rate = val_seconds / tokens(va[:4])
+    rate = max(seconds - val_rate * tokens(val1), 0.0) / tokens(sample)
+    total = tokens(tr) * rate / processes + tokens(va) * val_rate / processes
+    n_sel = sum(p.numel() for p in params.values())
+    flops = (6 if cfg.if_method != "jvp" else 4) * n_weights * tokens(tr) + 6 * n_weights * tokens(va)
+    return StagePlan("if", total, flops, resident_gib + n_sel * 4 * 2 / GIB,
+                     f"{tokens(tr):,} tokens by the {cfg.if_method} route, {tokens(va):,} of ∇L_val; IF probe on "
+                     f"{len(sample)} pairs")
