@@ -5,8 +5,10 @@
 On SmolLM2-135M-Instruct and the chat pairs of benchmarks/precision.py, side by side in one run:
 the log-prob engine on the CPU in fp32 (a subset, the reference values), on CUDA in fp32 and in bf16
 (pairs/s, tokens/s, the fraction of the GPU's dense bf16 peak that the forward FLOPs reach, and
-max |Δ| against the CPU values on the common pairs), and exact IF by forward mode on CUDA (pairs/s).
-Not yet here: the sharded multi-GPU run and the TRL baseline on GPU (issue 12 items 2 and 6)."""
+max |Δ| against the CPU values on the common pairs), exact IF by forward mode on CUDA (pairs/s), and
+TRL's own reference log-prob pass (DPOTrainer._precompute_ref_logps, bf16, batch 8) on the same pairs.
+With two or more GPUs, `prefsift score --scores irm` on the pairs through torchrun on 2 GPUs against
+1 GPU: both wall times and the largest difference between the two tables."""
 
 from __future__ import annotations
 
@@ -94,10 +96,72 @@ def main() -> int:
         sync()
         print(f"  {gpu} {dtype}: exact IF by forward mode, all {n_params / 1e6:.0f} M parameters: "
               f"{len(train) / (time.perf_counter() - t0):.1f} pairs/s")
+        if dtype == "bf16":
+            trl_pairs_per_s = _trl_reference_pass(model, tok, pairs, sync)
+            print(f"  {gpu} bf16: TRL's reference pass (DPOTrainer, batch 8): {trl_pairs_per_s:.1f} pairs/s, against "
+                  f"prefsift's {len(toks) / s:.1f} pairs/s above")
         del model
         if gpu == "cuda":
             torch.cuda.empty_cache()
+    if gpu == "cuda" and torch.cuda.device_count() >= 2:
+        _sharded(pairs)
     return 0
+
+
+def _trl_reference_pass(model, tok, pairs, sync) -> float:
+    """Pairs/s of TRL 1.16's reference log-prob pass (what precompute_ref_log_probs=True runs)."""
+    import copy
+    import tempfile
+
+    import torch
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    records = [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in pairs.valid_rows]
+    with tempfile.TemporaryDirectory() as tmp:
+        args = DPOConfig(output_dir=tmp, bf16=True, report_to=[], max_length=192, per_device_train_batch_size=8,
+                         precompute_ref_batch_size=8, disable_tqdm=True)
+        trainer = DPOTrainer(model=copy.deepcopy(model), ref_model=model, args=args,
+                             train_dataset=Dataset.from_list(records), processing_class=tok)
+        sync()
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            trainer._precompute_ref_logps(trainer.train_dataset, "gpu_check", 8)
+        sync()
+        return len(records) / (time.perf_counter() - t0)
+
+
+def _sharded(pairs) -> None:
+    """`prefsift score --scores irm` on 1 GPU and through torchrun on 2: wall times, largest difference."""
+    import json
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        train = Path(tmp) / "train.jsonl"
+        train.write_text("".join(json.dumps({"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected}) + "\n"
+                                 for r in pairs.valid_rows))
+        args = ["score", "--policy", "smollm2", "--reference", "smollm2", "--train", str(train), "--scores", "irm",
+                "--max-length", "192", "--batch-tokens", "8192", "--quiet"]
+        walls = {}
+        for n in (1, 2):
+            out = Path(tmp) / f"gpus{n}"
+            launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"]
+            t0 = time.perf_counter()
+            r = subprocess.run(launch + ["-m", "prefsift", *args, "--out", str(out)], capture_output=True, text=True)
+            walls[n] = time.perf_counter() - t0
+            if r.returncode != 0:
+                print(f"  sharded run on {n} GPU(s) failed:\n{r.stderr[-2000:]}")
+                return
+        a, b = (pd.read_parquet(Path(tmp) / f"gpus{n}" / "scores.parquet") for n in (1, 2))
+        same = list(a["id"]) == list(b["id"])
+        d = np.nanmax(np.abs(a["irm"].to_numpy() - b["irm"].to_numpy()))
+        print(f"  prefsift score (irm) on {len(a)} pairs: 1 GPU {walls[1]:.1f} s, 2 GPUs (torchrun) {walls[2]:.1f} s "
+              f"wall, including start-up; same ids and order: {same}; max |Δ IRM| {d:.2e}")
 
 
 if __name__ == "__main__":

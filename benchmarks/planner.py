@@ -54,7 +54,10 @@ def main() -> None:
     _prefsift(a.threads, "plan", config, "--out", str(lab))
     t_plan = time.perf_counter() - t
     _prefsift(a.threads, "run", config, "--out", str(lab), "--quiet")
-    rows += _rows("lab_small run", lab, actual_run_seconds(RunDir(lab)))
+    import yaml
+
+    ran = yaml.safe_load((lab / "config.yaml").read_text())
+    rows += _rows("lab_small run", lab, actual_run_seconds(RunDir(lab), ran["arms"], ran["seeds"]))
     print(f"lab: plan (with the lab built first) {t_plan:.0f} s, run {time.perf_counter() - t - t_plan:.0f} s",
           flush=True)
 

@@ -126,7 +126,13 @@ def score(policy, reference, pairs, validation=None, *, scores: Iterable[str] = 
         cfg = ScoreConfig(policy=pol_spec or "<in memory>", reference=ref_spec or "<in memory>",
                           train=str(train.raw.path), validation=str(val.raw.path) if val is not None else None,
                           out=str(out), scores=scores, objective=objective, beta=beta, **settings)
-    with artifacts.RunLock(out, log):
+    import contextlib
+
+    from .distributed import barrier, world
+
+    here = world()  # under a launcher, rank 0 holds the folder's lock for every rank
+    with artifacts.RunLock(out, log) if here.is_main else contextlib.nullcontext():
+        barrier(here)
         return score_pairs(cfg, train, val, progress, log, models=models)
 
 

@@ -39,6 +39,10 @@ def resolve_device(spec: str = "auto", key: str = "device") -> torch.device:
         raise ConfigError(key=key, problem=problem)
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
+    launched = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+    if launched and re.fullmatch(r"cuda:\d+", spec):
+        raise ConfigError(key=key, problem=f"is {spec!r}, but under a launcher every process takes the GPU of its "
+                                           "local rank: use cuda or auto")
     if spec == "cuda" and torch.cuda.is_available():
         # Under a launcher each process takes the GPU of its local rank (torchrun's LOCAL_RANK).
         spec = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else "cuda"

@@ -49,8 +49,13 @@ def world() -> World:
     import torch.distributed as dist
 
     if not dist.is_initialized():
+        from datetime import timedelta
+
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        # The other ranks wait while rank 0 alone builds the lab or judges an arm's answers: longer
+        # than the backends' default 30 minutes for a big lab or an LLM judge.
+        minutes = float(os.environ.get("PREFSIFT_WAIT_MINUTES", "240"))
+        dist.init_process_group(backend=backend, timeout=timedelta(minutes=minutes))
     return World(rank, size, local)
 
 
@@ -83,7 +88,7 @@ def merge_arrays(arrays: dict[str, np.ndarray], w: World | None = None) -> dict[
 
     out = {}
     for k, a in arrays.items():
-        t = torch.as_tensor(np.ascontiguousarray(a, dtype=np.float64))
+        t = torch.from_numpy(np.array(a, dtype=np.float64, copy=True))  # the caller's array stays as it was
         dist.all_reduce(t)
         out[k] = t.numpy().astype(a.dtype, copy=False)
     return out
@@ -132,6 +137,11 @@ def check_processes(n: int, here: World | None = None) -> int:
     here = here or world()
     if n < 1:
         raise ConfigError(key="processes", problem=f"must be >= 1, got {n}")
+    if here.sharded and os.environ.get("PREFSIFT_WORKER") == "1":
+        return 1  # one of the workers `launch_local` started: the launcher has done its part
+    if n > 1 and torch.cuda.is_available() and n > torch.cuda.device_count():
+        raise ConfigError(key="processes", problem=f"is {n}, but this machine has {torch.cuda.device_count()} CUDA "
+                                                   "device(s), one per process")
     if n > 1 and here.sharded:
         raise ConfigError(key="processes", problem=f"is {n}, but this process is already one of {here.size} started by "
                                                    "a launcher (torchrun, accelerate launch); drop --processes, the "
@@ -146,7 +156,7 @@ def launch_local(n: int, argv: Sequence[str], threads: int | None = None) -> int
     import subprocess
     import sys
 
-    env = dict(os.environ)
+    env = {**os.environ, "PREFSIFT_WORKER": "1"}
     if "OMP_NUM_THREADS" not in env:  # torchrun would otherwise give each worker one thread
         env["OMP_NUM_THREADS"] = str(threads or max(1, (os.cpu_count() or 1) // n))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", "-m", "prefsift",

@@ -1,6 +1,7 @@
 """Several processes (torchrun, gloo on the CPU) give what one process gives: the sharded scores
 table, and a training stage under DDP with the same global batch."""
 
+import json
 import os
 import subprocess
 import sys
@@ -161,3 +162,26 @@ def test_a_training_stage_under_ddp_equals_one_process_with_the_same_global_batc
     assert gap("one", "two") < 1e-3
     assert gap("one", "half") > 0.05
     assert (tmp_path / "two" / "stage.json").exists()
+
+
+def test_fewer_pairs_than_one_chunk_shard_without_hanging(lab):
+    """40 pairs are one IF chunk, which one rank computes alone: the others still join the merge."""
+    small = lab / "small.jsonl"
+    small.write_text("\n".join((lab / "train.jsonl").read_text().splitlines()[:40]) + "\n")
+    args = _score_args(lab, "small_one", "--scores", "irm,if")
+    args[args.index("--train") + 1] = str(small)
+    one = _prefsift(*args)
+    assert one.returncode == 0, one.stderr[-3000:]
+    args[args.index("--out") + 1] = str(lab / "small_two")
+    two = subprocess.run([sys.executable, "-m", "prefsift", *args, "--processes", "2"], capture_output=True,
+                         text=True, env=_env(), timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    _assert_same_table(pd.read_parquet(lab / "small_one" / "scores.parquet"),
+                       pd.read_parquet(lab / "small_two" / "scores.parquet"), {"if": 1e-5})
+
+
+def test_a_plan_for_two_processes_is_made_in_one(lab):
+    r = _prefsift(*_score_args(lab, "planned", "--processes", "2", "--plan"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    plan = json.loads((lab / "planned" / "plan.json").read_text())
+    assert plan["processes"] == 2 and [s["stage"] for s in plan["stages"]] == ["load", "logprobs", "lossdiff", "if"]

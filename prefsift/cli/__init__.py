@@ -17,13 +17,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from the hub at run time
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    given = list(argv)  # as typed: what a command that starts worker processes hands on to them
     # --debug is a top-level flag, but is also understood after the command (`prefsift run x.yaml --debug`).
     end = argv.index("--") if "--" in argv else len(argv)
     late_debug = "--debug" in argv[1:end]
     if late_debug:
         argv = [a for i, a in enumerate(argv) if not (a == "--debug" and 0 < i < end)]
     args = parser.parse_args(argv)
-    args.argv = argv  # what a command that starts its own worker processes hands on to them
+    args.argv = given
     args.debug = args.debug or late_debug
     if not getattr(args, "func", None):
         # `prefsift data` with no subcommand: show that level's help.

@@ -135,20 +135,24 @@ def cmd_score(args) -> int:
     cfg = _dataclass_from_args(ScoreConfig, args)
     here = world()
     processes = check_processes(args.processes, here)
+    if args.plan:
+        from ..errors import ConfigError
+        from ..planning import plan_scores
+
+        if here.sharded:
+            raise ConfigError(key="plan", problem="runs its probes in one process: run `prefsift score ... --plan "
+                                                  f"--processes {here.size}` without the launcher")
+        plan = plan_scores(cfg, processes=processes)
+        print(plan.describe())
+        print(f"plan: {plan.save(Path(cfg.out))}")
+        return 0
     if processes > 1 and not here.sharded:
         # Checked here, once, before N processes start and load models.
         from ..scoring.table import check_score_inputs, check_sharding
 
         check_sharding(cfg, processes)
         check_score_inputs(cfg, _columns_from_args(args))
-        return launch_local(processes, _without_flag(args.argv, "--processes"), threads=args.threads)
-    if args.plan:
-        from ..planning import plan_scores
-
-        plan = plan_scores(cfg, processes=max(processes, here.size))
-        print(plan.describe())
-        print(f"plan: {plan.save(Path(cfg.out))}")
-        return 0
+        return launch_local(processes, args.argv, threads=args.threads)
     compute_scores(cfg, columns=_columns_from_args(args), progress=not args.quiet)
     if here.is_main:
         print(f"\nscores table: {Path(cfg.out) / 'scores.parquet'}")
@@ -156,7 +160,7 @@ def cmd_score(args) -> int:
     return 0
 
 
-def _print_predicted_vs_actual(folder: Path, timings: Path | None = None) -> None:
+def _print_predicted_vs_actual(folder: Path, timings: Path | None = None, cfg=None) -> None:
     """After a score or a run whose folder holds a plan (`prefsift plan`, `score --plan`)."""
     import json
 
@@ -167,23 +171,10 @@ def _print_predicted_vs_actual(folder: Path, timings: Path | None = None) -> Non
     else:
         from ..pipeline.rundir import RunDir
 
-        actual = actual_run_seconds(RunDir(folder))
+        actual = actual_run_seconds(RunDir(folder), cfg.arms, cfg.seeds)
     table = predicted_vs_actual(folder, actual)
     if table:
         print("\n" + table)
-
-
-def _without_flag(argv: list[str], flag: str) -> list[str]:
-    """`argv` less one flag and its value (``--flag V`` or ``--flag=V``)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == flag:
-            skip = True
-        elif not a.startswith(flag + "="):
-            out.append(a)
-    return out
 
 
 def cmd_select(args) -> int:
@@ -260,10 +251,10 @@ def cmd_run(args) -> int:
             check_run_inputs(cfg)
         except ConfigError as e:
             raise cfg.locate(e) from None
-        return launch_local(processes, _without_flag(args.argv, "--processes"), threads=args.threads)
+        return launch_local(processes, args.argv, threads=args.threads)
     run_pipeline(cfg, progress=not args.quiet)
     if here.is_main:
-        _print_predicted_vs_actual(Path(cfg.out))
+        _print_predicted_vs_actual(Path(cfg.out), cfg=cfg)
     return 0
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import yaml
 
 from .. import artifacts
-from ..devices import placement
+from ..devices import model_precision, placement
 from ..distributed import barrier, world
 from ..errors import ConfigError
 from .config import RunConfig
@@ -67,7 +67,8 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
     inp = load_inputs(run, data, read)
     warmup_key, warmup_info = warmup_stage(run, inp)
     theta = load_model(rd.warmup_model, **placement(cfg.device, cfg.dtype))  # θ, to score
-    theta_key = model_fingerprint(theta)
+    # The arms start from θ's folder in fp32; a half-precision θ in memory is that rounded.
+    theta_key = model_fingerprint(theta) + ("" if model_precision(theta) == "fp32" else ":folder-fp32")
     log(f"[scores] IRM, LossDiff, IF, TIF ({clock.eta(0.15)})")
     table = scores_stage(run, inp, theta, warmup_key, warmup_info)
     del theta  # every arm starts from θ's folder

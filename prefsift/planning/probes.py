@@ -114,9 +114,11 @@ class TrainingProbe:
 
 
 def probe_training(start, ref_model, tokenizer, records: list[dict], objective, settings, processes: int = 1,
-                   steps: int = 4, seed: int = 0) -> TrainingProbe:
-    """A few steps of TRL's DPOTrainer at the stage's batch size (per process) and optimizer, on a
-    seeded sample of the stage's pairs, in a temporary folder; the first step is not counted."""
+                   steps: int = 4, seed: int = 0, lora=None) -> TrainingProbe:
+    """A few steps of TRL's DPOTrainer at the stage's batch size per process and optimizer (LoRA
+    adapters with `lora`), on a seeded sample of the stage's pairs, in a temporary folder; one
+    optimizer update a step (the stage's gradient accumulation is counted by `training_stage`), the
+    first step (lazy initialisation) not counted."""
     import dataclasses
     import tempfile
 
@@ -130,7 +132,8 @@ def probe_training(start, ref_model, tokenizer, records: list[dict], objective, 
     device = model_device(ref_model)
     per_step = max(1, settings.batch_size // processes)
     rng = np.random.default_rng(seed)
-    sample = [records[i] for i in rng.choice(len(records), size=min(len(records), per_step * steps), replace=False)]
+    want = per_step * steps  # a small stage's pairs are drawn again, so that there are steps to time
+    sample = [records[i] for i in rng.choice(len(records), size=want, replace=len(records) < want)]
     marks: dict[str, list[float]] = {"begin": [], "pre": [], "opt": [], "end": []}
 
     class Clock(TrainerCallback):
@@ -153,9 +156,13 @@ def probe_training(start, ref_model, tokenizer, records: list[dict], objective, 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     with tempfile.TemporaryDirectory(prefix="prefsift-plan-") as tmp:
-        probe = dataclasses.replace(settings, batch_size=per_step, epochs=1.0)
+        probe = dataclasses.replace(settings, batch_size=per_step, epochs=1.0, gradient_accumulation=1)
         t0 = time.perf_counter()
         model = _trainable_start(start, device)
+        if lora is not None:
+            from ..models import add_lora
+
+            model = add_lora(model, lora)
         model.train()
         args = _trl_config(objective, probe, Path(tmp), precision=model_precision(ref_model),
                            on_cpu=device.type == "cpu")
@@ -188,17 +195,21 @@ def _mean_step_tokens(tokenizer, records: list[dict], per_step: int, max_length)
 
 def training_stage(name: str, probe: TrainingProbe, engine_rate: float, lengths: list[int], settings, processes: int,
                    n_weights: int, weight_bytes: int, eval_tokens: int = 0, eval_steps: int | None = None,
-                   save_seconds: float = 0.0) -> StagePlan:
-    """One TRL stage from its probe: setup, each simulated step (its share of the padded tokens on
-    each process, and the update), the validation passes every `eval_steps`, and the save."""
-    steps = trl_steps(lengths, settings.batch_size, settings.epochs, settings.seed)
-    tokens = sum(steps)
-    n_evals = (len(steps) // eval_steps + 1) if eval_steps else 0
-    # A validation pass runs the policy and the reference forward (TRL pads as in training).
+                   save_seconds: float = 0.0, trainable: int | None = None) -> StagePlan:
+    """One TRL stage from its probe: setup, each simulated micro-batch (its share of the padded
+    tokens on each process), one update per `gradient_accumulation` micro-batches, the validation
+    passes every `eval_steps` optimizer steps, and the save. `trainable`: weights that train (LoRA's
+    adapters), all of them by default."""
+    micro = trl_steps(lengths, settings.batch_size, settings.epochs, settings.seed)
+    tokens = sum(micro)
+    updates = math.ceil(len(micro) / settings.gradient_accumulation)
+    n_evals = (updates // eval_steps + 1) if eval_steps else 0
+    # A validation pass runs the policy and the reference forward.
     evals = n_evals * 2 * engine_rate * eval_tokens / processes
-    seconds = probe.setup + tokens / processes * probe.per_token + len(steps) * probe.update + evals + save_seconds
+    seconds = probe.setup + tokens / processes * probe.per_token + updates * probe.update + evals + save_seconds
+    trainable = n_weights if trainable is None else trainable
     opt = _OPT_STATE.get(settings.optimizer, 8)
-    # The trainable fp32 copy, its gradients and optimizer state, and the shared reference.
-    mem = n_weights * (4 + 4 + opt) + weight_bytes
+    # The stage's fp32 copy, the trained weights' gradients and optimizer state, the shared reference.
+    mem = n_weights * 4 + trainable * (4 + opt) + weight_bytes
     return StagePlan(name, seconds, 8 * n_weights * tokens, mem / GIB + probe.peak_gib,
-                     f"{len(steps)} steps, {tokens:,} padded tokens; TRL probe")
+                     f"{updates} steps, {tokens:,} padded tokens; TRL probe")

@@ -50,21 +50,21 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
         plan.stages.append(StagePlan("data (ran)", data_seconds, 0.0, 0.0, "run now: the plan needs the pairs and π_ref"))
 
         start = str(resolve_model_path(data.reference))
-        warm = probe_training(start, ref, tok, inp.train.records(), inp.objective, cfg.warmup, processes)
+        warm = probe_training(start, ref, tok, inp.train.records(), inp.objective, cfg.warmup, processes, lora=cfg.lora)
+        trainable = _lora_weights(ref, cfg.lora)
         plan.stages.append(training_stage("warmup", warm, rate, lengths, cfg.warmup, processes, n_w, w_bytes,
-                                          val_tokens, cfg.eval_steps, save_seconds=0.0))
+                                          val_tokens, cfg.eval_steps, trainable=trainable))
 
         scfg = ScoreConfig(policy=start, reference=start, train=str(data.train), validation=str(data.validation),
                            out=str(rd.score), objective=cfg.objective, beta=cfg.beta, keep=cfg.keep,
                            device=cfg.device, dtype=cfg.dtype, **dataclasses.asdict(cfg.scores))
         scores = plan_scores(scfg, processes, models=(tok, ref, ref), log=log)
-        plan.stages.append(StagePlan("scores", sum(s.seconds for s in scores.stages[1:]),
-                                     sum(s.flops for s in scores.stages), max(s.peak_gib for s in scores.stages),
-                                     "the score plan's stages after load (" + ", ".join(
-                                         f"{s.stage} {s.seconds:.0f} s" for s in scores.stages[1:]) + ")"))
+        plan.stages.append(StagePlan("scores", scores.seconds, sum(s.flops for s in scores.stages),
+                                     max(s.peak_gib for s in scores.stages), "the score plan (" + ", ".join(
+                                         f"{s.stage} {s.seconds:.0f} s" for s in scores.stages) + ")"))
 
         final = warm if dataclasses.replace(cfg.final, epochs=1.0) == dataclasses.replace(cfg.warmup, epochs=1.0) \
-            else probe_training(start, ref, tok, inp.train.records(), inp.objective, cfg.final, processes)
+            else probe_training(start, ref, tok, inp.train.records(), inp.objective, cfg.final, processes, lora=cfg.lora)
         rng = np.random.default_rng(0)
         arms = list(cfg.arms)
         jobs = [(a, s) for s in cfg.seeds for a in arms]
@@ -73,7 +73,7 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
             n = len(lengths) if arm == "full" else max(1, round(cfg.keep * len(lengths)))
             subset = [lengths[i] for i in np.sort(rng.choice(len(lengths), size=n, replace=False))]
             one = training_stage(arm, final, rate, subset, dataclasses.replace(cfg.final, seed=seed), processes, n_w,
-                                 w_bytes, val_tokens, cfg.eval_steps)
+                                 w_bytes, val_tokens, cfg.eval_steps, trainable=trainable)
             total.seconds += one.seconds
             total.flops += one.flops
             total.peak_gib = max(total.peak_gib, one.peak_gib)
@@ -98,16 +98,31 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
     return plan
 
 
-def actual_run_seconds(rd) -> dict[str, float]:
-    """A finished run's seconds per planned stage, from its manifest and stage files."""
+def _lora_weights(model, lora) -> int | None:
+    """How many weights LoRA adapters add to `model` (None without LoRA: every weight trains)."""
+    if lora is None:
+        return None
+    import copy
+
+    from ..models import add_lora
+
+    adapted = add_lora(copy.deepcopy(model), lora)  # a copy: adapters are injected in place
+    return sum(p.numel() for p in adapted.parameters() if p.requires_grad)
+
+
+def actual_run_seconds(rd, arms: list, seeds: list) -> dict[str, float]:
+    """A finished run's seconds per planned stage, from its manifest and the stage files of its own
+    arms and seeds (not those an earlier config of the same folder left)."""
     import json
 
     man = json.loads(rd.manifest.read_text())["stages"]
     out = {k: man[k]["seconds"] for k in ("data", "warmup", "scores") if k in man}
-    arms = [json.loads(p.read_text()).get("seconds", 0.0) for p in (rd.root / "arms").glob("*/stage.json")]
-    if arms:
-        out["arms"] = float(sum(arms))
-    evals = [v["seconds"] for k, v in man.items() if k.startswith("eval/")]
+    jobs = [(a, s) for s in seeds for a in arms]
+    stages = [rd.arm(a, s) / "stage.json" for a, s in jobs]
+    done = [p for p in stages if p.exists()]  # (an arm without data is skipped)
+    if done:
+        out["arms"] = float(sum(json.loads(p.read_text()).get("seconds", 0.0) for p in done))
+    evals = [man[f"eval/{a}/{s}"]["seconds"] for a, s in jobs if f"eval/{a}/{s}" in man]
     if evals:
         out["evaluation"] = float(sum(evals))
     return out

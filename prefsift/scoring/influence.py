@@ -29,7 +29,7 @@ import torch
 from .. import artifacts, faults
 from ..devices import accumulation_dtype
 from ..errors import ConfigError
-from ..distributed import merge_arrays, mine, world
+from ..distributed import barrier, merge_arrays, mine, world
 from ..objectives import PairwiseObjective
 from . import gradients
 from .gradients import pair_inputs, pair_losses, validation_gradient  # noqa: F401  (IF's building blocks, re-exported)
@@ -140,7 +140,7 @@ def _owned(seqs, chunk: int) -> np.ndarray:
 def _merged(columns: dict, owned: np.ndarray) -> "OrderedDict[str, np.ndarray]":
     """Each rank's columns over its own chunks (zero elsewhere, whatever chunk files it read),
     summed over the ranks: the whole columns, on every rank."""
-    if owned.all():
+    if not world().sharded:  # (a per-rank test such as owned.all() would let one rank skip the collective)
         return OrderedDict(columns)
     return OrderedDict(merge_arrays({c: np.where(owned, v, 0.0) for c, v in columns.items()}))
 
@@ -168,6 +168,7 @@ def _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objectiv
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if ckpt is not None:
         _load_chunks(ckpt, values, done, log)
+        barrier()  # every rank has read the shared chunk folder before any rank writes to it
     sharded = world().sharded
     step = checkpoint_every if ckpt is not None or sharded else n
     owned = _owned(pair_inputs(train_pairs, settings.max_length), step)
@@ -292,6 +293,7 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
     if checkpoint_dir is not None:
         ckpt = Path(checkpoint_dir)
         _load_chunks(ckpt, per_group, done, log)
+        barrier()  # every rank has read the shared chunk folder before any rank writes to it
     # Chunks are whole batches, so a resumed run (or a rank of a sharded one) computes exactly the
     # same batches as one uninterrupted process.
     checkpoint_every = max(batch, checkpoint_every // batch * batch)

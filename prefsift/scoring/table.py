@@ -199,11 +199,14 @@ def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | Non
         # order for one SGD step, i.e. LossDiff is proportional to IF (with Adam, a preconditioned IF).
         # θ_val starts from θ's folder when θ has one (the stage loads its own copy), else from θ in memory.
         start = _folder_of(cfg.policy) or policy
+        # A half-precision θ in memory is the folder's weights rounded: the folder's fp32 weights are
+        # another start, with another key.
+        start_key = pol_key + (":folder-fp32" if half and isinstance(start, Path) else "")
         theta_val, info = train_stage(
             start, ref, tok, val.records(), objective,
             StageSettings(epochs=cfg.val_epochs, learning_rate=cfg.val_lr, batch_size=cfg.val_batch_size,
                           max_length=cfg.max_length, seed=cfg.seed, optimizer=cfg.val_optimizer),
-            out / "theta_val", start_key=pol_key, data_key=data_fingerprint(va_tok), name="theta_val", log=log,
+            out / "theta_val", start_key=start_key, data_key=data_fingerprint(va_tok), name="theta_val", log=log,
             hand_back_fp32=half)
         tv = cached_pair_logps(theta_val, tr_tok, tok.pad_token_id, cache, ls, info["key"] + (":fp32" if half else ""),
                                progress, "θ_val log-probs", log=log)

@@ -135,8 +135,10 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     here = world()  # under torchrun/accelerate every process runs this stage: DDP, one share of each batch each
     # Rank 0 decides whether the saved stage is reusable, for all the ranks.
     info = broadcast_object(_reusable_stage(out_dir, key, name, log) if here.is_main else None, here)
-    # A stage runs where the reference is, in its precision; it is saved in fp32.
-    precision, device = model_precision(ref_model), model_device(ref_model)
+    # A stage runs where the reference is, in the precision of its start (of the reference when it
+    # starts from a folder); it is saved in fp32.
+    device = model_device(ref_model)
+    precision = model_precision(ref_model if isinstance(policy, (str, Path)) else policy)
     def as_given(m):
         m = m.to(device)
         return m if precision == "fp32" or hand_back_fp32 else m.to(torch_dtype(precision))
