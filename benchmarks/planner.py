@@ -67,7 +67,20 @@ def main() -> None:
     smol.mkdir(exist_ok=True)
     for name, n, seed in (("train", 48, 1), ("validation", 16, 3)):
         (smol / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in make_pairs(n, seed)))
-    args = ["score", "--policy", "smollm2", "--reference", "smollm2", "--train", str(smol / "train.jsonl"),
+    # θ must differ from π_ref (else θ's log-prob pass is π_ref's, from the cache): SmolLM2 with one
+    # layer nudged.
+    theta = smol / "theta"
+    if not (theta / "config.json").exists():
+        import torch
+
+        from prefsift.models import load_model, load_tokenizer
+
+        m = load_model("smollm2")
+        with torch.no_grad():
+            m.model.layers[29].mlp.down_proj.weight.mul_(1.001)
+        m.save_pretrained(theta)
+        load_tokenizer("smollm2").save_pretrained(theta)
+    args = ["score", "--policy", str(theta), "--reference", "smollm2", "--train", str(smol / "train.jsonl"),
             "--validation", str(smol / "validation.jsonl"), "--out", str(smol / "run"), "--if-method", "jvp",
             "--if-params", r"layers\.(28|29)\.", "--quiet"]
     t = time.perf_counter()

@@ -13,7 +13,7 @@ ROOT = Path(prefsift.__file__).parent
 LAYERS = [
     {"version", "errors", "faults", "registry", "checks", "quiet", "artifacts"},
     {"data", "models", "objectives", "devices", "distributed"},
-    {"scoring.kinds", "scoring.batching", "scoring.logprobs", "scoring.gradients", "scoring.influence", "scoring.influence_jvp", "train", "selection", "eval"},
+    {"scoring.kinds", "scoring.batching", "scoring.logprobs", "scoring.rewards", "scoring.gradients", "scoring.influence", "scoring.influence_jvp", "train", "selection", "eval"},
     {"scoring.table", "scoring"},
     {"lab"},
     {"pipeline"},

@@ -87,7 +87,7 @@ def _activation_peak(device) -> float:
 
 def probe_engine(model, pairs, pad_id: int, max_length, token_budget: int, head_chunk: int) -> float:
     """Seconds per padded token of the log-prob engine: three of its real batches (the longest, a
-    middle one, the shortest) timed after one warm-up batch."""
+    middle one, the shortest) timed after a warm-up on the longest (whose shapes allocate the most)."""
     from ..scoring.logprobs import batch_logps, pair_sequences, plan_batches
 
     seqs = pair_sequences(pairs, max_length)
@@ -98,7 +98,7 @@ def probe_engine(model, pairs, pad_id: int, max_length, token_budget: int, head_
     was = model.training
     model.eval()
     with torch.no_grad():
-        batch_logps(model, [seqs[i] for i in batches[-1]], pad_id, head_chunk)  # warm-up
+        batch_logps(model, [seqs[i] for i in batches[0]], pad_id, head_chunk)  # warm-up
         seconds, _ = _timed(device, lambda: [batch_logps(model, [seqs[i] for i in b], pad_id, head_chunk)
                                              for b in picks])
     model.train(was)

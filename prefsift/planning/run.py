@@ -82,18 +82,25 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
         plan.stages.append(total)
 
         prompts = read_test_prompts(data.test_prompts, cfg.eval_prompts)
-        answers = Answers(run, inp, prompts[:4])
-        answers.of(ref, 0)  # warm-up
-        per_prompt, sample = _timed(next(ref.parameters()).device, lambda: answers.of(ref, 1))
-        per_prompt /= len(answers.prompts)
+        device = next(ref.parameters()).device
         judge = make_judge(cfg.judge)
-        judged, _ = _timed(next(ref.parameters()).device, lambda: judge.prefers(answers.prompts, sample, sample))
-        judged /= len(answers.prompts)
-        n_answers = len(prompts) * (len(jobs) + len(cfg.seeds))  # every arm, and π_ref once per seed
-        n_judged = len(prompts) * len(jobs) * (1 + ("full" in arms))  # against π_ref, and head-to-head with full
-        plan.stages.append(StagePlan("evaluation", n_answers * per_prompt + n_judged * judged,
-                                     2 * n_w * n_answers * cfg.max_new_tokens, w_bytes * 2 / GIB,
-                                     f"{n_answers} answers, {n_judged} judgements; probes of 4 answers and the judge"))
+
+        def cost(k: int) -> tuple[float, float]:  # seconds to answer k prompts in one call, and to judge them
+            few = Answers(run, inp, prompts[:k])
+            t_answer, got = _timed(device, lambda: few.of(ref, 1))
+            t_judge, _ = _timed(device, lambda: judge.prefers(few.prompts, got, got))
+            return t_answer, t_judge
+
+        cost(4)  # warm-up
+        # One call answers every held-out prompt in batches, so its cost is not linear in the prompts:
+        # the probe is one whole call (π_ref's answers, as the run's first evaluation makes them).
+        per_call, per_judging = cost(len(prompts))
+        calls = len(jobs) + len(cfg.seeds)  # every arm, and π_ref once per seed
+        answering, judging = calls * per_call, len(jobs) * per_judging
+        plan.stages.append(StagePlan("evaluation", answering + judging,
+                                     2 * n_w * calls * len(prompts) * cfg.max_new_tokens, w_bytes * 2 / GIB,
+                                     f"{calls} answering calls of {len(prompts)} prompts, {len(jobs)} judgings; "
+                                     "probe: one whole call and its judging"))
         plan.probe_seconds = time.perf_counter() - t_probe
     return plan
 

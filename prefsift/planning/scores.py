@@ -80,7 +80,13 @@ def _influence_stage(cfg, policy, tok, tr, va, processes: int, n_weights: int, r
                                  precondition=cfg.precondition, max_length=cfg.max_length, method=cfg.if_method,
                                  jvp_token_budget=cfg.batch_tokens, head_chunk=cfg.head_chunk)
     params = select_parameters(policy, cfg.if_params)
-    k = {"jvp": 8, "vmap": settings.vmap_batch}.get(cfg.if_method, 4)
+    from ..scoring.influence import VMAP_MAX_MODEL, VMAP_MAX_SELECTED
+
+    n_sel = sum(p.numel() for p in params.values())
+    vmap = cfg.if_method == "vmap" or (cfg.if_method == "auto" and n_sel <= VMAP_MAX_SELECTED
+                                       and n_weights <= VMAP_MAX_MODEL)
+    # A whole batch of the route: vmap's cost per batch hardly depends on how full it is.
+    k = settings.vmap_batch if vmap else (16 if cfg.if_method == "jvp" else 4)
     sample, val1 = tr[:k], va[:1]
     zeros = lambda n: (np.zeros(n), np.zeros(n))  # noqa: E731  (reference log-probs: the cost does not depend on them)
     tokens = lambda ps: sum(len(p.prompt_ids) * 2 + len(p.chosen_ids) + len(p.rejected_ids) for p in ps)  # noqa: E731
@@ -93,8 +99,8 @@ def _influence_stage(cfg, policy, tok, tr, va, processes: int, n_weights: int, r
     val_rate = val_seconds / tokens(va[:4])
     rate = max(seconds - val_rate * tokens(val1), 0.0) / tokens(sample)
     total = tokens(tr) * rate / processes + tokens(va) * val_rate / processes
-    n_sel = sum(p.numel() for p in params.values())
     flops = (6 if cfg.if_method != "jvp" else 4) * n_weights * tokens(tr) + 6 * n_weights * tokens(va)
+    route = "vmap" if vmap else ("jvp" if cfg.if_method == "jvp" else "loop")
     return StagePlan("if", total, flops, resident_gib + n_sel * 4 * 2 / GIB,
-                     f"{tokens(tr):,} tokens by the {cfg.if_method} route, {tokens(va):,} of ∇L_val; IF probe on "
+                     f"{tokens(tr):,} tokens by the {route} route, {tokens(va):,} of ∇L_val; IF probe on "
                      f"{len(sample)} pairs")
