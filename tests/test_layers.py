@@ -14,7 +14,7 @@ LAYERS = [
     {"version", "errors", "faults", "registry", "checks", "quiet", "artifacts"},
     {"data", "models", "objectives", "devices", "distributed"},
     {"scoring.kinds", "scoring.batching", "scoring.logprobs", "scoring.rewards", "scoring.gradients", "scoring.influence", "scoring.influence_jvp", "train", "selection", "eval"},
-    {"scoring.table", "scoring"},
+    {"scoring.columns", "scoring.reward_table", "scoring.table", "scoring"},
     {"lab"},
     {"pipeline"},
     {"planning"},

@@ -116,3 +116,40 @@ def test_reward_if_equals_central_finite_differences(word_tokenizer, start):
     np.testing.assert_allclose(fd_u, sum(float((g * d).sum()) for g, d in zip(g_val, u)), rtol=1e-7, atol=1e-12)
     fd = along([g.detach() for g in g_val], train).numpy()
     np.testing.assert_allclose(total, fd, rtol=1e-6, atol=1e-10)
+
+
+def test_score_with_a_reward_model_lossdiff_is_the_sgd_step_times_if(word_tokenizer, start, tmp_path):
+    """`prefsift score --objective bt` on a reward model: every input row is in the table, and with
+    one SGD step of size η on all the validation pairs, LossDiff = η·IF to first order."""
+    import json
+
+    from scipy.stats import pearsonr
+
+    from prefsift.scoring.table import ScoreConfig, compute_scores
+
+    tok = word_tokenizer
+    rm, _ = train_reward_stage(reward_model_from(start, tok, seed=0), tok, RECORDS, StageSettings(batch_size=8),
+                               tmp_path / "rm", start_key="s", data_key="d", log=lambda *a: None)
+    train = tmp_path / "train.jsonl"
+    rows = [json.dumps(r) for r in RECORDS[:16]]
+    rows.insert(3, json.dumps({"prompt": "Q1?", "chosen": " yes"}))  # no rejected: kept as a row, with its reason
+    train.write_text("\n".join(rows) + "\n")
+    val = tmp_path / "val.jsonl"
+    val.write_text("".join(json.dumps(r) + "\n" for r in RECORDS[16:]))
+    eta = 1e-3
+    cfg = ScoreConfig(policy=str(tmp_path / "rm" / "model"), reference=str(tmp_path / "rm" / "model"), train=str(train),
+                      validation=str(val), out=str(tmp_path / "out"), objective="bt", val_lr=eta, val_batch_size=8,
+                      val_optimizer="sgd")
+    table = compute_scores(cfg, progress=False, log=lambda *a: None)
+    assert len(table) == 17 and table["valid"].sum() == 16
+    assert table.loc[~table["valid"], "reason_code"].item() == "missing_field"
+    ok = table[table["valid"]]
+    np.testing.assert_allclose(ok["irm"], ok["reward_chosen"] - ok["reward_rejected"], rtol=1e-12)
+    assert pearsonr(ok["lossdiff"], ok["if"])[0] > 0.99
+    # The step is TRL's: η times ∇L_val clipped to norm 1 (the trainer's max_grad_norm), ∇L_val by autograd here.
+    g = torch.autograd.grad(bt_losses(rm, _toks(tok, RECORDS[16:]), tok.pad_token_id, 1024).mean(),
+                            [p for p in rm.parameters() if p.requires_grad])
+    norm = float(torch.sqrt(sum((x.double() ** 2).sum() for x in g)))
+    step = eta * min(1.0, 1.0 / norm)
+    np.testing.assert_allclose(ok["lossdiff"], step * ok["if"], rtol=0.05, atol=1e-3 * step * ok["if"].abs().max())
+    assert ok["tif"].sum() == round(0.64 * 16)

@@ -37,8 +37,10 @@ class ScoreConfig:
     validation: str | None = field(default=None, metadata={"help": "validation pairs (needed by lossdiff and if)"})
     out: str = field(default="runs/score", metadata={"help": "run directory"})
     scores: str = field(default="irm,lossdiff,if", metadata={"help": "comma-separated: irm, lossdiff, if"})
-    objective: str = field(default="dpo", metadata={"help": "pairwise objective: dpo, ipo, hinge",
-                                                    "check": trainable_with_dpo()})
+    objective: str = field(default="dpo", metadata={
+        "help": "pairwise objective: dpo, ipo, hinge (policy and reference: causal LMs), or bt (policy: a reward "
+                "model, a one-label sequence classifier; its margin r_w - r_l is the IRM; reference not used)",
+        "check": trainable_with_dpo() + ("bt",)})
     beta: float = field(default=0.1, metadata={"help": "β of the objective", "check": "> 0"})
     max_length: int = field(default=1024, metadata={"help": "max tokens of prompt+response (TRL's max_length)",
                                                     "check": ">= 1"})

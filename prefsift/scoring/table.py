@@ -20,12 +20,12 @@ import torch
 from .. import artifacts
 from ..data import ColumnMap, DataError, PairSet, check_lengths, load_pairs
 from .config import ScoreConfig  # noqa: F401  (the scores table's config, re-exported)
+from .columns import spread as _spread, summarize, tokenized as _tokenized  # noqa: F401  (re-exported)
 from .influence import InfluenceSettings, compute_influence
 from .logprobs import (EngineStats, LogprobSettings, PairLogps, cached_pair_logps, data_fingerprint,
                        model_fingerprint)
 from ..objectives import PairwiseObjective
 from ..selection import keep_middle, window
-from ..data.tokenization import tokenize_pairs
 from ..devices import model_device, model_precision, placement
 from ..distributed import barrier, world
 from ..errors import ConfigError, require_path
@@ -33,24 +33,11 @@ from ..train.dpo import StageSettings, per_process_batch, train_stage
 
 
 
-def _tokenized(pairs: PairSet, tok):
-    rows = pairs.valid_rows
-    return tokenize_pairs(tok, [r.prompt for r in rows], [r.chosen for r in rows], [r.rejected for r in rows],
-                          pairs.kind)
-
-
 def _margin(objective: PairwiseObjective, policy: PairLogps, ref: PairLogps) -> torch.Tensor:
     """The objective's margin of every pair from policy and reference log-probs."""
     t = torch.tensor
     return objective.margin(t(policy.chosen), t(policy.rejected), t(ref.chosen), t(ref.rejected),
                             t(policy.chosen_tokens), t(policy.rejected_tokens))
-
-
-def _spread(pairs: PairSet, values) -> np.ndarray:
-    """Values over the valid rows → an array over all rows, NaN where a row was not scored."""
-    out = np.full(len(pairs), np.nan)
-    out[[r.index for r in pairs.valid_rows]] = values
-    return out
 
 
 def check_score_inputs(cfg: ScoreConfig, columns: ColumnMap | None = None) -> tuple[PairSet, PairSet | None]:
@@ -112,6 +99,13 @@ def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | Non
     Python API's `prefsift.score`, a run's θ), else they are loaded from `cfg.reference` and `cfg.policy`."""
     from ..models import load_model, load_tokenizer
 
+    if cfg.objective == "bt":  # a reward model's table
+        from .reward_table import score_reward_pairs
+
+        if models is not None or world().sharded:
+            raise ConfigError(key="objective", problem="bt scores a reward model from its folder, in one process "
+                                                       "(not sharded, not from a model object, yet)")
+        return score_reward_pairs(cfg, train_pairs, val_pairs, progress, log)
     wanted = cfg.wanted  # ScoreConfig checked the names, and that lossdiff/if have validation pairs
     out = Path(cfg.out)
     cache = out / "cache"
@@ -296,45 +290,3 @@ def _influence(cfg, policy, pol_key, ref_key, tr_tok, va_tok, ref_tr, ref_va, ob
     return compute_influence(policy, tr_tok, (ref_tr.chosen, ref_tr.rejected), va_tok, (ref_va.chosen, ref_va.rejected),
                              objective, tok.pad_token_id, settings, progress, checkpoint_dir=ckpt, log=log,
                              extra_validation=extra_val or None)
-
-
-def _correlations(x, y):
-    """(Pearson r, Spearman ρ) over the pairs where both are finite; None when undefined there."""
-    from scipy.stats import pearsonr, spearmanr
-
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    good = np.isfinite(x) & np.isfinite(y)
-    if good.sum() < 3 or np.std(x[good]) == 0 or np.std(y[good]) == 0:
-        return None
-    return pearsonr(x[good], y[good])[0], spearmanr(x[good], y[good])[0]
-
-
-def summarize(table: pd.DataFrame, timings: dict[str, float] | None = None) -> str:
-    n, ok = len(table), int(table["valid"].sum())
-    lines = [f"scores: {n} pairs in, {ok} scored, {n - ok} not scored (reason in the table)"]
-    cols = [c for c in ("if", "lossdiff", "irm", "abs_irm", "score_gap") if c in table]
-    sub = table.loc[table["valid"], cols].astype(float)
-    if len(cols) >= 2 and len(sub) >= 3:
-        lines.append("correlations (Pearson r / Spearman ρ):")
-        for i, a in enumerate(cols):
-            for b in cols[i + 1:]:
-                rr = _correlations(sub[a], sub[b])
-                if rr is not None:
-                    lines.append(f"  {a:>9} ~ {b:<9} r = {rr[0]:+.3f}   ρ = {rr[1]:+.3f}")
-    groups = [c for c in table.columns if c.startswith("if_")]
-    cheap = [c for c in ("lossdiff", "irm") if c in table]
-    if groups and cheap and len(sub) >= 3:
-        lines.append("by layer group, Pearson r of each cheap score with that group's IF:")
-        lines.append("  " + f"{'group':<16}" + "".join(f"{c:>10}" for c in cheap))
-        valid = table.loc[table["valid"]]
-        for g in groups:
-            cells = []
-            for c in cheap:
-                rr = _correlations(valid[c], valid[g])
-                cells.append(f"{rr[0]:>+10.3f}" if rr is not None else f"{'-':>10}")
-            lines.append(f"  {g[3:]:<16}" + "".join(cells))
-    if "tif" in table:
-        lines.append(f"TIF keeps {int(table['tif'].sum())} of {ok} scored pairs")
-    if timings:
-        lines.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
-    return "\n".join(lines)

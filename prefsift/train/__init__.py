@@ -1,6 +1,10 @@
-"""Training stages through TRL: the DPO family (DPOTrainer) from a start model on a set of pairs,
-resumable, with a key per stage."""
+"""Training stages through TRL, each from a start model on a set of pairs or prompts, resumable,
+with a key per stage: the DPO family (DPOTrainer), reward models (RewardTrainer), and online RL
+against a reward model (GRPOTrainer, RLOOTrainer)."""
 
 from .dpo import StageSettings, train_stage
+from .reward import reward_model_from, train_reward_stage
+from .rl import RewardModelReward, RLSettings, train_rl_stage
 
-__all__ = ["StageSettings", "train_stage"]
+__all__ = ["RLSettings", "RewardModelReward", "StageSettings", "reward_model_from", "train_reward_stage",
+           "train_rl_stage", "train_stage"]
