@@ -31,19 +31,25 @@ def format_selections(table: pd.DataFrame, masks: dict) -> str:
 
 def summarize_arms(evaluation: pd.DataFrame) -> pd.DataFrame:
     g = evaluation.groupby("arm", sort=False)
-    return pd.DataFrame({
+    out = pd.DataFrame({
         "n_pairs": g["n_pairs"].first(), "win_rate": g["win_rate"].mean(), "seed_sd": g["win_rate"].std(ddof=1),
         "low": g["low"].mean(), "high": g["high"].mean(), "score": g["score"].mean(),
         "vs_full": g["head_to_head"].mean(), "seeds": g["seed"].count(),
-    }).reset_index()
+    })
+    if "rm_accuracy" in evaluation:  # route rm_rl
+        out["rm_accuracy"] = g["rm_accuracy"].mean()
+    return out.reset_index()
 
 
 def format_arms(summary: pd.DataFrame) -> str:
     w = max([14] + [len(a) + 1 for a in summary["arm"]])
-    lines = [f"  {'arm':<{w}}{'pairs':>6}{'WinRate':>9}{'95% CI (mean)':>17}{'sd seeds':>10}{'score':>8}{'vs full':>9}"]
+    rm = "rm_accuracy" in summary
+    lines = [f"  {'arm':<{w}}{'pairs':>6}{'WinRate':>9}{'95% CI (mean)':>17}{'sd seeds':>10}{'score':>8}{'vs full':>9}"
+             + (f"{'RM acc.':>9}" if rm else "")]
     for _, r in summary.iterrows():
         sd = "" if np.isnan(r["seed_sd"]) else f"{100 * r['seed_sd']:.1f}"
         vs = "" if r["vs_full"] is None or np.isnan(r["vs_full"]) else f"{100 * r['vs_full']:.1f}%"
         lines.append(f"  {r['arm']:<{w}}{int(r['n_pairs']):>6}{100 * r['win_rate']:>8.1f}%"
-                     f"{f'[{100 * r.low:.1f}, {100 * r.high:.1f}]':>17}{sd:>10}{r['score']:>8.3f}{vs:>9}")
+                     f"{f'[{100 * r.low:.1f}, {100 * r.high:.1f}]':>17}{sd:>10}{r['score']:>8.3f}{vs:>9}"
+                     + (f"{100 * r['rm_accuracy']:>8.1f}%" if rm else ""))
     return "\n".join(lines)

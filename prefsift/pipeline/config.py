@@ -22,6 +22,7 @@ from ..scoring.kinds import SCORES
 from ..scoring.table import ScoreConfig
 from ..selection import RULES
 from ..train.dpo import StageSettings
+from ..train.rl import RLSettings
 
 # The default arms; every registered selection rule (`prefsift.selection.RULES`, which a plugin can
 # extend) may be an arm. `clean` is an oracle arm, for the lab (or any file with `pair_type` and
@@ -68,7 +69,11 @@ class RunConfig:
     validation: str | None = field(default=None, metadata={"help": "validation pairs (default: the lab's)"})
     test_prompts: str | None = field(default=None, metadata={"help": "held-out prompts, JSONL with `prompt` (default: the lab's)"})
     reference: str | None = field(default=None, metadata={"help": "π_ref, the SFT model (default: the lab's)"})
-    objective: str = field(default="dpo", metadata={"help": "dpo, ipo or hinge", "check": trainable_with_dpo()})
+    route: str = field(default="dpo", metadata={
+        "help": "dpo: the arms train the policy by DPO (objective); rm_rl: they train a reward model (RewardTrainer, "
+                "warmup/final settings) and the policy online against it (rl settings; TRL's GRPO or RLOO)",
+        "check": ("dpo", "rm_rl")})
+    objective: str = field(default="dpo", metadata={"help": "dpo, ipo or hinge (route dpo)", "check": trainable_with_dpo()})
     # β and the learning rates were chosen on the lab's *validation* prompts (never the test prompts):
     # at β 0.1 or lr ≥ 3e-4 further DPO epochs lowered the oracle WinRate on this tiny model.
     beta: float = field(default=0.5, metadata={"help": "β of the objective", "check": "> 0"})
@@ -82,6 +87,8 @@ class RunConfig:
     final: StageSettings = _section(StageSettings, lambda: StageSettings(epochs=2, learning_rate=1e-4, batch_size=16),
                                     "StageSettings of each arm (continues from θ)",
                                     refused={"seed": "is set per arm by the top-level `seeds`"})
+    rl: RLSettings = _section(RLSettings, RLSettings, "RLSettings of each arm's online RL (route rm_rl)",
+                              refused={"seed": "is set per arm by the top-level `seeds`"})
     lora: LoraSettings | None = _section(LoraSettings, None, "LoRA for every training stage, e.g. {r: 8, alpha: 16} (LoraSettings "
                                      "fields); null: full fine-tuning")
     scores: ScoreSettings = _section(ScoreSettings, ScoreSettings, "ScoreConfig settings (val_lr, projection_dim, ...)",
@@ -128,6 +135,9 @@ class RunConfig:
         except ConfigError as e:
             raise e.within("scores") from None
         self._check_arms(wanted)
+        if self.route == "rm_rl" and self.lora is not None:
+            raise ConfigError(key="lora", problem="is for the dpo route; route rm_rl trains full reward models and "
+                                                  "policies: set `lora: null`")
         if self.scores.if_params == "lora":
             raise ConfigError(key="scores.if_params", problem="'lora' cannot work in a run: each stage is saved with "
                                                               "its adapters merged, so θ has none; use 'all' or regular "
@@ -135,7 +145,8 @@ class RunConfig:
 
     def score_config_fixed(self) -> dict:
         """The ScoreConfig fields the run sets (placeholders for paths it knows only when it runs)."""
-        return dict(policy="-", reference="-", train="-", validation="-", objective=self.objective, beta=self.beta,
+        objective = "bt" if self.route == "rm_rl" else self.objective
+        return dict(policy="-", reference="-", train="-", validation="-", objective=objective, beta=self.beta,
                     keep=self.keep, device=self.device, dtype=self.dtype)
 
     def _check_sources(self):

@@ -40,6 +40,8 @@ def check_run_sharding(cfg: RunConfig, processes: int) -> None:
     """What `processes` processes need of a run's settings: every training batch shared evenly."""
     from ..train.dpo import per_process_batch
 
+    if processes > 1 and cfg.route == "rm_rl":
+        raise ConfigError(key="route", problem="rm_rl runs in one process for now: drop --processes (or the launcher)")
     if processes > 1:
         per_process_batch(cfg.warmup.batch_size, processes, key="warmup.batch_size")
         per_process_batch(cfg.final.batch_size, processes, key="final.batch_size")
@@ -65,16 +67,25 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
 
     data = data_stage(run)
     inp = load_inputs(run, data, read)
-    warmup_key, warmup_info = warmup_stage(run, inp)
-    theta = load_model(rd.warmup_model, **placement(cfg.device, cfg.dtype))  # θ, to score
-    # The arms start from θ's folder in fp32; a half-precision θ in memory is that rounded.
-    theta_key = model_fingerprint(theta) + ("" if model_precision(theta) == "fp32" else ":folder-fp32")
-    log(f"[scores] IRM, LossDiff, IF, TIF ({clock.eta(0.15)})")
-    table = scores_stage(run, inp, theta, warmup_key, warmup_info)
-    del theta  # every arm starts from θ's folder
+    judge = make_judge(cfg.judge)
+    if cfg.route == "rm_rl":
+        from .rm_route import rm_arm_stage, rm_scores_stage, rm_warmup_stage
+
+        warmup_key, warmup_info = rm_warmup_stage(run, inp)
+        log(f"[scores] the reward model's IRM, LossDiff, IF, TIF ({clock.eta(0.15)})")
+        table = rm_scores_stage(run, inp, warmup_key, warmup_info)
+        train_arm = lambda arm, seed, mask, ids: rm_arm_stage(run, inp, warmup_info, judge, arm, seed, mask, ids)  # noqa: E731
+    else:
+        warmup_key, warmup_info = warmup_stage(run, inp)
+        theta = load_model(rd.warmup_model, **placement(cfg.device, cfg.dtype))  # θ, to score
+        # The arms start from θ's folder in fp32; a half-precision θ in memory is that rounded.
+        theta_key = model_fingerprint(theta) + ("" if model_precision(theta) == "fp32" else ":folder-fp32")
+        log(f"[scores] IRM, LossDiff, IF, TIF ({clock.eta(0.15)})")
+        table = scores_stage(run, inp, theta, warmup_key, warmup_info)
+        del theta  # every arm starts from θ's folder
+        train_arm = lambda arm, seed, mask, ids: arm_stage(run, inp, theta_key, arm, seed, mask, ids)  # noqa: E731
     masks = selections_stage(run, table)
 
-    judge = make_judge(cfg.judge)
     answers = Answers(run, inp, read_test_prompts(data.test_prompts, cfg.eval_prompts))
     # `full` is always a selection (every scored pair) but is trained only when listed in `arms`.
     empty = [a for a in masks if a in cfg.arms and not masks[a].any()]
@@ -86,7 +97,7 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
         n_pairs = int(masks[arm].sum())
         log(f"[arm {n + 1}/{len(jobs)}] {arm}, seed {seed}: {n_pairs} pairs ({clock.eta(0.2 + 0.8 * n / len(jobs))})")
         ids = table.loc[masks[arm], "id"].tolist()
-        model, info = arm_stage(run, inp, theta_key, arm, seed, masks[arm], ids)
+        model, info = train_arm(arm, seed, masks[arm], ids)
         curves[f"{arm}/seed{seed}"] = info["log"]
         if here.is_main:  # judged once; the other ranks go on to the next arm's training
             evaluations.append(evaluation_stage(run, answers, judge, arm, seed, n_pairs, model, info))

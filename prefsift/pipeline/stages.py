@@ -244,7 +244,8 @@ def evaluation_stage(run: Run, answers: Answers, judge, arm: str, seed: int, n_p
         reference = answers.reference(seed)
         aligned = answers.of(model, seed)
         e = evaluate_answers(judge, answers.prompts, aligned, reference, seed=seed)
-        ev = {"arm": arm, "seed": seed, "n_pairs": n_pairs, **e.to_dict(), "answers": aligned}
+        ev = {"arm": arm, "seed": seed, "n_pairs": n_pairs, **e.to_dict(), "answers": aligned,
+              **({"rm_accuracy": arm_info["rm_accuracy"]} if "rm_accuracy" in arm_info else {})}
         faults.point("evaluate")
         artifacts.write_json(path, ev)
     run.manifest.record(f"eval/{arm}/{seed}", key, time.time() - t)
@@ -270,8 +271,11 @@ def results_stage(run: Run, judge, prompts: list[str], evaluations: list[dict]) 
         wr = r["win_rate"]
         rows.append({"arm": r["arm"], "seed": r["seed"], "n_pairs": r["n_pairs"], "win_rate": wr["win_rate"],
                      "low": wr["low"], "high": wr["high"], "score": r["score_aligned"],
-                     "score_reference": r["score_reference"], "head_to_head": h2h})
-    evaluation = pd.DataFrame(rows, columns=EVAL_COLUMNS)
+                     "score_reference": r["score_reference"], "head_to_head": h2h,
+                     **({"rm_accuracy": r["rm_accuracy"]} if "rm_accuracy" in r else {})})
+    # Route rm_rl adds each arm's reward-model accuracy on judge-labelled validation pairs.
+    extra = ["rm_accuracy"] if any("rm_accuracy" in r for r in rows) else []
+    evaluation = pd.DataFrame(rows, columns=EVAL_COLUMNS + extra)
     artifacts.atomic_write(run.dir.eval_csv, lambda tmp: evaluation.to_csv(tmp, index=False))
     summary = summarize_arms(evaluation)
     artifacts.write_text(run.dir.eval_json, json.dumps({"arms": summary.to_dict("records"),
