@@ -26,6 +26,11 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
     from ..pipeline.stages import Answers, Run, data_stage, load_inputs
     from ..scoring.table import ScoreConfig, _tokenized
 
+    from ..errors import ConfigError
+
+    if cfg.route != "dpo":
+        raise ConfigError(key="route", problem=f"is {cfg.route!r}: the planner knows the dpo route's stages only so "
+                                               "far (reward-model and RL stages are not probed yet)")
     read = check_run_inputs(cfg)
     rd = RunDir(cfg.out)
     rd.root.mkdir(parents=True, exist_ok=True)
