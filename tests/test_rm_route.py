@@ -17,9 +17,17 @@ RM_RL = {**TINY, "route": "rm_rl", "arms": ["full", "lossdiff_irm"],
                 "beta": 0.04}}
 
 
-def test_rm_rl_route_runs_every_stage_and_reports_rm_accuracy(tmp_path):
-    out = tmp_path / "run"
-    evaluation = run_pipeline(RunConfig(out=str(out), **RM_RL), progress=False, log=QUIET)
+import pytest
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rm_rl") / "run"
+    return out, run_pipeline(RunConfig(out=str(out), **RM_RL), progress=False, log=QUIET)
+
+
+def test_rm_rl_route_runs_every_stage_and_reports_rm_accuracy(finished):
+    out, evaluation = finished
     assert sorted(evaluation["arm"]) == ["full", "lossdiff_irm"]
     assert evaluation["rm_accuracy"].between(0, 1).all()
     table = pd.read_parquet(out / "score" / "scores.parquet")
@@ -33,3 +41,26 @@ def test_rm_rl_route_runs_every_stage_and_reports_rm_accuracy(tmp_path):
     # A rerun reuses every stage and gives the same table.
     again = run_pipeline(RunConfig(out=str(out), **RM_RL), progress=False, log=QUIET)
     pd.testing.assert_frame_equal(evaluation, again)
+
+
+def test_a_run_killed_during_an_rl_arm_resumes_to_the_same_tables(finished, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    out, _ = finished
+    cfg = tmp_path / "rm_rl.yaml"
+    cfg.write_text(yaml.safe_dump({**RM_RL, "out": str(tmp_path / "killed")}))
+    cmd = [sys.executable, "-m", "prefsift", "run", str(cfg), "--quiet"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    killed = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
+                            env={**env, "PREFSIFT_KILL_AT": "train:rl-lossdiff_irm:3"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (tmp_path / "killed" / "eval.csv").exists()
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    for name in ("score/scores.parquet", "selection.parquet", "eval.csv"):
+        assert (out / name).read_bytes() == (tmp_path / "killed" / name).read_bytes(), name
