@@ -38,6 +38,8 @@ def test_rm_rl_route_runs_every_stage_and_reports_rm_accuracy(finished):
         stage = json.loads((out / "arms" / f"{arm}-seed0" / "stage.json").read_text())
         assert stage["trainer"] == "grpo" and any("kl" in e for e in stage["log"])
         assert (out / "arms" / f"{arm}-seed0" / "rm" / "stage.json").exists()
+    html = (out / "report.html").read_text()
+    assert "Online RL per arm" in html  # the RL curves are drawn
     # A rerun reuses every stage and gives the same table.
     again = run_pipeline(RunConfig(out=str(out), **RM_RL), progress=False, log=QUIET)
     pd.testing.assert_frame_equal(evaluation, again)

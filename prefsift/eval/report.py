@@ -21,6 +21,9 @@ from scipy import stats  # noqa: E402
 SCORE_LABELS = {"irm": "IRM", "lossdiff": "LossDiff", "if": "IF"}
 CURVE_KEYS = (("loss", "train loss"), ("rewards/margins", "train margin"),
               ("eval_loss", "eval loss"), ("eval_rewards/margins", "eval margin"))
+# Online RL stages (route rm_rl) log the reward model's reward and the KL to π_ref instead.
+RL_CURVE_KEYS = (("loss", "train loss (GRPO's is ≈ 0 with one iteration)"), ("reward", "reward (the arm's RM)"),
+                 ("kl", "KL to π_ref"), ("reward_std", "reward sd within a group"))
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{border-bottom:2px solid #444}h2{margin-top:2em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;margin:.8em 0;font-size:.9em}th,td{border:1px solid #bbb;padding:.25em .6em}
@@ -259,9 +262,11 @@ def _winrate(evaluation, figs) -> str:
 def _curves(curves, figs) -> str:
     if not curves:
         return ""
-    series = {k: {} for k, _ in CURVE_KEYS}
+    rl = any(isinstance(e, dict) and "kl" in e for log in curves.values() for e in (log or []))
+    keys = RL_CURVE_KEYS if rl else CURVE_KEYS
+    series = {k: {} for k, _ in keys}
     for arm, log in curves.items():
-        for key, _ in CURVE_KEYS:
+        for key, _ in keys:
             pts = [(e.get("step", i), e[key]) for i, e in enumerate(log or [])
                    if isinstance(e, dict) and e.get(key) is not None]
             if pts:
@@ -272,7 +277,7 @@ def _curves(curves, figs) -> str:
     groups = list(dict.fromkeys(run.split("/")[0] for run in curves))
     colour = {g: f"C{i % 10}" for i, g in enumerate(groups)}
     fig, axes = plt.subplots(2, 2, figsize=(12, 7))
-    for ax, (key, label) in zip(axes.ravel(), CURVE_KEYS):
+    for ax, (key, label) in zip(axes.ravel(), keys):
         for run, pts in series[key].items():
             arm = run.split("/")[0]
             ax.plot(pts[:, 0], pts[:, 1], marker="o" if len(pts) < 20 else None, ms=2.5, lw=1.2,
@@ -284,8 +289,10 @@ def _curves(curves, figs) -> str:
     fig.legend(handles=handles, loc="center right", fontsize=8, title="arm (all seeds)")
     fig.tight_layout(rect=(0, 0, 0.86, 1))
     return _section("curves", "Training curves",
-                    figs.embed(fig, "curves", "Training and validation DPO loss and reward margin per arm; "
-                                              "each seed is one line in its arm's colour."))
+                    figs.embed(fig, "curves", ("Online RL per arm: loss, the RM's reward, the KL to π_ref and "
+                                               "the reward's spread in a group; " if rl else
+                                               "Training and validation DPO loss and reward margin per arm; ")
+                               + "each seed is one line in its arm's colour."))
 
 
 def write_report(out_dir, scores: pd.DataFrame, selections: dict[str, np.ndarray] | None = None,
