@@ -119,8 +119,9 @@ def _trl_reference_pass(model, tok, pairs, sync) -> float:
 
     records = [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in pairs.valid_rows]
     with tempfile.TemporaryDirectory() as tmp:
-        args = DPOConfig(output_dir=tmp, bf16=True, report_to=[], max_length=192, per_device_train_batch_size=8,
-                         precompute_ref_batch_size=8, disable_tqdm=True)
+        on_cpu = next(model.parameters()).device.type == "cpu"  # the dry run
+        args = DPOConfig(output_dir=tmp, bf16=True, use_cpu=on_cpu, report_to=[], max_length=192,
+                         per_device_train_batch_size=8, precompute_ref_batch_size=8, disable_tqdm=True)
         trainer = DPOTrainer(model=copy.deepcopy(model), ref_model=model, args=args,
                              train_dataset=Dataset.from_list(records), processing_class=tok)
         sync()
