@@ -153,3 +153,21 @@ def test_score_with_a_reward_model_lossdiff_is_the_sgd_step_times_if(word_tokeni
     step = eta * min(1.0, 1.0 / norm)
     np.testing.assert_allclose(ok["lossdiff"], step * ok["if"], rtol=0.05, atol=1e-3 * step * ok["if"].abs().max())
     assert ok["tif"].sum() == round(0.64 * 16)
+
+
+def test_reward_if_by_forward_mode_equals_the_per_pair_route(word_tokenizer, start):
+    from prefsift.scoring.influence import layer_group, select_parameters
+    from prefsift.scoring.rewards import reward_influence_jvp
+
+    tok = word_tokenizer
+    rm = true_float64(reward_model_from(start, tok, seed=2, attn_implementation="eager"))
+    train, val = _toks(tok, RECORDS[:7]), _toks(tok, RECORDS[10:16])  # 7 pairs: a last batch of 3 (batch 4)
+    params = select_parameters(rm, "all")
+    groups = [layer_group(n) for n in params]
+    total, per = reward_influence(rm, params, train, val, tok.pad_token_id, max_length=None, groups=groups)
+    total_j, per_j = reward_influence_jvp(rm, params, train, val, tok.pad_token_id, max_length=None, groups=groups,
+                                          batch=4)
+    scale = np.abs(total).max()
+    np.testing.assert_allclose(total_j, total, rtol=1e-8, atol=1e-10 * scale)
+    for g in per:
+        np.testing.assert_allclose(per_j[g], per[g], rtol=1e-7, atol=1e-10 * scale)

@@ -3,7 +3,8 @@ folder): the same columns as the policy's table, with the RM's Bradley–Terry m
 
     irm = r(x, y_w) − r(x, y_l)      loss_theta = softplus(−irm)
     lossdiff = ℓ(RM) − ℓ(RM_val),   RM_val = the RM + `val_epochs` of RewardTrainer on the validation pairs
-    if = ⟨∇L_val(RM), ∇ℓ(RM; d)⟩, per layer group (exact, one backward pass per pair)
+    if = ⟨∇L_val(RM), ∇ℓ(RM; d)⟩, per layer group, exact: one backward pass per pair, or with
+         `if_method: jvp` one forward-mode pass per batch and layer group
 
 TIF, the rating gap and the random baseline follow as in the policy's table; every input row is a
 row, NaN with its reason where it was not scored."""
@@ -41,7 +42,7 @@ def score_reward_pairs(cfg: ScoreConfig, train_pairs, val_pairs, progress: bool 
     from ..train.reward import load_reward_model, train_reward_stage
     from .influence import layer_group, select_parameters
     from .logprobs import data_fingerprint, model_fingerprint
-    from .rewards import pair_rewards, reward_influence
+    from .rewards import pair_rewards, reward_influence, reward_influence_jvp
     from .columns import spread as _spread, summarize, tokenized as _tokenized
 
     if not is_reward_model(cfg.policy):
@@ -90,8 +91,9 @@ def score_reward_pairs(cfg: ScoreConfig, train_pairs, val_pairs, progress: bool 
     if "if" in wanted:
         t = time.perf_counter()
         params = select_parameters(rm, cfg.if_params)
-        total, groups = reward_influence(rm, params, tr, va, tok.pad_token_id, cfg.max_length,
-                                         groups=[layer_group(n) for n in params], progress=progress)
+        route = reward_influence_jvp if cfg.if_method == "jvp" else reward_influence  # (vmap: the loop, for RMs)
+        total, groups = route(rm, params, tr, va, tok.pad_token_id, cfg.max_length,
+                              groups=[layer_group(n) for n in params], progress=progress)
         table["if"] = _spread(train, total)
         for g, v in groups.items():
             table[f"if_{g}"] = _spread(train, v)

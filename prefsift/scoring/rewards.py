@@ -90,3 +90,59 @@ def reward_influence(model, params: "OrderedDict[str, torch.nn.Parameter]", trai
                 per_group[gname][i] += float((gi.to(v.dtype) * v).sum())
     model.train(was)
     return sum(per_group.values()), per_group
+
+
+def validation_gradient_bt(model, params, val_pairs, pad_id: int, max_length: int | None = 1024,
+                           batch: int = 8) -> list[torch.Tensor]:
+    """∇L_val of the reward model, L_val the mean BT loss over the validation pairs."""
+    grads = [torch.zeros_like(p, dtype=accumulation_dtype(p)) for p in params.values()]
+    n = len(val_pairs)
+    for s in range(0, n, batch):
+        loss = bt_losses(model, val_pairs[s:s + batch], pad_id, max_length).sum() / n
+        for g, gi in zip(grads, torch.autograd.grad(loss, list(params.values()), allow_unused=True)):
+            if gi is not None:
+                g += gi.to(g.dtype)
+    return grads
+
+
+def reward_influence_jvp(model, params: "OrderedDict[str, torch.nn.Parameter]", train_pairs, val_pairs, pad_id: int,
+                         max_length: int | None = 1024, groups: Sequence[str] | None = None, batch: int = 8,
+                         progress: bool = False) -> tuple[np.ndarray, "OrderedDict[str, np.ndarray]"]:
+    """The same IF by forward mode: IF(d) = d/dε ℓ(θ + ε·∇L_val; d), for a batch of pairs in one
+    pass per layer group (the tangent restricted to the group), no per-pair gradient. SDPA runs on
+    its math backend (its flash kernel has no forward-mode derivative)."""
+    from torch.func import functional_call, jvp
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from tqdm.auto import tqdm
+
+    was = model.training
+    model.eval()
+    names = list(params)
+    groups = list(groups) if groups is not None else ["all"] * len(names)
+    g_val = validation_gradient_bt(model, params, val_pairs, pad_id, max_length)
+    primals = {n: p.detach() for n, p in params.items()}
+    device = next(model.parameters()).device
+    per_group = OrderedDict((g, np.zeros(len(train_pairs))) for g in dict.fromkeys(groups))
+    for s in tqdm(range(0, len(train_pairs), batch), desc="IF (reward model): forward mode", disable=not progress):
+        seqs = reward_sequences(train_pairs[s:s + batch], max_length)
+        longest = max(len(x) for x in seqs)
+        ids = torch.full((len(seqs), longest), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), longest), dtype=torch.long)
+        for b, x in enumerate(seqs):
+            ids[b, : len(x)] = torch.as_tensor(x, dtype=torch.long)
+            mask[b, : len(x)] = 1
+        ids, mask = ids.to(device), mask.to(device)
+
+        def losses(p):
+            logits = functional_call(model, p, (), {"input_ids": ids, "attention_mask": mask, "use_cache": False}).logits
+            r = logits[:, 0].to(accumulation_dtype(logits))
+            return F.softplus(-(r[0::2] - r[1::2]))
+
+        for gname in per_group:
+            tangent = {n: (v.to(primals[n].dtype) if g == gname else torch.zeros_like(primals[n]))
+                       for n, g, v in zip(names, groups, g_val)}
+            with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
+                _, d = jvp(losses, (primals,), (tangent,))
+            per_group[gname][s:s + len(seqs) // 2] = d.double().cpu().numpy()
+    model.train(was)
+    return sum(per_group.values()), per_group
