@@ -18,9 +18,8 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
-from .. import artifacts
 from .rundir import stage_key
-from .stages import Inputs, Run
+from .stages import Inputs, Run, reused_or_scored
 
 
 def rm_warmup_stage(run: Run, inp: Inputs) -> tuple[str, dict]:
@@ -51,16 +50,8 @@ def rm_scores_stage(run: Run, inp: Inputs, warmup_key: str, warmup_info: dict) -
     scfg = ScoreConfig(policy=model, reference=model, train=str(inp.data.train), validation=str(inp.data.validation),
                        out=str(rd.score), objective="bt", beta=cfg.beta, keep=cfg.keep, device=cfg.device,
                        dtype=cfg.dtype, **asdict(cfg.scores))
-    key = stage_key(warmup_key, warmup_info["key"], {k: v for k, v in asdict(scfg).items()
-                                                     if k not in ("policy", "reference", "train", "validation", "out")})
-    if run.manifest.done("scores", key) and artifacts.trusted(rd.scores_table, "the scores table", run.log):
-        table = pd.read_parquet(rd.scores_table)
-    else:
-        rd.score.mkdir(parents=True, exist_ok=True)
-        table = score_reward_pairs(scfg, copy.deepcopy(inp.train), copy.deepcopy(inp.validation),
-                                   progress=run.progress, log=run.log)
-    run.manifest.record("scores", key, time.time() - t)
-    return table
+    return reused_or_scored(run, scfg, warmup_key, warmup_info, t, lambda: score_reward_pairs(
+        scfg, copy.deepcopy(inp.train), copy.deepcopy(inp.validation), progress=run.progress, log=run.log))
 
 
 def rm_arm_stage(run: Run, inp: Inputs, warmup_info: dict, judge, arm: str, seed: int, mask: np.ndarray, ids: list):

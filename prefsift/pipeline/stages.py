@@ -145,6 +145,17 @@ def scores_stage(run: Run, inp: Inputs, theta, warmup_key: str, warmup_info: dic
     scfg = ScoreConfig(policy=str(rd.warmup_model), reference=inp.data.reference, train=str(inp.data.train),
                        validation=str(inp.data.validation), out=str(rd.score), objective=cfg.objective,
                        beta=cfg.beta, keep=cfg.keep, device=cfg.device, dtype=cfg.dtype, **asdict(cfg.scores))
+    # Copies: scoring marks over-length rows in its pairs, and the arms must read the same pairs
+    # whether the scores were computed now or reused.
+    return reused_or_scored(run, scfg, warmup_key, warmup_info, t, lambda: score_pairs(
+        scfg, copy.deepcopy(inp.train), copy.deepcopy(inp.validation), progress=run.progress, log=run.log,
+        models=(inp.tokenizer, inp.reference, theta)))
+
+
+def reused_or_scored(run: Run, scfg, warmup_key: str, warmup_info: dict, t: float, score) -> pd.DataFrame:
+    """The scores stage around `score()` (either route's table): reused when its key is unchanged
+    and its file intact, else computed into run/score/; recorded in the manifest."""
+    rd = run.dir
     # Paths are not part of the key (the data's and the warm-up's keys stand for what they hold), so a
     # run directory that is moved or copied keeps its scores.
     key = stage_key(warmup_key, warmup_info["key"], {k: v for k, v in asdict(scfg).items()
@@ -153,10 +164,7 @@ def scores_stage(run: Run, inp: Inputs, theta, warmup_key: str, warmup_info: dic
         table = pd.read_parquet(rd.scores_table)
     else:
         rd.score.mkdir(parents=True, exist_ok=True)
-        # Copies: scoring marks over-length rows in its pairs, and the arms must read the same pairs
-        # whether the scores were computed now or reused.
-        table = score_pairs(scfg, copy.deepcopy(inp.train), copy.deepcopy(inp.validation), progress=run.progress,
-                            log=run.log, models=(inp.tokenizer, inp.reference, theta))
+        table = score()
     run.manifest.record("scores", key, time.time() - t)
     return table
 

@@ -30,16 +30,21 @@ def reward_sequences(pairs, max_length: int | None) -> list[list[int]]:
     return out
 
 
-def batch_rewards(model, seqs: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
-    """r of each sequence (differentiable), in fp32 or better."""
-    device = next(model.parameters()).device
+def _padded(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and their attention mask, on `device`."""
     longest = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), longest), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), longest), dtype=torch.long)
     for b, s in enumerate(seqs):
         ids[b, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
         mask[b, : len(s)] = 1
-    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
+    return ids.to(device), mask.to(device)
+
+
+def batch_rewards(model, seqs: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
+    """r of each sequence (differentiable), in fp32 or better."""
+    ids, mask = _padded(seqs, pad_id, next(model.parameters()).device)
+    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
     return logits[:, 0].to(accumulation_dtype(logits))
 
 
@@ -74,13 +79,7 @@ def reward_influence(model, params: "OrderedDict[str, torch.nn.Parameter]", trai
     model.eval()  # IF is a property of the weights, not of a dropout mask
     names = list(params)
     groups = list(groups) if groups is not None else ["all"] * len(names)
-    g_val = [torch.zeros_like(p, dtype=accumulation_dtype(p)) for p in params.values()]
-    n = len(val_pairs)
-    for s in range(0, n, val_batch):
-        loss = bt_losses(model, val_pairs[s:s + val_batch], pad_id, max_length).sum() / n
-        for g, gi in zip(g_val, torch.autograd.grad(loss, list(params.values()), allow_unused=True)):
-            if gi is not None:
-                g += gi.to(g.dtype)
+    g_val = validation_gradient_bt(model, params, val_pairs, pad_id, max_length, val_batch)
     per_group = OrderedDict((g, np.zeros(len(train_pairs))) for g in dict.fromkeys(groups))
     for i in tqdm(range(len(train_pairs)), desc="IF (reward model): per-pair gradients", disable=not progress):
         loss = bt_losses(model, train_pairs[i:i + 1], pad_id, max_length)[0]
@@ -125,13 +124,7 @@ def reward_influence_jvp(model, params: "OrderedDict[str, torch.nn.Parameter]", 
     per_group = OrderedDict((g, np.zeros(len(train_pairs))) for g in dict.fromkeys(groups))
     for s in tqdm(range(0, len(train_pairs), batch), desc="IF (reward model): forward mode", disable=not progress):
         seqs = reward_sequences(train_pairs[s:s + batch], max_length)
-        longest = max(len(x) for x in seqs)
-        ids = torch.full((len(seqs), longest), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), longest), dtype=torch.long)
-        for b, x in enumerate(seqs):
-            ids[b, : len(x)] = torch.as_tensor(x, dtype=torch.long)
-            mask[b, : len(x)] = 1
-        ids, mask = ids.to(device), mask.to(device)
+        ids, mask = _padded(seqs, pad_id, device)
 
         def losses(p):
             logits = functional_call(model, p, (), {"input_ids": ids, "attention_mask": mask, "use_cache": False}).logits

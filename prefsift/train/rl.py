@@ -64,7 +64,6 @@ class RewardModelReward:
                 # them); then EOS, which RewardTrainer appends to every standard response.
                 gen = list(completion_ids[i]) if completion_ids is not None else \
                     tok(c, add_special_tokens=False)["input_ids"]
-                gen = [t for t in gen if t != tok.pad_token_id or t == tok.eos_token_id]
                 if not gen or gen[-1] != tok.eos_token_id:
                     gen.append(tok.eos_token_id)
                 ids = list(tok(p)["input_ids"]) + gen
