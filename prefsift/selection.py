@@ -148,12 +148,14 @@ class Rule:
     select: Callable
     help: str = ""
     missing: str | None = None
+    seeded: bool = False  # the selection depends on the seed: a run draws it anew for every training seed
 
 
 RULES: Registry[Rule] = Registry("rule", key="rule")
 
 
-def register_rule(name: str, needs=(), help: str = "", missing: str | None = None, replace: bool = False):
+def register_rule(name: str, needs=(), help: str = "", missing: str | None = None, replace: bool = False,
+                  seeded: bool = False):
     """Register a selection rule; use as a decorator over ``fn(table, keep, seed) -> boolean mask``.
 
         @prefsift.register_rule("short_chosen", needs=("irm",), help="...")
@@ -161,8 +163,9 @@ def register_rule(name: str, needs=(), help: str = "", missing: str | None = Non
             ...
 
     The name can then be given to `prefsift.select`, `prefsift select --rule` (after importing the
-    module) and a run config's `arms` (with the module under `plugins`)."""
-    return RULES.decorator(name, lambda fn: Rule(name, tuple(needs), fn, help, missing), replace=replace)
+    module) and a run config's `arms` (with the module under `plugins`). ``seeded=True``: the rule
+    uses its seed, and a run draws its selection anew for every training seed."""
+    return RULES.decorator(name, lambda fn: Rule(name, tuple(needs), fn, help, missing, seeded), replace=replace)
 
 
 
@@ -192,7 +195,8 @@ def _builtin_rules() -> None:
     def middle(column):
         return lambda table, keep, seed: keep_middle(_col(table, column), keep)
 
-    add = lambda name, needs, fn, help, missing=None: RULES.register(name, Rule(name, needs, fn, help, missing))
+    add = lambda name, needs, fn, help, missing=None, seeded=False: RULES.register(  # noqa: E731
+        name, Rule(name, needs, fn, help, missing, seeded))
     add("full", (), lambda table, keep, seed: table["valid"].to_numpy(dtype=bool), "every scored pair (keep does not "
                                                                                   "apply)")
     add("lossdiff_irm", ("lossdiff", "irm"), ld_irm, "LossDiff and IRM both in middle windows of one width, "
@@ -208,7 +212,7 @@ def _builtin_rules() -> None:
                                                                             largest=True),
         "the largest rating gap (the data's own ratings)", missing=ratings)
     add("random", (), lambda table, keep, seed: random_fraction(table["valid"].to_numpy(dtype=bool), keep, seed),
-        "a seeded random subset")
+        "a seeded random subset (a run draws a new one for every training seed)", seeded=True)
     add("if_small", ("if",), third(0), "the smallest third of IF (keep does not apply)")
     add("if_medium", ("if",), third(1), "the middle third of IF (keep does not apply)")
     add("if_large", ("if",), third(2), "the largest third of IF (keep does not apply)")

@@ -318,3 +318,36 @@ def test_sft_model_is_shared_through_the_cache(tmp_path, monkeypatch):
     assert (tmp_path / "a" / weights).read_bytes() == (tmp_path / "b" / weights).read_bytes()
     assert len(_read_jsonl(tmp_path / "b" / "train.jsonl")) == 30
 
+
+
+def _prompts_and_samples(n, seed):
+    gen = PromptGenerator(seed)
+    rng = random.Random(seed)
+    prompts = [gen.draw_one().text for _ in range(n)]
+    return prompts, [[random_response(rng) for _ in range(6)] for _ in prompts]
+
+
+def test_rater_noise_solves_the_agreement_in_closed_form():
+    from scipy.stats import norm
+
+    from prefsift.lab.pairs import rater_noise_for
+
+    # one gap g: P(g + e1 - e2 > 0) = Φ(g / (σ√2)) = a  ⇒  σ = g / (√2 Φ⁻¹(a))
+    assert rater_noise_for([0.3, -0.3, 0.0], 0.85) == pytest.approx(0.3 / (2 ** 0.5 * norm.ppf(0.85)), rel=1e-9)
+
+
+def test_labels_from_ratings_are_the_raters_errors():
+    from prefsift.lab.pairs import PairConfig, build_pairs
+
+    prompts, samples = _prompts_and_samples(3000, 5)
+    rows = build_pairs(prompts, samples, LabConfig().proportions(), PairConfig(labels_from_ratings=True),
+                       seed=5, split="train")
+    assert all(r["score_chosen"] >= r["score_rejected"] for r in rows)  # chosen = the higher rated
+    assert not any(r["pair_type"] == "flipped" for r in rows)
+    non_tied = [r for r in rows if r["oracle_chosen"] != r["oracle_rejected"]]
+    agree = sum(r["oracle_chosen"] > r["oracle_rejected"] for r in non_tied) / len(non_tied)
+    assert agree == pytest.approx(0.85, abs=0.02)  # binomial sd at n≈2,900 is 0.007
+    # The injected-flip lab's files are unchanged by the new mode's existence: a wrong label there is
+    # either a deliberate flip or a Bradley–Terry draw, never the rating.
+    plain = build_pairs(prompts[:300], samples[:300], LabConfig().proportions(), PairConfig(), seed=5, split="train")
+    assert any(r["score_chosen"] < r["score_rejected"] for r in plain)

@@ -42,6 +42,27 @@ def test_run_writes_every_artifact(finished):
     assert again.to_dict() == RunConfig(out=str(a), **TINY).to_dict()
 
 
+def test_paired_differences_and_per_seed_random(finished):
+    """eval.json's paired difference of an arm against `random` is the mean over prompts of the two
+    arms' per-prompt WinRates (each the mean over its answers), recomputed from their eval files."""
+    import numpy as np
+
+    a, _ = finished
+    ev = json.loads((a / "eval.json").read_text())
+    k, n = ev["answers_per_prompt"], ev["prompts"]
+    assert k == 4 and n == 24
+    runs = {arm: json.loads((a / "arms" / f"{arm}-seed0" / "eval.json").read_text()) for arm in ("lossdiff_irm", "random")}
+    prefs = {arm: np.array(r["prefs"]).reshape(k, n).mean(axis=0) for arm, r in runs.items()}
+    row = next(r for r in ev["arms"] if r["arm"] == "lossdiff_irm")
+    assert row["d_wr_random"] == pytest.approx((prefs["lossdiff_irm"] - prefs["random"]).mean(), abs=1e-12)
+    assert row["d_wr_random_low"] <= row["d_wr_random"] <= row["d_wr_random_high"]
+    scores = {arm: np.array(r["scores"]).mean() for arm, r in runs.items()}
+    assert row["d_score_full"] == row["d_score_full"] and row["d_score_random"] == pytest.approx(
+        scores["lossdiff_irm"] - scores["random"], abs=1e-12)
+    sel = pd.read_parquet(a / "selection.parquet")
+    assert (sel["random@seed0"] == sel["random"]).all()
+
+
 class _DiesOnCall:
     """An answer sampler for the lab's models that raises on its n-th call (a run killed while it
     evaluates), registered over the lab's own and delegating to it otherwise."""

@@ -29,7 +29,9 @@ def format_selections(table: pd.DataFrame, masks: dict) -> str:
     return "\n".join(lines)
 
 
-def summarize_arms(evaluation: pd.DataFrame) -> pd.DataFrame:
+def summarize_arms(evaluation: pd.DataFrame, paired: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per arm: the mean over seeds, and (given `paired_columns`' frame) the paired
+    differences against the random and full arms."""
     g = evaluation.groupby("arm", sort=False)
     out = pd.DataFrame({
         "n_pairs": g["n_pairs"].first(), "win_rate": g["win_rate"].mean(), "seed_sd": g["win_rate"].std(ddof=1),
@@ -38,18 +40,57 @@ def summarize_arms(evaluation: pd.DataFrame) -> pd.DataFrame:
     })
     if "rm_accuracy" in evaluation:  # route rm_rl
         out["rm_accuracy"] = g["rm_accuracy"].mean()
-    return out.reset_index()
+    out = out.reset_index()
+    if paired is not None and len(paired):
+        out = out.merge(paired, on="arm", how="left")
+    return out
+
+
+BASELINES = ("random", "full")
+
+
+def paired_columns(evaluations: list[dict], n_prompts: int, baselines=BASELINES) -> pd.DataFrame:
+    """Per arm, its paired difference from each baseline arm on the seeds both were trained with:
+    WinRate (``d_wr_<base>``, percentage points as a fraction) and mean single score
+    (``d_score_<base>``), each with ``_low``/``_high`` from the two-way bootstrap over seeds and prompts."""
+    from .paired import paired_difference, per_prompt
+
+    by = {(r["arm"], r["seed"]): r for r in evaluations}
+    arms = list(dict.fromkeys(r["arm"] for r in evaluations))
+    rows = []
+    for arm in arms:
+        row = {"arm": arm}
+        for base in baselines:
+            seeds = sorted(s for (a, s) in by if a == arm and (base, s) in by)
+            if base not in arms or not seeds:
+                continue
+            for name, field in (("wr", "prefs"), ("score", "scores")):
+                if not all(field in by[(x, s)] for x in (arm, base) for s in seeds):
+                    continue  # an evaluation written before per-answer scores were kept
+                a = [per_prompt(by[(arm, s)][field], n_prompts) for s in seeds]
+                b = [per_prompt(by[(base, s)][field], n_prompts) for s in seeds]
+                d = paired_difference(a, b, seed=len(seeds))
+                row.update({f"d_{name}_{base}": d.mean, f"d_{name}_{base}_low": d.low,
+                            f"d_{name}_{base}_high": d.high})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def format_arms(summary: pd.DataFrame) -> str:
     w = max([14] + [len(a) + 1 for a in summary["arm"]])
     rm = "rm_accuracy" in summary
+    diffs = [b for b in BASELINES if f"d_wr_{b}" in summary]
     lines = [f"  {'arm':<{w}}{'pairs':>6}{'WinRate':>9}{'95% CI (mean)':>17}{'sd seeds':>10}{'score':>8}{'vs full':>9}"
-             + (f"{'RM acc.':>9}" if rm else "")]
+             + (f"{'RM acc.':>9}" if rm else "") + "".join(f"{'WinRate − ' + b + ' [95% CI]':>28}" for b in diffs)]
     for _, r in summary.iterrows():
         sd = "" if np.isnan(r["seed_sd"]) else f"{100 * r['seed_sd']:.1f}"
         vs = "" if r["vs_full"] is None or np.isnan(r["vs_full"]) else f"{100 * r['vs_full']:.1f}%"
-        lines.append(f"  {r['arm']:<{w}}{int(r['n_pairs']):>6}{100 * r['win_rate']:>8.1f}%"
-                     f"{f'[{100 * r.low:.1f}, {100 * r.high:.1f}]':>17}{sd:>10}{r['score']:>8.3f}{vs:>9}"
-                     + (f"{100 * r['rm_accuracy']:>8.1f}%" if rm else ""))
+        line = (f"  {r['arm']:<{w}}{int(r['n_pairs']):>6}{100 * r['win_rate']:>8.1f}%"
+                f"{f'[{100 * r.low:.1f}, {100 * r.high:.1f}]':>17}{sd:>10}{r['score']:>8.3f}{vs:>9}"
+                + (f"{100 * r['rm_accuracy']:>8.1f}%" if rm else ""))
+        for b in diffs:
+            m, lo, hi = (r[f"d_wr_{b}{x}"] for x in ("", "_low", "_high"))
+            cell = "" if r["arm"] == b or m != m else f"{100 * m:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+            line += f"{cell:>28}"
+        lines.append(line)
     return "\n".join(lines)

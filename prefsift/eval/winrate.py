@@ -1,7 +1,9 @@
 """WinRate and single scores of an aligned model's answers against the reference's.
 
 WinRate = mean over prompts of P(aligned ≻ reference) by the judge (a tie counts ½), with a
-percentile-bootstrap 95 % interval over prompts (seeded)."""
+percentile-bootstrap 95 % interval over prompts (seeded). With several answers per prompt, a
+prompt's value is the mean over its answers, and the bootstrap resamples prompts (their answers
+are not independent draws of the experiment)."""
 
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ class Evaluation:
     win_rate: WinRate  # aligned vs reference
     score_aligned: float  # mean single score
     score_reference: float
-    prefs: list[float]
+    prefs: list[float]  # one per answer, answer-major (see `paired.per_prompt`)
+    scores: list[float]  # the aligned answers' single scores, in the same order
 
     def to_dict(self):
         d = asdict(self)
@@ -49,12 +52,18 @@ class Evaluation:
 
 
 def evaluate_answers(judge: Judge, prompts: Sequence[str], aligned: Sequence[str], reference: Sequence[str],
-                     both_orders: bool = True, seed: int = 0) -> Evaluation:
-    """Judge aligned against reference answers, prompt by prompt (in both orders by default)."""
+                     both_orders: bool = True, seed: int = 0, n_prompts: int | None = None) -> Evaluation:
+    """Judge aligned against reference answers, answer by answer (in both orders by default).
+
+    ``prompts`` holds each answer's prompt; with several answers per prompt, give ``n_prompts``
+    (answers ordered answer-major) and the interval resamples prompts."""
+    from .paired import per_prompt
+
     if not (len(prompts) == len(aligned) == len(reference)):
         raise ValueError("prompts, aligned and reference answers must have one entry per prompt")
     j = Swapped(judge) if both_orders and not isinstance(judge, Swapped) else judge
-    prefs = j.prefers(prompts, aligned, reference)
-    sa = float(np.mean(judge.scores(prompts, aligned)))
+    prefs = list(map(float, j.prefers(prompts, aligned, reference)))
+    scores = list(map(float, judge.scores(prompts, aligned)))
     sr = float(np.mean(judge.scores(prompts, reference)))
-    return Evaluation(j.name, win_rate(prefs, seed=seed), sa, sr, list(map(float, prefs)))
+    wr = win_rate(per_prompt(prefs, n_prompts or len(prefs)), seed=seed)
+    return Evaluation(j.name, wr, float(np.mean(scores)), sr, prefs, scores)

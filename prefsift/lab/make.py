@@ -58,6 +58,10 @@ class LabConfig:
     tie_max_gap: float = field(default=0.02, metadata={"help": "maximum oracle gap of near-tie pairs", "check": ">= 0"})
     easy_min_reward: float = field(default=0.5, metadata={"help": "minimum oracle reward of an easy pair's good side", "check": "[0, 1]"})
     rater_noise: float = field(default=0.1, metadata={"help": "std of the external rater's noise (score_chosen/score_rejected)", "check": ">= 0"})
+    # Default off: the injected-flip lab controls the noise level and tags every flip (claim 5's
+    # sweep needs that); labels_from_ratings is the lab as real data is (UltraFeedback-binarized).
+    labels_from_ratings: bool = field(default=False, metadata={"help": "label the training pairs by the noisy rater (chosen = higher rated, as UltraFeedback-binarized): wrong labels are exactly its rating errors; no pair is flipped on purpose (frac_flipped's share is built as clean pairs) and rater_noise is solved from rater_agreement"})
+    rater_agreement: float = field(default=0.85, metadata={"help": "with labels_from_ratings: the rater agrees with the oracle's preference on this share of non-tied pairs (default 0.85: GPT-4 against human experts on MT-Bench, Zheng et al. 2023)", "check": "(0.5, 1)"})
     sft_steps: int = field(default=800, metadata={"help": "SFT optimizer steps (the model learns the tasks, and the habits, but not perfectly)", "check": ">= 0"})
     sft_flaw_rate: float = field(default=0.3, metadata={"help": "share of SFT demonstrations with a systematic habit (extra item, dropped item, input echoed) that preference data can train away", "check": "[0, 1]"})
     sft_batch_size: int = field(default=64, metadata={"help": "SFT sequences per step", "check": ">= 1"})
@@ -90,7 +94,8 @@ class LabConfig:
     def pair_config(self) -> PairConfig:
         return PairConfig(bt_temperature=self.bt_temperature, clean_min_gap=self.clean_min_gap,
                           tie_max_gap=self.tie_max_gap, easy_min_reward=self.easy_min_reward,
-                          rater_noise=self.rater_noise)
+                          rater_noise=self.rater_noise, labels_from_ratings=self.labels_from_ratings,
+                          rater_agreement=self.rater_agreement)
 
 
 # Bump when a change to the SFT code (sft.py, task.py, the presets) changes the model it trains, so

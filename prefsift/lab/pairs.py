@@ -16,6 +16,12 @@ when the samples allow it; otherwise a sample is edited (or, when no sample is g
 oracle's best response is used), and the columns ``origin_chosen`` / ``origin_rejected`` say which:
 ``sample``, ``edit``, ``reference`` or ``garbage``. A noisy external rater (``score_*`` = oracle +
 Gaussian noise, an UltraFeedback-style rating) is recorded for score-gap baselines.
+
+``labels_from_ratings``: the label is the rater's instead, as in UltraFeedback-binarized: the rater
+scores both answers and the higher-rated one is ``chosen``, so a wrong label is exactly a rating
+error (and a rating-gap filter cannot see it). No pair is flipped on purpose then: the ``flipped``
+share is built as clean pairs. The rater's noise is solved so that it agrees with the oracle's
+preference on a fraction ``rater_agreement`` of the split's non-tied pairs.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ class PairConfig:
     tie_max_gap: float = field(default=0.02, metadata={"help": "maximum oracle gap of near_tie pairs"})
     easy_min_reward: float = field(default=0.5, metadata={"help": "an easy pair's good side scores at least this"})
     rater_noise: float = field(default=0.1, metadata={"help": "std of the Gaussian noise of the external rater's scores"})
+    labels_from_ratings: bool = field(default=False, metadata={"help": "label every pair by the rater (chosen = higher rated)"})
+    rater_agreement: float = field(default=0.85, metadata={"help": "with labels_from_ratings: the rater's agreement with the oracle's preference on non-tied pairs"})
 
 
 def type_counts(n: int, proportions: dict[str, float]) -> dict[str, int]:
@@ -163,6 +171,24 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
+def rater_noise_for(gaps, agreement: float) -> float:
+    """The std σ of a rater adding N(0, σ²) to each side's reward that agrees with the sign of the
+    oracle's gap with mean probability ``agreement`` over the non-zero ``gaps``:
+    mean Φ(|gap| / (σ√2)) = agreement (solved by bisection)."""
+    g = [abs(x) for x in gaps if x != 0]
+    if not g or not 0.5 < agreement < 1:
+        raise ValueError(f"need non-tied pairs and an agreement in (0.5, 1), got {len(g)} pairs and {agreement}")
+
+    def agree(sigma):
+        return sum(0.5 * (1 + math.erf(x / (2 * sigma))) for x in g) / len(g)  # Φ(x/(σ√2)) = ½(1+erf(x/2σ))
+
+    lo, hi = 1e-9, 100.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if agree(mid) > agreement else (lo, mid)
+    return (lo + hi) / 2
+
+
 def build_pairs(
     prompts: list[str],
     samples: list[list[str]],
@@ -183,36 +209,62 @@ def build_pairs(
     counts = type_counts(len(prompts), proportions)
     types = [t for t in PAIR_TYPES for _ in range(counts[t])]
     rng.shuffle(types)
+    by_ratings = cfg.labels_from_ratings and not oracle_labels
+    if by_ratings:  # no deliberate flips: the rater's errors are the wrong labels
+        types = ["clean" if t == "flipped" else t for t in types]
+        return _rated_pairs(prompts, samples, types, cfg, rng, split)
     rows = []
     for k, (prompt, pair_type, draws) in enumerate(zip(prompts, types, samples)):
-        maker = _PromptPairs(prompt, draws, cfg, rng)
-        build = maker.clean if pair_type == "flipped" else getattr(maker, pair_type)
-        (better, origin_b), (worse, origin_w) = build()
-        r_b, r_w = maker.score(better), maker.score(worse)
-        if better == worse or not better or not worse or r_b < r_w:
-            raise AssertionError(f"bad {pair_type} pair for {prompt!r}: {better} / {worse}")
+        better, origin_b, r_b, worse, origin_w, r_w = _one_pair(prompt, pair_type, draws, cfg, rng)
         if pair_type == "flipped":
             swap = True
         elif oracle_labels:
             swap = False
         else:
             swap = rng.random() >= _sigmoid((r_b - r_w) / cfg.bt_temperature)
-        (c, oc, rc), (r, orj, rr) = (better, origin_b, r_b), (worse, origin_w, r_w)
-        if swap:
-            (c, oc, rc), (r, orj, rr) = (r, orj, rr), (c, oc, rc)
-        rows.append({
-            "id": f"lab-{split}-{k:06d}",
-            "prompt": prompt,
-            "chosen": words_to_response(c),
-            "rejected": words_to_response(r),
-            "pair_type": pair_type,
-            "task": parse_prompt(prompt).task,
-            "label_correct": bool(rc >= rr),
-            "oracle_chosen": round(rc, 6),
-            "oracle_rejected": round(rr, 6),
-            "score_chosen": round(rc + rng.gauss(0.0, cfg.rater_noise), 6),
-            "score_rejected": round(rr + rng.gauss(0.0, cfg.rater_noise), 6),
-            "origin_chosen": oc,
-            "origin_rejected": orj,
-        })
+        noise_chosen, noise_rejected = rng.gauss(0.0, cfg.rater_noise), rng.gauss(0.0, cfg.rater_noise)
+        s_b, s_w = (r_b + noise_rejected, r_w + noise_chosen) if swap else (r_b + noise_chosen, r_w + noise_rejected)
+        rows.append(_row(split, k, prompt, pair_type, (better, origin_b, r_b, s_b), (worse, origin_w, r_w, s_w), swap))
     return rows
+
+
+def _one_pair(prompt, pair_type, draws, cfg, rng):
+    maker = _PromptPairs(prompt, draws, cfg, rng)
+    build = maker.clean if pair_type == "flipped" else getattr(maker, pair_type)
+    (better, origin_b), (worse, origin_w) = build()
+    r_b, r_w = maker.score(better), maker.score(worse)
+    if better == worse or not better or not worse or r_b < r_w:
+        raise AssertionError(f"bad {pair_type} pair for {prompt!r}: {better} / {worse}")
+    return better, origin_b, r_b, worse, origin_w, r_w
+
+
+def _rated_pairs(prompts, samples, types, cfg, rng, split) -> list[dict]:
+    """Pairs labelled by the rater, its noise solved for `rater_agreement` on this split's gaps."""
+    built = [_one_pair(p, t, d, cfg, rng) for p, t, d in zip(prompts, types, samples)]
+    sigma = rater_noise_for([b[2] - b[5] for b in built], cfg.rater_agreement)
+    rows = []
+    for k, (prompt, pair_type, (better, origin_b, r_b, worse, origin_w, r_w)) in enumerate(zip(prompts, types, built)):
+        s_b, s_w = r_b + rng.gauss(0.0, sigma), r_w + rng.gauss(0.0, sigma)
+        rows.append(_row(split, k, prompt, pair_type, (better, origin_b, r_b, s_b), (worse, origin_w, r_w, s_w),
+                         swap=s_w > s_b))
+    return rows
+
+
+def _row(split, k, prompt, pair_type, better, worse, swap) -> dict:
+    """A pair's record: the two sides (words, origin, oracle reward, rating), ``worse`` chosen when swapped."""
+    (c, oc, rc, sc), (r, orj, rr, sr) = (worse, better) if swap else (better, worse)
+    return {
+        "id": f"lab-{split}-{k:06d}",
+        "prompt": prompt,
+        "chosen": words_to_response(c),
+        "rejected": words_to_response(r),
+        "pair_type": pair_type,
+        "task": parse_prompt(prompt).task,
+        "label_correct": bool(rc >= rr),
+        "oracle_chosen": round(rc, 6),
+        "oracle_rejected": round(rr, 6),
+        "score_chosen": round(sc, 6),
+        "score_rejected": round(sr, 6),
+        "origin_chosen": oc,
+        "origin_rejected": orj,
+    }

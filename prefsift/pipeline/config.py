@@ -102,6 +102,9 @@ class RunConfig:
     judge: str = field(default="oracle", metadata={"help": "oracle, lexicon, reward:FOLDER, llm:MODEL, or a registered judge",
                                                    "check": lambda spec: _judge_problem(spec)})
     eval_prompts: int = field(default=200, metadata={"help": "held-out prompts judged per arm", "check": ">= 1"})
+    answers_per_prompt: int = field(default=4, metadata={
+        "help": "answers sampled per held-out prompt and arm (every arm on the same sampling seeds); an arm's "
+                "per-prompt WinRate is the mean over them", "check": ">= 1"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the answers", "check": "> 0"})
     max_new_tokens: int = field(default=12, metadata={"help": "answer length limit", "check": ">= 1"})
     eval_steps: int = field(default=20, metadata={"help": "validation loss/margin every N training steps (0: never)",

@@ -51,7 +51,7 @@ def check_run_sharding(cfg: RunConfig, processes: int) -> None:
 
 def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
     from ..eval.judges import make_judge
-    from ..eval.tables import format_arms, summarize_arms
+    from ..eval.tables import format_arms
     from ..models import load_model
     from ..quiet import quiet_libraries
     from ..scoring.logprobs import model_fingerprint
@@ -84,7 +84,7 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
         table = scores_stage(run, inp, theta, warmup_key, warmup_info)
         del theta  # every arm starts from θ's folder
         train_arm = lambda arm, seed, mask, ids: arm_stage(run, inp, theta_key, arm, seed, mask, ids)  # noqa: E731
-    masks = selections_stage(run, table)
+    masks, seeded = selections_stage(run, table)
 
     answers = Answers(run, inp, read_test_prompts(data.test_prompts, cfg.eval_prompts))
     # `full` is always a selection (every scored pair) but is trained only when listed in `arms`.
@@ -94,24 +94,25 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
     jobs = [(a, s) for s in cfg.seeds for a in masks if a in cfg.arms and a not in empty]
     evaluations, curves = [], {}
     for n, (arm, seed) in enumerate(jobs):
-        n_pairs = int(masks[arm].sum())
+        mask = seeded.get((arm, int(seed)), masks[arm])
+        n_pairs = int(mask.sum())
         log(f"[arm {n + 1}/{len(jobs)}] {arm}, seed {seed}: {n_pairs} pairs ({clock.eta(0.2 + 0.8 * n / len(jobs))})")
-        ids = table.loc[masks[arm], "id"].tolist()
-        model, info = train_arm(arm, seed, masks[arm], ids)
+        ids = table.loc[mask, "id"].tolist()
+        model, info = train_arm(arm, seed, mask, ids)
         curves[f"{arm}/seed{seed}"] = info["log"]
         if here.is_main:  # judged once; the other ranks go on to the next arm's training
             evaluations.append(evaluation_stage(run, answers, judge, arm, seed, n_pairs, model, info))
         del model
 
     if here.is_main:
-        evaluation = results_stage(run, judge, answers.prompts, evaluations)
+        evaluation, summary = results_stage(run, judge, answers, evaluations)
         report_stage(run, table, masks, evaluation, curves)
     barrier(here)
     if not here.is_main:
         return pd.read_csv(rd.eval_csv)
     if len(evaluation):
-        log(f"\nWinRate against π_ref ({judge.name}, {len(answers.prompts)} held-out prompts, mean over seeds "
-            f"{cfg.seeds}):\n{format_arms(summarize_arms(evaluation))}")
+        log(f"\nWinRate against π_ref ({judge.name}, {len(answers.prompts)} held-out prompts x {answers.per_prompt} "
+            f"answers, mean over seeds {cfg.seeds}; differences paired on prompts and seeds):\n{format_arms(summary)}")
     else:
         log("\nno arm trained (`arms` lists none of the selections)")
     log(f"total {time.time() - clock.start:.0f} s")

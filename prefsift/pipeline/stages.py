@@ -169,14 +169,19 @@ def reused_or_scored(run: Run, scfg, warmup_key: str, warmup_info: dict, t: floa
     return table
 
 
-def selections_stage(run: Run, table: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Every arm's selection (registered rule, or imported from another run) → selection.parquet."""
+def selections_stage(run: Run, table: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict]:
+    """Every arm's selection (registered rule, or imported from another run) → selection.parquet.
+
+    Returns the masks by arm, and by (arm, seed) those of seeded rules (`random`), which are drawn
+    anew for every training seed so that an arm's spread over seeds holds the draw of its subset;
+    selection.parquet has a column ``ARM@seedS`` for each, and ``ARM`` is the first seed's."""
     from ..eval.tables import format_selections
     from ..selection import RULES, apply_rule
     from .inputs import imported_selection
 
     cfg = run.cfg
     masks = {"full": table["valid"].to_numpy(dtype=bool)}
+    seeded: dict[tuple[str, int], np.ndarray] = {}
     for arm in cfg.arms:
         if arm == "full":
             continue
@@ -187,16 +192,23 @@ def selections_stage(run: Run, table: pd.DataFrame) -> dict[str, np.ndarray]:
         if rule.missing is not None and not set(rule.needs) <= set(table.columns):
             run.log(f"  {arm} arm skipped: it needs {rule.missing}, which the data does not have")
             continue
-        masks[arm] = apply_rule(table, arm, cfg.keep, seed=0)
+        if rule.seeded:
+            for s in cfg.seeds:
+                seeded[(arm, int(s))] = apply_rule(table, arm, cfg.keep, seed=int(s))
+            masks[arm] = seeded[(arm, int(cfg.seeds[0]))]
+        else:
+            masks[arm] = apply_rule(table, arm, cfg.keep, seed=0)
     sel = table[["id", "valid", "reason"]].copy()
     for a, m in masks.items():
         sel[a] = m
+    for (a, s), m in seeded.items():
+        sel[f"{a}@seed{s}"] = m
     from ..distributed import world
 
     if world().is_main:
         artifacts.write_parquet(run.dir.selection, sel)
     run.log(format_selections(table, masks))
-    return masks
+    return masks, seeded
 
 
 def arm_stage(run: Run, inp: Inputs, theta_key: str, arm: str, seed: int, mask: np.ndarray, ids: list):
@@ -212,12 +224,18 @@ def arm_stage(run: Run, inp: Inputs, theta_key: str, arm: str, seed: int, mask: 
 
 
 class Answers:
-    """The held-out prompts, and π_ref's answers sampled once per seed and shared by every arm."""
+    """The held-out prompts, and π_ref's answers sampled once per seed and shared by every arm.
+
+    Each prompt is answered `answers_per_prompt` times; answers are ordered answer-major (every
+    prompt's first answer, then every prompt's second, ...), and `asked` holds the prompt of each.
+    Answer k of every model is sampled with the same seed, so arms are compared on equal draws."""
 
     def __init__(self, run: Run, inp: Inputs, prompts: list[str]):
         from ..eval.answers import sampler_for
 
         self.run, self.inp, self.prompts = run, inp, prompts
+        self.per_prompt = run.cfg.answers_per_prompt
+        self.asked = list(prompts) * self.per_prompt
         # A lab model (the lab's word-level tokenizer) is answered by the lab's sampler even from files,
         # as the lab's own runs are: the same answers for the same model and seed.
         self.sampler = sampler_for(inp.tokenizer)
@@ -225,8 +243,11 @@ class Answers:
 
     def of(self, model, seed: int) -> list[str]:
         cfg = self.run.cfg
-        return self.sampler.answer(model, self.inp.tokenizer, self.prompts, temperature=cfg.temperature,
-                                   max_new_tokens=cfg.max_new_tokens, seed=seed + 10_000)
+        out = []
+        for k in range(self.per_prompt):  # answer 0 keeps the seed a one-answer evaluation used
+            out += self.sampler.answer(model, self.inp.tokenizer, self.prompts, temperature=cfg.temperature,
+                                       max_new_tokens=cfg.max_new_tokens, seed=seed + 10_000 + 100_000 * k)
+        return out
 
     def reference(self, seed: int) -> list[str]:
         if seed not in self._reference:
@@ -236,14 +257,15 @@ class Answers:
 
 def evaluation_stage(run: Run, answers: Answers, judge, arm: str, seed: int, n_pairs: int, model,
                      arm_info: dict) -> dict:
-    """The arm's answers judged against π_ref's on the same prompts and sampling seed → its eval.json."""
+    """The arm's answers judged against π_ref's on the same prompts and sampling seeds → its eval.json."""
     from ..eval.winrate import evaluate_answers
 
     cfg, rd = run.cfg, run.dir
     t = time.time()
     # The prompts themselves are in the key: another test file with the same θ is another evaluation.
     key = stage_key(arm_info["key"], cfg.judge, cfg.eval_prompts, cfg.temperature, cfg.max_new_tokens, seed,
-                    answers.sampler.name, stage_key(answers.prompts))
+                    answers.sampler.name, stage_key(answers.prompts),
+                    *([cfg.answers_per_prompt] if cfg.answers_per_prompt != 1 else []))
     path = rd.arm_eval(arm, seed)
     if run.manifest.done(f"eval/{arm}/{seed}", key) and artifacts.trusted(path, f"the evaluation of {arm}, seed {seed}",
                                                                           run.log):
@@ -251,7 +273,7 @@ def evaluation_stage(run: Run, answers: Answers, judge, arm: str, seed: int, n_p
     else:
         reference = answers.reference(seed)
         aligned = answers.of(model, seed)
-        e = evaluate_answers(judge, answers.prompts, aligned, reference, seed=seed)
+        e = evaluate_answers(judge, answers.asked, aligned, reference, seed=seed, n_prompts=len(answers.prompts))
         ev = {"arm": arm, "seed": seed, "n_pairs": n_pairs, **e.to_dict(), "answers": aligned,
               **({"rm_accuracy": arm_info["rm_accuracy"]} if "rm_accuracy" in arm_info else {})}
         faults.point("evaluate")
@@ -263,19 +285,23 @@ def evaluation_stage(run: Run, answers: Answers, judge, arm: str, seed: int, n_p
 EVAL_COLUMNS = ["arm", "seed", "n_pairs", "win_rate", "low", "high", "score", "score_reference", "head_to_head"]
 
 
-def results_stage(run: Run, judge, prompts: list[str], evaluations: list[dict]) -> pd.DataFrame:
+def results_stage(run: Run, judge, answers: Answers, evaluations: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per arm and seed, with the head-to-head against the full-data arm of the same seed
-    (same sampling seed, same prompts) → eval.csv and eval.json (with the mean over seeds)."""
-    from ..eval.tables import summarize_arms
+    (same sampling seeds, same prompts) → eval.csv; and one row per arm, the mean over seeds with
+    the paired differences against `random` and `full` → eval.json. Returns both tables."""
+    from ..eval.tables import paired_columns, summarize_arms
+    from ..eval.paired import per_prompt
     from ..eval.winrate import win_rate
 
     by = {(r["arm"], r["seed"]): r for r in evaluations}
+    n_prompts = len(answers.prompts)
     rows = []
     for r in evaluations:
         full = by.get(("full", r["seed"]))
         h2h = None
         if full is not None:
-            h2h = win_rate(judge.prefers(prompts, r["answers"], full["answers"]), seed=r["seed"]).win_rate
+            h2h = win_rate(per_prompt(judge.prefers(answers.asked, r["answers"], full["answers"]), n_prompts),
+                           seed=r["seed"]).win_rate
         wr = r["win_rate"]
         rows.append({"arm": r["arm"], "seed": r["seed"], "n_pairs": r["n_pairs"], "win_rate": wr["win_rate"],
                      "low": wr["low"], "high": wr["high"], "score": r["score_aligned"],
@@ -285,11 +311,13 @@ def results_stage(run: Run, judge, prompts: list[str], evaluations: list[dict]) 
     extra = ["rm_accuracy"] if any("rm_accuracy" in r for r in rows) else []
     evaluation = pd.DataFrame(rows, columns=EVAL_COLUMNS + extra)
     artifacts.atomic_write(run.dir.eval_csv, lambda tmp: evaluation.to_csv(tmp, index=False))
-    summary = summarize_arms(evaluation)
+    summary = summarize_arms(evaluation, paired_columns(evaluations, n_prompts)) if rows else summarize_arms(evaluation)
     artifacts.write_text(run.dir.eval_json, json.dumps({"arms": summary.to_dict("records"),
-                                                        "runs": evaluation.to_dict("records"), "judge": judge.name},
+                                                        "runs": evaluation.to_dict("records"), "judge": judge.name,
+                                                        "prompts": n_prompts,
+                                                        "answers_per_prompt": answers.per_prompt},
                                                        indent=1, default=float))
-    return evaluation
+    return evaluation, summary
 
 
 def report_stage(run: Run, table: pd.DataFrame, masks: dict, evaluation: pd.DataFrame, curves: dict) -> None:

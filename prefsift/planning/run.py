@@ -93,7 +93,7 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
         def cost(k: int) -> tuple[float, float]:  # seconds to answer k prompts in one call, and to judge them
             few = Answers(run, inp, prompts[:k])
             t_answer, got = _timed(device, lambda: few.of(ref, 1))
-            t_judge, _ = _timed(device, lambda: judge.prefers(few.prompts, got, got))
+            t_judge, _ = _timed(device, lambda: judge.prefers(few.asked, got, got))
             return t_answer, t_judge
 
         cost(4)  # warm-up
@@ -103,8 +103,10 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
         calls = len(jobs) + len(cfg.seeds)  # every arm, and π_ref once per seed
         answering, judging = calls * per_call, len(jobs) * per_judging
         plan.stages.append(StagePlan("evaluation", answering + judging,
-                                     2 * n_w * calls * len(prompts) * cfg.max_new_tokens, w_bytes * 2 / GIB,
-                                     f"{calls} answering calls of {len(prompts)} prompts, {len(jobs)} judgings; "
+                                     2 * n_w * calls * len(prompts) * cfg.answers_per_prompt * cfg.max_new_tokens,
+                                     w_bytes * 2 / GIB,
+                                     f"{calls} answering calls of {len(prompts)} prompts x {cfg.answers_per_prompt} "
+                                     f"answers, {len(jobs)} judgings; "
                                      "probe: one whole call and its judging"))
         plan.probe_seconds = time.perf_counter() - t_probe
     return plan

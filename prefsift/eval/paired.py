@@ -1,0 +1,66 @@
+"""Paired differences between two arms judged on the same prompts and sampling seeds.
+
+Every arm's answers are sampled with the same seeds on the same held-out prompts, so two arms can
+be compared prompt by prompt: the difference of their per-prompt values (WinRate against π_ref, or
+the single score) cancels what the prompts themselves contribute, and its interval is much
+narrower than the two arms' own intervals side by side.
+
+The 95 % interval resamples what varies between replications of the experiment together: the
+training seeds (an arm's seed sets its training order and, for `random`, its subset) and the
+prompts, each with replacement, and takes the mean difference over the resampled grid
+(a two-way bootstrap; percentile interval)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class PairedDifference:
+    mean: float
+    low: float
+    high: float
+    seeds: int
+    prompts: int
+
+    def __str__(self):
+        return f"{100 * self.mean:+.1f} [{100 * self.low:+.1f}, {100 * self.high:+.1f}]"
+
+
+def paired_difference(a, b, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> PairedDifference:
+    """Mean of ``a − b`` and its two-way bootstrap interval.
+
+    ``a`` and ``b``: arrays of shape (seeds, prompts), the two arms' per-prompt values for the same
+    seeds (rows) and prompts (columns)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 2 or a.size == 0:
+        raise ValueError(f"need two (seeds, prompts) arrays of one shape, got {a.shape} and {b.shape}")
+    d = a - b
+    n_s, n_p = d.shape
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    for k in range(n_boot):
+        s = rng.integers(0, n_s, size=n_s)
+        p = rng.integers(0, n_p, size=n_p)
+        # mean over the resampled grid = mean over resampled seeds of each seed's mean over the prompts drawn
+        boots[k] = d[np.ix_(s, p)].mean()
+    lo, hi = np.quantile(boots, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return PairedDifference(float(d.mean()), float(lo), float(hi), n_s, n_p)
+
+
+def per_prompt(values, n_prompts: int) -> np.ndarray:
+    """Per-answer values, ordered answer-major (all prompts' first answer, then their second, ...),
+    averaged over each prompt's answers."""
+    v = np.asarray(values, dtype=float)
+    if n_prompts <= 0 or len(v) % n_prompts:
+        raise ValueError(f"{len(v)} values do not split into {n_prompts} prompts' answers")
+    return v.reshape(-1, n_prompts).mean(axis=0)
+
+
+def smallest_detectable(d: PairedDifference, z_power: float = 0.84) -> float:
+    """The smallest true difference this design detects with 80 % power at the interval's level:
+    (z_α/2 + z_power) · SE, with the SE read off the interval's half-width (half-width = 1.96 SE)."""
+    se = (d.high - d.low) / (2 * 1.96)
+    return float((1.96 + z_power) * se)
