@@ -19,14 +19,22 @@ import pandas as pd
 
 def winrate_table(run: Path) -> str:
     ev = json.loads((run / "eval.json").read_text())
-    lines = [f"`{run}` ({ev['judge']}; seeds: {sorted({r['seed'] for r in ev['runs']})})", "",
-             "| arm | pairs | WinRate vs π_ref | 95 % CI (mean over seeds) | sd over seeds | score | vs full |",
-             "|---|---|---|---|---|---|---|"]
+    paired = [b for b in ("random", "full") if any(f"d_wr_{b}" in a for a in ev["arms"])]
+    design = (f"; {ev['prompts']} prompts x {ev['answers_per_prompt']} answers" if "prompts" in ev else "")
+    lines = [f"`{run}` ({ev['judge']}; seeds: {sorted({r['seed'] for r in ev['runs']})}{design})", "",
+             "| arm | pairs | WinRate vs π_ref | 95 % CI (mean over seeds) | sd over seeds | score | vs full |"
+             + "".join(f" WinRate − {b} [95 % CI] |" for b in paired),
+             "|---|---|---|---|---|---|---|" + "---|" * len(paired)]
     for a in ev["arms"]:
         sd = "–" if a["seed_sd"] != a["seed_sd"] else f"{100 * a['seed_sd']:.1f}"
         vs = "–" if a["vs_full"] != a["vs_full"] else f"{100 * a['vs_full']:.1f} %"
+        cells = ""
+        for b in paired:
+            m = a.get(f"d_wr_{b}")
+            cells += (" – |" if a["arm"] == b or m is None or m != m else
+                      f" {100 * m:+.1f} [{100 * a[f'd_wr_{b}_low']:+.1f}, {100 * a[f'd_wr_{b}_high']:+.1f}] |")
         lines.append(f"| {a['arm']} | {a['n_pairs']} | {100 * a['win_rate']:.1f} % | [{100 * a['low']:.1f}, "
-                     f"{100 * a['high']:.1f}] | {sd} | {a['score']:.3f} | {vs} |")
+                     f"{100 * a['high']:.1f}] | {sd} | {a['score']:.3f} | {vs} |" + cells)
     return "\n".join(lines)
 
 

@@ -283,15 +283,31 @@ def parse_window(spec: str, key: str = "window") -> tuple[str, float, float]:
 
 
 def window_of(table, spec: str, key: str = "window") -> tuple[np.ndarray, str]:
-    """The mask of a percentile window ``SCORE:LOW:HIGH`` over a scores table, and its label."""
+    """The mask of a percentile window ``SCORE:LOW:HIGH`` over a scores table, and its label.
+
+    Several windows joined by commas (``lossdiff:10:90,irm:0:80``) are intersected, each one's
+    percentiles taken over the pairs that have every named score (as `lossdiff_irm` does), so the
+    two tails of each score can be cut separately: an asymmetric LossDiff-IRM."""
     import pandas as pd
 
-    name, lo, hi = parse_window(spec, key)
-    if name not in table:
-        scores = [c for c in table.columns if c not in ("id", "valid", "reason") and
-                  pd.api.types.is_numeric_dtype(table[c])]
-        raise ConfigError(key=key, problem=f": no score {name!r} in the table; it has {scores}")
-    return window(table[name].to_numpy(dtype=float), lo, hi), f"window {name} ({lo:g}, {hi:g})"
+    parts = [parse_window(one.strip(), key) for one in str(spec).split(",")]
+    for name, _, _ in parts:
+        if name not in table:
+            scores = [c for c in table.columns if c not in ("id", "valid", "reason") and
+                      pd.api.types.is_numeric_dtype(table[c])]
+            raise ConfigError(key=key, problem=f": no score {name!r} in the table; it has {scores}")
+    both = np.logical_and.reduce([_scored(table[name].to_numpy(dtype=float)) for name, _, _ in parts])
+    mask = both.copy()
+    for name, lo, hi in parts:
+        mask &= window(np.where(both, table[name].to_numpy(dtype=float), np.nan), lo, hi)
+    return mask, "window " + " and ".join(f"{name} ({lo:g}, {hi:g})" for name, lo, hi in parts)
+
+
+def check_windows(spec: str, key: str = "window") -> str:
+    """``spec`` if every comma-separated part is ``SCORE:LOW:HIGH``, else a `ConfigError`."""
+    for one in str(spec).split(","):
+        parse_window(one.strip(), key)
+    return spec
 
 
 def read_scores_table(path, key: str = "scores"):

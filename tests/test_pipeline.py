@@ -61,6 +61,7 @@ def test_paired_differences_and_per_seed_random(finished):
         scores["lossdiff_irm"] - scores["random"], abs=1e-12)
     sel = pd.read_parquet(a / "selection.parquet")
     assert (sel["random@seed0"] == sel["random"]).all()
+    assert "Paired differences against random and full" in (a / "report.html").read_text()
 
 
 class _DiesOnCall:

@@ -123,3 +123,35 @@ def test_a_plugin_that_fails_half_way_registers_nothing(tmp_path):
         assert "half_rule" in RULES
     finally:
         RULES.unregister("half_rule")
+
+
+def test_intersected_asymmetric_windows_by_hand():
+    import numpy as np
+    import pandas as pd
+
+    from prefsift.errors import ConfigError
+    from prefsift.selection import window_of
+
+    # 11 pairs; pair 10 has no IRM, so both scores' percentiles are over pairs 0-9 only.
+    ld = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 100], dtype=float)
+    irm = np.array([9, 8, 7, 6, 5, 4, 3, 2, 1, 0, np.nan])
+    table = pd.DataFrame({"id": range(11), "valid": True, "reason": "", "lossdiff": ld, "irm": irm})
+    mask, label = window_of(table, "lossdiff:10:90, irm:0:50")
+    # lossdiff over pairs 0-9: P10 = 0.9, P90 = 8.1 → keeps 1..8; irm: P0 = 0 (kept), P50 = 4.5 → keeps irm < 4.5,
+    # i.e. pairs 5..9; together pairs 5..8.
+    assert np.flatnonzero(mask).tolist() == [5, 6, 7, 8]
+    assert label == "window lossdiff (10, 90) and irm (0, 50)"
+    with pytest.raises(ConfigError, match="no score 'if'"):
+        window_of(table, "lossdiff:10:90,if:0:50")
+
+
+def test_run_config_takes_window_arms_and_names_a_bad_one():
+    from prefsift.errors import ConfigError
+    from prefsift.pipeline import RunConfig
+
+    cfg = RunConfig(windows={"ld_asym": "lossdiff:10:90,irm:0:80"}, arms=["full", "ld_asym"])
+    assert cfg.windows == {"ld_asym": "lossdiff:10:90,irm:0:80"}
+    with pytest.raises(ConfigError, match=r"windows\.ld_asym.*SCORE:LOW:HIGH"):
+        RunConfig(windows={"ld_asym": "lossdiff:10"}, arms=["ld_asym"])
+    with pytest.raises(ConfigError, match=r"windows\.tif.*names a rule"):
+        RunConfig(windows={"tif": "if:5:95"}, arms=["tif"])

@@ -180,13 +180,13 @@ def _print_predicted_vs_actual(folder: Path, timings: Path | None = None, cfg=No
 def cmd_select(args) -> int:
     from .. import artifacts
     from ..errors import require_path
-    from ..selection import (apply_rule, check_keep, check_rule, check_rule_columns, overlap_coefficient, parse_window,
-                            read_scores_table, selection_frame, window_of)
+    from ..selection import (apply_rule, check_keep, check_rule, check_rule_columns, check_windows,
+                             overlap_coefficient, read_scores_table, selection_frame, window_of)
 
     # Every flag checked before the table is read.
     check_keep(args.keep)
     if args.window:
-        parse_window(args.window)
+        check_windows(args.window)
     else:
         check_rule(args.rule)
     for other in args.overlap or []:

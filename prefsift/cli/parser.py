@@ -221,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--scores", required=True, help="scores.parquet from `prefsift score`")
     select.add_argument("--rule", default="lossdiff_irm", help="selection rule (default: lossdiff_irm)")
     select.add_argument("--keep", type=float, default=0.64, help="kept fraction of the scored pairs (default: 0.64)")
-    select.add_argument("--window", help="SCORE:LOW:HIGH percentile window instead of a rule, e.g. if:20:80")
+    select.add_argument("--window", help="SCORE:LOW:HIGH percentile window instead of a rule, e.g. if:20:80; "
+                                         "several joined by commas are intersected (an asymmetric LossDiff-IRM: "
+                                         "lossdiff:10:90,irm:0:80)")
     select.add_argument("--overlap", nargs="*", help="rules to report the overlap coefficient with, e.g. tif")
     select.add_argument("--seed", type=int, default=0, help="seed of the random rule (default: 0)")
     select.add_argument("--out", required=True, help="folder for selection.parquet, selected_ids.txt and the subset")

@@ -259,6 +259,27 @@ def _winrate(evaluation, figs) -> str:
                     + "<h3>Every arm × seed</h3>" + _table(ev[cols]))
 
 
+def _paired(summary, figs) -> str:
+    """Each arm's paired difference from `random` and `full`, with its two-way bootstrap interval."""
+    bases = [b for b in ("random", "full") if summary is not None and f"d_wr_{b}" in summary]
+    if not bases:
+        return ""
+    fig, axes = plt.subplots(1, len(bases), figsize=(5 * len(bases), 0.45 * len(summary) + 1.6), squeeze=False)
+    y = np.arange(len(summary))
+    for ax, b in zip(axes[0], bases):
+        m, lo, hi = (100 * summary[f"d_wr_{b}{x}"].to_numpy(dtype=float) for x in ("", "_low", "_high"))
+        ax.errorbar(m, y, xerr=np.vstack([(m - lo).clip(min=0), (hi - m).clip(min=0)]), fmt="o", capsize=4)
+        ax.axvline(0, color="gray", ls="--", lw=1)
+        ax.set_yticks(y, summary["arm"]), ax.invert_yaxis(), ax.set_xlabel(f"WinRate − {b} (points)")
+    fig.tight_layout()
+    cap = ("Paired difference of each arm's WinRate from the random and full arms on the same prompts and sampling "
+           "seeds; bars: 95% interval of a bootstrap resampling prompts and training seeds together.")
+    cols = ["arm"] + [c for b in bases for c in (f"d_wr_{b}", f"d_wr_{b}_low", f"d_wr_{b}_high", f"d_score_{b}",
+                                                    f"d_score_{b}_low", f"d_score_{b}_high") if c in summary]
+    return _section("paired", "Paired differences against random and full", figs.embed(fig, "paired", cap)
+                    + _table(summary[cols]))
+
+
 def _curves(curves, figs) -> str:
     if not curves:
         return ""
@@ -297,7 +318,8 @@ def _curves(curves, figs) -> str:
 
 def write_report(out_dir, scores: pd.DataFrame, selections: dict[str, np.ndarray] | None = None,
                  evaluation: pd.DataFrame | None = None, curves: dict[str, list[dict]] | None = None,
-                 title: str = "prefsift report", notes: list[str] | None = None) -> Path:
+                 title: str = "prefsift report", notes: list[str] | None = None,
+                 paired: pd.DataFrame | None = None) -> Path:
     """Write ``out_dir/report.html`` (self-contained) and its figures under ``out_dir/figures/``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -305,7 +327,7 @@ def write_report(out_dir, scores: pd.DataFrame, selections: dict[str, np.ndarray
     masks = _masks(scores, selections)
     parts = [_summary(scores), _histograms(scores, figs), _scatters(scores, figs), _layers(scores, figs),
              _overlap(scores, masks, figs), _lab(scores, masks, figs), _winrate(evaluation, figs),
-             _curves(curves, figs)]
+             _paired(paired, figs), _curves(curves, figs)]
     note_html = ("<ul class=\"notes\">" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>") if notes else ""
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
             f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1>{note_html}"

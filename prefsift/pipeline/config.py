@@ -98,6 +98,7 @@ class RunConfig:
         "help": "arms to train: selection rules (`prefsift select --help` lists them; a plugin may add more) and the "
                 "names in `imported`"})
     imported: dict = field(default_factory=dict, metadata={"help": "arms whose selection comes from another run: {NAME: RUN/selection.parquet:COLUMN}, matched by pair id (e.g. train model B on model A's TIF set)"})
+    windows: dict = field(default_factory=dict, metadata={"help": "arms selected by percentile windows, each tail set on its own: {NAME: 'SCORE:LOW:HIGH[,SCORE:LOW:HIGH]'}, intersected (e.g. {ld_irm_asym: 'lossdiff:10:90,irm:0:80'}); choose them on validation data, never on the test prompts"})
     seeds: list = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds of every arm"})
     judge: str = field(default="oracle", metadata={"help": "oracle, lexicon, reward:FOLDER, llm:MODEL, or a registered judge",
                                                    "check": lambda spec: _judge_problem(spec)})
@@ -187,7 +188,17 @@ class RunConfig:
             path, _, column = spec.rpartition(":") if isinstance(spec, str) else ("", "", "")
             if not path or not column:
                 raise ConfigError(key=key, problem=f": expected 'RUN/selection.parquet:COLUMN', got {spec!r}")
-        bad = [a for a in self.arms if a not in RULES and a not in self.imported]
+        from ..selection import check_windows
+
+        self.windows = dict(self.windows or {})
+        for name, spec in self.windows.items():
+            if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+                raise ConfigError(key=f"windows.{name}", problem="is not a usable name: use letters, digits, '_' and "
+                                                                 "'-' only (it names a folder)")
+            if name in RULES or name in self.imported:
+                raise ConfigError(key=f"windows.{name}", problem="names a rule or an imported arm already; rename it")
+            check_windows(spec, key=f"windows.{name}")
+        bad = [a for a in self.arms if a not in RULES and a not in self.imported and a not in self.windows]
         if bad:
             raise ConfigError(key="arms", problem=f"has unknown arm(s) {bad}{did_you_mean(bad[0], RULES.names())}; "
                                                   f"choose among {', '.join(RULES)}, or define them under `imported`")
@@ -334,7 +345,7 @@ def _where_of(key: str | None, where: dict[str, str], default: str) -> str:
     return default
 
 
-SECTIONS = tuple(f.name for f in fields(RunConfig) if "section" in f.metadata) + ("imported",)
+SECTIONS = tuple(f.name for f in fields(RunConfig) if "section" in f.metadata) + ("imported", "windows")
 
 
 def apply_override(raw: dict, item: str) -> str:

@@ -106,7 +106,7 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
 
     if here.is_main:
         evaluation, summary = results_stage(run, judge, answers, evaluations)
-        report_stage(run, table, masks, evaluation, curves)
+        report_stage(run, table, masks, evaluation, curves, summary)
     barrier(here)
     if not here.is_main:
         return pd.read_csv(rd.eval_csv)

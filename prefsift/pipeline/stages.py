@@ -176,7 +176,7 @@ def selections_stage(run: Run, table: pd.DataFrame) -> tuple[dict[str, np.ndarra
     anew for every training seed so that an arm's spread over seeds holds the draw of its subset;
     selection.parquet has a column ``ARM@seedS`` for each, and ``ARM`` is the first seed's."""
     from ..eval.tables import format_selections
-    from ..selection import RULES, apply_rule
+    from ..selection import RULES, apply_rule, window_of
     from .inputs import imported_selection
 
     cfg = run.cfg
@@ -187,6 +187,9 @@ def selections_stage(run: Run, table: pd.DataFrame) -> tuple[dict[str, np.ndarra
             continue
         if arm in cfg.imported:
             masks[arm] = imported_selection(table, arm, cfg.imported[arm])
+            continue
+        if arm in cfg.windows:
+            masks[arm] = window_of(table, cfg.windows[arm], key=f"windows.{arm}")[0]
             continue
         rule = RULES.get(arm, key="arms")
         if rule.missing is not None and not set(rule.needs) <= set(table.columns):
@@ -320,13 +323,14 @@ def results_stage(run: Run, judge, answers: Answers, evaluations: list[dict]) ->
     return evaluation, summary
 
 
-def report_stage(run: Run, table: pd.DataFrame, masks: dict, evaluation: pd.DataFrame, curves: dict) -> None:
+def report_stage(run: Run, table: pd.DataFrame, masks: dict, evaluation: pd.DataFrame, curves: dict,
+                 summary: pd.DataFrame | None = None) -> None:
     """report.html: the scores, the selections, the training curves and the WinRate table, plotted."""
     try:
         from ..eval.report import write_report
 
         html = write_report(run.dir.root, table, selections=masks, evaluation=evaluation if len(evaluation) else None,
-                            curves=curves, title=f"prefsift run {run.dir.root.name}")
+                            curves=curves, title=f"prefsift run {run.dir.root.name}", paired=summary)
         run.log(f"report: {html}")
     except ImportError:
         run.log("report: prefsift.eval.report is not available in this version")
