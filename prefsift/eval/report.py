@@ -261,7 +261,9 @@ def _winrate(evaluation, figs) -> str:
 
 def _paired(summary, figs) -> str:
     """Each arm's paired difference from `random` and `full`, with its two-way bootstrap interval."""
-    bases = [b for b in ("random", "full") if summary is not None and f"d_wr_{b}" in summary]
+    from .tables import BASELINES
+
+    bases = [b for b in BASELINES if summary is not None and f"d_wr_{b}" in summary]
     if not bases:
         return ""
     fig, axes = plt.subplots(1, len(bases), figsize=(5 * len(bases), 0.45 * len(summary) + 1.6), squeeze=False)

@@ -182,9 +182,7 @@ class RunConfig:
             if name in RULES or name in ("id", "valid", "reason"):
                 raise ConfigError(key=key, problem=f"clashes with a built-in arm or a selection.parquet column; "
                                                    f"give it another name (e.g. 'b_{name}')")
-            if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-                raise ConfigError(key=key, problem="is not a usable name: use letters, digits, '_' and '-' only "
-                                                   "(it names a folder)")
+            _check_arm_name(name, key)
             path, _, column = spec.rpartition(":") if isinstance(spec, str) else ("", "", "")
             if not path or not column:
                 raise ConfigError(key=key, problem=f": expected 'RUN/selection.parquet:COLUMN', got {spec!r}")
@@ -192,9 +190,7 @@ class RunConfig:
 
         self.windows = dict(self.windows or {})
         for name, spec in self.windows.items():
-            if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-                raise ConfigError(key=f"windows.{name}", problem="is not a usable name: use letters, digits, '_' and "
-                                                                 "'-' only (it names a folder)")
+            _check_arm_name(name, f"windows.{name}")
             if name in RULES or name in self.imported:
                 raise ConfigError(key=f"windows.{name}", problem="names a rule or an imported arm already; rename it")
             check_windows(spec, key=f"windows.{name}")
@@ -343,6 +339,13 @@ def _where_of(key: str | None, where: dict[str, str], default: str) -> str:
             if found:
                 return found
     return default
+
+
+def _check_arm_name(name, key: str) -> None:
+    """An arm defined in the config names a folder: letters, digits, '_' and '-' only."""
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(key=key, problem="is not a usable name: use letters, digits, '_' and '-' only "
+                                           "(it names a folder)")
 
 
 SECTIONS = tuple(f.name for f in fields(RunConfig) if "section" in f.metadata) + ("imported", "windows")

@@ -314,7 +314,7 @@ def results_stage(run: Run, judge, answers: Answers, evaluations: list[dict]) ->
     extra = ["rm_accuracy"] if any("rm_accuracy" in r for r in rows) else []
     evaluation = pd.DataFrame(rows, columns=EVAL_COLUMNS + extra)
     artifacts.atomic_write(run.dir.eval_csv, lambda tmp: evaluation.to_csv(tmp, index=False))
-    summary = summarize_arms(evaluation, paired_columns(evaluations, n_prompts)) if rows else summarize_arms(evaluation)
+    summary = summarize_arms(evaluation, paired_columns(evaluations, n_prompts))
     artifacts.write_text(run.dir.eval_json, json.dumps({"arms": summary.to_dict("records"),
                                                         "runs": evaluation.to_dict("records"), "judge": judge.name,
                                                         "prompts": n_prompts,
