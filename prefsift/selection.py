@@ -91,6 +91,39 @@ def lossdiff_irm(lossdiff, irm, keep: float | None = None, width: float | None =
     return mask, w
 
 
+def split_windows(columns, keep: float | None = None, split: float = 0.5, width: float | None = None):
+    """Windows of one width on every score in ``columns``, intersected over the pairs scored by all:
+    each score's window cuts a share ``split`` of its dropped percentile range from the bottom tail
+    and the rest from the top (0: only the top is cut, 1: only the bottom, 0.5: the middle window,
+    so ``split_windows([ld, irm], keep)`` is the paper's LossDiff-IRM). Give ``width`` directly, or
+    ``keep`` and the width is solved for that kept fraction. Returns (mask, width)."""
+    if not 0 <= split <= 1:
+        raise ValueError(f"split must be in [0, 1], got {split}")
+    cols = [np.asarray(c, dtype=float) for c in columns]
+    both = np.logical_and.reduce([_scored(c) for c in cols])
+    cols = [np.where(both, c, np.nan) for c in cols]
+
+    def mask_of(w):
+        if not 0 < w <= 1:
+            raise ValueError(f"window width must be in (0, 1], got {w}")
+        lo, hi = (1 - w) * split * 100, 100 - (1 - w) * (1 - split) * 100
+        return np.logical_and.reduce([window(c, lo, hi) for c in cols])
+
+    if width is not None:
+        return mask_of(width), width
+    if keep is None:
+        raise ValueError("give keep or width")
+    w, mask = solve_width(mask_of, keep, int(both.sum()))
+    return mask, w
+
+
+def tail_grid(scores, tails) -> list[str]:
+    """Window specs (`window_of`) cutting LOW % from the bottom and HIGH % from the top of every
+    score in ``scores``, for each (LOW, HIGH) of ``tails`` x ``tails`` that leaves something."""
+    return [",".join(f"{s}:{lo:g}:{100 - hi:g}" for s in scores)
+            for lo in tails for hi in tails if lo + hi < 100]
+
+
 def top_fraction(values, keep: float, largest: bool = True) -> np.ndarray:
     """The `keep` fraction of scored pairs with the largest (or smallest) values; ties by position."""
     v = np.asarray(values, dtype=float)

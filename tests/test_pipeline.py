@@ -219,3 +219,56 @@ def test_a_run_under_two_processes_matches_one(finished, tmp_path):
     assert (merged["n_pairs_1"] == merged["n_pairs_2"]).all()
     stage = json.loads((tmp_path / "two" / "warmup" / "stage.json").read_text())
     assert stage["processes"] == 2
+
+
+def _lab_files(a):
+    return {k: str(a / "lab" / f) for k, f in (("train", "train.jsonl"), ("validation", "validation.jsonl"),
+                                               ("test_prompts", "test_prompts.jsonl"), ("reference", "sft_model"))}
+
+
+def test_a_calibrated_arm_trains_on_its_best_probe_and_a_rerun_trains_no_probe(finished, tmp_path, monkeypatch):
+    """calibrated_lossdiff_irm probes two windows at the run's keep (split 0.5 is the paper's rule,
+    so its pairs are run a's lossdiff_irm arm's); the arm trains on the one whose probe won on the
+    validation prompts; a rerun reuses both probes."""
+    from prefsift import train
+
+    a, _ = finished
+    cfg = {**TINY, "lab": None, **_lab_files(a), "arms": ["calibrated_lossdiff_irm"],
+           "calibration": {"splits": [0.5, 1.0], "prompts": 16, "answers": 2, "probe_epochs": 0.5}}
+    ev = run_pipeline(RunConfig(out=str(tmp_path / "b"), **cfg), progress=False, log=QUIET)
+    cal = json.loads((tmp_path / "b" / "calibrate" / "calibrated_lossdiff_irm" / "calibration.json").read_text())
+    probes = cal["candidates"]
+    sel_a = pd.read_parquet(a / "selection.parquet")
+    assert probes[0]["split"] == 0.5 and probes[0]["n_pairs"] == int(sel_a["lossdiff_irm"].sum())
+    assert all(1 <= p["steps"] <= -(-p["n_pairs"] // 16) for p in probes)  # a fraction of an epoch
+    best = max(range(2), key=lambda i: probes[i]["win_rate"])
+    assert cal["chosen"] == best and ev["n_pairs"].item() == probes[best]["n_pairs"]
+    assert not list((tmp_path / "b" / "calibrate" / "calibrated_lossdiff_irm").glob("probe*/"))  # models deleted
+    assert "Calibrated arms: the probes" in (tmp_path / "b" / "report.html").read_text()
+    calls = []
+    real = train.train_stage
+    monkeypatch.setattr(train, "train_stage", lambda *a, **k: calls.append(k["name"]) or real(*a, **k))
+    again = run_pipeline(RunConfig(out=str(tmp_path / "b"), **cfg), progress=False, log=QUIET)
+    assert not [c for c in calls if c.startswith("probe")] and again["win_rate"].item() == ev["win_rate"].item()
+
+
+def test_probe_validation_loss_is_trls_eval_loss(finished):
+    """With `by: loss` a probe is valued by the objective's loss on the validation pairs; for θ this
+    is the eval_loss TRL logged at the warm-up's last step (same model, same pairs)."""
+    from prefsift.models import load_model
+    from prefsift.pipeline.calibrate import ProbeJudge
+    from prefsift.pipeline.stages import Run, data_stage, load_inputs
+
+    a, _ = finished
+    cfg = RunConfig(out=str(a), **{**TINY, "calibration": {"by": "loss"}})
+    run = Run(cfg, pipeline.RunDir(cfg.out), pipeline.Manifest(pipeline.RunDir(cfg.out), cfg.to_dict(), QUIET),
+              QUIET, False)
+    inp = load_inputs(run, data_stage(run), {})
+    theta = load_model(run.dir.warmup_model)
+    got = ProbeJudge(run, inp, None).value(theta)
+    log = json.loads((a / "warmup" / "stage.json").read_text())["log"]
+    last = [r for r in log if "eval_loss" in r][-1]
+    steps = json.loads((a / "warmup" / "stage.json").read_text())["steps"]
+    assert last["step"] == steps  # TRL evaluated the final θ
+    assert got["val_loss"] == pytest.approx(last["eval_loss"], abs=1e-5)
+    assert got["val_margin"] == pytest.approx(last["eval_rewards/margins"], abs=1e-5)

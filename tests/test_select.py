@@ -155,3 +155,58 @@ def test_run_config_takes_window_arms_and_names_a_bad_one():
         RunConfig(windows={"ld_asym": "lossdiff:10"}, arms=["ld_asym"])
     with pytest.raises(ConfigError, match=r"windows\.tif.*names a rule"):
         RunConfig(windows={"tif": "if:5:95"}, arms=["tif"])
+
+
+def test_split_windows_by_hand_and_at_one_half_the_papers_rule():
+    from prefsift.selection import split_windows
+
+    rng = np.random.default_rng(3)
+    v = rng.permutation(100).astype(float)  # distinct values 0..99
+    # split 0: only the top is cut, so the 64 smallest are kept; split 1: only the bottom, the 64 largest.
+    low_only = split_windows([v], keep=0.64, split=0.0)[0]
+    assert set(v[low_only]) == set(range(64))
+    high_only = split_windows([v], keep=0.64, split=1.0)[0]
+    assert set(v[high_only]) == set(range(36, 100))
+    # split 0.25 with width 0.6: cut 10 % below and 30 % above → the values with P10 < v < P70.
+    lo, hi = np.percentile(v, [10, 70])
+    assert (split_windows([v], split=0.25, width=0.6)[0] == ((v > lo) & (v < hi))).all()
+    ld, irm = rng.normal(size=300), rng.normal(size=300)
+    ld[7], irm[11] = np.nan, np.nan
+    paper, w = lossdiff_irm(ld, irm, keep=0.64)
+    mine, w2 = split_windows([ld, irm], keep=0.64, split=0.5)
+    assert (paper == mine).all() and w == w2
+
+
+def test_tail_grid_cuts_each_tail_on_every_score():
+    from prefsift.selection import tail_grid
+
+    grid = tail_grid(("lossdiff", "irm"), [0, 50])
+    assert grid == ["lossdiff:0:100,irm:0:100", "lossdiff:0:50,irm:0:50", "lossdiff:50:100,irm:50:100"]
+
+
+def test_calibrated_arms_candidates_and_settings():
+    from prefsift.errors import ConfigError
+    from prefsift.pipeline import RunConfig
+    from prefsift.pipeline.calibrate import CalibrationSettings, candidates
+    from prefsift.selection import window_of
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"id": range(200), "valid": True, "reason": "", "lossdiff": rng.normal(size=200),
+                          "irm": rng.normal(size=200), "if": rng.normal(size=200)})
+    st = CalibrationSettings(splits=[0.5, 1.0], tails=[0, 20])
+    at_keep = candidates(table, "calibrated_lossdiff_irm", 0.64, st)
+    assert [d["split"] for d, _ in at_keep] == [0.5, 1.0]
+    assert (at_keep[0][1] == lossdiff_irm(table["lossdiff"], table["irm"], keep=0.64)[0]).all()
+    for desc, mask in at_keep:  # the description is the window itself
+        assert abs(mask.mean() - 0.64) <= 0.0125 and (window_of(table, desc["window"])[0] == mask).all()
+    free = candidates(table, "calibrated_tif_free", 0.64, st)
+    assert [(d["low"], d["high"]) for d, _ in free] == [(0, 0), (0, 20), (20, 0), (20, 20)]
+    assert free[3][1].sum() == 120  # 60 % of 200 distinct values strictly inside (P20, P80)
+    cfg = RunConfig(arms=["full", "calibrated_lossdiff_irm_free"], calibration={"tails": [0, 15]})
+    assert cfg.calibration.tails == [0, 15]
+    with pytest.raises(ConfigError, match=r"calibration\.splits"):
+        RunConfig(calibration={"splits": [1.5]})
+    with pytest.raises(ConfigError, match=r"arms.*calibrated.*route 'rm_rl'"):
+        RunConfig(route="rm_rl", arms=["calibrated_tif"])
+    with pytest.raises(ConfigError, match=r"needs the if score"):
+        RunConfig(arms=["calibrated_tif"], scores={"scores": "irm,lossdiff"})

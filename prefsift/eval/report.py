@@ -282,6 +282,41 @@ def _paired(summary, figs) -> str:
                     + _table(summary[cols]))
 
 
+def _calibration(calibrations, figs) -> str:
+    """Each calibrated arm's probes: the validation value of every candidate window, the choice, the cost."""
+    if not calibrations:
+        return ""
+    fig, axes = plt.subplots(1, len(calibrations), figsize=(5.5 * len(calibrations), 3.6), squeeze=False)
+    body = ""
+    for ax, (arm, cal) in zip(axes[0], calibrations.items()):
+        rows = pd.DataFrame(cal["candidates"])
+        judged = "win_rate" in rows
+        v = 100 * rows["win_rate"].to_numpy(dtype=float) if judged else rows["val_loss"].to_numpy(dtype=float)
+        x = np.arange(len(rows))
+        colours = ["C3" if i == cal["chosen"] else "C0" for i in x]
+        if judged:
+            err = np.vstack([v - 100 * rows["low"].to_numpy(dtype=float), 100 * rows["high"].to_numpy(dtype=float) - v])
+            ax.errorbar(x, v, yerr=err.clip(min=0), fmt="none", ecolor="gray", capsize=3)
+        ax.scatter(x, v, c=colours, zorder=3)
+        ax.set_xticks(x, [f"{lo:.0f}/{hi:.0f}" for lo, hi in zip(rows["low"], rows["high"])], rotation=60, fontsize=7)
+        ax.set_xlabel("% cut from the bottom / top"), ax.set_title(arm, fontsize=9)
+        ax.set_ylabel("probe WinRate on validation (%)" if judged else "probe validation loss")
+        cols = [c for c in ("window", "n_pairs", "win_rate", "low", "high", "val_loss", "val_margin", "steps",
+                            "train_seconds", "judge_seconds") if c in rows]
+        shown = rows[cols].copy()
+        shown.insert(0, "chosen", ["yes" if i == cal["chosen"] else "" for i in x])
+        arm_s = cal.get("arm_seconds")
+        body += (f"<h3>{_esc(arm)}</h3><p>{len(rows)} probes of {cal['probe_epochs']:g} epoch, judged by "
+                 f"{'WinRate vs π_ref on the validation prompts' if judged else 'the validation loss'}; they took "
+                 f"{cal['probe_seconds']:.0f} s ({cal['probe_steps']} steps)"
+                 + (f", the arm's own training {arm_s:.0f} s over its seeds" if arm_s else "")
+                 + f". Chosen: {_esc(cal['window'])} ({cal['n_pairs']} pairs).</p>" + _table(shown))
+    fig.tight_layout()
+    cap = ("Each candidate window's probe (a short training from θ on its pairs), valued on validation data only; "
+           "red: the window the arm was then trained on.")
+    return _section("calibration", "Calibrated arms: the probes", figs.embed(fig, "calibration", cap) + body)
+
+
 def _curves(curves, figs) -> str:
     if not curves:
         return ""
@@ -321,7 +356,7 @@ def _curves(curves, figs) -> str:
 def write_report(out_dir, scores: pd.DataFrame, selections: dict[str, np.ndarray] | None = None,
                  evaluation: pd.DataFrame | None = None, curves: dict[str, list[dict]] | None = None,
                  title: str = "prefsift report", notes: list[str] | None = None,
-                 paired: pd.DataFrame | None = None) -> Path:
+                 paired: pd.DataFrame | None = None, calibrations: dict[str, dict] | None = None) -> Path:
     """Write ``out_dir/report.html`` (self-contained) and its figures under ``out_dir/figures/``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -329,7 +364,7 @@ def write_report(out_dir, scores: pd.DataFrame, selections: dict[str, np.ndarray
     masks = _masks(scores, selections)
     parts = [_summary(scores), _histograms(scores, figs), _scatters(scores, figs), _layers(scores, figs),
              _overlap(scores, masks, figs), _lab(scores, masks, figs), _winrate(evaluation, figs),
-             _paired(paired, figs), _curves(curves, figs)]
+             _paired(paired, figs), _calibration(calibrations, figs), _curves(curves, figs)]
     note_html = ("<ul class=\"notes\">" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>") if notes else ""
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
             f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1>{note_html}"

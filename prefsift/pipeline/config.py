@@ -23,6 +23,7 @@ from ..scoring.table import ScoreConfig
 from ..selection import RULES
 from ..train.dpo import StageSettings
 from ..train.rl import RLSettings
+from .calibrate import CALIBRATED_ARMS, FAMILIES, CalibrationSettings, calibrated_family
 
 # The default arms; every registered selection rule (`prefsift.selection.RULES`, which a plugin can
 # extend) may be an arm. `clean` is an oracle arm, for the lab (or any file with `pair_type` and
@@ -99,6 +100,10 @@ class RunConfig:
                 "names in `imported`"})
     imported: dict = field(default_factory=dict, metadata={"help": "arms whose selection comes from another run: {NAME: RUN/selection.parquet:COLUMN}, matched by pair id (e.g. train model B on model A's TIF set)"})
     windows: dict = field(default_factory=dict, metadata={"help": "arms selected by percentile windows, each tail set on its own: {NAME: 'SCORE:LOW:HIGH[,SCORE:LOW:HIGH]'}, intersected (e.g. {ld_irm_asym: 'lossdiff:10:90,irm:0:80'}); choose them on validation data, never on the test prompts"})
+    calibration: CalibrationSettings = _section(
+        CalibrationSettings, CalibrationSettings, "CalibrationSettings of the calibrated_* arms (calibrated_tif, "
+        "calibrated_lossdiff, calibrated_lossdiff_irm and their _free forms): each chooses its window by short probe "
+        "trainings from θ judged on the validation prompts")
     seeds: list = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds of every arm"})
     judge: str = field(default="oracle", metadata={"help": "oracle, lexicon, reward:FOLDER, llm:MODEL, or a registered judge",
                                                    "check": lambda spec: _judge_problem(spec)})
@@ -179,7 +184,7 @@ class RunConfig:
     def _check_arms(self, wanted: list[str]):
         for name, spec in self.imported.items():
             key = f"imported.{name}"
-            if name in RULES or name in ("id", "valid", "reason"):
+            if name in RULES or name in CALIBRATED_ARMS or name in ("id", "valid", "reason"):
                 raise ConfigError(key=key, problem=f"clashes with a built-in arm or a selection.parquet column; "
                                                    f"give it another name (e.g. 'b_{name}')")
             _check_arm_name(name, key)
@@ -191,15 +196,23 @@ class RunConfig:
         self.windows = dict(self.windows or {})
         for name, spec in self.windows.items():
             _check_arm_name(name, f"windows.{name}")
-            if name in RULES or name in self.imported:
+            if name in RULES or name in CALIBRATED_ARMS or name in self.imported:
                 raise ConfigError(key=f"windows.{name}", problem="names a rule or an imported arm already; rename it")
             check_windows(spec, key=f"windows.{name}")
-        bad = [a for a in self.arms if a not in RULES and a not in self.imported and a not in self.windows]
+        bad = [a for a in self.arms if a not in RULES and a not in self.imported and a not in self.windows
+               and a not in CALIBRATED_ARMS]
         if bad:
-            raise ConfigError(key="arms", problem=f"has unknown arm(s) {bad}{did_you_mean(bad[0], RULES.names())}; "
-                                                  f"choose among {', '.join(RULES)}, or define them under `imported`")
+            known = list(RULES.names()) + list(CALIBRATED_ARMS)
+            raise ConfigError(key="arms", problem=f"has unknown arm(s) {bad}{did_you_mean(bad[0], known)}; "
+                                                  f"choose among {', '.join(known)}, or define them under `imported` "
+                                                  "or `windows`")
+        calibrated = [a for a in self.arms if a in CALIBRATED_ARMS]
+        if calibrated and self.route != "dpo":
+            raise ConfigError(key="arms", problem=f"lists {calibrated}, calibrated by DPO probe trainings, which route "
+                                                  f"{self.route!r} does not run; drop them")
         for arm in self.arms:
-            needs = RULES.get(arm).needs if arm in RULES else ()
+            needs = (RULES.get(arm).needs if arm in RULES else
+                     FAMILIES[calibrated_family(arm)[0]] if arm in CALIBRATED_ARMS else ())
             lacking = [c for c in needs if c in SCORES and c not in wanted]
             if lacking:
                 raise ConfigError(key="arms", problem=f"lists {arm!r}, which needs the {', '.join(lacking)} score(s), "

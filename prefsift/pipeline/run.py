@@ -12,6 +12,7 @@ from .. import artifacts
 from ..devices import model_precision, placement
 from ..distributed import barrier, world
 from ..errors import ConfigError
+from .calibrate import ProbeJudge, calibrated_family, calibration_stage
 from .config import RunConfig
 from .inputs import check_run_inputs, read_test_prompts
 from .rundir import Manifest, RunDir
@@ -42,6 +43,10 @@ def check_run_sharding(cfg: RunConfig, processes: int) -> None:
 
     if processes > 1 and cfg.route == "rm_rl":
         raise ConfigError(key="route", problem="rm_rl runs in one process for now: drop --processes (or the launcher)")
+    calibrated = [a for a in cfg.arms if calibrated_family(a)]
+    if processes > 1 and calibrated:
+        raise ConfigError(key="arms", problem=f"lists calibrated arms {calibrated}, which run in one process for now: "
+                                              "drop --processes (or the launcher), or those arms")
     if processes > 1:
         per_process_batch(cfg.warmup.batch_size, processes, key="warmup.batch_size")
         per_process_batch(cfg.final.batch_size, processes, key="final.batch_size")
@@ -84,7 +89,11 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
         table = scores_stage(run, inp, theta, warmup_key, warmup_info)
         del theta  # every arm starts from θ's folder
         train_arm = lambda arm, seed, mask, ids: arm_stage(run, inp, theta_key, arm, seed, mask, ids)  # noqa: E731
-    masks, seeded = selections_stage(run, table)
+    calibrate = None
+    if cfg.route == "dpo" and any(calibrated_family(a) for a in cfg.arms):
+        probe_judge = ProbeJudge(run, inp, judge)
+        calibrate = lambda arm: calibration_stage(run, inp, theta_key, table, probe_judge, arm)  # noqa: E731
+    masks, seeded = selections_stage(run, table, calibrate)
 
     answers = Answers(run, inp, read_test_prompts(data.test_prompts, cfg.eval_prompts))
     # `full` is always a selection (every scored pair) but is trained only when listed in `arms`.

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import artifacts, faults
+from ..errors import ConfigError
 from ..devices import placement
 from .config import RunConfig
 from .rundir import Manifest, RunDir, stage_key
@@ -169,12 +170,14 @@ def reused_or_scored(run: Run, scfg, warmup_key: str, warmup_info: dict, t: floa
     return table
 
 
-def selections_stage(run: Run, table: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict]:
-    """Every arm's selection (registered rule, or imported from another run) → selection.parquet.
+def selections_stage(run: Run, table: pd.DataFrame, calibrate=None) -> tuple[dict[str, np.ndarray], dict]:
+    """Every arm's selection (registered rule, window, imported from another run, or calibrated by
+    ``calibrate(arm) -> mask``, see `calibrate.py`) → selection.parquet.
 
     Returns the masks by arm, and by (arm, seed) those of seeded rules (`random`), which are drawn
     anew for every training seed so that an arm's spread over seeds holds the draw of its subset;
     selection.parquet has a column ``ARM@seedS`` for each, and ``ARM`` is the first seed's."""
+    from .calibrate import calibrated_family
     from ..eval.tables import format_selections
     from ..selection import RULES, apply_rule, window_of
     from .inputs import imported_selection
@@ -190,6 +193,12 @@ def selections_stage(run: Run, table: pd.DataFrame) -> tuple[dict[str, np.ndarra
             continue
         if arm in cfg.windows:
             masks[arm] = window_of(table, cfg.windows[arm], key=f"windows.{arm}")[0]
+            continue
+        if calibrated_family(arm) is not None:
+            if calibrate is None:
+                raise ConfigError(key="arms", problem=f"{arm!r} is calibrated by probe trainings, which route "
+                                                      f"{cfg.route!r} does not run; drop it")
+            masks[arm] = calibrate(arm)
             continue
         rule = RULES.get(arm, key="arms")
         if rule.missing is not None and not set(rule.needs) <= set(table.columns):
@@ -233,11 +242,11 @@ class Answers:
     prompt's first answer, then every prompt's second, ...), and `asked` holds the prompt of each.
     Answer k of every model is sampled with the same seed, so arms are compared on equal draws."""
 
-    def __init__(self, run: Run, inp: Inputs, prompts: list[str]):
+    def __init__(self, run: Run, inp: Inputs, prompts: list[str], per_prompt: int | None = None):
         from ..eval.answers import sampler_for
 
         self.run, self.inp, self.prompts = run, inp, prompts
-        self.per_prompt = run.cfg.answers_per_prompt
+        self.per_prompt = run.cfg.answers_per_prompt if per_prompt is None else per_prompt
         self.asked = list(prompts) * self.per_prompt
         # A lab model (the lab's word-level tokenizer) is answered by the lab's sampler even from files,
         # as the lab's own runs are: the same answers for the same model and seed.
@@ -326,11 +335,20 @@ def results_stage(run: Run, judge, answers: Answers, evaluations: list[dict]) ->
 def report_stage(run: Run, table: pd.DataFrame, masks: dict, evaluation: pd.DataFrame, curves: dict,
                  summary: pd.DataFrame | None = None) -> None:
     """report.html: the scores, the selections, the training curves and the WinRate table, plotted."""
+    calibrations = {}
+    for arm in run.cfg.arms:  # the calibrated arms' probes, with what their own training cost
+        path = run.dir.root / "calibrate" / arm / "calibration.json"
+        if path.exists():
+            cal = json.loads(path.read_text())
+            stages = [run.dir.arm(arm, s) / "stage.json" for s in run.cfg.seeds]
+            cal["arm_seconds"] = sum(json.loads(p.read_text())["seconds"] for p in stages if p.exists())
+            calibrations[arm] = cal
     try:
         from ..eval.report import write_report
 
         html = write_report(run.dir.root, table, selections=masks, evaluation=evaluation if len(evaluation) else None,
-                            curves=curves, title=f"prefsift run {run.dir.root.name}", paired=summary)
+                            curves=curves, title=f"prefsift run {run.dir.root.name}", paired=summary,
+                            calibrations=calibrations)
         run.log(f"report: {html}")
     except ImportError:
         run.log("report: prefsift.eval.report is not available in this version")

@@ -1,0 +1,223 @@
+"""Calibrated arms: a score's percentile window chosen on validation data by cheap probes.
+
+The paper leaves its thresholds to manual tuning. An arm named ``calibrated_<family>`` (family
+``tif``, ``lossdiff`` or ``lossdiff_irm``) tries every window of a small grid instead:
+
+* ``calibrated_<family>`` keeps the run's fraction `keep` and chooses how the dropped pairs are
+  split between the two tails of each score (`calibration.splits`; 0.5 is the paper's middle
+  window, 0 cuts only the top, 1 only the bottom);
+* ``calibrated_<family>_free`` chooses LOW % cut from the bottom and HIGH % from the top of each
+  score (`calibration.tails` x `calibration.tails`), so the kept fraction is chosen too.
+
+Each candidate's probe is θ trained further on that window's pairs for `probe_epochs` (a fraction
+of an epoch, the arm's other settings, the first training seed), then judged on the *validation*
+prompts against π_ref by the run's judge (its WinRate), or with ``by: loss`` by the objective's
+loss on the validation pairs (no judge needed). The arm is then trained, for every seed, on the
+best candidate's pairs. The test prompts are never looked at. Each probe's result is kept in
+calibrate/ARM/probeN.json under a key (a rerun or a killed run reuses it) and its model folder is
+deleted; calibrate/ARM/calibration.json holds every candidate, the choice and the probes' cost."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .. import artifacts
+from ..errors import ConfigError
+from .rundir import stage_key
+
+# The scores each family's windows are taken on (several: intersected, as LossDiff-IRM).
+FAMILIES = {"tif": ("if",), "lossdiff": ("lossdiff",), "lossdiff_irm": ("lossdiff", "irm")}
+CALIBRATED_ARMS = tuple(f"calibrated_{f}{s}" for f in FAMILIES for s in ("", "_free"))
+
+
+def calibrated_family(arm: str) -> tuple[str, bool] | None:
+    """(family, free) of a calibrated arm's name, else None."""
+    if arm not in CALIBRATED_ARMS:
+        return None
+    rest = arm[len("calibrated_"):]
+    free = rest.endswith("_free")
+    return (rest[: -len("_free")] if free else rest), free
+
+
+def _check_splits(v):
+    if not isinstance(v, list) or not v or not all(isinstance(x, (int, float)) and 0 <= x <= 1 for x in v):
+        return f"must be a non-empty list of numbers in [0, 1] (the bottom tail's share of the cut), got {v!r}"
+    return None
+
+
+def _check_tails(v):
+    if not isinstance(v, list) or not v or not all(isinstance(x, (int, float)) and 0 <= x < 100 for x in v):
+        return f"must be a non-empty list of percentages in [0, 100), got {v!r}"
+    return None
+
+
+@dataclass
+class CalibrationSettings:
+    """The `calibration:` section: the grid and the probes of the ``calibrated_*`` arms."""
+
+    splits: list = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], metadata={
+        "help": "calibrated_<family> at the run's keep: the share of the dropped pairs cut from the bottom tail "
+                "(0.5: the paper's middle window)", "check": _check_splits})
+    tails: list = field(default_factory=lambda: [0, 10, 20, 30], metadata={
+        "help": "calibrated_<family>_free: the percentages LOW and HIGH cut from the bottom and the top of each score, "
+                "every pair of them", "check": _check_tails})
+    probe_epochs: float = field(default=0.25, metadata={"help": "each probe's training from θ, in epochs of its "
+                                                                "window's pairs", "check": "> 0"})
+    prompts: int = field(default=300, metadata={"help": "validation prompts each probe is judged on (the first N)",
+                                                "check": ">= 1"})
+    answers: int = field(default=4, metadata={"help": "answers per validation prompt", "check": ">= 1"})
+    by: str = field(default="judge", metadata={"help": "judge: the probe's WinRate vs π_ref on the validation prompts "
+                                                       "(the run's judge); loss: the objective's loss on the validation "
+                                                       "pairs (lower is better; no judge)",
+                                               "check": ("judge", "loss")})
+
+    def __post_init__(self):
+        from ..checks import check_fields
+
+        check_fields(self)
+
+
+def candidates(table, arm: str, keep: float, settings: CalibrationSettings) -> list[tuple[dict, np.ndarray]]:
+    """The candidate windows of a calibrated arm over a scores table: (description, mask) each."""
+    from ..selection import split_windows, tail_grid, window_of
+
+    family, free = calibrated_family(arm)
+    scores = FAMILIES[family]
+    out = []
+    if free:
+        for spec in tail_grid(scores, settings.tails):
+            lo, hi = (float(x) for x in spec.split(",")[0].split(":")[1:])
+            out.append(({"window": spec, "low": lo, "high": 100 - hi}, window_of(table, spec)[0]))
+        return out
+    cols = [table[c].to_numpy(dtype=float) for c in scores]
+    for split in settings.splits:
+        mask, w = split_windows(cols, keep=keep, split=float(split))
+        lo, hi = (1 - w) * split * 100, (1 - w) * (1 - split) * 100
+        out.append(({"window": ",".join(f"{c}:{lo:.4g}:{100 - hi:.4g}" for c in scores), "split": float(split),
+                     "low": lo, "high": hi}, mask))
+    return out
+
+
+class ProbeJudge:
+    """How a probe is valued on validation data: WinRate against π_ref on the validation prompts
+    (answers sampled as the test evaluation samples them), or the objective's validation loss."""
+
+    def __init__(self, run, inp, judge):
+        self.run, self.inp, self.judge = run, inp, judge
+        st = run.cfg.calibration
+        self.by = st.by
+        self.seed = int(run.cfg.seeds[0])
+        if self.by == "judge":
+            from .stages import Answers
+
+            prompts = list(dict.fromkeys(r["prompt"] for r in inp.validation.records()))[: st.prompts]
+            if not prompts:
+                raise ConfigError(key="calibration.by", problem="is 'judge', but there are no validation prompts; "
+                                                                "give validation pairs or use 'loss'")
+            self.answers = Answers(run, inp, prompts, per_prompt=st.answers)
+            self.key = stage_key("judge", judge.name, stage_key(prompts), st.answers, run.cfg.temperature,
+                                 run.cfg.max_new_tokens, self.seed)
+        else:
+            from ..scoring.columns import tokenized
+
+            self.pairs = tokenized(inp.validation, inp.tokenizer)
+            if not self.pairs:
+                raise ConfigError(key="calibration.by", problem="is 'loss', but there are no usable validation pairs")
+            self._ref = None
+            self.key = stage_key("loss", stage_key([r["prompt"] + r["chosen"] + r["rejected"]
+                                                    for r in inp.validation.records()]))
+
+    def _logps(self, model):
+        from ..scoring.logprobs import compute_pair_logps
+
+        pad = self.inp.tokenizer.pad_token_id
+        return compute_pair_logps(model, self.pairs, pad if pad is not None else 0, progress=False)
+
+    def value(self, model) -> dict:
+        """The probe's metrics; "value" is the one candidates are compared on (higher is better)."""
+        if self.by == "judge":
+            from ..eval.winrate import evaluate_answers
+
+            a = self.answers
+            e = evaluate_answers(self.judge, a.asked, a.of(model, self.seed), a.reference(self.seed), seed=self.seed,
+                                 n_prompts=len(a.prompts))
+            return {"value": e.win_rate.win_rate, "win_rate": e.win_rate.win_rate, "low": e.win_rate.low,
+                    "high": e.win_rate.high, "score": e.score_aligned}
+        import torch
+
+        if self._ref is None:
+            self._ref = self._logps(self.inp.reference)
+        p, r = self._logps(model), self._ref
+        obj = self.inp.objective
+        t = torch.as_tensor
+        margin = obj.margin(t(p.chosen), t(p.rejected), t(r.chosen), t(r.rejected), t(p.chosen_tokens),
+                            t(p.rejected_tokens))
+        loss = float(obj.loss(margin).mean())
+        return {"value": -loss, "val_loss": loss, "val_margin": float(margin.mean())}
+
+
+def calibration_stage(run, inp, theta_key: str, table, probe_judge: ProbeJudge, arm: str) -> np.ndarray:
+    """Probe every candidate window of ``arm`` (reusing finished probes), choose the best on
+    validation data, write calibrate/ARM/calibration.json; returns the chosen window's mask."""
+    from ..train import train_stage
+
+    cfg, log = run.cfg, run.log
+    st = cfg.calibration
+    cands = candidates(table, arm, cfg.keep, st)
+    folder = run.dir.root / "calibrate" / arm
+    settings = dataclasses.replace(cfg.final, epochs=st.probe_epochs, seed=int(cfg.seeds[0]))
+    how = (f"WinRate vs π_ref on {len(probe_judge.answers.prompts)} validation prompts x {st.answers} answers"
+           if st.by == "judge" else "the validation loss")
+    log(f"[calibrate] {arm}: {len(cands)} probes of {st.probe_epochs:g} epoch from θ, judged by {how}")
+    results = []
+    for i, (desc, mask) in enumerate(cands):
+        ids = table.loc[mask, "id"].tolist()
+        key = stage_key(theta_key, stage_key(ids), asdict(settings), asdict(inp.objective),
+                        asdict(inp.lora) if inp.lora else None, probe_judge.key)
+        path = folder / f"probe{i}.json"
+        done = _reusable(path, key)
+        if done is None:
+            row = {"key": key, **desc, "n_pairs": int(mask.sum())}
+            if mask.any():
+                t = time.time()
+                model, info = train_stage(run.dir.warmup_model, inp.reference, inp.tokenizer, inp.train.records(mask),
+                                          inp.objective, settings, folder / f"probe{i}", start_key=theta_key,
+                                          data_key=stage_key(ids), name=f"probe-{arm}-{i}", lora=inp.lora,
+                                          log=lambda *a, **k: None)
+                t_train = time.time() - t
+                t = time.time()
+                row.update(probe_judge.value(model), steps=info["steps"], train_seconds=t_train,
+                           judge_seconds=time.time() - t)
+                del model
+                shutil.rmtree(folder / f"probe{i}", ignore_errors=True)  # its result is all a rerun needs
+            else:
+                row.update(value=float("-inf"), note="no pair in this window", steps=0, train_seconds=0.0,
+                           judge_seconds=0.0)
+            artifacts.write_json(path, row)
+            done = row
+        results.append(done)
+        log(f"  probe {i + 1}/{len(cands)} {done['window']}: {done['n_pairs']} pairs, "
+            + (f"WinRate {100 * done['win_rate']:.1f} %" if "win_rate" in done else
+               f"validation loss {done['val_loss']:.4f}" if "val_loss" in done else done.get("note", "")))
+    best = int(np.argmax([r["value"] for r in results]))
+    cost = sum(r["train_seconds"] + r["judge_seconds"] for r in results)
+    artifacts.write_json(folder / "calibration.json", {
+        "arm": arm, "by": st.by, "probe_epochs": st.probe_epochs, "candidates": results, "chosen": best,
+        "window": results[best]["window"], "n_pairs": results[best]["n_pairs"], "probe_seconds": cost,
+        "probe_steps": int(sum(r["steps"] for r in results))})
+    log(f"  {arm} chose {results[best]['window']} ({results[best]['n_pairs']} pairs); probes took {cost:.0f} s")
+    return cands[best][1]
+
+
+def _reusable(path, key: str) -> dict | None:
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return row if isinstance(row, dict) and row.get("key") == key else None
