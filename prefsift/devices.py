@@ -94,3 +94,43 @@ def model_precision(model) -> str:
     """"fp32", "bf16" or "fp16": the dtype of a model's floating-point weights ("fp32" for fp64 too)."""
     dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+
+
+# CPU flags whose kernels round differently (a lab built on another of these is another lab).
+_SIMD_FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "avx2", "fma", "asimd", "sve")
+
+
+def machine() -> dict:
+    """Where a result was computed: the CPU's model, its SIMD flags, the kernels torch dispatches
+    to (they decide float rounding, so the lab's SFT model, its samples and every pair depend on
+    them), the cores and threads, and the GPU if one is used."""
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+                    model = value.strip()
+                elif key.strip() in ("flags", "Features") and not flags:
+                    flags = [x for x in _SIMD_FLAGS if x in value.split()]
+    except OSError:  # not Linux
+        pass
+    try:
+        kernels = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:  # an older torch
+        kernels = "unknown"
+    out = {"cpu": model, "simd": " ".join(flags), "torch_kernels": kernels, "cores": os.cpu_count(),
+           "threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(0)
+    return out
+
+
+def machine_line(m: dict | None = None) -> str:
+    """``machine()`` in one line, as the tables print it."""
+    m = machine() if m is None else m
+    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
+    return (f"{m.get('cpu', '?')} ({m.get('simd') or 'no SIMD flags read'}; torch kernels {m.get('torch_kernels', '?')}), "
+            f"{m.get('cores', '?')} cores, {m.get('threads', '?')} threads{gpu}")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from scipy.stats import spearmanr
 
 spec = importlib.util.spec_from_file_location("tables", Path(__file__).parents[1] / "experiments" / "tables.py")
@@ -38,3 +39,46 @@ def test_compare_two_models_matches_an_independent_computation(tmp_path):
     assert f"{100 * flips.mean():.1f} % ({flips.sum()} of 40; by type: clean {100 * flips[::2].mean():.0f} %" in out
     assert "| overlap of the two TIF sets / LossDiff-IRM sets | 0.500 / – |" in out
     assert f"| B's own r(LossDiff, IF) / r(IRM, IF) | {np.corrcoef(ld_b, if_b)[0, 1]:.3f}" in out
+
+
+spec_labs = importlib.util.spec_from_file_location("labs", Path(__file__).parents[1] / "experiments" / "labs.py")
+labs = importlib.util.module_from_spec(spec_labs)
+spec_labs.loader.exec_module(labs)
+
+
+def _lab_run(folder: Path, prefs: dict, n_prompts: int, answers: int):
+    """A finished run's files as `prefsift run` writes them: config.yaml and each arm's eval.json."""
+    import json
+
+    import yaml
+
+    folder.mkdir(parents=True)
+    arms = sorted({a for a, _ in prefs})
+    seeds = sorted({s for _, s in prefs})
+    (folder / "config.yaml").write_text(yaml.safe_dump({"arms": arms, "seeds": seeds, "eval_prompts": n_prompts,
+                                                        "answers_per_prompt": answers, "keep": 0.64}))
+    for (arm, seed), p in prefs.items():
+        (folder / "arms" / f"{arm}-seed{seed}").mkdir(parents=True)
+        (folder / "arms" / f"{arm}-seed{seed}" / "eval.json").write_text(json.dumps(
+            {"prefs": list(map(float, p)), "n_pairs": 10, "win_rate": {"n": n_prompts}}))
+
+
+def test_labs_pool_paired_differences_by_hand(tmp_path):
+    rng = np.random.default_rng(5)
+    truth = {}
+    for lab, (n_p, seeds) in enumerate([(6, [0, 1]), (4, [0, 1, 2])]):
+        prefs = {(arm, s): rng.choice([0.0, 0.5, 1.0], size=2 * n_p) for arm in ("full", "random", "x")
+                 for s in seeds}
+        del prefs[("random", seeds[-1])]  # the baseline misses a seed: x is compared on the seeds both have
+        _lab_run(tmp_path / f"lab{lab}", prefs, n_p, 2)
+        common = seeds[:-1]
+        # by hand: a prompt's value is the mean of its two answers (answer-major), then the mean over seeds
+        per_prompt = lambda arm, s: prefs[(arm, s)].reshape(2, n_p).mean(axis=0)  # noqa: E731
+        truth[lab] = np.mean([per_prompt("x", s) - per_prompt("random", s) for s in common])
+    rows = {r["arm"]: r for r in labs.arm_rows([labs.lab_values(tmp_path / f"lab{i}") for i in range(2)], n_boot=300)}
+    d = rows["x"]["d_random"]
+    assert d.mean == pytest.approx((truth[0] + truth[1]) / 2, abs=1e-12)
+    assert [x.mean for x in d.per_lab] == pytest.approx([truth[0], truth[1]], abs=1e-12)
+    assert d.low <= d.mean <= d.high and "d_random" not in rows["random"]
+    out = labs.labs_table([tmp_path / "lab0", tmp_path / "lab1"], n_boot=300)
+    assert "| x (2/3 seeds) |" in out and "machine:" in out and "Smallest difference" in out

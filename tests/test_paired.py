@@ -42,3 +42,25 @@ def test_per_prompt_averages_answer_major_values():
     assert per_prompt([1, 0, 0.5, 0, 0, 0.5], 3).tolist() == [0.5, 0.0, 0.5]
     with pytest.raises(ValueError, match="do not split"):
         per_prompt([1, 0, 1], 2)
+
+
+def test_over_labs_the_mean_weighs_labs_equally_and_the_labs_spread_enters_the_interval():
+    from prefsift.eval.paired import paired_difference_over_labs
+
+    rng = np.random.default_rng(4)
+    # Labs of different sizes: the point estimate is the mean of the labs' means, not of all cells.
+    a1, a2 = rng.random((2, 30)), rng.random((5, 10))
+    d = paired_difference_over_labs([(a1, np.zeros_like(a1)), (a2, np.zeros_like(a2))], n_boot=200)
+    assert d.mean == pytest.approx((a1.mean() + a2.mean()) / 2, abs=1e-12)
+    assert d.between_labs_sd == pytest.approx(np.std([a1.mean(), a2.mean()], ddof=1), abs=1e-12)
+    # A difference constant within each lab, varying between 200 labs: the half-width is that of
+    # a mean over labs, 1.96 sd/sqrt(L).
+    per_lab = rng.normal(0.01, 0.04, 200)
+    labs = [(np.full((3, 20), m), np.zeros((3, 20))) for m in per_lab]
+    d = paired_difference_over_labs(labs, n_boot=800)
+    assert (d.high - d.low) / 2 == pytest.approx(1.96 * per_lab.std(ddof=1) / np.sqrt(200), rel=0.12)
+    # One lab: the within-lab two-way bootstrap (closed form over prompts, as above).
+    n = 1500
+    one = rng.normal(0.1, 0.3, (1, n))
+    d = paired_difference_over_labs([(one, np.zeros_like(one))], n_boot=2000)
+    assert (d.high - d.low) / 2 == pytest.approx(1.96 * one.std(ddof=1) / np.sqrt(n), rel=0.1)

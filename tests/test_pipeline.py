@@ -2,6 +2,7 @@
 finishes with the same results as an uninterrupted one."""
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -34,6 +35,10 @@ def test_run_writes_every_artifact(finished):
         assert (a / name).exists(), name
     man = json.loads((a / "manifest.json").read_text())
     assert {"data", "warmup", "scores", "eval/full/0"} <= set(man["stages"]) and man["versions"]["trl"]
+    import torch  # the machine a run's numbers came from: its CPU and the kernels torch dispatched to
+
+    assert man["versions"]["host"]["torch_kernels"] == torch.backends.cpu.get_cpu_capability()
+    assert json.loads((a / "eval.json").read_text())["machine"]["cores"] == os.cpu_count()
     assert sorted(full["arm"]) == ["full", "lossdiff_irm", "random"]
     assert ((full["low"] <= full["win_rate"]) & (full["win_rate"] <= full["high"])).all()
     assert full.loc[full.arm == "full", "head_to_head"].item() == 0.5  # an arm against itself

@@ -50,6 +50,51 @@ def paired_difference(a, b, n_boot: int = 2000, seed: int = 0, level: float = 0.
     return PairedDifference(float(d.mean()), float(lo), float(hi), n_s, n_p)
 
 
+@dataclass
+class LabsDifference:
+    """A paired difference pooled over independently built labs (each lab weighs the same)."""
+
+    mean: float
+    low: float
+    high: float
+    per_lab: list  # each lab's own PairedDifference
+    between_labs_sd: float  # sd of the labs' mean differences (0 with one lab)
+
+    def __str__(self):
+        return f"{100 * self.mean:+.1f} [{100 * self.low:+.1f}, {100 * self.high:+.1f}]"
+
+
+def paired_difference_over_labs(labs, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> LabsDifference:
+    """Mean over labs of each lab's mean ``a − b``, with a three-level bootstrap interval.
+
+    ``labs``: one (a, b) per lab, each a pair of (seeds, prompts) arrays as `paired_difference`
+    takes (labs may differ in seeds and prompts). A lab is a replication of the whole experiment
+    (another SFT model, other pairs, other prompts), so each draw resamples labs, then within each
+    drawn lab its seeds and its prompts, and averages the labs' grid means."""
+    diffs = []
+    for a, b in labs:
+        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        if a.shape != b.shape or a.ndim != 2 or a.size == 0:
+            raise ValueError(f"need two (seeds, prompts) arrays of one shape per lab, got {a.shape} and {b.shape}")
+        diffs.append(a - b)
+    if not diffs:
+        raise ValueError("no labs to pool")
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    for k in range(n_boot):
+        total = 0.0
+        for i in rng.integers(0, len(diffs), size=len(diffs)):
+            d = diffs[i]
+            total += d[np.ix_(rng.integers(0, d.shape[0], size=d.shape[0]),
+                              rng.integers(0, d.shape[1], size=d.shape[1]))].mean()
+        boots[k] = total / len(diffs)
+    lo, hi = np.quantile(boots, [(1 - level) / 2, 1 - (1 - level) / 2])
+    means = np.array([d.mean() for d in diffs])
+    per_lab = [paired_difference(d, np.zeros_like(d), n_boot=n_boot, seed=seed) for d in diffs]
+    return LabsDifference(float(means.mean()), float(lo), float(hi), per_lab,
+                          float(means.std(ddof=1)) if len(means) > 1 else 0.0)
+
+
 def per_prompt(values, n_prompts: int) -> np.ndarray:
     """Per-answer values, ordered answer-major (all prompts' first answer, then their second, ...),
     averaged over each prompt's answers."""

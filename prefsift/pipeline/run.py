@@ -9,7 +9,7 @@ import pandas as pd
 import yaml
 
 from .. import artifacts
-from ..devices import model_precision, placement
+from ..devices import machine_line, model_precision, placement
 from ..distributed import barrier, world
 from ..errors import ConfigError
 from .calibrate import ProbeJudge, calibrated_family, calibration_stage
@@ -121,7 +121,8 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
         return pd.read_csv(rd.eval_csv)
     if len(evaluation):
         log(f"\nWinRate against π_ref ({judge.name}, {len(answers.prompts)} held-out prompts x {answers.per_prompt} "
-            f"answers, mean over seeds {cfg.seeds}; differences paired on prompts and seeds):\n{format_arms(summary)}")
+            f"answers, mean over seeds {cfg.seeds}; differences paired on prompts and seeds):\n{format_arms(summary)}\n"
+            f"machine: {machine_line()} (another CPU builds another lab: compare labs, not single runs)")
     else:
         log("\nno arm trained (`arms` lists none of the selections)")
     log(f"total {time.time() - clock.start:.0f} s")

@@ -78,7 +78,9 @@ def _versions() -> dict:
     import transformers
     import trl
 
+    from ..devices import machine
     from ..version import __version__
 
     return {"prefsift": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "trl": trl.__version__, "python": platform.python_version(), "machine": platform.machine()}
+            "trl": trl.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "host": machine()}

@@ -20,7 +20,7 @@ import pandas as pd
 
 from .. import artifacts, faults
 from ..errors import ConfigError
-from ..devices import placement
+from ..devices import machine, placement
 from .config import RunConfig
 from .rundir import Manifest, RunDir, stage_key
 
@@ -327,7 +327,8 @@ def results_stage(run: Run, judge, answers: Answers, evaluations: list[dict]) ->
     artifacts.write_text(run.dir.eval_json, json.dumps({"arms": summary.to_dict("records"),
                                                         "runs": evaluation.to_dict("records"), "judge": judge.name,
                                                         "prompts": n_prompts,
-                                                        "answers_per_prompt": answers.per_prompt},
+                                                        "answers_per_prompt": answers.per_prompt,
+                                                        "machine": machine()},
                                                        indent=1, default=float))
     return evaluation, summary
 

@@ -1,0 +1,157 @@
+"""Claims across independently built labs: each arm's WinRate and its paired differences from
+`random` and `full`, pooled over several run directories (one lab each), the bootstrap resampling
+labs, then each lab's training seeds and its prompts (`prefsift.eval.paired.paired_difference_over_labs`).
+
+    python experiments/labs.py runs/e6/injected-lab0 runs/e6/injected-lab1 runs/e6/injected-lab2
+    python experiments/labs.py --seeds 0,1,2 runs/e6/ratings-lab*   # only these seeds (a second pass's)
+    python experiments/labs.py --calibration runs/e6/ratings-lab*   # what the calibrated arms chose
+
+Nothing is recomputed: it reads each run's arms/ARM-seedS/eval.json (every answer's preference
+against π_ref, answer-major), config.yaml and manifest.json. A lab counts once however many
+seeds it has; an arm is compared with a baseline on the seeds both have."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from prefsift.devices import machine_line  # noqa: E402
+from prefsift.eval.paired import paired_difference_over_labs, per_prompt, smallest_detectable  # noqa: E402
+
+BASELINES = ("random", "full")
+
+
+def lab_values(run: Path, seeds=None) -> dict:
+    """{arm: {seed: per-prompt WinRate vs π_ref}} and each arm's pair count, of one finished run."""
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    values, pairs = {}, {}
+    for arm in cfg["arms"]:
+        for seed in cfg["seeds"]:
+            if seeds is not None and seed not in seeds:
+                continue
+            path = run / "arms" / f"{arm}-seed{seed}" / "eval.json"
+            if not path.exists():
+                continue
+            ev = json.loads(path.read_text())
+            values.setdefault(arm, {})[seed] = per_prompt(ev["prefs"], ev["win_rate"]["n"])
+            pairs.setdefault(arm, []).append(ev["n_pairs"])
+    return {"values": values, "pairs": {a: float(np.mean(p)) for a, p in pairs.items()}, "config": cfg}
+
+
+def _grid(by_seed: dict, seeds) -> np.ndarray:
+    return np.stack([by_seed[s] for s in seeds])
+
+
+def arm_rows(labs: list[dict], n_boot: int = 2000) -> list[dict]:
+    """Per arm: the pooled WinRate and differences (mean over labs, three-level bootstrap), the
+    labs' own differences and their spread."""
+    arms = [a for a in labs[0]["values"] if all(a in lab["values"] for lab in labs)]
+    rows = []
+    for arm in arms:
+        row = {"arm": arm, "pairs": float(np.mean([lab["pairs"][arm] for lab in labs])),
+               "seeds": [len(lab["values"][arm]) for lab in labs]}
+        own = [_grid(lab["values"][arm], sorted(lab["values"][arm])) for lab in labs]
+        wr = paired_difference_over_labs([(a, np.zeros_like(a)) for a in own], n_boot=n_boot)
+        row.update(win_rate=wr.mean, low=wr.low, high=wr.high, per_lab=[d.mean for d in wr.per_lab])
+        for base in BASELINES:
+            if arm == base or not all(base in lab["values"] for lab in labs):
+                continue
+            grids = []
+            for lab in labs:
+                common = sorted(set(lab["values"][arm]) & set(lab["values"][base]))
+                if not common:
+                    break
+                grids.append((_grid(lab["values"][arm], common), _grid(lab["values"][base], common)))
+            else:
+                d = paired_difference_over_labs(grids, n_boot=n_boot)
+                row[f"d_{base}"] = d
+        rows.append(row)
+    return rows
+
+
+def _pct(x: float, sign: bool = False) -> str:
+    return f"{100 * x:+.1f}" if sign else f"{100 * x:.1f}"
+
+
+def labs_table(runs: list[Path], seeds=None, n_boot: int = 2000) -> str:
+    labs = [lab_values(r, seeds) for r in runs]
+    rows = arm_rows(labs, n_boot)
+    cfg = labs[0]["config"]
+    hosts = {json.dumps(json.loads((r / "manifest.json").read_text()).get("versions", {}).get("host"), sort_keys=True)
+             for r in runs if (r / "manifest.json").exists()}
+    if hosts == {"null"}:
+        where = f"the machine these tables were made on: {machine_line()} (the runs predate the machine record)"
+    else:
+        where = "; ".join(machine_line(json.loads(h)) if h != "null" else "not recorded" for h in sorted(hosts))
+    lines = [f"{len(runs)} labs ({', '.join(f'`{r}`' for r in runs)}); {cfg['eval_prompts']} prompts x "
+             f"{cfg['answers_per_prompt']} answers per lab; keep {cfg['keep']}; machine: {where}", "",
+             "| arm | pairs | WinRate vs π_ref [95 % CI] | per lab | − random [95 % CI] | per lab | between-lab sd "
+             "| − full [95 % CI] | per lab |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = [r["arm"] + ("" if len(set(r["seeds"])) == 1 and r["seeds"][0] == len(cfg["seeds"]) else
+                             f" ({'/'.join(map(str, r['seeds']))} seeds)"),
+                 f"{r['pairs']:.0f}", f"{_pct(r['win_rate'])} % [{_pct(r['low'])}, {_pct(r['high'])}]",
+                 " / ".join(_pct(x) for x in r["per_lab"])]
+        for base in BASELINES:
+            d = r.get(f"d_{base}")
+            if d is None:
+                cells += ["–", "–"] + (["–"] if base == "random" else [])
+                continue
+            cells += [f"{_pct(d.mean, True)} [{_pct(d.low, True)}, {_pct(d.high, True)}]",
+                      " / ".join(_pct(x.mean, True) for x in d.per_lab)]
+            if base == "random":
+                cells.append(_pct(d.between_labs_sd))
+        lines.append("| " + " | ".join(cells) + " |")
+    detectable = [smallest_detectable(r["d_random"]) for r in rows if "d_random" in r]
+    if detectable:
+        lines += ["", f"Smallest difference from random this design detects (80 % power, 5 % level, from the "
+                      f"pooled intervals): {_pct(min(detectable))}–{_pct(max(detectable))} points."]
+    return "\n".join(lines)
+
+
+def calibration_table(runs: list[Path]) -> str:
+    """What each calibrated arm chose in each lab, and its probes' cost against its own training."""
+    lines = ["| lab | arm | probes | chosen window | pairs | probe WinRate (chosen / paper's 0.5 split) "
+             "| probes' time | arm's training (all seeds) |", "|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        for path in sorted((run / "calibrate").glob("*/calibration.json")):
+            cal = json.loads(path.read_text())
+            arm, cands = cal["arm"], cal["candidates"]
+            chosen = cands[cal["chosen"]]
+            paper = next((c for c in cands if c.get("split") == 0.5), None)
+            stages = sorted((run / "arms").glob(f"{arm}-seed*/stage.json"))
+            arm_s = sum(json.loads(p.read_text())["seconds"] for p in stages)
+            wr = (f"{_pct(chosen['win_rate'])} %" + (f" / {_pct(paper['win_rate'])} %" if paper else "")
+                  if "win_rate" in chosen else f"loss {chosen.get('val_loss', float('nan')):.4f}")
+            lines.append(f"| `{run.name}` | {arm} | {len(cands)} | {chosen['window']} | {chosen['n_pairs']} | {wr} | "
+                         f"{cal['probe_seconds']:.0f} s ({cal['probe_steps']} steps) | {arm_s:.0f} s "
+                         f"({len(stages)} seeds) |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="finished run directories, one lab each")
+    ap.add_argument("--seeds", help="only these training seeds, comma-separated")
+    ap.add_argument("--calibration", action="store_true", help="the calibrated arms' choices and costs instead")
+    ap.add_argument("--boot", type=int, default=2000, help="bootstrap draws (default 2000)")
+    args = ap.parse_args()
+    runs = [Path(r) for r in args.runs]
+    for r in runs:
+        if not (r / "config.yaml").exists():
+            raise SystemExit(f"{r}: no config.yaml; is it a run directory of `prefsift run`?")
+    if args.calibration:
+        print(calibration_table(runs))
+        return
+    seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
+    print(labs_table(runs, seeds, args.boot))
+
+
+if __name__ == "__main__":
+    main()
