@@ -44,7 +44,7 @@ class LabConfig:
     preset: str = field(default="lab-a", metadata={"help": "tiny model preset: lab-a (Llama-style), lab-b (Qwen2-style), tiny (tests)", "check": tuple(TINY_PRESETS)})
     n_train: int = field(default=2000, metadata={"help": "training pairs (one prompt each)", "check": ">= 1"})
     n_validation: int = field(default=300, metadata={"help": "validation pairs (prompts disjoint from train)", "check": ">= 0"})
-    n_test_prompts: int = field(default=200, metadata={"help": "held-out prompts for evaluation", "check": ">= 0"})
+    n_test_prompts: int = field(default=1000, metadata={"help": "held-out prompts for evaluation (1,000 by default, so that paired differences of a few points between arms can be seen; docs/results.md gives the smallest difference this design detects)", "check": ">= 0"})
     samples_per_prompt: int = field(default=6, metadata={"help": "SFT samples drawn per prompt to build its pair", "check": ">= 1"})
     sample_temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the SFT model", "check": "> 0"})
     frac_clean: float = field(default=0.6, metadata={"help": "share of clean pairs (clear gap, Bradley–Terry label)", "check": "[0, 1]"})

@@ -83,6 +83,14 @@ class CalibrationSettings:
         check_fields(self)
 
 
+def probe_count(arm: str, settings: CalibrationSettings) -> int:
+    """How many candidate windows (so probes) a calibrated arm tries."""
+    from ..selection import tail_grid
+
+    family, free = calibrated_family(arm)
+    return len(tail_grid(FAMILIES[family], settings.tails)) if free else len(settings.splits)
+
+
 def candidates(table, arm: str, keep: float, settings: CalibrationSettings) -> list[tuple[dict, np.ndarray]]:
     """The candidate windows of a calibrated arm over a scores table: (description, mask) each."""
     from ..selection import split_windows, tail_grid, window_of

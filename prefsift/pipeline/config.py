@@ -27,8 +27,10 @@ from .calibrate import CALIBRATED_ARMS, FAMILIES, CalibrationSettings, calibrate
 
 # The default arms; every registered selection rule (`prefsift.selection.RULES`, which a plugin can
 # extend) may be an arm. `clean` is an oracle arm, for the lab (or any file with `pair_type` and
-# `label_correct` columns): the clean pairs whose label is right, at their own count.
-DEFAULT_ARMS = ("full", "random", "score_gap", "irm", "lossdiff", "lossdiff_irm", "tif", "top_if", "clean")
+# `label_correct` columns): the clean pairs whose label is right, at their own count. The single-score
+# ablations (irm, lossdiff) are not default arms since the evaluation grew to 1,000 prompts x 4 answers:
+# seven arms x 3 seeds keep `prefsift demo` near 20 minutes on 2 CPU cores (experiments/ lists them).
+DEFAULT_ARMS = ("full", "random", "score_gap", "lossdiff_irm", "tif", "top_if", "clean")
 
 # The ScoreConfig fields a run sets itself (its own models, pairs and directory, and the run-wide
 # objective, β and kept fraction); `scores:` holds the others.
@@ -107,7 +109,7 @@ class RunConfig:
     seeds: list = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds of every arm"})
     judge: str = field(default="oracle", metadata={"help": "oracle, lexicon, reward:FOLDER, llm:MODEL, or a registered judge",
                                                    "check": lambda spec: _judge_problem(spec)})
-    eval_prompts: int = field(default=200, metadata={"help": "held-out prompts judged per arm", "check": ">= 1"})
+    eval_prompts: int = field(default=1000, metadata={"help": "held-out prompts judged per arm (the first N of the file)", "check": ">= 1"})
     answers_per_prompt: int = field(default=4, metadata={
         "help": "answers sampled per held-out prompt and arm (every arm on the same sampling seeds); an arm's "
                 "per-prompt WinRate is the mean over them", "check": ">= 1"})

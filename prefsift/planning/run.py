@@ -27,6 +27,7 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
     from ..scoring.table import ScoreConfig, _tokenized
 
     from ..errors import ConfigError
+    from ..pipeline.calibrate import calibrated_family, probe_count
 
     if cfg.route != "dpo":
         raise ConfigError(key="route", problem=f"is {cfg.route!r}: the planner knows the dpo route's stages only so "
@@ -108,6 +109,27 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
                                      f"{calls} answering calls of {len(prompts)} prompts x {cfg.answers_per_prompt} "
                                      f"answers, {len(jobs)} judgings; "
                                      "probe: one whole call and its judging"))
+        calibrated = [a for a in arms if calibrated_family(a)]
+        if calibrated:  # each calibrated arm's probes: short trainings, each judged on the validation prompts
+            st = cfg.calibration
+            n_probes = sum(probe_count(a, st) for a in calibrated)
+            n = max(1, round(cfg.keep * len(lengths)))
+            subset = [lengths[i] for i in np.sort(rng.choice(len(lengths), size=n, replace=False))]
+            one = training_stage("probe", final, rate, subset, dataclasses.replace(cfg.final, epochs=st.probe_epochs),
+                                 processes, n_w, w_bytes, 0, None, trainable=trainable)
+            asked = list(dict.fromkeys(r["prompt"] for r in inp.validation.records()))[: st.prompts]
+            t_answer = t_judge = 0.0
+            if st.by == "judge" and asked:
+                few = Answers(run, inp, asked, per_prompt=st.answers)
+                t_answer, got = _timed(device, lambda: few.of(ref, 1))
+                t_judge, _ = _timed(device, lambda: judge.prefers(few.asked, got, got))
+            plan.stages.append(StagePlan("calibration", n_probes * (one.seconds + t_answer + t_judge) + t_answer,
+                                         n_probes * one.flops, one.peak_gib,
+                                         f"{n_probes} probes of {st.probe_epochs:g} epoch on about {n} pairs, each "
+                                         f"judged on {len(asked)} validation prompts x {st.answers} answers"
+                                         if st.by == "judge" else f"{n_probes} probes of {st.probe_epochs:g} epoch "
+                                                                   f"on about {n} pairs, each scored by its "
+                                                                   "validation loss"))
         plan.probe_seconds = time.perf_counter() - t_probe
     return plan
 
@@ -139,4 +161,7 @@ def actual_run_seconds(rd, arms: list, seeds: list) -> dict[str, float]:
     evals = [man[f"eval/{a}/{s}"]["seconds"] for a, s in jobs if f"eval/{a}/{s}" in man]
     if evals:
         out["evaluation"] = float(sum(evals))
+    cals = [rd.root / "calibrate" / a / "calibration.json" for a in arms]
+    if any(p.exists() for p in cals):
+        out["calibration"] = float(sum(json.loads(p.read_text())["probe_seconds"] for p in cals if p.exists()))
     return out
