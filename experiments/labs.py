@@ -28,20 +28,25 @@ BASELINES = ("random", "full")
 
 
 def lab_values(run: Path, seeds=None) -> dict:
-    """{arm: {seed: per-prompt WinRate vs π_ref}} and each arm's pair count, of one finished run."""
+    """{arm: {seed: per-prompt WinRate vs π_ref}}, each arm's pair count and the prompts' count of
+    one finished run: every arms/ARM-seedS/eval.json the manifest records as finished (a later
+    pass over the same folder may list fewer seeds in config.yaml; its earlier seeds still count)."""
+    import re
+
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    values, pairs = {}, {}
-    for arm in cfg["arms"]:
-        for seed in cfg["seeds"]:
-            if seeds is not None and seed not in seeds:
-                continue
-            path = run / "arms" / f"{arm}-seed{seed}" / "eval.json"
-            if not path.exists():
-                continue
-            ev = json.loads(path.read_text())
-            values.setdefault(arm, {})[seed] = per_prompt(ev["prefs"], ev["win_rate"]["n"])
-            pairs.setdefault(arm, []).append(ev["n_pairs"])
-    return {"values": values, "pairs": {a: float(np.mean(p)) for a, p in pairs.items()}, "config": cfg}
+    stages = json.loads((run / "manifest.json").read_text())["stages"]
+    values, pairs, prompts = {}, {}, set()
+    order = {a: i for i, a in enumerate(list(BASELINES) + list(cfg["arms"]))}
+    found = [re.fullmatch(r"(.+)-seed(\d+)", p.parent.name) for p in (run / "arms").glob("*/eval.json")]
+    for arm, seed in sorted(((m[1], int(m[2])) for m in found if m), key=lambda x: (order.get(x[0], 99), x)):
+        if (seeds is not None and seed not in seeds) or f"eval/{arm}/{seed}" not in stages:
+            continue
+        ev = json.loads((run / "arms" / f"{arm}-seed{seed}" / "eval.json").read_text())
+        values.setdefault(arm, {})[seed] = per_prompt(ev["prefs"], ev["win_rate"]["n"])
+        pairs.setdefault(arm, []).append(ev["n_pairs"])
+        prompts.add(ev["win_rate"]["n"])
+    return {"values": values, "pairs": {a: float(np.mean(p)) for a, p in pairs.items()}, "config": cfg,
+            "prompts": prompts}
 
 
 def _grid(by_seed: dict, seeds) -> np.ndarray:
@@ -83,35 +88,42 @@ def labs_table(runs: list[Path], seeds=None, n_boot: int = 2000) -> str:
     labs = [lab_values(r, seeds) for r in runs]
     rows = arm_rows(labs, n_boot)
     cfg = labs[0]["config"]
+    prompts = sorted(set().union(*(lab["prompts"] for lab in labs)))
     hosts = {json.dumps(json.loads((r / "manifest.json").read_text()).get("versions", {}).get("host"), sort_keys=True)
-             for r in runs if (r / "manifest.json").exists()}
+             for r in runs}
     if hosts == {"null"}:
         where = f"the machine these tables were made on: {machine_line()} (the runs predate the machine record)"
     else:
         where = "; ".join(machine_line(json.loads(h)) if h != "null" else "not recorded" for h in sorted(hosts))
-    lines = [f"{len(runs)} labs ({', '.join(f'`{r}`' for r in runs)}); {cfg['eval_prompts']} prompts x "
+    lines = [f"{len(runs)} labs ({', '.join(f'`{r}`' for r in runs)}); {'/'.join(map(str, prompts))} prompts x "
              f"{cfg['answers_per_prompt']} answers per lab; keep {cfg['keep']}; machine: {where}", "",
-             "| arm | pairs | WinRate vs π_ref [95 % CI] | per lab | − random [95 % CI] | per lab | between-lab sd "
-             "| − full [95 % CI] | per lab |", "|---|---|---|---|---|---|---|---|---|"]
+             "| arm | pairs | WinRate vs π_ref (per lab) | − random: mean [across labs] [these labs] | per lab "
+             "| between-lab sd | − full: mean [across labs] [these labs] | per lab |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def iv(d, lo, hi):
+        return f"[{_pct(getattr(d, lo), True)}, {_pct(getattr(d, hi), True)}]"
+
     for r in rows:
-        cells = [r["arm"] + ("" if len(set(r["seeds"])) == 1 and r["seeds"][0] == len(cfg["seeds"]) else
-                             f" ({'/'.join(map(str, r['seeds']))} seeds)"),
-                 f"{r['pairs']:.0f}", f"{_pct(r['win_rate'])} % [{_pct(r['low'])}, {_pct(r['high'])}]",
-                 " / ".join(_pct(x) for x in r["per_lab"])]
+        n_seeds = set(r["seeds"])
+        cells = [r["arm"] + ("" if len(n_seeds) == 1 else f" ({'/'.join(map(str, r['seeds']))} seeds)"),
+                 f"{r['pairs']:.0f}", f"{_pct(r['win_rate'])} % ({' / '.join(_pct(x) for x in r['per_lab'])})"]
         for base in BASELINES:
             d = r.get(f"d_{base}")
             if d is None:
                 cells += ["–", "–"] + (["–"] if base == "random" else [])
                 continue
-            cells += [f"{_pct(d.mean, True)} [{_pct(d.low, True)}, {_pct(d.high, True)}]",
-                      " / ".join(_pct(x.mean, True) for x in d.per_lab)]
+            cells += [f"{_pct(d.mean, True)} {iv(d, 'low', 'high')} {iv(d, 'within_low', 'within_high')}",
+                      " / ".join(f"{_pct(x.mean, True)} [{_pct(x.low, True)}, {_pct(x.high, True)}]" for x in d.per_lab)]
             if base == "random":
                 cells.append(_pct(d.between_labs_sd))
         lines.append("| " + " | ".join(cells) + " |")
-    detectable = [smallest_detectable(r["d_random"]) for r in rows if "d_random" in r]
+    seeds_line = sorted({len(v) for lab in labs for v in lab["values"].values()})
+    detectable = [smallest_detectable(x) for r in rows if "d_random" in r for x in r["d_random"].per_lab]
     if detectable:
-        lines += ["", f"Smallest difference from random this design detects (80 % power, 5 % level, from the "
-                      f"pooled intervals): {_pct(min(detectable))}–{_pct(max(detectable))} points."]
+        lines += ["", f"Seeds per arm and lab: {'/'.join(map(str, seeds_line))}. Smallest difference from random one "
+                      f"lab detects (80 % power, 5 % level, from each lab's own paired interval): "
+                      f"{_pct(min(detectable))}–{_pct(max(detectable))} points."]
     return "\n".join(lines)
 
 
@@ -125,7 +137,8 @@ def calibration_table(runs: list[Path]) -> str:
             arm, cands = cal["arm"], cal["candidates"]
             chosen = cands[cal["chosen"]]
             paper = next((c for c in cands if c.get("split") == 0.5), None)
-            stages = sorted((run / "arms").glob(f"{arm}-seed*/stage.json"))
+            cfg = yaml.safe_load((run / "config.yaml").read_text())
+            stages = [p for p in (run / "arms" / f"{arm}-seed{s}" / "stage.json" for s in cfg["seeds"]) if p.exists()]
             arm_s = sum(json.loads(p.read_text())["seconds"] for p in stages)
             wr = (f"{_pct(chosen['win_rate'])} %" + (f" / {_pct(paper['win_rate'])} %" if paper else "")
                   if "win_rate" in chosen else f"loss {chosen.get('val_loss', float('nan')):.4f}")

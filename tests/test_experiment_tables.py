@@ -57,6 +57,10 @@ def _lab_run(folder: Path, prefs: dict, n_prompts: int, answers: int):
     seeds = sorted({s for _, s in prefs})
     (folder / "config.yaml").write_text(yaml.safe_dump({"arms": arms, "seeds": seeds, "eval_prompts": n_prompts,
                                                         "answers_per_prompt": answers, "keep": 0.64}))
+    (folder / "manifest.json").write_text(json.dumps({"stages": {f"eval/{a}/{s}": {} for a, s in prefs}}))
+    (folder / "arms" / "x-seed9").mkdir(parents=True)  # an evaluation the manifest does not record: left out
+    (folder / "arms" / "x-seed9" / "eval.json").write_text(json.dumps({"prefs": [1.0] * answers * n_prompts,
+                                                                        "n_pairs": 10, "win_rate": {"n": n_prompts}}))
     for (arm, seed), p in prefs.items():
         (folder / "arms" / f"{arm}-seed{seed}").mkdir(parents=True)
         (folder / "arms" / f"{arm}-seed{seed}" / "eval.json").write_text(json.dumps(
@@ -82,3 +86,4 @@ def test_labs_pool_paired_differences_by_hand(tmp_path):
     assert d.low <= d.mean <= d.high and "d_random" not in rows["random"]
     out = labs.labs_table([tmp_path / "lab0", tmp_path / "lab1"], n_boot=300)
     assert "| x (2/3 seeds) |" in out and "machine:" in out and "Smallest difference" in out
+    assert d.low <= d.mean <= d.high and d.within_low <= d.mean <= d.within_high

@@ -44,7 +44,7 @@ def test_per_prompt_averages_answer_major_values():
         per_prompt([1, 0, 1], 2)
 
 
-def test_over_labs_the_mean_weighs_labs_equally_and_the_labs_spread_enters_the_interval():
+def test_over_labs_the_mean_weighs_labs_equally_and_both_intervals_match_closed_forms():
     from prefsift.eval.paired import paired_difference_over_labs
 
     rng = np.random.default_rng(4)
@@ -53,14 +53,22 @@ def test_over_labs_the_mean_weighs_labs_equally_and_the_labs_spread_enters_the_i
     d = paired_difference_over_labs([(a1, np.zeros_like(a1)), (a2, np.zeros_like(a2))], n_boot=200)
     assert d.mean == pytest.approx((a1.mean() + a2.mean()) / 2, abs=1e-12)
     assert d.between_labs_sd == pytest.approx(np.std([a1.mean(), a2.mean()], ddof=1), abs=1e-12)
-    # A difference constant within each lab, varying between 200 labs: the half-width is that of
-    # a mean over labs, 1.96 sd/sqrt(L).
-    per_lab = rng.normal(0.01, 0.04, 200)
-    labs = [(np.full((3, 20), m), np.zeros((3, 20))) for m in per_lab]
-    d = paired_difference_over_labs(labs, n_boot=800)
-    assert (d.high - d.low) / 2 == pytest.approx(1.96 * per_lab.std(ddof=1) / np.sqrt(200), rel=0.12)
-    # One lab: the within-lab two-way bootstrap (closed form over prompts, as above).
-    n = 1500
-    one = rng.normal(0.1, 0.3, (1, n))
-    d = paired_difference_over_labs([(one, np.zeros_like(one))], n_boot=2000)
-    assert (d.high - d.low) / 2 == pytest.approx(1.96 * one.std(ddof=1) / np.sqrt(n), rel=0.1)
+    # Three labs: resampling labs can only reach the range of their means (each drawn three times
+    # has chance 1/27 > 2.5 %), so the across-labs interval is exactly that range.
+    three = [np.full((2, 5), m) for m in (0.1, -0.05, 0.3)]
+    d = paired_difference_over_labs([(x, np.zeros_like(x)) for x in three], n_boot=2000)
+    assert (d.low, d.high) == pytest.approx((-0.05, 0.3), abs=1e-12)
+    # A difference constant within each lab, varying between 400 labs: the across-labs half-width is
+    # that of a mean over labs, 1.96 sd/sqrt(L); the within interval, which holds the labs, is empty.
+    per_lab = rng.normal(0.01, 0.04, 400)
+    labs = [(np.full((2, 3), m), np.zeros((2, 3))) for m in per_lab]
+    d = paired_difference_over_labs(labs, n_boot=400)
+    assert (d.high - d.low) / 2 == pytest.approx(1.96 * per_lab.std(ddof=1) / np.sqrt(400), rel=0.12)
+    assert d.within_high - d.within_low == pytest.approx(0, abs=1e-12)
+    # Four labs of one seed and 1,000 prompts each: the within half-width is 1.96 SE of the mean of
+    # four independent means, SE = sqrt(sum of var_i / n) / 4.
+    n = 1000
+    labs = [rng.normal(0.1, sd, (1, n)) for sd in (0.2, 0.3, 0.4, 0.5)]
+    d = paired_difference_over_labs([(x, np.zeros_like(x)) for x in labs], n_boot=1000)
+    se = np.sqrt(sum(x.var(ddof=1) / n for x in labs)) / 4
+    assert (d.within_high - d.within_low) / 2 == pytest.approx(1.96 * se, rel=0.1)

@@ -55,8 +55,10 @@ class LabsDifference:
     """A paired difference pooled over independently built labs (each lab weighs the same)."""
 
     mean: float
-    low: float
+    low: float  # across labs: the labs resampled (each lab's mean carries its own seeds' and prompts' noise)
     high: float
+    within_low: float  # these labs: each lab's seeds and prompts resampled, the labs held fixed
+    within_high: float
     per_lab: list  # each lab's own PairedDifference
     between_labs_sd: float  # sd of the labs' mean differences (0 with one lab)
 
@@ -65,12 +67,19 @@ class LabsDifference:
 
 
 def paired_difference_over_labs(labs, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> LabsDifference:
-    """Mean over labs of each lab's mean ``a − b``, with a three-level bootstrap interval.
+    """Mean over labs of each lab's mean ``a − b``, with two bootstrap intervals.
 
     ``labs``: one (a, b) per lab, each a pair of (seeds, prompts) arrays as `paired_difference`
     takes (labs may differ in seeds and prompts). A lab is a replication of the whole experiment
-    (another SFT model, other pairs, other prompts), so each draw resamples labs, then within each
-    drawn lab its seeds and its prompts, and averages the labs' grid means."""
+    (another SFT model, other pairs, other prompts).
+
+    * ``low, high`` (across labs) resample the labs with replacement and average their means: a lab's
+      mean already holds the noise of its seeds and prompts, so resampling inside it again would
+      count that noise twice. With few labs this interval is coarse: with three it is the range of
+      the labs' means.
+    * ``within_low, within_high`` (these labs) hold the labs fixed and resample each lab's seeds and
+      prompts (`paired_difference`'s two-way bootstrap inside every lab): is the mean over *these*
+      labs distinguishable from zero."""
     diffs = []
     for a, b in labs:
         a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -79,19 +88,20 @@ def paired_difference_over_labs(labs, n_boot: int = 2000, seed: int = 0, level: 
         diffs.append(a - b)
     if not diffs:
         raise ValueError("no labs to pool")
+    q = [(1 - level) / 2, 1 - (1 - level) / 2]
     rng = np.random.default_rng(seed)
-    boots = np.empty(n_boot)
-    for k in range(n_boot):
-        total = 0.0
-        for i in rng.integers(0, len(diffs), size=len(diffs)):
-            d = diffs[i]
-            total += d[np.ix_(rng.integers(0, d.shape[0], size=d.shape[0]),
-                              rng.integers(0, d.shape[1], size=d.shape[1]))].mean()
-        boots[k] = total / len(diffs)
-    lo, hi = np.quantile(boots, [(1 - level) / 2, 1 - (1 - level) / 2])
     means = np.array([d.mean() for d in diffs])
+    across = means[rng.integers(0, len(means), size=(n_boot, len(means)))].mean(axis=1)
+    within = np.zeros(n_boot)
+    for d in diffs:
+        for k in range(n_boot):
+            within[k] += d[np.ix_(rng.integers(0, d.shape[0], size=d.shape[0]),
+                                  rng.integers(0, d.shape[1], size=d.shape[1]))].mean()
+    within /= len(diffs)
+    lo, hi = np.quantile(across, q)
+    w_lo, w_hi = np.quantile(within, q)
     per_lab = [paired_difference(d, np.zeros_like(d), n_boot=n_boot, seed=seed) for d in diffs]
-    return LabsDifference(float(means.mean()), float(lo), float(hi), per_lab,
+    return LabsDifference(float(means.mean()), float(lo), float(hi), float(w_lo), float(w_hi), per_lab,
                           float(means.std(ddof=1)) if len(means) > 1 else 0.0)
 
 

@@ -291,17 +291,21 @@ def _calibration(calibrations, figs) -> str:
     for ax, (arm, cal) in zip(axes[0], calibrations.items()):
         rows = pd.DataFrame(cal["candidates"])
         judged = "win_rate" in rows
+        if not judged and "val_loss" not in rows:  # every window was empty: nothing was probed
+            ax.set_axis_off(), ax.set_title(f"{arm}: no window held a pair", fontsize=9)
+            continue
         v = 100 * rows["win_rate"].to_numpy(dtype=float) if judged else rows["val_loss"].to_numpy(dtype=float)
         x = np.arange(len(rows))
         colours = ["C3" if i == cal["chosen"] else "C0" for i in x]
         if judged:
-            err = np.vstack([v - 100 * rows["low"].to_numpy(dtype=float), 100 * rows["high"].to_numpy(dtype=float) - v])
+            err = np.vstack([v - 100 * rows["wr_low"].to_numpy(dtype=float),
+                             100 * rows["wr_high"].to_numpy(dtype=float) - v])
             ax.errorbar(x, v, yerr=err.clip(min=0), fmt="none", ecolor="gray", capsize=3)
         ax.scatter(x, v, c=colours, zorder=3)
         ax.set_xticks(x, [f"{lo:.0f}/{hi:.0f}" for lo, hi in zip(rows["low"], rows["high"])], rotation=60, fontsize=7)
         ax.set_xlabel("% cut from the bottom / top"), ax.set_title(arm, fontsize=9)
         ax.set_ylabel("probe WinRate on validation (%)" if judged else "probe validation loss")
-        cols = [c for c in ("window", "n_pairs", "win_rate", "low", "high", "val_loss", "val_margin", "steps",
+        cols = [c for c in ("window", "n_pairs", "win_rate", "wr_low", "wr_high", "val_loss", "val_margin", "steps",
                             "train_seconds", "judge_seconds") if c in rows]
         shown = rows[cols].copy()
         shown.insert(0, "chosen", ["yes" if i == cal["chosen"] else "" for i in x])

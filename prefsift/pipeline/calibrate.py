@@ -107,8 +107,9 @@ def candidates(table, arm: str, keep: float, settings: CalibrationSettings) -> l
     for split in settings.splits:
         mask, w = split_windows(cols, keep=keep, split=float(split))
         lo, hi = (1 - w) * split * 100, (1 - w) * (1 - split) * 100
-        out.append(({"window": ",".join(f"{c}:{lo:.4g}:{100 - hi:.4g}" for c in scores), "split": float(split),
-                     "low": lo, "high": hi}, mask))
+        # (10 digits: the window as written selects the same pairs, so it can be copied into `windows:`)
+        out.append(({"window": ",".join(f"{c}:{lo:.10g}:{100 - hi:.10g}" for c in scores), "split": float(split),
+                     "low": lo, "high": hi, "width": w}, mask))
     return out
 
 
@@ -126,26 +127,31 @@ class ProbeJudge:
 
             prompts = list(dict.fromkeys(r["prompt"] for r in inp.validation.records()))[: st.prompts]
             if not prompts:
-                raise ConfigError(key="calibration.by", problem="is 'judge', but there are no validation prompts; "
-                                                                "give validation pairs or use 'loss'")
+                raise ConfigError(key="validation", problem="holds no pairs, so the calibrated arms have no prompts "
+                                                            "to judge their probes on: give validation pairs")
             self.answers = Answers(run, inp, prompts, per_prompt=st.answers)
-            self.key = stage_key("judge", judge.name, stage_key(prompts), st.answers, run.cfg.temperature,
-                                 run.cfg.max_new_tokens, self.seed)
+            # What the test evaluation's key holds: the judge as configured, the sampler, the sampling.
+            self.key = stage_key("judge", run.cfg.judge, judge.name, self.answers.sampler.name, stage_key(prompts),
+                                 st.answers, run.cfg.temperature, run.cfg.max_new_tokens, self.seed)
         else:
             from ..scoring.columns import tokenized
 
             self.pairs = tokenized(inp.validation, inp.tokenizer)
             if not self.pairs:
-                raise ConfigError(key="calibration.by", problem="is 'loss', but there are no usable validation pairs")
+                raise ConfigError(key="validation", problem="holds no usable pairs, so `calibration.by: loss` has "
+                                                            "nothing to value the probes on: give validation pairs")
             self._ref = None
-            self.key = stage_key("loss", stage_key([r["prompt"] + r["chosen"] + r["rejected"]
-                                                    for r in inp.validation.records()]))
+            # TRL's max_length: the loss is over the tokens the probe trained on (as TRL's eval_loss is).
+            self.max_length = run.cfg.final.max_length
+            self.key = stage_key("loss", self.max_length, stage_key([r["prompt"] + r["chosen"] + r["rejected"]
+                                                                     for r in inp.validation.records()]))
 
     def _logps(self, model):
-        from ..scoring.logprobs import compute_pair_logps
+        from ..scoring.logprobs import LogprobSettings, compute_pair_logps
 
         pad = self.inp.tokenizer.pad_token_id
-        return compute_pair_logps(model, self.pairs, pad if pad is not None else 0, progress=False)
+        return compute_pair_logps(model, self.pairs, pad if pad is not None else 0,
+                                  LogprobSettings(max_length=self.max_length), progress=False)
 
     def value(self, model) -> dict:
         """The probe's metrics; "value" is the one candidates are compared on (higher is better)."""
@@ -155,8 +161,8 @@ class ProbeJudge:
             a = self.answers
             e = evaluate_answers(self.judge, a.asked, a.of(model, self.seed), a.reference(self.seed), seed=self.seed,
                                  n_prompts=len(a.prompts))
-            return {"value": e.win_rate.win_rate, "win_rate": e.win_rate.win_rate, "low": e.win_rate.low,
-                    "high": e.win_rate.high, "score": e.score_aligned}
+            return {"value": e.win_rate.win_rate, "win_rate": e.win_rate.win_rate, "wr_low": e.win_rate.low,
+                    "wr_high": e.win_rate.high, "score": e.score_aligned}
         import torch
 
         if self._ref is None:
@@ -166,8 +172,9 @@ class ProbeJudge:
         t = torch.as_tensor
         margin = obj.margin(t(p.chosen), t(p.rejected), t(r.chosen), t(r.rejected), t(p.chosen_tokens),
                             t(p.rejected_tokens))
-        loss = float(obj.loss(margin).mean())
-        return {"value": -loss, "val_loss": loss, "val_margin": float(margin.mean())}
+        loss = float(obj.loss(margin).mean())  # the preference loss only (no sft_weight term)
+        return {"value": -loss if np.isfinite(loss) else float("-inf"), "val_loss": loss,
+                "val_margin": float(margin.mean())}
 
 
 def calibration_stage(run, inp, theta_key: str, table, probe_judge: ProbeJudge, arm: str) -> np.ndarray:
@@ -190,7 +197,9 @@ def calibration_stage(run, inp, theta_key: str, table, probe_judge: ProbeJudge, 
                         asdict(inp.lora) if inp.lora else None, probe_judge.key)
         path = folder / f"probe{i}.json"
         done = _reusable(path, key)
-        if done is None:
+        if done is not None:  # a run killed after the result was written may have left the model
+            shutil.rmtree(folder / f"probe{i}", ignore_errors=True)
+        else:
             row = {"key": key, **desc, "n_pairs": int(mask.sum())}
             if mask.any():
                 t = time.time()
@@ -213,7 +222,8 @@ def calibration_stage(run, inp, theta_key: str, table, probe_judge: ProbeJudge, 
         log(f"  probe {i + 1}/{len(cands)} {done['window']}: {done['n_pairs']} pairs, "
             + (f"WinRate {100 * done['win_rate']:.1f} %" if "win_rate" in done else
                f"validation loss {done['val_loss']:.4f}" if "val_loss" in done else done.get("note", "")))
-    best = int(np.argmax([r["value"] for r in results]))
+    values = np.array([r["value"] for r in results], dtype=float)
+    best = int(np.argmax(np.where(np.isnan(values), -np.inf, values)))  # a diverged probe never wins
     cost = sum(r["train_seconds"] + r["judge_seconds"] for r in results)
     artifacts.write_json(folder / "calibration.json", {
         "arm": arm, "by": st.by, "probe_epochs": st.probe_epochs, "candidates": results, "chosen": best,
