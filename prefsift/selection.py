@@ -259,6 +259,13 @@ _builtin_rules()
 
 def check_rule(rule: str, key: str = "rule") -> str:
     """``rule`` if it names a rule, else a `ConfigError` listing them."""
+    from .pipeline.calibrate import CALIBRATED_ARMS
+
+    if rule in CALIBRATED_ARMS:
+        raise ConfigError(key=key, problem=f"{rule!r} is not a rule over a scores table: its window is chosen by short "
+                                           "probe trainings judged on validation prompts, which only `prefsift run` "
+                                           f"makes; list it under a run config's `arms`, or give a window here "
+                                           "(--window SCORE:LOW:HIGH)")
     RULES.get(rule, key=key)
     return rule
 

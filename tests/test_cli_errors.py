@@ -151,6 +151,8 @@ CASES = [
                           "{out}"], "--keep", "{out}"),
     ("select-unknown-rule", ["select", "--scores", "{root}/irm_only.parquet", "--rule", "irn", "--out", "{out}"],
      "--rule must name a rule", "{out}"),
+    ("select-calibrated", ["select", "--scores", "{root}/irm_only.parquet", "--rule", "calibrated_tif", "--out",
+                           "{out}"], "--rule 'calibrated_tif' is not a rule over a scores table", "{out}"),
     ("select-overlap-rule", ["select", "--scores", "{root}/irm_only.parquet", "--rule", "irm", "--overlap", "tif",
                              "--out", "{out}"], "--overlap 'tif' needs the score(s) ['if']", "{out}"),
     ("select-window-form", ["select", "--scores", "{root}/irm_only.parquet", "--window", "irm:20", "--out", "{out}"],
