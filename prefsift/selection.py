@@ -257,10 +257,22 @@ def _builtin_rules() -> None:
 _builtin_rules()
 
 
+# Calibrated arms (`pipeline/calibrate.py`) choose a family's window by probe trainings; the scores
+# each family's windows are taken on (several: intersected, as LossDiff-IRM).
+FAMILIES = {"tif": ("if",), "lossdiff": ("lossdiff",), "lossdiff_irm": ("lossdiff", "irm")}
+CALIBRATED_ARMS = tuple(f"calibrated_{f}{s}" for f in FAMILIES for s in ("", "_free"))
+
+
+def calibrated_family(arm: str) -> tuple[str, bool] | None:
+    """(family, free) of a calibrated arm's name, else None."""
+    if arm not in CALIBRATED_ARMS:
+        return None
+    rest = arm[len("calibrated_"):]
+    return (rest[: -len("_free")], True) if rest.endswith("_free") else (rest, False)
+
+
 def check_rule(rule: str, key: str = "rule") -> str:
     """``rule`` if it names a rule, else a `ConfigError` listing them."""
-    from .pipeline.calibrate import CALIBRATED_ARMS
-
     if rule in CALIBRATED_ARMS:
         raise ConfigError(key=key, problem=f"{rule!r} is not a rule over a scores table: its window is chosen by short "
                                            "probe trainings judged on validation prompts, which only `prefsift run` "

@@ -181,7 +181,7 @@ def test_imported_arms_are_validated():
         RunConfig(imported={"tif": "x/selection.parquet:tif"})
     with pytest.raises(ValueError, match="expected 'RUN/selection.parquet:COLUMN'"):
         RunConfig(imported={"a_tif": "x/selection.parquet"})
-    with pytest.raises(ValueError, match="define them under `imported`"):
+    with pytest.raises(ValueError, match="define them under `imported`/`windows`"):
         RunConfig(arms=["full", "a_tif"])
     with pytest.raises(ValueError, match="clashes with .* selection.parquet column"):
         RunConfig(imported={"valid": "x/selection.parquet:tif"})

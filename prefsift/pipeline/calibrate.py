@@ -31,18 +31,7 @@ from .. import artifacts
 from ..errors import ConfigError
 from .rundir import stage_key
 
-# The scores each family's windows are taken on (several: intersected, as LossDiff-IRM).
-FAMILIES = {"tif": ("if",), "lossdiff": ("lossdiff",), "lossdiff_irm": ("lossdiff", "irm")}
-CALIBRATED_ARMS = tuple(f"calibrated_{f}{s}" for f in FAMILIES for s in ("", "_free"))
-
-
-def calibrated_family(arm: str) -> tuple[str, bool] | None:
-    """(family, free) of a calibrated arm's name, else None."""
-    if arm not in CALIBRATED_ARMS:
-        return None
-    rest = arm[len("calibrated_"):]
-    free = rest.endswith("_free")
-    return (rest[: -len("_free")] if free else rest), free
+from ..selection import FAMILIES, calibrated_family
 
 
 def _check_splits(v):

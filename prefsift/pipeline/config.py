@@ -23,13 +23,13 @@ from ..scoring.table import ScoreConfig
 from ..selection import RULES
 from ..train.dpo import StageSettings
 from ..train.rl import RLSettings
-from .calibrate import CALIBRATED_ARMS, FAMILIES, CalibrationSettings, calibrated_family
+from ..selection import CALIBRATED_ARMS, FAMILIES, calibrated_family
+from .calibrate import CalibrationSettings
 
 # The default arms; every registered selection rule (`prefsift.selection.RULES`, which a plugin can
 # extend) may be an arm. `clean` is an oracle arm, for the lab (or any file with `pair_type` and
-# `label_correct` columns): the clean pairs whose label is right, at their own count. The single-score
-# ablations (irm, lossdiff) are not default arms since the evaluation grew to 1,000 prompts x 4 answers:
-# seven arms x 3 seeds keep `prefsift demo` near 20 minutes on 2 CPU cores (experiments/ lists them).
+# `label_correct` columns): the clean pairs whose label is right, at their own count. Not irm, lossdiff:
+# 7 arms x 3 seeds at 1,000 prompts x 4 answers keep `prefsift demo` near 20 minutes on 2 CPU cores.
 DEFAULT_ARMS = ("full", "random", "score_gap", "lossdiff_irm", "tif", "top_if", "clean")
 
 # The ScoreConfig fields a run sets itself (its own models, pairs and directory, and the run-wide
@@ -102,10 +102,9 @@ class RunConfig:
                 "names in `imported`"})
     imported: dict = field(default_factory=dict, metadata={"help": "arms whose selection comes from another run: {NAME: RUN/selection.parquet:COLUMN}, matched by pair id (e.g. train model B on model A's TIF set)"})
     windows: dict = field(default_factory=dict, metadata={"help": "arms selected by percentile windows, each tail set on its own: {NAME: 'SCORE:LOW:HIGH[,SCORE:LOW:HIGH]'}, intersected (e.g. {ld_irm_asym: 'lossdiff:10:90,irm:0:80'}); choose them on validation data, never on the test prompts"})
-    calibration: CalibrationSettings = _section(
-        CalibrationSettings, CalibrationSettings, "CalibrationSettings of the calibrated_* arms (calibrated_tif, "
-        "calibrated_lossdiff, calibrated_lossdiff_irm and their _free forms): each chooses its window by short probe "
-        "trainings from θ judged on the validation prompts")
+    calibration: CalibrationSettings = _section(CalibrationSettings, CalibrationSettings, "CalibrationSettings of the "
+                                                "calibrated arms (calibrated_tif, _lossdiff, _lossdiff_irm, each also "
+                                                "_free): windows chosen by probe trainings judged on validation prompts")
     seeds: list = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds of every arm"})
     judge: str = field(default="oracle", metadata={"help": "oracle, lexicon, reward:FOLDER, llm:MODEL, or a registered judge",
                                                    "check": lambda spec: _judge_problem(spec)})
@@ -201,13 +200,10 @@ class RunConfig:
             if name in RULES or name in CALIBRATED_ARMS or name in self.imported:
                 raise ConfigError(key=f"windows.{name}", problem="names a rule or an imported arm already; rename it")
             check_windows(spec, key=f"windows.{name}")
-        bad = [a for a in self.arms if a not in RULES and a not in self.imported and a not in self.windows
-               and a not in CALIBRATED_ARMS]
-        if bad:
-            known = list(RULES.names()) + list(CALIBRATED_ARMS)
-            raise ConfigError(key="arms", problem=f"has unknown arm(s) {bad}{did_you_mean(bad[0], known)}; "
-                                                  f"choose among {', '.join(known)}, or define them under `imported` "
-                                                  "or `windows`")
+        known = list(RULES.names()) + list(CALIBRATED_ARMS)
+        if bad := [a for a in self.arms if a not in known and a not in self.imported and a not in self.windows]:
+            raise ConfigError(key="arms", problem=f"has unknown arm(s) {bad}{did_you_mean(bad[0], known)}; choose "
+                                                  f"among {', '.join(known)}, or define them under `imported`/`windows`")
         calibrated = [a for a in self.arms if a in CALIBRATED_ARMS]
         if calibrated and self.route != "dpo":
             raise ConfigError(key="arms", problem=f"lists {calibrated}, calibrated by DPO probe trainings, which route "
