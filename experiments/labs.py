@@ -53,7 +53,7 @@ def _grid(by_seed: dict, seeds) -> np.ndarray:
     return np.stack([by_seed[s] for s in seeds])
 
 
-def arm_rows(labs: list[dict], n_boot: int = 2000) -> list[dict]:
+def arm_rows(labs: list[dict], n_boot: int = 2000, baselines=BASELINES) -> list[dict]:
     """Per arm: the pooled WinRate and differences (mean over labs, three-level bootstrap), the
     labs' own differences and their spread."""
     arms = [a for a in labs[0]["values"] if all(a in lab["values"] for lab in labs)]
@@ -64,7 +64,7 @@ def arm_rows(labs: list[dict], n_boot: int = 2000) -> list[dict]:
         own = [_grid(lab["values"][arm], sorted(lab["values"][arm])) for lab in labs]
         wr = paired_difference_over_labs([(a, np.zeros_like(a)) for a in own], n_boot=n_boot)
         row.update(win_rate=wr.mean, low=wr.low, high=wr.high, per_lab=[d.mean for d in wr.per_lab])
-        for base in BASELINES:
+        for base in baselines:
             if arm == base or not all(base in lab["values"] for lab in labs):
                 continue
             grids = []
@@ -84,9 +84,9 @@ def _pct(x: float, sign: bool = False) -> str:
     return f"{100 * x:+.1f}" if sign else f"{100 * x:.1f}"
 
 
-def labs_table(runs: list[Path], seeds=None, n_boot: int = 2000) -> str:
+def labs_table(runs: list[Path], seeds=None, n_boot: int = 2000, baselines=BASELINES) -> str:
     labs = [lab_values(r, seeds) for r in runs]
-    rows = arm_rows(labs, n_boot)
+    rows = arm_rows(labs, n_boot, baselines)
     cfg = labs[0]["config"]
     prompts = sorted(set().union(*(lab["prompts"] for lab in labs)))
     hosts = {json.dumps(json.loads((r / "manifest.json").read_text()).get("versions", {}).get("host"), sort_keys=True)
@@ -97,9 +97,10 @@ def labs_table(runs: list[Path], seeds=None, n_boot: int = 2000) -> str:
         where = "; ".join(machine_line(json.loads(h)) if h != "null" else "not recorded" for h in sorted(hosts))
     lines = [f"{len(runs)} labs ({', '.join(f'`{r}`' for r in runs)}); {'/'.join(map(str, prompts))} prompts x "
              f"{cfg['answers_per_prompt']} answers per lab; keep {cfg['keep']}; machine: {where}", "",
-             "| arm | pairs | WinRate vs π_ref (per lab) | − random: mean [across labs] [these labs] | per lab "
-             "| between-lab sd | − full: mean [across labs] [these labs] | per lab |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| arm | pairs | WinRate vs π_ref (per lab) | "
+             + " | ".join(f"− {b}: mean [across labs] [these labs] | per lab" + (" | between-lab sd" if i == 0 else "")
+                          for i, b in enumerate(baselines)) + " |",
+             "|---|---|---|" + "---|---|" * len(baselines) + "---|"]
 
     def iv(d, lo, hi):
         return f"[{_pct(getattr(d, lo), True)}, {_pct(getattr(d, hi), True)}]"
@@ -108,20 +109,22 @@ def labs_table(runs: list[Path], seeds=None, n_boot: int = 2000) -> str:
         n_seeds = set(r["seeds"])
         cells = [r["arm"] + ("" if len(n_seeds) == 1 else f" ({'/'.join(map(str, r['seeds']))} seeds)"),
                  f"{r['pairs']:.0f}", f"{_pct(r['win_rate'])} % ({' / '.join(_pct(x) for x in r['per_lab'])})"]
-        for base in BASELINES:
+        for i, base in enumerate(baselines):
             d = r.get(f"d_{base}")
             if d is None:
-                cells += ["–", "–"] + (["–"] if base == "random" else [])
+                cells += ["–", "–"] + (["–"] if i == 0 else [])
                 continue
             cells += [f"{_pct(d.mean, True)} {iv(d, 'low', 'high')} {iv(d, 'within_low', 'within_high')}",
                       " / ".join(f"{_pct(x.mean, True)} [{_pct(x.low, True)}, {_pct(x.high, True)}]" for x in d.per_lab)]
-            if base == "random":
+            if i == 0:
                 cells.append(_pct(d.between_labs_sd))
         lines.append("| " + " | ".join(cells) + " |")
     seeds_line = sorted({len(v) for lab in labs for v in lab["values"].values()})
-    detectable = [smallest_detectable(x) for r in rows if "d_random" in r for x in r["d_random"].per_lab]
+    first = f"d_{baselines[0]}"
+    detectable = [smallest_detectable(x) for r in rows if first in r for x in r[first].per_lab]
     if detectable:
-        lines += ["", f"Seeds per arm and lab: {'/'.join(map(str, seeds_line))}. Smallest difference from random one "
+        lines += ["", f"Seeds per arm and lab: {'/'.join(map(str, seeds_line))}. Smallest difference from "
+                      f"{baselines[0]} one "
                       f"lab detects (80 % power, 5 % level, from each lab's own paired interval): "
                       f"{_pct(min(detectable))}–{_pct(max(detectable))} points."]
     return "\n".join(lines)
@@ -154,6 +157,8 @@ def main() -> None:
     ap.add_argument("--seeds", help="only these training seeds, comma-separated")
     ap.add_argument("--calibration", action="store_true", help="the calibrated arms' choices and costs instead")
     ap.add_argument("--boot", type=int, default=2000, help="bootstrap draws (default 2000)")
+    ap.add_argument("--baselines", default=",".join(BASELINES),
+                    help="arms every other arm is compared with, comma-separated (default random,full)")
     args = ap.parse_args()
     runs = [Path(r) for r in args.runs]
     for r in runs:
@@ -163,7 +168,7 @@ def main() -> None:
         print(calibration_table(runs))
         return
     seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
-    print(labs_table(runs, seeds, args.boot))
+    print(labs_table(runs, seeds, args.boot, tuple(args.baselines.split(","))))
 
 
 if __name__ == "__main__":
