@@ -23,6 +23,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from prefsift.devices import machine_line  # noqa: E402
 from prefsift.eval.paired import paired_difference_over_labs, per_prompt, smallest_detectable  # noqa: E402
+from prefsift.pipeline.calibrate import read_calibrations  # noqa: E402
+from prefsift.pipeline.rundir import RunDir  # noqa: E402
 
 BASELINES = ("random", "full")
 
@@ -135,19 +137,16 @@ def calibration_table(runs: list[Path]) -> str:
     lines = ["| lab | arm | probes | chosen window | pairs | probe WinRate (chosen / paper's 0.5 split) "
              "| probes' time | arm's training (all seeds) |", "|---|---|---|---|---|---|---|---|"]
     for run in runs:
-        for path in sorted((run / "calibrate").glob("*/calibration.json")):
-            cal = json.loads(path.read_text())
-            arm, cands = cal["arm"], cal["candidates"]
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        for arm, cal in read_calibrations(RunDir(run), None, cfg["seeds"]).items():
+            cands = cal["candidates"]
             chosen = cands[cal["chosen"]]
             paper = next((c for c in cands if c.get("split") == 0.5), None)
-            cfg = yaml.safe_load((run / "config.yaml").read_text())
-            stages = [p for p in (run / "arms" / f"{arm}-seed{s}" / "stage.json" for s in cfg["seeds"]) if p.exists()]
-            arm_s = sum(json.loads(p.read_text())["seconds"] for p in stages)
             wr = (f"{_pct(chosen['win_rate'])} %" + (f" / {_pct(paper['win_rate'])} %" if paper else "")
                   if "win_rate" in chosen else f"loss {chosen.get('val_loss', float('nan')):.4f}")
             lines.append(f"| `{run.name}` | {arm} | {len(cands)} | {chosen['window']} | {chosen['n_pairs']} | {wr} | "
-                         f"{cal['probe_seconds']:.0f} s ({cal['probe_steps']} steps) | {arm_s:.0f} s "
-                         f"({len(stages)} seeds) |")
+                         f"{cal['probe_seconds']:.0f} s ({cal['probe_steps']} steps) | {cal['arm_seconds']:.0f} s "
+                         f"({cal['arm_seeds']} seeds) |")
     return "\n".join(lines)
 
 

@@ -87,3 +87,22 @@ def test_labs_pool_paired_differences_by_hand(tmp_path):
     out = labs.labs_table([tmp_path / "lab0", tmp_path / "lab1"], n_boot=300)
     assert "| x (2/3 seeds) |" in out and "machine:" in out and "Smallest difference" in out
     assert d.low <= d.mean <= d.high and d.within_low <= d.mean <= d.within_high
+
+
+def test_calibration_table_reads_the_choice_and_the_arm_cost(tmp_path):
+    import json
+
+    run = tmp_path / "lab0"
+    _lab_run(run, {("calibrated_lossdiff_irm", s): np.ones(4) for s in (0, 1)}, 2, 2)
+    cands = [{"window": "lossdiff:0:64", "split": 0.0, "n_pairs": 64, "win_rate": 0.61},
+             {"window": "lossdiff:18:82", "split": 0.5, "n_pairs": 64, "win_rate": 0.55}]
+    folder = run / "calibrate" / "calibrated_lossdiff_irm"
+    folder.mkdir(parents=True)
+    (folder / "calibration.json").write_text(json.dumps({
+        "arm": "calibrated_lossdiff_irm", "candidates": cands, "chosen": 0, "probe_seconds": 12.4,
+        "probe_steps": 30}))
+    for s, sec in ((0, 40.2), (1, 41.9)):  # the arm's own training, one stage.json per seed
+        (run / "arms" / f"calibrated_lossdiff_irm-seed{s}" / "stage.json").write_text(json.dumps({"seconds": sec}))
+    row = labs.calibration_table([run]).splitlines()[2]
+    assert row == ("| `lab0` | calibrated_lossdiff_irm | 2 | lossdiff:0:64 | 64 | 61.0 % / 55.0 % | 12 s (30 steps) "
+                   "| 82 s (2 seeds) |")

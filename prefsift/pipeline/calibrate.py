@@ -102,6 +102,30 @@ def candidates(table, arm: str, keep: float, settings: CalibrationSettings) -> l
     return out
 
 
+def validation_prompts(inp, n: int) -> list[str]:
+    """The first `n` distinct prompts of the validation pairs, in file order: what probes are judged on."""
+    return list(dict.fromkeys(r["prompt"] for r in inp.validation.records()))[:n]
+
+
+def read_calibrations(rd, arms=None, seeds=()) -> dict[str, dict]:
+    """{arm: its calibration.json} for the calibrated arms of run directory `rd` that have one (every
+    such arm when `arms` is None), each with "arm_seconds": the arm's own training summed over the
+    `seeds` whose stage.json exists, and "arm_seeds": how many those were."""
+    folders = (sorted(p.parent for p in (rd.root / "calibrate").glob("*/calibration.json")) if arms is None
+               else [rd.calibration(a) for a in arms])
+    out = {}
+    for folder in folders:
+        path = folder / "calibration.json"
+        if not path.exists():
+            continue
+        cal = json.loads(path.read_text())
+        stages = [p for p in (rd.arm(cal["arm"], s) / "stage.json" for s in seeds) if p.exists()]
+        cal["arm_seconds"] = float(sum(json.loads(p.read_text())["seconds"] for p in stages))
+        cal["arm_seeds"] = len(stages)
+        out[cal["arm"]] = cal
+    return out
+
+
 class ProbeJudge:
     """How a probe is valued on validation data: WinRate against π_ref on the validation prompts
     (answers sampled as the test evaluation samples them), or the objective's validation loss."""
@@ -114,7 +138,7 @@ class ProbeJudge:
         if self.by == "judge":
             from .stages import Answers
 
-            prompts = list(dict.fromkeys(r["prompt"] for r in inp.validation.records()))[: st.prompts]
+            prompts = validation_prompts(inp, st.prompts)
             if not prompts:
                 raise ConfigError(key="validation", problem="holds no pairs, so the calibrated arms have no prompts "
                                                             "to judge their probes on: give validation pairs")
@@ -174,7 +198,7 @@ def calibration_stage(run, inp, theta_key: str, table, probe_judge: ProbeJudge, 
     cfg, log = run.cfg, run.log
     st = cfg.calibration
     cands = candidates(table, arm, cfg.keep, st)
-    folder = run.dir.root / "calibrate" / arm
+    folder = run.dir.calibration(arm)
     settings = dataclasses.replace(cfg.final, epochs=st.probe_epochs, seed=int(cfg.seeds[0]))
     how = (f"WinRate vs π_ref on {len(probe_judge.answers.prompts)} validation prompts x {st.answers} answers"
            if st.by == "judge" else "the validation loss")

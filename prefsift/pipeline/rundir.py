@@ -45,6 +45,10 @@ class RunDir:
     def arm_eval(self, arm: str, seed: int) -> Path:
         return self.arm(arm, seed) / "eval.json"
 
+    def calibration(self, arm: str) -> Path:
+        """A calibrated arm's probes (probeN.json) and its choice (calibration.json)."""
+        return self.root / "calibrate" / arm
+
 
 class Manifest:
     """manifest.json: versions, config, and each finished stage's key, seconds and outputs."""

@@ -336,14 +336,10 @@ def results_stage(run: Run, judge, answers: Answers, evaluations: list[dict]) ->
 def report_stage(run: Run, table: pd.DataFrame, masks: dict, evaluation: pd.DataFrame, curves: dict,
                  summary: pd.DataFrame | None = None) -> None:
     """report.html: the scores, the selections, the training curves and the WinRate table, plotted."""
-    calibrations = {}
-    for arm in run.cfg.arms:  # the calibrated arms' probes, with what their own training cost
-        path = run.dir.root / "calibrate" / arm / "calibration.json"
-        if path.exists():
-            cal = json.loads(path.read_text())
-            stages = [run.dir.arm(arm, s) / "stage.json" for s in run.cfg.seeds]
-            cal["arm_seconds"] = sum(json.loads(p.read_text())["seconds"] for p in stages if p.exists())
-            calibrations[arm] = cal
+    from .calibrate import read_calibrations
+
+    # The calibrated arms' probes, with what their own training cost.
+    calibrations = read_calibrations(run.dir, run.cfg.arms, run.cfg.seeds)
     try:
         from ..eval.report import write_report
 

@@ -27,7 +27,7 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
     from ..scoring.table import ScoreConfig, _tokenized
 
     from ..errors import ConfigError
-    from ..pipeline.calibrate import calibrated_family, probe_count
+    from ..pipeline.calibrate import calibrated_family, probe_count, validation_prompts
 
     if cfg.route != "dpo":
         raise ConfigError(key="route", problem=f"is {cfg.route!r}: the planner knows the dpo route's stages only so "
@@ -72,12 +72,12 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
         final = warm if dataclasses.replace(cfg.final, epochs=1.0) == dataclasses.replace(cfg.warmup, epochs=1.0) \
             else probe_training(start, ref, tok, inp.train.records(), inp.objective, cfg.final, processes, lora=cfg.lora)
         rng = np.random.default_rng(0)
+        kept = max(1, round(cfg.keep * len(lengths)))  # an arm's pairs at the kept fraction
         arms = list(cfg.arms)
         jobs = [(a, s) for s in cfg.seeds for a in arms]
         total = StagePlan("arms", 0.0, 0.0, 0.0, "")
         for arm, seed in jobs:
-            n = len(lengths) if arm == "full" else max(1, round(cfg.keep * len(lengths)))
-            subset = [lengths[i] for i in np.sort(rng.choice(len(lengths), size=n, replace=False))]
+            subset = _sized_like(lengths, len(lengths) if arm == "full" else kept, rng)
             one = training_stage(arm, final, rate, subset, dataclasses.replace(cfg.final, seed=seed), processes, n_w,
                                  w_bytes, val_tokens, cfg.eval_steps, trainable=trainable)
             total.seconds += one.seconds
@@ -113,11 +113,11 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
         if calibrated:  # each calibrated arm's probes: short trainings, each judged on the validation prompts
             st = cfg.calibration
             n_probes = sum(probe_count(a, st) for a in calibrated)
-            n = max(1, round(cfg.keep * len(lengths)))
-            subset = [lengths[i] for i in np.sort(rng.choice(len(lengths), size=n, replace=False))]
+            n = kept
+            subset = _sized_like(lengths, n, rng)
             one = training_stage("probe", final, rate, subset, dataclasses.replace(cfg.final, epochs=st.probe_epochs),
                                  processes, n_w, w_bytes, 0, None, trainable=trainable)
-            asked = list(dict.fromkeys(r["prompt"] for r in inp.validation.records()))[: st.prompts]
+            asked = validation_prompts(inp, st.prompts)
             t_answer = t_judge = 0.0
             if st.by == "judge" and asked:
                 few = Answers(run, inp, asked, per_prompt=st.answers)
@@ -132,6 +132,11 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
                                                                    "validation loss"))
         plan.probe_seconds = time.perf_counter() - t_probe
     return plan
+
+
+def _sized_like(lengths: list, n: int, rng) -> list:
+    """A random `n` of the pairs' lengths, in order: an arm of that size, as far as its cost goes."""
+    return [lengths[i] for i in np.sort(rng.choice(len(lengths), size=n, replace=False))]
 
 
 def _lora_weights(model, lora) -> int | None:
@@ -161,7 +166,9 @@ def actual_run_seconds(rd, arms: list, seeds: list) -> dict[str, float]:
     evals = [man[f"eval/{a}/{s}"]["seconds"] for a, s in jobs if f"eval/{a}/{s}" in man]
     if evals:
         out["evaluation"] = float(sum(evals))
-    cals = [rd.root / "calibrate" / a / "calibration.json" for a in arms]
-    if any(p.exists() for p in cals):
-        out["calibration"] = float(sum(json.loads(p.read_text())["probe_seconds"] for p in cals if p.exists()))
+    from ..pipeline.calibrate import read_calibrations
+
+    cals = read_calibrations(rd, arms)
+    if cals:
+        out["calibration"] = float(sum(c["probe_seconds"] for c in cals.values()))
     return out
