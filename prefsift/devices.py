@@ -133,4 +133,4 @@ def machine_line(m: dict | None = None) -> str:
     m = machine() if m is None else m
     gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
     return (f"{m.get('cpu', '?')} ({m.get('simd') or 'no SIMD flags read'}; torch kernels {m.get('torch_kernels', '?')}), "
-            f"{m.get('cores', '?')} cores, {m.get('threads', '?')} threads{gpu}")
+            f"{m.get('cores', '?')} cores, {m.get('threads', '?')} thread{'' if m.get('threads') == 1 else 's'}{gpu}")
