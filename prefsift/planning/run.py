@@ -113,8 +113,7 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
         if calibrated:  # each calibrated arm's probes: short trainings, each judged on the validation prompts
             st = cfg.calibration
             n_probes = sum(probe_count(a, st) for a in calibrated)
-            n = kept
-            subset = _sized_like(lengths, n, rng)
+            subset = _sized_like(lengths, kept, rng)
             one = training_stage("probe", final, rate, subset, dataclasses.replace(cfg.final, epochs=st.probe_epochs),
                                  processes, n_w, w_bytes, 0, None, trainable=trainable)
             asked = validation_prompts(inp, st.prompts)
@@ -125,10 +124,10 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
                 t_judge, _ = _timed(device, lambda: judge.prefers(few.asked, got, got))
             plan.stages.append(StagePlan("calibration", n_probes * (one.seconds + t_answer + t_judge) + t_answer,
                                          n_probes * one.flops, one.peak_gib,
-                                         f"{n_probes} probes of {st.probe_epochs:g} epoch on about {n} pairs, each "
+                                         f"{n_probes} probes of {st.probe_epochs:g} epoch on about {kept} pairs, each "
                                          f"judged on {len(asked)} validation prompts x {st.answers} answers"
                                          if st.by == "judge" else f"{n_probes} probes of {st.probe_epochs:g} epoch "
-                                                                   f"on about {n} pairs, each scored by its "
+                                                                   f"on about {kept} pairs, each scored by its "
                                                                    "validation loss"))
         plan.probe_seconds = time.perf_counter() - t_probe
     return plan
