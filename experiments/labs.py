@@ -5,6 +5,7 @@ labs, then each lab's training seeds and its prompts (`prefsift.eval.paired.pair
     python experiments/labs.py runs/e6/injected-lab0 runs/e6/injected-lab1 runs/e6/injected-lab2
     python experiments/labs.py --seeds 0,1,2 runs/e6/ratings-lab*   # only these seeds (a second pass's)
     python experiments/labs.py --calibration runs/e6/ratings-lab*   # what the calibrated arms chose
+    python experiments/labs.py --curves runs/e7/injected-lab*       # validation loss and margin per arm
 
 Nothing is recomputed: it reads each run's arms/ARM-seedS/eval.json (every answer's preference
 against π_ref, answer-major), config.yaml and manifest.json. A lab counts once however many
@@ -150,11 +151,57 @@ def calibration_table(runs: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def _span(xs, fmt="{:.3f}") -> str:
+    lo, hi = min(xs), max(xs)
+    return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}–{fmt.format(hi)}"
+
+
+def arm_curves(run: Path) -> dict:
+    """{arm: [per seed {"steps", "loss", "margin"}]}: the validation curve each arm's training logged
+    (stage.json's log: the evaluation at step 0, then every `eval_steps`), in step order."""
+    import re
+
+    out = {}
+    for info_path in sorted((run / "arms").glob("*/stage.json")):
+        m = re.fullmatch(r"(.+)-seed(\d+)", info_path.parent.name)
+        if not m:
+            continue
+        evals = sorted((e for e in json.loads(info_path.read_text()).get("log", []) if "eval_loss" in e),
+                       key=lambda e: e["step"])
+        if evals:
+            out.setdefault(m[1], []).append({"steps": [e["step"] for e in evals],
+                                             "loss": [e["eval_loss"] for e in evals],
+                                             "margin": [e.get("eval_rewards/margins", float("nan")) for e in evals]})
+    return out
+
+
+def curves_table(runs: list[Path]) -> str:
+    """Per arm and lab, over its seeds: validation loss at the start → its lowest (at which step) → at
+    the end, and the validation margin at the start → the end; each a range over the seeds."""
+    per_run = [arm_curves(r) for r in runs]
+    arms = [a for a in per_run[0] if all(a in c for c in per_run)]
+    lines = ["| arm | " + " | ".join(f"`{r.name}`: validation loss start → lowest (step) → end; margin start → end"
+                                      for r in runs) + " |", "|---|" + "---|" * len(runs)]
+    for arm in arms:
+        cells = []
+        for curves in per_run:
+            seeds = curves[arm]
+            low = [int(np.argmin(c["loss"])) for c in seeds]
+            cells.append(f"{_span([c['loss'][0] for c in seeds])} → {_span([c['loss'][i] for c, i in zip(seeds, low)])} "
+                         f"({_span([c['steps'][i] for c, i in zip(seeds, low)], '{}')}) → "
+                         f"{_span([c['loss'][-1] for c in seeds])}; {_span([c['margin'][0] for c in seeds], '{:.2f}')} → "
+                         f"{_span([c['margin'][-1] for c in seeds], '{:.2f}')} ({len(seeds)} seeds)")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="finished run directories, one lab each")
     ap.add_argument("--seeds", help="only these training seeds, comma-separated")
     ap.add_argument("--calibration", action="store_true", help="the calibrated arms' choices and costs instead")
+    ap.add_argument("--curves", action="store_true",
+                    help="each arm's validation loss and margin over its training instead (runs with eval_steps)")
     ap.add_argument("--boot", type=int, default=2000, help="bootstrap draws (default 2000)")
     ap.add_argument("--baselines", default=",".join(BASELINES),
                     help="arms every other arm is compared with, comma-separated (default random,full)")
@@ -165,6 +212,9 @@ def main() -> None:
             raise SystemExit(f"{r}: no config.yaml; is it a run directory of `prefsift run`?")
     if args.calibration:
         print(calibration_table(runs))
+        return
+    if args.curves:
+        print(curves_table(runs))
         return
     seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
     print(labs_table(runs, seeds, args.boot, tuple(args.baselines.split(","))))

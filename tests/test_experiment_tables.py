@@ -106,3 +106,26 @@ def test_calibration_table_reads_the_choice_and_the_arm_cost(tmp_path):
     row = labs.calibration_table([run]).splitlines()[2]
     assert row == ("| `lab0` | calibrated_lossdiff_irm | 2 | lossdiff:0:64 | 64 | 61.0 % / 55.0 % | 12 s (30 steps) "
                    "| 82 s (2 seeds) |")
+
+
+def test_curves_table_reads_each_seeds_validation_curve(tmp_path):
+    import json
+
+    curves = {  # (arm, seed): [(step, eval_loss, eval margin)], written out of step order on purpose
+        ("if_small", 0): [(10, 0.61, 0.5), (0, 0.475, 0.77), (20, 0.99, 0.21)],
+        ("if_small", 1): [(0, 0.475, 0.77), (10, 0.58, 0.4), (20, 1.01, 0.27)],
+        ("if_medium", 0): [(0, 0.475, 0.77), (10, 0.41, 1.2), (20, 0.388, 1.6)],
+        ("if_medium", 1): [(0, 0.475, 0.77), (10, 0.406, 1.3), (20, 0.411, 1.67)],
+    }
+    for lab in ("lab0", "lab1"):
+        for (arm, seed), pts in curves.items():
+            folder = tmp_path / lab / "arms" / f"{arm}-seed{seed}"
+            folder.mkdir(parents=True)
+            log = [{"loss": 0.7, "step": 5}] + [{"eval_loss": lo, "eval_rewards/margins": m, "step": st}
+                                                for st, lo, m in pts]  # training entries carry no eval_loss
+            (folder / "stage.json").write_text(json.dumps({"log": log}))
+    rows = labs.curves_table([tmp_path / "lab0", tmp_path / "lab1"]).splitlines()
+    by_arm = {r.split(" | ")[0].lstrip("| "): r for r in rows[2:]}
+    # by hand: small never goes below its start (lowest = step 0), medium's lowest at step 20 / 10
+    assert "| 0.475 → 0.475 (0) → 0.990–1.010; 0.77 → 0.21–0.27 (2 seeds) |" in by_arm["if_small"]
+    assert "| 0.475 → 0.388–0.406 (10–20) → 0.388–0.411; 0.77 → 1.60–1.67 (2 seeds) |" in by_arm["if_medium"]
