@@ -2,19 +2,25 @@
 
     python experiments/tables.py runs/e4_keep050 runs/e4_keep064      # WinRate table of each run
     python experiments/tables.py --noise runs/e5_noise00 runs/e5_noise10 runs/e5_noise20 runs/e5_noise40
+    python experiments/tables.py --noise --rules lossdiff_irm,tif,random runs/e7/ratings-lab0   # rules no arm trained
     python experiments/tables.py --compare runs/e2_scores_track_if runs/e3_model_b   # two models, same pairs
 
 The WinRate table is the run's eval.json (mean over seeds, the mean of the per-seed 95 % intervals,
 the sd over seeds, head-to-head against the full arm). `--noise` adds, per run, the share of the
-deliberately flipped pairs and of all wrong-label pairs each selection drops (lab runs only)."""
+deliberately flipped pairs and of all wrong-label pairs each selection drops (lab runs only); with
+`--rules`, also selections no arm of the run trained, made from its scores table at the run's `keep`
+(the random rule with seed 0)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def winrate_table(run: Path) -> str:
@@ -38,7 +44,7 @@ def winrate_table(run: Path) -> str:
     return "\n".join(lines)
 
 
-def dropped_table(run: Path) -> str:
+def dropped_table(run: Path, rules=()) -> str:
     scores = pd.read_parquet(run / "score" / "scores.parquet")
     if not {"pair_type", "label_correct"} <= set(scores.columns):
         raise SystemExit(f"{run}: --noise needs the lab's true pair types (pair_type, label_correct columns)")
@@ -47,8 +53,19 @@ def dropped_table(run: Path) -> str:
     wrong = ~scores["label_correct"].fillna(True).to_numpy(dtype=bool)
     lines = [f"`{run}`: {int(flipped.sum())} flipped pairs, {int(wrong.sum())} wrong-label pairs in all", "",
              "| selection | flipped dropped | all wrong-label dropped |", "|---|---|---|"]
-    for arm in sel.columns.drop(["id", "valid", "reason", "full"], errors="ignore"):
-        kept = sel[arm].to_numpy(dtype=bool)
+    masks = {arm: sel[arm].to_numpy(dtype=bool) for arm in sel.columns.drop(["id", "valid", "reason", "full"],
+                                                                            errors="ignore")}
+    if rules:
+        import yaml
+
+        from prefsift.selection import apply_rule
+
+        if not scores["id"].astype(str).equals(sel["id"].astype(str)):
+            raise SystemExit(f"{run}: selection.parquet and scores.parquet list the pairs in another order")
+        keep = yaml.safe_load((run / "config.yaml").read_text())["keep"]
+        for rule in rules:
+            masks.setdefault(rule, apply_rule(scores, rule, keep, seed=0))
+    for arm, kept in masks.items():
         f = f"{1 - kept[flipped].mean():.2f}" if flipped.any() else "–"
         w = f"{1 - kept[wrong].mean():.2f}" if wrong.any() else "–"
         lines.append(f"| {arm} | {f} | {w} |")
@@ -94,6 +111,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="finished run directories")
     ap.add_argument("--noise", action="store_true", help="also the shares of wrong-label pairs dropped")
+    ap.add_argument("--rules", default="", help="with --noise: selections to add from the scores table at the "
+                                                "run's keep, comma-separated rules (e.g. lossdiff_irm,tif,random)")
     ap.add_argument("--compare", action="store_true", help="compare the scores of two runs over the same pairs")
     args = ap.parse_args()
     if args.compare:
@@ -106,7 +125,7 @@ def main() -> None:
             raise SystemExit(f"{r}: no eval.json; finish the run first (prefsift run {r}/config.yaml)")
         print(winrate_table(r), end="\n\n")
         if args.noise:
-            print(dropped_table(r), end="\n\n")
+            print(dropped_table(r, [x for x in args.rules.split(",") if x]), end="\n\n")
 
 
 if __name__ == "__main__":

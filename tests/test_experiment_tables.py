@@ -129,3 +129,21 @@ def test_curves_table_reads_each_seeds_validation_curve(tmp_path):
     # by hand: small never goes below its start (lowest = step 0), medium's lowest at step 20 / 10
     assert "| 0.475 → 0.475 (0) → 0.990–1.010; 0.77 → 0.21–0.27 (2 seeds) |" in by_arm["if_small"]
     assert "| 0.475 → 0.388–0.406 (10–20) → 0.388–0.411; 0.77 → 1.60–1.67 (2 seeds) |" in by_arm["if_medium"]
+
+
+def test_noise_table_adds_rules_no_arm_trained(tmp_path):
+    import yaml
+
+    ids = [f"p{i}" for i in range(10)]
+    run = tmp_path / "run"
+    _run(run, ids, np.zeros(10), np.zeros(10), np.arange(10.0), np.ones(10, bool),
+         pair_type=["clean", "flipped", "clean", "clean", "flipped"] + ["clean"] * 5)
+    scores = pd.read_parquet(run / "score" / "scores.parquet")
+    scores["label_correct"] = [i not in (0, 5, 9) for i in range(10)]
+    scores.to_parquet(run / "score" / "scores.parquet", index=False)
+    (run / "config.yaml").write_text(yaml.safe_dump({"keep": 0.6}))
+    out = tables.dropped_table(run, ["irm"])
+    # by hand: IRM = 0..9, its middle 60 % keeps IRM 2..7, so it drops pairs 0, 1, 8, 9: flipped {1, 4} -> 1 of 2;
+    # wrong labels {0, 5, 9} -> 2 of 3. The run's own TIF column (every pair kept) drops none.
+    assert "| irm | 0.50 | 0.67 |" in out and "| tif | 0.00 | 0.00 |" in out
+    assert "2 flipped pairs, 3 wrong-label pairs in all" in out
