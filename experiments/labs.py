@@ -153,7 +153,9 @@ def calibration_table(runs: list[Path]) -> str:
 
 def _span(xs, fmt="{:.3f}") -> str:
     lo, hi = min(xs), max(xs)
-    return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}–{fmt.format(hi)}"
+    if fmt.format(lo) == fmt.format(hi):
+        return fmt.format(lo)
+    return f"{fmt.format(lo)}{' to ' if lo < 0 else '–'}{fmt.format(hi)}"  # "-0.12–-0.05" reads badly
 
 
 def arm_curves(run: Path) -> dict:
