@@ -195,6 +195,9 @@ CASES = [
     ("run-override-range", ["run", "{root}/files_ok.yaml", "final.epochs=0", "--out", "{out}"],
      "override 'final.epochs=0': final.epochs must be > 0", "{out}"),
     ("run-override-form", ["run", "{root}/files_ok.yaml", "beta", "--out", "{out}"], "must be KEY=VALUE", "{out}"),
+    # an override after the flags is read as one (not argparse's "unrecognized arguments")
+    ("run-override-after-out", ["run", "{root}/files_ok.yaml", "--out", "{out}", "final.epochs=0"],
+     "override 'final.epochs=0': final.epochs must be > 0", "{out}"),
     ("run-override-section", ["run", "{root}/files_ok.yaml", "beta.x=1", "--out", "{out}"], "beta has no sub-settings",
      "{out}"),
     ("run-missing-train", ["run", "{root}/missing_train.yaml", "--out", "{out}"],
@@ -349,3 +352,12 @@ def test_the_same_checks_hold_for_the_python_api():
         apply_rule(pd.DataFrame({"valid": [True], "irm": [0.0]}), "lossdiff_irm", 0.5)
     with pytest.raises(ConfigError, match=r"keep must be in \(0, 1\]"):
         apply_rule(pd.DataFrame({"valid": [True], "irm": [0.0]}), "irm", 1.5)
+
+
+def test_a_stray_argument_is_still_refused(inputs, capsys):
+    """Only KEY=VALUE words may follow `run`'s flags; anything else is argparse's usage error."""
+    with pytest.raises(SystemExit) as e:
+        main(["run", str(inputs / "files_ok.yaml"), "--out", "x", "--no-such-flag"])
+    assert e.value.code == 2 and "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["model", "/nonexistent", "beta=0.1"])  # a command without overrides takes none

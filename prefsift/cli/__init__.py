@@ -23,7 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     late_debug = "--debug" in argv[1:end]
     if late_debug:
         argv = [a for i, a in enumerate(argv) if not (a == "--debug" and 0 < i < end)]
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # `run`/`plan` take KEY=VALUE overrides after their flags too (`run x.yaml --out d seeds=[0]`).
+    late = [a for a in extra if "=" in a and not a.startswith("-")]
+    if extra and (late != extra or not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if late:
+        args.overrides = list(args.overrides or []) + late
     args.argv = given
     args.debug = args.debug or late_debug
     if not getattr(args, "func", None):

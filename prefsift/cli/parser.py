@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="YAML file of RunConfig settings")
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                      help="settings over the file's, values read as YAML: beta=0.1 seeds=[0] lab.n_train=600 "
-                          "warmup.learning_rate=2e-4")
+                          "warmup.learning_rate=2e-4 (before or after the flags)")
     run.add_argument("--out", help="run directory (overrides the config's out)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_processes_arg(run, "train (DDP) and score (sharded) in", "run")
