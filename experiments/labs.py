@@ -87,8 +87,11 @@ def _pct(x: float, sign: bool = False) -> str:
     return f"{100 * x:+.1f}" if sign else f"{100 * x:.1f}"
 
 
-def labs_table(runs: list[Path], seeds=None, n_boot: int = 2000, baselines=BASELINES) -> str:
+def labs_table(runs: list[Path], seeds=None, n_boot: int = 2000, baselines=BASELINES, arms=None) -> str:
     labs = [lab_values(r, seeds) for r in runs]
+    if arms is not None:  # only these arms (a run folder copied from another run holds that run's arms too)
+        for lab in labs:
+            lab["values"] = {a: v for a, v in lab["values"].items() if a in arms}
     rows = arm_rows(labs, n_boot, baselines)
     cfg = labs[0]["config"]
     prompts = sorted(set().union(*(lab["prompts"] for lab in labs)))
@@ -202,6 +205,7 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", help="finished run directories, one lab each")
     ap.add_argument("--seeds", help="only these training seeds, comma-separated")
     ap.add_argument("--calibration", action="store_true", help="the calibrated arms' choices and costs instead")
+    ap.add_argument("--arms", help="only these arms (and the baselines), comma-separated")
     ap.add_argument("--curves", action="store_true",
                     help="each arm's validation loss and margin over its training instead (runs with eval_steps)")
     ap.add_argument("--boot", type=int, default=2000, help="bootstrap draws (default 2000)")
@@ -219,7 +223,9 @@ def main() -> None:
         print(curves_table(runs))
         return
     seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
-    print(labs_table(runs, seeds, args.boot, tuple(args.baselines.split(","))))
+    baselines = tuple(args.baselines.split(","))
+    arms = None if args.arms is None else set(args.arms.split(",")) | set(baselines)
+    print(labs_table(runs, seeds, args.boot, baselines, arms))
 
 
 if __name__ == "__main__":

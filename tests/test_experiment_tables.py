@@ -87,6 +87,9 @@ def test_labs_pool_paired_differences_by_hand(tmp_path):
     out = labs.labs_table([tmp_path / "lab0", tmp_path / "lab1"], n_boot=300)
     assert "| x (2/3 seeds) |" in out and "machine:" in out and "Smallest difference" in out
     assert d.low <= d.mean <= d.high and d.within_low <= d.mean <= d.within_high
+    only = labs.labs_table([tmp_path / "lab0", tmp_path / "lab1"], n_boot=300, baselines=("random",),
+                           arms={"x", "random"})
+    assert "| x (2/3 seeds) |" in only and "| full |" not in only
 
 
 def test_calibration_table_reads_the_choice_and_the_arm_cost(tmp_path):
