@@ -238,11 +238,45 @@ _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bf
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
 
-def load_tokenizer(spec: str | Path, *, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
+# What `save_pretrained` writes as the class of a tokenizer built from a plain `tokenizers` object.
+_GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
 
+
+def tokenizer_from_folder(path: str | Path, **kwargs):
+    """The tokenizer saved in ``path``, as it was saved.
+
+    transformers 5's AutoTokenizer picks the class from config.json's model type even when
+    tokenizer_config.json names the generic class: a word-level tokenizer saved beside a Qwen2 model
+    comes back as a `Qwen2Tokenizer`, whose own pre-tokenizer drops words (the lab's task words) from
+    every prompt. When the folder saved a generic tokenizer and AutoTokenizer returns another class
+    that encodes a probe of the vocabulary differently from the saved tokenizer.json, the saved
+    tokenizer.json is loaded as it is."""
+    import json
+
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    path = Path(path)
+    tok = AutoTokenizer.from_pretrained(path, **kwargs)
+    try:
+        saved = json.loads((path / "tokenizer_config.json").read_text()).get("tokenizer_class")
+    except (OSError, ValueError, AttributeError):
+        return tok
+    if saved not in _GENERIC_TOKENIZER_CLASSES or type(tok).__name__ in _GENERIC_TOKENIZER_CLASSES \
+            or not (path / "tokenizer.json").is_file():
+        return tok
+    from tokenizers import Tokenizer
+
+    raw = Tokenizer.from_file(str(path / "tokenizer.json"))
+    words = sorted(raw.get_vocab(), key=raw.get_vocab().get)[:512]
+    probe = " ".join(w for w in words if w.isprintable() and not w.isspace())
+    if tok(probe).input_ids != raw.encode(probe).ids:
+        tok = PreTrainedTokenizerFast.from_pretrained(path)
+    return tok
+
+
+def load_tokenizer(spec: str | Path, *, trust_remote_code: bool = False):
     path = resolve_model_path(spec)
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tok = tokenizer_from_folder(path, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         # Padding positions are masked out of every sum; any id works, EOS is the usual choice.
         tok.pad_token = tok.eos_token

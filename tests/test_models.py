@@ -77,3 +77,20 @@ def test_smollm2_loads_offline_from_the_packaged_file(tmp_path, monkeypatch):
         out = model.generate(**ids, max_new_tokens=12, do_sample=False)
     answer = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
     assert "Paris" in answer
+
+
+@pytest.mark.parametrize("preset", ["lab-a", "lab-b"])
+def test_a_saved_lab_model_reads_its_prompts_as_the_lab_does(preset, tmp_path):
+    """transformers 5 loads the tokenizer beside a Qwen2 model (lab-b) as a Qwen2Tokenizer, which
+    dropped the task word of every lab prompt; a folder's tokenizer must encode as it was saved."""
+    from prefsift.lab.sft import build_lab_model, load_sft, save_sft
+    from prefsift.lab.tokenizer import build_lab_tokenizer
+    from prefsift.models import load_tokenizer
+
+    tok = build_lab_tokenizer()
+    save_sft(build_lab_model(tok, preset, 0), tok, tmp_path)
+    prompts = ["sort : 0 4 8 7 6 4 =", "increment : 9 4 8 =", "reverse : 1 2 =", "copy : 6 5 ="]
+    expected = [tok(p).input_ids for p in prompts]
+    assert all(ids[1] == tok.convert_tokens_to_ids(p.split()[0]) for ids, p in zip(expected, prompts))
+    assert [load_tokenizer(str(tmp_path))(p).input_ids for p in prompts] == expected
+    assert [load_sft(tmp_path)[1](p).input_ids for p in prompts] == expected

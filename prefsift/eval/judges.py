@@ -92,12 +92,12 @@ class RewardModelJudge(Judge):
     """A local sequence-classification reward model folder: score = its logit for prompt+answer."""
 
     def __init__(self, folder: str, max_length: int = 1024, batch_size: int = 8):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
 
-        from ..models import load_pretrained
+        from ..models import load_pretrained, tokenizer_from_folder
 
         self.model = load_pretrained(AutoModelForSequenceClassification, folder, dtype=torch.float32).eval()
-        self.tok = AutoTokenizer.from_pretrained(folder)
+        self.tok = tokenizer_from_folder(folder)
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
             self.model.config.pad_token_id = self.tok.pad_token_id

@@ -168,10 +168,10 @@ def save_sft(model, tokenizer, folder: str | Path) -> Path:
 
 def load_sft(folder: str | Path):
     """``(model, tokenizer)`` from a folder written by `save_sft`, in fp32 and eval mode."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    from ..models import load_pretrained
+    from ..models import load_pretrained, tokenizer_from_folder
 
     model = load_pretrained(AutoModelForCausalLM, folder, dtype=torch.float32)
     model.eval()
-    return model, AutoTokenizer.from_pretrained(folder)
+    return model, tokenizer_from_folder(folder)
