@@ -155,6 +155,8 @@ def calibration_table(runs: list[Path]) -> str:
 
 
 def _span(xs, fmt="{:.3f}") -> str:
+    if any(x != x for x in xs):
+        return "nan"  # a seed without the value (or a diverged one): shown, never hidden
     lo, hi = min(xs), max(xs)
     if fmt.format(lo) == fmt.format(hi):
         return fmt.format(lo)
@@ -167,10 +169,11 @@ def arm_curves(run: Path) -> dict:
     import re
 
     out = {}
+    stages = json.loads((run / "manifest.json").read_text())["stages"] if (run / "manifest.json").exists() else None
     for info_path in sorted((run / "arms").glob("*/stage.json")):
         m = re.fullmatch(r"(.+)-seed(\d+)", info_path.parent.name)
-        if not m:
-            continue
+        if not m or (stages is not None and f"eval/{m[1]}/{int(m[2])}" not in stages):
+            continue  # a training this run did not finish and judge (as lab_values counts)
         evals = sorted((e for e in json.loads(info_path.read_text()).get("log", []) if "eval_loss" in e),
                        key=lambda e: e["step"])
         if evals:
@@ -191,7 +194,7 @@ def curves_table(runs: list[Path]) -> str:
         cells = []
         for curves in per_run:
             seeds = curves[arm]
-            low = [int(np.argmin(c["loss"])) for c in seeds]
+            low = [int(np.nanargmin(c["loss"])) for c in seeds]
             cells.append(f"{_span([c['loss'][0] for c in seeds])} → {_span([c['loss'][i] for c, i in zip(seeds, low)])} "
                          f"({_span([c['steps'][i] for c, i in zip(seeds, low)], '{}')}) → "
                          f"{_span([c['loss'][-1] for c in seeds])}; {_span([c['margin'][0] for c in seeds], '{:.2f}')} → "

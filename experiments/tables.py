@@ -9,7 +9,7 @@ The WinRate table is the run's eval.json (mean over seeds, the mean of the per-s
 the sd over seeds, head-to-head against the full arm). `--noise` adds, per run, the share of the
 deliberately flipped pairs and of all wrong-label pairs each selection drops (lab runs only); with
 `--rules`, also selections no arm of the run trained, made from its scores table at the run's `keep`
-(the random rule with seed 0)."""
+(the random rule with seed 0; a rule the run trained keeps the run's own column)."""
 
 from __future__ import annotations
 
@@ -55,16 +55,17 @@ def dropped_table(run: Path, rules=()) -> str:
              "| selection | flipped dropped | all wrong-label dropped |", "|---|---|---|"]
     masks = {arm: sel[arm].to_numpy(dtype=bool) for arm in sel.columns.drop(["id", "valid", "reason", "full"],
                                                                             errors="ignore")}
+    if not scores["id"].astype(str).equals(sel["id"].astype(str)):
+        raise SystemExit(f"{run}: selection.parquet and scores.parquet list the pairs in another order")
     if rules:
         import yaml
 
         from prefsift.selection import apply_rule
 
-        if not scores["id"].astype(str).equals(sel["id"].astype(str)):
-            raise SystemExit(f"{run}: selection.parquet and scores.parquet list the pairs in another order")
         keep = yaml.safe_load((run / "config.yaml").read_text())["keep"]
         for rule in rules:
-            masks.setdefault(rule, apply_rule(scores, rule, keep, seed=0))
+            if rule not in masks:  # an arm of the run keeps its own column (random: its first seed's draw)
+                masks[rule] = apply_rule(scores, rule, keep, seed=0)
     for arm, kept in masks.items():
         f = f"{1 - kept[flipped].mean():.2f}" if flipped.any() else "–"
         w = f"{1 - kept[wrong].mean():.2f}" if wrong.any() else "–"
@@ -115,6 +116,8 @@ def main() -> None:
                                                 "run's keep, comma-separated rules (e.g. lossdiff_irm,tif,random)")
     ap.add_argument("--compare", action="store_true", help="compare the scores of two runs over the same pairs")
     args = ap.parse_args()
+    if args.rules and not args.noise:
+        raise SystemExit("--rules adds selections to the --noise table; give --noise too")
     if args.compare:
         if len(args.runs) != 2:
             raise SystemExit("--compare takes exactly two run directories")

@@ -248,9 +248,8 @@ def tokenizer_from_folder(path: str | Path, **kwargs):
     transformers 5's AutoTokenizer picks the class from config.json's model type even when
     tokenizer_config.json names the generic class: a word-level tokenizer saved beside a Qwen2 model
     comes back as a `Qwen2Tokenizer`, whose own pre-tokenizer drops words (the lab's task words) from
-    every prompt. When the folder saved a generic tokenizer and AutoTokenizer returns another class
-    that encodes a probe of the vocabulary differently from the saved tokenizer.json, the saved
-    tokenizer.json is loaded as it is."""
+    every prompt. A folder that saved a generic tokenizer is loaded as that generic class, from its
+    tokenizer.json, as transformers 4 did."""
     import json
 
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -261,16 +260,9 @@ def tokenizer_from_folder(path: str | Path, **kwargs):
         saved = json.loads((path / "tokenizer_config.json").read_text()).get("tokenizer_class")
     except (OSError, ValueError, AttributeError):
         return tok
-    if saved not in _GENERIC_TOKENIZER_CLASSES or type(tok).__name__ in _GENERIC_TOKENIZER_CLASSES \
-            or not (path / "tokenizer.json").is_file():
-        return tok
-    from tokenizers import Tokenizer
-
-    raw = Tokenizer.from_file(str(path / "tokenizer.json"))
-    words = sorted(raw.get_vocab(), key=raw.get_vocab().get)[:512]
-    probe = " ".join(w for w in words if w.isprintable() and not w.isspace())
-    if tok(probe).input_ids != raw.encode(probe).ids:
-        tok = PreTrainedTokenizerFast.from_pretrained(path)
+    if saved in _GENERIC_TOKENIZER_CLASSES and type(tok).__name__ not in _GENERIC_TOKENIZER_CLASSES \
+            and (path / "tokenizer.json").is_file():
+        tok = PreTrainedTokenizerFast.from_pretrained(path, **kwargs)
     return tok
 
 

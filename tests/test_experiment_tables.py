@@ -89,7 +89,7 @@ def test_labs_pool_paired_differences_by_hand(tmp_path):
     assert d.low <= d.mean <= d.high and d.within_low <= d.mean <= d.within_high
     only = labs.labs_table([tmp_path / "lab0", tmp_path / "lab1"], n_boot=300, baselines=("random",),
                            arms={"x", "random"})
-    assert "| x (2/3 seeds) |" in only and "| full |" not in only
+    assert "| x (2/3 seeds) |" in only and "| full (2/3 seeds) |" in out and "| full" not in only
 
 
 def test_calibration_table_reads_the_choice_and_the_arm_cost(tmp_path):
@@ -127,6 +127,11 @@ def test_curves_table_reads_each_seeds_validation_curve(tmp_path):
             log = [{"loss": 0.7, "step": 5}] + [{"eval_loss": lo, "eval_rewards/margins": m, "step": st}
                                                 for st, lo, m in pts]  # training entries carry no eval_loss
             (folder / "stage.json").write_text(json.dumps({"log": log}))
+        # a training the run never judged (killed, or left from another pass): not counted
+        stray = tmp_path / lab / "arms" / "if_small-seed7"
+        stray.mkdir()
+        (stray / "stage.json").write_text(json.dumps({"log": [{"eval_loss": 0.1, "step": 0}]}))
+        (tmp_path / lab / "manifest.json").write_text(json.dumps({"stages": {f"eval/{a}/{sd}": {} for a, sd in curves}}))
     rows = labs.curves_table([tmp_path / "lab0", tmp_path / "lab1"]).splitlines()
     by_arm = {r.split(" | ")[0].lstrip("| "): r for r in rows[2:]}
     # by hand: small never goes below its start (lowest = step 0), medium's lowest at step 20 / 10

@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = [a for i, a in enumerate(argv) if not (a == "--debug" and 0 < i < end)]
     args, extra = parser.parse_known_args(argv)
     # `run`/`plan` take KEY=VALUE overrides after their flags too (`run x.yaml --out d seeds=[0]`).
+    extra = [a for a in extra if a != "--"]  # `run c.yaml --out d -- beta=1`
     late = [a for a in extra if "=" in a and not a.startswith("-")]
     if extra and (late != extra or not hasattr(args, "overrides")):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
