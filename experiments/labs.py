@@ -30,19 +30,25 @@ from prefsift.pipeline.rundir import RunDir  # noqa: E402
 BASELINES = ("random", "full")
 
 
+def judged_trainings(run: Path, filename: str) -> list[tuple[str, int]]:
+    """(arm, seed) of every arms/ARM-seedS/<filename> whose evaluation the manifest records as
+    finished: a training killed before its judging, or left from another run's pass, is not counted."""
+    import re
+
+    stages = json.loads((run / "manifest.json").read_text())["stages"]
+    found = [re.fullmatch(r"(.+)-seed(\d+)", p.parent.name) for p in (run / "arms").glob(f"*/{filename}")]
+    return sorted((m[1], int(m[2])) for m in found if m and f"eval/{m[1]}/{int(m[2])}" in stages)
+
+
 def lab_values(run: Path, seeds=None) -> dict:
     """{arm: {seed: per-prompt WinRate vs π_ref}}, each arm's pair count and the prompts' count of
     one finished run: every arms/ARM-seedS/eval.json the manifest records as finished (a later
     pass over the same folder may list fewer seeds in config.yaml; its earlier seeds still count)."""
-    import re
-
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    stages = json.loads((run / "manifest.json").read_text())["stages"]
     values, pairs, prompts = {}, {}, set()
     order = {a: i for i, a in enumerate(list(BASELINES) + list(cfg["arms"]))}
-    found = [re.fullmatch(r"(.+)-seed(\d+)", p.parent.name) for p in (run / "arms").glob("*/eval.json")]
-    for arm, seed in sorted(((m[1], int(m[2])) for m in found if m), key=lambda x: (order.get(x[0], 99), x)):
-        if (seeds is not None and seed not in seeds) or f"eval/{arm}/{seed}" not in stages:
+    for arm, seed in sorted(judged_trainings(run, "eval.json"), key=lambda x: (order.get(x[0], 99), x)):
+        if seeds is not None and seed not in seeds:
             continue
         ev = json.loads((run / "arms" / f"{arm}-seed{seed}" / "eval.json").read_text())
         values.setdefault(arm, {})[seed] = per_prompt(ev["prefs"], ev["win_rate"]["n"])
@@ -166,18 +172,12 @@ def _span(xs, fmt="{:.3f}") -> str:
 def arm_curves(run: Path) -> dict:
     """{arm: [per seed {"steps", "loss", "margin"}]}: the validation curve each arm's training logged
     (stage.json's log: the evaluation at step 0, then every `eval_steps`), in step order."""
-    import re
-
     out = {}
-    stages = json.loads((run / "manifest.json").read_text())["stages"] if (run / "manifest.json").exists() else None
-    for info_path in sorted((run / "arms").glob("*/stage.json")):
-        m = re.fullmatch(r"(.+)-seed(\d+)", info_path.parent.name)
-        if not m or (stages is not None and f"eval/{m[1]}/{int(m[2])}" not in stages):
-            continue  # a training this run did not finish and judge (as lab_values counts)
-        evals = sorted((e for e in json.loads(info_path.read_text()).get("log", []) if "eval_loss" in e),
-                       key=lambda e: e["step"])
+    for arm, seed in judged_trainings(run, "stage.json"):
+        info = json.loads((run / "arms" / f"{arm}-seed{seed}" / "stage.json").read_text())
+        evals = sorted((e for e in info.get("log", []) if "eval_loss" in e), key=lambda e: e["step"])
         if evals:
-            out.setdefault(m[1], []).append({"steps": [e["step"] for e in evals],
+            out.setdefault(arm, []).append({"steps": [e["step"] for e in evals],
                                              "loss": [e["eval_loss"] for e in evals],
                                              "margin": [e.get("eval_rewards/margins", float("nan")) for e in evals]})
     return out

@@ -255,15 +255,13 @@ def tokenizer_from_folder(path: str | Path, **kwargs):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     path = Path(path)
-    tok = AutoTokenizer.from_pretrained(path, **kwargs)
     try:
         saved = json.loads((path / "tokenizer_config.json").read_text()).get("tokenizer_class")
     except (OSError, ValueError, AttributeError):
-        return tok
-    if saved in _GENERIC_TOKENIZER_CLASSES and type(tok).__name__ not in _GENERIC_TOKENIZER_CLASSES \
-            and (path / "tokenizer.json").is_file():
-        tok = PreTrainedTokenizerFast.from_pretrained(path, **kwargs)
-    return tok
+        saved = None
+    if saved in _GENERIC_TOKENIZER_CLASSES and (path / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(path, **kwargs)  # decided before loading: loaded once
+    return AutoTokenizer.from_pretrained(path, **kwargs)
 
 
 def load_tokenizer(spec: str | Path, *, trust_remote_code: bool = False):
