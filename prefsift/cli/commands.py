@@ -180,7 +180,8 @@ def _print_predicted_vs_actual(folder: Path, timings: Path | None = None, cfg=No
 def cmd_select(args) -> int:
     from .. import artifacts
     from ..errors import require_path
-    from ..selection import (apply_rule, check_keep, check_rule, check_rule_columns, check_windows,
+    from ..pipeline.arms import check_selectable as check_rule
+    from ..selection import (apply_rule, check_keep, check_rule_columns, check_windows,
                              overlap_coefficient, read_scores_table, selection_frame, window_of)
 
     # Every flag checked before the table is read.

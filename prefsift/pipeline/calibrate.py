@@ -31,45 +31,7 @@ from .. import artifacts
 from ..errors import ConfigError
 from .rundir import stage_key
 
-from ..selection import FAMILIES, calibrated_family
-
-
-def _check_splits(v):
-    if not isinstance(v, list) or not v or not all(isinstance(x, (int, float)) and 0 <= x <= 1 for x in v):
-        return f"must be a non-empty list of numbers in [0, 1] (the bottom tail's share of the cut), got {v!r}"
-    return None
-
-
-def _check_tails(v):
-    if not isinstance(v, list) or not v or not all(isinstance(x, (int, float)) and 0 <= x < 100 for x in v):
-        return f"must be a non-empty list of percentages in [0, 100), got {v!r}"
-    return None
-
-
-@dataclass
-class CalibrationSettings:
-    """The `calibration:` section: the grid and the probes of the ``calibrated_*`` arms."""
-
-    splits: list = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], metadata={
-        "help": "calibrated_<family> at the run's keep: the share of the dropped pairs cut from the bottom tail "
-                "(0.5: the paper's middle window)", "check": _check_splits})
-    tails: list = field(default_factory=lambda: [0, 10, 20, 30], metadata={
-        "help": "calibrated_<family>_free: the percentages LOW and HIGH cut from the bottom and the top of each score, "
-                "every pair of them", "check": _check_tails})
-    probe_epochs: float = field(default=0.25, metadata={"help": "each probe's training from θ, in epochs of its "
-                                                                "window's pairs", "check": "> 0"})
-    prompts: int = field(default=300, metadata={"help": "validation prompts each probe is judged on (the first N)",
-                                                "check": ">= 1"})
-    answers: int = field(default=4, metadata={"help": "answers per validation prompt", "check": ">= 1"})
-    by: str = field(default="judge", metadata={"help": "judge: the probe's WinRate vs π_ref on the validation prompts "
-                                                       "(the run's judge); loss: the objective's loss on the validation "
-                                                       "pairs (lower is better; no judge)",
-                                               "check": ("judge", "loss")})
-
-    def __post_init__(self):
-        from ..checks import check_fields
-
-        check_fields(self)
+from .arms import FAMILIES, CalibrationSettings, calibrated_family  # noqa: F401  (CalibrationSettings: re-exported)
 
 
 def probe_count(arm: str, settings: CalibrationSettings) -> int:
@@ -136,7 +98,7 @@ class ProbeJudge:
         self.by = st.by
         self.seed = int(run.cfg.seeds[0])
         if self.by == "judge":
-            from .stages import Answers
+            from .answers import Answers
 
             prompts = validation_prompts(inp, st.prompts)
             if not prompts:

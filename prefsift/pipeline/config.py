@@ -18,13 +18,10 @@ from ..lab.sentiment import SentimentConfig
 from ..models import LoraSettings
 from ..objectives import trainable_with_dpo
 from ..registry import import_plugins
-from ..scoring.kinds import SCORES
 from ..scoring.table import ScoreConfig
-from ..selection import RULES
 from ..train.dpo import StageSettings
 from ..train.rl import RLSettings
-from ..selection import CALIBRATED_ARMS, FAMILIES, calibrated_family
-from .calibrate import CalibrationSettings
+from .arms import CalibrationSettings, check_arms
 
 # The default arms; every registered selection rule (`prefsift.selection.RULES`, which a plugin can
 # extend) may be an arm. `clean` is an oracle arm, for the lab (or any file with `pair_type` and
@@ -183,39 +180,8 @@ class RunConfig:
                                                           f"(missing: {', '.join(missing)})")
 
     def _check_arms(self, wanted: list[str]):
-        for name, spec in self.imported.items():
-            key = f"imported.{name}"
-            if name in RULES or name in CALIBRATED_ARMS or name in ("id", "valid", "reason"):
-                raise ConfigError(key=key, problem=f"clashes with a built-in arm or a selection.parquet column; "
-                                                   f"give it another name (e.g. 'b_{name}')")
-            _check_arm_name(name, key)
-            path, _, column = spec.rpartition(":") if isinstance(spec, str) else ("", "", "")
-            if not path or not column:
-                raise ConfigError(key=key, problem=f": expected 'RUN/selection.parquet:COLUMN', got {spec!r}")
-        from ..selection import check_windows
-
         self.windows = dict(self.windows or {})
-        for name, spec in self.windows.items():
-            _check_arm_name(name, f"windows.{name}")
-            if name in RULES or name in CALIBRATED_ARMS or name in self.imported:
-                raise ConfigError(key=f"windows.{name}", problem="names a rule or an imported arm already; rename it")
-            check_windows(spec, key=f"windows.{name}")
-        known = list(RULES.names()) + list(CALIBRATED_ARMS)
-        if bad := [a for a in self.arms if a not in known and a not in self.imported and a not in self.windows]:
-            raise ConfigError(key="arms", problem=f"has unknown arm(s) {bad}{did_you_mean(bad[0], known)}; choose "
-                                                  f"among {', '.join(known)}, or define them under `imported`/`windows`")
-        calibrated = [a for a in self.arms if a in CALIBRATED_ARMS]
-        if calibrated and self.route != "dpo":
-            raise ConfigError(key="arms", problem=f"lists {calibrated}, calibrated by DPO probe trainings, which route "
-                                                  f"{self.route!r} does not run; drop them")
-        for arm in self.arms:
-            needs = (RULES.get(arm).needs if arm in RULES else
-                     FAMILIES[calibrated_family(arm)[0]] if arm in CALIBRATED_ARMS else ())
-            lacking = [c for c in needs if c in SCORES and c not in wanted]
-            if lacking:
-                raise ConfigError(key="arms", problem=f"lists {arm!r}, which needs the {', '.join(lacking)} score(s), "
-                                                      f"but scores.scores is {','.join(wanted)!r}: add them there, "
-                                                      "or drop the arm")
+        check_arms(self.arms, self.imported, self.windows, wanted, self.route)
 
     def to_dict(self) -> dict:
         """Every setting as plain values (what config.yaml holds; `from_dict` reads it back)."""
@@ -350,13 +316,6 @@ def _where_of(key: str | None, where: dict[str, str], default: str) -> str:
             if found:
                 return found
     return default
-
-
-def _check_arm_name(name, key: str) -> None:
-    """An arm defined in the config names a folder: letters, digits, '_' and '-' only."""
-    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-        raise ConfigError(key=key, problem="is not a usable name: use letters, digits, '_' and '-' only "
-                                           "(it names a folder)")
 
 
 SECTIONS = tuple(f.name for f in fields(RunConfig) if "section" in f.metadata) + ("imported", "windows")

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from .config import RunConfig
 
 
 def read_test_prompts(path, limit: int | None = None, key: str = "test_prompts") -> list:
@@ -44,7 +43,7 @@ def read_test_prompts(path, limit: int | None = None, key: str = "test_prompts")
     return prompts
 
 
-def check_run_inputs(cfg: RunConfig) -> dict:
+def check_run_inputs(cfg) -> dict:
     """Everything `run_pipeline` checks before it makes the run directory or loads a model: the
     input files exist and parse, the reference model resolves, the judge is installed and can judge
     the test prompts, and every imported selection exists. Returns what it read

@@ -12,7 +12,8 @@ from .. import artifacts
 from ..devices import machine_line, model_precision, placement
 from ..distributed import barrier, world
 from ..errors import ConfigError
-from .calibrate import ProbeJudge, calibrated_family, calibration_stage
+from .arms import calibrated_family
+from .calibrate import ProbeJudge, calibration_stage
 from .config import RunConfig
 from .inputs import check_run_inputs, read_test_prompts
 from .rundir import Manifest, RunDir

@@ -22,6 +22,7 @@ from .. import artifacts, faults
 from ..errors import ConfigError
 from ..devices import machine, placement
 from .config import RunConfig
+from .answers import Answers  # noqa: F401  (re-exported)
 from .rundir import Manifest, RunDir, stage_key
 
 
@@ -177,24 +178,25 @@ def selections_stage(run: Run, table: pd.DataFrame, calibrate=None) -> tuple[dic
     Returns the masks by arm, and by (arm, seed) those of seeded rules (`random`), which are drawn
     anew for every training seed so that an arm's spread over seeds holds the draw of its subset;
     selection.parquet has a column ``ARM@seedS`` for each, and ``ARM`` is the first seed's."""
-    from .calibrate import calibrated_family
     from ..eval.tables import format_selections
     from ..selection import RULES, apply_rule, window_of
+    from .arms import arm_kind
     from .inputs import imported_selection
 
     cfg = run.cfg
     masks = {"full": table["valid"].to_numpy(dtype=bool)}
     seeded: dict[tuple[str, int], np.ndarray] = {}
     for arm in cfg.arms:
-        if arm == "full":
+        kind = arm_kind(arm, cfg.imported, cfg.windows)
+        if kind == "full":
             continue
-        if arm in cfg.imported:
+        if kind == "imported":
             masks[arm] = imported_selection(table, arm, cfg.imported[arm])
             continue
-        if arm in cfg.windows:
+        if kind == "window":
             masks[arm] = window_of(table, cfg.windows[arm], key=f"windows.{arm}")[0]
             continue
-        if calibrated_family(arm) is not None:
+        if kind == "calibrated":
             if calibrate is None:
                 raise ConfigError(key="arms", problem=f"{arm!r} is calibrated by probe trainings, which route "
                                                       f"{cfg.route!r} does not run; drop it")
@@ -233,38 +235,6 @@ def arm_stage(run: Run, inp: Inputs, theta_key: str, arm: str, seed: int, mask: 
     return train_stage(run.dir.warmup_model, inp.reference, inp.tokenizer, inp.train.records(mask), inp.objective, settings,
                        run.dir.arm(arm, seed), start_key=theta_key, data_key=stage_key(ids), name=f"arm-{arm}",
                        eval_records=inp.validation.records(), eval_steps=cfg.eval_steps, lora=inp.lora, log=run.log)
-
-
-class Answers:
-    """The held-out prompts, and π_ref's answers sampled once per seed and shared by every arm.
-
-    Each prompt is answered `answers_per_prompt` times; answers are ordered answer-major (every
-    prompt's first answer, then every prompt's second, ...), and `asked` holds the prompt of each.
-    Answer k of every model is sampled with the same seed, so arms are compared on equal draws."""
-
-    def __init__(self, run: Run, inp: Inputs, prompts: list[str], per_prompt: int | None = None):
-        from ..eval.answers import sampler_for
-
-        self.run, self.inp, self.prompts = run, inp, prompts
-        self.per_prompt = run.cfg.answers_per_prompt if per_prompt is None else per_prompt
-        self.asked = list(prompts) * self.per_prompt
-        # A lab model (the lab's word-level tokenizer) is answered by the lab's sampler even from files,
-        # as the lab's own runs are: the same answers for the same model and seed.
-        self.sampler = sampler_for(inp.tokenizer)
-        self._reference: dict[int, list[str]] = {}
-
-    def of(self, model, seed: int) -> list[str]:
-        cfg = self.run.cfg
-        out = []
-        for k in range(self.per_prompt):  # answer 0 keeps the seed a one-answer evaluation used
-            out += self.sampler.answer(model, self.inp.tokenizer, self.prompts, temperature=cfg.temperature,
-                                       max_new_tokens=cfg.max_new_tokens, seed=seed + 10_000 + 100_000 * k)
-        return out
-
-    def reference(self, seed: int) -> list[str]:
-        if seed not in self._reference:
-            self._reference[seed] = self.of(self.inp.reference, seed)
-        return self._reference[seed]
 
 
 def evaluation_stage(run: Run, answers: Answers, judge, arm: str, seed: int, n_pairs: int, model,

@@ -27,7 +27,8 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
     from ..scoring.table import ScoreConfig, _tokenized
 
     from ..errors import ConfigError
-    from ..pipeline.calibrate import calibrated_family, probe_count, validation_prompts
+    from ..pipeline.arms import calibrated_family
+    from ..pipeline.calibrate import probe_count, validation_prompts
 
     if cfg.route != "dpo":
         raise ConfigError(key="route", problem=f"is {cfg.route!r}: the planner knows the dpo route's stages only so "

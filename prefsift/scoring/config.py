@@ -8,7 +8,7 @@ from ..checks import check_fields
 from ..devices import DTYPES, device_problem
 from ..errors import ConfigError, did_you_mean
 from ..objectives import trainable_with_dpo
-from ..train.dpo import _optimizer_problem
+from ..train.dpo import optimizer_problem
 from .kinds import SCORES
 
 
@@ -50,7 +50,7 @@ class ScoreConfig:
     val_lr: float = field(default=1e-2, metadata={"help": "learning rate of θ → θ_val", "check": "> 0"})
     val_batch_size: int = field(default=8, metadata={"help": "batch size of θ → θ_val", "check": ">= 1"})
     val_optimizer: str = field(default="sgd", metadata={"help": "optimizer of θ → θ_val; with sgd and a small step LossDiff ∝ IF to first order (adamw_torch: a preconditioned IF)",
-                                                        "check": _optimizer_problem})
+                                                        "check": optimizer_problem})
     if_params: str = field(default="all", metadata={"help": "IF parameter set: all, lora, or regexes over names",
                                                     "check": _if_params_problem})
     projection_dim: int = field(default=0, metadata={"help": "k of the random projection of per-pair gradients (0: exact)",

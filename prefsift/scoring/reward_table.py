@@ -21,7 +21,7 @@ import pandas as pd
 from .. import artifacts
 from ..data import DataError, check_lengths
 from ..errors import ConfigError
-from ..selection import keep_middle, window
+from ..windows import keep_middle, window
 from .config import ScoreConfig
 
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import accumulation_dtype
+from ..train.reward import batch_rewards, padded as _padded  # noqa: F401
 from .batching import plan_batches
 
 
@@ -28,24 +29,6 @@ def reward_sequences(pairs, max_length: int | None) -> list[list[int]]:
             ids = list(tp.prompt_ids) + list(resp)
             out.append(ids[:max_length] if max_length is not None else ids)
     return out
-
-
-def _padded(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids and their attention mask, on `device`."""
-    longest = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), longest), dtype=torch.long)
-    for b, s in enumerate(seqs):
-        ids[b, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
-        mask[b, : len(s)] = 1
-    return ids.to(device), mask.to(device)
-
-
-def batch_rewards(model, seqs: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
-    """r of each sequence (differentiable), in fp32 or better."""
-    ids, mask = _padded(seqs, pad_id, next(model.parameters()).device)
-    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-    return logits[:, 0].to(accumulation_dtype(logits))
 
 
 def pair_rewards(model, pairs, pad_id: int, max_length: int | None = 1024,

@@ -25,7 +25,7 @@ from .influence import InfluenceSettings, compute_influence
 from .logprobs import (EngineStats, LogprobSettings, PairLogps, cached_pair_logps, data_fingerprint,
                        model_fingerprint)
 from ..objectives import PairwiseObjective
-from ..selection import keep_middle, window
+from ..windows import keep_middle, window
 from ..devices import model_device, model_precision, placement
 from ..distributed import barrier, world
 from ..errors import ConfigError, require_path

@@ -25,7 +25,7 @@ _COMMON_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adamw_hf", "adafactor
                       "adamw_8bit", "paged_adamw_8bit", "lion_32bit", "adamw_apex_fused")
 
 
-def _optimizer_problem(name: str) -> str | None:
+def optimizer_problem(name: str) -> str | None:
     if name in _COMMON_OPTIMIZERS:
         return None
     from transformers.training_args import OptimizerNames
@@ -57,7 +57,7 @@ class StageSettings:
     weight_decay: float = field(default=0.0, metadata={"help": "weight decay", "check": ">= 0"})
     # any transformers optim name; "sgd" gives LossDiff ∝ IF exactly to first order
     optimizer: str = field(default="adamw_torch", metadata={"help": "a transformers optimizer name (adamw_torch, sgd, ...)",
-                                                            "check": _optimizer_problem})
+                                                            "check": optimizer_problem})
     # > 0 adds TRL's "sft" loss on the chosen responses (RPO-style), weighted
     sft_weight: float = field(default=0.0, metadata={"help": "weight of TRL's sft loss on the chosen responses",
                                                      "check": ">= 0"})

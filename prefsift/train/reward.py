@@ -11,11 +11,12 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
 from .. import artifacts
-from ..devices import model_device, model_precision
+from ..devices import accumulation_dtype, model_device, model_precision
 from ..distributed import barrier, broadcast_object, world
 from .dpo import StageSettings, _fault_point_callback, _reusable_stage, _save_stage, _without_patched_forward, \
     per_process_batch
@@ -103,3 +104,21 @@ def train_reward_stage(start, tokenizer, records: list[dict], settings: StageSet
         _save_stage(model, tokenizer, out_dir, info, name)
     barrier(here)
     return _without_patched_forward(model), info
+
+
+def padded(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and their attention mask, on `device`."""
+    longest = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), longest), dtype=torch.long)
+    for b, s in enumerate(seqs):
+        ids[b, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
+        mask[b, : len(s)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def batch_rewards(model, seqs: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
+    """r of each sequence (differentiable), in fp32 or better."""
+    ids, mask = padded(seqs, pad_id, next(model.parameters()).device)
+    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    return logits[:, 0].to(accumulation_dtype(logits))

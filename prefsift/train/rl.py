@@ -16,7 +16,7 @@ import torch
 
 from .. import artifacts
 from ..distributed import barrier, broadcast_object, world
-from .dpo import _fault_point_callback, _optimizer_problem, _reusable_stage, _save_stage, _without_patched_forward
+from .dpo import _fault_point_callback, optimizer_problem, _reusable_stage, _save_stage, _without_patched_forward
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class RLSettings:
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature", "check": "> 0"})
     max_completion_length: int = field(default=16, metadata={"help": "completion tokens", "check": ">= 1"})
     optimizer: str = field(default="adamw_torch", metadata={"help": "a transformers optimizer name",
-                                                            "check": _optimizer_problem})
+                                                            "check": optimizer_problem})
     seed: int = field(default=0, metadata={"help": "seed of sampling and data order"})
 
     def __post_init__(self):
@@ -71,7 +71,7 @@ class RewardModelReward:
         return out
 
     def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float]:
-        from ..scoring.rewards import batch_rewards
+        from .reward import batch_rewards
 
         seqs = self.sequences(prompts, completions, completion_ids)
         out = []

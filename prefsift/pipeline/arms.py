@@ -1,0 +1,158 @@
+"""What an arm of a run is, decided here and nowhere else.
+
+An arm is one training (per seed) on one selection of the scored pairs. Its name says which kind:
+
+* ``full``: every scored pair;
+* a name under the config's ``imported``: another run's selection column, matched by pair id;
+* a name under ``windows``: percentile windows on scores, intersected;
+* ``calibrated_<family>[_free]``: a window chosen by probe trainings on validation data
+  (`pipeline/calibrate.py`);
+* any other name: a registered selection rule (`prefsift.selection.RULES`).
+
+`arm_kind` classifies a name; `check_arms` checks a config's arms before any work; the selections
+stage dispatches on `arm_kind`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError, did_you_mean
+from ..scoring.kinds import SCORES
+from ..selection import RULES
+
+# Calibrated arms choose a family's window by probe trainings; the scores each family's windows are
+# taken on (several: intersected, as LossDiff-IRM).
+FAMILIES = {"tif": ("if",), "lossdiff": ("lossdiff",), "lossdiff_irm": ("lossdiff", "irm")}
+CALIBRATED_ARMS = tuple(f"calibrated_{f}{s}" for f in FAMILIES for s in ("", "_free"))
+_TABLE_COLUMNS = ("id", "valid", "reason")
+
+
+def calibrated_family(arm: str) -> tuple[str, bool] | None:
+    """(family, free) of a calibrated arm's name, else None."""
+    if arm not in CALIBRATED_ARMS:
+        return None
+    rest = arm[len("calibrated_"):]
+    return (rest[: -len("_free")], True) if rest.endswith("_free") else (rest, False)
+
+
+def arm_kind(arm: str, imported: dict | None = None, windows: dict | None = None) -> str:
+    """"full", "imported", "window", "calibrated" or "rule" (a registered rule, or an unknown name:
+    `check_arms` refuses those)."""
+    if arm == "full":
+        return "full"
+    if arm in (imported or {}):
+        return "imported"
+    if arm in (windows or {}):
+        return "window"
+    if arm in CALIBRATED_ARMS:
+        return "calibrated"
+    return "rule"
+
+
+def arm_needs(arm: str, imported: dict | None = None, windows: dict | None = None) -> tuple[str, ...]:
+    """The scores-table columns an arm reads (none for imported arms and `full`)."""
+    kind = arm_kind(arm, imported, windows)
+    if kind == "calibrated":
+        return FAMILIES[calibrated_family(arm)[0]]
+    if kind == "window":
+        from ..selection import parse_window
+
+        return tuple(dict.fromkeys(parse_window(part, key=f"windows.{arm}")[0]
+                                   for part in windows[arm].split(",") if part.strip()))
+    if kind == "rule" and arm in RULES:
+        return RULES.get(arm).needs
+    return ()
+
+
+def check_selectable(rule: str, key: str = "rule") -> str:
+    """``rule`` if `prefsift select` can apply it to a scores table alone, else a `ConfigError`."""
+    if rule in CALIBRATED_ARMS:
+        raise ConfigError(key=key, problem=f"{rule!r} is not a rule over a scores table: its window is chosen by short "
+                                           "probe trainings judged on validation prompts, which only `prefsift run` "
+                                           f"makes; list it under a run config's `arms`, or give a window here "
+                                           "(--window SCORE:LOW:HIGH)")
+    from ..selection import check_rule
+
+    return check_rule(rule, key=key)
+
+
+def _check_arm_name(name, key: str) -> None:
+    """An arm defined in the config names a folder: letters, digits, '_' and '-' only."""
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(key=key, problem="is not a usable name: use letters, digits, '_' and '-' only "
+                                           "(it names a folder)")
+
+
+def check_arms(arms: list, imported: dict, windows: dict, wanted_scores: list[str], route: str) -> None:
+    """Every arm of a run config known, every defined arm well named and specified, and every score
+    an arm reads asked for; a `ConfigError` naming the key otherwise."""
+    from ..selection import check_windows
+
+    for name, spec in imported.items():
+        key = f"imported.{name}"
+        if name in RULES or name in CALIBRATED_ARMS or name in _TABLE_COLUMNS:
+            raise ConfigError(key=key, problem=f"clashes with a built-in arm or a selection.parquet column; "
+                                               f"give it another name (e.g. 'b_{name}')")
+        _check_arm_name(name, key)
+        path, _, column = spec.rpartition(":") if isinstance(spec, str) else ("", "", "")
+        if not path or not column:
+            raise ConfigError(key=key, problem=f": expected 'RUN/selection.parquet:COLUMN', got {spec!r}")
+    for name, spec in windows.items():
+        _check_arm_name(name, f"windows.{name}")
+        if name in RULES or name in CALIBRATED_ARMS or name in imported:
+            raise ConfigError(key=f"windows.{name}", problem="names a rule or an imported arm already; rename it")
+        check_windows(spec, key=f"windows.{name}")
+    known = list(RULES.names()) + list(CALIBRATED_ARMS)
+    if bad := [a for a in arms if a not in known and a not in imported and a not in windows]:
+        raise ConfigError(key="arms", problem=f"has unknown arm(s) {bad}{did_you_mean(bad[0], known)}; choose "
+                                              f"among {', '.join(known)}, or define them under `imported`/`windows`")
+    calibrated = [a for a in arms if arm_kind(a, imported, windows) == "calibrated"]
+    if calibrated and route != "dpo":
+        raise ConfigError(key="arms", problem=f"lists {calibrated}, calibrated by DPO probe trainings, which route "
+                                              f"{route!r} does not run; drop them")
+    for arm in arms:
+        if arm_kind(arm, imported, windows) == "window":
+            continue  # (its scores are checked against the table when it is selected)
+        lacking = [c for c in arm_needs(arm, imported, windows) if c in SCORES and c not in wanted_scores]
+        if lacking:
+            raise ConfigError(key="arms", problem=f"lists {arm!r}, which needs the {', '.join(lacking)} score(s), "
+                                                  f"but scores.scores is {','.join(wanted_scores)!r}: add them there, "
+                                                  "or drop the arm")
+
+
+def _check_splits(v):
+    if not isinstance(v, list) or not v or not all(isinstance(x, (int, float)) and 0 <= x <= 1 for x in v):
+        return f"must be a non-empty list of numbers in [0, 1] (the bottom tail's share of the cut), got {v!r}"
+    return None
+
+
+def _check_tails(v):
+    if not isinstance(v, list) or not v or not all(isinstance(x, (int, float)) and 0 <= x < 100 for x in v):
+        return f"must be a non-empty list of percentages in [0, 100), got {v!r}"
+    return None
+
+
+@dataclass
+class CalibrationSettings:
+    """The `calibration:` section: the grid and the probes of the ``calibrated_*`` arms."""
+
+    splits: list = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], metadata={
+        "help": "calibrated_<family> at the run's keep: the share of the dropped pairs cut from the bottom tail "
+                "(0.5: the paper's middle window)", "check": _check_splits})
+    tails: list = field(default_factory=lambda: [0, 10, 20, 30], metadata={
+        "help": "calibrated_<family>_free: the percentages LOW and HIGH cut from the bottom and the top of each score, "
+                "every pair of them", "check": _check_tails})
+    probe_epochs: float = field(default=0.25, metadata={"help": "each probe's training from θ, in epochs of its "
+                                                                "window's pairs", "check": "> 0"})
+    prompts: int = field(default=300, metadata={"help": "validation prompts each probe is judged on (the first N)",
+                                                "check": ">= 1"})
+    answers: int = field(default=4, metadata={"help": "answers per validation prompt", "check": ">= 1"})
+    by: str = field(default="judge", metadata={"help": "judge: the probe's WinRate vs π_ref on the validation prompts "
+                                                       "(the run's judge); loss: the objective's loss on the validation "
+                                                       "pairs (lower is better; no judge)",
+                                               "check": ("judge", "loss")})
+
+    def __post_init__(self):
+        from ..checks import check_fields
+
+        check_fields(self)
