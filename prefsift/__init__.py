@@ -1,17 +1,20 @@
 """prefsift: which preference pairs are worth aligning *your* model on.
 
-The public API (see `prefsift.api` and the README):
-    load_pairs(path_or_rows)                         -> PairSet
+The public API is `prefsift.api` (every command of the CLI is one of its functions):
+    warmup(reference, pairs, out=...)                -> θ's folder (the paper's warm-up, through TRL)
     score(policy, reference, pairs, validation=...)  -> scores table (pandas), one row per pair
     select(table, rule, keep=...)                    -> boolean mask over the pairs
     write_subset(pairs, mask, path)                  -> rows written, in the input's format
+    open_run(folder)                                 -> a finished run directory: scores, selections, models
     run(config_or_path, **overrides)                 -> evaluation table of the whole protocol
-    register_rule(name, needs=...)(fn)               a selection rule of your own (also for `arms`)
-    register_judge(name, make)                       a judge of your own (for `judge:`)
+    load_pairs, check_pairs, subset, select_to_folder, load_scores, plan, plan_scores, demo, make_lab,
+    make_sentiment_lab, describe_model
+    register_rule / register_score / register_judge  your own rules, scores and judges
 """
 
 from .version import __version__  # noqa: E402
 
-from .api import load_pairs, register_judge, register_rule, run, score, select, write_subset  # noqa: E402
+from .api import *  # noqa: E402,F401,F403
+from .api import __all__ as _api
 
-__all__ = ["__version__", "load_pairs", "register_judge", "register_rule", "run", "score", "select", "write_subset"]
+__all__ = ["__version__", *_api]

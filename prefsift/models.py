@@ -291,3 +291,13 @@ def load_model(spec: str | Path, *, dtype: str = "float32", device: str = "cpu",
     if lora is not None:
         model = add_lora(model, lora)
     return model
+
+
+def model_fingerprint(model) -> str:
+    """A digest of a model's weights (names, dtypes and bytes): equal weights, equal key."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

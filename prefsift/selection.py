@@ -28,13 +28,14 @@ class Rule:
     help: str = ""
     missing: str | None = None
     seeded: bool = False  # the selection depends on the seed: a run draws it anew for every training seed
+    sized: bool = False  # the rule keeps `keep` of the scored pairs: one that cannot is refused, with why
 
 
 RULES: Registry[Rule] = Registry("rule", key="rule")
 
 
 def register_rule(name: str, needs=(), help: str = "", missing: str | None = None, replace: bool = False,
-                  seeded: bool = False):
+                  seeded: bool = False, sized: bool = False):
     """Register a selection rule; use as a decorator over ``fn(table, keep, seed) -> boolean mask``.
 
         @prefsift.register_rule("short_chosen", needs=("irm",), help="...")
@@ -43,8 +44,11 @@ def register_rule(name: str, needs=(), help: str = "", missing: str | None = Non
 
     The name can then be given to `prefsift.select`, `prefsift select --rule` (after importing the
     module) and a run config's `arms` (with the module under `plugins`). ``seeded=True``: the rule
-    uses its seed, and a run draws its selection anew for every training seed."""
-    return RULES.decorator(name, lambda fn: Rule(name, tuple(needs), fn, help, missing, seeded), replace=replace)
+    uses its seed, and a run draws its selection anew for every training seed. ``sized=True``: the
+    rule keeps the fraction `keep` of the scored pairs, and a selection that misses it is refused
+    with the reason (ties, a constant score) instead of being used."""
+    return RULES.decorator(name, lambda fn: Rule(name, tuple(needs), fn, help, missing, seeded, sized),
+                           replace=replace)
 
 
 
@@ -74,10 +78,10 @@ def _builtin_rules() -> None:
     def middle(column):
         return lambda table, keep, seed: keep_middle(_col(table, column), keep)
 
-    add = lambda name, needs, fn, help, missing=None, seeded=False: RULES.register(  # noqa: E731
-        name, Rule(name, needs, fn, help, missing, seeded))
+    add = lambda name, needs, fn, help, missing=None, seeded=False, sized=True: RULES.register(  # noqa: E731
+        name, Rule(name, needs, fn, help, missing, seeded, sized))
     add("full", (), lambda table, keep, seed: table["valid"].to_numpy(dtype=bool), "every scored pair (keep does not "
-                                                                                  "apply)")
+                                                                                  "apply)", sized=False)
     add("lossdiff_irm", ("lossdiff", "irm"), ld_irm, "LossDiff and IRM both in middle windows of one width, "
                                                       "solved for keep (the paper's rule)")
     add("tif", ("if",), middle("if"), "truncated IF: the middle window of IF")
@@ -92,12 +96,13 @@ def _builtin_rules() -> None:
         "the largest rating gap (the data's own ratings)", missing=ratings)
     add("random", (), lambda table, keep, seed: random_fraction(table["valid"].to_numpy(dtype=bool), keep, seed),
         "a seeded random subset (a run draws a new one for every training seed)", seeded=True)
-    add("if_small", ("if",), third(0), "the smallest third of IF (keep does not apply)")
-    add("if_medium", ("if",), third(1), "the middle third of IF (keep does not apply)")
-    add("if_large", ("if",), third(2), "the largest third of IF (keep does not apply)")
-    add("lossdiff_irm_complement", ("lossdiff", "irm"), ld_irm_complement, "the scored pairs LossDiff-IRM drops")
+    add("if_small", ("if",), third(0), "the smallest third of IF (keep does not apply)", sized=False)
+    add("if_medium", ("if",), third(1), "the middle third of IF (keep does not apply)", sized=False)
+    add("if_large", ("if",), third(2), "the largest third of IF (keep does not apply)", sized=False)
+    add("lossdiff_irm_complement", ("lossdiff", "irm"), ld_irm_complement, "the scored pairs LossDiff-IRM drops",
+        sized=False)
     add("clean", ("pair_type", "label_correct"), clean, "oracle arm: the clean pairs whose label is right "
-                                                        "(needs the lab's true pair types)", missing=truth)
+                                                        "(needs the lab's true pair types)", missing=truth, sized=False)
 
 
 _builtin_rules()
@@ -140,10 +145,47 @@ def apply_rule(table, rule: str, keep: float, seed: int = 0):
     """A selection mask over the rows of a scores table (pandas DataFrame) by a registered rule."""
     check_rule_columns(table, rule)
     check_keep(keep)
-    mask = np.asarray(RULES.get(rule).select(table, keep, seed), dtype=bool)
+    entry = RULES.get(rule)
+    mask = np.asarray(entry.select(table, keep, seed), dtype=bool)
     if mask.shape != (len(table),):
         raise ValueError(f"rule {rule!r} returned a mask of shape {mask.shape} for a table of {len(table)} rows")
+    if entry.sized:
+        check_kept_fraction(table, rule, entry.needs, mask, keep)
     return mask
+
+
+def kept_fraction_tolerance(n_scored: int) -> int:
+    """How many pairs a sized rule may keep off `keep` x n (percentile windows move in whole pairs,
+    and LossDiff-IRM's two windows meet the target only to within a few pairs): 1 % of the pairs, or
+    2 pairs on small tables."""
+    return max(2, int(np.ceil(0.01 * n_scored)))
+
+
+def check_kept_fraction(table, rule: str, needs, mask, keep: float) -> None:
+    """A `UserError` when `rule` kept a fraction other than `keep` of the scored pairs, saying what it
+    kept and why (a constant score, or ties that no window can split)."""
+    from .errors import UserError
+
+    n = int(table["valid"].sum())
+    kept = int(mask.sum())
+    if abs(kept - keep * n) <= kept_fraction_tolerance(n):
+        return
+    why = []
+    for c in needs:
+        if c not in table:
+            continue
+        v = table.loc[table["valid"], c].to_numpy(dtype=float)
+        v = v[np.isfinite(v)]
+        if not len(v):
+            continue
+        _, counts = np.unique(v, return_counts=True)
+        why.append(f"{c} has {len(counts)} distinct value(s) over {len(v)} scored pairs, the largest tie "
+                   f"{int(counts.max())} pairs" + (" (a constant IRM: θ is the reference itself; score the "
+                                                   "warmed-up model)" if c in ("irm", "abs_irm") and len(counts) == 1
+                                                   else ""))
+    raise UserError(f"select: {rule} at keep {keep:g} kept {kept} of {n} scored pairs ({kept / max(n, 1):.1%}), not "
+                    f"{keep:.0%}: " + ("; ".join(why) if why else "its scores cannot be cut at that fraction")
+                    + ". Choose another rule or kept fraction, or rescore")
 
 
 def parse_window(spec: str, key: str = "window") -> tuple[str, float, float]:

@@ -19,7 +19,8 @@ LAYERS = [
     {"lab"},
     {"pipeline"},
     {"planning"},
-    {"api", "cli", "__main__", ""},  # "" is prefsift/__init__.py
+    {"api"},
+    {"cli", "__main__", ""},  # "" is prefsift/__init__.py
 ]
 
 
@@ -133,3 +134,11 @@ def test_the_circle_finder_finds_circles():
 def test_no_module_is_over_400_lines():
     sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in ROOT.rglob("*.py")}
     assert max(sizes.values()) <= 400, sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
+
+
+def test_the_cli_goes_through_the_public_api_only():
+    """Every command is parse -> one call of `prefsift.api` -> print: the CLI imports nothing else."""
+    allowed = {"api", "cli", "errors", "version"}
+    reach = {mod: sorted(t for t in targets if _unit(t) not in allowed)
+             for mod, targets in _imports().items() if _unit(mod) == "cli"}
+    assert reach and not any(reach.values()), reach

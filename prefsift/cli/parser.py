@@ -12,7 +12,8 @@ prefsift tells you which of your preference pairs (prompt, chosen, rejected) are
 truncated influence function (TIF), LossDiff, IRM and LossDiff-IRM (arXiv 2510.13212).
 
 Commands: the data layer (`data check`, `data subset`), model loading (`model`), the embedded lab
-(`lab make`, and `lab sentiment` for a real model), scoring (`score`), selection (`select`), `run`,
+(`lab make`, and `lab sentiment` for a real model), the warm-up from an SFT model (`warmup`), scoring
+(`score`), selection (`select`), `run`,
 the whole protocol (warm-up → scores → selections → training arms → judging → report) from a YAML
 config, and `demo`, which is `run` on the lab with its defaults."""
 
@@ -71,7 +72,7 @@ def _add_column_args(p: argparse.ArgumentParser) -> None:
 
 
 def _rules_help() -> str:
-    from ..selection import RULES
+    from ..api.configs import RULES
 
     lines = ["rules (prefsift.selection.RULES; a module can add its own with prefsift.register_rule):"]
     for name, rule in RULES.items():
@@ -84,7 +85,7 @@ def _run_settings_help() -> str:
     """The config file's settings, from RunConfig's own field help (so the two cannot drift)."""
     from dataclasses import MISSING, fields
 
-    from ..pipeline import RunConfig
+    from ..api.configs import RunConfig
 
     lines = ["settings of the YAML config (prefsift.pipeline.RunConfig); a section (lab, warmup, ...) is a mapping",
              "merged onto that section's defaults, and any setting can be overridden as KEY=VALUE or SECTION.KEY=VALUE:"]
@@ -100,7 +101,7 @@ def _run_settings_help() -> str:
 
 
 def _add_placement_args(p: argparse.ArgumentParser) -> None:
-    from ..devices import DEVICES, DTYPES
+    from ..api.configs import DEVICES, DTYPES
 
     p.add_argument("--device", default="auto", help=f"where the models run: {DEVICES} (default: auto, CUDA when "
                                                     "present)")
@@ -180,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "oracle plus controlled noise, and write train.jsonl, validation.jsonl and "
                     "test_prompts.jsonl (standard TRL format) and the SFT model folder.")
     make.add_argument("--out", default="runs/lab", help="output folder (default: runs/lab)")
-    from ..lab import LabConfig
+    from ..api.configs import LabConfig
 
     _add_dataclass_args(make, LabConfig)
     make.set_defaults(func=c.cmd_lab_make)
@@ -191,18 +192,31 @@ def build_parser() -> argparse.ArgumentParser:
                     "and deliberately flipped labels), and write train.jsonl / validation.jsonl "
                     "(conversational) and test_prompts.jsonl. Needs `pip install vaderSentiment`.")
     senti.add_argument("--out", default="runs/sentiment-lab", help="output folder (default: runs/sentiment-lab)")
-    from ..lab.sentiment import SentimentConfig
+    from ..api.configs import SentimentConfig
 
     _add_dataclass_args(senti, SentimentConfig)
     senti.add_argument("--quiet", action="store_true", help="no progress bars")
     senti.set_defaults(func=c.cmd_lab_sentiment)
+
+    warm = sub.add_parser(
+        "warmup", help="θ from an SFT model: the paper's warm-up, DPO on all the pairs through TRL",
+        description="Train the reference (SFT) model for --epochs (default 1) of DPO on all the training pairs "
+                    "through TRL's DPOTrainer and save θ, the model the scores are taken at, as a plain Hugging "
+                    "Face folder in OUT/warmup/model (then `prefsift score --policy OUT/warmup/model`). A rerun "
+                    "with the same inputs reuses it. Defaults are TRL's DPOConfig defaults.")
+    from ..api.configs import WarmupConfig
+
+    _add_dataclass_args(warm, WarmupConfig, skip=("strict",))
+    _add_column_args(warm)
+    warm.add_argument("--quiet", action="store_true", help="no progress bars")
+    warm.set_defaults(func=c.cmd_warmup)
 
     score = sub.add_parser(
         "score", help="score every pair: IRM, LossDiff, IF (per layer group), TIF, baselines",
         description="Write RUN/scores.parquet: one row per input pair with every score as a column (NaN and a "
                     "reason for rows that could not be scored). Stages are cached in the run directory, so a "
                     "killed run started again continues where it stopped, with identical results.")
-    from ..scoring.table import ScoreConfig
+    from ..api.configs import ScoreConfig
 
     _add_dataclass_args(score, ScoreConfig, skip=("strict",))
     _add_column_args(score)

@@ -7,7 +7,6 @@ from a file, its line."""
 
 from __future__ import annotations
 
-import dataclasses
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
@@ -18,7 +17,7 @@ from ..lab.sentiment import SentimentConfig
 from ..models import LoraSettings
 from ..objectives import trainable_with_dpo
 from ..registry import import_plugins
-from ..scoring.table import ScoreConfig
+from ..scoring.config import ScoreConfig, ScoreSettings
 from ..train.dpo import StageSettings
 from ..train.rl import RLSettings
 from .arms import CalibrationSettings, check_arms
@@ -29,25 +28,14 @@ from .arms import CalibrationSettings, check_arms
 # 7 arms x 3 seeds at 1,000 prompts x 4 answers keep `prefsift demo` near 20 minutes on 2 CPU cores.
 DEFAULT_ARMS = ("full", "random", "score_gap", "lossdiff_irm", "tif", "top_if", "clean")
 
-# The ScoreConfig fields a run sets itself (its own models, pairs and directory, and the run-wide
-# objective, β and kept fraction); `scores:` holds the others.
+# The ScoreConfig fields a run sets itself (its own models, pairs and directory, the run-wide
+# objective, β and kept fraction, and its own warm-up); `scores:` holds the others (`ScoreSettings`).
 _SET_BY_RUN = {**{k: "is set by the run (it scores its own warm-up model, pairs and run directory)"
                   for k in ("policy", "reference", "train", "validation", "out")},
                **{k: f"is the run's: set the top-level `{k}`" for k in ("objective", "beta", "keep", "device",
-                                                                         "dtype")}}
-ScoreSettings = dataclasses.make_dataclass(
-    "ScoreSettings",
-    [(f.name, f.type, field(default=f.default, metadata=f.metadata)) for f in fields(ScoreConfig)
-     if f.name not in _SET_BY_RUN],
-    namespace={"__doc__": "The `scores:` section of a run: ScoreConfig without what the run sets itself.",
-               "__post_init__": lambda self: _check_fields(self)})
-ScoreSettings.__module__ = __name__
-
-
-def _check_fields(obj) -> None:
-    from ..checks import check_fields
-
-    check_fields(obj)
+                                                                         "dtype")},
+               **{k: "is the run's own warm-up stage: set the `warmup:` section" for k in (
+                   "warmup", "warmup_epochs", "warmup_lr", "warmup_batch_size")}}
 
 
 def _section(cls, default=None, help="", refused=None, **kw):

@@ -40,9 +40,8 @@ def rm_warmup_stage(run: Run, inp: Inputs) -> tuple[str, dict]:
 
 
 def rm_scores_stage(run: Run, inp: Inputs, warmup_key: str, warmup_info: dict) -> pd.DataFrame:
-    """The reward model's scores table (`scoring.reward_table`), in run/score/."""
-    from ..scoring.reward_table import score_reward_pairs
-    from ..scoring.table import ScoreConfig
+    """The reward model's scores table (`scoring.table` with the reward-model backend), in run/score/."""
+    from ..scoring.table import ScoreConfig, score_pairs
 
     t = time.time()
     cfg, rd = run.cfg, run.dir
@@ -50,7 +49,7 @@ def rm_scores_stage(run: Run, inp: Inputs, warmup_key: str, warmup_info: dict) -
     scfg = ScoreConfig(policy=model, reference=model, train=str(inp.data.train), validation=str(inp.data.validation),
                        out=str(rd.score), objective="bt", beta=cfg.beta, keep=cfg.keep, device=cfg.device,
                        dtype=cfg.dtype, **asdict(cfg.scores))
-    return reused_or_scored(run, scfg, warmup_key, warmup_info, t, lambda: score_reward_pairs(
+    return reused_or_scored(run, scfg, warmup_key, warmup_info, t, lambda: score_pairs(
         scfg, copy.deepcopy(inp.train), copy.deepcopy(inp.validation), progress=run.progress, log=run.log))
 
 

@@ -160,8 +160,8 @@ def reused_or_scored(run: Run, scfg, warmup_key: str, warmup_info: dict, t: floa
     rd = run.dir
     # Paths are not part of the key (the data's and the warm-up's keys stand for what they hold), so a
     # run directory that is moved or copied keeps its scores.
-    key = stage_key(warmup_key, warmup_info["key"], {k: v for k, v in asdict(scfg).items()
-                                                     if k not in ("policy", "reference", "train", "validation", "out")})
+    key = stage_key(warmup_key, warmup_info["key"], {k: v for k, v in asdict(scfg).items() if k not in (
+        "policy", "reference", "train", "validation", "out", "warmup", "warmup_epochs", "warmup_lr", "warmup_batch_size")})
     if run.manifest.done("scores", key) and artifacts.trusted(rd.scores_table, "the scores table", run.log):
         table = pd.read_parquet(rd.scores_table)
     else:
@@ -206,7 +206,7 @@ def selections_stage(run: Run, table: pd.DataFrame, calibrate=None) -> tuple[dic
         if rule.missing is not None and not set(rule.needs) <= set(table.columns):
             run.log(f"  {arm} arm skipped: it needs {rule.missing}, which the data does not have")
             continue
-        if rule.seeded:
+        if rule.seeded and cfg.seeds:
             for s in cfg.seeds:
                 seeded[(arm, int(s))] = apply_rule(table, arm, cfg.keep, seed=int(s))
             masks[arm] = seeded[(arm, int(cfg.seeds[0]))]

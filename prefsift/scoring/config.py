@@ -30,18 +30,11 @@ def _if_params_problem(spec: str) -> str | None:
 
 
 @dataclass
-class ScoreConfig:
-    policy: str = field(metadata={"help": "θ: the model being aligned (a folder or `smollm2`)"})
-    reference: str = field(metadata={"help": "π_ref: the reference (SFT) model"})
-    train: str = field(metadata={"help": "training pairs to score"})
-    validation: str | None = field(default=None, metadata={"help": "validation pairs (needed by lossdiff and if)"})
-    out: str = field(default="runs/score", metadata={"help": "run directory"})
+class ScoreSettings:
+    """How the scores are computed: what a run's `scores:` section holds, and every `prefsift score`
+    setting but the models, the files, the objective and the placement (`ScoreConfig` adds those)."""
+
     scores: str = field(default="irm,lossdiff,if", metadata={"help": "comma-separated: irm, lossdiff, if"})
-    objective: str = field(default="dpo", metadata={
-        "help": "pairwise objective: dpo, ipo, hinge (policy and reference: causal LMs), or bt (policy: a reward "
-                "model, a one-label sequence classifier; its margin r_w - r_l is the IRM; reference not used)",
-        "check": trainable_with_dpo() + ("bt",)})
-    beta: float = field(default=0.1, metadata={"help": "β of the objective", "check": "> 0"})
     max_length: int = field(default=1024, metadata={"help": "max tokens of prompt+response (TRL's max_length)",
                                                     "check": ">= 1"})
     overlength: str = field(default="truncate", metadata={"help": "over-length rows: truncate or drop",
@@ -70,23 +63,63 @@ class ScoreConfig:
     validation_sets: str = field(default="", metadata={
         "help": "further validation files as NAME=FILE,NAME=FILE (e.g. one per category): one more IF column "
                 "if_val_NAME each, as more tangents of the same forward-mode pass (needs if_method jvp)"})
-    keep: float = field(default=0.64, metadata={"help": "kept fraction for the TIF column", "check": "(0, 1]"})
     tif_low: float = field(default=-1.0, metadata={"help": "TIF lower percentile (with tif_high; overrides keep)"})
     tif_high: float = field(default=-1.0, metadata={"help": "TIF upper percentile"})
     batch_tokens: int = field(default=1024, metadata={"help": "padded tokens per forward batch", "check": ">= 1"})
     head_chunk: int = field(default=1024, metadata={"help": "completion positions per output-head matmul of the "
                                                             "log-prob engine and the jvp IF route: bounds the (positions x "
                                                             "vocabulary) logits block in memory", "check": ">= 1"})
+    seed: int = field(default=0, metadata={"help": "seed of θ_val training, projection and the random baseline"})
+    strict: bool = field(default=False, metadata={"help": "stop at the first bad row"})
+
+
+    def __post_init__(self):
+        check_fields(self)
+
+
+@dataclass(kw_only=True)
+class ScoreConfig(ScoreSettings):
+    """Every setting of `prefsift score`: the `ScoreSettings`, and the models, files, objective and
+    placement (a run sets these itself)."""
+
+    reference: str = field(metadata={"help": "π_ref: the reference (SFT) model (a folder or `smollm2`)"})
+    train: str = field(metadata={"help": "training pairs to score"})
+    policy: str | None = field(default=None, metadata={
+        "help": "θ: the model being aligned, the reference after the warm-up (a folder: `prefsift warmup` makes it); "
+                "leave it out and give --warmup to make it here"})
+    warmup: bool = field(default=False, metadata={
+        "help": "make θ first: the warm-up (DPO on all the training pairs, through TRL) from the reference into "
+                "OUT/warmup/model, or reuse it there; `prefsift warmup` has every setting of it"})
+    warmup_epochs: float = field(default=1.0, metadata={"help": "with --warmup: its epochs (the paper: 1)",
+                                                        "check": "> 0"})
+    warmup_lr: float = field(default=1e-6, metadata={"help": "with --warmup: its learning rate (TRL's default)",
+                                                     "check": "> 0"})
+    warmup_batch_size: int = field(default=8, metadata={"help": "with --warmup: its pairs per step", "check": ">= 1"})
+    validation: str | None = field(default=None, metadata={"help": "validation pairs (needed by lossdiff and if)"})
+    out: str = field(default="runs/score", metadata={"help": "run directory"})
+    objective: str = field(default="dpo", metadata={
+        "help": "pairwise objective: dpo, ipo, hinge (policy and reference: causal LMs), or bt (policy: a reward "
+                "model, a one-label sequence classifier; its margin r_w - r_l is the IRM; reference not used)",
+        "check": trainable_with_dpo() + ("bt",)})
+    beta: float = field(default=0.1, metadata={"help": "β of the objective", "check": "> 0"})
+    keep: float = field(default=0.64, metadata={"help": "kept fraction for the TIF column", "check": "(0, 1]"})
     device: str = field(default="auto", metadata={"help": "where the models run: auto (CUDA when present), cpu, cuda, "
                                                           "cuda:N", "check": device_problem})
     dtype: str = field(default="auto", metadata={"help": "weights' precision: auto (fp32 on CPU), fp32, bf16, fp16 "
                                                          "(sums, margins and IF products stay fp32)",
                                                  "check": DTYPES})
-    seed: int = field(default=0, metadata={"help": "seed of θ_val training, projection and the random baseline"})
-    strict: bool = field(default=False, metadata={"help": "stop at the first bad row"})
 
     def __post_init__(self):
         check_fields(self)
+        if self.policy is None and not self.warmup:
+            raise ConfigError(key="policy", problem="is needed: give θ, the warmed-up model (`prefsift warmup` makes "
+                                                    "it), or --warmup to make it first (scoring the reference itself "
+                                                    "makes IRM 0 for every pair)")
+        if self.policy is not None and self.warmup:
+            raise ConfigError(key="warmup", problem="makes θ, but --policy gives it too: give one of them")
+        if self.warmup and self.objective == "bt":
+            raise ConfigError(key="warmup", problem="makes a causal LM's θ by DPO; objective bt scores a reward model: "
+                                                    "give it as --policy")
         if self.if_method == "jvp" and self.projection_dim:
             raise ConfigError(key="if_method", problem="jvp computes exact IF: it takes no projection_dim; drop it, "
                                                        "or use if_method auto")

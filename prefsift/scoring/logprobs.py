@@ -29,6 +29,7 @@ from .. import artifacts, faults
 from ..data.tokenization import TokenizedPair
 from .batching import PairSequences, pair_sequences, plan_batches, plan_shared_batches  # noqa: F401  (re-exported)
 from ..distributed import World, merge_arrays, mine, world
+from ..models import model_fingerprint  # noqa: F401  (re-exported: stages key their inputs with it)
 
 
 @dataclass(frozen=True)
@@ -280,15 +281,6 @@ def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, setti
 
 # ---------------------------------------------------------------------------------------------
 # Disk cache: a second run with the same model, tokenizer, data and settings does no forward pass.
-
-
-def model_fingerprint(model) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(t.dtype).encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 def data_fingerprint(pairs: Sequence[TokenizedPair]) -> str:
