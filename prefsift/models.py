@@ -1,6 +1,7 @@
 """Load a causal LM and its tokenizer: a local HF folder, the packaged SmolLM2-135M-Instruct, or a
 tiny model built from a transformers config. Everything loads in fp32 unless asked otherwise,
-because margins and gradients are differences of large sums of log-probs (see DESIGN.md §4)."""
+because margins and gradients are differences of large sums of log-probs (see docs/method.md §13,
+"Precision")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The README's Python API example runs as written, and scoring models held in memory gives the
-same table as the pipeline's own scoring of the same models read from disk."""
+"""The Python API example of docs/guide.md runs as written, and scoring models held in memory gives
+the same table as the pipeline's own scoring of the same models read from disk."""
 
 import re
 from pathlib import Path
@@ -10,12 +10,12 @@ import pytest
 
 import prefsift
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "guide.md"
 pytestmark = pytest.mark.slow
 
 
 def _example() -> str:
-    text = README.read_text(encoding="utf-8")
+    text = GUIDE.read_text(encoding="utf-8")
     section = text[text.index("## Python API"):]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
@@ -23,7 +23,7 @@ def _example() -> str:
 def test_readme_example_runs_and_matches_the_pipeline(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
-    exec(compile(_example(), "README.md (Python API)", "exec"), scope)
+    exec(compile(_example(), "docs/guide.md (Python API)", "exec"), scope)
     out = capsys.readouterr().out
     assert "kept" in out and "lossdiff_irm" in out
     in_memory = scope["table"]

@@ -70,7 +70,7 @@ def test_if_thirds_partition_by_hand_and_complement_is_what_lossdiff_irm_drops()
 
 
 def test_the_readme_plugin_rule_is_named_in_a_config_and_selects(tmp_path, monkeypatch):
-    """The README's `my_rules.py` and its YAML lines, as written: the config loads with the rule as
+    """docs/guide.md's `my_rules.py` and its YAML lines, as written: the config loads with the rule as
     an arm, and the rule keeps the pairs with the smallest IRM (checked against a sort)."""
     import re
     from pathlib import Path
@@ -81,7 +81,7 @@ def test_the_readme_plugin_rule_is_named_in_a_config_and_selects(tmp_path, monke
     from prefsift.pipeline import RunConfig
     from prefsift.selection import RULES
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[1] / "docs" / "guide.md").read_text(encoding="utf-8")
     section = text[text.index("### Your own rules and judges"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     config = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)

@@ -1,5 +1,6 @@
 """Tokenize a pair exactly as TRL 1.16's DPOTrainer does, so that prefsift's log-probs, lengths
-and selections refer to the same tokens TRL trains on (DESIGN.md §5).
+and selections refer to the same tokens TRL trains on (docs/method.md §14,
+"Tokenization: the conventions of TRL 1.16").
 
 - standard pairs: EOS is appended to each response unless present; the tokenizer adds its default
   special tokens (BOS); prompt and prompt+response are tokenized separately;

@@ -1,4 +1,4 @@
-"""The lab: a small synthetic alignment world shipped with prefsift (DESIGN.md §3).
+"""The lab: a small synthetic alignment world shipped with prefsift (docs/method.md §12, "The lab").
 
 A digit-list task family with a graded programmatic oracle (`task`), a word-level tokenizer built
 in code (`tokenizer`), an SFT stage that teaches a tiny causal LM the task imperfectly (`sft`),
