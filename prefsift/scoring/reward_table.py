@@ -80,7 +80,7 @@ def score_reward_pairs(cfg: ScoreConfig, train_pairs, val_pairs, progress: bool 
                                  max_length=cfg.max_length, seed=cfg.seed, optimizer=cfg.val_optimizer)
         rm_val, _ = train_reward_stage(rm, tok, val.records(), settings, out / "theta_val",
                                        start_key=model_fingerprint(rm), data_key=data_fingerprint(va),
-                                       name="rm_val", log=log)
+                                       name="rm_val", log=log, label="θ_val (reward model)", progress=progress)
         vc, vr = pair_rewards(rm_val, tr, tok.pad_token_id, cfg.max_length, cfg.batch_tokens)
         loss_val = np.logaddexp(0.0, -(vc - vr))
         table["loss_theta_val"] = _spread(train, loss_val)

@@ -201,7 +201,7 @@ def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | Non
             StageSettings(epochs=cfg.val_epochs, learning_rate=cfg.val_lr, batch_size=cfg.val_batch_size,
                           max_length=cfg.max_length, seed=cfg.seed, optimizer=cfg.val_optimizer),
             out / "theta_val", start_key=start_key, data_key=data_fingerprint(va_tok), name="theta_val", log=log,
-            hand_back_fp32=half)
+            hand_back_fp32=half, label="θ_val", progress=progress)
         tv = cached_pair_logps(theta_val, tr_tok, tok.pad_token_id, cache, ls, info["key"] + (":fp32" if half else ""),
                                progress, "θ_val log-probs", log=log)
         m_val = _margin(objective, tv, ref_tr)
