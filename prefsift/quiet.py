@@ -17,3 +17,23 @@ def quiet_libraries() -> None:
         datasets.disable_progress_bars()
     except ImportError:  # pragma: no cover
         pass
+
+
+# `--verbose`: the training stages print TRL's per-step log dictionaries as well as their progress
+# bars. An environment variable, so that it reaches the worker processes that `launch_local`
+# (torchrun) starts, which inherit the environment.
+VERBOSE_ENV = "PREFSIFT_VERBOSE"
+
+
+def verbose() -> bool:
+    """Whether `--verbose` (or PREFSIFT_VERBOSE=1) is on in this process."""
+    import os
+
+    return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def set_verbose(on: bool = True) -> None:
+    """Turn `verbose` on or off for this process and the processes it starts."""
+    import os
+
+    os.environ[VERBOSE_ENV] = "1" if on else "0"

@@ -18,11 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     given = list(argv)  # as typed: what a command that starts worker processes hands on to them
-    # --debug is a top-level flag, but is also understood after the command (`prefsift run x.yaml --debug`).
+    # --debug and --verbose are top-level flags, but are also understood after the command
+    # (`prefsift run x.yaml --debug`).
     end = argv.index("--") if "--" in argv else len(argv)
-    late_debug = "--debug" in argv[1:end]
-    if late_debug:
-        argv = [a for i, a in enumerate(argv) if not (a == "--debug" and 0 < i < end)]
+    late_flags = {flag: flag in argv[1:end] for flag in ("--debug", "--verbose")}
+    argv = [a for i, a in enumerate(argv) if not (late_flags.get(a) and 0 < i < end)]
     args, extra = parser.parse_known_args(argv)
     # `run`/`plan` take KEY=VALUE overrides after their flags too (`run x.yaml --out d seeds=[0]`).
     extra = [a for a in extra if a != "--"]  # `run c.yaml --out d -- beta=1`
@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     if late:
         args.overrides = list(args.overrides or []) + late
     args.argv = given
-    args.debug = args.debug or late_debug
+    args.debug = args.debug or late_flags["--debug"]
+    args.verbose = args.verbose or late_flags["--verbose"]
     if not getattr(args, "func", None):
         # `prefsift data` with no subcommand: show that level's help.
         target = {"data": "data", "lab": "lab"}.get(args.command or "")
@@ -44,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
 
     debug = args.debug or os.environ.get("PREFSIFT_DEBUG", "").strip() not in ("", "0")
     try:
+        if args.verbose:  # an environment variable: the workers `launch_local` starts inherit it
+            from ..quiet import set_verbose
+
+            set_verbose(True)
         if args.threads is not None:
             if args.threads < 1:
                 raise ConfigError(key="--threads", problem=f"must be >= 1, got {args.threads}")

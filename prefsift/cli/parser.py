@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the Python traceback of an error too (or set PREFSIFT_DEBUG=1), for a bug report")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice); 1 is often fastest on a busy machine")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print TRL's log dictionaries under the training stages' progress bars too (or set "
+                             "PREFSIFT_VERBOSE=1); they are always in each stage's train_log.jsonl")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     data = sub.add_parser("data", help="check and subset preference files",

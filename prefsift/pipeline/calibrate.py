@@ -181,7 +181,8 @@ def calibration_stage(run, inp, theta_key: str, table, probe_judge: ProbeJudge, 
                 model, info = train_stage(run.dir.warmup_model, inp.reference, inp.tokenizer, inp.train.records(mask),
                                           inp.objective, settings, folder / f"probe{i}", start_key=theta_key,
                                           data_key=stage_key(ids), name=f"probe-{arm}-{i}", lora=inp.lora,
-                                          log=lambda *a, **k: None)
+                                          log=lambda *a, **k: None, label=f"probe {i + 1}/{len(cands)} {arm}",
+                                          progress=run.progress)
                 t_train = time.time() - t
                 t = time.time()
                 row.update(probe_judge.value(model), steps=info["steps"], train_seconds=t_train,

@@ -34,7 +34,7 @@ def rm_warmup_stage(run: Run, inp: Inputs) -> tuple[str, dict]:
     _, info = train_reward_stage(start, inp.tokenizer, inp.train.records(), cfg.warmup, run.dir.root / "rm_warmup",
                                  start_key=stage_key(inp.data.key, "rm-start", cfg.warmup.seed), data_key=inp.data.key,
                                  name="rm_warmup", eval_records=inp.validation.records(), eval_steps=cfg.eval_steps,
-                                 log=run.log)
+                                 log=run.log, label="warm-up (reward model)", progress=run.progress)
     run.manifest.record("warmup", key, time.time() - t, steps=info["steps"])
     return key, info
 
@@ -63,12 +63,14 @@ def rm_arm_stage(run: Run, inp: Inputs, warmup_info: dict, judge, arm: str, seed
     final = dataclasses.replace(cfg.final, seed=int(seed))
     rm, rm_info = train_reward_stage(rd.root / "rm_warmup" / "model", inp.tokenizer, inp.train.records(mask), final,
                                      rd.arm(arm, seed) / "rm", start_key=warmup_info["key"], data_key=stage_key(ids),
-                                     name=f"rm-{arm}", log=run.log)
+                                     name=f"rm-{arm}", log=run.log, label=f"arm {arm} seed {seed}: reward model",
+                                     progress=run.progress)
     prompts = [r.prompt for r in inp.train.valid_rows]
     policy, info = train_rl_stage(inp.data.reference, rm, inp.tokenizer, prompts,
                                   dataclasses.replace(cfg.rl, seed=int(seed)), rd.arm(arm, seed),
                                   start_key=inp.data.key, reward_key=rm_info["key"], data_key=stage_key(prompts),
-                                  name=f"rl-{arm}", log=run.log)
+                                  name=f"rl-{arm}", log=run.log,
+                                  label=f"arm {arm} seed {seed}: {cfg.rl.algorithm.upper()}", progress=run.progress)
     info = {**info, "rm_accuracy": judged_accuracy(rm, inp, judge), "rm_seconds": rm_info["seconds"]}
     return policy, info
 

@@ -133,7 +133,7 @@ def warmup_stage(run: Run, inp: Inputs) -> tuple[str, dict]:
     _, info = train_stage(inp.data.reference, inp.reference, inp.tokenizer, inp.train.records(), inp.objective, cfg.warmup,
                           run.dir.warmup, start_key=model_fingerprint(inp.reference), data_key=inp.data.key,
                           name="warmup", eval_records=inp.validation.records(), eval_steps=cfg.eval_steps,
-                          lora=inp.lora, log=run.log, start_is_reference=True)
+                          lora=inp.lora, log=run.log, start_is_reference=True, label="warm-up", progress=run.progress)
     run.manifest.record("warmup", key, time.time() - t, steps=info["steps"])
     return key, info
 
@@ -234,7 +234,8 @@ def arm_stage(run: Run, inp: Inputs, theta_key: str, arm: str, seed: int, mask: 
     settings = dataclasses.replace(cfg.final, seed=int(seed))
     return train_stage(run.dir.warmup_model, inp.reference, inp.tokenizer, inp.train.records(mask), inp.objective, settings,
                        run.dir.arm(arm, seed), start_key=theta_key, data_key=stage_key(ids), name=f"arm-{arm}",
-                       eval_records=inp.validation.records(), eval_steps=cfg.eval_steps, lora=inp.lora, log=run.log)
+                       eval_records=inp.validation.records(), eval_steps=cfg.eval_steps, lora=inp.lora, log=run.log,
+                       label=f"arm {arm} seed {seed}", progress=run.progress)
 
 
 def evaluation_stage(run: Run, answers: Answers, judge, arm: str, seed: int, n_pairs: int, model,

@@ -165,7 +165,7 @@ class PolicyBackend:
             StageSettings(epochs=cfg.val_epochs, learning_rate=cfg.val_lr, batch_size=cfg.val_batch_size,
                           max_length=cfg.max_length, seed=cfg.seed, optimizer=cfg.val_optimizer),
             self.out / "theta_val", start_key=start_key, data_key=data_fingerprint(self.va_tok), name="theta_val",
-            log=self.log, hand_back_fp32=half)
+            log=self.log, hand_back_fp32=half, label="θ_val", progress=self.progress)
         tv = self._logps(theta_val, self.tr_tok, info["key"] + (":fp32" if half else ""), "θ_val log-probs")
         loss_val = self.objective.loss(self._margin_of(tv)).numpy()
         loss_from = self.loss()
@@ -272,7 +272,8 @@ class RewardBackend:
                                  max_length=cfg.max_length, seed=cfg.seed, optimizer=cfg.val_optimizer)
         rm_val, _ = train_reward_stage(self.rm, self.tok, self.val.records(), settings, self.out / "theta_val",
                                        start_key=model_fingerprint(self.rm), data_key=data_fingerprint(self.va),
-                                       name="rm_val", log=self.log)
+                                       name="rm_val", log=self.log, label="θ_val (reward model)",
+                                       progress=self.progress)
         vc, vr = pair_rewards(rm_val, self.tr, self.tok.pad_token_id, cfg.max_length, cfg.batch_tokens)
         del rm_val
         return self.loss(), np.logaddexp(0.0, -(vc - vr))

@@ -108,7 +108,8 @@ def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, e
 def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: PairwiseObjective,
                 settings: StageSettings, out_dir: str | Path, start_key: str, data_key: str, name: str = "stage",
                 eval_records: list[dict] | None = None, eval_steps: int | None = None, lora=None, log=print,
-                hand_back_fp32: bool = False, start_is_reference: bool = False):
+                hand_back_fp32: bool = False, start_is_reference: bool = False, label: str | None = None,
+                progress: bool = True):
     """Train `policy` further on `records` (dicts with prompt/chosen/rejected) and save the result.
 
     `policy` is where the stage starts: a model folder (or spec), loaded fresh for the stage, or a
@@ -122,10 +123,14 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     fresh LoRA adapters instead of all the weights; the stage is saved merged either way. The stage
     runs on the reference's device; in the reference's precision, a bf16/fp16 one training fp32
     master weights under autocast. The model is handed back in that precision, or in fp32 with
-    `hand_back_fp32` (θ_val: its small step from θ would be rounded away in bf16). Returns (model, stage_info)."""
+    `hand_back_fp32` (θ_val: its small step from θ would be rounded away in bf16). While it trains it
+    shows one progress bar named `label` (default: `name`; none with `progress=False`) and writes the
+    trainer's log to `out_dir`/train_log.jsonl (train.progress). Returns (model, stage_info)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from trl import DPOTrainer
+
+    from .progress import attach as attach_progress
 
     out_dir = Path(out_dir)
     key = artifacts.stable_key({"start": start_key, "data": data_key, "settings": asdict(settings),
@@ -166,6 +171,7 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
                              train_dataset=Dataset.from_list(records), processing_class=tokenizer,
                              eval_dataset=Dataset.from_list(eval_records) if eval_records else None,
                              callbacks=[_fault_point_callback(f"train:{name}")])
+        attach_progress(trainer, label or name, out_dir, show=progress)
         start = []
         if eval_records:  # the validation curve starts at the starting point, step 0
             start = [{**trainer.evaluate(), "step": 0}]  # train() starts a fresh log, so keep it here

@@ -64,14 +64,18 @@ def _reward_config(s: StageSettings, out_dir: Path, eval_steps: int | None, on_c
 
 def train_reward_stage(start, tokenizer, records: list[dict], settings: StageSettings, out_dir: str | Path,
                        start_key: str, data_key: str, name: str = "rm", eval_records: list[dict] | None = None,
-                       eval_steps: int | None = None, log=print):
+                       eval_steps: int | None = None, log=print, label: str | None = None, progress: bool = True):
     """Train the reward model `start` (a model in memory, copied, or a stage folder) on `records`
     (prompt/chosen/rejected dicts) with TRL's RewardTrainer, save it, and return (model, stage info).
-    Under a launcher every process runs the stage (DDP); `settings.batch_size` is per step over all."""
+    Under a launcher every process runs the stage (DDP); `settings.batch_size` is per step over all.
+    It shows one progress bar named `label` (default: `name`; none with `progress=False`) and writes
+    the trainer's log to `out_dir`/train_log.jsonl (train.progress)."""
     import copy
 
     from datasets import Dataset
     from trl import RewardTrainer
+
+    from .progress import attach as attach_progress
 
     out_dir = Path(out_dir)
     key = artifacts.stable_key({"start": start_key, "data": data_key, "settings": asdict(settings), "name": name,
@@ -93,6 +97,7 @@ def train_reward_stage(start, tokenizer, records: list[dict], settings: StageSet
                             processing_class=tokenizer,
                             eval_dataset=Dataset.from_list(eval_records) if eval_records else None,
                             callbacks=[_fault_point_callback(f"train:{name}")])
+    attach_progress(trainer, label or name, out_dir, show=progress)
     start_log = [{**trainer.evaluate(), "step": 0}] if eval_records else []
     result = trainer.train()
     model = trainer.model.eval()

@@ -101,14 +101,18 @@ def _rl_config(s: RLSettings, out_dir: Path, on_cpu: bool, processes: int):
 
 
 def train_rl_stage(start, reward_model, tokenizer, prompts: list, settings: RLSettings, out_dir: str | Path,
-                   start_key: str, reward_key: str, data_key: str, name: str = "rl", log=print):
+                   start_key: str, reward_key: str, data_key: str, name: str = "rl", log=print,
+                   label: str | None = None, progress: bool = True):
     """Optimise the policy in the folder `start` on `prompts` against `reward_model` and save it.
     The reference for the KL is `start` itself, which TRL loads again from the folder (its
-    `_name_or_path`). Returns (model, stage info); the info's `log` holds reward and KL per step."""
+    `_name_or_path`). Returns (model, stage info); the info's `log` holds reward and KL per step. It
+    shows one progress bar named `label` (default: `name`; none with `progress=False`) and writes the
+    trainer's log to `out_dir`/train_log.jsonl (train.progress)."""
     from datasets import Dataset
     from trl import GRPOTrainer, RLOOTrainer
 
     from ..models import load_model
+    from .progress import attach as attach_progress
 
     out_dir = Path(out_dir)
     key = artifacts.stable_key({"start": start_key, "reward": reward_key, "data": data_key, "name": name,
@@ -134,6 +138,7 @@ def train_rl_stage(start, reward_model, tokenizer, prompts: list, settings: RLSe
                       args=_rl_config(settings, out_dir, device.type == "cpu", here.size),
                       train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]), processing_class=tokenizer,
                       callbacks=[_fault_point_callback(f"train:{name}")])
+        attach_progress(trainer, label or name, out_dir, show=progress)
         result = trainer.train()
     finally:
         tokenizer.padding_side = side

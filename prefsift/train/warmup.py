@@ -75,14 +75,15 @@ class WarmupConfig:
 
 
 def warm_up(reference, ref_model, tokenizer, records, objective, settings: StageSettings, out_dir, *, data_key: str,
-            eval_records=None, eval_steps=None, lora=None, log=print):
+            eval_records=None, eval_steps=None, lora=None, log=print, progress: bool = True):
     """θ: `reference` (a folder, loaded as the stage's own trainable copy) trained on every record
     with `ref_model` as the frozen reference. Returns (θ, stage info); θ is in OUT_DIR/model."""
     from ..models import model_fingerprint
 
     return train_stage(reference, ref_model, tokenizer, records, objective, settings, out_dir,
                        start_key=model_fingerprint(ref_model), data_key=data_key, name="warmup",
-                       eval_records=eval_records, eval_steps=eval_steps, lora=lora, log=log, start_is_reference=True)
+                       eval_records=eval_records, eval_steps=eval_steps, lora=lora, log=log, start_is_reference=True,
+                       label="warm-up", progress=progress)
 
 
 def check_warmup_inputs(cfg: WarmupConfig, columns=None):
