@@ -125,7 +125,8 @@ def test_the_lab_given_as_files_gives_the_lab_runs_numbers(finished, tmp_path):
     a, full = finished
     files = {k: str(a / "lab" / f) for k, f in (("train", "train.jsonl"), ("validation", "validation.jsonl"),
                                                   ("test_prompts", "test_prompts.jsonl"), ("reference", "sft_model"))}
-    from_files = run_pipeline(RunConfig(out=str(tmp_path / "c"), **{**TINY, "lab": None, "arms": ["full"], **files}),
+    from_files = run_pipeline(RunConfig(out=str(tmp_path / "c"), **{**TINY, "lab": None, "preset": "lab", "arms": ["full"],
+                                                                 **files}),
                               progress=False, log=QUIET)
     assert from_files["win_rate"].item() == full.set_index("arm").loc["full", "win_rate"]
 
@@ -238,7 +239,7 @@ def test_a_calibrated_arm_trains_on_its_best_probe_and_a_rerun_trains_no_probe(f
     from prefsift import train
 
     a, _ = finished
-    cfg = {**TINY, "lab": None, **_lab_files(a), "arms": ["calibrated_lossdiff_irm"],
+    cfg = {**TINY, "lab": None, "preset": "lab", **_lab_files(a), "arms": ["calibrated_lossdiff_irm"],
            "calibration": {"splits": [0.5, 1.0], "prompts": 16, "answers": 2, "probe_epochs": 0.5}}
     ev = run_pipeline(RunConfig(out=str(tmp_path / "b"), **cfg), progress=False, log=QUIET)
     cal = json.loads((tmp_path / "b" / "calibrate" / "calibrated_lossdiff_irm" / "calibration.json").read_text())

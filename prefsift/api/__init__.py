@@ -17,6 +17,7 @@ raises a `prefsift.errors.UserError` that says what to fix."""
 from __future__ import annotations
 
 from ..data import ColumnMap
+from ..quiet import set_verbose
 from .models import describe_model, warmup
 from .pairs import check_pairs, load_pairs, subset, write_subset
 from .runs import LabSummary, RunResult, demo, make_lab, make_sentiment_lab, open_run, plan, run
@@ -66,5 +67,5 @@ def register_judge(name: str, make, *, takes: str | None = None, check=None, hel
 
 __all__ = ["ColumnMap", "LabSummary", "RunResult", "Selection", "check_pairs", "demo", "describe_model", "load_pairs",
            "load_scores", "make_lab", "make_sentiment_lab", "open_run", "plan", "plan_scores", "register_judge",
-           "register_rule", "register_score", "run", "score", "select", "select_to_folder", "subset", "warmup",
+           "register_rule", "register_score", "run", "score", "select", "select_to_folder", "set_verbose", "subset", "warmup",
            "write_subset"]

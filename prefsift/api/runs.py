@@ -49,6 +49,7 @@ def run(config, *, overrides=(), out: str | Path | None = None, progress: bool =
         from .launch import launch
 
         try:  # here, once, before N processes start and load models
+            cfg.load_plugins()
             check_run_sharding(cfg, processes)
             check_run_inputs(cfg)
         except ConfigError as e:
@@ -78,6 +79,7 @@ def plan(config, *, overrides=(), out: str | Path | None = None, processes: int 
     cfg = _config(config, overrides, out, settings)
     processes = check_processes(processes)
     try:
+        cfg.load_plugins()
         check_run_sharding(cfg, processes)
         made = plan_run(cfg, processes, log=log)
     except ConfigError as e:

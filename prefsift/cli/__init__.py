@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or os.environ.get("PREFSIFT_DEBUG", "").strip() not in ("", "0")
     try:
         if args.verbose:  # an environment variable: the workers `launch_local` starts inherit it
-            from ..quiet import set_verbose
+            from ..api import set_verbose
 
             set_verbose(True)
         if args.threads is not None:

@@ -83,9 +83,11 @@ def _check_arm_name(name, key: str) -> None:
                                            "(it names a folder)")
 
 
-def check_arms(arms: list, imported: dict, windows: dict, wanted_scores: list[str], route: str) -> None:
+def check_arms(arms: list, imported: dict, windows: dict, wanted_scores: list[str], route: str,
+               defer_unknown: bool = False) -> None:
     """Every arm of a run config known, every defined arm well named and specified, and every score
-    an arm reads asked for; a `ConfigError` naming the key otherwise."""
+    an arm reads asked for; a `ConfigError` naming the key otherwise. ``defer_unknown``: a name no
+    rule has yet is let through (a plugin not yet imported may register it)."""
     from ..selection import check_windows
 
     for name, spec in imported.items():
@@ -103,7 +105,7 @@ def check_arms(arms: list, imported: dict, windows: dict, wanted_scores: list[st
             raise ConfigError(key=f"windows.{name}", problem="names a rule or an imported arm already; rename it")
         check_windows(spec, key=f"windows.{name}")
     known = list(RULES.names()) + list(CALIBRATED_ARMS)
-    if bad := [a for a in arms if a not in known and a not in imported and a not in windows]:
+    if (bad := [a for a in arms if a not in known and a not in imported and a not in windows]) and not defer_unknown:
         raise ConfigError(key="arms", problem=f"has unknown arm(s) {bad}{did_you_mean(bad[0], known)}; choose "
                                               f"among {', '.join(known)}, or define them under `imported`/`windows`")
     calibrated = [a for a in arms if arm_kind(a, imported, windows) == "calibrated"]

@@ -22,6 +22,12 @@ from ..train.dpo import StageSettings
 from ..train.rl import RLSettings
 from .arms import CalibrationSettings, check_arms
 
+# Neutral defaults, where the data is not the lab's (`preset`): TRL's β and learning rate, the
+# paper's epochs (a one-epoch warm-up, two more epochs per arm), TRL's batch size.
+NEUTRAL = {"beta": 0.1, "judge": None, "max_new_tokens": 256,
+           "warmup": {"epochs": 1, "learning_rate": 1e-6, "batch_size": 8},
+           "final": {"epochs": 2, "learning_rate": 1e-6, "batch_size": 8}}
+
 # The default arms; every registered selection rule (`prefsift.selection.RULES`, which a plugin can
 # extend) may be an arm. `clean` is an oracle arm, for the lab (or any file with `pair_type` and
 # `label_correct` columns): the clean pairs whose label is right, at their own count. Not irm, lossdiff:
@@ -62,19 +68,22 @@ class RunConfig:
                 "warmup/final settings) and the policy online against it (rl settings; TRL's GRPO or RLOO)",
         "check": ("dpo", "rm_rl")})
     objective: str = field(default="dpo", metadata={"help": "dpo, ipo or hinge (route dpo)", "check": trainable_with_dpo()})
-    # β and the learning rates were chosen on the lab's *validation* prompts (never the test prompts):
-    # at β 0.1 or lr ≥ 3e-4 further DPO epochs lowered the oracle WinRate on this tiny model.
-    beta: float = field(default=0.5, metadata={"help": "β of the objective", "check": "> 0"})
+    preset: str = field(default="auto", metadata={
+        "help": "where the defaults of beta, judge, max_new_tokens, warmup and final come from: auto (the lab's tuned "
+                "settings when the lab makes the data, else neutral: TRL's β 0.1 and learning rate 1e-6), lab (the "
+                "lab's, e.g. with the lab's files), or none (neutral)", "check": ("auto", "lab", "none")})
+    beta: float | None = field(default=None, metadata={"help": "β of the objective (default: by preset; 0.1, "
+                                                               "TRL's, or 0.5 on the lab)", "check": "> 0"})
     device: str = field(default="auto", metadata={"help": "where every model runs: auto (CUDA when present), cpu, "
                                                           "cuda, cuda:N", "check": device_problem})
     dtype: str = field(default="auto", metadata={"help": "weights' precision: auto (fp32 on CPU), fp32, bf16, fp16; "
                                                          "training keeps fp32 master weights under autocast",
                                                  "check": DTYPES})
-    warmup: StageSettings = _section(StageSettings, lambda: StageSettings(epochs=1, learning_rate=1e-4, batch_size=16),
-                                     "StageSettings of the warm-up")
-    final: StageSettings = _section(StageSettings, lambda: StageSettings(epochs=2, learning_rate=1e-4, batch_size=16),
-                                    "StageSettings of each arm (continues from θ)",
-                                    refused={"seed": "is set per arm by the top-level `seeds`"})
+    warmup: StageSettings | None = _section(StageSettings, None, "StageSettings of the warm-up (merged onto the "
+                                            "preset's: 1 epoch; lr 1e-6, batch 8, or on the lab 1e-4, 16)")
+    final: StageSettings | None = _section(StageSettings, None, "StageSettings of each arm, from θ (merged onto the "
+                                           "preset's: 2 epochs; lr 1e-6, batch 8, or on the lab 1e-4, 16)",
+                                           refused={"seed": "is set per arm by the top-level `seeds`"})
     rl: RLSettings = _section(RLSettings, RLSettings, "RLSettings of each arm's online RL (route rm_rl)",
                               refused={"seed": "is set per arm by the top-level `seeds`"})
     lora: LoraSettings | None = _section(LoraSettings, None, "LoRA for every training stage, e.g. {r: 8, alpha: 16} (LoraSettings "
@@ -91,14 +100,16 @@ class RunConfig:
                                                 "calibrated arms (calibrated_tif, _lossdiff, _lossdiff_irm, each also "
                                                 "_free): windows chosen by probe trainings judged on validation prompts")
     seeds: list = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds of every arm"})
-    judge: str = field(default="oracle", metadata={"help": "oracle, lexicon, reward:FOLDER, llm:MODEL, or a registered judge",
-                                                   "check": lambda spec: _judge_problem(spec)})
+    judge: str | None = field(default=None, metadata={
+        "help": "oracle, lexicon, reward:FOLDER, llm:MODEL, or a registered judge (default: oracle on the lab, "
+                "lexicon with `sentiment`; needed with your own files)"})
     eval_prompts: int = field(default=1000, metadata={"help": "held-out prompts judged per arm (the first N of the file)", "check": ">= 1"})
     answers_per_prompt: int = field(default=4, metadata={
         "help": "answers sampled per held-out prompt and arm (every arm on the same sampling seeds); an arm's "
                 "per-prompt WinRate is the mean over them", "check": ">= 1"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the answers", "check": "> 0"})
-    max_new_tokens: int = field(default=12, metadata={"help": "answer length limit", "check": ">= 1"})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "answer length limit (default: 256, or 12 on "
+                                                                       "the lab)", "check": ">= 1"})
     eval_steps: int = field(default=20, metadata={"help": "validation loss/margin every N training steps (0: never)",
                                                   "check": ">= 0"})
 
@@ -107,10 +118,17 @@ class RunConfig:
 
         if not isinstance(self.plugins, list):
             raise ConfigError(key="plugins", problem=f"must be a list of module names or .py files, got {self.plugins!r}")
-        import_plugins(self.plugins)  # before any name (an arm, the judge) is looked up
+        # No plugin is imported here (building a config runs no code of yours): `load_plugins` does, when
+        # a run starts; until then a name only a plugin can register (an arm, the judge) is not refused.
+        preset = self._preset_settings()
+        for key in ("beta", "judge", "max_new_tokens"):
+            if getattr(self, key) is None:
+                setattr(self, key, preset[key])
         for f in fields(self):  # a section given as a mapping (YAML, a dict) becomes its dataclass
-            if "section" in f.metadata and isinstance(getattr(self, f.name), dict):
-                setattr(self, f.name, build_section(f, getattr(self, f.name)))
+            if f.name in ("warmup", "final") and getattr(self, f.name) is None:
+                setattr(self, f.name, StageSettings(**preset[f.name]))
+            elif "section" in f.metadata and isinstance(getattr(self, f.name), dict):
+                setattr(self, f.name, build_section(f, getattr(self, f.name), base=preset.get(f.name)))
             elif "section" in f.metadata and getattr(self, f.name) is not None and \
                     not isinstance(getattr(self, f.name), f.metadata["section"]):
                 raise ConfigError(key=f.name, problem=f"must be a mapping of {f.metadata['section'].__name__} "
@@ -129,7 +147,7 @@ class RunConfig:
             wanted = ScoreConfig(**self.score_config_fixed(), **asdict(self.scores)).wanted
         except ConfigError as e:
             raise e.within("scores") from None
-        self._check_arms(wanted)
+        self._check_names(wanted)
         if self.route == "rm_rl" and self.lora is not None:
             raise ConfigError(key="lora", problem="is for the dpo route; route rm_rl trains full reward models and "
                                                   "policies: set `lora: null`")
@@ -167,9 +185,37 @@ class RunConfig:
                                                           "validation, test_prompts and reference "
                                                           f"(missing: {', '.join(missing)})")
 
-    def _check_arms(self, wanted: list[str]):
+    def _preset_settings(self) -> dict:
+        """The defaults of the preset: the lab's tuned settings, or neutral ones (TRL's)."""
+        from ..lab.preset import LAB_RUN_SETTINGS
+
+        if self.preset not in ("auto", "lab", "none"):
+            raise ConfigError(key="preset", problem=f"must be auto, lab or none, got {self.preset!r}")
+        lab = self.preset == "lab" or (self.preset == "auto" and self.lab is not None)
+        if lab:
+            return LAB_RUN_SETTINGS
+        return {**NEUTRAL, "judge": "lexicon" if self.sentiment is not None else None}
+
+    def _check_names(self, wanted: list[str]):
+        """The arms and the judge name registered entries (or, with plugins not yet loaded, may)."""
         self.windows = dict(self.windows or {})
-        check_arms(self.arms, self.imported, self.windows, wanted, self.route)
+        deferred = bool(self.plugins) and not getattr(self, "_plugins_loaded", False)
+        if self.judge is None:
+            raise ConfigError(key="judge", problem="is needed with your own files: e.g. reward:FOLDER (a reward "
+                                                   "model), llm:MODEL, lexicon, or a judge a plugin registers")
+        problem = _judge_problem(self.judge)
+        if problem and not deferred:
+            raise ConfigError(key="judge", problem=problem)
+        check_arms(self.arms, self.imported, self.windows, wanted, self.route, defer_unknown=deferred)
+
+    def load_plugins(self) -> "RunConfig":
+        """Import the `plugins` (their rules and judges register themselves), then check the names
+        that only they could register. Called when a run or a plan starts."""
+        if self.plugins and not getattr(self, "_plugins_loaded", False):
+            import_plugins(self.plugins)
+            self._plugins_loaded = True
+            self._check_names(ScoreConfig(**self.score_config_fixed(), **asdict(self.scores)).wanted)
+        return self
 
     def to_dict(self) -> dict:
         """Every setting as plain values (what config.yaml holds; `from_dict` reads it back)."""
@@ -248,16 +294,18 @@ def _default_of(f):
     return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
-def build_section(f, given: dict):
-    """The dataclass of section field ``f`` from the mapping ``given``, merged onto the section's
-    default (or the dataclass's defaults when the section is off by default); errors keyed
-    ``section.key``."""
+def build_section(f, given: dict, base: dict | None = None):
+    """The dataclass of section field ``f`` from the mapping ``given``, merged onto ``base`` (the
+    preset's settings of the section), else onto the section's default (or the dataclass's defaults
+    when the section is off by default); errors keyed ``section.key``."""
     from ..checks import check_known_keys
 
     cls, refused = f.metadata["section"], f.metadata["refused"]
     check_known_keys(given, cls, section=f.name, refused=refused)
-    base = _default_of(f)
-    values = {**(asdict(base) if base is not None else {}), **given}
+    if base is None:
+        default = _default_of(f)
+        base = asdict(default) if default is not None else {}
+    values = {**base, **given}
     try:
         return cls(**values)
     except ConfigError as e:

@@ -27,6 +27,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
     process at a time may write a run directory; a finished stage with an unchanged key is reused."""
     here = world()
     try:
+        cfg.load_plugins()  # the plugins' rules and judges, before any name is looked up
         read = check_run_inputs(cfg)
         check_run_sharding(cfg, here.size)
     except ConfigError as e:
