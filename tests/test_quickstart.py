@@ -101,3 +101,23 @@ def test_a_temporary_run_directory_is_removed(lab, tmp_path, monkeypatch):
                            progress=False, log=lambda *a: None, val_lr=1e-2)
     assert table["lossdiff"].notna().sum() == 160
     assert list(tmp_path.iterdir()) == []  # nothing left behind
+
+
+def test_score_warmup_goes_from_the_sft_folder_to_the_table_in_one_command(lab, tmp_path):
+    import json
+
+    from prefsift.cli import main
+
+    out = tmp_path / "one"
+    code = main(["--threads", "1", "score", "--reference", str(lab / "sft_model"), "--warmup", "--warmup-lr", "1e-3",
+                 "--train", str(lab / "train.jsonl"), "--scores", "irm", "--out", str(out), "--quiet"])
+    assert code == 0
+    used = json.loads((out / "score_config.json").read_text())
+    assert Path(used["policy"]) == out / "warmup" / "model" and (out / "warmup" / "stage.json").exists()
+    table = pd.read_parquet(out / "scores.parquet")
+    # θ from the warm-up is what `prefsift warmup` makes with the same settings: the same IRM.
+    theta = prefsift.warmup(lab / "sft_model", lab / "train.jsonl", out=tmp_path / "two", learning_rate=1e-3,
+                            log=lambda *a: None)
+    again = prefsift.score(theta, lab / "sft_model", lab / "train.jsonl", scores=["irm"], progress=False,
+                           log=lambda *a: None)
+    np.testing.assert_array_equal(table["irm"].to_numpy(), again["irm"].to_numpy())

@@ -133,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "PREFSIFT_VERBOSE=1); they are always in each stage's train_log.jsonl")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    _add_data_commands(sub, c)
+    _add_lab_commands(sub, c)
+    _add_scoring_commands(sub, c)
+    _add_run_commands(sub, c)
+    return parser
+
+
+def _add_data_commands(sub, c) -> None:
+    """The parsers of the data layer: `data check`, `data subset`; `model`."""
     data = sub.add_parser("data", help="check and subset preference files",
                           description="Read preference files in every format TRL accepts and report each row.")
     dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
@@ -174,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_placement_args(model)
     model.set_defaults(func=c.cmd_model)
 
+
+def _add_lab_commands(sub, c) -> None:
+    """The parsers of the embedded lab: `lab make`, `lab sentiment`."""
     lab = sub.add_parser("lab", help="the embedded synthetic alignment world",
                          description="The lab: a synthetic task with a programmatic oracle, a tiny SFT model, "
                                      "and preference pairs with controlled imperfections.")
@@ -201,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     senti.add_argument("--quiet", action="store_true", help="no progress bars")
     senti.set_defaults(func=c.cmd_lab_sentiment)
 
+
+def _add_scoring_commands(sub, c) -> None:
+    """The parsers of from an SFT model to a selection: `warmup`, `score`, `select`."""
     warm = sub.add_parser(
         "warmup", help="θ from an SFT model: the paper's warm-up, DPO on all the pairs through TRL",
         description="Train the reference (SFT) model for --epochs (default 1) of DPO on all the training pairs "
@@ -248,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_column_args(select)
     select.set_defaults(func=c.cmd_select)
 
+
+def _add_run_commands(sub, c) -> None:
+    """The parsers of the whole protocol: `run`, `plan`, `demo`."""
     run = sub.add_parser(
         "run", help="the whole protocol from a YAML config: warm-up, scores, selections, arms, judging, report",
         description="Run the stages (data → warm-up → scores → selections → train each arm for each seed → judge "
@@ -292,6 +310,5 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_placement_args(demo)
     demo.set_defaults(func=c.cmd_demo)
-    return parser
 
 

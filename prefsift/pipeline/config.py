@@ -11,7 +11,7 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from ..devices import DTYPES, device_problem
-from ..errors import ConfigError, did_you_mean
+from ..errors import ConfigError
 from ..lab.make import LabConfig
 from ..lab.sentiment import SentimentConfig
 from ..models import LoraSettings

@@ -121,19 +121,18 @@ def load_inputs(run: Run, data: Data, read: dict) -> Inputs:
 
 
 def warmup_stage(run: Run, inp: Inputs) -> tuple[str, dict]:
-    """θ = π_ref + `warmup` of DPO on all training pairs, through TRL. Returns (key, stage info)."""
-    from ..scoring.logprobs import model_fingerprint
-    from ..train import train_stage
+    """θ = π_ref + `warmup` of DPO on all training pairs, through TRL (`prefsift warmup`'s own stage,
+    `train.warmup.warm_up`). Returns (key, stage info)."""
+    from ..train.warmup import warm_up
 
     t = time.time()
     cfg = run.cfg
     key = stage_key(inp.data.key, asdict(inp.objective), asdict(cfg.warmup), asdict(cfg.lora) if cfg.lora else None)
     run.log("[warm-up] DPO through TRL from π_ref on all training pairs")
     # From π_ref's folder: the stage loads its own trainable copy; π_ref in memory is the shared reference.
-    _, info = train_stage(inp.data.reference, inp.reference, inp.tokenizer, inp.train.records(), inp.objective, cfg.warmup,
-                          run.dir.warmup, start_key=model_fingerprint(inp.reference), data_key=inp.data.key,
-                          name="warmup", eval_records=inp.validation.records(), eval_steps=cfg.eval_steps,
-                          lora=inp.lora, log=run.log, start_is_reference=True, label="warm-up", progress=run.progress)
+    _, info = warm_up(inp.data.reference, inp.reference, inp.tokenizer, inp.train.records(), inp.objective, cfg.warmup,
+                      run.dir.warmup, data_key=inp.data.key, eval_records=inp.validation.records(),
+                      eval_steps=cfg.eval_steps, lora=inp.lora, log=run.log, progress=run.progress)
     run.manifest.record("warmup", key, time.time() - t, steps=info["steps"])
     return key, info
 

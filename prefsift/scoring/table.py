@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import artifacts
-from ..data import ColumnMap, DataError, PairSet, check_lengths, load_pairs
+from ..data import ColumnMap, DataError, PairSet, load_pairs
 from .config import ScoreConfig  # noqa: F401  (the scores table's config, re-exported)
 from .columns import spread as _spread, summarize, tokenized as _tokenized  # noqa: F401  (re-exported)
 from .backends import PolicyBackend, RewardBackend
