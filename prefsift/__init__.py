@@ -9,11 +9,15 @@ The public API is `prefsift.api` (every command of the CLI is one of its functio
     run(config_or_path, **overrides)                 -> evaluation table of the whole protocol
     load_pairs, check_pairs, subset, select_to_folder, load_scores, plan, plan_scores, demo, make_lab,
     make_sentiment_lab, describe_model
+    view(run_dir) / view(scores=..., train=...)      -> one self-contained HTML page with every pair
     register_rule / register_score / register_judge  your own rules, scores and judges
 """
 
 from .version import __version__  # noqa: E402
 
+# The package prefsift.view (the pairs browser) is loaded before the API, so that `prefsift.view` stays the
+# API's function: Python binds a submodule to its parent's attribute only when the submodule is first loaded.
+from . import view as _view_package  # noqa: E402,F401
 from .api import *  # noqa: E402,F401,F403
 from .api import __all__ as _api
 

@@ -9,6 +9,7 @@ From an SFT model to a selection:
     mask = prefsift.select(table, "lossdiff_irm", keep=0.64)
     prefsift.write_subset(prefsift.load_pairs("train.jsonl"), mask, "selected.jsonl")
     run = prefsift.open_run("runs/mine")                                      # later: run.scores, run.models
+    prefsift.view("runs/mine")                                                # every pair, in one HTML page
 
 Models are objects (a transformers causal LM, with `tokenizer=`) or specs (a local folder, or
 `smollm2`); pairs are a `PairSet`, a path, or rows. Every function checks its inputs first and
@@ -23,6 +24,7 @@ from .pairs import check_pairs, load_pairs, subset, write_subset
 from .runs import LabSummary, RunResult, demo, make_lab, make_sentiment_lab, open_run, plan, run
 from .scores import load_scores, plan_scores, score, select
 from .selections import Selection, select_to_folder
+from .views import view
 
 
 def register_rule(name: str, needs=(), help: str = "", replace: bool = False, sized: bool = False):
@@ -67,5 +69,5 @@ def register_judge(name: str, make, *, takes: str | None = None, check=None, hel
 
 __all__ = ["ColumnMap", "LabSummary", "RunResult", "Selection", "check_pairs", "demo", "describe_model", "load_pairs",
            "load_scores", "make_lab", "make_sentiment_lab", "open_run", "plan", "plan_scores", "register_judge",
-           "register_rule", "register_score", "run", "score", "select", "select_to_folder", "set_verbose", "subset", "warmup",
-           "write_subset"]
+           "register_rule", "register_score", "run", "score", "select", "select_to_folder", "set_verbose", "subset", "view",
+           "warmup", "write_subset"]

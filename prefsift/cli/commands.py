@@ -105,6 +105,13 @@ def cmd_select(args) -> int:
     return 0
 
 
+def cmd_view(args) -> int:
+    path = api.view(args.run, scores=args.scores, train=args.train, out=args.out, rules=args.rules, keep=args.keep,
+                    seed=args.seed, title=args.title, **_reading(args))
+    print(f"view: {path} (open it in a browser; no server needed)")
+    return 0
+
+
 def cmd_run(args) -> int:
     api.run(args.config, overrides=args.overrides, out=args.out, progress=not args.quiet, processes=args.processes,
             threads=args.threads)

@@ -13,7 +13,7 @@ truncated influence function (TIF), LossDiff, IRM and LossDiff-IRM (arXiv 2510.1
 
 Commands: the data layer (`data check`, `data subset`), model loading (`model`), the embedded lab
 (`lab make`, and `lab sentiment` for a real model), the warm-up from an SFT model (`warmup`), scoring
-(`score`), selection (`select`), `run`,
+(`score`), selection (`select`), every pair in a browser (`view`), `run`,
 the whole protocol (warm-up → scores → selections → training arms → judging → report) from a YAML
 config, and `demo`, which is `run` on the lab with its defaults."""
 
@@ -262,6 +262,29 @@ def _add_scoring_commands(sub, c) -> None:
     select.add_argument("--train", dest="train", help="the scored file: also write the selected pairs in its format")
     _add_column_args(select)
     select.set_defaults(func=c.cmd_select)
+
+    view = sub.add_parser(
+        "view", help="every pair in one self-contained HTML page: texts, scores, kept/dropped by each rule, reasons",
+        description="Write one HTML file (no server, no network: data and script inline) with a table of every "
+                    "input pair of a run directory (of `prefsift run` or `prefsift score`), or of a scores table "
+                    "and the pairs file it was scored from: prompt, chosen, rejected, id, every score, kept or "
+                    "dropped by each rule of the run (and by --rule at --keep), the reason for rows that were not "
+                    "scored and every other column of the input. Sort, filter by rule, reason, score range or "
+                    "any column, search the texts, open a pair, and export the ids shown for "
+                    "`prefsift data subset --ids`.")
+    view.add_argument("run", nargs="?", help="run directory (the --out of `prefsift run` or `prefsift score`)")
+    view.add_argument("--scores", help="a scores.parquet instead of a run directory (with --train)")
+    view.add_argument("--train", help="the pairs file the table was scored from (default: the run's, or the "
+                                      "`train` of the score_config.json next to the table)")
+    view.add_argument("--rule", action="append", dest="rules", default=[],
+                      help="also show what this rule keeps at --keep (repeat for several)")
+    view.add_argument("--keep", type=float, default=None,
+                      help="kept fraction for --rule, and the middle windows drawn (default: the run's, else 0.64)")
+    view.add_argument("--seed", type=int, default=0, help="seed of the random rule (default: 0)")
+    view.add_argument("--title", help="the page's title")
+    view.add_argument("--out", help="the HTML file to write (default: RUN/view.html, or view.html next to --scores)")
+    _add_column_args(view)
+    view.set_defaults(func=c.cmd_view)
 
 
 def _add_run_commands(sub, c) -> None:
