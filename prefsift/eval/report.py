@@ -360,8 +360,11 @@ def _curves(curves, figs) -> str:
 def write_report(out_dir, scores: pd.DataFrame, selections: dict[str, np.ndarray] | None = None,
                  evaluation: pd.DataFrame | None = None, curves: dict[str, list[dict]] | None = None,
                  title: str = "prefsift report", notes: list[str] | None = None,
-                 paired: pd.DataFrame | None = None, calibrations: dict[str, dict] | None = None) -> Path:
-    """Write ``out_dir/report.html`` (self-contained) and its figures under ``out_dir/figures/``."""
+                 paired: pd.DataFrame | None = None, calibrations: dict[str, dict] | None = None,
+                 extras: dict[str, str] | None = None) -> Path:
+    """Write ``out_dir/report.html`` (self-contained) and its figures under ``out_dir/figures/``.
+    ``extras``: HTML added at the end of the section of that id (e.g. example pairs next to a plot);
+    ``extras["pairs"]`` is a section of its own after the summary (the pairs browser)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figs = _Figures(out_dir)
@@ -369,6 +372,11 @@ def write_report(out_dir, scores: pd.DataFrame, selections: dict[str, np.ndarray
     parts = [_summary(scores), _histograms(scores, figs), _scatters(scores, figs), _layers(scores, figs),
              _overlap(scores, masks, figs), _lab(scores, masks, figs), _winrate(evaluation, figs),
              _paired(paired, figs), _calibration(calibrations, figs), _curves(curves, figs)]
+    extras = dict(extras or {})
+    if extras.get("pairs"):
+        parts.insert(1, _section("pairs", "The pairs", extras.pop("pairs")))
+    parts = [p[:-len("</section>")] + extras[p[13:p.index('"', 13)]] + "</section>"
+             if p and p[13:p.index('"', 13)] in extras else p for p in parts]
     note_html = ("<ul class=\"notes\">" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>") if notes else ""
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
             f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1>{note_html}"

@@ -117,7 +117,7 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
 
     if here.is_main:
         evaluation, summary = results_stage(run, judge, answers, evaluations)
-        report_stage(run, table, masks, evaluation, curves, summary)
+        report_stage(run, table, masks, evaluation, curves, summary, pairs=inp.train)
     barrier(here)
     if not here.is_main:
         return pd.read_csv(rd.eval_csv)

@@ -304,9 +304,19 @@ def results_stage(run: Run, judge, answers: Answers, evaluations: list[dict]) ->
 
 
 def report_stage(run: Run, table: pd.DataFrame, masks: dict, evaluation: pd.DataFrame, curves: dict,
-                 summary: pd.DataFrame | None = None) -> None:
-    """report.html: the scores, the selections, the training curves and the WinRate table, plotted."""
+                 summary: pd.DataFrame | None = None, pairs=None) -> None:
+    """report.html: the scores, the selections, the training curves and the WinRate table, plotted,
+    and the training pairs themselves (`pairs`, the PairSet scored): a browser and examples."""
+    from ..errors import UserError
+    from ..view.report import report_extras
     from .calibrate import read_calibrations
+
+    extras = None
+    if pairs is not None:
+        try:
+            extras = report_extras(table, pairs, masks, keep=run.cfg.keep)
+        except UserError as e:  # the report still has its plots
+            run.log(f"report: no pairs browser ({e})")
 
     # The calibrated arms' probes, with what their own training cost.
     calibrations = read_calibrations(run.dir, run.cfg.arms, run.cfg.seeds)
@@ -315,7 +325,7 @@ def report_stage(run: Run, table: pd.DataFrame, masks: dict, evaluation: pd.Data
 
         html = write_report(run.dir.root, table, selections=masks, evaluation=evaluation if len(evaluation) else None,
                             curves=curves, title=f"prefsift run {run.dir.root.name}", paired=summary,
-                            calibrations=calibrations)
+                            calibrations=calibrations, extras=extras)
         run.log(f"report: {html}")
     except ImportError:
         run.log("report: prefsift.eval.report is not available in this version")

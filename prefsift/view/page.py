@@ -18,9 +18,9 @@ def _asset(name: str) -> str:
     return (STATIC / name).read_text(encoding="utf-8")
 
 
-def section(table: ViewTable, intro: str = "") -> str:
+def section(table: ViewTable, intro: str = "", per_page: int = 50) -> str:
     """The browser as a fragment: a root element, its style, its data and its script (one per page)."""
-    data = to_json(encode(table))
+    data = to_json({**encode(table), "per": per_page})
     return (f"<style>{_asset('view.css')}</style>{intro}"
             '<div id="pv" class="pv"><noscript>The pairs browser needs JavaScript.</noscript></div>'
             f'<script type="application/json" id="pv-data">{data}</script>'

@@ -45,7 +45,7 @@ function pct(c, v) { // the share of scored values below v, in percent
 }
 function quant(c, p) { var s = c.sorted; return s.length ? s[Math.min(s.length - 1, Math.max(0, Math.floor(p * s.length)))] : NaN; }
 
-var st = { q: "", rules: {}, cats: {}, ranges: {}, ids: null, sort: null, dir: 1, page: 0, per: 50, shown: null,
+var st = { q: "", rules: {}, cats: {}, ranges: {}, ids: null, sort: null, dir: 1, page: 0, per: data.per || 50, shown: null,
            visible: {} };
 ["id", "prompt", "chosen", "rejected"].forEach(function (n) { st.visible[n] = true; });
 rules.forEach(function (c) { st.visible[c.key] = true; });
