@@ -109,3 +109,33 @@ def test_the_view_paints(tmp_path):
     img = mpimg.imread(shot)[..., :3]
     assert len(np.unique((img.reshape(-1, 3) * 255).astype(np.uint8), axis=0)) > 20
     assert (img < 0.5).mean() > 0.001
+
+
+@needs_chromium
+def test_the_report_shows_pairs_and_its_links_filter_the_browser(tmp_path):
+    """report.html with the pairs: the examples of IF's bottom and top, and the flipped pairs each rule
+    kept; clicking a rule's link shows exactly those pairs (pandas), clicking a card opens that pair."""
+    from prefsift.data import load_pairs
+    from prefsift.eval.report import write_report
+    from prefsift.view.report import report_extras
+
+    exp = make_run(tmp_path / "run")
+    table, sel = exp["table"], exp["selection"]
+    masks = {r: sel[r].to_numpy() for r in ("full", "tif", "lossdiff_irm")}
+    page = write_report(tmp_path / "rep", table, selections=masks,
+                        extras=report_extras(table, load_pairs(exp["train"]), masks, keep=0.6))
+    text = page.read_text(encoding="utf-8")
+    assert '<section id="pairs">' in text and "Pairs at the bottom, middle and top of if" in text
+    order = table.sort_values("if", kind="stable")["id"].dropna()
+    bottom = table.loc[table["if"].notna()].sort_values("if", kind="stable")["id"].tolist()[:3]
+    assert all(f'data-pv-open="{i}"' in text for i in bottom)
+    assert len(order)
+    out = run_harness(page, """
+      var q=function(s){return document.querySelector(s);}, o={};
+      var link=Array.from(document.querySelectorAll('#lab [data-pv-filter]')).filter(function(a){return a.getAttribute('data-pv-filter').indexOf('lossdiff_irm')>=0;})[0];
+      link.click(); o.shown=prefsiftView.shownIds();
+      var card=q('#histograms [data-pv-open]'); o.card=card.getAttribute('data-pv-open'); card.click();
+      o.detail=q('#pv-detail h3').textContent; done(o);""", tmp_path)
+    want = table.loc[sel["lossdiff_irm"].to_numpy() & (table["pair_type"] == "flipped").to_numpy(), "id"].tolist()
+    assert out["shown"] == want and len(want) > 0
+    assert out["detail"] == out["card"] == bottom[0]
