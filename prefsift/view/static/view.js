@@ -35,7 +35,8 @@ function short(t, n) {
 }
 function full(t) {
   if (t === null || t === undefined) return "<span class=pv-d>(none)</span>";
-  if (typeof t === "string") return esc(t);
+  if (typeof t === "string") return t ? esc(t) : "<span class=pv-d>(empty)</span>";
+  if (!t.length) return "<span class=pv-d>(no message)</span>";
   return t.map(function (m) { return "<div class=pv-turn><span class=pv-role>" + esc(m[0]) + "</span>" + esc(m[1]) + "</div>"; }).join("");
 }
 function pct(c, v) { // the share of scored values below v, in percent
@@ -177,15 +178,17 @@ function drawPlots() {
     var all = new Array(B).fill(0), sh = new Array(B).fill(0), r, k;
     for (r = 0; r < N; r++) { k = c.bin(c.v[r]); if (k >= 0) all[k]++; }
     st.shown.forEach(function (r) { var k = c.bin(c.v[r]); if (k >= 0) sh[k]++; });
-    var mx = Math.max.apply(null, all) || 1, bw = W / B, on = st.ranges[c.name], s = "";
+    // Few pairs shown: blue on its own scale, or it would be invisible next to the grey.
+    var mx = Math.max.apply(null, all) || 1, ms = st.shown.length < N / 5 ? (Math.max.apply(null, sh) || 1) : mx;
+    var bw = W / B, on = st.ranges[c.name], s = "";
     for (k = 0; k < B; k++) {
-      var ha = H * all[k] / mx, hs = H * sh[k] / mx, rg = binRange(c, k), act = on && on[0] === rg[0] && on[1] === rg[1];
+      var ha = H * all[k] / mx, hs = H * sh[k] / ms, rg = binRange(c, k), act = on && on[0] === rg[0] && on[1] === rg[1];
       s += "<rect class='all" + (act ? " on" : "") + "' x=" + (k * bw) + " y=" + (H - ha) + " width=" + (bw - 1) + " height=" + ha + "></rect>" +
         "<rect class=sh x=" + (k * bw) + " y=" + (H - hs) + " width=" + (bw - 1) + " height=" + hs + "></rect>" +
         "<rect class=hit data-bin=" + k + " x=" + (k * bw) + " y=0 width=" + bw + " height=" + H + "><title>" + esc(c.name) + " in [" +
         num(rg[0]) + ", " + num(rg[1]) + "): " + all[k] + " pairs, " + sh[k] + " shown; click to filter</title></rect>";
     }
-    var d = el("div", { "class": "pv-hist", id: "pv-hist-" + c.name }, "<div><b>" + esc(c.name) + "</b> <small>(grey: all, blue: shown; click a bar)</small></div><svg width=" + W + " height=" + (H + 14) + ">" + s +
+    var d = el("div", { "class": "pv-hist", id: "pv-hist-" + c.name }, "<div><b>" + esc(c.name) + "</b> <small>(grey: all, blue: shown" + (ms !== mx ? ", own scale" : "") + "; click a bar)</small></div><svg width=" + W + " height=" + (H + 14) + ">" + s +
       "<text x=0 y=" + (H + 12) + " font-size=10>" + num(c.edges[0]) + "</text><text x=" + W + " y=" + (H + 12) + " font-size=10 text-anchor=end>" + num(c.edges[B]) + "</text></svg>");
     d.querySelector("svg").onclick = function (ev) {
       var b = ev.target.getAttribute("data-bin"); if (b === null) return;
@@ -205,7 +208,8 @@ function drawPlots() {
       var kept = group.levels.map(function () { return 0; });
       for (var r = 0; r < N; r++) if (c.v[r]) kept[group.v[r]]++;
       h += "<tr><th>" + esc(c.name) + "</th>" + kept.map(function (k, l) {
-        return "<td class=c data-rule='" + esc(c.name) + "' data-l=" + l + " title='" + esc(c.name) + " kept " + k + " of " + tot[l] + " " + esc(group.levels[l]) + " pairs; click to show them'>" + k + " <small>(" + (tot[l] ? Math.round(100 * k / tot[l]) : 0) + "%)</small></td>"; }).join("") + "</tr>";
+        var on = st.rules[c.name] === "kept" && Object.keys(st.rules).length === 1 && st.cats[group.name] === group.levels[l];
+        return "<td class='c" + (on ? " on" : "") + "' data-rule='" + esc(c.name) + "' data-l=" + l + " title='" + esc(c.name) + " kept " + k + " of " + tot[l] + " " + esc(group.levels[l]) + " pairs; click to show them'>" + k + " <small>(" + (tot[l] ? Math.round(100 * k / tot[l]) : 0) + "%)</small></td>"; }).join("") + "</tr>";
     });
     var tb = el("div", {}, "<div><b>Kept, by " + esc(group.name) + "</b> <small>(click a cell)</small></div>" + h + "</table>");
     tb.onclick = function (ev) {
