@@ -166,7 +166,8 @@ def check_kept_fraction(table, rule: str, needs, mask, keep: float) -> None:
     kept and why (a constant score, or ties that no window can split)."""
     from .errors import UserError
 
-    n = int(table["valid"].sum())
+    valid = table["valid"].to_numpy(dtype=bool) if "valid" in table else np.ones(len(table), dtype=bool)
+    n = int(valid.sum())
     kept = int(mask.sum())
     if abs(kept - keep * n) <= kept_fraction_tolerance(n):
         return
@@ -174,7 +175,7 @@ def check_kept_fraction(table, rule: str, needs, mask, keep: float) -> None:
     for c in needs:
         if c not in table:
             continue
-        v = table.loc[table["valid"], c].to_numpy(dtype=float)
+        v = table.loc[valid, c].to_numpy(dtype=float)
         v = v[np.isfinite(v)]
         if not len(v):
             continue
