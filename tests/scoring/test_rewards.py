@@ -11,7 +11,7 @@ from prefsift.scoring.rewards import bt_losses, pair_rewards, reward_influence
 from prefsift.train.dpo import StageSettings
 from prefsift.train.reward import reward_model_from, train_reward_stage
 
-from .float64 import true_float64
+from tests.float64 import true_float64
 
 RECORDS = [{"prompt": f"Q{i % 10}?", "chosen": " good answer" + " yes" * (i % 3), "rejected": f" bad {i % 10}"}
            for i in range(24)]

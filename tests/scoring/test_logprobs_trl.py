@@ -14,7 +14,7 @@ from prefsift.models import build_tiny_model
 from prefsift.objectives import PairwiseObjective
 from prefsift.data.tokenization import tokenize_pairs
 
-from .test_tokenization import CHAT_TEMPLATE
+from tests.data_layer.test_tokenization import CHAT_TEMPLATE
 
 BETA = 0.1
 

@@ -12,7 +12,7 @@ from prefsift.train.dpo import StageSettings
 from prefsift.train.reward import reward_model_from, train_reward_stage
 from prefsift.train.rl import RewardModelReward, RLSettings, train_rl_stage
 
-from .test_reward import RECORDS
+from tests.scoring.test_rewards import RECORDS
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_the_reward_function_scores_what_reward_trainer_trained_on(setup):
     tok, _, rm = setup
     toks = tokenize_pairs(tok, [r["prompt"] for r in RECORDS], [r["chosen"] for r in RECORDS],
                           [r["rejected"] for r in RECORDS], "standard")
-    chosen, _ = pair_rewards(rm, toks, tok.pad_token_id, max_length=None)  # RewardTrainer's ids (test_reward.py)
+    chosen, _ = pair_rewards(rm, toks, tok.pad_token_id, max_length=None)  # RewardTrainer's ids (tests/scoring/test_rewards.py)
     fn = RewardModelReward(rm, tok)
     # As GRPO hands them over: the prompt's text and the generated ids (EOS included, or not yet).
     got = fn([r["prompt"] for r in RECORDS], [r["chosen"] for r in RECORDS],

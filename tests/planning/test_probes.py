@@ -15,7 +15,7 @@ from prefsift.data.tokenization import TokenizedPair
 from prefsift.planning.probes import engine_tokens, trl_steps
 from prefsift.scoring.logprobs import EngineStats, LogprobSettings, compute_pair_logps
 
-from .test_pipeline import TINY
+from tests.pipeline.test_run import TINY
 
 
 def test_engine_tokens_are_the_tokens_the_engine_processes():

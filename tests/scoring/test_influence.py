@@ -12,7 +12,7 @@ from prefsift.models import build_tiny_model
 from prefsift.objectives import PairwiseObjective
 from prefsift.data.tokenization import TokenizedPair
 
-from .float64 import true_float64
+from tests.float64 import true_float64
 
 VOCAB, PAD = 40, 0
 

@@ -12,7 +12,7 @@ from prefsift.models import LoraSettings, add_lora, build_tiny_model
 from prefsift.objectives import PairwiseObjective
 from prefsift.data.tokenization import TokenizedPair
 
-from .float64 import true_float64
+from tests.float64 import true_float64
 
 VOCAB = 40
 PAD = 2  # also the end-of-response token, and it occurs inside prompts: the padding row matters
