@@ -21,7 +21,7 @@ def inputs(tmp_path_factory, data_dir):
     import numpy as np
     import pandas as pd
 
-    from prefsift.models import build_tiny_model
+    from tests.tiny import tiny_model
 
     root = tmp_path_factory.mktemp("inputs")
     pairs = root / "pairs.jsonl"
@@ -35,7 +35,7 @@ def inputs(tmp_path_factory, data_dir):
     pd.DataFrame({"id": [f"p{i}" for i in range(n)], "valid": True, "reason": "", "irm": rng.normal(size=n),
                   "abs_irm": 1.0, "random": rng.random(n)}).to_parquet(root / "irm_only.parquet", index=False)
     model = root / "model"
-    build_tiny_model("tiny", 32, seed=0).save_pretrained(model)
+    tiny_model(32, seed=0).save_pretrained(model)
     (root / "ids.txt").write_text("a\nb\n")
     (root / "file_not_folder").write_text("x")
     files = (f"lab: null\ntrain: {pairs}\nvalidation: {pairs}\ntest_prompts: {root / 'prompts.jsonl'}\n"
