@@ -166,7 +166,13 @@ def check_kept_fraction(table, rule: str, needs, mask, keep: float) -> None:
     kept and why (a constant score, or ties that no window can split)."""
     from .errors import UserError
 
-    n = int(table["valid"].sum())
+    valid = table["valid"].to_numpy(dtype=bool) if "valid" in table else np.ones(len(table), dtype=bool)
+    # The pairs the rule could keep: usable and with every score it reads (a pair without a rating
+    # has no score_gap, and a rule keeps a fraction of the pairs it can rank).
+    for c in needs:
+        if c in table:
+            valid = valid & np.isfinite(table[c].to_numpy(dtype=float))
+    n = int(valid.sum())
     kept = int(mask.sum())
     if abs(kept - keep * n) <= kept_fraction_tolerance(n):
         return
@@ -174,8 +180,7 @@ def check_kept_fraction(table, rule: str, needs, mask, keep: float) -> None:
     for c in needs:
         if c not in table:
             continue
-        v = table.loc[table["valid"], c].to_numpy(dtype=float)
-        v = v[np.isfinite(v)]
+        v = table.loc[valid, c].to_numpy(dtype=float)
         if not len(v):
             continue
         _, counts = np.unique(v, return_counts=True)

@@ -10,6 +10,8 @@ from scipy.stats import spearmanr
 from prefsift.devices import accumulation_dtype, resolve_device, resolve_dtype
 from prefsift.errors import ConfigError
 
+from tests.tiny import llama
+
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the errors of a machine without CUDA")
 
 
@@ -27,12 +29,7 @@ def test_a_cuda_device_on_a_machine_without_one_is_a_clear_error():
 
 
 def _tiny_lm(dtype):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=64, attn_implementation="eager")
-    return LlamaForCausalLM(cfg).to(dtype).eval()
+    return llama(97, seed=0).to(dtype).eval()
 
 
 def test_bf16_log_probs_are_summed_in_fp32():

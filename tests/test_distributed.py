@@ -136,10 +136,10 @@ def test_processes_that_cannot_share_the_batch_are_refused_before_starting(lab):
 
 
 def test_a_training_stage_under_ddp_equals_one_process_with_the_same_global_batch(word_tokenizer, tmp_path):
-    from prefsift.models import build_tiny_model
+    from tests.tiny import word_model
 
     tok = word_tokenizer
-    model = build_tiny_model("tiny", len(tok), seed=0, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    model = word_model(tok, seed=0)
     model.save_pretrained(tmp_path / "start")
     tok.save_pretrained(tmp_path / "start")
     worker = str(HERE / "stage_worker.py")

@@ -58,7 +58,9 @@ def check_score_inputs(cfg: ScoreConfig, columns: ColumnMap | None = None) -> tu
         if not val.valid_rows:
             raise DataError(f"{cfg.validation}: no usable validation pair; `prefsift data check {cfg.validation}` "
                             "lists why")
-    if cfg.policy is not None and "irm" in cfg.wanted and \
+    # A policy's IRM is its log-ratio over the reference (0 when they are one model); a reward model's
+    # is its own reward margin and needs no second model.
+    if cfg.policy is not None and cfg.objective != "bt" and "irm" in cfg.wanted and \
             Path(resolve_model_path(cfg.policy)).resolve() == Path(resolve_model_path(cfg.reference)).resolve():
         raise ConfigError(key="policy", problem="is the reference itself, so IRM would be 0 for every pair: score θ, "
                                                 "the warmed-up model (`prefsift warmup` makes it, or `prefsift score "

@@ -7,8 +7,9 @@ import pytest
 from datasets import Dataset
 
 from prefsift.data import load_pairs
-from prefsift.models import build_tiny_model
 from prefsift.data.tokenization import tokenize_pairs
+
+from tests.tiny import word_model
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<bos> {{ m['role'] }} : {{ m['content'] }} <eos> {% endfor %}"
@@ -19,7 +20,7 @@ CHAT_TEMPLATE = (
 def _trl_token_ids(tokenizer, records):
     from trl import DPOConfig, DPOTrainer
 
-    model = build_tiny_model("tiny", len(tokenizer), bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    model = word_model(tokenizer)
     args = DPOConfig(output_dir="/tmp/prefsift-trl-tok", use_cpu=True, bf16=False, report_to=[],
                      max_length=None, dataset_num_proc=None)
     trainer = DPOTrainer(model=model, ref_model=copy.deepcopy(model), args=args,

@@ -8,11 +8,12 @@ import torch
 from prefsift.scoring.influence import InfluenceSettings, compute_influence
 from prefsift.scoring.gradients import pair_inputs as _pair_inputs, pair_losses
 from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
-from prefsift.models import LoraSettings, add_lora, build_tiny_model
+from prefsift.models import LoraSettings, add_lora
 from prefsift.objectives import PairwiseObjective
 from prefsift.data.tokenization import TokenizedPair
 
-from .float64 import true_float64
+from tests.float64 import true_float64
+from tests.tiny import llama
 
 VOCAB = 40
 PAD = 2  # also the end-of-response token, and it occurs inside prompts: the padding row matters
@@ -31,14 +32,7 @@ def _pairs(n, seed):
 
 
 def _model(tied: bool, seed: int, padding_idx: bool = True):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64,
-                      pad_token_id=PAD if padding_idx else None, tie_word_embeddings=tied,
-                      attn_implementation="eager")
-    torch.manual_seed(seed)
-    return true_float64(LlamaForCausalLM(cfg))
+    return true_float64(llama(VOCAB, seed, pad_token_id=PAD if padding_idx else None, tie_word_embeddings=tied))
 
 
 @pytest.fixture(scope="module", params=[(True, True), (False, True), (True, False)],

@@ -8,11 +8,11 @@ from scipy.stats import spearmanr
 from prefsift.scoring.influence import InfluenceSettings, compute_influence, layer_group
 from prefsift.scoring.gradients import pair_inputs as _pair_inputs, pair_losses
 from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
-from prefsift.models import build_tiny_model
 from prefsift.objectives import PairwiseObjective
 from prefsift.data.tokenization import TokenizedPair
 
-from .float64 import true_float64
+from tests.float64 import true_float64
+from tests.tiny import llama, tiny_model
 
 VOCAB, PAD = 40, 0
 
@@ -33,8 +33,8 @@ def setup():
     torch.manual_seed(0)
     # Really float64 (norms, rotary angles and softmax too), so that the comparisons below at 1e-8
     # hold on every CPU: see tests/float64.py.
-    ref = true_float64(build_tiny_model("tiny", VOCAB, seed=0))
-    policy = true_float64(build_tiny_model("tiny", VOCAB, seed=0))
+    ref = true_float64(tiny_model(VOCAB, seed=0))
+    policy = true_float64(tiny_model(VOCAB, seed=0))
     with torch.no_grad():  # θ: the reference moved a little, as after a warm-up
         for p in policy.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -134,14 +134,12 @@ def test_auto_takes_the_loop_for_a_few_parameters_of_a_large_model():
     """LoRA-sized parameter sets of a large model: vmap would hold every pair's activations of the
     whole model, so `auto` takes the loop; on a small model it takes vmap. Both give the same IF."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from prefsift.objectives import PairwiseObjective
     from prefsift.scoring import influence as inf
 
-    torch.manual_seed(0)
-    big = LlamaForCausalLM(LlamaConfig(vocab_size=32000, hidden_size=320, intermediate_size=64, num_hidden_layers=1,
-                                       num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)).eval()
+    # transformers' own defaults for the position count and the attention, not the tiny ones
+    big = llama(32000, seed=0, hidden_size=320, num_hidden_layers=1, tie_word_embeddings=False,
+                max_position_embeddings=2048, attn_implementation=None).eval()
     assert sum(p.numel() for p in big.parameters()) > inf.VMAP_MAX_MODEL
     gen = torch.Generator().manual_seed(1)
     pairs = [TokenizedPair(prompt_ids=torch.randint(3, 32000, (5,), generator=gen).tolist(),

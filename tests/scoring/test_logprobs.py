@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from prefsift.scoring.logprobs import LogprobSettings, cached_pair_logps, compute_pair_logps, plan_batches
-from prefsift.models import build_tiny_model
 from prefsift.data.tokenization import TokenizedPair
+
+from tests.tiny import tiny_model
 
 VOCAB, PAD = 50, 0
 
@@ -41,7 +42,7 @@ def _naive(model, pairs, max_length):
 @pytest.mark.parametrize("share", [True, False])
 @pytest.mark.parametrize("max_length", [None, 30])
 def test_engine_equals_naive(arch, share, max_length):
-    model = build_tiny_model(arch, VOCAB, seed=1, attn_implementation="sdpa").eval()
+    model = tiny_model(VOCAB, seed=1, preset=arch, attn_implementation="sdpa").eval()
     pairs = _pairs(40, 0)
     # head_chunk 7: the output head sees a few positions at a time, its logits block bounded by the setting.
     got = compute_pair_logps(model, pairs, PAD, LogprobSettings(max_length=max_length, token_budget=300,
@@ -52,7 +53,7 @@ def test_engine_equals_naive(arch, share, max_length):
 
 
 def test_cache_skips_the_forward_pass(tmp_path):
-    model = build_tiny_model("tiny", VOCAB, seed=2)
+    model = tiny_model(VOCAB, seed=2)
     pairs = _pairs(10, 1)
     a = cached_pair_logps(model, pairs, PAD, tmp_path, progress=False)
     assert len(list(tmp_path.glob("logps-*.npz"))) == 1

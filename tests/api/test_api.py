@@ -10,7 +10,7 @@ import pytest
 
 import prefsift
 
-GUIDE = Path(__file__).resolve().parents[1] / "docs" / "guide.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guide.md"
 pytestmark = pytest.mark.slow
 
 

@@ -3,7 +3,9 @@
 import pytest
 
 from prefsift.cli import main
-from prefsift.models import ModelSourceError, build_tiny_model, load_model, resolve_model_path
+from prefsift.models import ModelSourceError, load_model, resolve_model_path
+
+from tests.tiny import tiny_model
 
 
 @pytest.fixture()
@@ -11,7 +13,7 @@ def pickle_folder(tmp_path):
     import torch
 
     folder = tmp_path / "pickled"
-    model = build_tiny_model("tiny", 40, seed=0)
+    model = tiny_model(40, seed=0)
     model.config.save_pretrained(folder)  # transformers 5 saves safetensors only; write the pickle by hand
     torch.save(model.state_dict(), folder / "pytorch_model.bin")
     assert (folder / "pytorch_model.bin").exists() and not list(folder.glob("*.safetensors"))
@@ -41,7 +43,7 @@ def test_cli_refuses_in_one_line(pickle_folder, capsys):
 
 
 def test_the_same_weights_as_safetensors_load(pickle_folder, tmp_path):
-    model = build_tiny_model("tiny", 40, seed=0)
+    model = tiny_model(40, seed=0)
     model.save_pretrained(tmp_path / "safe", safe_serialization=True)
     loaded = load_model(tmp_path / "safe")
     assert all((a == b).all() for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))

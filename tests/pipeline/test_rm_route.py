@@ -8,7 +8,7 @@ import pandas as pd
 
 from prefsift.pipeline import RunConfig, run_pipeline
 
-from .test_pipeline import QUIET, TINY
+from tests.pipeline.test_run import QUIET, TINY
 
 RM_RL = {**TINY, "route": "rm_rl", "arms": ["full", "lossdiff_irm"],
          "warmup": {"epochs": 1, "learning_rate": 1e-3, "batch_size": 16},

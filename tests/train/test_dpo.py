@@ -3,19 +3,20 @@
 import numpy as np
 import torch
 
-from prefsift.models import LoraSettings, add_lora, build_tiny_model
+from prefsift.models import LoraSettings, add_lora
 from prefsift.objectives import PairwiseObjective
 from prefsift.train.dpo import StageSettings, train_stage
+
+from tests.tiny import tiny_model, word_model
 
 RECORDS = [{"prompt": f"Q{i % 10}?", "chosen": " good answer", "rejected": f" bad {i % 10}"} for i in range(32)]
 
 
 def test_every_trainable_parameter_changes_and_stage_is_reused(word_tokenizer, tmp_path):
     tok = word_tokenizer
-    ref = build_tiny_model("tiny", len(tok), seed=0, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    for name, policy in (("full", build_tiny_model("tiny", len(tok), seed=0, bos_token_id=1, eos_token_id=2,
-                                                   pad_token_id=0)),
-                         ("lora", add_lora(build_tiny_model("tiny", len(tok), seed=0), LoraSettings(r=4, alpha=8)))):
+    ref = word_model(tok, seed=0)
+    for name, policy in (("full", word_model(tok, seed=0)),
+                         ("lora", add_lora(tiny_model(len(tok), seed=0), LoraSettings(r=4, alpha=8)))):
         before = {n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}
         for obj, sft in ((("dpo", 0.0), ("ipo", 0.0), ("hinge", 0.0), ("dpo", 1.0)) if name == "full"
                          else (("dpo", 0.0),)):
@@ -52,7 +53,7 @@ def test_a_stage_can_continue_from_the_model_a_stage_returned(word_tokenizer, tm
     from transformers import AutoModelForCausalLM
 
     tok = word_tokenizer
-    ref = build_tiny_model("tiny", len(tok), seed=0, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    ref = word_model(tok, seed=0)
     settings = StageSettings(epochs=1, learning_rate=1e-2, batch_size=8)
     first, _ = train_stage(ref, ref, tok, RECORDS, PairwiseObjective("dpo", 0.1), settings, tmp_path / "a",
                            start_key="s", data_key="d", name="a")
@@ -71,7 +72,7 @@ def test_validation_curve_starts_at_the_starting_weights(word_tokenizer, tmp_pat
     """The first point of the validation curve is the starting model's loss: at step 0 it equals the
     DPO loss of θ against itself as reference, log 2, for every pair (margin 0)."""
     tok = word_tokenizer
-    ref = build_tiny_model("tiny", len(tok), seed=0, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    ref = word_model(tok, seed=0)
     _, info = train_stage(ref, ref, tok, RECORDS, PairwiseObjective("dpo", 0.1),
                           StageSettings(epochs=1, learning_rate=1e-2, batch_size=8), tmp_path / "s",
                           start_key="s", data_key="d", name="s", eval_records=RECORDS[:8], eval_steps=2)
@@ -91,7 +92,7 @@ def test_a_stage_from_a_folder_copies_no_model_and_shares_the_reference(word_tok
     from prefsift.train import dpo
 
     tok = word_tokenizer
-    ref = build_tiny_model("tiny", len(tok), seed=0, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    ref = word_model(tok, seed=0)
     ref.save_pretrained(tmp_path / "start")
     tok.save_pretrained(tmp_path / "start")
     before = {n: p.detach().clone() for n, p in ref.named_parameters()}

@@ -15,16 +15,16 @@ from prefsift.data.tokenization import TokenizedPair
 from prefsift.planning.probes import engine_tokens, trl_steps
 from prefsift.scoring.logprobs import EngineStats, LogprobSettings, compute_pair_logps
 
-from .test_pipeline import TINY
+from tests.pipeline.test_run import TINY
 
 
 def test_engine_tokens_are_the_tokens_the_engine_processes():
-    from prefsift.models import build_tiny_model
+    from tests.tiny import tiny_model
 
     rng = np.random.default_rng(0)
     pairs = [TokenizedPair(list(rng.integers(3, 60, rng.integers(1, 9))), list(rng.integers(3, 60, rng.integers(1, 14))),
                            list(rng.integers(3, 60, rng.integers(1, 14)))) for _ in range(57)]
-    model = build_tiny_model("tiny", 64, seed=0)
+    model = tiny_model(64, seed=0)
     for budget, max_length in ((64, None), (200, 12), (1024, None)):
         stats = EngineStats()
         compute_pair_logps(model, pairs, 0, LogprobSettings(max_length=max_length, token_budget=budget), False,

@@ -21,7 +21,7 @@ def inputs(tmp_path_factory, data_dir):
     import numpy as np
     import pandas as pd
 
-    from prefsift.models import build_tiny_model
+    from tests.tiny import tiny_model
 
     root = tmp_path_factory.mktemp("inputs")
     pairs = root / "pairs.jsonl"
@@ -35,7 +35,7 @@ def inputs(tmp_path_factory, data_dir):
     pd.DataFrame({"id": [f"p{i}" for i in range(n)], "valid": True, "reason": "", "irm": rng.normal(size=n),
                   "abs_irm": 1.0, "random": rng.random(n)}).to_parquet(root / "irm_only.parquet", index=False)
     model = root / "model"
-    build_tiny_model("tiny", 32, seed=0).save_pretrained(model)
+    tiny_model(32, seed=0).save_pretrained(model)
     (root / "ids.txt").write_text("a\nb\n")
     (root / "file_not_folder").write_text("x")
     files = (f"lab: null\ntrain: {pairs}\nvalidation: {pairs}\ntest_prompts: {root / 'prompts.jsonl'}\n"
@@ -304,8 +304,9 @@ def test_overrides_and_yaml_numbers_are_read_and_checked(inputs):
 
     assert (cfg.beta, cfg.seeds, cfg.out, cfg.lora) == (0.2, [3], "x", LoraSettings(r=4))
     # YAML reads `2e-4` as a string; the checked section holds the number
-    # a section the file does not set keeps the run's defaults for its other keys
-    assert cfg.warmup == StageSettings(epochs=1, learning_rate=2e-4, batch_size=16)
+    # a section the file does not set keeps the run's defaults for its other keys: with your own files
+    # (lab: null) the neutral ones, TRL's 8 pairs per step (the lab's 16 is the lab's preset)
+    assert cfg.warmup == StageSettings(epochs=1, learning_rate=2e-4, batch_size=8)
     assert isinstance(cfg.warmup.learning_rate, float)
 
 

@@ -13,7 +13,7 @@ import prefsift
 from prefsift.errors import UserError
 from prefsift.lab import LabConfig, make_lab
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 LAB = dict(seed=5, preset="tiny", n_train=160, n_validation=40, n_test_prompts=10, sft_steps=40,
            sft_warmup_steps=5, threads=1, progress=False, share_sft=False)
 pytestmark = pytest.mark.slow

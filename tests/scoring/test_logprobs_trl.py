@@ -10,11 +10,11 @@ from datasets import Dataset
 
 from prefsift.data import load_pairs
 from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
-from prefsift.models import build_tiny_model
 from prefsift.objectives import PairwiseObjective
 from prefsift.data.tokenization import tokenize_pairs
 
-from .test_tokenization import CHAT_TEMPLATE
+from tests.data_layer.test_tokenization import CHAT_TEMPLATE
+from tests.tiny import word_model
 
 BETA = 0.1
 
@@ -44,8 +44,8 @@ def test_irm_equals_trl_reward_margin(data_dir, word_tokenizer, layout, max_leng
     path = data_dir / "good" / f"{layout}.jsonl"
     records = [{k: v for k, v in json.loads(l).items() if k in ("prompt", "chosen", "rejected")}
                for l in path.read_text().splitlines()]
-    ref = build_tiny_model("tiny", len(tok), seed=0, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    policy = build_tiny_model("tiny", len(tok), seed=1, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    ref = word_model(tok, seed=0)
+    policy = word_model(tok, seed=1)
 
     pairs = load_pairs(path)
     toks = tokenize_pairs(tok, [r.prompt for r in pairs.rows], [r.chosen for r in pairs.rows],

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from prefsift.data.tokenization import tokenize_pairs
-from prefsift.models import build_tiny_model
 from prefsift.scoring.rewards import bt_losses, pair_rewards, reward_influence
 from prefsift.train.dpo import StageSettings
 from prefsift.train.reward import reward_model_from, train_reward_stage
 
-from .float64 import true_float64
+from tests.float64 import true_float64
+from tests.tiny import save_word_model
 
 RECORDS = [{"prompt": f"Q{i % 10}?", "chosen": " good answer" + " yes" * (i % 3), "rejected": f" bad {i % 10}"}
            for i in range(24)]
@@ -19,11 +19,7 @@ RECORDS = [{"prompt": f"Q{i % 10}?", "chosen": " good answer" + " yes" * (i % 3)
 
 @pytest.fixture
 def start(word_tokenizer, tmp_path):
-    tok = word_tokenizer
-    build_tiny_model("tiny", len(tok), seed=0, bos_token_id=1, eos_token_id=2, pad_token_id=0).save_pretrained(
-        tmp_path / "pi_ref")
-    tok.save_pretrained(tmp_path / "pi_ref")
-    return tmp_path / "pi_ref"
+    return save_word_model(word_tokenizer, tmp_path / "pi_ref", seed=0)
 
 
 def _toks(tok, records):

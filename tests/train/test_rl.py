@@ -6,22 +6,20 @@ import pytest
 import torch
 
 from prefsift.data.tokenization import tokenize_pairs
-from prefsift.models import build_tiny_model
 from prefsift.scoring.rewards import pair_rewards
 from prefsift.train.dpo import StageSettings
 from prefsift.train.reward import reward_model_from, train_reward_stage
 from prefsift.train.rl import RewardModelReward, RLSettings, train_rl_stage
 
-from .test_reward import RECORDS
+from tests.scoring.test_rewards import RECORDS
+from tests.tiny import save_word_model
 
 
 @pytest.fixture(scope="module")
 def setup(word_tokenizer, tmp_path_factory):
     tok = word_tokenizer
     root = tmp_path_factory.mktemp("rl")
-    build_tiny_model("tiny", len(tok), seed=0, bos_token_id=1, eos_token_id=2, pad_token_id=0).save_pretrained(
-        root / "pi_ref")
-    tok.save_pretrained(root / "pi_ref")
+    save_word_model(tok, root / "pi_ref", seed=0)
     rm, _ = train_reward_stage(reward_model_from(root / "pi_ref", tok, seed=0), tok, RECORDS,
                                StageSettings(batch_size=8, learning_rate=1e-2), root / "rm", start_key="s",
                                data_key="d", log=lambda *a: None)
@@ -32,7 +30,7 @@ def test_the_reward_function_scores_what_reward_trainer_trained_on(setup):
     tok, _, rm = setup
     toks = tokenize_pairs(tok, [r["prompt"] for r in RECORDS], [r["chosen"] for r in RECORDS],
                           [r["rejected"] for r in RECORDS], "standard")
-    chosen, _ = pair_rewards(rm, toks, tok.pad_token_id, max_length=None)  # RewardTrainer's ids (test_reward.py)
+    chosen, _ = pair_rewards(rm, toks, tok.pad_token_id, max_length=None)  # RewardTrainer's ids (tests/scoring/test_rewards.py)
     fn = RewardModelReward(rm, tok)
     # As GRPO hands them over: the prompt's text and the generated ids (EOS included, or not yet).
     got = fn([r["prompt"] for r in RECORDS], [r["chosen"] for r in RECORDS],
