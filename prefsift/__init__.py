@@ -15,9 +15,6 @@ The public API is `prefsift.api` (every command of the CLI is one of its functio
 
 from .version import __version__  # noqa: E402
 
-# The package prefsift.view (the pairs browser) is loaded before the API, so that `prefsift.view` stays the
-# API's function: Python binds a submodule to its parent's attribute only when the submodule is first loaded.
-from . import view as _view_package  # noqa: E402,F401
 from .api import *  # noqa: E402,F401,F403
 from .api import __all__ as _api
 

@@ -17,7 +17,7 @@ LAYERS = [
     {"scoring"},
     {"selection"},
     {"lab"},
-    {"view"},  # the pairs browser: reads pairs, scores and selections; the pipeline's report embeds it
+    {"browser"},  # the pairs browser (prefsift view): reads pairs, scores and selections; the pipeline's report embeds it
     {"pipeline"},
     {"planning"},
     {"api"},

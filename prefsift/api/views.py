@@ -92,7 +92,7 @@ def view(run: str | Path | None = None, *, scores: str | Path | None = None, tra
     from ..errors import require_path
     from ..pipeline.arms import check_selectable
     from ..selection import apply_rule, check_keep, check_rule_columns, read_scores_table
-    from ..view import build_table, check_same_pairs, masks_from_selection, page
+    from ..browser import build_table, check_same_pairs, masks_from_selection, page
     from .pairs import load_pairs
 
     rules = [rules] if isinstance(rules, str) else list(rules or [])

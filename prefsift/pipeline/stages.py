@@ -308,7 +308,7 @@ def report_stage(run: Run, table: pd.DataFrame, masks: dict, evaluation: pd.Data
     """report.html: the scores, the selections, the training curves and the WinRate table, plotted,
     and the training pairs themselves (`pairs`, the PairSet scored): a browser and examples."""
     from ..errors import UserError
-    from ..view.report import report_extras
+    from ..browser.report import report_extras
     from .calibrate import read_calibrations
 
     extras = None

@@ -117,7 +117,7 @@ def test_the_report_shows_pairs_and_its_links_filter_the_browser(tmp_path):
     kept; clicking a rule's link shows exactly those pairs (pandas), clicking a card opens that pair."""
     from prefsift.data import load_pairs
     from prefsift.eval.report import write_report
-    from prefsift.view.report import report_extras
+    from prefsift.browser.report import report_extras
 
     exp = make_run(tmp_path / "run")
     table, sel = exp["table"], exp["selection"]
