@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ConfigError
+from .margins import alignment_potential, combined_margin
 from .registry import Registry
 from .scoring.kinds import SCORES
 from .windows import (_scored, keep_middle, lossdiff_irm, middle_window, overlap_coefficient,  # noqa: F401
@@ -94,6 +95,15 @@ def _builtin_rules() -> None:
     add("score_gap", ("score_gap",), lambda table, keep, seed: top_fraction(_col(table, "score_gap"), keep,
                                                                             largest=True),
         "the largest rating gap (the data's own ratings)", missing=ratings)
+    # The field's margin rules (prefsift/margins.py has each formula and its source).
+    add("alignment_potential", ("score_gap", "irm"),
+        lambda table, keep, seed: top_fraction(alignment_potential(_col(table, "score_gap"), _col(table, "irm")), keep),
+        "M_AP (Huang et al., ICML 2025): z(rating gap) − z(|IRM|), the largest", missing=ratings)
+    add("small_margin", ("irm",), lambda table, keep, seed: top_fraction(_col(table, "irm"), keep, largest=False),
+        "the smallest implicit margin IRM, signed: the hardest pairs for θ (Qi et al. 2025; Yang et al. 2024)")
+    add("large_margin", ("score_gap", "irm"),
+        lambda table, keep, seed: top_fraction(combined_margin(_col(table, "score_gap"), _col(table, "irm")), keep),
+        "rating gap and IRM both large: their Bayesian aggregation (Deng et al. 2025)", missing=ratings)
     add("random", (), lambda table, keep, seed: random_fraction(table["valid"].to_numpy(dtype=bool), keep, seed),
         "a seeded random subset (a run draws a new one for every training seed)", seeded=True)
     add("if_small", ("if",), third(0), "the smallest third of IF (keep does not apply)", sized=False)

@@ -278,3 +278,27 @@ def test_probe_validation_loss_is_trls_eval_loss(finished):
     assert last["step"] == steps  # TRL evaluated the final θ
     assert got["val_loss"] == pytest.approx(last["eval_loss"], abs=1e-5)
     assert got["val_margin"] == pytest.approx(last["eval_rewards/margins"], abs=1e-5)
+
+
+def test_the_fields_margin_rules_are_arms_of_a_run(finished, tmp_path):
+    """alignment_potential, small_margin and large_margin train as arms on the tiny lab (whose pairs
+    carry ratings), each on the pairs its formula picks, recomputed here with pandas."""
+    import shutil
+
+    a, _ = finished
+    shutil.copytree(a, tmp_path / "m")  # its warm-up and scores are reused
+    arms = ["alignment_potential", "small_margin", "large_margin"]
+    ev = run_pipeline(RunConfig.from_dict({**TINY, "out": str(tmp_path / "m"), "arms": arms}), progress=False, log=QUIET)
+    sel = pd.read_parquet(tmp_path / "m" / "selection.parquet").set_index("id")
+    t = pd.read_parquet(a / "score" / "scores.parquet")
+    t = t[t["valid"] & t["score_gap"].notna() & t["irm"].notna()].set_index("id")
+    k = round(0.64 * len(t))
+    z = lambda s: (s - s.mean()) / s.std(ddof=0)  # noqa: E731
+    expected = {"alignment_potential": (z(t["score_gap"]) - z(t["irm"].abs())).nlargest(k).index,
+                "small_margin": t["irm"].nsmallest(k).index,
+                "large_margin": (t["score_gap"] / t["score_gap"].std(ddof=0) + t["irm"] / t["irm"].std(ddof=0))
+                .nlargest(k).index}
+    for arm in arms:
+        assert set(sel.index[sel[arm]]) == set(expected[arm]), arm
+        row = ev[(ev["arm"] == arm) & (ev["seed"] == 0)].iloc[0]
+        assert row["n_pairs"] == k and 0 <= row["win_rate"] <= 100
