@@ -15,7 +15,7 @@ LAYERS = [
     {"data", "models", "objectives", "devices", "distributed", "windows", "margins"},
     {"train", "eval"},
     {"scoring"},
-    {"selection"},
+    {"selection", "treatments"},
     {"lab"},
     {"browser"},  # the pairs browser (prefsift view): reads pairs, scores and selections; the pipeline's report embeds it
     {"pipeline"},

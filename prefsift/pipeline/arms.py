@@ -7,6 +7,8 @@ An arm is one training (per seed) on one selection of the scored pairs. Its name
 * a name under ``windows``: percentile windows on scores, intersected;
 * ``calibrated_<family>[_free]``: a window chosen by probe trainings on validation data
   (`pipeline/calibrate.py`);
+* a registered treatment (`prefsift.treatments.TREATMENTS`): weights, swapped labels or a robust
+  loss, on pairs it chooses (route dpo);
 * any other name: a registered selection rule (`prefsift.selection.RULES`).
 
 `arm_kind` classifies a name; `check_arms` checks a config's arms before any work; the selections
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError, did_you_mean
 from ..scoring.kinds import SCORES
 from ..selection import RULES
+from ..treatments import TREATMENTS
 
 # Calibrated arms choose a family's window by probe trainings; the scores each family's windows are
 # taken on (several: intersected, as LossDiff-IRM).
@@ -36,8 +39,8 @@ def calibrated_family(arm: str) -> tuple[str, bool] | None:
 
 
 def arm_kind(arm: str, imported: dict | None = None, windows: dict | None = None) -> str:
-    """"full", "imported", "window", "calibrated" or "rule" (a registered rule, or an unknown name:
-    `check_arms` refuses those)."""
+    """"full", "imported", "window", "calibrated", "treatment" or "rule" (a registered rule, or an
+    unknown name: `check_arms` refuses those)."""
     if arm == "full":
         return "full"
     if arm in (imported or {}):
@@ -46,6 +49,8 @@ def arm_kind(arm: str, imported: dict | None = None, windows: dict | None = None
         return "window"
     if arm in CALIBRATED_ARMS:
         return "calibrated"
+    if arm in TREATMENTS:
+        return "treatment"
     return "rule"
 
 
@@ -61,6 +66,8 @@ def arm_needs(arm: str, imported: dict | None = None, windows: dict | None = Non
                                    for part in windows[arm].split(",") if part.strip()))
     if kind == "rule" and arm in RULES:
         return RULES.get(arm).needs
+    if kind == "treatment":
+        return TREATMENTS.get(arm).needs
     return ()
 
 
@@ -71,6 +78,10 @@ def check_selectable(rule: str, key: str = "rule") -> str:
                                            "probe trainings judged on validation prompts, which only `prefsift run` "
                                            f"makes; list it under a run config's `arms`, or give a window here "
                                            "(--window SCORE:LOW:HIGH)")
+    if rule in TREATMENTS:
+        raise ConfigError(key=key, problem=f"{rule!r} is a treatment, not a selection: it changes how the pairs are "
+                                           f"trained on ({TREATMENTS.get(rule).help}), which only `prefsift run` does; "
+                                           "list it under a run config's `arms`")
     from ..selection import check_rule
 
     return check_rule(rule, key=key)
@@ -84,7 +95,7 @@ def _check_arm_name(name, key: str) -> None:
 
 
 def check_arms(arms: list, imported: dict, windows: dict, wanted_scores: list[str], route: str,
-               defer_unknown: bool = False) -> None:
+               defer_unknown: bool = False, objective: str = "dpo") -> None:
     """Every arm of a run config known, every defined arm well named and specified, and every score
     an arm reads asked for; a `ConfigError` naming the key otherwise. ``defer_unknown``: a name no
     rule has yet is let through (a plugin not yet imported may register it)."""
@@ -92,7 +103,7 @@ def check_arms(arms: list, imported: dict, windows: dict, wanted_scores: list[st
 
     for name, spec in imported.items():
         key = f"imported.{name}"
-        if name in RULES or name in CALIBRATED_ARMS or name in _TABLE_COLUMNS:
+        if name in RULES or name in CALIBRATED_ARMS or name in TREATMENTS or name in _TABLE_COLUMNS:
             raise ConfigError(key=key, problem=f"clashes with a built-in arm or a selection.parquet column; "
                                                f"give it another name (e.g. 'b_{name}')")
         _check_arm_name(name, key)
@@ -101,10 +112,10 @@ def check_arms(arms: list, imported: dict, windows: dict, wanted_scores: list[st
             raise ConfigError(key=key, problem=f": expected 'RUN/selection.parquet:COLUMN', got {spec!r}")
     for name, spec in windows.items():
         _check_arm_name(name, f"windows.{name}")
-        if name in RULES or name in CALIBRATED_ARMS or name in imported:
+        if name in RULES or name in CALIBRATED_ARMS or name in TREATMENTS or name in imported:
             raise ConfigError(key=f"windows.{name}", problem="names a rule or an imported arm already; rename it")
         check_windows(spec, key=f"windows.{name}")
-    known = list(RULES.names()) + list(CALIBRATED_ARMS)
+    known = list(RULES.names()) + list(CALIBRATED_ARMS) + list(TREATMENTS.names())
     if (bad := [a for a in arms if a not in known and a not in imported and a not in windows]) and not defer_unknown:
         raise ConfigError(key="arms", problem=f"has unknown arm(s) {bad}{did_you_mean(bad[0], known)}; choose "
                                               f"among {', '.join(known)}, or define them under `imported`/`windows`")
@@ -112,6 +123,15 @@ def check_arms(arms: list, imported: dict, windows: dict, wanted_scores: list[st
     if calibrated and route != "dpo":
         raise ConfigError(key="arms", problem=f"lists {calibrated}, calibrated by DPO probe trainings, which route "
                                               f"{route!r} does not run; drop them")
+    treated = [a for a in arms if arm_kind(a, imported, windows) == "treatment"]
+    if treated and route != "dpo":
+        raise ConfigError(key="arms", problem=f"lists {treated}, which train through DPOTrainer; route {route!r} "
+                                              "trains a reward model: drop them")
+    for arm in treated:
+        if objective not in TREATMENTS.get(arm).objectives:
+            raise ConfigError(key="arms", problem=f"lists {arm!r}, which trains objective(s) "
+                                                  f"{', '.join(TREATMENTS.get(arm).objectives)}, not {objective!r}; "
+                                                  "drop the arm or change `objective`")
     for arm in arms:
         if arm_kind(arm, imported, windows) == "window":
             continue  # (its scores are checked against the table when it is selected)

@@ -92,8 +92,12 @@ class RunConfig:
                                      refused=_SET_BY_RUN)
     keep: float = field(default=0.64, metadata={"help": "kept fraction of every selection arm, in (0, 1]", "check": "(0, 1]"})
     arms: list = field(default_factory=lambda: list(DEFAULT_ARMS), metadata={
-        "help": "arms to train: selection rules (`prefsift select --help` lists them; a plugin may add more) and the "
-                "names in `imported`"})
+        "help": "arms to train: selection rules (`prefsift select --help` lists them; a plugin may add more), "
+                "treatments (soft_lossdiff_irm, soft_tif, lossdiff_irm_relabel, robust_dpo, cdpo) and the names in "
+                "`imported` and `windows`"})
+    label_noise: float | None = field(default=None, metadata={
+        "help": "ε of the robust_dpo and cdpo arms: the share of wrong labels, in [0, 0.5); null: estimated as the "
+                "share of pairs below LossDiff-IRM's IRM window at `keep`", "check": "[0, 0.5)"})
     imported: dict = field(default_factory=dict, metadata={"help": "arms whose selection comes from another run: {NAME: RUN/selection.parquet:COLUMN}, matched by pair id (e.g. train model B on model A's TIF set)"})
     windows: dict = field(default_factory=dict, metadata={"help": "arms selected by percentile windows, each tail set on its own: {NAME: 'SCORE:LOW:HIGH[,SCORE:LOW:HIGH]'}, intersected (e.g. {ld_irm_asym: 'lossdiff:10:90,irm:0:80'}); choose them on validation data, never on the test prompts"})
     calibration: CalibrationSettings = _section(CalibrationSettings, CalibrationSettings, "CalibrationSettings of the "
@@ -206,7 +210,8 @@ class RunConfig:
         problem = _judge_problem(self.judge)
         if problem and not deferred:
             raise ConfigError(key="judge", problem=problem)
-        check_arms(self.arms, self.imported, self.windows, wanted, self.route, defer_unknown=deferred)
+        check_arms(self.arms, self.imported, self.windows, wanted, self.route, defer_unknown=deferred,
+                   objective=self.objective)
 
     def load_plugins(self) -> "RunConfig":
         """Import the `plugins` (their rules and judges register themselves), then check the names

@@ -90,12 +90,13 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
         log(f"[scores] IRM, LossDiff, IF, TIF ({clock.eta(0.15)})")
         table = scores_stage(run, inp, theta, warmup_key, warmup_info)
         del theta  # every arm starts from θ's folder
-        train_arm = lambda arm, seed, mask, ids: arm_stage(run, inp, theta_key, arm, seed, mask, ids)  # noqa: E731
+        train_arm = lambda arm, seed, mask, ids: arm_stage(run, inp, theta_key, arm, seed, mask, ids,  # noqa: E731
+                                                           treated.get(arm))
     calibrate = None
     if cfg.route == "dpo" and any(calibrated_family(a) for a in cfg.arms):
         probe_judge = ProbeJudge(run, inp, judge)
         calibrate = lambda arm: calibration_stage(run, inp, theta_key, table, probe_judge, arm)  # noqa: E731
-    masks, seeded = selections_stage(run, table, calibrate)
+    masks, seeded, treated = selections_stage(run, table, calibrate)
 
     answers = Answers(run, inp, read_test_prompts(data.test_prompts, cfg.eval_prompts))
     # `full` is always a selection (every scored pair) but is trained only when listed in `arms`.

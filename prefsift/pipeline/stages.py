@@ -170,13 +170,15 @@ def reused_or_scored(run: Run, scfg, warmup_key: str, warmup_info: dict, t: floa
     return table
 
 
-def selections_stage(run: Run, table: pd.DataFrame, calibrate=None) -> tuple[dict[str, np.ndarray], dict]:
+def selections_stage(run: Run, table: pd.DataFrame, calibrate=None) -> tuple[dict[str, np.ndarray], dict, dict]:
     """Every arm's selection (registered rule, window, imported from another run, or calibrated by
     ``calibrate(arm) -> mask``, see `calibrate.py`) → selection.parquet.
 
     Returns the masks by arm, and by (arm, seed) those of seeded rules (`random`), which are drawn
     anew for every training seed so that an arm's spread over seeds holds the draw of its subset;
-    selection.parquet has a column ``ARM@seedS`` for each, and ``ARM`` is the first seed's."""
+    selection.parquet has a column ``ARM@seedS`` for each, and ``ARM`` is the first seed's. Third,
+    the `ArmData` of the treatment arms (weights, swapped labels, loss), whose weights and swaps are
+    written to treatments.parquet (the mask, its pairs, is in selection.parquet as any arm's)."""
     from ..eval.tables import format_selections
     from ..selection import RULES, apply_rule, window_of
     from .arms import arm_kind
@@ -185,6 +187,7 @@ def selections_stage(run: Run, table: pd.DataFrame, calibrate=None) -> tuple[dic
     cfg = run.cfg
     masks = {"full": table["valid"].to_numpy(dtype=bool)}
     seeded: dict[tuple[str, int], np.ndarray] = {}
+    treated = {}
     for arm in cfg.arms:
         kind = arm_kind(arm, cfg.imported, cfg.windows)
         if kind == "full":
@@ -200,6 +203,14 @@ def selections_stage(run: Run, table: pd.DataFrame, calibrate=None) -> tuple[dic
                 raise ConfigError(key="arms", problem=f"{arm!r} is calibrated by probe trainings, which route "
                                                       f"{cfg.route!r} does not run; drop it")
             masks[arm] = calibrate(arm)
+            continue
+        if kind == "treatment":
+            from ..treatments import treatment_data
+
+            check_rule_columns_of(table, arm)
+            treated[arm] = treatment_data(table, arm, cfg.keep, cfg.label_noise)
+            masks[arm] = treated[arm].mask
+            run.log(f"  {arm}: {treated[arm].note}")
             continue
         rule = RULES.get(arm, key="arms")
         if rule.missing is not None and not set(rule.needs) <= set(table.columns):
@@ -220,21 +231,69 @@ def selections_stage(run: Run, table: pd.DataFrame, calibrate=None) -> tuple[dic
 
     if world().is_main:
         artifacts.write_parquet(run.dir.selection, sel)
+        if treated:
+            artifacts.write_parquet(run.dir.root / "treatments.parquet", treatments_frame(table, treated))
     run.log(format_selections(table, masks))
-    return masks, seeded
+    return masks, seeded, treated
 
 
-def arm_stage(run: Run, inp: Inputs, theta_key: str, arm: str, seed: int, mask: np.ndarray, ids: list):
+def check_rule_columns_of(table: pd.DataFrame, arm: str) -> None:
+    """A `ConfigError` naming the scores a treatment arm needs when the table lacks them."""
+    from ..treatments import TREATMENTS
+
+    missing = [c for c in TREATMENTS.get(arm).needs if c not in table]
+    if missing:
+        raise ConfigError(key="arms", problem=f"{arm!r} needs the score(s) {missing}, which the scores table does not "
+                                              "have: add them to scores.scores, or drop the arm")
+
+
+def treatments_frame(table: pd.DataFrame, treated: dict) -> pd.DataFrame:
+    """Each pair's id and, per treatment arm, its weight (0: not in the arm's data) and whether its
+    chosen and rejected are swapped."""
+    out = table[["id", "valid"]].copy()
+    for arm, data in treated.items():
+        out[f"{arm}:weight"] = data.weight if data.weight is not None else data.mask.astype(float)
+        out[f"{arm}:swapped"] = data.flip if data.flip is not None else np.zeros(len(table), dtype=bool)
+    return out
+
+
+def arm_stage(run: Run, inp: Inputs, theta_key: str, arm: str, seed: int, mask: np.ndarray, ids: list,
+              treated=None):
     """One arm: θ trained further (`final`) on its selection with ``seed``, from θ's folder (no copy
-    of θ in memory). Returns (model, stage info)."""
+    of θ in memory); a treatment arm (``treated``, its `ArmData`) with its pairs' weights, swapped
+    labels and loss. Returns (model, stage info)."""
     from ..train import train_stage
+    from ..train.dpo import LossVariant
 
     cfg = run.cfg
     settings = dataclasses.replace(cfg.final, seed=int(seed))
-    return train_stage(run.dir.warmup_model, inp.reference, inp.tokenizer, inp.train.records(mask), inp.objective, settings,
-                       run.dir.arm(arm, seed), start_key=theta_key, data_key=stage_key(ids), name=f"arm-{arm}",
+    records, data_key, variant = inp.train.records(mask), stage_key(ids), None
+    if treated is not None:
+        records, data_key = treated_records(inp.train, mask, treated, ids)
+        if treated.loss_type or treated.conservative:
+            variant = LossVariant(treated.loss_type, treated.epsilon, treated.conservative)
+    return train_stage(run.dir.warmup_model, inp.reference, inp.tokenizer, records, inp.objective, settings,
+                       run.dir.arm(arm, seed), start_key=theta_key, data_key=data_key, name=f"arm-{arm}",
                        eval_records=inp.validation.records(), eval_steps=cfg.eval_steps, lora=inp.lora, log=run.log,
-                       label=f"arm {arm} seed {seed}", progress=run.progress)
+                       label=f"arm {arm} seed {seed}", progress=run.progress, variant=variant)
+
+
+def treated_records(pairs, mask: np.ndarray, treated, ids: list) -> tuple[list[dict], str]:
+    """The arm's TRL rows (its pairs in file order, chosen and rejected swapped where it says, each
+    with its `pair_weight` when it weights) and the key of that data."""
+    from ..train.weighted import WEIGHT
+
+    rows = [i for i, (r, m) in enumerate(zip(pairs.rows, mask)) if m and r.valid]
+    records = pairs.records(mask)
+    assert len(rows) == len(records)
+    for rec, i in zip(records, rows):
+        if treated.flip is not None and treated.flip[i]:
+            rec["chosen"], rec["rejected"] = rec["rejected"], rec["chosen"]
+        if treated.weight is not None:
+            rec[WEIGHT] = float(treated.weight[i])
+    flipped = [r for r, i in zip(ids, rows) if treated.flip is not None and treated.flip[i]]
+    weights = [round(float(treated.weight[i]), 9) for i in rows] if treated.weight is not None else None
+    return records, stage_key(ids, flipped, weights)
 
 
 def evaluation_stage(run: Run, answers: Answers, judge, arm: str, seed: int, n_pairs: int, model,

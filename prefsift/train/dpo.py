@@ -19,6 +19,7 @@ from .. import artifacts, faults
 from ..devices import model_device, model_precision, torch_dtype
 from ..distributed import barrier, broadcast_object, world
 from ..objectives import PairwiseObjective, trainable_with_dpo
+from .weighted import WEIGHT
 
 # Optimizer names checked without importing transformers (slow); any other name is looked up there.
 _COMMON_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adamw_hf", "adafactor", "sgd", "adagrad", "rmsprop",
@@ -80,16 +81,29 @@ def per_process_batch(batch_size: int, processes: int, key: str = "batch_size") 
     return batch_size // processes
 
 
+@dataclass(frozen=True)
+class LossVariant:
+    """How an arm's loss departs from the run's objective (prefsift.treatments): TRL's robust DPO
+    (``loss_type="robust"``, flip rate ``epsilon``), or conservative DPO (``conservative``: the
+    label is wrong with probability ``epsilon``, train/weighted.py)."""
+
+    loss_type: str | None = None
+    epsilon: float = 0.0
+    conservative: bool = False
+
+
 def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, eval_steps: int | None = None,
-                precision: str = "fp32", on_cpu: bool = True, processes: int = 1):
+                precision: str = "fp32", on_cpu: bool = True, processes: int = 1, variant: LossVariant | None = None):
     from trl import DPOConfig
 
     if objective.kind.trl_loss is None:
         raise ValueError(f"objective {objective.name!r} cannot be trained with DPOTrainer; use one of "
                          f"{sorted(trainable_with_dpo())}")
+    loss = variant.loss_type if variant and variant.loss_type else objective.kind.trl_loss
     return DPOConfig(
         output_dir=str(out_dir / "trainer"), beta=objective.beta,
-        loss_type=[objective.kind.trl_loss] + (["sft"] if s.sft_weight > 0 else []),
+        label_smoothing=variant.epsilon if variant and variant.loss_type == "robust" else 0.0,
+        loss_type=[loss] + (["sft"] if s.sft_weight > 0 else []),
         loss_weights=[1.0, s.sft_weight] if s.sft_weight > 0 else None,
         learning_rate=s.learning_rate, num_train_epochs=s.epochs,
         per_device_train_batch_size=per_process_batch(s.batch_size, processes),
@@ -109,7 +123,7 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
                 settings: StageSettings, out_dir: str | Path, start_key: str, data_key: str, name: str = "stage",
                 eval_records: list[dict] | None = None, eval_steps: int | None = None, lora=None, log=print,
                 hand_back_fp32: bool = False, start_is_reference: bool = False, label: str | None = None,
-                progress: bool = True):
+                progress: bool = True, variant: LossVariant | None = None):
     """Train `policy` further on `records` (dicts with prompt/chosen/rejected) and save the result.
 
     `policy` is where the stage starts: a model folder (or spec), loaded fresh for the stage, or a
@@ -125,7 +139,10 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     master weights under autocast. The model is handed back in that precision, or in fp32 with
     `hand_back_fp32` (θ_val: its small step from θ would be rounded away in bf16). While it trains it
     shows one progress bar named `label` (default: `name`; none with `progress=False`) and writes the
-    trainer's log to `out_dir`/train_log.jsonl (train.progress). Returns (model, stage_info)."""
+    trainer's log to `out_dir`/train_log.jsonl (train.progress). Records that carry a
+    `pair_weight` train with a weight per pair, and ``variant`` changes the loss (robust or
+    conservative DPO); both through train/weighted.py's extension of DPOTrainer where TRL has no
+    such option. Returns (model, stage_info)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from trl import DPOTrainer
@@ -133,9 +150,11 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     from .progress import attach as attach_progress
 
     out_dir = Path(out_dir)
+    # (a variant enters the key only when there is one, so the keys of plain stages stay as they were)
     key = artifacts.stable_key({"start": start_key, "data": data_key, "settings": asdict(settings),
                         "objective": asdict(objective), "name": name, "eval_steps": eval_steps,
-                        "n_eval": len(eval_records or []), "lora": asdict(lora) if lora else None})
+                        "n_eval": len(eval_records or []), "lora": asdict(lora) if lora else None,
+                        **({"variant": asdict(variant)} if variant else {})})
     info_path = out_dir / "stage.json"
     here = world()  # under torchrun/accelerate every process runs this stage: DDP, one share of each batch each
     # Rank 0 decides whether the saved stage is reusable, for all the ranks.
@@ -164,10 +183,16 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
         model = add_lora(model, lora)
     model.train()
     args = _trl_config(objective, settings, out_dir, eval_steps if eval_records else None, precision=precision,
-                       on_cpu=device.type == "cpu", processes=here.size)
+                       on_cpu=device.type == "cpu", processes=here.size, variant=variant)
     shared_ref = None if lora is not None and start_is_reference else ref_model.eval()
+    trainer_class, extra = DPOTrainer, {}
+    if (variant and variant.conservative) or any(WEIGHT in r for r in records):
+        from .weighted import weighted_dpo_trainer_class
+
+        trainer_class = weighted_dpo_trainer_class()
+        extra = {"conservative": variant.epsilon if variant and variant.conservative else 0.0}
     try:
-        trainer = DPOTrainer(model=model, ref_model=shared_ref, args=args,
+        trainer = trainer_class(model=model, ref_model=shared_ref, args=args, **extra,
                              train_dataset=Dataset.from_list(records), processing_class=tokenizer,
                              eval_dataset=Dataset.from_list(eval_records) if eval_records else None,
                              callbacks=[_fault_point_callback(f"train:{name}")])
@@ -186,7 +211,10 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     to_save = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     info = {"key": key, "name": name, "seconds": time.time() - t0, "train_loss": result.training_loss,
             "steps": result.global_step, "settings": asdict(settings), "objective": asdict(objective),
-            "log": start + trainer.state.log_history, "processes": here.size}
+            "log": start + trainer.state.log_history, "processes": here.size,
+            **({"variant": asdict(variant)} if variant else {}),
+            **({"weighted_pairs": sum(1 for r in records if r.get(WEIGHT, 0) > 0)}
+               if any(WEIGHT in r for r in records) else {})}
     del trainer
     if here.is_main:  # the ranks hold the same weights (DDP); one writes them
         _save_stage(to_save, tokenizer, out_dir, info, name)

@@ -302,3 +302,46 @@ def test_the_fields_margin_rules_are_arms_of_a_run(finished, tmp_path):
         assert set(sel.index[sel[arm]]) == set(expected[arm]), arm
         row = ev[(ev["arm"] == arm) & (ev["seed"] == 0)].iloc[0]
         assert row["n_pairs"] == k and 0 <= row["win_rate"] <= 100
+
+
+def test_treatment_arms_train_with_their_weights_swaps_and_losses(finished, tmp_path):
+    """soft_lossdiff_irm, soft_tif, lossdiff_irm_relabel, robust_dpo and cdpo train on the tiny lab;
+    treatments.parquet holds each arm's weights and swaps, and each stage records its loss."""
+    import shutil
+
+    import numpy as np
+
+    import prefsift
+
+    a, _ = finished
+    shutil.copytree(a, tmp_path / "t")
+    arms = ["soft_lossdiff_irm", "soft_tif", "lossdiff_irm_relabel", "robust_dpo", "cdpo"]
+    ev = run_pipeline(RunConfig.from_dict({**TINY, "out": str(tmp_path / "t"), "arms": arms}), progress=False, log=QUIET)
+    assert sorted(ev["arm"]) == sorted(arms)
+    tr = pd.read_parquet(tmp_path / "t" / "treatments.parquet")
+    table = pd.read_parquet(a / "score" / "scores.parquet")
+    assert tr["id"].tolist() == table["id"].tolist()  # every input pair, in order
+    ldi = prefsift.select(table, "lossdiff_irm", 0.64)
+    swapped = tr["lossdiff_irm_relabel:swapped"].to_numpy()
+    irm = table["irm"].to_numpy()
+    # The swapped pairs are IRM's bottom tail: below every pair LossDiff-IRM keeps, and none of them kept.
+    assert swapped.any() and not (swapped & ldi).any() and irm[swapped].max() < irm[ldi].min()
+    assert (tr["lossdiff_irm_relabel:weight"].to_numpy() > 0).sum() == ldi.sum() + swapped.sum()
+    n_rankable = int((table["valid"] & table["lossdiff"].notna() & table["irm"].notna()).sum())
+    for arm, loss in (("robust_dpo", "robust"), ("cdpo", None)):
+        info = json.loads((tmp_path / "t" / "arms" / f"{arm}-seed0" / "stage.json").read_text())
+        assert info["variant"]["loss_type"] == loss and info["variant"]["conservative"] == (arm == "cdpo")
+        assert info["variant"]["epsilon"] == pytest.approx(swapped.sum() / n_rankable)
+    soft = tr["soft_lossdiff_irm:weight"].to_numpy()
+    info = json.loads((tmp_path / "t" / "arms" / "soft_lossdiff_irm-seed0" / "stage.json").read_text())
+    assert info["weighted_pairs"] == int((soft > 0).sum()) and soft[ldi].mean() > 2 * soft[~ldi & (soft > 0)].mean()
+    assert np.isfinite(ev["win_rate"]).all()
+
+
+def test_treatment_arms_are_refused_where_they_cannot_train():
+    from prefsift.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="robust_dpo.*not 'ipo'"):
+        RunConfig.from_dict({**TINY, "arms": ["robust_dpo"], "objective": "ipo"})
+    with pytest.raises(ConfigError, match="label_noise"):
+        RunConfig.from_dict({**TINY, "arms": ["cdpo"], "label_noise": 0.5})

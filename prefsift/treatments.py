@@ -1,0 +1,165 @@
+"""Arms that change *how* the pairs are trained on, not only which: per-pair weights (soft
+selection), swapped labels (label correction) and noise-robust losses on all the data. Registered
+by name like the selection rules, and named the same way under a run config's `arms`.
+
+A treatment reads the scores table and returns an `ArmData`: the pairs in the training data (a
+mask, as a rule's), the pairs whose chosen and rejected are swapped, a weight per pair, and the
+loss (TRL's loss type and its ε). The formulas and sources are in docs/method.md, "Beyond
+selection".
+
+What the scores call a *wrong label* is the paper's own reading of IRM (docs/method.md §6): the pairs
+below the lower edge of LossDiff-IRM's IRM window at the run's kept fraction (θ prefers the
+rejected answer more than the window allows). Their share is the noise rate ε the robust losses
+use when `label_noise` is not given."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .registry import Registry
+from .windows import _scored, lossdiff_irm
+
+
+@dataclass(frozen=True)
+class ArmData:
+    """What one arm trains on: ``mask`` (the pairs in its data), ``flip`` (of those, the ones whose
+    chosen and rejected are swapped), ``weight`` (a weight per pair, ≥ 0), and its loss: TRL's
+    ``loss_type`` (None: the run's objective) and ``epsilon`` (rDPO's flip rate, or cDPO's with
+    ``conservative``). Arrays are over every row of the scores table."""
+
+    mask: np.ndarray
+    flip: np.ndarray | None = None
+    weight: np.ndarray | None = None
+    loss_type: str | None = None
+    epsilon: float = 0.0
+    conservative: bool = False
+    note: str = ""  # one line for the run's log: what was estimated, how many flipped
+
+
+@dataclass(frozen=True)
+class Treatment:
+    name: str
+    needs: tuple[str, ...]
+    make: Callable  # (table, keep, label_noise: float | None) -> ArmData
+    help: str = ""
+    objectives: tuple[str, ...] = ("dpo", "ipo", "hinge")  # the run objectives it can train
+
+
+TREATMENTS: Registry[Treatment] = Registry("treatment", key="arms")
+
+SOFTNESS = 0.05  # the smooth window's edge width, in percentile rank (5 points)
+MIN_WEIGHT = 1e-3  # a pair weighted below this is left out (it would cost a forward pass for nothing)
+
+
+def flagged_wrong(table, keep: float) -> np.ndarray:
+    """The pairs LossDiff-IRM at ``keep`` cuts from IRM's bottom tail: IRM at or below the lower
+    edge of its window (the likely wrong labels). Over every row; False where a score is missing."""
+    ld, irm = table["lossdiff"].to_numpy(dtype=float), table["irm"].to_numpy(dtype=float)
+    both = _scored(ld) & _scored(irm)
+    _, width = lossdiff_irm(ld, irm, keep=keep)
+    lower = float(np.percentile(irm[both], (1 - width) / 2 * 100)) if both.any() else np.nan
+    return both & (irm <= lower)
+
+
+def estimated_noise(table, keep: float) -> float:
+    """ε: the share of the rankable pairs flagged as wrong labels (`flagged_wrong`)."""
+    both = _scored(table["lossdiff"].to_numpy(dtype=float)) & _scored(table["irm"].to_numpy(dtype=float))
+    return float(flagged_wrong(table, keep).sum() / max(int(both.sum()), 1))
+
+
+def percentile_rank(values) -> np.ndarray:
+    """Each scored value's mid-rank percentile in [0, 1] among the scored values (ties share one);
+    NaN where not scored."""
+    v = np.asarray(values, dtype=float)
+    ok = _scored(v)
+    out = np.full(len(v), np.nan)
+    x = v[ok]
+    if len(x) == 1:
+        out[ok] = 0.5
+    elif len(x):
+        below = np.searchsorted(np.sort(x), x, side="left")
+        equal = np.searchsorted(np.sort(x), x, side="right") - below
+        out[ok] = (below + (equal - 1) / 2) / (len(x) - 1)
+    return out
+
+
+def soft_window(values, width: float, softness: float = SOFTNESS) -> np.ndarray:
+    """A smooth version of the middle window holding ``width`` of the pairs: with u a pair's
+    percentile rank, w(u) = σ((u − a)/s)·σ((b − u)/s), a = (1 − width)/2, b = (1 + width)/2, s the
+    softness. 0 where the score is missing."""
+    u = percentile_rank(values)
+    a, b = (1 - width) / 2, (1 + width) / 2
+    with np.errstate(over="ignore"):
+        w = 1 / (1 + np.exp(-(u - a) / softness)) / (1 + np.exp(-(b - u) / softness))
+    return np.where(np.isfinite(u), w, 0.0)
+
+
+def _weights_arm(weight: np.ndarray) -> ArmData:
+    weight = np.where(weight >= MIN_WEIGHT, weight, 0.0)
+    return ArmData(mask=weight > 0, weight=weight,
+                   note=f"{int((weight > 0).sum())} pairs weighted, total weight {weight.sum():.1f}")
+
+
+def _noise(table, keep: float, label_noise: float | None) -> tuple[float, str]:
+    if label_noise is not None:
+        return float(label_noise), f"ε {label_noise:g} (label_noise)"
+    eps = min(estimated_noise(table, keep), 0.49)
+    return eps, f"ε {eps:.3f}, estimated: the share of pairs below LossDiff-IRM's IRM window at keep {keep:g}"
+
+
+def _builtin() -> None:
+    def add(name, needs, make, help, objectives=("dpo", "ipo", "hinge")):
+        TREATMENTS.register(name, Treatment(name, needs, make, help, objectives))
+
+    def soft_lossdiff_irm(table, keep, label_noise):
+        ld, irm = table["lossdiff"].to_numpy(dtype=float), table["irm"].to_numpy(dtype=float)
+        _, width = lossdiff_irm(ld, irm, keep=keep)
+        return _weights_arm(soft_window(ld, width) * soft_window(irm, width))
+
+    def soft_tif(table, keep, label_noise):
+        return _weights_arm(soft_window(table["if"].to_numpy(dtype=float), keep))
+
+    def relabel(table, keep, label_noise):
+        ld, irm = table["lossdiff"].to_numpy(dtype=float), table["irm"].to_numpy(dtype=float)
+        kept, _ = lossdiff_irm(ld, irm, keep=keep)
+        flip = flagged_wrong(table, keep)
+        return ArmData(mask=kept | flip, flip=flip, note=f"{int(kept.sum())} pairs kept as labelled, "
+                                                          f"{int(flip.sum())} with chosen and rejected swapped")
+
+    def robust(table, keep, label_noise):
+        eps, how = _noise(table, keep, label_noise)
+        return ArmData(mask=table["valid"].to_numpy(dtype=bool), loss_type="robust", epsilon=eps, note=how)
+
+    def conservative(table, keep, label_noise):
+        eps, how = _noise(table, keep, label_noise)
+        return ArmData(mask=table["valid"].to_numpy(dtype=bool), epsilon=eps, conservative=True, note=how)
+
+    add("soft_lossdiff_irm", ("lossdiff", "irm"), soft_lossdiff_irm,
+        "every pair, weighted by a smooth LossDiff-IRM window (its width solved for keep)")
+    add("soft_tif", ("if",), soft_tif, "every pair, weighted by a smooth middle window of IF holding keep")
+    add("lossdiff_irm_relabel", ("lossdiff", "irm"), relabel,
+        "LossDiff-IRM's pairs, plus those below its IRM window with chosen and rejected swapped (label correction)")
+    add("robust_dpo", ("lossdiff", "irm"), robust,
+        "every pair, TRL's robust DPO loss (rDPO) with ε = label_noise, or estimated from the scores",
+        objectives=("dpo",))
+    add("cdpo", ("lossdiff", "irm"), conservative,
+        "every pair, conservative DPO (cDPO, label smoothing ε) with ε = label_noise, or estimated from the scores")
+
+
+_builtin()
+
+
+def treatment_data(table, name: str, keep: float, label_noise: float | None = None) -> ArmData:
+    """The `ArmData` of treatment ``name`` on a scores table, checked."""
+    t = TREATMENTS.get(name)
+    data = t.make(table, keep, label_noise)
+    valid = table["valid"].to_numpy(dtype=bool)
+    if (data.mask & ~valid).any():
+        raise ValueError(f"treatment {name!r} put a pair that was not scored in its data")
+    if data.weight is not None and not (np.isfinite(data.weight).all() and (data.weight >= 0).all()):
+        raise ValueError(f"treatment {name!r} gave a weight that is negative or not a number")
+    return data
+

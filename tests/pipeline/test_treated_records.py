@@ -1,0 +1,31 @@
+"""A treatment arm's training rows: its pairs in file order, chosen and rejected swapped exactly
+where it says (compared with the file as written), its weights attached, and a data key that
+changes with the swaps and the weights."""
+
+import json
+
+import numpy as np
+
+import prefsift
+from prefsift.pipeline.stages import treated_records
+from prefsift.treatments import ArmData
+
+
+def test_rows_swaps_weights_and_key(tmp_path):
+    rows = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(5)]
+    rows[2]["chosen"] = ""  # not usable: never in an arm's data
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = prefsift.load_pairs(str(path))
+    mask = np.array([True, True, False, True, False])
+    flip = np.array([False, True, False, False, False])
+    weight = np.array([0.5, 1.0, 0.0, 0.25, 0.0])
+    ids = ["a", "b", "d"]
+    records, key = treated_records(pairs, mask, ArmData(mask=mask, flip=flip, weight=weight), ids)
+    got = [(r["prompt"], r["chosen"], r["rejected"], r["pair_weight"]) for r in records]
+    assert [g[0] for g in got] == ["q0", "q1", "q3"]
+    assert got[1][1:3] == ("bad 1", "good 1") and got[0][1:3] == ("good 0", "bad 0")
+    assert [g[3] for g in got] == [0.5, 1.0, 0.25]
+    _, key_no_flip = treated_records(pairs, mask, ArmData(mask=mask, weight=weight), ids)
+    _, key_other_weight = treated_records(pairs, mask, ArmData(mask=mask, flip=flip, weight=weight * 2), ids)
+    assert len({key, key_no_flip, key_other_weight}) == 3
