@@ -30,13 +30,14 @@ class Rule:
     missing: str | None = None
     seeded: bool = False  # the selection depends on the seed: a run draws it anew for every training seed
     sized: bool = False  # the rule keeps `keep` of the scored pairs: one that cannot is refused, with why
+    order: str | None = None  # a column: a run trains the rule's pairs in its ascending order, not shuffled
 
 
 RULES: Registry[Rule] = Registry("rule", key="rule")
 
 
 def register_rule(name: str, needs=(), help: str = "", missing: str | None = None, replace: bool = False,
-                  seeded: bool = False, sized: bool = False):
+                  seeded: bool = False, sized: bool = False, order: str | None = None):
     """Register a selection rule; use as a decorator over ``fn(table, keep, seed) -> boolean mask``.
 
         @prefsift.register_rule("short_chosen", needs=("irm",), help="...")
@@ -47,8 +48,9 @@ def register_rule(name: str, needs=(), help: str = "", missing: str | None = Non
     module) and a run config's `arms` (with the module under `plugins`). ``seeded=True``: the rule
     uses its seed, and a run draws its selection anew for every training seed. ``sized=True``: the
     rule keeps the fraction `keep` of the scored pairs, and a selection that misses it is refused
-    with the reason (ties, a constant score) instead of being used."""
-    return RULES.decorator(name, lambda fn: Rule(name, tuple(needs), fn, help, missing, seeded, sized),
+    with the reason (ties, a constant score) instead of being used. ``order="COLUMN"``: a run trains
+    the rule's pairs in that column's ascending order (a curriculum), not shuffled."""
+    return RULES.decorator(name, lambda fn: Rule(name, tuple(needs), fn, help, missing, seeded, sized, order),
                            replace=replace)
 
 
@@ -104,6 +106,11 @@ def _builtin_rules() -> None:
     add("large_margin", ("score_gap", "irm"),
         lambda table, keep, seed: top_fraction(combined_margin(_col(table, "score_gap"), _col(table, "irm")), keep),
         "rating gap and IRM both large: their Bayesian aggregation (Deng et al. 2025)", missing=ratings)
+    RULES.register("selective_dpo", Rule(
+        "selective_dpo", ("heldout",),
+        lambda table, keep, seed: top_fraction(_col(table, "heldout"), keep, largest=False),
+        "Selective DPO (Gao et al., ICML 2025): the smallest held-out loss (score heldout), trained easy to hard",
+        sized=True, order="heldout"))
     add("random", (), lambda table, keep, seed: random_fraction(table["valid"].to_numpy(dtype=bool), keep, seed),
         "a seeded random subset (a run draws a new one for every training seed)", seeded=True)
     add("if_small", ("if",), third(0), "the smallest third of IF (keep does not apply)", sized=False)

@@ -36,6 +36,7 @@ class ArmData:
     loss_type: str | None = None
     epsilon: float = 0.0
     conservative: bool = False
+    order: np.ndarray | None = None  # train the pairs in this value's ascending order (a curriculum), not shuffled
     note: str = ""  # one line for the run's log: what was estimated, how many flipped
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..errors import ConfigError, did_you_mean
 from ..scoring.kinds import SCORES
 from ..selection import RULES
@@ -140,6 +142,46 @@ def check_arms(arms: list, imported: dict, windows: dict, wanted_scores: list[st
             raise ConfigError(key="arms", problem=f"lists {arm!r}, which needs the {', '.join(lacking)} score(s), "
                                                   f"but scores.scores is {','.join(wanted_scores)!r}: add them there, "
                                                   "or drop the arm")
+
+
+def check_treatment_columns(table, arm: str) -> None:
+    """A `ConfigError` naming the scores a treatment arm needs when the table lacks them."""
+    missing = [c for c in TREATMENTS.get(arm).needs if c not in table]
+    if missing:
+        raise ConfigError(key="arms", problem=f"{arm!r} needs the score(s) {missing}, which the scores table does not "
+                                              "have: add them to scores.scores, or drop the arm")
+
+
+def treatments_frame(table, treated: dict):
+    """Each pair's id and, per treatment arm, its weight (0: not in the arm's data) and whether its
+    chosen and rejected are swapped."""
+    out = table[["id", "valid"]].copy()
+    for arm, data in treated.items():
+        out[f"{arm}:weight"] = data.weight if data.weight is not None else data.mask.astype(float)
+        out[f"{arm}:swapped"] = data.flip if data.flip is not None else np.zeros(len(table), dtype=bool)
+    return out
+
+
+def treated_records(pairs, mask: np.ndarray, treated, ids: list) -> tuple[list[dict], str]:
+    """The arm's TRL rows (its pairs in file order, chosen and rejected swapped where it says, each
+    with its `pair_weight` when it weights) and the key of that data."""
+    from ..train.weighted import WEIGHT
+    from .rundir import stage_key
+
+    rows = [i for i, (r, m) in enumerate(zip(pairs.rows, mask)) if m and r.valid]
+    records = pairs.records(mask)
+    assert len(rows) == len(records) == len(ids)
+    for rec, i in zip(records, rows):
+        if treated.flip is not None and treated.flip[i]:
+            rec["chosen"], rec["rejected"] = rec["rejected"], rec["chosen"]
+        if treated.weight is not None:
+            rec[WEIGHT] = float(treated.weight[i])
+    flipped = [r for r, i in zip(ids, rows) if treated.flip is not None and treated.flip[i]]
+    weights = [round(float(treated.weight[i]), 9) for i in rows] if treated.weight is not None else None
+    if treated.order is not None:  # ascending, ties in file order (a stable sort)
+        ranked = sorted(range(len(rows)), key=lambda j: treated.order[rows[j]])
+        records, ids = [records[j] for j in ranked], [ids[j] for j in ranked]
+    return records, stage_key(ids, flipped, weights)
 
 
 def _check_splits(v):

@@ -145,7 +145,10 @@ def scores_stage(run: Run, inp: Inputs, theta, warmup_key: str, warmup_info: dic
     cfg, rd = run.cfg, run.dir
     scfg = ScoreConfig(policy=str(rd.warmup_model), reference=inp.data.reference, train=str(inp.data.train),
                        validation=str(inp.data.validation), out=str(rd.score), objective=cfg.objective,
-                       beta=cfg.beta, keep=cfg.keep, device=cfg.device, dtype=cfg.dtype, **asdict(cfg.scores))
+                       beta=cfg.beta, keep=cfg.keep, device=cfg.device, dtype=cfg.dtype, **asdict(cfg.scores),
+                       # Selective DPO's fold models train as the warm-up does
+                       warmup_epochs=cfg.warmup.epochs, warmup_lr=cfg.warmup.learning_rate,
+                       warmup_batch_size=cfg.warmup.batch_size)
     # Copies: scoring marks over-length rows in its pairs, and the arms must read the same pairs
     # whether the scores were computed now or reused.
     return reused_or_scored(run, scfg, warmup_key, warmup_info, t, lambda: score_pairs(
@@ -159,8 +162,11 @@ def reused_or_scored(run: Run, scfg, warmup_key: str, warmup_info: dict, t: floa
     rd = run.dir
     # Paths are not part of the key (the data's and the warm-up's keys stand for what they hold), so a
     # run directory that is moved or copied keeps its scores.
+    # (`folds` only where the held-out score is asked for, so that other runs keep their keys)
+    unused = ("folds",) if "heldout" not in scfg.wanted else ()
     key = stage_key(warmup_key, warmup_info["key"], {k: v for k, v in asdict(scfg).items() if k not in (
-        "policy", "reference", "train", "validation", "out", "warmup", "warmup_epochs", "warmup_lr", "warmup_batch_size")})
+        "policy", "reference", "train", "validation", "out", "warmup", "warmup_epochs", "warmup_lr", "warmup_batch_size")
+        + unused})
     if run.manifest.done("scores", key) and artifacts.trusted(rd.scores_table, "the scores table", run.log):
         table = pd.read_parquet(rd.scores_table)
     else:
@@ -207,7 +213,9 @@ def selections_stage(run: Run, table: pd.DataFrame, calibrate=None) -> tuple[dic
         if kind == "treatment":
             from ..treatments import treatment_data
 
-            check_rule_columns_of(table, arm)
+            from .arms import check_treatment_columns
+
+            check_treatment_columns(table, arm)
             treated[arm] = treatment_data(table, arm, cfg.keep, cfg.label_noise)
             masks[arm] = treated[arm].mask
             run.log(f"  {arm}: {treated[arm].note}")
@@ -222,6 +230,11 @@ def selections_stage(run: Run, table: pd.DataFrame, calibrate=None) -> tuple[dic
             masks[arm] = seeded[(arm, int(cfg.seeds[0]))]
         else:
             masks[arm] = apply_rule(table, arm, cfg.keep, seed=0)
+        if rule.order is not None:  # a curriculum: its pairs trained in this column's order
+            from ..treatments import ArmData
+
+            treated[arm] = ArmData(mask=masks[arm], order=table[rule.order].to_numpy(dtype=float),
+                                   note=f"trained in ascending {rule.order}")
     sel = table[["id", "valid", "reason"]].copy()
     for a, m in masks.items():
         sel[a] = m
@@ -232,29 +245,11 @@ def selections_stage(run: Run, table: pd.DataFrame, calibrate=None) -> tuple[dic
     if world().is_main:
         artifacts.write_parquet(run.dir.selection, sel)
         if treated:
+            from .arms import treatments_frame
+
             artifacts.write_parquet(run.dir.root / "treatments.parquet", treatments_frame(table, treated))
     run.log(format_selections(table, masks))
     return masks, seeded, treated
-
-
-def check_rule_columns_of(table: pd.DataFrame, arm: str) -> None:
-    """A `ConfigError` naming the scores a treatment arm needs when the table lacks them."""
-    from ..treatments import TREATMENTS
-
-    missing = [c for c in TREATMENTS.get(arm).needs if c not in table]
-    if missing:
-        raise ConfigError(key="arms", problem=f"{arm!r} needs the score(s) {missing}, which the scores table does not "
-                                              "have: add them to scores.scores, or drop the arm")
-
-
-def treatments_frame(table: pd.DataFrame, treated: dict) -> pd.DataFrame:
-    """Each pair's id and, per treatment arm, its weight (0: not in the arm's data) and whether its
-    chosen and rejected are swapped."""
-    out = table[["id", "valid"]].copy()
-    for arm, data in treated.items():
-        out[f"{arm}:weight"] = data.weight if data.weight is not None else data.mask.astype(float)
-        out[f"{arm}:swapped"] = data.flip if data.flip is not None else np.zeros(len(table), dtype=bool)
-    return out
 
 
 def arm_stage(run: Run, inp: Inputs, theta_key: str, arm: str, seed: int, mask: np.ndarray, ids: list,
@@ -269,31 +264,16 @@ def arm_stage(run: Run, inp: Inputs, theta_key: str, arm: str, seed: int, mask: 
     settings = dataclasses.replace(cfg.final, seed=int(seed))
     records, data_key, variant = inp.train.records(mask), stage_key(ids), None
     if treated is not None:
+        from .arms import treated_records
+
         records, data_key = treated_records(inp.train, mask, treated, ids)
-        if treated.loss_type or treated.conservative:
-            variant = LossVariant(treated.loss_type, treated.epsilon, treated.conservative)
+        if treated.loss_type or treated.conservative or treated.order is not None:
+            variant = LossVariant(treated.loss_type, treated.epsilon, treated.conservative,
+                                  in_order=treated.order is not None)
     return train_stage(run.dir.warmup_model, inp.reference, inp.tokenizer, records, inp.objective, settings,
                        run.dir.arm(arm, seed), start_key=theta_key, data_key=data_key, name=f"arm-{arm}",
                        eval_records=inp.validation.records(), eval_steps=cfg.eval_steps, lora=inp.lora, log=run.log,
                        label=f"arm {arm} seed {seed}", progress=run.progress, variant=variant)
-
-
-def treated_records(pairs, mask: np.ndarray, treated, ids: list) -> tuple[list[dict], str]:
-    """The arm's TRL rows (its pairs in file order, chosen and rejected swapped where it says, each
-    with its `pair_weight` when it weights) and the key of that data."""
-    from ..train.weighted import WEIGHT
-
-    rows = [i for i, (r, m) in enumerate(zip(pairs.rows, mask)) if m and r.valid]
-    records = pairs.records(mask)
-    assert len(rows) == len(records)
-    for rec, i in zip(records, rows):
-        if treated.flip is not None and treated.flip[i]:
-            rec["chosen"], rec["rejected"] = rec["rejected"], rec["chosen"]
-        if treated.weight is not None:
-            rec[WEIGHT] = float(treated.weight[i])
-    flipped = [r for r, i in zip(ids, rows) if treated.flip is not None and treated.flip[i]]
-    weights = [round(float(treated.weight[i]), 9) for i in rows] if treated.weight is not None else None
-    return records, stage_key(ids, flipped, weights)
 
 
 def evaluation_stage(run: Run, answers: Answers, judge, arm: str, seed: int, n_pairs: int, model,

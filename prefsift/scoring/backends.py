@@ -72,6 +72,11 @@ class PolicyBackend:
         self.val = fitted(val_pairs, self.tok, cfg, "validation") if val_pairs is not None else None
         log(self.train.summary())
         self.tr_tok = tokenized(self.train, self.tok)
+        if "heldout" in cfg.wanted and len(self.tr_tok) < 2 * cfg.folds:  # before any model runs
+            from ..errors import UserError
+
+            raise UserError(f"Selective DPO's {cfg.folds} folds need at least {2 * cfg.folds} usable pairs; there are "
+                            f"{len(self.tr_tok)}: lower folds (--folds) or give more pairs")
         self.va_tok = tokenized(self.val, self.tok) if self.val is not None else None
         self.extra_tok = {}
         for name, path in cfg.validation_set_paths.items():
@@ -186,6 +191,36 @@ class PolicyBackend:
         del theta_val
         return loss_from, loss_val
 
+    def heldout_losses(self) -> tuple[np.ndarray, np.ndarray]:
+        """Selective DPO (Gao et al., ICML 2025): the scored pairs split at random (seeded) into
+        `folds` folds; for each fold a reference model trained from π_ref, as the warm-up is (its
+        epochs, learning rate and batch size), on the other folds; each pair's loss under the model
+        that did not see it. Each fold model is a stage of its own (`out`/selective/foldK, keyed,
+        reused), and its log-probs are taken on its held-out pairs only. Returns (loss, fold)."""
+        from ..train.dpo import StageSettings, train_stage
+
+        cfg, n, k_folds = self.cfg, len(self.tr_tok), self.cfg.folds
+        fold = np.random.default_rng(cfg.seed).permutation(n) % k_folds
+        records = self.train.records()
+        start = _folder_of(cfg.reference) or self.ref
+        settings = StageSettings(epochs=cfg.warmup_epochs, learning_rate=cfg.warmup_lr,
+                                 batch_size=cfg.warmup_batch_size, max_length=cfg.max_length, seed=cfg.seed)
+        loss = np.full(n, np.nan)
+        for k in range(k_folds):
+            seen, held = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+            model, info = train_stage(
+                start, self.ref, self.tok, [records[i] for i in seen], self.objective, settings,
+                self.out / "selective" / f"fold{k}", start_key=self.ref_key,
+                data_key=data_fingerprint([self.tr_tok[i] for i in seen]), name=f"fold{k}", log=self.log,
+                label=f"Selective DPO reference {k + 1}/{k_folds}", progress=self.progress)
+            lp = self._logps(model, [self.tr_tok[i] for i in held], info["key"], f"fold {k + 1} log-probs")
+            t, ref = torch.tensor, self.ref_tr
+            margin = self.objective.margin(t(lp.chosen), t(lp.rejected), t(ref.chosen[held]), t(ref.rejected[held]),
+                                           t(lp.chosen_tokens), t(lp.rejected_tokens))
+            loss[held] = self.objective.loss(margin).numpy()
+            del model
+        return loss, fold.astype(float)
+
     def influence(self):
         """(total, groups, extra) of every scored pair, checkpointed in the cache under a key of
         everything it reads."""
@@ -277,6 +312,12 @@ class RewardBackend:
         vc, vr = pair_rewards(rm_val, self.tr, self.tok.pad_token_id, cfg.max_length, cfg.batch_tokens)
         del rm_val
         return self.loss(), np.logaddexp(0.0, -(vc - vr))
+
+    def heldout_losses(self):
+        from ..errors import ConfigError
+
+        raise ConfigError(key="scores", problem="asks for heldout, Selective DPO's cross-fitted DPO loss, which a reward "
+                                                "model (objective bt) has no route to yet; drop it")
 
     def influence(self):
         from .influence import layer_group, select_parameters

@@ -34,7 +34,8 @@ class ScoreSettings:
     """How the scores are computed: what a run's `scores:` section holds, and every `prefsift score`
     setting but the models, the files, the objective and the placement (`ScoreConfig` adds those)."""
 
-    scores: str = field(default="irm,lossdiff,if", metadata={"help": "comma-separated: irm, lossdiff, if"})
+    scores: str = field(default="irm,lossdiff,if", metadata={"help": "comma-separated: irm, lossdiff, if, heldout "
+                                                                     "(Selective DPO's cross-fitted loss)"})
     max_length: int = field(default=1024, metadata={"help": "max tokens of prompt+response (TRL's max_length)",
                                                     "check": ">= 1"})
     overlength: str = field(default="truncate", metadata={"help": "over-length rows: truncate or drop",
@@ -69,7 +70,11 @@ class ScoreSettings:
     head_chunk: int = field(default=1024, metadata={"help": "completion positions per output-head matmul of the "
                                                             "log-prob engine and the jvp IF route: bounds the (positions x "
                                                             "vocabulary) logits block in memory", "check": ">= 1"})
-    seed: int = field(default=0, metadata={"help": "seed of θ_val training, projection and the random baseline"})
+    folds: int = field(default=2, metadata={
+        "help": "Selective DPO's held-out loss (score `heldout`): the pairs split into this many folds, one reference "
+                "model trained from π_ref on all but each (as the warm-up is trained)", "check": ">= 2"})
+    seed: int = field(default=0, metadata={"help": "seed of θ_val training, projection, the folds and the random "
+                                                   "baseline"})
     strict: bool = field(default=False, metadata={"help": "stop at the first bad row"})
 
 

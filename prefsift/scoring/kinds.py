@@ -112,3 +112,13 @@ def _influence(ctx: ScoreContext) -> dict:
     else:
         out["tif"] = keep_middle(out["if"], cfg.keep)
     return out
+
+
+@register_score("heldout", "Selective DPO's held-out loss: each pair's loss under a reference model trained from π_ref "
+                "on the other folds of the pairs (cross-fitted)", columns=("heldout", "heldout_fold"),
+                when_constant="the fold models give every pair the same loss: check the warm-up settings they train with")
+def _heldout(ctx: ScoreContext) -> dict:
+    t = time.perf_counter()
+    loss, fold = ctx.backend.heldout_losses()
+    ctx.timings["heldout"] = time.perf_counter() - t
+    return {"heldout": ctx.spread(loss), "heldout_fold": ctx.spread(fold)}

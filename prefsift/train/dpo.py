@@ -83,13 +83,15 @@ def per_process_batch(batch_size: int, processes: int, key: str = "batch_size") 
 
 @dataclass(frozen=True)
 class LossVariant:
-    """How an arm's loss departs from the run's objective (prefsift.treatments): TRL's robust DPO
-    (``loss_type="robust"``, flip rate ``epsilon``), or conservative DPO (``conservative``: the
-    label is wrong with probability ``epsilon``, train/weighted.py)."""
+    """How an arm's training departs from the run's objective (prefsift.treatments): TRL's robust
+    DPO (``loss_type="robust"``, flip rate ``epsilon``), conservative DPO (``conservative``: the
+    label is wrong with probability ``epsilon``, train/weighted.py), or the pairs in the order
+    given (``in_order``: Selective DPO's easy-to-hard curriculum)."""
 
     loss_type: str | None = None
     epsilon: float = 0.0
     conservative: bool = False
+    in_order: bool = False  # the pairs in the order given (a curriculum), not shuffled
 
 
 def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, eval_steps: int | None = None,
@@ -116,6 +118,7 @@ def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, e
         save_strategy="no", report_to=[], logging_steps=10, disable_tqdm=False, dataset_num_proc=None,
         remove_unused_columns=True,
         eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps, per_device_eval_batch_size=32,
+        train_sampling_strategy="sequential" if variant and variant.in_order else "random",
     )
 
 

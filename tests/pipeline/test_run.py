@@ -345,3 +345,24 @@ def test_treatment_arms_are_refused_where_they_cannot_train():
         RunConfig.from_dict({**TINY, "arms": ["robust_dpo"], "objective": "ipo"})
     with pytest.raises(ConfigError, match="label_noise"):
         RunConfig.from_dict({**TINY, "arms": ["cdpo"], "label_noise": 0.5})
+
+
+def test_selective_dpo_is_an_arm_trained_easy_to_hard(finished, tmp_path):
+    """With the held-out score asked for, the run trains Selective DPO's fold models as stages, keeps
+    the smallest held-out losses, and trains them in order (not shuffled)."""
+    import shutil
+
+    a, _ = finished
+    shutil.copytree(a, tmp_path / "s")  # the warm-up is reused; the scores are recomputed (heldout is new)
+    cfg = {**TINY, "out": str(tmp_path / "s"), "arms": ["selective_dpo"],
+           "scores": {"scores": "irm,lossdiff,if,heldout"}}
+    ev = run_pipeline(RunConfig.from_dict(cfg), progress=False, log=QUIET)
+    table = pd.read_parquet(tmp_path / "s" / "score" / "scores.parquet")
+    assert (tmp_path / "s" / "score" / "selective" / "fold1" / "stage.json").exists()
+    sel = pd.read_parquet(tmp_path / "s" / "selection.parquet")
+    k = round(0.64 * int(table["valid"].sum()))
+    assert set(table.loc[sel["selective_dpo"], "id"]) == set(table.loc[table["heldout"].nsmallest(k).index, "id"])
+    info = json.loads((tmp_path / "s" / "arms" / "selective_dpo-seed0" / "stage.json").read_text())
+    assert info["variant"]["in_order"] and ev.iloc[0]["n_pairs"] == k
+    with pytest.raises(Exception, match="heldout"):
+        RunConfig.from_dict({**TINY, "arms": ["selective_dpo"]})

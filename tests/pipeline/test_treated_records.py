@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 import prefsift
-from prefsift.pipeline.stages import treated_records
+from prefsift.pipeline.arms import treated_records
 from prefsift.treatments import ArmData
 
 
@@ -29,3 +29,16 @@ def test_rows_swaps_weights_and_key(tmp_path):
     _, key_no_flip = treated_records(pairs, mask, ArmData(mask=mask, weight=weight), ids)
     _, key_other_weight = treated_records(pairs, mask, ArmData(mask=mask, flip=flip, weight=weight * 2), ids)
     assert len({key, key_no_flip, key_other_weight}) == 3
+
+
+def test_an_ordered_arm_trains_in_ascending_order_ties_in_file_order(tmp_path):
+    rows = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(5)]
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = prefsift.load_pairs(str(path))
+    mask = np.array([True, True, True, False, True])
+    order = np.array([0.7, 0.2, 0.7, 0.0, 0.1])
+    records, key = treated_records(pairs, mask, ArmData(mask=mask, order=order), ["a", "b", "c", "e"])
+    assert [r["prompt"] for r in records] == ["q4", "q1", "q0", "q2"]
+    _, unordered = treated_records(pairs, mask, ArmData(mask=mask), ["a", "b", "c", "e"])
+    assert key != unordered
