@@ -70,22 +70,31 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
                                      max(s.peak_gib for s in scores.stages), "the score plan (" + ", ".join(
                                          f"{s.stage} {s.seconds:.0f} s" for s in scores.stages) + ")"))
 
+        rng = np.random.default_rng(0)
+        if "heldout" in scfg.wanted:  # Selective DPO's fold models
+            plan.stages.append(_folds_stage(cfg.scores.folds, warm, rate, lengths, train, cfg, processes, n_w, w_bytes,
+                                            trainable, rng))
+
         final = warm if dataclasses.replace(cfg.final, epochs=1.0) == dataclasses.replace(cfg.warmup, epochs=1.0) \
             else probe_training(start, ref, tok, inp.train.records(), inp.objective, cfg.final, processes, lora=cfg.lora)
-        rng = np.random.default_rng(0)
         kept = max(1, round(cfg.keep * len(lengths)))  # an arm's pairs at the kept fraction
         arms = list(cfg.arms)
         jobs = [(a, s) for s in cfg.seeds for a in arms]
         total = StagePlan("arms", 0.0, 0.0, 0.0, "")
+        every_pair = {"full", "robust_dpo", "cdpo", "soft_lossdiff_irm", "soft_tif"}
         for arm, seed in jobs:
-            subset = _sized_like(lengths, len(lengths) if arm == "full" else kept, rng)
+            subset = _sized_like(lengths, len(lengths) if arm in every_pair else kept, rng)
             one = training_stage(arm, final, rate, subset, dataclasses.replace(cfg.final, seed=seed), processes, n_w,
                                  w_bytes, val_tokens, cfg.eval_steps, trainable=trainable)
-            total.seconds += one.seconds
-            total.flops += one.flops
+            twice = 2 if arm == "cdpo" else 1  # cDPO takes TRL's loss of each pair both ways round
+            total.seconds += twice * one.seconds
+            total.flops += twice * one.flops
             total.peak_gib = max(total.peak_gib, one.peak_gib)
         total.basis = (f"{len(jobs)} arm stages ({len(arms)} arms x {len(cfg.seeds)} seeds), {cfg.keep:.0%} of the "
-                       "pairs each (full: all); TRL probe")
+                       "pairs each (full and the every-pair treatments: all; cdpo twice); TRL probe")
+        if every_pair & set(arms) - {"full", "robust_dpo"}:
+            total.basis += ("; the weighted and cdpo arms run one pair per forward pass, which the batched probe does "
+                            "not time")
         plan.stages.append(total)
 
         prompts = read_test_prompts(data.test_prompts, cfg.eval_prompts)
@@ -132,6 +141,25 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
                                                                    "validation loss"))
         plan.probe_seconds = time.perf_counter() - t_probe
     return plan
+
+
+def _folds_stage(k: int, warm, rate: float, lengths: list, train, cfg, processes: int, n_w: int, w_bytes: int,
+                 trainable, rng) -> StagePlan:
+    """Selective DPO's fold models: K warm-up trainings on (K-1)/K of the pairs each, and one
+    log-prob pass over the pairs (each fold model over its held-out share)."""
+    folds = StagePlan("selective folds", 0.0, 0.0, 0.0, "")
+    for i in range(k):
+        seen = _sized_like(lengths, len(lengths) * (k - 1) // k, rng)
+        one = training_stage(f"fold{i}", warm, rate, seen, cfg.warmup, processes, n_w, w_bytes, trainable=trainable)
+        folds.seconds += one.seconds
+        folds.flops += one.flops
+        folds.peak_gib = max(folds.peak_gib, one.peak_gib)
+    tokens = engine_tokens(train, cfg.warmup.max_length, cfg.scores.batch_tokens)
+    folds.seconds += rate * tokens / processes
+    folds.flops += 2 * n_w * tokens
+    folds.basis = (f"{k} warm-up trainings on {k - 1}/{k} of the pairs (TRL probe), and one log-prob pass over the "
+                   "pairs, each fold model on its held-out share")
+    return folds
 
 
 def _sized_like(lengths: list, n: int, rng) -> list:

@@ -73,3 +73,19 @@ def test_plan_then_run_prints_predicted_against_actual(tmp_path):
     table = r.stdout[r.stdout.index("predicted (plan.json) vs actual"):]
     for stage in ("warmup", "scores", "arms", "evaluation", "calibration"):
         assert stage in table
+
+
+def test_the_plan_shows_selective_dpos_fold_models_and_the_treatment_arms(tmp_path):
+    from prefsift.pipeline import RunConfig
+    from prefsift.planning.run import plan_run
+
+    cfg = RunConfig.from_dict({**TINY, "out": str(tmp_path / "run"), "arms": ["full", "cdpo", "selective_dpo"],
+                               "scores": {"scores": "irm,lossdiff,if,heldout", "folds": 3}})
+    plan = plan_run(cfg, log=lambda *a, **k: None)
+    stages = {s.stage: s for s in plan.stages}
+    folds = stages["selective folds"]
+    assert folds.basis.startswith("3 warm-up trainings on 2/3 of the pairs") and folds.seconds > 0 and folds.flops > 0
+    # three trainings on 2/3 of the pairs each: about twice the warm-up's training FLOPs (padding varies with
+    # the pairs drawn), plus one forward pass over the pairs (a quarter of a training's 8 per weight and token)
+    assert 1.7 * stages["warmup"].flops <= folds.flops <= 2.6 * stages["warmup"].flops
+    assert "cdpo twice" in stages["arms"].basis and "one pair per forward pass" in stages["arms"].basis
