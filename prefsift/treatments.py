@@ -116,14 +116,19 @@ def _builtin() -> None:
         TREATMENTS.register(name, Treatment(name, needs, make, help, objectives))
 
     def soft_lossdiff_irm(table, keep, label_noise):
+        """Soft selection: w = soft_window(LossDiff, W)·soft_window(IRM, W), W the width LossDiff-IRM
+        solves for `keep`; loss Σ w·ℓ / Σ w (train/weighted.py)."""
         ld, irm = table["lossdiff"].to_numpy(dtype=float), table["irm"].to_numpy(dtype=float)
         _, width = lossdiff_irm(ld, irm, keep=keep)
         return _weights_arm(soft_window(ld, width) * soft_window(irm, width))
 
     def soft_tif(table, keep, label_noise):
+        """Soft selection: w = soft_window(IF, keep), the smooth middle window of IF holding `keep`."""
         return _weights_arm(soft_window(table["if"].to_numpy(dtype=float), keep))
 
     def relabel(table, keep, label_noise):
+        """Label correction (tested against removal, as PrefCleanBench, NeurIPS 2025, did on human
+        data): LossDiff-IRM's pairs as labelled, and the `flagged_wrong` pairs with y_w and y_l swapped."""
         ld, irm = table["lossdiff"].to_numpy(dtype=float), table["irm"].to_numpy(dtype=float)
         kept, _ = lossdiff_irm(ld, irm, keep=keep)
         flip = flagged_wrong(table, keep)
@@ -131,10 +136,14 @@ def _builtin() -> None:
                                                           f"{int(flip.sum())} with chosen and rejected swapped")
 
     def robust(table, keep, label_noise):
+        """rDPO (Chowdhury et al., "Provably Robust DPO", ICML 2024), TRL's loss_type "robust":
+        ℓ = ((1 − ε)·(−log σ(m)) − ε·(−log σ(−m))) / (1 − 2ε) on every pair."""
         eps, how = _noise(table, keep, label_noise)
         return ArmData(mask=table["valid"].to_numpy(dtype=bool), loss_type="robust", epsilon=eps, note=how)
 
     def conservative(table, keep, label_noise):
+        """cDPO (Mitchell, "A note on DPO with noisy preferences", 2023): ℓ = (1 − ε)·ℓ(d) + ε·ℓ(d
+        swapped) on every pair; for DPO −(1 − ε)·log σ(m) − ε·log σ(−m)."""
         eps, how = _noise(table, keep, label_noise)
         return ArmData(mask=table["valid"].to_numpy(dtype=bool), epsilon=eps, conservative=True, note=how)
 
