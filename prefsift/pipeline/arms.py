@@ -162,9 +162,12 @@ def treatments_frame(table, treated: dict):
     return out
 
 
-def treated_records(pairs, mask: np.ndarray, treated, ids: list) -> tuple[list[dict], str]:
+def treated_records(pairs, mask: np.ndarray, treated, ids: list, seed: int | None = None,
+                    block: int = 1) -> tuple[list[dict], str]:
     """The arm's TRL rows (its pairs in file order, chosen and rejected swapped where it says, each
-    with its `pair_weight` when it weights) and the key of that data."""
+    with its `pair_weight` when it weights) and the key of that data. An ordered arm's rows are in
+    ascending order; with ``seed``, shuffled within consecutive blocks of ``block`` pairs, so that
+    the curriculum holds block by block and each training seed still sees its own batches."""
     from ..train.weighted import WEIGHT
     from .rundir import stage_key
 
@@ -180,6 +183,9 @@ def treated_records(pairs, mask: np.ndarray, treated, ids: list) -> tuple[list[d
     weights = [round(float(treated.weight[i]), 9) for i in rows] if treated.weight is not None else None
     if treated.order is not None:  # ascending, ties in file order (a stable sort)
         ranked = sorted(range(len(rows)), key=lambda j: treated.order[rows[j]])
+        if seed is not None and block > 1:
+            rng = np.random.default_rng(seed)
+            ranked = [j for b in range(0, len(ranked), block) for j in rng.permutation(ranked[b:b + block])]
         records, ids = [records[j] for j in ranked], [ids[j] for j in ranked]
     return records, stage_key(ids, flipped, weights)
 

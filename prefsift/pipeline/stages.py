@@ -145,15 +145,13 @@ def scores_stage(run: Run, inp: Inputs, theta, warmup_key: str, warmup_info: dic
     cfg, rd = run.cfg, run.dir
     scfg = ScoreConfig(policy=str(rd.warmup_model), reference=inp.data.reference, train=str(inp.data.train),
                        validation=str(inp.data.validation), out=str(rd.score), objective=cfg.objective,
-                       beta=cfg.beta, keep=cfg.keep, device=cfg.device, dtype=cfg.dtype, **asdict(cfg.scores),
-                       # Selective DPO's fold models train as the warm-up does
-                       warmup_epochs=cfg.warmup.epochs, warmup_lr=cfg.warmup.learning_rate,
-                       warmup_batch_size=cfg.warmup.batch_size)
+                       beta=cfg.beta, keep=cfg.keep, device=cfg.device, dtype=cfg.dtype, **asdict(cfg.scores))
     # Copies: scoring marks over-length rows in its pairs, and the arms must read the same pairs
     # whether the scores were computed now or reused.
     return reused_or_scored(run, scfg, warmup_key, warmup_info, t, lambda: score_pairs(
         scfg, copy.deepcopy(inp.train), copy.deepcopy(inp.validation), progress=run.progress, log=run.log,
-        models=(inp.tokenizer, inp.reference, theta)))
+        models=(inp.tokenizer, inp.reference, theta),
+        warmup=(dataclasses.replace(cfg.warmup, seed=cfg.scores.seed), cfg.lora)))  # Selective DPO's folds
 
 
 def reused_or_scored(run: Run, scfg, warmup_key: str, warmup_info: dict, t: float, score) -> pd.DataFrame:
@@ -266,7 +264,9 @@ def arm_stage(run: Run, inp: Inputs, theta_key: str, arm: str, seed: int, mask: 
     if treated is not None:
         from .arms import treated_records
 
-        records, data_key = treated_records(inp.train, mask, treated, ids)
+        # a curriculum in blocks of 4 batches, shuffled within each by the seed (seeds differ, as other arms')
+        records, data_key = treated_records(inp.train, mask, treated, ids, seed=int(seed),
+                                            block=4 * cfg.final.batch_size)
         if treated.loss_type or treated.conservative or treated.order is not None:
             variant = LossVariant(treated.loss_type, treated.epsilon, treated.conservative,
                                   in_order=treated.order is not None)

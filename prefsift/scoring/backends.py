@@ -55,8 +55,13 @@ class PolicyBackend:
 
     kind = "policy"
 
-    def __init__(self, cfg, train_pairs, val_pairs, out: Path, progress: bool, log, models=None, timings=None):
+    def __init__(self, cfg, train_pairs, val_pairs, out: Path, progress: bool, log, models=None, timings=None,
+                 warmup=None):
         from ..models import load_model, load_tokenizer
+
+        # (StageSettings, LoraSettings | None) of the warm-up, which Selective DPO's fold models repeat;
+        # None: `prefsift score`'s own warm-up settings (warmup_epochs, warmup_lr, warmup_batch_size)
+        self.warmup = warmup
 
         self.cfg, self.out, self.progress, self.log = cfg, out, progress, log
         self.cache = out / "cache"
@@ -193,8 +198,8 @@ class PolicyBackend:
 
     def heldout_losses(self) -> tuple[np.ndarray, np.ndarray]:
         """Selective DPO (Gao et al., ICML 2025): the scored pairs split at random (seeded) into
-        `folds` folds; for each fold a reference model trained from π_ref, as the warm-up is (its
-        epochs, learning rate and batch size), on the other folds; each pair's loss under the model
+        `folds` folds; for each fold a reference model trained from π_ref, as the warm-up is (a
+        run's warm-up settings and LoRA; `prefsift score`'s warmup_* settings), on the other folds; each pair's loss under the model
         that did not see it. Each fold model is a stage of its own (`out`/selective/foldK, keyed,
         reused), and its log-probs are taken on its held-out pairs only. Returns (loss, fold)."""
         from ..train.dpo import StageSettings, train_stage
@@ -203,8 +208,9 @@ class PolicyBackend:
         fold = np.random.default_rng(cfg.seed).permutation(n) % k_folds
         records = self.train.records()
         start = _folder_of(cfg.reference) or self.ref
-        settings = StageSettings(epochs=cfg.warmup_epochs, learning_rate=cfg.warmup_lr,
-                                 batch_size=cfg.warmup_batch_size, max_length=cfg.max_length, seed=cfg.seed)
+        settings, lora = self.warmup or (StageSettings(epochs=cfg.warmup_epochs, learning_rate=cfg.warmup_lr,
+                                                       batch_size=cfg.warmup_batch_size, max_length=cfg.max_length,
+                                                       seed=cfg.seed), None)
         loss = np.full(n, np.nan)
         for k in range(k_folds):
             seen, held = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
@@ -212,7 +218,8 @@ class PolicyBackend:
                 start, self.ref, self.tok, [records[i] for i in seen], self.objective, settings,
                 self.out / "selective" / f"fold{k}", start_key=self.ref_key,
                 data_key=data_fingerprint([self.tr_tok[i] for i in seen]), name=f"fold{k}", log=self.log,
-                label=f"Selective DPO reference {k + 1}/{k_folds}", progress=self.progress)
+                label=f"Selective DPO reference {k + 1}/{k_folds}", progress=self.progress, lora=lora,
+                start_is_reference=lora is not None)
             lp = self._logps(model, [self.tr_tok[i] for i in held], info["key"], f"fold {k + 1} log-probs")
             t, ref = torch.tensor, self.ref_tr
             margin = self.objective.margin(t(lp.chosen), t(lp.rejected), t(ref.chosen[held]), t(ref.rejected[held]),

@@ -108,7 +108,7 @@ def with_warmup(cfg: ScoreConfig, pairs, log=print) -> ScoreConfig:
 
 
 def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | None, progress: bool = True, log=print,
-                models=None) -> pd.DataFrame:
+                models=None, warmup=None) -> pd.DataFrame:
     """The scoring stages over pairs already read, in the run directory `cfg.out` (made by the
     caller, who holds its lock). `models` = (tokenizer, reference, policy) already in memory (the
     Python API's `prefsift.score`, a run's θ), else they are loaded from `cfg.reference` and `cfg.policy`."""
@@ -129,7 +129,8 @@ def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | Non
             log(f"scoring sharded over {here.size} processes")
         if here.is_main:
             artifacts.write_json(out / "score_config.json", asdict(cfg), seal=False)
-        backend = PolicyBackend(cfg, train_pairs, val_pairs, out, progress, log, models=models, timings=timings)
+        backend = PolicyBackend(cfg, train_pairs, val_pairs, out, progress, log, models=models, timings=timings,
+                                warmup=warmup)
     table = assemble_table(backend, cfg, timings)
     if here.is_main:
         artifacts.write_parquet(out / "scores.parquet", table)

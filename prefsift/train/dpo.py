@@ -189,11 +189,12 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
                        on_cpu=device.type == "cpu", processes=here.size, variant=variant)
     shared_ref = None if lora is not None and start_is_reference else ref_model.eval()
     trainer_class, extra = DPOTrainer, {}
-    if (variant and variant.conservative) or any(WEIGHT in r for r in records):
+    if variant is not None or any(WEIGHT in r for r in records):  # (plain stages: TRL's own trainer)
         from .weighted import weighted_dpo_trainer_class
 
         trainer_class = weighted_dpo_trainer_class()
-        extra = {"conservative": variant.epsilon if variant and variant.conservative else 0.0}
+        extra = {"conservative": variant.epsilon if variant and variant.conservative else 0.0,
+                 "eval_loss_type": objective.kind.trl_loss}
     try:
         trainer = trainer_class(model=model, ref_model=shared_ref, args=args, **extra,
                              train_dataset=Dataset.from_list(records), processing_class=tokenizer,

@@ -1,25 +1,33 @@
-"""DPO with a weight per pair: a small extension of TRL's DPOTrainer (soft selection).
+"""DPO with a weight per pair, conservative DPO, and a plain validation loss: a small extension of
+TRL's DPOTrainer (soft selection and the noise-robust arms).
 
 TRL 1.16 has no per-pair weight (huggingface/trl#5613 asked for one; the draft was closed). Here a
-pair's weight w_d ≥ 0 rides along as a `pair_weight` column of the training data, and each batch's
-loss is the weighted mean of TRL's own per-pair losses,
+pair's weight w_d ≥ 0 rides along as a `pair_weight` column of the training data, and a batch B's
+loss is
 
-    L(batch) = Σ_d w_d · ℓ_TRL(d) / Σ_d w_d,
+    L(B) = Σ_{d∈B} w_d · ℓ_TRL(d) / (|B| · w̄),   w̄ the mean weight over the whole training data,
 
 where ℓ_TRL(d) is exactly what TRL's DPOTrainer computes for the batch that holds d alone (its
-loss type, β, label smoothing, reference and metrics unchanged). With ``conservative = ε > 0`` each
-pair's loss is conservative DPO's (cDPO, Mitchell 2023: the label is wrong with probability ε),
+loss type, β, reference and metrics unchanged). The normalizer is one constant for the whole
+stage, so a batch of low-weight pairs takes a small step (a per-batch Σ w would give every batch a
+full one). With every weight 1 the loss is TRL's batch mean; when the data is one batch, a pair at
+weight 0 leaves the step exactly as without it. Every pair of a batch is run (a weight 0 multiplies
+its loss), so every process makes the same collective calls under DDP.
 
-    ℓ_ε(d) = (1 − ε)·ℓ_TRL(d) + ε·ℓ_TRL(d with chosen and rejected swapped),
+With ``conservative = ε > 0`` each pair's loss is conservative DPO's (cDPO, Mitchell 2023: the
+label is wrong with probability ε),
 
-which for TRL's sigmoid loss is −(1 − ε)·log σ(m) − ε·log σ(−m). (TRL 1.16 dropped cDPO's
-`label_smoothing` from its sigmoid loss; it keeps the robust loss, rDPO, which prefsift uses as is.) So with every weight 1 the loss
-equals TRL's batch mean, and a pair at weight 0 is never run through the model: the step is the
-step on the batch without it. The normalization is per batch and process (as TRL's mean is);
-a batch whose weights are all 0 contributes a zero gradient.
+    ℓ_ε(d) = (1 − ε)·ℓ_TRL(d) + ε·ℓ_TRL'(d with chosen and rejected swapped),
 
-The price is one forward and backward per pair instead of one per batch (same arithmetic, more
-kernel launches). TRL's `sft` extra loss, when on, is averaged per pair, not per token of the batch."""
+ℓ_TRL' without TRL's `sft` term (no SFT on a rejected answer); for the sigmoid loss
+−(1 − ε)·log σ(m) − ε·log σ(−m). TRL 1.16 no longer applies `label_smoothing` to its sigmoid loss.
+The swapped pass's metrics are not logged.
+
+Evaluation (the validation curve) always uses the run objective's plain loss (``eval_loss_type``),
+so that the curves of robust, conservative and weighted arms compare with the others'.
+
+The price is one forward and backward per pair instead of one per batch (the same arithmetic, more
+kernel launches; cDPO two). TRL's `sft` extra loss, when on, is averaged per pair, not per token."""
 
 from __future__ import annotations
 
@@ -43,14 +51,20 @@ def _build():
     from trl import DPOTrainer
 
     class WeightedDPOTrainer(DPOTrainer):
-        """TRL's DPOTrainer, each batch's loss the `pair_weight`-weighted mean of its pairs' losses."""
+        """TRL's DPOTrainer with per-pair weights, cDPO and a plain validation loss (module docstring)."""
 
-        def __init__(self, *args, conservative: float = 0.0, **kwargs):
+        def __init__(self, *args, conservative: float = 0.0, eval_loss_type: str | None = None, **kwargs):
             if not 0 <= conservative < 0.5:
                 raise ValueError(f"conservative ε must be in [0, 0.5), got {conservative}")
             super().__init__(*args, **kwargs)
             self.conservative = float(conservative)
+            self.eval_loss_type = eval_loss_type
             self.data_collator = _KeepWeights(self.data_collator)
+            data = self.train_dataset
+            self.mean_weight = (float(sum(data[WEIGHT]) / len(data)) if data is not None and len(data)
+                                and WEIGHT in data.column_names else 1.0)
+            if not self.mean_weight > 0:
+                raise ValueError("every training pair has weight 0: there is nothing to train on")
 
         def _set_signature_columns_if_needed(self):
             super()._set_signature_columns_if_needed()
@@ -59,23 +73,26 @@ def _build():
 
         def _compute_loss(self, model, inputs, return_outputs):
             weights = inputs.pop(WEIGHT, None)
-            if return_outputs or (weights is None and not self.conservative) or not self.model.training:
-                # evaluation: TRL's own loss on the data as given (validation pairs carry no weights)
-                return super()._compute_loss(model, inputs, return_outputs)
+            if return_outputs or not self.model.training:  # evaluation: the run objective's plain loss
+                with _plain_loss(self, self.eval_loss_type):
+                    return super()._compute_loss(model, inputs, return_outputs)
+            if weights is None and not self.conservative:
+                return super()._compute_loss(model, inputs, False)
             n = inputs["input_ids"].shape[0] // 2
             w = [1.0] * n if weights is None else [float(x) for x in weights.tolist()]
-            total = sum(w)
-            if not total > 0:  # nothing to learn from this batch; keep the graph for DDP's all-reduce
-                return super()._compute_loss(model, inputs, False) * 0.0
-            loss = 0.0
-            eps = self.conservative
+            eps, loss = self.conservative, 0.0
             for i, wi in enumerate(w):
-                if wi > 0:
-                    one = super()._compute_loss(model, _pair(inputs, i, n), False)
-                    if eps:
-                        one = (1 - eps) * one + eps * super()._compute_loss(model, _pair(inputs, i, n, True), False)
-                    loss = loss + wi * one
-            return loss / total
+                one = super()._compute_loss(model, _pair(inputs, i, n), False)
+                if eps:
+                    mode = "train"
+                    kept = {k: len(v) for k, v in self._metrics[mode].items()}
+                    with _plain_loss(self, None, sft=False):
+                        swapped = super()._compute_loss(model, _pair(inputs, i, n, True), False)
+                    for k, length in kept.items():  # the swapped pass's metrics are not the pair's
+                        del self._metrics[mode][k][length:]
+                    one = (1 - eps) * one + eps * swapped
+                loss = loss + wi * one
+            return loss / (n * self.mean_weight)
 
     return WeightedDPOTrainer
 
@@ -97,6 +114,30 @@ def _pair(inputs: dict, i: int, n: int, swapped: bool = False) -> dict:
     if swapped and "ref_chosen_logps" in one:
         one["ref_chosen_logps"], one["ref_rejected_logps"] = one["ref_rejected_logps"], one["ref_chosen_logps"]
     return one
+
+
+class _plain_loss:
+    """Within the block, TRL's loss is ``loss_type`` alone (None: the stage's own first loss type),
+    without label smoothing, and with TRL's `sft` term kept only if ``sft``."""
+
+    def __init__(self, trainer, loss_type: str | None, sft: bool = True):
+        self.trainer, self.loss_type, self.sft = trainer, loss_type, sft
+
+    def __enter__(self):
+        t = self.trainer
+        self.saved = (t.loss_types, t.loss_weights, t.label_smoothing)
+        types = [self.loss_type or t.loss_types[0]]
+        weights = [t.loss_weights[0]]
+        if self.sft and "sft" in t.loss_types:
+            types.append("sft")
+            weights.append(t.loss_weights[t.loss_types.index("sft")])
+        t.loss_types, t.loss_weights, t.label_smoothing = types, weights, 0.0
+        return self
+
+    def __exit__(self, *exc):
+        t = self.trainer
+        t.loss_types, t.loss_weights, t.label_smoothing = self.saved
+        return False
 
 
 class _KeepWeights:

@@ -319,6 +319,7 @@ def test_treatment_arms_train_with_their_weights_swaps_and_losses(finished, tmp_
     ev = run_pipeline(RunConfig.from_dict({**TINY, "out": str(tmp_path / "t"), "arms": arms}), progress=False, log=QUIET)
     assert sorted(ev["arm"]) == sorted(arms)
     tr = pd.read_parquet(tmp_path / "t" / "treatments.parquet")
+    eval_start = json.loads((a / "arms" / "full-seed0" / "stage.json").read_text())["log"][0]["eval_loss"]
     table = pd.read_parquet(a / "score" / "scores.parquet")
     assert tr["id"].tolist() == table["id"].tolist()  # every input pair, in order
     ldi = prefsift.select(table, "lossdiff_irm", 0.64)
@@ -327,11 +328,13 @@ def test_treatment_arms_train_with_their_weights_swaps_and_losses(finished, tmp_
     # The swapped pairs are IRM's bottom tail: below every pair LossDiff-IRM keeps, and none of them kept.
     assert swapped.any() and not (swapped & ldi).any() and irm[swapped].max() < irm[ldi].min()
     assert (tr["lossdiff_irm_relabel:weight"].to_numpy() > 0).sum() == ldi.sum() + swapped.sum()
-    n_rankable = int((table["valid"] & table["lossdiff"].notna() & table["irm"].notna()).sum())
+    scored = table["irm"].dropna()
     for arm, loss in (("robust_dpo", "robust"), ("cdpo", None)):
         info = json.loads((tmp_path / "t" / "arms" / f"{arm}-seed0" / "stage.json").read_text())
         assert info["variant"]["loss_type"] == loss and info["variant"]["conservative"] == (arm == "cdpo")
-        assert info["variant"]["epsilon"] == pytest.approx(swapped.sum() / n_rankable)
+        assert info["variant"]["epsilon"] == pytest.approx(float((scored < 0).mean()))  # ε̂: the share of IRM < 0
+        # the validation curve is the plain DPO loss for every arm: at step 0 the same θ gives the same loss
+        assert info["log"][0]["eval_loss"] == pytest.approx(eval_start, rel=1e-6)
     soft = tr["soft_lossdiff_irm:weight"].to_numpy()
     info = json.loads((tmp_path / "t" / "arms" / "soft_lossdiff_irm-seed0" / "stage.json").read_text())
     assert info["weighted_pairs"] == int((soft > 0).sum()) and soft[ldi].mean() > 2 * soft[~ldi & (soft > 0)].mean()

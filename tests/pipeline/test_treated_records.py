@@ -42,3 +42,21 @@ def test_an_ordered_arm_trains_in_ascending_order_ties_in_file_order(tmp_path):
     assert [r["prompt"] for r in records] == ["q4", "q1", "q0", "q2"]
     _, unordered = treated_records(pairs, mask, ArmData(mask=mask), ["a", "b", "c", "e"])
     assert key != unordered
+
+
+def test_an_ordered_arm_is_shuffled_only_within_blocks_by_its_seed(tmp_path):
+    rows = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(12)]
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = prefsift.load_pairs(str(path))
+    mask = np.ones(12, dtype=bool)
+    order = np.array([11, 3, 7, 0, 5, 9, 1, 10, 2, 8, 4, 6], dtype=float)  # pair i is the order[i]-th easiest
+    ids = [f"i{i}" for i in range(12)]
+    got = {}
+    for seed in (0, 1):
+        records, _ = treated_records(pairs, mask, ArmData(mask=mask, order=order), ids, seed=seed, block=4)
+        rank = [int(order[int(r["prompt"][1:])]) for r in records]
+        # block by block: the 4 easiest first, then the next 4, then the hardest 4
+        assert [sorted(rank[b:b + 4]) for b in (0, 4, 8)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+        got[seed] = rank
+    assert got[0] != got[1]

@@ -4,6 +4,8 @@ with ℓ computed here from the model's log-probs; a pair at weight 0 changes no
 
 import copy
 
+import numpy as np
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -109,12 +111,25 @@ def test_every_weight_one_takes_trls_step_and_a_zero_weight_pair_changes_nothing
     assert any(not torch.allclose(ours_zero[n], trl_all[n], atol=1e-7) for n in start)
 
 
-def test_a_batch_of_zero_weights_moves_nothing(word_tokenizer, models, tmp_path):
+def test_weights_are_normalized_over_the_whole_data_not_each_batch(word_tokenizer, models, tmp_path):
+    """Two batches of two: a batch of low-weight pairs takes a small step. The loss of a batch is
+    Σ w·ℓ / (|B|·w̄), w̄ the mean weight of all four pairs, by hand; and all-zero weights are refused."""
     model, ref = models
-    after = _one_step(weighted_dpo_trainer_class(), model, ref, word_tokenizer, [{**p, WEIGHT: 0.0} for p in PAIRS],
-                      tmp_path / "z")
-    for n, p in model.named_parameters():
-        assert torch.equal(after[n], p.detach()), n
+    weights = [0.1, 0.1, 1.9, 1.9]
+    rows = [{**p, WEIGHT: w} for p, w in zip(PAIRS, weights)]
+    trainer = _trainer(weighted_dpo_trainer_class(), model, ref, word_tokenizer, rows, tmp_path / "n")
+    trainer.model.train()
+    assert trainer.mean_weight == pytest.approx(1.0)
+    from trl.trainer.dpo_trainer import DataCollatorForPreference  # noqa: F401  (TRL's own collator underneath)
+
+    low = trainer.data_collator([trainer.train_dataset[i] for i in (0, 1)])
+    with torch.no_grad():
+        loss = float(trainer.compute_loss(trainer.model, dict(low)))
+        by_hand = float((0.1 * _dpo_loss_by_hand(trainer.model, ref, low)).sum() / (2 * 1.0))
+    assert loss == pytest.approx(by_hand, rel=1e-5)
+    with pytest.raises(ValueError, match="every training pair has weight 0"):
+        _trainer(weighted_dpo_trainer_class(), model, ref, word_tokenizer, [{**p, WEIGHT: 0.0} for p in PAIRS],
+                 tmp_path / "z")
 
 
 def test_conservative_dpo_is_the_label_smoothed_loss_by_hand(word_tokenizer, models, tmp_path):
@@ -125,13 +140,58 @@ def test_conservative_dpo_is_the_label_smoothed_loss_by_hand(word_tokenizer, mod
     trainer.conservative = 0.2
     trainer.model.train()
     batch = _first_batch(trainer)
+    logged = len(trainer._metrics["train"]["rewards/margins"])
     with torch.no_grad():
         loss = float(trainer.compute_loss(trainer.model, dict(batch)))
         expected = float(_dpo_loss_by_hand(trainer.model, ref, batch, eps=0.2).mean())
         assert loss == pytest.approx(expected, rel=1e-5)
         assert abs(expected - float(_dpo_loss_by_hand(trainer.model, ref, batch).mean())) > 1e-4  # ε matters
+        # the swapped passes log nothing: one margin per pair, the pair's own as labelled (ℓ = softplus(−m))
+        margins = np.array(trainer._metrics["train"]["rewards/margins"][logged:])
+        clean = _dpo_loss_by_hand(trainer.model, ref, batch).numpy()
+        np.testing.assert_allclose(np.logaddexp(0.0, -margins), clean, rtol=1e-4)
         trainer.model.eval()
         plain = float(trainer.compute_loss(trainer.model, dict(batch)))
         assert plain == pytest.approx(float(_dpo_loss_by_hand(trainer.model, ref, batch).mean()), rel=1e-5)
     with pytest.raises(ValueError, match="conservative"):
         weighted_dpo_trainer_class()(model=model, conservative=0.5)
+
+
+def test_robust_dpo_trains_trls_robust_loss_and_validates_with_the_plain_one(word_tokenizer, models, tmp_path):
+    model, ref = models
+    eps = 0.2
+    trainer = _trainer(weighted_dpo_trainer_class(), model, ref, word_tokenizer, PAIRS, tmp_path / "r",
+                       loss_type=["robust"], label_smoothing=eps)
+    trainer.eval_loss_type = "sigmoid"
+    batch = _first_batch(trainer)
+    clean, flipped = _dpo_loss_by_hand(trainer.model, ref, batch), _dpo_loss_by_hand(trainer.model, ref, batch, eps=1.0)
+    with torch.no_grad():
+        trainer.model.train()
+        train_loss = float(trainer.compute_loss(trainer.model, dict(batch)))
+        trainer.model.eval()
+        eval_loss = float(trainer.compute_loss(trainer.model, dict(batch)))
+    # rDPO by hand: ((1 − ε)·ℓ(m) − ε·ℓ(−m)) / (1 − 2ε), ℓ(m) = −log σ(m)
+    assert train_loss == pytest.approx(float(((1 - eps) * clean - eps * flipped).mean() / (1 - 2 * eps)), rel=1e-5)
+    assert eval_loss == pytest.approx(float(clean.mean()), rel=1e-5)
+    assert trainer.loss_types == ["robust"] and trainer.label_smoothing == eps  # restored after evaluation
+
+
+def test_an_ordered_stage_is_fed_in_the_order_given(word_tokenizer, models, tmp_path):
+    """Selective DPO's curriculum: with `in_order` the trainer's sampler walks the data as given, and
+    without it the pairs are shuffled (transformers' own samplers)."""
+    from datasets import Dataset
+    from torch.utils.data import RandomSampler, SequentialSampler
+    from trl import DPOTrainer
+
+    from prefsift.objectives import PairwiseObjective
+    from prefsift.train.dpo import LossVariant, StageSettings, _trl_config
+
+    model, ref = models
+    for variant, sampler in ((LossVariant(in_order=True), SequentialSampler), (None, RandomSampler)):
+        args = _trl_config(PairwiseObjective("dpo", BETA), StageSettings(batch_size=2), tmp_path / str(sampler.__name__),
+                           variant=variant)
+        trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=Dataset.from_list(PAIRS),
+                             processing_class=word_tokenizer)
+        assert isinstance(trainer._get_train_sampler(), sampler)
+    order = [int(b["input_ids"].shape[0]) for b in trainer.get_train_dataloader()]
+    assert sum(order) == 2 * len(PAIRS)
