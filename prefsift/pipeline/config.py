@@ -97,7 +97,7 @@ class RunConfig:
                 "`imported` and `windows`"})
     label_noise: float | None = field(default=None, metadata={
         "help": "ε of the robust_dpo and cdpo arms: the share of wrong labels, in [0, 0.5); null: estimated as the "
-                "share of pairs below LossDiff-IRM's IRM window at `keep`", "check": "[0, 0.5)"})
+                "share of pairs with a negative IRM at θ", "check": "[0, 0.5)"})
     imported: dict = field(default_factory=dict, metadata={"help": "arms whose selection comes from another run: {NAME: RUN/selection.parquet:COLUMN}, matched by pair id (e.g. train model B on model A's TIF set)"})
     windows: dict = field(default_factory=dict, metadata={"help": "arms selected by percentile windows, each tail set on its own: {NAME: 'SCORE:LOW:HIGH[,SCORE:LOW:HIGH]'}, intersected (e.g. {ld_irm_asym: 'lossdiff:10:90,irm:0:80'}); choose them on validation data, never on the test prompts"})
     calibration: CalibrationSettings = _section(CalibrationSettings, CalibrationSettings, "CalibrationSettings of the "
