@@ -74,3 +74,31 @@ def test_too_few_pairs_for_the_folds_is_one_error(word_tokenizer, tmp_path):
     theta = save_word_model(word_tokenizer, tmp_path / "theta", seed=1)
     with pytest.raises(UserError, match="3 folds need at least 6 usable pairs; there are 5"):
         prefsift.score(str(theta), str(ref), str(path), out=str(tmp_path / "s"), scores="irm,heldout", folds=3)
+
+
+def test_the_heldout_score_under_two_processes_matches_one(word_tokenizer, tmp_path):
+    """`prefsift score --processes 2`: the fold models train under DDP (one pair of each step's two per
+    process) and their log-prob passes are sharded; the held-out losses equal one process's up to the
+    order of the gradient sums (the tolerance of the other sharded tests)."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _pairs()))
+    ref = save_word_model(word_tokenizer, tmp_path / "ref", seed=0)
+    theta = save_word_model(word_tokenizer, tmp_path / "theta", seed=1)
+    settings = dict(scores="irm,heldout", folds=2, warmup_lr=5e-2, warmup_batch_size=2)
+    one = prefsift.score(str(theta), str(ref), str(path), out=str(tmp_path / "one"), **settings)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-m", "prefsift", "score", "--policy", str(theta), "--reference", str(ref),
+                        "--train", str(path), "--out", str(tmp_path / "two"), "--processes", "2", "--scores",
+                        "irm,heldout", "--folds", "2", "--warmup-lr", "5e-2", "--warmup-batch-size", "2"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    two = pd.read_parquet(tmp_path / "two" / "scores.parquet")
+    assert two["heldout_fold"].equals(one["heldout_fold"])
+    x, y = one["heldout"].to_numpy(), two["heldout"].to_numpy()
+    assert np.abs(x - y).max() <= 1e-3 * np.abs(x).max()
+    stage = json.loads((tmp_path / "two" / "selective" / "fold0" / "stage.json").read_text())
+    assert stage["processes"] == 2
