@@ -26,8 +26,9 @@ The swapped pass's metrics are not logged.
 Evaluation (the validation curve) always uses the run objective's plain loss (``eval_loss_type``),
 so that the curves of robust, conservative and weighted arms compare with the others'.
 
-The price is one forward and backward per pair instead of one per batch (the same arithmetic, more
-kernel launches; cDPO two). TRL's `sft` extra loss, when on, is averaged per pair, not per token."""
+The price of weights is one forward and backward per pair instead of one per batch (the same
+arithmetic, more kernel launches), and TRL's `sft` extra loss, when on, is averaged per pair, not
+per token. cDPO without weights is two batched passes (its batch mean is linear in the two losses)."""
 
 from __future__ import annotations
 
@@ -76,44 +77,55 @@ def _build():
             if return_outputs or not self.model.training:  # evaluation: the run objective's plain loss
                 with _plain_loss(self, self.eval_loss_type):
                     return super()._compute_loss(model, inputs, return_outputs)
-            if weights is None and not self.conservative:
-                return super()._compute_loss(model, inputs, False)
-            n = inputs["input_ids"].shape[0] // 2
-            w = [1.0] * n if weights is None else [float(x) for x in weights.tolist()]
-            eps, loss = self.conservative, 0.0
-            for i, wi in enumerate(w):
-                one = super()._compute_loss(model, _pair(inputs, i, n), False)
+            eps = self.conservative
+            if weights is None:  # cDPO on the whole batch: the mean is linear, so two batched passes are exact
+                loss = super()._compute_loss(model, inputs, False)
                 if eps:
-                    mode = "train"
-                    kept = {k: len(v) for k, v in self._metrics[mode].items()}
-                    with _plain_loss(self, None, sft=False):
-                        swapped = super()._compute_loss(model, _pair(inputs, i, n, True), False)
-                    for k, length in kept.items():  # the swapped pass's metrics are not the pair's
-                        del self._metrics[mode][k][length:]
-                    one = (1 - eps) * one + eps * swapped
+                    n = inputs["input_ids"].shape[0] // 2
+                    loss = (1 - eps) * loss + eps * self._swapped_loss(model, _pairs(inputs, range(n), n, True))
+                return loss
+            n = inputs["input_ids"].shape[0] // 2
+            w = [float(x) for x in weights.tolist()]
+            loss = 0.0
+            for i, wi in enumerate(w):
+                one = super()._compute_loss(model, _pairs(inputs, [i], n), False)
+                if eps:
+                    one = (1 - eps) * one + eps * self._swapped_loss(model, _pairs(inputs, [i], n, True))
                 loss = loss + wi * one
             return loss / (n * self.mean_weight)
+
+        def _swapped_loss(self, model, swapped: dict):
+            """TRL's loss of pairs with chosen and rejected swapped: no `sft` term (it would train on
+            the rejected answers), and no metrics logged (they are not the pairs' own)."""
+            kept = {k: len(v) for k, v in self._metrics["train"].items()}
+            with _plain_loss(self, None, sft=False):
+                loss = super()._compute_loss(model, swapped, False)
+            for k, length in kept.items():
+                del self._metrics["train"][k][length:]
+            return loss
 
     return WeightedDPOTrainer
 
 
-def _pair(inputs: dict, i: int, n: int, swapped: bool = False) -> dict:
-    """Pair i of a batch as a batch of its own (chosen and rejected swapped with ``swapped``).
-    TRL stacks the chosen sequences then the rejected ones (2n rows); precomputed reference
-    log-probs are per pair (n rows each)."""
-    one = {}
+def _pairs(inputs: dict, which, n: int, swapped: bool = False) -> dict:
+    """Pairs ``which`` of a batch of n as a batch of their own (chosen and rejected swapped with
+    ``swapped``). TRL stacks the chosen sequences then the rejected ones (2n rows); precomputed
+    reference log-probs are per pair (n rows each)."""
+    which = list(which)
+    rows = [n + i for i in which] + which if swapped else which + [n + i for i in which]
+    out = {}
     for k, v in inputs.items():
         if not isinstance(v, torch.Tensor) or v.dim() == 0:
-            one[k] = v
+            out[k] = v
         elif v.shape[0] == 2 * n:
-            one[k] = v[[n + i, i] if swapped else [i, n + i]]
+            out[k] = v[rows]
         elif v.shape[0] == n:
-            one[k] = v[i:i + 1]
+            out[k] = v[which]
         else:
             raise ValueError(f"batch entry {k!r} has {v.shape[0]} rows for {n} pairs")
-    if swapped and "ref_chosen_logps" in one:
-        one["ref_chosen_logps"], one["ref_rejected_logps"] = one["ref_rejected_logps"], one["ref_chosen_logps"]
-    return one
+    if swapped and "ref_chosen_logps" in out:
+        out["ref_chosen_logps"], out["ref_rejected_logps"] = out["ref_rejected_logps"], out["ref_chosen_logps"]
+    return out
 
 
 class _plain_loss:

@@ -146,10 +146,10 @@ def test_conservative_dpo_is_the_label_smoothed_loss_by_hand(word_tokenizer, mod
         expected = float(_dpo_loss_by_hand(trainer.model, ref, batch, eps=0.2).mean())
         assert loss == pytest.approx(expected, rel=1e-5)
         assert abs(expected - float(_dpo_loss_by_hand(trainer.model, ref, batch).mean())) > 1e-4  # ε matters
-        # the swapped passes log nothing: one margin per pair, the pair's own as labelled (ℓ = softplus(−m))
-        margins = np.array(trainer._metrics["train"]["rewards/margins"][logged:])
+        # the swapped pass logs nothing: one entry, the batch's mean margin as labelled (ℓ = softplus(−m))
+        margins = trainer._metrics["train"]["rewards/margins"][logged:]
         clean = _dpo_loss_by_hand(trainer.model, ref, batch).numpy()
-        np.testing.assert_allclose(np.logaddexp(0.0, -margins), clean, rtol=1e-4)
+        assert len(margins) == 1 and margins[0] == pytest.approx(float(np.mean(-np.log(np.expm1(clean)))), rel=1e-4)
         trainer.model.eval()
         plain = float(trainer.compute_loss(trainer.model, dict(batch)))
         assert plain == pytest.approx(float(_dpo_loss_by_hand(trainer.model, ref, batch).mean()), rel=1e-5)
@@ -195,3 +195,17 @@ def test_an_ordered_stage_is_fed_in_the_order_given(word_tokenizer, models, tmp_
         assert isinstance(trainer._get_train_sampler(), sampler)
     order = [int(b["input_ids"].shape[0]) for b in trainer.get_train_dataloader()]
     assert sum(order) == 2 * len(PAIRS)
+
+
+def test_conservative_dpo_with_weights_is_the_weighted_mean_of_cdpo_losses(word_tokenizer, models, tmp_path):
+    model, ref = models
+    rows = [{**p, WEIGHT: w} for p, w in zip(PAIRS, [0.5, 2.0, 1.0, 0.5])]
+    trainer = _trainer(weighted_dpo_trainer_class(), model, ref, word_tokenizer, rows, tmp_path / "cw")
+    trainer.conservative = 0.3
+    trainer.model.train()
+    batch = _first_batch(trainer)
+    w = torch.tensor(batch[WEIGHT].tolist(), dtype=torch.float64)
+    with torch.no_grad():
+        loss = float(trainer.compute_loss(trainer.model, dict(batch)))
+        by_hand = _dpo_loss_by_hand(trainer.model, ref, batch, eps=0.3)
+    assert loss == pytest.approx(float((w * by_hand).sum() / w.sum()), rel=1e-5)
