@@ -92,9 +92,8 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
             total.peak_gib = max(total.peak_gib, one.peak_gib)
         total.basis = (f"{len(jobs)} arm stages ({len(arms)} arms x {len(cfg.seeds)} seeds), {cfg.keep:.0%} of the "
                        "pairs each (full and the every-pair treatments: all; cdpo twice); TRL probe")
-        if every_pair & set(arms) - {"full", "robust_dpo"}:
-            total.basis += ("; the weighted and cdpo arms run one pair per forward pass, which the batched probe does "
-                            "not time")
+        if {"soft_lossdiff_irm", "soft_tif"} & set(arms):
+            total.basis += "; the weighted arms run one pair per forward pass, which the batched probe does not time"
         plan.stages.append(total)
 
         prompts = read_test_prompts(data.test_prompts, cfg.eval_prompts)

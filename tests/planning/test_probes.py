@@ -79,7 +79,7 @@ def test_the_plan_shows_selective_dpos_fold_models_and_the_treatment_arms(tmp_pa
     from prefsift.pipeline import RunConfig
     from prefsift.planning.run import plan_run
 
-    cfg = RunConfig.from_dict({**TINY, "out": str(tmp_path / "run"), "arms": ["full", "cdpo", "selective_dpo"],
+    cfg = RunConfig.from_dict({**TINY, "out": str(tmp_path / "run"), "arms": ["full", "cdpo", "selective_dpo", "soft_tif"],
                                "scores": {"scores": "irm,lossdiff,if,heldout", "folds": 3}})
     plan = plan_run(cfg, log=lambda *a, **k: None)
     stages = {s.stage: s for s in plan.stages}
