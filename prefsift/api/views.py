@@ -75,6 +75,23 @@ def _inputs(run, scores, train):
     return scores_path, train, selections, config
 
 
+def _with_treatments(table, treated):
+    """The scores table with each treatment arm's weight (a score column: sortable, a range filter)
+    and swap ("swapped" / "as labelled": a filter menu), matched by pair id."""
+    import numpy as np
+
+    if treated["id"].astype(str).tolist() != table["id"].astype(str).tolist():
+        raise ConfigError(key="run", problem=": its treatments.parquet is not of the pairs of its scores table; "
+                                             "rerun the run's selections (`prefsift run` again)")
+    table = table.copy()
+    for c in treated.columns:
+        if c.endswith(":weight"):
+            table[c] = treated[c].to_numpy(dtype=float)
+        elif c.endswith(":swapped"):
+            table[c] = np.where(treated[c].to_numpy(dtype=bool), "swapped", "as labelled")
+    return table
+
+
 def view(run: str | Path | None = None, *, scores: str | Path | None = None, train: str | Path | None = None,
          out: str | Path | None = None, rules=(), keep: float | None = None, seed: int = 0,
          columns: ColumnMap | None = None, strict: bool = False, file_format: str | None = None,
@@ -110,6 +127,8 @@ def view(run: str | Path | None = None, *, scores: str | Path | None = None, tra
     require_path(train, "scored pairs", "train", kind="any")
     pairs = load_pairs(train, columns=columns, strict=strict, file_format=file_format, split=split)
     check_same_pairs(table, pairs)
+    if run is not None and (Path(run) / "treatments.parquet").is_file():
+        table = _with_treatments(table, pd.read_parquet(Path(run) / "treatments.parquet"))
     masks = {}
     for name, path in selections.items():
         masks.update(masks_from_selection(pd.read_parquet(path), table, prefix=f"{name}:" if name else ""))

@@ -128,3 +128,23 @@ def test_cli_and_the_round_trip_to_a_file_trl_reads(tmp_path):
 
     ds = load_dataset("json", data_files=str(out), split="train")
     assert {"prompt", "chosen", "rejected"} <= set(ds.column_names) and len(ds) == mask.sum()
+
+
+def test_a_runs_treatment_weights_and_swaps_are_columns_of_the_view(tmp_path):
+    """treatments.parquet (what a run's treatment arms train with): each weight a score column, each
+    swap a filter menu, pair by pair as written; a file of other pairs is refused."""
+    exp = make_run(tmp_path)
+    table = exp["table"]
+    rng = np.random.default_rng(1)
+    tr = table[["id", "valid"]].copy()
+    tr["soft_tif:weight"] = np.where(table["valid"], rng.uniform(0, 1, len(table)), 0.0)
+    tr["lossdiff_irm_relabel:swapped"] = np.arange(len(table)) % 7 == 0
+    tr.to_parquet(tmp_path / "treatments.parquet")
+    data = _embedded(prefsift.view(tmp_path))
+    got = np.array(_column(data, "soft_tif:weight", "score")["values"], dtype=float)
+    np.testing.assert_allclose(got, tr["soft_tif:weight"].to_numpy(), rtol=1e-5)
+    swapped = _column(data, "lossdiff_irm_relabel:swapped", "category")
+    assert [_cell(swapped, i) == "swapped" for i in range(len(table))] == tr["lossdiff_irm_relabel:swapped"].tolist()
+    tr.iloc[::-1].to_parquet(tmp_path / "treatments.parquet")
+    with pytest.raises(ConfigError, match="treatments.parquet is not of the pairs"):
+        prefsift.view(tmp_path)
