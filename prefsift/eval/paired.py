@@ -105,6 +105,30 @@ def paired_difference_over_labs(labs, n_boot: int = 2000, seed: int = 0, level: 
                           float(means.std(ddof=1)) if len(means) > 1 else 0.0)
 
 
+def headroom_share(arm, full, oracle, n_boot: int = 2000, seed: int = 0, level: float = 0.95):
+    """The share of the oracle's headroom an arm captures, (arm − full) / (oracle − full), with the
+    same two-way bootstrap as `paired_difference` (seeds and prompts resampled together for all
+    three arms; the ratio of the resampled mean differences). 1: all of it; 0: no better than all the
+    data; negative: worse. None when the testbed has no headroom to share: the oracle's mean gain
+    over the full data is not positive, or its interval reaches zero (a testbed that cannot rank).
+
+    Each argument: a (seeds, prompts) array of per-prompt values, the same seeds and prompts."""
+    a, f, o = (np.asarray(x, dtype=float) for x in (arm, full, oracle))
+    if not a.shape == f.shape == o.shape or a.ndim != 2 or a.size == 0:
+        raise ValueError(f"need three (seeds, prompts) arrays of one shape, got {a.shape}, {f.shape}, {o.shape}")
+    gain, room = a - f, o - f
+    if paired_difference(o, f, n_boot=n_boot, seed=seed, level=level).low <= 0:
+        return None
+    n_s, n_p = gain.shape
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    for k in range(n_boot):
+        cells = np.ix_(rng.integers(0, n_s, size=n_s), rng.integers(0, n_p, size=n_p))
+        boots[k] = gain[cells].mean() / room[cells].mean() if room[cells].mean() > 0 else np.nan
+    lo, hi = np.nanquantile(boots, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return PairedDifference(float(gain.mean() / room.mean()), float(lo), float(hi), n_s, n_p)
+
+
 def per_prompt(values, n_prompts: int) -> np.ndarray:
     """Per-answer values, ordered answer-major (all prompts' first answer, then their second, ...),
     averaged over each prompt's answers."""

@@ -72,16 +72,36 @@ def paired_columns(evaluations: list[dict], n_prompts: int, baselines=BASELINES)
                 d = paired_difference(a, b, seed=len(seeds))
                 row.update({f"d_{name}_{base}": d.mean, f"d_{name}_{base}_low": d.low,
                             f"d_{name}_{base}_high": d.high})
+        share = _headroom_share(by, arm, arms, n_prompts) if ORACLE in arms and "full" in arms else None
+        if share is not None:
+            row.update({"headroom_share": share.mean, "headroom_share_low": share.low,
+                        "headroom_share_high": share.high})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+ORACLE = "clean"  # the lab's oracle arm: the headroom a selection could win is its gain over all the data
+
+
+def _headroom_share(by: dict, arm: str, arms: list, n_prompts: int):
+    """`paired.headroom_share` of an arm on the seeds it shares with `full` and the oracle arm."""
+    from .paired import headroom_share, per_prompt
+
+    seeds = sorted(s for (a, s) in by if a == arm and ("full", s) in by and (ORACLE, s) in by)
+    if not seeds or not all("prefs" in by[(x, s)] for x in (arm, "full", ORACLE) for s in seeds):
+        return None
+    a, f, o = ([per_prompt(by[(x, s)]["prefs"], n_prompts) for s in seeds] for x in (arm, "full", ORACLE))
+    return headroom_share(a, f, o, seed=len(seeds))
 
 
 def format_arms(summary: pd.DataFrame) -> str:
     w = max([14] + [len(a) + 1 for a in summary["arm"]])
     rm = "rm_accuracy" in summary
     diffs = [b for b in BASELINES if f"d_wr_{b}" in summary]
+    share = "headroom_share" in summary and summary["headroom_share"].notna().any()
     lines = [f"  {'arm':<{w}}{'pairs':>6}{'WinRate':>9}{'95% CI (mean)':>17}{'sd seeds':>10}{'score':>8}{'vs full':>9}"
-             + (f"{'RM acc.':>9}" if rm else "") + "".join(f"{'WinRate − ' + b + ' [95% CI]':>28}" for b in diffs)]
+             + (f"{'RM acc.':>9}" if rm else "") + "".join(f"{'WinRate − ' + b + ' [95% CI]':>28}" for b in diffs)
+             + (f"{'share of headroom [95% CI]':>30}" if share else "")]
     for _, r in summary.iterrows():
         sd = "" if np.isnan(r["seed_sd"]) else f"{100 * r['seed_sd']:.1f}"
         vs = "" if r["vs_full"] is None or np.isnan(r["vs_full"]) else f"{100 * r['vs_full']:.1f}%"
@@ -92,5 +112,14 @@ def format_arms(summary: pd.DataFrame) -> str:
             m, lo, hi = (r[f"d_wr_{b}{x}"] for x in ("", "_low", "_high"))
             cell = "" if r["arm"] == b or m != m else f"{100 * m:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
             line += f"{cell:>28}"
+        if share:
+            m, lo, hi = (r[f"headroom_share{x}"] for x in ("", "_low", "_high"))
+            cell = "" if r["arm"] in ("full", ORACLE) or m != m else f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+            line += f"{cell:>30}"
         lines.append(line)
+    if ORACLE in set(summary["arm"]) and "full" in set(summary["arm"]) and not share:
+        lines.append(f"  (no share of headroom: the oracle arm {ORACLE!r} does not beat all the data beyond its "
+                     "interval, so this testbed cannot rank the arms)")
+    elif share:
+        lines.append(f"  share of headroom: (arm − full) / ({ORACLE} − full), the oracle arm's gain over all the data")
     return "\n".join(lines)

@@ -72,3 +72,32 @@ def test_over_labs_the_mean_weighs_labs_equally_and_both_intervals_match_closed_
     d = paired_difference_over_labs([(x, np.zeros_like(x)) for x in labs], n_boot=1000)
     se = np.sqrt(sum(x.var(ddof=1) / n for x in labs)) / 4
     assert (d.within_high - d.within_low) / 2 == pytest.approx(1.96 * se, rel=0.1)
+
+
+def test_headroom_share_against_closed_forms():
+    """(arm − full)/(oracle − full): an arm that gains exactly half the oracle's gain on every prompt
+    has share 0.5 and a zero-width interval; the full arm 0 and the oracle 1; with noise, the ratio of
+    the mean gains and (one seed, many prompts) the delta method's half-width; no headroom: None."""
+    from prefsift.eval.paired import headroom_share
+
+    rng = np.random.default_rng(3)
+    full = rng.random((3, 200))
+    oracle = full + rng.uniform(0.05, 0.15, (3, 200))
+    half = full + 0.5 * (oracle - full)
+    s = headroom_share(half, full, oracle)
+    assert (s.mean, s.low, s.high) == pytest.approx((0.5, 0.5, 0.5))
+    assert headroom_share(full, full, oracle).mean == 0.0 and headroom_share(oracle, full, oracle).mean == 1.0
+    # Noise: point estimate = ratio of mean gains; one seed, n prompts: delta-method SE of a ratio of means.
+    n = 4000
+    f = rng.normal(0.5, 0.2, (1, n))
+    o = f + rng.normal(0.10, 0.05, (1, n))
+    a = f + rng.normal(0.04, 0.05, (1, n))
+    s = headroom_share(a, f, o, n_boot=3000)
+    g, r = (a - f)[0], (o - f)[0]
+    ratio = g.mean() / r.mean()
+    assert s.mean == pytest.approx(ratio, abs=1e-12)
+    se = np.sqrt(np.var(g - ratio * r, ddof=1) / n) / r.mean()
+    assert (s.high - s.low) / 2 == pytest.approx(1.96 * se, rel=0.1)
+    # An oracle no better than all the data (its interval reaches zero): the testbed cannot rank.
+    flat = f + rng.normal(0.0, 0.05, (1, n))
+    assert headroom_share(a, f, flat) is None
