@@ -48,6 +48,11 @@ class Treatment:
     make: Callable  # (table, keep, label_noise: float | None) -> ArmData
     help: str = ""
     objectives: tuple[str, ...] = ("dpo", "ipo", "hinge")  # the run objectives it can train
+    # What it costs to train, for the planner: on every scored pair (else about `keep` of them), in how
+    # many batched passes per step (cDPO: 2), and one pair per forward pass (weighted arms).
+    every_pair: bool = False
+    passes: int = 1
+    per_pair: bool = False
 
 
 TREATMENTS: Registry[Treatment] = Registry("treatment", key="arms")
@@ -117,8 +122,8 @@ def _noise(table, label_noise: float | None) -> tuple[float, str]:
 
 
 def _builtin() -> None:
-    def add(name, needs, make, help, objectives=("dpo", "ipo", "hinge")):
-        TREATMENTS.register(name, Treatment(name, needs, make, help, objectives))
+    def add(name, needs, make, help, objectives=("dpo", "ipo", "hinge"), **cost):
+        TREATMENTS.register(name, Treatment(name, needs, make, help, objectives, **cost))
 
     def soft_lossdiff_irm(table, keep, label_noise):
         """Soft selection: w = soft_window(LossDiff, W)·soft_window(IRM, W), W the width LossDiff-IRM
@@ -153,16 +158,18 @@ def _builtin() -> None:
         return ArmData(mask=table["valid"].to_numpy(dtype=bool), epsilon=eps, conservative=True, note=how)
 
     add("soft_lossdiff_irm", ("lossdiff", "irm"), soft_lossdiff_irm,
-        "every pair, weighted by a smooth LossDiff-IRM window (its width solved for keep)")
-    add("soft_tif", ("if",), soft_tif, "every pair, weighted by a smooth middle window of IF holding keep")
+        "every pair, weighted by a smooth LossDiff-IRM window (its width solved for keep)", every_pair=True,
+        per_pair=True)
+    add("soft_tif", ("if",), soft_tif, "every pair, weighted by a smooth middle window of IF holding keep",
+        every_pair=True, per_pair=True)
     add("lossdiff_irm_relabel", ("lossdiff", "irm"), relabel,
         "LossDiff-IRM's pairs, plus those below its IRM window with chosen and rejected swapped (label correction)")
     add("robust_dpo", ("irm",), robust,
         "every pair, TRL's robust DPO loss (rDPO) with ε = label_noise, or the share of pairs with IRM < 0",
-        objectives=("dpo",))
+        objectives=("dpo",), every_pair=True)
     add("cdpo", ("irm",), conservative,
         "every pair, conservative DPO (cDPO, label smoothing ε) with ε = label_noise, or the share of pairs with "
-        "IRM < 0")
+        "IRM < 0", every_pair=True, passes=2)
 
 
 _builtin()

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from ..treatments import TREATMENTS
 from .plan import GIB, Plan, StagePlan
 from .probes import _timed, engine_tokens, pair_lengths, probe_engine, probe_training, training_stage, weight_bytes, weights
 from .scores import plan_scores
@@ -81,18 +82,19 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
         arms = list(cfg.arms)
         jobs = [(a, s) for s in cfg.seeds for a in arms]
         total = StagePlan("arms", 0.0, 0.0, 0.0, "")
-        every_pair = {"full", "robust_dpo", "cdpo", "soft_lossdiff_irm", "soft_tif"}
+        treatment = {a: TREATMENTS.get(a) for a in arms if a in TREATMENTS}  # what a treatment's training costs
         for arm, seed in jobs:
-            subset = _sized_like(lengths, len(lengths) if arm in every_pair else kept, rng)
+            t = treatment.get(arm)
+            subset = _sized_like(lengths, len(lengths) if arm == "full" or (t and t.every_pair) else kept, rng)
             one = training_stage(arm, final, rate, subset, dataclasses.replace(cfg.final, seed=seed), processes, n_w,
                                  w_bytes, val_tokens, cfg.eval_steps, trainable=trainable)
-            twice = 2 if arm == "cdpo" else 1  # cDPO takes TRL's loss of each pair both ways round
-            total.seconds += twice * one.seconds
-            total.flops += twice * one.flops
+            passes = t.passes if t else 1  # (cDPO: TRL's loss of each batch both ways round)
+            total.seconds += passes * one.seconds
+            total.flops += passes * one.flops
             total.peak_gib = max(total.peak_gib, one.peak_gib)
         total.basis = (f"{len(jobs)} arm stages ({len(arms)} arms x {len(cfg.seeds)} seeds), {cfg.keep:.0%} of the "
                        "pairs each (full and the every-pair treatments: all; cdpo twice); TRL probe")
-        if {"soft_lossdiff_irm", "soft_tif"} & set(arms):
+        if any(t.per_pair for t in treatment.values()):
             total.basis += "; the weighted arms run one pair per forward pass, which the batched probe does not time"
         plan.stages.append(total)
 

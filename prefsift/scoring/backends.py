@@ -142,9 +142,12 @@ class PolicyBackend:
     def _pair(logps: PairLogps):
         return logps.chosen, logps.rejected
 
-    def _margin_of(self, policy: PairLogps) -> torch.Tensor:
+    def _margin_of(self, policy: PairLogps, rows=None) -> torch.Tensor:
+        """The objective's margin of `policy`'s log-probs against π_ref's, over every scored pair or
+        (``rows``: indices of the scored pairs) over those the log-probs were taken on."""
         t, ref = torch.tensor, self.ref_tr
-        return self.objective.margin(t(policy.chosen), t(policy.rejected), t(ref.chosen), t(ref.rejected),
+        rows = slice(None) if rows is None else rows
+        return self.objective.margin(t(policy.chosen), t(policy.rejected), t(ref.chosen[rows]), t(ref.rejected[rows]),
                                      t(policy.chosen_tokens), t(policy.rejected_tokens))
 
     def base_columns(self) -> dict[str, np.ndarray]:
@@ -221,10 +224,7 @@ class PolicyBackend:
                 label=f"Selective DPO reference {k + 1}/{k_folds}", progress=self.progress, lora=lora,
                 start_is_reference=lora is not None)
             lp = self._logps(model, [self.tr_tok[i] for i in held], info["key"], f"fold {k + 1} log-probs")
-            t, ref = torch.tensor, self.ref_tr
-            margin = self.objective.margin(t(lp.chosen), t(lp.rejected), t(ref.chosen[held]), t(ref.rejected[held]),
-                                           t(lp.chosen_tokens), t(lp.rejected_tokens))
-            loss[held] = self.objective.loss(margin).numpy()
+            loss[held] = self.objective.loss(self._margin_of(lp, held)).numpy()
             del model
         return loss, fold.astype(float)
 
