@@ -94,6 +94,18 @@ def merge_arrays(arrays: dict[str, np.ndarray], w: World | None = None) -> dict[
     return out
 
 
+def every_rank(flags: np.ndarray, w: World | None = None) -> np.ndarray:
+    """Per entry, whether it is true on every rank (a logical AND over the ranks)."""
+    w = w or world()
+    if not w.sharded:
+        return flags
+    import torch.distributed as dist
+
+    t = torch.from_numpy(np.asarray(flags, dtype=np.int64).copy())
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return t.numpy().astype(bool)
+
+
 def sum_tensors(tensors: Sequence[torch.Tensor], w: World | None = None) -> None:
     """In place: each tensor replaced by its sum over the ranks (a partial gradient → the gradient)."""
     w = w or world()

@@ -12,7 +12,7 @@ ROOT = Path(prefsift.__file__).parent
 # Lowest first: a module may import from its own layer and the layers before it.
 LAYERS = [
     {"version", "errors", "faults", "registry", "checks", "quiet", "artifacts"},
-    {"data", "models", "objectives", "devices", "distributed", "windows", "margins"},
+    {"data", "models", "objectives", "devices", "distributed", "sharding", "windows", "margins"},
     {"train", "eval"},
     {"scoring"},
     {"selection", "treatments"},

@@ -75,6 +75,7 @@ def plan(config, *, overrides=(), out: str | Path | None = None, processes: int 
     from ..distributed import check_processes
     from ..pipeline.run import check_run_sharding
     from ..planning import plan_run
+    from ..planning.memory import check_fits
 
     cfg = _config(config, overrides, out, settings)
     processes = check_processes(processes)
@@ -85,6 +86,7 @@ def plan(config, *, overrides=(), out: str | Path | None = None, processes: int 
     except ConfigError as e:
         raise cfg.locate(e) from None
     made.saved_to = made.save(Path(cfg.out))
+    check_fits(made, cfg.shard, lora=cfg.lora is not None)  # a plan that cannot fit is an error, not a table
     return made
 
 

@@ -173,6 +173,7 @@ def plan_scores(policy, reference, pairs, validation=None, *, out: str | Path = 
     OUT prints predicted vs actual). Returns the `Plan` (`.describe()`)."""
     from ..distributed import check_processes, world
     from ..planning import plan_scores as make_plan
+    from ..planning.memory import check_fits
 
     settings = checked_settings(_config_class(), settings, "plan_scores", taken=_OWN)
     if world().sharded:
@@ -184,6 +185,7 @@ def plan_scores(policy, reference, pairs, validation=None, *, out: str | Path = 
                         scores if isinstance(scores, str) else ",".join(scores), objective, beta, settings)
     plan = make_plan(cfg, processes=processes, log=log)
     plan.saved_to = plan.save(Path(cfg.out))
+    check_fits(plan, cfg.shard, lora=False)  # a plan that cannot fit is an error, not a table
     return plan
 
 

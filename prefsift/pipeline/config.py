@@ -19,11 +19,12 @@ from ..objectives import trainable_with_dpo
 from ..registry import import_plugins
 from ..scoring.config import ScoreConfig, ScoreSettings
 from ..train.dpo import StageSettings
+from ..sharding import shard_field
 from ..train.rl import RLSettings
 from .arms import CalibrationSettings, check_arms
 
-# Neutral defaults, where the data is not the lab's (`preset`): TRL's β and learning rate, the
-# paper's epochs (a one-epoch warm-up, two more epochs per arm), TRL's batch size.
+# Neutral defaults, where the data is not the lab's (`preset`): TRL's β, learning rate and batch size,
+# the paper's epochs (a one-epoch warm-up, two more epochs per arm).
 NEUTRAL = {"beta": 0.1, "judge": None, "max_new_tokens": 256,
            "warmup": {"epochs": 1, "learning_rate": 1e-6, "batch_size": 8},
            "final": {"epochs": 2, "learning_rate": 1e-6, "batch_size": 8}}
@@ -34,12 +35,12 @@ NEUTRAL = {"beta": 0.1, "judge": None, "max_new_tokens": 256,
 # 7 arms x 3 seeds at 1,000 prompts x 4 answers keep `prefsift demo` near 20 minutes on 2 CPU cores.
 DEFAULT_ARMS = ("full", "random", "score_gap", "lossdiff_irm", "tif", "top_if", "clean")
 
-# The ScoreConfig fields a run sets itself (its own models, pairs and directory, the run-wide
-# objective, β and kept fraction, and its own warm-up); `scores:` holds the others (`ScoreSettings`).
+# The ScoreConfig fields a run sets itself (its models, pairs, directory, objective, β, kept fraction,
+# placement and warm-up); `scores:` holds the others (`ScoreSettings`).
 _SET_BY_RUN = {**{k: "is set by the run (it scores its own warm-up model, pairs and run directory)"
                   for k in ("policy", "reference", "train", "validation", "out")},
                **{k: f"is the run's: set the top-level `{k}`" for k in ("objective", "beta", "keep", "device",
-                                                                         "dtype")},
+                                                                         "dtype", "shard")},
                **{k: "is the run's own warm-up stage: set the `warmup:` section" for k in (
                    "warmup", "warmup_epochs", "warmup_lr", "warmup_batch_size")}}
 
@@ -79,6 +80,7 @@ class RunConfig:
     dtype: str = field(default="auto", metadata={"help": "weights' precision: auto (fp32 on CPU), fp32, bf16, fp16; "
                                                          "training keeps fp32 master weights under autocast",
                                                  "check": DTYPES})
+    shard: str = shard_field()
     warmup: StageSettings | None = _section(StageSettings, None, "StageSettings of the warm-up (merged onto the "
                                             "preset's: 1 epoch; lr 1e-6, batch 8, or on the lab 1e-4, 16)")
     final: StageSettings | None = _section(StageSettings, None, "StageSettings of each arm, from θ (merged onto the "
@@ -156,15 +158,14 @@ class RunConfig:
             raise ConfigError(key="lora", problem="is for the dpo route; route rm_rl trains full reward models and "
                                                   "policies: set `lora: null`")
         if self.scores.if_params == "lora":
-            raise ConfigError(key="scores.if_params", problem="'lora' cannot work in a run: each stage is saved with "
-                                                              "its adapters merged, so θ has none; use 'all' or regular "
-                                                              "expressions over parameter names")
+            raise ConfigError(key="scores.if_params", problem="'lora' cannot work in a run: each stage is saved with its "
+                              "adapters merged, so θ has none; use 'all' or regular expressions over parameter names")
 
     def score_config_fixed(self) -> dict:
         """The ScoreConfig fields the run sets (placeholders for paths it knows only when it runs)."""
         objective = "bt" if self.route == "rm_rl" else self.objective
         return dict(policy="-", reference="-", train="-", validation="-", objective=objective, beta=self.beta,
-                    keep=self.keep, device=self.device, dtype=self.dtype)
+                    keep=self.keep, device=self.device, dtype=self.dtype, shard=self.shard)
 
     def _check_sources(self):
         if self.sentiment is not None and self.lab is not None:
@@ -185,9 +186,8 @@ class RunConfig:
         else:
             missing = [k for k in files if not getattr(self, k)]
             if missing:
-                raise ConfigError(key=missing[0], problem="is needed without the lab (`lab: null`): set train, "
-                                                          "validation, test_prompts and reference "
-                                                          f"(missing: {', '.join(missing)})")
+                raise ConfigError(key=missing[0], problem="is needed without the lab (`lab: null`): set train, validation, "
+                                                          f"test_prompts and reference (missing: {', '.join(missing)})")
 
     def _preset_settings(self) -> dict:
         """The defaults of the preset: the lab's tuned settings, or neutral ones (TRL's)."""

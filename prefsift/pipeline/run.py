@@ -11,6 +11,7 @@ import yaml
 from .. import artifacts
 from ..devices import machine_line, model_precision, placement
 from ..distributed import barrier, world
+from ..sharding import use_shard
 from ..errors import ConfigError
 from .arms import calibrated_family
 from .calibrate import ProbeJudge, calibration_stage
@@ -26,6 +27,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
     arm and seed). Every input is checked before the directory is made or a model loaded; one
     process at a time may write a run directory; a finished stage with an unchanged key is reused."""
     here = world()
+    use_shard(cfg.shard, here, log)
     try:
         cfg.load_plugins()  # the plugins' rules and judges, before any name is looked up
         read = check_run_inputs(cfg)

@@ -145,7 +145,8 @@ def scores_stage(run: Run, inp: Inputs, theta, warmup_key: str, warmup_info: dic
     cfg, rd = run.cfg, run.dir
     scfg = ScoreConfig(policy=str(rd.warmup_model), reference=inp.data.reference, train=str(inp.data.train),
                        validation=str(inp.data.validation), out=str(rd.score), objective=cfg.objective,
-                       beta=cfg.beta, keep=cfg.keep, device=cfg.device, dtype=cfg.dtype, **asdict(cfg.scores))
+                       beta=cfg.beta, keep=cfg.keep, device=cfg.device, dtype=cfg.dtype, shard=cfg.shard,
+                       **asdict(cfg.scores))
     # Copies: scoring marks over-length rows in its pairs, and the arms must read the same pairs
     # whether the scores were computed now or reused.
     return reused_or_scored(run, scfg, warmup_key, warmup_info, t, lambda: score_pairs(
@@ -160,8 +161,10 @@ def reused_or_scored(run: Run, scfg, warmup_key: str, warmup_info: dict, t: floa
     rd = run.dir
     # Paths are not part of the key (the data's and the warm-up's keys stand for what they hold), so a
     # run directory that is moved or copied keeps its scores.
-    # (`folds` only where the held-out score is asked for, so that other runs keep their keys)
+    # (`folds` only where the held-out score is asked for, so that other runs keep their keys; the
+    # sharding changes no score beyond summation order)
     unused = ("folds",) if "heldout" not in scfg.wanted else ()
+    unused += ("shard",)
     key = stage_key(warmup_key, warmup_info["key"], {k: v for k, v in asdict(scfg).items() if k not in (
         "policy", "reference", "train", "validation", "out", "warmup", "warmup_epochs", "warmup_lr", "warmup_batch_size")
         + unused})

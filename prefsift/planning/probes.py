@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .memory import Shape, training_bytes
 from .plan import GIB, StagePlan
 
-_OPT_STATE = {"sgd": 0, "adafactor": 4}  # bytes of optimizer state per fp32 weight; Adam-like: 8
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,11 +195,13 @@ def _mean_step_tokens(tokenizer, records: list[dict], per_step: int, max_length)
 
 def training_stage(name: str, probe: TrainingProbe, engine_rate: float, lengths: list[int], settings, processes: int,
                    n_weights: int, weight_bytes: int, eval_tokens: int = 0, eval_steps: int | None = None,
-                   save_seconds: float = 0.0, trainable: int | None = None) -> StagePlan:
+                   save_seconds: float = 0.0, trainable: int | None = None, largest_unit: int | None = None,
+                   fsdp: bool = False, lora: bool = False, reference: bool = True) -> StagePlan:
     """One TRL stage from its probe: setup, each simulated micro-batch (its share of the padded
     tokens on each process), one update per `gradient_accumulation` micro-batches, the validation
     passes every `eval_steps` optimizer steps, and the save. `trainable`: weights that train (LoRA's
-    adapters), all of them by default."""
+    adapters), all of them by default. Memory by `planning.memory.training_bytes` (FSDP: sharded
+    over the processes, with `largest_unit` gathered)."""
     micro = trl_steps(lengths, settings.batch_size, settings.epochs, settings.seed)
     tokens = sum(micro)
     updates = math.ceil(len(micro) / settings.gradient_accumulation)
@@ -207,9 +209,8 @@ def training_stage(name: str, probe: TrainingProbe, engine_rate: float, lengths:
     # A validation pass runs the policy and the reference forward.
     evals = n_evals * 2 * engine_rate * eval_tokens / processes
     seconds = probe.setup + tokens / processes * probe.per_token + updates * probe.update + evals + save_seconds
-    trainable = n_weights if trainable is None else trainable
-    opt = _OPT_STATE.get(settings.optimizer, 8)
-    # The stage's fp32 copy, the trained weights' gradients and optimizer state, the shared reference.
-    mem = n_weights * 4 + trainable * (4 + opt) + weight_bytes
+    shape = Shape(n_weights, largest_unit or n_weights, trainable)
+    mem = training_bytes(shape, optimizer=settings.optimizer, processes=processes, fsdp=fsdp,
+                         weight_bytes=round(weight_bytes / max(n_weights, 1)), reference=reference, lora=lora)
     return StagePlan(name, seconds, 8 * n_weights * tokens, mem / GIB + probe.peak_gib,
                      f"{updates} steps, {tokens:,} padded tokens; TRL probe")

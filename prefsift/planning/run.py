@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from ..treatments import TREATMENTS
+from .memory import Shape
 from .plan import GIB, Plan, StagePlan
 from .probes import _timed, engine_tokens, pair_lengths, probe_engine, probe_training, training_stage, weight_bytes, weights
 from .scores import plan_scores
@@ -46,6 +47,9 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
         inp = load_inputs(run, data, read)
         tok, ref = inp.tokenizer, inp.reference
         n_w, w_bytes = weights(ref), weight_bytes(ref)
+        # (memory under FSDP: sharded over the processes, the largest unit gathered; planning/memory.py)
+        mem = dict(largest_unit=Shape.of(ref).largest_unit, fsdp=cfg.shard == "fsdp" and processes > 1,
+                   lora=cfg.lora is not None)
         train = _tokenized(inp.train, tok)
         val = _tokenized(inp.validation, tok)
         max_len = cfg.warmup.max_length
@@ -61,11 +65,13 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
         warm = probe_training(start, ref, tok, inp.train.records(), inp.objective, cfg.warmup, processes, lora=cfg.lora)
         trainable = _lora_weights(ref, cfg.lora)
         plan.stages.append(training_stage("warmup", warm, rate, lengths, cfg.warmup, processes, n_w, w_bytes,
-                                          val_tokens, cfg.eval_steps, trainable=trainable))
+                                          val_tokens, cfg.eval_steps, trainable=trainable, reference=cfg.lora is None,
+                                          **mem))
 
         scfg = ScoreConfig(policy=start, reference=start, train=str(data.train), validation=str(data.validation),
                            out=str(rd.score), objective=cfg.objective, beta=cfg.beta, keep=cfg.keep,
-                           device=cfg.device, dtype=cfg.dtype, **dataclasses.asdict(cfg.scores))
+                           device=cfg.device, dtype=cfg.dtype, shard=cfg.shard,
+                           **dataclasses.asdict(cfg.scores))
         scores = plan_scores(scfg, processes, models=(tok, ref, ref), log=log)
         plan.stages.append(StagePlan("scores", scores.seconds, sum(s.flops for s in scores.stages),
                                      max(s.peak_gib for s in scores.stages), "the score plan (" + ", ".join(
@@ -74,7 +80,7 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
         rng = np.random.default_rng(0)
         if "heldout" in scfg.wanted:  # Selective DPO's fold models
             plan.stages.append(_folds_stage(cfg.scores.folds, warm, rate, lengths, train, cfg, processes, n_w, w_bytes,
-                                            trainable, rng))
+                                            trainable, rng, mem))
 
         final = warm if dataclasses.replace(cfg.final, epochs=1.0) == dataclasses.replace(cfg.warmup, epochs=1.0) \
             else probe_training(start, ref, tok, inp.train.records(), inp.objective, cfg.final, processes, lora=cfg.lora)
@@ -87,7 +93,7 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
             t = treatment.get(arm)
             subset = _sized_like(lengths, len(lengths) if arm == "full" or (t and t.every_pair) else kept, rng)
             one = training_stage(arm, final, rate, subset, dataclasses.replace(cfg.final, seed=seed), processes, n_w,
-                                 w_bytes, val_tokens, cfg.eval_steps, trainable=trainable)
+                                 w_bytes, val_tokens, cfg.eval_steps, trainable=trainable, **mem)
             passes = t.passes if t else 1  # (cDPO: TRL's loss of each batch both ways round)
             total.seconds += passes * one.seconds
             total.flops += passes * one.flops
@@ -126,7 +132,7 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
             n_probes = sum(probe_count(a, st) for a in calibrated)
             subset = _sized_like(lengths, kept, rng)
             one = training_stage("probe", final, rate, subset, dataclasses.replace(cfg.final, epochs=st.probe_epochs),
-                                 processes, n_w, w_bytes, 0, None, trainable=trainable)
+                                 processes, n_w, w_bytes, 0, None, trainable=trainable, **mem)
             asked = validation_prompts(inp, st.prompts)
             t_answer = t_judge = 0.0
             if st.by == "judge" and asked:
@@ -145,13 +151,14 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
 
 
 def _folds_stage(k: int, warm, rate: float, lengths: list, train, cfg, processes: int, n_w: int, w_bytes: int,
-                 trainable, rng) -> StagePlan:
+                 trainable, rng, mem: dict) -> StagePlan:
     """Selective DPO's fold models: K warm-up trainings on (K-1)/K of the pairs each, and one
     log-prob pass over the pairs (each fold model over its held-out share)."""
     folds = StagePlan("selective folds", 0.0, 0.0, 0.0, "")
     for i in range(k):
         seen = _sized_like(lengths, len(lengths) * (k - 1) // k, rng)
-        one = training_stage(f"fold{i}", warm, rate, seen, cfg.warmup, processes, n_w, w_bytes, trainable=trainable)
+        one = training_stage(f"fold{i}", warm, rate, seen, cfg.warmup, processes, n_w, w_bytes, trainable=trainable,
+                             reference=cfg.lora is None, **mem)
         folds.seconds += one.seconds
         folds.flops += one.flops
         folds.peak_gib = max(folds.peak_gib, one.peak_gib)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
+from .memory import Shape, scoring_bytes
 from .plan import GIB, Plan, StagePlan
 from .probes import (_timed, engine_tokens, pair_lengths, probe_engine, probe_training, training_stage, weight_bytes,
                      weights)
@@ -45,7 +47,11 @@ def plan_scores(cfg, processes: int = 1, models=None, log=print) -> Plan:
     lp_tokens = sum(n for _, n in passes)
     plan = Plan(f"prefsift score ({len(tr)} pairs, {len(va)} validation pairs)", processes, str(device),
                 activations_counted=device.type == "cuda")
-    resident = 2 * w_bytes / GIB
+    # Memory: planning/memory.py (under FSDP sharded over the processes, the largest unit gathered).
+    fsdp = cfg.shard == "fsdp" and processes > 1
+    shape = Shape.of(policy)
+    per_weight = round(w_bytes / max(n_w, 1))
+    resident = scoring_bytes(shape, models=2, processes=processes, fsdp=fsdp, weight_bytes=per_weight) / GIB
     plan.stages.append(StagePlan("load", load_seconds, 0.0, 0.0, "the planner's own length check and tokenization"))
     plan.stages.append(StagePlan("logprobs", model_seconds + lp_tokens * rate / processes, 2 * n_w * lp_tokens, resident,
                                  f"loading the models; {len(passes)} engine passes, {lp_tokens:,} padded tokens; "
@@ -56,20 +62,22 @@ def plan_scores(cfg, processes: int = 1, models=None, log=print) -> Plan:
                                  max_length=cfg.max_length, seed=cfg.seed, optimizer=cfg.val_optimizer)
         probe = probe_training(policy, ref, tok, val.records(), objective, settings, processes, seed=cfg.seed)
         stage = training_stage("lossdiff", probe, rate, pair_lengths(va, cfg.max_length), settings, processes, n_w,
-                               w_bytes, save_seconds=model_seconds / 2)
+                               w_bytes, save_seconds=model_seconds / 2, largest_unit=shape.largest_unit, fsdp=fsdp)
         extra = tr_tokens * (2 if model_precision(policy) != "fp32" else 1)  # θ_val's pass (and θ's in fp32)
         stage.seconds += extra * rate / processes
         stage.flops += 2 * n_w * extra
         stage.basis += f"; then {extra:,} padded tokens of θ_val's pass"
         plan.stages.append(stage)
     if "if" in wanted:
-        plan.stages.append(_influence_stage(cfg, policy, tok, tr, va, processes, n_w, resident))
+        plan.stages.append(_influence_stage(cfg, policy, tok, tr, va, processes, n_w, shape, per_weight, fsdp))
     plan.probe_seconds = time.perf_counter() - t_probe
     return plan
 
 
-def _influence_stage(cfg, policy, tok, tr, va, processes: int, n_weights: int, resident_gib: float) -> StagePlan:
-    """IF's time from one probe of its route on a few pairs, and of the validation gradient."""
+def _influence_stage(cfg, policy, tok, tr, va, processes: int, n_weights: int, shape, per_weight: int,
+                     fsdp: bool = False) -> StagePlan:
+    """IF's time from one probe of its route on a few pairs, and of the validation gradient. Under
+    FSDP the route is the loop, and every process runs every pair (each for its shard)."""
     from ..objectives import PairwiseObjective
     from ..scoring.gradients import validation_gradient
     from ..scoring.influence import InfluenceSettings, compute_influence, select_parameters
@@ -83,8 +91,10 @@ def _influence_stage(cfg, policy, tok, tr, va, processes: int, n_weights: int, r
     from ..scoring.influence import VMAP_MAX_MODEL, VMAP_MAX_SELECTED
 
     n_sel = sum(p.numel() for p in params.values())
-    vmap = cfg.if_method == "vmap" or (cfg.if_method == "auto" and n_sel <= VMAP_MAX_SELECTED
-                                       and n_weights <= VMAP_MAX_MODEL)
+    vmap = not fsdp and (cfg.if_method == "vmap" or (cfg.if_method == "auto" and n_sel <= VMAP_MAX_SELECTED
+                                                     and n_weights <= VMAP_MAX_MODEL))
+    if fsdp:
+        settings = replace(settings, method="loop")
     # A whole batch of the route: vmap's cost per batch hardly depends on how full it is.
     k = settings.vmap_batch if vmap else (16 if cfg.if_method == "jvp" else 4)
     sample, val1 = tr[:k], va[:1]
@@ -98,9 +108,11 @@ def _influence_stage(cfg, policy, tok, tr, va, processes: int, n_weights: int, r
                                                                 tok.pad_token_id, cfg.max_length))
     val_rate = val_seconds / tokens(va[:4])
     rate = max(seconds - val_rate * tokens(val1), 0.0) / tokens(sample)
-    total = tokens(tr) * rate / processes + tokens(va) * val_rate / processes
-    flops = (6 if cfg.if_method != "jvp" else 4) * n_weights * tokens(tr) + 6 * n_weights * tokens(va)
-    route = "vmap" if vmap else ("jvp" if cfg.if_method == "jvp" else "loop")
-    return StagePlan("if", total, flops, resident_gib + n_sel * 4 * 2 / GIB,
+    share = 1 if fsdp else processes
+    total = tokens(tr) * rate / share + tokens(va) * val_rate / share
+    route = "vmap" if vmap else ("jvp" if settings.method == "jvp" else "loop")
+    flops = (6 if route != "jvp" else 4) * n_weights * tokens(tr) + 6 * n_weights * tokens(va)
+    peak = scoring_bytes(shape, models=2, processes=processes, fsdp=fsdp, weight_bytes=per_weight, influence=n_sel)
+    return StagePlan("if", total, flops, peak / GIB,
                      f"{tokens(tr):,} tokens by the {route} route, {tokens(va):,} of ∇L_val; IF probe on "
                      f"{len(sample)} pairs")

@@ -27,6 +27,7 @@ import torch
 from ..data import DataError, check_lengths, load_pairs
 from ..devices import model_device, model_precision, placement
 from ..objectives import PairwiseObjective
+from ..sharding import fsdp_on, shard_for_scoring
 from .columns import tokenized
 from .logprobs import EngineStats, LogprobSettings, PairLogps, cached_pair_logps, data_fingerprint, model_fingerprint
 
@@ -93,8 +94,28 @@ class PolicyBackend:
         self.timings["load"] = time.perf_counter() - t
         self._models = models
         self._influence = None
+        self.fsdp = fsdp_on()
+        # FSDP has no forward mode (torch.func cannot differentiate through its sharded weights)
+        # and no vmap over whole weights: its exact IF is the loop of backward passes.
+        self.if_method = "loop" if self.fsdp and cfg.if_method in ("jvp", "vmap", "auto") else cfg.if_method
+        if self.fsdp and "if" in cfg.wanted and cfg.if_method in ("jvp", "vmap"):
+            log(f"note: IF by {cfg.if_method} needs whole weights; under shard fsdp it is computed by the loop of "
+                "backward passes (the same numbers, up to summation order)")
         self._reference()
         self._policy_pass()
+
+    def _sharded(self, model, given: bool = False):
+        """Under `shard fsdp`, `model` sharded over the processes (a model the caller gave is left
+        whole: its copy is sharded); else `model`. Take its fingerprint first."""
+        if not self.fsdp:
+            return model
+        if given:
+            import copy
+
+            from ..train.dpo import _without_patched_forward
+
+            model = copy.deepcopy(_without_patched_forward(model))
+        return shard_for_scoring(model)
 
     def _logps(self, model, pairs, key, what, stats=None) -> PairLogps:
         return cached_pair_logps(model, pairs, self.tok.pad_token_id, self.cache, self.settings, key, self.progress,
@@ -104,6 +125,7 @@ class PolicyBackend:
         t = time.perf_counter()
         self.ref = self._models[1] if self._models else self._load(self.cfg.reference)
         self.ref_key = model_fingerprint(self.ref)
+        self.ref = self._sharded(self.ref, given=bool(self._models))
         self.ref_tr = self._logps(self.ref, self.tr_tok, self.ref_key, "reference log-probs", self.stats)
         self.ref_va = (self._logps(self.ref, self.va_tok, self.ref_key, "reference log-probs (val)", self.stats)
                        if self.va_tok else None)
@@ -123,7 +145,8 @@ class PolicyBackend:
             raise ConfigError(key="policy", problem="has the reference's own weights, so IRM would be 0 for every "
                                                     "pair: score θ, the warmed-up model (`prefsift warmup` makes it, "
                                                     "or `prefsift score --warmup`)")
-        if "if" in wanted and cfg.if_method == "jvp" and "lossdiff" not in wanted:
+        self.policy = self._sharded(self.policy, given=bool(self._models))
+        if "if" in wanted and self.if_method == "jvp" and "lossdiff" not in wanted:
             # Forward mode gives IF and the policy's log-probs in one pass: no separate policy pass. (With
             # LossDiff, ℓ(θ) and ℓ(θ_val) both come from the engine, so that their small difference is not
             # a difference of two batchings.)
@@ -179,6 +202,7 @@ class PolicyBackend:
                           max_length=cfg.max_length, seed=cfg.seed, optimizer=cfg.val_optimizer),
             self.out / "theta_val", start_key=start_key, data_key=data_fingerprint(self.va_tok), name="theta_val",
             log=self.log, hand_back_fp32=half, label="θ_val", progress=self.progress)
+        theta_val = self._sharded(theta_val)
         tv = self._logps(theta_val, self.tr_tok, info["key"] + (":fp32" if half else ""), "θ_val log-probs")
         loss_val = self.objective.loss(self._margin_of(tv)).numpy()
         loss_from = self.loss()
@@ -192,7 +216,8 @@ class PolicyBackend:
                 import copy
 
                 theta32 = copy.deepcopy(policy).float()
-            p32 = self._logps(theta32, self.tr_tok, model_fingerprint(theta32), "policy log-probs (fp32, for LossDiff)",
+            key32 = model_fingerprint(theta32)
+            p32 = self._logps(self._sharded(theta32), self.tr_tok, key32, "policy log-probs (fp32, for LossDiff)",
                               self.stats)
             loss_from = self.objective.loss(self._margin_of(p32)).numpy()
             del theta32
@@ -223,7 +248,8 @@ class PolicyBackend:
                 data_key=data_fingerprint([self.tr_tok[i] for i in seen]), name=f"fold{k}", log=self.log,
                 label=f"Selective DPO reference {k + 1}/{k_folds}", progress=self.progress, lora=lora,
                 start_is_reference=lora is not None)
-            lp = self._logps(model, [self.tr_tok[i] for i in held], info["key"], f"fold {k + 1} log-probs")
+            lp = self._logps(self._sharded(model), [self.tr_tok[i] for i in held], info["key"],
+                             f"fold {k + 1} log-probs")
             loss[held] = self.objective.loss(self._margin_of(lp, held)).numpy()
             del model
         return loss, fold.astype(float)
@@ -242,10 +268,10 @@ class PolicyBackend:
         from .influence import InfluenceSettings, compute_influence
 
         cfg = self.cfg
-        jvp = cfg.if_method == "jvp"
+        jvp = self.if_method == "jvp"
         settings = InfluenceSettings(params=cfg.if_params, projection_dim=cfg.projection_dim or None,
                                      projection_seed=cfg.seed, precondition=cfg.precondition,
-                                     max_length=cfg.max_length, method=cfg.if_method,
+                                     max_length=cfg.max_length, method=self.if_method,
                                      jvp_token_budget=cfg.batch_tokens, head_chunk=cfg.head_chunk,
                                      jvp_groups={"auto": None, "yes": True, "no": False}[cfg.if_groups])
         s_key = asdict(settings)

@@ -9,6 +9,7 @@ from ..devices import DTYPES, device_problem
 from ..errors import ConfigError, did_you_mean
 from ..objectives import trainable_with_dpo
 from ..train.dpo import optimizer_problem
+from ..sharding import shard_field
 from .kinds import SCORES
 
 
@@ -113,6 +114,7 @@ class ScoreConfig(ScoreSettings):
     dtype: str = field(default="auto", metadata={"help": "weights' precision: auto (fp32 on CPU), fp32, bf16, fp16 "
                                                          "(sums, margins and IF products stay fp32)",
                                                  "check": DTYPES})
+    shard: str = shard_field()
 
     def __post_init__(self):
         check_fields(self)
@@ -125,6 +127,12 @@ class ScoreConfig(ScoreSettings):
         if self.warmup and self.objective == "bt":
             raise ConfigError(key="warmup", problem="makes a causal LM's θ by DPO; objective bt scores a reward model: "
                                                     "give it as --policy")
+        if self.shard == "fsdp" and self.projection_dim:
+            raise ConfigError(key="projection_dim", problem="projects whole per-pair gradients, which shard fsdp never "
+                                                            "holds: use exact IF (projection_dim 0) or shard ddp")
+        if self.shard == "fsdp" and self.validation_sets:
+            raise ConfigError(key="validation_sets", problem="are tangents of the forward-mode pass, which shard fsdp "
+                                                             "has not: drop them or use shard ddp")
         if self.if_method == "jvp" and self.projection_dim:
             raise ConfigError(key="if_method", problem="jvp computes exact IF: it takes no projection_dim; drop it, "
                                                        "or use if_method auto")

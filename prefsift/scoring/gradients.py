@@ -1,6 +1,12 @@
 """Gradients of the pairwise loss: per pair (a loop of backward passes, or `torch.func.vmap`), of
 the mean validation loss, and the empirical Fisher diagonal. The two sums over many pairs are
-split over the ranks of a sharded run by whole batches and summed across them (`distributed`)."""
+split over the ranks of a sharded run by whole batches and summed across them (`distributed`).
+
+A model sharded with FSDP (`shard fsdp`) holds only a shard of each weight on each rank. Every rank
+runs the same pairs, and a backward pass leaves on each rank its shard of their gradient: FSDP
+averages the ranks' equal gradients. The gradients here are then each rank's local shards.
+Inner products of two such gradients are the sum over the ranks of the local products
+(scoring/influence.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import torch
 from ..data.tokenization import TokenizedPair
 from ..devices import accumulation_dtype
 from ..distributed import mine, sum_tensors
+from ..sharding import is_sharded, local_part
 from ..objectives import PairwiseObjective
 from .batching import pair_sequences
 from .logprobs import batch_logps
@@ -59,21 +66,36 @@ def validation_gradient(model, params, val_pairs, ref_chosen, ref_rejected, obje
                         max_length=1024, batch_pairs: int = 4):
     """∇θ L_val with L_val the mean loss over the validation pairs, for the selected parameters."""
     seqs = pair_inputs(val_pairs, max_length)
+    sharded = is_sharded(model)
     # Accumulated in fp32 (fp64 for fp64 models), whatever the weights' precision.
-    grads = [torch.zeros_like(p, dtype=accumulation_dtype(p)) for p in params.values()]
+    grads = [torch.zeros_like(local_part(p), dtype=accumulation_dtype(p)) for p in params.values()]
     n = len(seqs)
     starts = list(range(0, n, batch_pairs))
-    ours = mine([seqs.tokens(s, s + batch_pairs) for s in starts])
+    # (FSDP: every rank runs every batch; its gradient shard is the whole gradient's)
+    ours = [True] * len(starts) if sharded else mine([seqs.tokens(s, s + batch_pairs) for s in starts])
     for s, own in zip(starts, ours):
         if not own:  # another rank's batch
             continue
         loss = pair_losses(model, seqs[s:s + batch_pairs], ref_chosen[s:s + batch_pairs],
                            ref_rejected[s:s + batch_pairs], objective, pad_id).sum() / n
-        for g, gi in zip(grads, torch.autograd.grad(loss, list(params.values()), allow_unused=True)):
+        for g, gi in zip(grads, parameter_grads(model, loss, params)):
             if gi is not None:
                 g += gi.to(g.dtype)
-    sum_tensors(grads)  # the ranks' partial sums → the whole gradient, on every rank
+    if not sharded:
+        sum_tensors(grads)  # the ranks' partial sums → the whole gradient, on every rank
     return grads
+
+
+def parameter_grads(model, loss, params) -> list:
+    """∂loss/∂p for each selected parameter (None where it does not reach p). On an FSDP model,
+    this rank's shard of it: a backward pass fills the shards' `.grad`, read and cleared here."""
+    if not is_sharded(model):
+        return list(torch.autograd.grad(loss, list(params.values()), allow_unused=True))
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    out = [None if p.grad is None else local_part(p.grad).clone() for p in params.values()]
+    model.zero_grad(set_to_none=True)
+    return out
 
 
 def per_pair_grads(model, params, seqs_batch, ref_c, ref_r, objective, pad_id, use_vmap: bool):
@@ -83,10 +105,12 @@ def per_pair_grads(model, params, seqs_batch, ref_c, ref_r, objective, pad_id, u
         out = [[] for _ in names]
         for i, pair in enumerate(seqs_batch):
             loss = pair_losses(model, [pair], ref_c[i:i + 1], ref_r[i:i + 1], objective, pad_id)[0]
-            gs = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+            gs = parameter_grads(model, loss, params)
             for j, (g, p) in enumerate(zip(gs, params.values())):
-                out[j].append(torch.zeros_like(p) if g is None else g)
+                out[j].append(torch.zeros_like(local_part(p)) if g is None else g)
         return [torch.stack(o) for o in out]
+    if is_sharded(model):
+        raise ValueError("per-pair gradients by vmap need whole weights; an FSDP model takes the loop")
 
     from torch.func import functional_call, grad, vmap
 
@@ -129,14 +153,20 @@ def inverse_fisher(model, params, seqs, ref_train, objective, pad_id, damping: f
     (empirical Fisher diagonal), λ = `damping`: one pass of per-pair gradients, `batch` pairs at a time."""
     from tqdm.auto import tqdm
 
-    fisher = [torch.zeros_like(p, dtype=accumulation_dtype(p)) for p in params.values()]
+    sharded = is_sharded(model)
+    fisher = [torch.zeros_like(local_part(p), dtype=accumulation_dtype(p)) for p in params.values()]
     starts = list(range(0, len(seqs), batch))
-    ours = mine([seqs.tokens(s, s + batch) for s in starts])
+    ours = [True] * len(starts) if sharded else mine([seqs.tokens(s, s + batch) for s in starts])
     for s in tqdm([s for s, own in zip(starts, ours) if own], desc="IF: Fisher diagonal", disable=not progress):
         gs = per_pair_grads(model, params, seqs[s:s + batch], ref_train[0][s:s + batch], ref_train[1][s:s + batch],
                              objective, pad_id, use_vmap)
         for f, g in zip(fisher, gs):
             f += (g.detach().to(f.dtype) ** 2).sum(0) / len(seqs)
-    sum_tensors(fisher)
-    mean_f = sum(f.sum() for f in fisher) / sum(p.numel() for p in params.values())
+    if sharded:  # the mean is over every rank's shard
+        total = torch.stack([sum(f.sum() for f in fisher)])
+        sum_tensors([total])
+        mean_f = total[0] / sum(p.numel() for p in params.values())
+    else:
+        sum_tensors(fisher)
+        mean_f = sum(f.sum() for f in fisher) / sum(p.numel() for p in params.values())
     return [1.0 / (f + damping * mean_f) for f in fisher]

@@ -29,7 +29,8 @@ import torch
 from .. import artifacts, faults
 from ..devices import accumulation_dtype
 from ..errors import ConfigError
-from ..distributed import barrier, merge_arrays, mine, world
+from ..distributed import barrier, every_rank, merge_arrays, mine, world
+from ..sharding import is_sharded
 from ..objectives import PairwiseObjective
 from . import gradients
 from .gradients import pair_inputs, pair_losses, validation_gradient  # noqa: F401  (IF's building blocks, re-exported)
@@ -126,9 +127,12 @@ def _batch(settings: InfluenceSettings, use_vmap: bool) -> int:
     return settings.vmap_batch if use_vmap else 1
 
 
-def _owned(seqs, chunk: int) -> np.ndarray:
-    """Per pair, whether its chunk of `chunk` pairs is this rank's (all of them in one process);
-    chunks go to ranks balanced by their tokens."""
+def _owned(seqs, chunk: int, everyone: bool = False) -> np.ndarray:
+    """Per pair, whether its chunk of `chunk` pairs is this rank's (all of them in one process, and
+    under FSDP, `everyone`, where each rank computes its shard's part of every pair); chunks go to
+    ranks balanced by their tokens."""
+    if everyone:
+        return np.ones(len(seqs), dtype=bool)
     starts = range(0, len(seqs), chunk)
     ours = mine([seqs.tokens(s, s + chunk) for s in starts])
     owned = np.zeros(len(seqs), dtype=bool)
@@ -245,6 +249,16 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
                                              and n_model <= VMAP_MAX_MODEL)
     if settings.method == "jvp" and settings.projection_dim:
         raise ValueError("IF by forward mode (method 'jvp') is exact: it takes no projection")
+    sharded = is_sharded(model)
+    if sharded:
+        # torch.func cannot differentiate through FSDP2's DTensor weights (forward mode fails on an
+        # operator DTensor has no rule for), and vmap needs whole weights: the loop of backward passes.
+        if settings.method in ("jvp", "vmap"):
+            raise ValueError(f"IF by {settings.method} needs whole weights; an FSDP model takes method 'loop' (or auto)")
+        if settings.projection_dim:
+            raise ValueError("IF with a projection needs whole per-pair gradients; with FSDP use exact IF "
+                             "(projection_dim 0) or shard ddp")
+        use_vmap = False
     if extra_validation and settings.method != "jvp":
         raise ValueError("several validation sets are several tangents of one forward-mode pass: use method 'jvp'")
     was_training = model.training
@@ -291,13 +305,18 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
     done = np.zeros(len(seqs), dtype=bool)
     ckpt = None
     if checkpoint_dir is not None:
-        ckpt = Path(checkpoint_dir)
+        # (FSDP: each rank's partial products are its own; a chunk counts as done when every rank has it)
+        ckpt = Path(checkpoint_dir) / world().tag() if sharded else Path(checkpoint_dir)
         _load_chunks(ckpt, per_group, done, log)
+        if sharded:
+            done = every_rank(done)
+            for v in per_group.values():
+                v[~done] = 0.0  # recomputed (the loop adds to it)
         barrier()  # every rank has read the shared chunk folder before any rank writes to it
     # Chunks are whole batches, so a resumed run (or a rank of a sharded one) computes exactly the
     # same batches as one uninterrupted process.
     checkpoint_every = max(batch, checkpoint_every // batch * batch)
-    owned = _owned(seqs, checkpoint_every)
+    owned = _owned(seqs, checkpoint_every, everyone=sharded)
     bar = tqdm(total=int(owned.sum()), desc="IF: per-pair gradients", unit="pair", disable=not progress,
                initial=int((done & owned).sum()))
 

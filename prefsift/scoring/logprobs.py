@@ -28,7 +28,9 @@ import torch
 from .. import artifacts, faults
 from ..data.tokenization import TokenizedPair
 from .batching import PairSequences, pair_sequences, plan_batches, plan_shared_batches  # noqa: F401  (re-exported)
-from ..distributed import World, merge_arrays, mine, world
+from ..devices import model_device
+from ..distributed import World, merge_arrays, shares, world
+from ..sharding import is_sharded
 from ..models import model_fingerprint  # noqa: F401  (re-exported: stages key their inputs with it)
 
 
@@ -69,7 +71,10 @@ class EngineStats:
 
 def _backbone_and_head(model):
     """(backbone, head) when the logits are a plain linear head over the backbone's last hidden
-    state, else None (then the model's own forward is used)."""
+    state, else None (then the model's own forward is used). A model sharded with FSDP always runs
+    its own forward, so FSDP's root unit gathers and frees the embeddings and the head."""
+    if is_sharded(model):
+        return None
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     cfg = getattr(base, "config", None)
     text_cfg = cfg.get_text_config() if cfg is not None and hasattr(cfg, "get_text_config") else cfg
@@ -217,6 +222,7 @@ def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, setti
     seqs = pair_sequences(pairs, settings.max_length)
     lengths = [seqs.length(k) for k in range(len(seqs))]
     out = np.zeros(len(seqs), dtype=np.float64)
+    idle = 0  # one-token forwards that keep an FSDP rank in step with the others
     stats = stats if stats is not None else EngineStats()
     t0 = time.perf_counter()
     was_training = model.training
@@ -245,9 +251,14 @@ def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, setti
             return len(batch) * max(lengths[k] for k in batch)
 
         every = [(b, True) for b in shared_batches] + [(b, False) for b in batches]
-        owned = mine([padded(b, r) for b, r in every], shard)
-        shared_batches = [b for (b, r), o in zip(every, owned) if o and r]
-        batches = [b for (b, r), o in zip(every, owned) if o and not r]
+        owner = shares([padded(b, r) for b, r in every], shard.size)
+        shared_batches = [b for (b, r), o in zip(every, owner) if o == shard.rank and r]
+        batches = [b for (b, r), o in zip(every, owner) if o == shard.rank and not r]
+        if is_sharded(model):
+            # Every forward of an FSDP model gathers each layer from all the ranks: a rank with fewer
+            # batches runs one-token forwards until every rank has run as many as the busiest.
+            calls = [sum(2 if r else 1 for (b, r), o in zip(every, owner) if o == k) for k in range(shard.size)]
+            idle = max(calls) - calls[shard.rank]
         bar.total = sum(len(b) for b in shared_batches) + sum(len(b) for b in batches) / 2
         bar.refresh()
     try:
@@ -271,6 +282,9 @@ def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, setti
                 stats.processed_tokens += max(lengths[i] for i in batch) * len(batch)
                 bar.update(len(batch) / 2)
                 bar.set_postfix(pad_eff=f"{stats.real_tokens / max(stats.processed_tokens, 1):.0%}")
+            for _ in range(idle):
+                model(input_ids=torch.full((1, 1), pad_id, dtype=torch.long, device=model_device(model)),
+                      use_cache=False)
     finally:
         bar.close()
         model.train(was_training)

@@ -26,6 +26,7 @@ from .backends import PolicyBackend, RewardBackend
 from .kinds import SCORES, ScoreContext, constant_problem
 from ..devices import placement
 from ..distributed import barrier, world
+from ..sharding import use_shard
 from ..errors import ConfigError, UserError, require_path
 from ..train.dpo import per_process_batch
 
@@ -101,7 +102,7 @@ def with_warmup(cfg: ScoreConfig, pairs, log=print) -> ScoreConfig:
     wcfg = WarmupConfig(reference=cfg.reference, train=cfg.train, out=cfg.out, objective=cfg.objective,
                         beta=cfg.beta, epochs=cfg.warmup_epochs, learning_rate=cfg.warmup_lr,
                         batch_size=cfg.warmup_batch_size, max_length=cfg.max_length, seed=cfg.seed, device=cfg.device,
-                        dtype=cfg.dtype, strict=cfg.strict)
+                        dtype=cfg.dtype, shard=cfg.shard, strict=cfg.strict)
     # (a copy: the warm-up marks over-length rows in its own pairs; scoring marks them by its own policy)
     folder = warmup_from_files(wcfg, log=log, pairs=(copy.deepcopy(pairs[0]), None))
     return dataclasses.replace(cfg, policy=str(folder), warmup=False)
@@ -113,6 +114,7 @@ def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | Non
     caller, who holds its lock). `models` = (tokenizer, reference, policy) already in memory (the
     Python API's `prefsift.score`, a run's θ), else they are loaded from `cfg.reference` and `cfg.policy`."""
     here = world()
+    use_shard(cfg.shard, here, log)
     out = Path(cfg.out)
     timings: dict[str, float] = {}
     if cfg.objective == "bt":  # a reward model's table

@@ -19,6 +19,7 @@ from .. import artifacts, faults
 from ..devices import model_device, model_precision, torch_dtype
 from ..distributed import barrier, broadcast_object, world
 from ..objectives import PairwiseObjective, trainable_with_dpo
+from ..sharding import fsdp_on, fsdp_trainer, fsdp_training_args, gathered_state_dict, is_sharded, local_part
 from .weighted import WEIGHT
 
 # Optimizer names checked without importing transformers (slow); any other name is looked up there.
@@ -95,7 +96,8 @@ class LossVariant:
 
 
 def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, eval_steps: int | None = None,
-                precision: str = "fp32", on_cpu: bool = True, processes: int = 1, variant: LossVariant | None = None):
+                precision: str = "fp32", on_cpu: bool = True, processes: int = 1, variant: LossVariant | None = None,
+                sharding: dict | None = None):
     from trl import DPOConfig
 
     if objective.kind.trl_loss is None:
@@ -119,6 +121,7 @@ def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, e
         remove_unused_columns=True,
         eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps, per_device_eval_batch_size=32,
         train_sampling_strategy="sequential" if variant and variant.in_order else "random",
+        **(sharding or {}),  # FSDP's fields (sharding.fsdp_training_args), or none: DDP
     )
 
 
@@ -145,7 +148,14 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     trainer's log to `out_dir`/train_log.jsonl (train.progress). Records that carry a
     `pair_weight` train with a weight per pair, and ``variant`` changes the loss (robust or
     conservative DPO); both through train/weighted.py's extension of DPOTrainer where TRL has no
-    such option. Returns (model, stage_info)."""
+    such option.
+
+    Under `shard fsdp` with several processes (sharding.py) the trainer shards the policy and the
+    reference with FSDP2. The reference it shards is its own copy, so the caller's reference stays
+    whole. The trained weights are gathered whole on rank 0, saved, and loaded back on every rank.
+    Under LoRA with a bf16/fp16 reference, the frozen base stays in that precision. The adapters and
+    their optimizer state are fp32, and the adapters are merged into the fp32 base when the stage is
+    saved. Returns (model, stage_info)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from trl import DPOTrainer
@@ -179,15 +189,26 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     if here.is_main:
         info_path.unlink(missing_ok=True)  # from here on, the folder is not a finished stage
     t0 = time.time()
-    model = _trainable_start(policy, device)  # fp32 master weights; a half precision runs under autocast
+    # fp32 master weights, a half precision under autocast; under LoRA the frozen base stays in the
+    # reference's half precision (peft keeps the adapters in fp32).
+    half_base = lora is not None and precision != "fp32"
+    model = _trainable_start(policy, device, precision if half_base else "fp32")
     if lora is not None:
         from ..models import add_lora
 
-        model = add_lora(model, lora)
+        # Fresh adapters drawn from the stage's seed: the same stage gives the same θ in every run
+        # and on every rank (the global generator's state would differ).
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(settings.seed)
+            model = add_lora(model, lora)
     model.train()
+    fsdp = fsdp_on(here)
     args = _trl_config(objective, settings, out_dir, eval_steps if eval_records else None, precision=precision,
-                       on_cpu=device.type == "cpu", processes=here.size, variant=variant)
+                       on_cpu=device.type == "cpu", processes=here.size, variant=variant,
+                       sharding=fsdp_training_args(model) if fsdp else None)
     shared_ref = None if lora is not None and start_is_reference else ref_model.eval()
+    if fsdp and shared_ref is not None and not is_sharded(shared_ref):
+        shared_ref = copy.deepcopy(_without_patched_forward(shared_ref))  # TRL shards it in place
     trainer_class, extra = DPOTrainer, {}
     if variant is not None or any(WEIGHT in r for r in records):  # (plain stages: TRL's own trainer)
         from .weighted import weighted_dpo_trainer_class
@@ -195,6 +216,8 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
         trainer_class = weighted_dpo_trainer_class()
         extra = {"conservative": variant.epsilon if variant and variant.conservative else 0.0,
                  "eval_loss_type": objective.kind.trl_loss}
+    if fsdp:
+        trainer_class = fsdp_trainer(trainer_class)
     try:
         trainer = trainer_class(model=model, ref_model=shared_ref, args=args, **extra,
                              train_dataset=Dataset.from_list(records), processing_class=tokenizer,
@@ -210,12 +233,20 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
         _without_patched_forward(ref_model)
     model = trainer.model
     model.eval()
-    # LoRA stages are saved merged (in place: the adapters are not needed again), so every stage
-    # folder is a plain model any tool can load.
-    to_save = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    held = sum(local_part(p).numel() for p in model.parameters()) if fsdp else None  # this rank's shards
+    if fsdp or half_base:
+        # The trained weights (all, or the adapters) put back into a whole fp32 copy of the start:
+        # a sharded model is gathered, and adapters merge into the fp32 base, not a rounded one.
+        trained = gathered_state_dict(model) if fsdp else model.state_dict()
+        to_save = _rebuilt(policy, trained, lora) if here.is_main else None
+    else:
+        # LoRA stages are saved merged (in place: the adapters are not needed again), so every stage
+        # folder is a plain model any tool can load.
+        to_save = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     info = {"key": key, "name": name, "seconds": time.time() - t0, "train_loss": result.training_loss,
             "steps": result.global_step, "settings": asdict(settings), "objective": asdict(objective),
             "log": start + trainer.state.log_history, "processes": here.size,
+            **({"shard": "fsdp", "weights_held_by_rank0": held} if fsdp else {}),
             **({"variant": asdict(variant)} if variant else {}),
             **({"weighted_pairs": sum(1 for r in records if r.get(WEIGHT, 0) > 0)}
                if any(WEIGHT in r for r in records) else {})}
@@ -223,19 +254,44 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     if here.is_main:  # the ranks hold the same weights (DDP); one writes them
         _save_stage(to_save, tokenizer, out_dir, info, name)
     barrier(here)  # no rank goes on (or reads the folder) before it is written
+    if fsdp:  # every rank takes back the whole model rank 0 saved
+        from ..models import load_pretrained
+
+        del model
+        return as_given(load_pretrained(AutoModelForCausalLM, out_dir / "model", dtype=torch.float32)), info
     # A LoRA stage hands back the merged model, exactly what it saved and what a reused stage loads.
     return as_given(_without_patched_forward(to_save)), info
 
 
-def _trainable_start(policy, device):
-    """The stage's own fp32 copy of its starting weights: loaded from the folder, or (a model in
-    memory) copied and upcast."""
+def _trainable_start(policy, device, precision: str = "fp32"):
+    """The stage's own copy of its starting weights, fp32 unless `precision` says otherwise:
+    loaded from the folder, or (a model in memory) copied and cast."""
     if isinstance(policy, (str, Path)):
         from ..models import load_model
 
-        return load_model(policy, dtype="float32", device=device)
+        return load_model(policy, dtype="float32" if precision == "fp32" else precision, device=device)
     model = _without_patched_forward(copy.deepcopy(policy))
+    if precision != "fp32":
+        return model.to(torch_dtype(precision))
     return model.float() if model_precision(model) != "fp32" else model  # (fp64 test models stay fp64)
+
+
+def _rebuilt(policy, trained: dict, lora):
+    """A whole fp32 model on the CPU: the stage's start, with the `trained` state dict loaded over it.
+    Under LoRA only the adapters are taken, and they are then merged."""
+    model = _trainable_start(policy, torch.device("cpu"))
+    if lora is None:
+        model.load_state_dict(trained)
+        return model
+    from ..models import add_lora
+
+    model = add_lora(model, lora)
+    adapters = {k: v for k, v in trained.items() if "lora_" in k}
+    missing = [k for k in model.state_dict() if "lora_" in k and k not in adapters]
+    if missing or not adapters:
+        raise RuntimeError(f"the trained adapters do not match the stage's LoRA settings (missing {missing[:3]})")
+    model.load_state_dict(adapters, strict=False)
+    return model.merge_and_unload()
 
 
 def _save_stage(model, tokenizer, out_dir: Path, info: dict, name: str) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..checks import check_fields
 from ..devices import DTYPES, device_problem
 from ..objectives import trainable_with_dpo
+from ..sharding import shard_field
 from .dpo import StageSettings, optimizer_problem, train_stage
 
 
@@ -52,6 +53,7 @@ class WarmupConfig:
                                                   "check": device_problem})
     dtype: str = field(default="auto", metadata={"help": "weights' precision: auto (fp32 on CPU), fp32, bf16, fp16 "
                                                          "(training keeps fp32 master weights)", "check": DTYPES})
+    shard: str = shard_field()
     strict: bool = field(default=False, metadata={"help": "stop at the first bad row"})
 
     def __post_init__(self):
@@ -123,6 +125,7 @@ def warmup_from_files(cfg: WarmupConfig, columns=None, log=print, pairs=None) ->
     from ..objectives import PairwiseObjective
 
     from ..quiet import quiet_libraries
+    from ..sharding import use_shard
 
     train, val = pairs if pairs is not None else check_warmup_inputs(cfg, columns)
     quiet_libraries()
@@ -138,6 +141,7 @@ def warmup_from_files(cfg: WarmupConfig, columns=None, log=print, pairs=None) ->
     log(f"[warm-up] {cfg.epochs:g} epoch(s) of {cfg.objective} (β {cfg.beta:g}, lr {cfg.learning_rate:g}) on "
         f"{len(records)} pairs from {cfg.reference} -> {cfg.model_folder}")
     here = world()
+    use_shard(cfg.shard, here, log)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     with artifacts.RunLock(out, log) if here.is_main else contextlib.nullcontext():
