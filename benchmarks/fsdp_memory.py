@@ -8,8 +8,9 @@ Each setting runs in fresh torchrun workers. Every worker measures two things:
   a separate frozen reference), 2 optimizer steps of 4 pairs per process. It reports the bytes held in
   tensors at the end of the last step: this process's parameters (policy and reference), their
   gradients, and the Adam state. These are exact counts of tensor bytes (`to_local()` for FSDP
-  shards). It also reports the process's peak resident set size during training, sampled every 20 ms
-  (allocator, Python and the libraries included).
+  shards). It also reports the process's resident set size in that step, and its peak during the
+  whole stage, sampled every 20 ms (allocator, Python and the libraries included; the peak includes
+  loading: every process loads the whole start before it is sharded).
 - **scoring**: π_ref and θ sharded for scoring (`sharding.shard_for_scoring`, FSDP) or whole (DDP),
   then the bytes of their weights held by this process, and the peak RSS during one log-prob pass.
 
@@ -74,6 +75,7 @@ class Spy(trl.DPOTrainer):  # the tensors held in the last training step
         ref = list(self.ref_model.parameters()) if self.ref_model is not None else []
         held["weights_gib"] = (tensor_bytes(params) + tensor_bytes(ref)) / 2**30
         held["grads_gib"] = tensor_bytes([p.grad for p in params]) / 2**30
+        held["step_rss_gib"] = proc.memory_info().rss / 2**30
         return loss
 
     def train(self, *a, **k):
@@ -143,13 +145,13 @@ def main() -> None:
             rows.append(rank0)
             print(json.dumps(rank0), flush=True)
     (out / "results.json").write_text(json.dumps(rows, indent=1))
-    print("\n| processes | shard | weights (policy+ref) | grads | Adam | sum, training | peak RSS, training "
-          "| weights, scoring | peak RSS, scoring |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| processes | shard | weights (policy+ref) | grads | Adam | sum, training | RSS in a step | peak RSS, "
+          "training | weights, scoring | peak RSS, scoring |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         held = r["weights_gib"] + r["grads_gib"] + r.get("adam_gib", 0.0)
         print(f"| {r['processes']} | {r['shard']} | {r['weights_gib']:.3f} | {r['grads_gib']:.3f} | "
-              f"{r.get('adam_gib', 0.0):.3f} | {held:.3f} | {r['max_train_peak_rss_gib']:.2f} | "
+              f"{r.get('adam_gib', 0.0):.3f} | {held:.3f} | {r['step_rss_gib']:.2f} | {r['max_train_peak_rss_gib']:.2f} | "
               f"{r['score_weights_gib']:.3f} | {r['score_peak_rss_gib']:.2f} |")
     by = {(r["processes"], r["shard"]): r for r in rows}
     for n in args.processes:

@@ -192,7 +192,10 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     # fp32 master weights, a half precision under autocast; under LoRA the frozen base stays in the
     # reference's half precision (peft keeps the adapters in fp32).
     half_base = lora is not None and precision != "fp32"
-    model = _trainable_start(policy, device, precision if half_base else "fp32")
+    fsdp = fsdp_on(here)
+    # Under FSDP the start is loaded in host memory: accelerate moves only each process's shards to
+    # its device.
+    model = _trainable_start(policy, torch.device("cpu") if fsdp else device, precision if half_base else "fp32")
     if lora is not None:
         from ..models import add_lora
 
@@ -202,13 +205,12 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
             torch.manual_seed(settings.seed)
             model = add_lora(model, lora)
     model.train()
-    fsdp = fsdp_on(here)
     args = _trl_config(objective, settings, out_dir, eval_steps if eval_records else None, precision=precision,
                        on_cpu=device.type == "cpu", processes=here.size, variant=variant,
                        sharding=fsdp_training_args(model) if fsdp else None)
     shared_ref = None if lora is not None and start_is_reference else ref_model.eval()
     if fsdp and shared_ref is not None and not is_sharded(shared_ref):
-        shared_ref = copy.deepcopy(_without_patched_forward(shared_ref))  # TRL shards it in place
+        shared_ref = _host_copy(_without_patched_forward(shared_ref))  # TRL shards it in place
     trainer_class, extra = DPOTrainer, {}
     if variant is not None or any(WEIGHT in r for r in records):  # (plain stages: TRL's own trainer)
         from .weighted import weighted_dpo_trainer_class
@@ -274,6 +276,17 @@ def _trainable_start(policy, device, precision: str = "fp32"):
     if precision != "fp32":
         return model.to(torch_dtype(precision))
     return model.float() if model_precision(model) != "fp32" else model  # (fp64 test models stay fp64)
+
+
+def _host_copy(model):
+    """A copy of `model` in host memory, made without a second copy on its device (FSDP shards it)."""
+    if model_device(model).type == "cpu":
+        return copy.deepcopy(model)
+    with torch.device("meta"):
+        twin = type(model)(model.config)
+    twin.load_state_dict({k: v.to("cpu") for k, v in model.state_dict().items()}, assign=True)
+    twin.tie_weights()
+    return twin.eval()
 
 
 def _rebuilt(policy, trained: dict, lora):
