@@ -52,7 +52,7 @@ class LabConfig:
     frac_near_tie: float = field(default=0.1, metadata={"help": "share of near-tie pairs", "check": "[0, 1]"})
     frac_near_duplicate: float = field(default=0.1, metadata={"help": "share of pairs differing in one token", "check": "[0, 1]"})
     frac_easy: float = field(default=0.1, metadata={"help": "share of good-vs-garbage pairs", "check": "[0, 1]"})
-    validation_mix: str = field(default="clean", metadata={"help": "'clean': validation pairs are all clean with oracle labels; 'train': same mix and noise as train", "check": ("clean", "train")})
+    validation_mix: str = field(default="clean", metadata={"help": "'clean': validation pairs are all clean with oracle labels; 'train': same mix and noise as train; 'careful': train's mix of pair types, every label the oracle's (a team's small set labelled by experts)", "check": ("clean", "train", "careful")})
     bt_temperature: float = field(default=0.1, metadata={"help": "Bradley–Terry labeller temperature: P(correct) = sigmoid(gap / T)", "check": "> 0"})
     clean_min_gap: float = field(default=0.2, metadata={"help": "minimum oracle gap of clean and flipped pairs", "check": ">= 0"})
     tie_max_gap: float = field(default=0.02, metadata={"help": "maximum oracle gap of near-tie pairs", "check": ">= 0"})
@@ -62,6 +62,7 @@ class LabConfig:
     # sweep needs that); labels_from_ratings is the lab as real data is (UltraFeedback-binarized).
     labels_from_ratings: bool = field(default=False, metadata={"help": "label the training pairs by the noisy rater (chosen = higher rated, as UltraFeedback-binarized): wrong labels are exactly its rating errors; no pair is flipped on purpose (frac_flipped's share is built as clean pairs) and rater_noise is solved from rater_agreement"})
     rater_agreement: float = field(default=0.85, metadata={"help": "with labels_from_ratings: the rater agrees with the oracle's preference on this share of non-tied pairs (default 0.85: GPT-4 against human experts on MT-Bench, Zheng et al. 2023)", "check": "(0.5, 1)"})
+    rater_bias: float = field(default=0.0, metadata={"help": "a systematic rater bias: this share of the training pairs whose answers differ in length is labelled 'the longer one is better', right or wrong (column biased); no pair is flipped on purpose (frac_flipped's share is built as clean pairs)", "check": "[0, 1]"})
     sft_steps: int = field(default=800, metadata={"help": "SFT optimizer steps (the model learns the tasks, and the habits, but not perfectly)", "check": ">= 0"})
     sft_flaw_rate: float = field(default=0.3, metadata={"help": "share of SFT demonstrations with a systematic habit (extra item, dropped item, input echoed) that preference data can train away", "check": "[0, 1]"})
     sft_batch_size: int = field(default=64, metadata={"help": "SFT sequences per step", "check": ">= 1"})
@@ -95,7 +96,7 @@ class LabConfig:
         return PairConfig(bt_temperature=self.bt_temperature, clean_min_gap=self.clean_min_gap,
                           tie_max_gap=self.tie_max_gap, easy_min_reward=self.easy_min_reward,
                           rater_noise=self.rater_noise, labels_from_ratings=self.labels_from_ratings,
-                          rater_agreement=self.rater_agreement)
+                          rater_agreement=self.rater_agreement, rater_bias=self.rater_bias)
 
 
 # Bump when a change to the SFT code (sft.py, task.py, the presets) changes the model it trains, so
@@ -244,8 +245,10 @@ def make_lab(cfg: LabConfig, out_dir) -> dict:
         t0 = time.perf_counter()
         pcfg = cfg.pair_config()
         val_mix = {"clean": 1.0} if cfg.validation_mix == "clean" else cfg.proportions()
+        if cfg.validation_mix == "careful":  # the training mix, every label right: no flip either
+            val_mix = {**val_mix, "clean": val_mix["clean"] + val_mix["flipped"], "flipped": 0.0}
         val_rows = build_pairs(val_prompts, val_samples, val_mix, pcfg, seed=cfg.seed,
-                               split="validation", oracle_labels=cfg.validation_mix == "clean")
+                               split="validation", oracle_labels=cfg.validation_mix in ("clean", "careful"))
         train_rows = build_pairs(train_prompts, train_samples, cfg.proportions(), pcfg,
                                  seed=cfg.seed, split="train")
         test_rows = [{"id": f"lab-test-{i:06d}", "prompt": p, "task": parse_prompt(p).task,

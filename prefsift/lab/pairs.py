@@ -17,6 +17,12 @@ oracle's best response is used), and the columns ``origin_chosen`` / ``origin_re
 ``sample``, ``edit``, ``reference`` or ``garbage``. A noisy external rater (``score_*`` = oracle +
 Gaussian noise, an UltraFeedback-style rating) is recorded for score-gap baselines.
 
+``rater_bias`` = b: a rater with a systematic bias labels a share b of the pairs whose answers
+differ in length, drawn at random: the longer answer is chosen, whatever the oracle says (column
+``biased``). Where the longer answer is the worse one, the label is wrong, and wrong the same way
+every time: the lab's SFT habits (an extra item, the input echoed) make answers longer and worse,
+so a model that learns the rater learns the habits. Deliberate flips are built as clean pairs too.
+
 ``labels_from_ratings``: the label is the rater's instead, as in UltraFeedback-binarized: the rater
 scores both answers and the higher-rated one is ``chosen``, so a wrong label is exactly a rating
 error (and a rating-gap filter cannot see it). No pair is flipped on purpose then: the ``flipped``
@@ -47,6 +53,7 @@ class PairConfig:
     rater_noise: float = field(default=0.1, metadata={"help": "std of the Gaussian noise of the external rater's scores"})
     labels_from_ratings: bool = field(default=False, metadata={"help": "label every pair by the rater (chosen = higher rated)"})
     rater_agreement: float = field(default=0.85, metadata={"help": "with labels_from_ratings: the rater's agreement with the oracle's preference on non-tied pairs"})
+    rater_bias: float = field(default=0.0, metadata={"help": "share of the pairs (of those whose answers differ in length) that a length-biased rater labels: the longer answer is chosen, right or wrong"})
 
 
 def type_counts(n: int, proportions: dict[str, float]) -> dict[str, int]:
@@ -210,8 +217,10 @@ def build_pairs(
     types = [t for t in PAIR_TYPES for _ in range(counts[t])]
     rng.shuffle(types)
     by_ratings = cfg.labels_from_ratings and not oracle_labels
-    if by_ratings:  # no deliberate flips: the rater's errors are the wrong labels
+    biased = cfg.rater_bias > 0 and not oracle_labels
+    if by_ratings or biased:  # no deliberate flips: the rater's errors are the wrong labels
         types = ["clean" if t == "flipped" else t for t in types]
+    if by_ratings:
         return _rated_pairs(prompts, samples, types, cfg, rng, split)
     rows = []
     for k, (prompt, pair_type, draws) in enumerate(zip(prompts, types, samples)):
@@ -224,7 +233,14 @@ def build_pairs(
             swap = rng.random() >= _sigmoid((r_b - r_w) / cfg.bt_temperature)
         noise_chosen, noise_rejected = rng.gauss(0.0, cfg.rater_noise), rng.gauss(0.0, cfg.rater_noise)
         s_b, s_w = (r_b + noise_rejected, r_w + noise_chosen) if swap else (r_b + noise_chosen, r_w + noise_rejected)
-        rows.append(_row(split, k, prompt, pair_type, (better, origin_b, r_b, s_b), (worse, origin_w, r_w, s_w), swap))
+        # (the draw only when there is a bias, so that the labs without one stay byte for byte as they were)
+        by_bias = biased and len(better) != len(worse) and rng.random() < cfg.rater_bias
+        if by_bias:
+            swap = len(worse) > len(better)  # the longer answer is chosen
+        row = _row(split, k, prompt, pair_type, (better, origin_b, r_b, s_b), (worse, origin_w, r_w, s_w), swap)
+        if biased:
+            row["biased"] = by_bias
+        rows.append(row)
     return rows
 
 

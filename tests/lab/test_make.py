@@ -351,3 +351,37 @@ def test_labels_from_ratings_are_the_raters_errors():
     # either a deliberate flip or a Bradley–Terry draw, never the rating.
     plain = build_pairs(prompts[:300], samples[:300], LabConfig().proportions(), PairConfig(), seed=5, split="train")
     assert any(r["score_chosen"] < r["score_rejected"] for r in plain)
+
+
+def test_a_length_biased_rater_labels_its_share_by_length_and_nothing_else_changes():
+    from prefsift.lab.pairs import PairConfig, build_pairs
+
+    prompts, samples = _prompts_and_samples(3000, 5)
+    props = LabConfig().proportions()
+    plain = build_pairs(prompts, samples, props, PairConfig(), seed=5, split="train")
+    assert all("biased" not in r for r in plain)  # a lab without the bias is as it was
+    rows = build_pairs(prompts, samples, props, PairConfig(rater_bias=0.4), seed=5, split="train")
+    assert not any(r["pair_type"] == "flipped" for r in rows)
+    length = lambda r, side: len(r[side].split())  # noqa: E731  (a lab response: words after a space each)
+    differ = [r for r in rows if length(r, "chosen") != length(r, "rejected")]
+    by_bias = [r for r in differ if r["biased"]]
+    assert not any(r["biased"] for r in rows if r not in differ)  # only where the lengths differ
+    # Its share of those pairs, drawn independently per pair: binomial sd at n ≈ 1,000 is about 0.015.
+    assert len(by_bias) / len(differ) == pytest.approx(0.4, abs=0.05)
+    assert all(length(r, "chosen") > length(r, "rejected") for r in by_bias)  # the longer one, right or wrong
+    # A biased label is wrong exactly where the longer answer is the worse one.
+    assert all(r["label_correct"] == (r["oracle_chosen"] >= r["oracle_rejected"]) for r in rows)
+    assert any(not r["label_correct"] for r in by_bias) and any(r["label_correct"] for r in by_bias)
+
+
+def test_a_careful_validation_set_has_the_training_mix_and_only_right_labels():
+    from prefsift.lab.pairs import PAIR_TYPES, PairConfig, build_pairs, type_counts
+
+    prompts, samples = _prompts_and_samples(400, 5)
+    props = LabConfig().proportions()
+    careful = {**props, "clean": props["clean"] + props["flipped"], "flipped": 0.0}
+    rows = build_pairs(prompts, samples, careful, PairConfig(rater_bias=0.5), seed=5, split="validation",
+                       oracle_labels=True)
+    want = type_counts(400, careful)
+    assert {t: sum(r["pair_type"] == t for r in rows) for t in PAIR_TYPES} == want
+    assert all(r["label_correct"] for r in rows) and all("biased" not in r for r in rows)
