@@ -14,6 +14,7 @@ from prefsift.sharding import set_shard
 from prefsift.train.dpo import StageSettings, train_stage
 
 RECORDS = [{"prompt": f"Q{i % 10}?", "chosen": " good answer", "rejected": f" bad {i % 10}"} for i in range(32)]
+EVAL = RECORDS[:8]  # a validation curve, as a run's stages have
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
@@ -23,5 +24,5 @@ if __name__ == "__main__":
     tok, policy, ref = load_tokenizer(model_dir), load_model(model_dir), load_model(model_dir)
     train_stage(policy, ref, tok, RECORDS, PairwiseObjective("dpo", 0.1),
                 StageSettings(epochs=2, learning_rate=1e-2, batch_size=batch, optimizer=optim), out,
-                start_key="s", data_key="d", name="stage", log=lambda *a: None,
+                start_key="s", data_key="d", name="stage", log=lambda *a: None, eval_records=EVAL, eval_steps=2,
                 lora=LoraSettings(r=r, alpha=2 * r) if r else None, start_is_reference=bool(r))

@@ -53,6 +53,12 @@ def test_a_training_stage_under_fsdp_equals_ddp_and_one_process(word_tokenizer, 
     assert _gap(got, begin, "one", "ddp") < 1e-3
     info = json.loads((tmp_path / "fsdp" / "stage.json").read_text())
     assert info["shard"] == "fsdp" and info["processes"] == 2
+    # The validation curve starts at step 0 (the trainer's own evaluation on start, under FSDP) and
+    # agrees with one process's, the same evaluation of the same weights.
+    curve = lambda name: [(e["step"], e["eval_loss"]) for e in json.loads(  # noqa: E731
+        (tmp_path / name / "stage.json").read_text())["log"] if "eval_loss" in e]
+    assert [s for s, _ in curve("fsdp")] == [s for s, _ in curve("one")] and curve("fsdp")[0][0] == 0
+    assert all(abs(a - b) < 1e-4 for (_, a), (_, b) in zip(curve("fsdp"), curve("one")))
     # Each rank held about half of the weights while it trained (FSDP pads a shard to a whole row).
     total = sum(t.numel() for t in begin.values()) - begin["model.embed_tokens.weight"].numel()  # (head: tied)
     assert 0.4 * total < info["weights_held_by_rank0"] < 0.7 * total + (1 if lora_r else 0) * total

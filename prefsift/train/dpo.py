@@ -121,7 +121,9 @@ def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, e
         remove_unused_columns=True,
         eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps, per_device_eval_batch_size=32,
         train_sampling_strategy="sequential" if variant and variant.in_order else "random",
-        **(sharding or {}),  # FSDP's fields (sharding.fsdp_training_args), or none: DDP
+        # FSDP's fields (sharding.fsdp_training_args), or none: DDP. Under FSDP2, accelerate prepares
+        # the model with its optimizer, inside train(): the step-0 validation is the trainer's own.
+        **(sharding or {}), eval_on_start=bool(eval_steps),
     )
 
 
@@ -227,8 +229,6 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
                              callbacks=[_fault_point_callback(f"train:{name}")])
         attach_progress(trainer, label or name, out_dir, show=progress)
         start = []
-        if eval_records:  # the validation curve starts at the starting point, step 0
-            start = [{**trainer.evaluate(), "step": 0}]  # train() starts a fresh log, so keep it here
         result = trainer.train()
     finally:
         # The trainer may wrap the reference's forward (autocast); the caller gets it back as it was.
