@@ -98,8 +98,12 @@ def fsdp_training_args(model) -> dict:
     """The `TrainingArguments` fields that make a TRL trainer shard `model` with FSDP2: one unit per
     decoder layer. After forward, a layer's gathered weights are dropped. State dicts are gathered
     whole, so a stage saves a plain model folder."""
-    return {"fsdp": True, "fsdp_config": {"version": 2, "transformer_layer_cls_to_wrap": layer_class_names(model),
-                                          "reshard_after_forward": True, "state_dict_type": "FULL_STATE_DICT"}}
+    # TRL checkpoints activations by default; under FSDP it is FSDP's own checkpointing (one all-gather
+    # fewer in backward than the model's), the same recomputation.
+    return {"fsdp": True, "activation_checkpointing": False,
+            "fsdp_config": {"version": 2, "transformer_layer_cls_to_wrap": layer_class_names(model),
+                            "reshard_after_forward": True, "state_dict_type": "FULL_STATE_DICT",
+                            "activation_checkpointing": True}}
 
 
 def fsdp_trainer(trainer_class):

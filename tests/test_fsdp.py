@@ -124,3 +124,17 @@ def test_fsdp_settings_it_cannot_honour_are_refused_before_any_work(lab, extra, 
     r = _prefsift(*args)
     assert r.returncode == 2 and message in r.stderr, r.stderr[-2000:]
     assert not (lab / "refused").exists()
+
+
+def test_prefsift_warmup_under_fsdp_equals_one_process(lab):
+    """`prefsift warmup --processes 2 --shard fsdp` (the command, its workers started by torchrun)
+    trains the θ one process trains, to the order of the gradient sum (see the module docstring)."""
+    args = ["warmup", "--reference", str(lab / "lab" / "sft_model"), "--train", str(lab / "train.jsonl"),
+            "--learning-rate", "1e-3", "--batch-size", "16", "--quiet"]
+    for out, extra in (("w_one", ()), ("w_fsdp", ("--processes", "2", "--shard", "fsdp"))):
+        r = _prefsift(*args, "--out", str(lab / out), *extra)
+        assert r.returncode == 0, r.stderr[-3000:]
+    begin = load_file(lab / "lab" / "sft_model" / "model.safetensors")
+    got = {n: load_file(lab / n / "warmup" / "model" / "model.safetensors") for n in ("w_one", "w_fsdp")}
+    assert _gap(got, begin, "w_one", "w_fsdp") < 1e-3
+    assert json.loads((lab / "w_fsdp" / "warmup" / "stage.json").read_text())["shard"] == "fsdp"

@@ -31,7 +31,8 @@ def describe_model(spec: str, device: str = "auto", dtype: str = "auto") -> str:
 
 
 def warmup(reference: str | Path, pairs: str | Path, *, out: str | Path = "runs/warmup",
-           validation: str | Path | None = None, columns: ColumnMap | None = None, log=print, **settings) -> Path:
+           validation: str | Path | None = None, columns: ColumnMap | None = None, log=print, processes: int = 1,
+           threads: int | None = None, **settings) -> Path:
     """θ, the model the scores are taken at: the paper's warm-up, `epochs` (default 1) of DPO on all
     the pairs from the SFT model `reference`, through TRL's DPOTrainer. Returns θ's folder,
     OUT/warmup/model (a plain Hugging Face folder; a rerun with the same inputs reuses it).
@@ -43,13 +44,27 @@ def warmup(reference: str | Path, pairs: str | Path, *, out: str | Path = "runs/
         validation: validation pairs: their loss every `eval_steps` steps (optional).
         columns: which columns hold prompt/chosen/rejected/id (`prefsift.data.ColumnMap`).
         log: where progress lines go.
+        processes: local worker processes to train in (torchrun): DDP, or with shard="fsdp" each
+            model split over them.
+        threads: torch threads per worker (default: an equal share of the cores).
         **settings: any `prefsift.train.warmup.WarmupConfig` field: objective, beta (0.1), epochs (1),
             learning_rate (1e-6, TRL's default), batch_size (8), max_length, lora_r (0: full
             fine-tuning), seed, device, dtype, ...; `prefsift warmup --help` explains each.
     """
+    from ..distributed import check_processes, world
     from ..train.warmup import WarmupConfig, warmup_from_files
 
     settings = checked_settings(WarmupConfig, settings, "warmup", taken=("reference", "train", "out", "validation"))
     cfg = WarmupConfig(reference=str(reference), train=str(pairs), out=str(out),
                        validation=str(validation) if validation is not None else None, **settings)
+    here = world()
+    if check_processes(processes, here) > 1 and not here.sharded:
+        from ..train.dpo import per_process_batch
+        from ..train.warmup import check_warmup_inputs
+        from .launch import column_flags, config_flags, launch
+
+        check_warmup_inputs(cfg, columns)  # here, once, before N processes start and load models
+        per_process_batch(cfg.batch_size, processes)
+        launch(processes, ["warmup", *config_flags(cfg), *column_flags(columns)], threads)
+        return cfg.model_folder
     return warmup_from_files(cfg, columns=columns, log=log)

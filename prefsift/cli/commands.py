@@ -77,7 +77,7 @@ def cmd_lab_sentiment(args) -> int:
 def cmd_warmup(args) -> int:
     settings = _settings(configs.WarmupConfig, args, skip=("reference", "train", "out", "validation"))
     folder = api.warmup(args.reference, args.train, out=args.out, validation=args.validation, columns=_columns(args),
-                        **settings)
+                        processes=args.processes, threads=args.threads, **settings)
     print(f"\nθ (the warmed-up model): {folder}\nnext: prefsift score --reference {args.reference} --policy {folder} "
           f"--train {args.train} --validation VAL --out {args.out}")
     return 0

@@ -227,6 +227,7 @@ def _add_scoring_commands(sub, c) -> None:
     _add_dataclass_args(warm, WarmupConfig, skip=("strict",))
     _add_column_args(warm)
     warm.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_processes_arg(warm, "train in (DDP, or each model split over them with --shard fsdp)", "warmup")
     warm.set_defaults(func=c.cmd_warmup)
 
     score = sub.add_parser(
