@@ -53,8 +53,8 @@ def test_processes_is_refused_inside_a_launcher():
     assert check_processes(4, World()) == 4
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab_with_theta(root: Path) -> Path:
+    """A tiny lab in ROOT/lab and θ, its SFT model warmed up in one process, in ROOT/theta/model."""
     from prefsift.data import load_pairs
     from prefsift.lab import LabConfig, make_lab
     from prefsift.models import load_model, load_tokenizer
@@ -62,7 +62,6 @@ def lab(tmp_path_factory):
     from prefsift.scoring.logprobs import model_fingerprint
     from prefsift.train.dpo import StageSettings, train_stage
 
-    root = tmp_path_factory.mktemp("sharded")
     make_lab(LabConfig(**LAB), root / "lab")
     tok, ref = load_tokenizer(root / "lab" / "sft_model"), load_model(root / "lab" / "sft_model")
     recs = [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected}
@@ -70,6 +69,12 @@ def lab(tmp_path_factory):
     train_stage(ref, ref, tok, recs, PairwiseObjective("dpo", 0.1),
                 StageSettings(epochs=1, learning_rate=1e-3, batch_size=16), root / "theta",
                 start_key=model_fingerprint(ref), data_key="lab", name="warmup", log=lambda *a: None)
+    return root
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = lab_with_theta(tmp_path_factory.mktemp("sharded"))
     # A bad row stays in the merged table, in its place, with its reason.
     lines = (root / "lab" / "train.jsonl").read_text().splitlines()
     lines.insert(7, '{"prompt": "sort : 1 2 =", "chosen": " 1 2"}')

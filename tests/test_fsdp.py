@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from tests.test_distributed import LAB, _assert_same_table, _env, _prefsift, _score_args, _torchrun
+from tests.test_distributed import _assert_same_table, _env, _prefsift, _score_args, _torchrun, lab_with_theta
 
 HERE = Path(__file__).parent
 WORKER = str(HERE / "stage_worker.py")
@@ -66,21 +66,7 @@ def test_a_training_stage_under_fsdp_equals_ddp_and_one_process(word_tokenizer, 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    from prefsift.data import load_pairs
-    from prefsift.lab import LabConfig, make_lab
-    from prefsift.models import load_model, load_tokenizer
-    from prefsift.objectives import PairwiseObjective
-    from prefsift.scoring.logprobs import model_fingerprint
-    from prefsift.train.dpo import StageSettings, train_stage
-
-    root = tmp_path_factory.mktemp("fsdp")
-    make_lab(LabConfig(**LAB), root / "lab")
-    tok, ref = load_tokenizer(root / "lab" / "sft_model"), load_model(root / "lab" / "sft_model")
-    recs = [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected}
-            for r in load_pairs(root / "lab" / "train.jsonl").valid_rows]
-    train_stage(ref, ref, tok, recs, PairwiseObjective("dpo", 0.1),
-                StageSettings(epochs=1, learning_rate=1e-3, batch_size=16), root / "theta",
-                start_key=model_fingerprint(ref), data_key="lab", name="warmup", log=lambda *a: None)
+    root = lab_with_theta(tmp_path_factory.mktemp("fsdp"))
     (root / "train.jsonl").write_text((root / "lab" / "train.jsonl").read_text())
     one = _prefsift(*_score_args(root, "one"))
     assert one.returncode == 0, one.stderr[-3000:]
