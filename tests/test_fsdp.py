@@ -35,7 +35,7 @@ def _gap(got: dict, start: dict, a: str, b: str) -> float:
 
 
 @pytest.mark.parametrize("lora_r", [0, 4])
-def test_a_training_stage_under_fsdp_equals_ddp_and_one_process(word_tokenizer, tmp_path, lora_r):
+def test_a_training_stage_under_fsdp_equals_one_process(word_tokenizer, tmp_path, lora_r):
     from tests.tiny import save_word_model
 
     save_word_model(word_tokenizer, tmp_path / "start")
@@ -43,14 +43,17 @@ def test_a_training_stage_under_fsdp_equals_ddp_and_one_process(word_tokenizer, 
     r = subprocess.run([sys.executable, WORKER, start, str(tmp_path / "one"), "8", "sgd", "ddp", str(lora_r)],
                        capture_output=True, text=True, env=_env(), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    for shard in ("ddp", "fsdp"):
+    # (DDP's full fine-tuning is test_distributed.py's; its LoRA stage with a validation curve once
+    # drifted from one process, so it is checked here)
+    shards = ("ddp", "fsdp") if lora_r else ("fsdp",)
+    for shard in shards:
         r = _torchrun(2, WORKER, start, str(tmp_path / shard), "8", "sgd", shard, str(lora_r))
         assert r.returncode == 0, r.stderr[-3000:]
     begin = load_file(tmp_path / "start" / "model.safetensors")
-    got = {n: load_file(tmp_path / n / "model" / "model.safetensors") for n in ("one", "ddp", "fsdp")}
+    got = {n: load_file(tmp_path / n / "model" / "model.safetensors") for n in ("one", *shards)}
     assert sorted(got["fsdp"]) == sorted(begin)  # a plain model folder, adapters merged
-    assert _gap(got, begin, "one", "fsdp") < 1e-3
-    assert _gap(got, begin, "one", "ddp") < 1e-3
+    for shard in shards:
+        assert _gap(got, begin, "one", shard) < 1e-3, shard
     info = json.loads((tmp_path / "fsdp" / "stage.json").read_text())
     assert info["shard"] == "fsdp" and info["processes"] == 2
     # The validation curve starts at step 0 (the trainer's own evaluation on start, under FSDP) and
