@@ -121,8 +121,9 @@ def _trl_config(objective: PairwiseObjective, s: StageSettings, out_dir: Path, e
         remove_unused_columns=True,
         eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps, per_device_eval_batch_size=32,
         train_sampling_strategy="sequential" if variant and variant.in_order else "random",
-        # FSDP's fields (sharding.fsdp_training_args), or none: DDP. Under FSDP2, accelerate prepares
-        # the model with its optimizer, inside train(): the step-0 validation is the trainer's own.
+        # FSDP's fields (sharding.fsdp_training_args), or none: DDP. The step-0 validation is the
+        # trainer's own (eval_on_start), inside train(): FSDP2 prepares the model with its optimizer
+        # there, and a separate evaluate() before train() made DDP + LoRA drift from one process.
         **(sharding or {}), eval_on_start=bool(eval_steps),
     )
 
@@ -228,7 +229,6 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
                              eval_dataset=Dataset.from_list(eval_records) if eval_records else None,
                              callbacks=[_fault_point_callback(f"train:{name}")])
         attach_progress(trainer, label or name, out_dir, show=progress)
-        start = []
         result = trainer.train()
     finally:
         # The trainer may wrap the reference's forward (autocast); the caller gets it back as it was.
@@ -247,7 +247,7 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
         to_save = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     info = {"key": key, "name": name, "seconds": time.time() - t0, "train_loss": result.training_loss,
             "steps": result.global_step, "settings": asdict(settings), "objective": asdict(objective),
-            "log": start + trainer.state.log_history, "processes": here.size,
+            "log": trainer.state.log_history, "processes": here.size,
             **({"shard": "fsdp", "weights_held_by_rank0": held} if fsdp else {}),
             **({"variant": asdict(variant)} if variant else {}),
             **({"weighted_pairs": sum(1 for r in records if r.get(WEIGHT, 0) > 0)}
