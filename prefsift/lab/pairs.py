@@ -21,7 +21,9 @@ Gaussian noise, an UltraFeedback-style rating) is recorded for score-gap baselin
 differ in length, drawn at random: the longer answer is chosen, whatever the oracle says (column
 ``biased``). Where the longer answer is the worse one, the label is wrong, and wrong the same way
 every time: the lab's SFT habits (an extra item, the input echoed) make answers longer and worse,
-so a model that learns the rater learns the habits. Deliberate flips are built as clean pairs too.
+so a model that learns the rater learns the habits. The same rater gives the ratings, so where it
+labelled by length it rated its chosen answer higher (a rating gap does not reveal the truth its
+label hides). Deliberate flips are built as clean pairs too.
 
 ``labels_from_ratings``: the label is the rater's instead, as in UltraFeedback-binarized: the rater
 scores both answers and the higher-rated one is ``chosen``, so a wrong label is exactly a rating
@@ -237,6 +239,10 @@ def build_pairs(
         by_bias = biased and len(better) != len(worse) and rng.random() < cfg.rater_bias
         if by_bias:
             swap = len(worse) > len(better)  # the longer answer is chosen
+            # The same rater gives the ratings: it rates the answer it chose higher (else a rating-based
+            # rule would read the truth the label hides).
+            if (s_w > s_b) != swap:
+                s_b, s_w = s_w, s_b
         row = _row(split, k, prompt, pair_type, (better, origin_b, r_b, s_b), (worse, origin_w, r_w, s_w), swap)
         if biased:
             row["biased"] = by_bias

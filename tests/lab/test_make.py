@@ -372,6 +372,10 @@ def test_a_length_biased_rater_labels_its_share_by_length_and_nothing_else_chang
     # A biased label is wrong exactly where the longer answer is the worse one.
     assert all(r["label_correct"] == (r["oracle_chosen"] >= r["oracle_rejected"]) for r in rows)
     assert any(not r["label_correct"] for r in by_bias) and any(r["label_correct"] for r in by_bias)
+    # The same rater rates: where it labelled by length, it rated its chosen answer at least as high, so
+    # a rating gap never shows a wrong biased label; unbiased pairs keep ratings that can disagree.
+    assert all(r["score_chosen"] >= r["score_rejected"] for r in by_bias)
+    assert any(r["score_chosen"] < r["score_rejected"] for r in rows if not r["biased"])
 
 
 def test_a_careful_validation_set_has_the_training_mix_and_only_right_labels():
