@@ -21,7 +21,7 @@ from ..data import ColumnMap
 from ..quiet import set_verbose
 from .models import describe_model, warmup
 from .pairs import check_pairs, load_pairs, subset, write_subset
-from .runs import LabSummary, RunResult, demo, make_lab, make_sentiment_lab, open_run, plan, run
+from .runs import LabSummary, RunResult, demo, make_lab, make_sentiment_lab, open_run, plan, recommend, run
 from .scores import load_scores, plan_scores, score, select
 from .selections import Selection, select_to_folder
 from .views import view
@@ -68,6 +68,6 @@ def register_judge(name: str, make, *, takes: str | None = None, check=None, hel
 
 
 __all__ = ["ColumnMap", "LabSummary", "RunResult", "Selection", "check_pairs", "demo", "describe_model", "load_pairs",
-           "load_scores", "make_lab", "make_sentiment_lab", "open_run", "plan", "plan_scores", "register_judge",
+           "load_scores", "make_lab", "make_sentiment_lab", "open_run", "plan", "plan_scores", "recommend", "register_judge",
            "register_rule", "register_score", "run", "score", "select", "select_to_folder", "set_verbose", "subset", "view",
            "warmup", "write_subset"]

@@ -68,6 +68,23 @@ def run(config, *, overrides=(), out: str | Path | None = None, progress: bool =
     return table
 
 
+def recommend(config, *, overrides=(), out: str | Path | None = None, progress: bool = True, log=print,
+              threads: int | None = None, **settings) -> dict:
+    """Which answer to train this model on: `run` with the one arm ``auto`` (`pipeline/recommend.py`).
+    Every candidate of `calibration.candidates` is probed briefly from θ and judged on validation
+    data only; the best is chosen when its gain over all the data is clear, else all the data. The
+    choice is trained for every seed and judged on the test prompts. Returns recommendation.json
+    (every candidate's probe, the choice and why, the probes' cost), with "test": the trained
+    choice's rows of the evaluation table."""
+    from ..pipeline.recommend import read_recommendation
+    from ..pipeline.rundir import RunDir
+
+    cfg = _config(config, overrides, out, {**settings, "arms": ["auto"]})
+    table = run(cfg, progress=progress, log=log, threads=threads)
+    found = read_recommendation(RunDir(cfg.out))
+    return {**found, "out": str(cfg.out), "test": table.to_dict("records")}
+
+
 def plan(config, *, overrides=(), out: str | Path | None = None, processes: int = 1, log=print, **settings):
     """`prefsift plan`: each stage of `run(config)` with its predicted time, FLOPs and peak memory
     per process on this machine (from short probes of the real models on the real pairs), saved as

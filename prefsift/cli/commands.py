@@ -118,6 +118,17 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_recommend(args) -> int:
+    found = api.recommend(args.config, overrides=args.overrides, out=args.out, progress=not args.quiet,
+                          threads=args.threads)
+    test = found["test"]
+    wr = sum(r["win_rate"] for r in test) / len(test) if test else float("nan")
+    print(f"\nrecommended: {found['chosen']} ({found['why']}); the probes took {found['probe_seconds']:.0f} s.\n"
+          f"Trained on it: WinRate {100 * wr:.1f} % against π_ref on the test prompts (mean over {len(test)} "
+          f"seed(s)). Every probe: {found['out']}/recommend/recommendation.json")
+    return 0
+
+
 def cmd_plan(args) -> int:
     """The plan of `prefsift run CONFIG.yaml` with N processes, saved as OUT/plan.json."""
     plan = api.plan(args.config, overrides=args.overrides, out=args.out, processes=args.processes)

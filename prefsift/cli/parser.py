@@ -306,6 +306,28 @@ def _add_run_commands(sub, c) -> None:
     _add_processes_arg(run, "train (DDP) and score (sharded) in", "run")
     run.set_defaults(func=c.cmd_run, keys_are_flags=False)  # its errors name the YAML keys
 
+    rec = sub.add_parser(
+        "recommend", help="which answer to train your model on: every candidate probed on validation data, the "
+                          "best trained",
+        description="`prefsift run CONFIG.yaml` with the one arm `auto`. Each candidate of calibration.candidates "
+                    "(default: all the data, LossDiff-IRM, TIF, alignment potential, large margin, Selective DPO, "
+                    "robust DPO; those whose scores or data columns the run lacks are left out, with the reason) "
+                    "trains a short probe from θ (calibration.probe_epochs), judged against π_ref on the validation "
+                    "prompts only (calibration.by: judge), or by the validation loss (by: loss, no judge). The "
+                    "candidate with the best probe is chosen when its gain over all the data's probe, paired on "
+                    "the validation prompts, has a 95 % interval above zero; when none has, the probes cannot tell "
+                    "the candidates apart and the answer is all the data. The choice is then trained for every "
+                    "seed and judged on the test prompts. RUN/recommend/recommendation.json keeps every probe, the "
+                    "choice and its reason, and the probes' cost; a rerun reuses them.",
+        epilog=_run_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    rec.add_argument("config", help="YAML file of RunConfig settings (its `arms` are replaced by [auto])")
+    rec.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                     help="settings over the file's: calibration.candidates=[full,lossdiff_irm,robust_dpo] "
+                          "calibration.probe_epochs=0.5 calibration.by=loss")
+    rec.add_argument("--out", help="run directory (overrides the config's out)")
+    rec.add_argument("--quiet", action="store_true", help="no progress bars")
+    rec.set_defaults(func=c.cmd_recommend, keys_are_flags=False)
+
     plan = sub.add_parser(
         "plan", help="predicted time, FLOPs and peak memory of every stage of a run, before it runs",
         description="Print each stage of `prefsift run CONFIG.yaml` with its predicted time, FLOPs and peak "

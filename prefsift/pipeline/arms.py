@@ -7,6 +7,8 @@ An arm is one training (per seed) on one selection of the scored pairs. Its name
 * a name under ``windows``: percentile windows on scores, intersected;
 * ``calibrated_<family>[_free]``: a window chosen by probe trainings on validation data
   (`pipeline/calibrate.py`);
+* ``auto``: the answer `prefsift recommend` chooses among `calibration.candidates` by probe
+  trainings on validation data (`pipeline/recommend.py`);
 * a registered treatment (`prefsift.treatments.TREATMENTS`): weights, swapped labels or a robust
   loss, on pairs it chooses (route dpo);
 * any other name: a registered selection rule (`prefsift.selection.RULES`).
@@ -29,6 +31,11 @@ from ..treatments import TREATMENTS
 # taken on (several: intersected, as LossDiff-IRM).
 FAMILIES = {"tif": ("if",), "lossdiff": ("lossdiff",), "lossdiff_irm": ("lossdiff", "irm")}
 CALIBRATED_ARMS = tuple(f"calibrated_{f}{s}" for f in FAMILIES for s in ("", "_free"))
+AUTO = "auto"
+# The `auto` arm's default candidates: all the data, the paper's rules, the field's rules and a robust
+# loss. Those whose scores or data columns a run lacks are left out, each with its reason.
+DEFAULT_CANDIDATES = ("full", "lossdiff_irm", "tif", "alignment_potential", "large_margin", "selective_dpo",
+                      "robust_dpo")
 _TABLE_COLUMNS = ("id", "valid", "reason")
 
 
@@ -41,10 +48,12 @@ def calibrated_family(arm: str) -> tuple[str, bool] | None:
 
 
 def arm_kind(arm: str, imported: dict | None = None, windows: dict | None = None) -> str:
-    """"full", "imported", "window", "calibrated", "treatment" or "rule" (a registered rule, or an
-    unknown name: `check_arms` refuses those)."""
+    """"full", "imported", "window", "calibrated", "auto", "treatment" or "rule" (a registered rule,
+    or an unknown name: `check_arms` refuses those)."""
     if arm == "full":
         return "full"
+    if arm == AUTO:
+        return "auto"
     if arm in (imported or {}):
         return "imported"
     if arm in (windows or {}):
@@ -75,8 +84,8 @@ def arm_needs(arm: str, imported: dict | None = None, windows: dict | None = Non
 
 def check_selectable(rule: str, key: str = "rule") -> str:
     """``rule`` if `prefsift select` can apply it to a scores table alone, else a `ConfigError`."""
-    if rule in CALIBRATED_ARMS:
-        raise ConfigError(key=key, problem=f"{rule!r} is not a rule over a scores table: its window is chosen by short "
+    if rule in CALIBRATED_ARMS or rule == AUTO:
+        raise ConfigError(key=key, problem=f"{rule!r} is not a rule over a scores table: it is chosen by short "
                                            "probe trainings judged on validation prompts, which only `prefsift run` "
                                            f"makes; list it under a run config's `arms`, or give a window here "
                                            "(--window SCORE:LOW:HIGH)")
@@ -97,7 +106,7 @@ def _check_arm_name(name, key: str) -> None:
 
 
 def check_arms(arms: list, imported: dict, windows: dict, wanted_scores: list[str], route: str,
-               defer_unknown: bool = False, objective: str = "dpo") -> None:
+               defer_unknown: bool = False, objective: str = "dpo", candidates: list | None = None) -> None:
     """Every arm of a run config known, every defined arm well named and specified, and every score
     an arm reads asked for; a `ConfigError` naming the key otherwise. ``defer_unknown``: a name no
     rule has yet is let through (a plugin not yet imported may register it)."""
@@ -105,7 +114,7 @@ def check_arms(arms: list, imported: dict, windows: dict, wanted_scores: list[st
 
     for name, spec in imported.items():
         key = f"imported.{name}"
-        if name in RULES or name in CALIBRATED_ARMS or name in TREATMENTS or name in _TABLE_COLUMNS:
+        if name in RULES or name in CALIBRATED_ARMS or name in TREATMENTS or name in _TABLE_COLUMNS or name == AUTO:
             raise ConfigError(key=key, problem=f"clashes with a built-in arm or a selection.parquet column; "
                                                f"give it another name (e.g. 'b_{name}')")
         _check_arm_name(name, key)
@@ -114,14 +123,14 @@ def check_arms(arms: list, imported: dict, windows: dict, wanted_scores: list[st
             raise ConfigError(key=key, problem=f": expected 'RUN/selection.parquet:COLUMN', got {spec!r}")
     for name, spec in windows.items():
         _check_arm_name(name, f"windows.{name}")
-        if name in RULES or name in CALIBRATED_ARMS or name in TREATMENTS or name in imported:
+        if name in RULES or name in CALIBRATED_ARMS or name in TREATMENTS or name in imported or name == AUTO:
             raise ConfigError(key=f"windows.{name}", problem="names a rule or an imported arm already; rename it")
         check_windows(spec, key=f"windows.{name}")
-    known = list(RULES.names()) + list(CALIBRATED_ARMS) + list(TREATMENTS.names())
+    known = list(RULES.names()) + list(CALIBRATED_ARMS) + list(TREATMENTS.names()) + [AUTO]
     if (bad := [a for a in arms if a not in known and a not in imported and a not in windows]) and not defer_unknown:
         raise ConfigError(key="arms", problem=f"has unknown arm(s) {bad}{did_you_mean(bad[0], known)}; choose "
                                               f"among {', '.join(known)}, or define them under `imported`/`windows`")
-    calibrated = [a for a in arms if arm_kind(a, imported, windows) == "calibrated"]
+    calibrated = [a for a in arms if arm_kind(a, imported, windows) in ("calibrated", "auto")]
     if calibrated and route != "dpo":
         raise ConfigError(key="arms", problem=f"lists {calibrated}, calibrated by DPO probe trainings, which route "
                                               f"{route!r} does not run; drop them")
@@ -134,6 +143,8 @@ def check_arms(arms: list, imported: dict, windows: dict, wanted_scores: list[st
             raise ConfigError(key="arms", problem=f"lists {arm!r}, which trains objective(s) "
                                                   f"{', '.join(TREATMENTS.get(arm).objectives)}, not {objective!r}; "
                                                   "drop the arm or change `objective`")
+    if AUTO in arms and candidates is not None:
+        check_candidates(candidates, imported, windows, wanted_scores, objective, defer_unknown)
     for arm in arms:
         if arm_kind(arm, imported, windows) == "window":
             continue  # (its scores are checked against the table when it is selected)
@@ -142,6 +153,72 @@ def check_arms(arms: list, imported: dict, windows: dict, wanted_scores: list[st
             raise ConfigError(key="arms", problem=f"lists {arm!r}, which needs the {', '.join(lacking)} score(s), "
                                                   f"but scores.scores is {','.join(wanted_scores)!r}: add them there, "
                                                   "or drop the arm")
+
+
+def check_candidates(candidates: list, imported: dict, windows: dict, wanted_scores: list[str], objective: str,
+                     defer_unknown: bool = False) -> None:
+    """The `auto` arm's candidates: arms whose data is one thing (not drawn anew per seed, not an
+    oracle, not chosen by probes themselves), `full` among them (the answer when the probes cannot
+    tell the others from it), and, where the list is the user's, every score they read asked for."""
+    from ..selection import RULES
+
+    key = "calibration.candidates"
+    if "full" not in candidates:
+        raise ConfigError(key=key, problem="must include 'full': all the data is the answer the recommendation "
+                                           "falls back to, and the baseline every candidate's probe is compared with")
+    for c in candidates:
+        kind = arm_kind(c, imported, windows)
+        if kind in ("calibrated", "auto"):
+            raise ConfigError(key=key, problem=f"lists {c!r}, which is itself chosen by probes; give rules, "
+                                               "treatments, windows or imported arms")
+        if kind == "rule" and c in RULES and (RULES.get(c).seeded or {"pair_type", "label_correct"} & set(RULES.get(c).needs)):
+            raise ConfigError(key=key, problem=f"lists {c!r}, a baseline ({RULES.get(c).help}), not an answer to "
+                                               "recommend; drop it")
+        if kind == "treatment" and objective not in TREATMENTS.get(c).objectives:
+            raise ConfigError(key=key, problem=f"lists {c!r}, which does not train objective {objective!r}; drop it")
+        known = kind != "rule" or c in RULES
+        if not known and not defer_unknown:
+            names = list(RULES.names()) + list(TREATMENTS.names())
+            raise ConfigError(key=key, problem=f"lists unknown arm {c!r}{did_you_mean(c, names)}")
+        lacking = [x for x in arm_needs(c, imported, windows) if x in SCORES and x not in wanted_scores] if known else []
+        if lacking and tuple(candidates) != DEFAULT_CANDIDATES:
+            raise ConfigError(key=key, problem=f"lists {c!r}, which needs the {', '.join(lacking)} score(s), but "
+                                               f"scores.scores is {','.join(wanted_scores)!r}: add them there, or "
+                                               "drop the candidate")
+
+
+def arm_data(cfg, table, arm: str, seed: int = 0):
+    """One arm's data over the scores table, as an `ArmData`; or, when this table cannot give it (a
+    rule whose data column is missing, a score not computed), the reason as a string. Seeded rules
+    (`random`) draw with ``seed``. Not for the arms chosen by probes (calibrated, `auto`)."""
+    from ..selection import RULES, apply_rule, window_of
+    from ..treatments import ArmData, treatment_data
+
+    kind = arm_kind(arm, cfg.imported, cfg.windows)
+    assert kind not in ("calibrated", "auto"), arm
+    if kind == "full":
+        return ArmData(mask=table["valid"].to_numpy(dtype=bool))
+    if kind == "imported":
+        from .inputs import imported_selection
+
+        return ArmData(mask=imported_selection(table, arm, cfg.imported[arm]))
+    if kind == "window":
+        return ArmData(mask=window_of(table, cfg.windows[arm], key=f"windows.{arm}")[0])
+    lacking = [c for c in arm_needs(arm, cfg.imported, cfg.windows) if c in SCORES and c not in table]
+    if kind == "treatment":
+        if lacking:
+            return f"it needs the score(s) {', '.join(lacking)}, which this run does not compute (scores.scores)"
+        return treatment_data(table, arm, cfg.keep, cfg.label_noise)
+    rule = RULES.get(arm, key="arms")
+    if rule.missing is not None and not set(rule.needs) <= set(table.columns):
+        return f"it needs {rule.missing}, which the data does not have"
+    if lacking:
+        return f"it needs the score(s) {', '.join(lacking)}, which this run does not compute (scores.scores)"
+    mask = apply_rule(table, arm, cfg.keep, seed=seed)
+    if rule.order is not None:  # a curriculum: its pairs trained in this column's order
+        return ArmData(mask=mask, order=table[rule.order].to_numpy(dtype=float),
+                       note=f"trained in ascending {rule.order}")
+    return ArmData(mask=mask)
 
 
 def check_treatment_columns(table, arm: str) -> None:
@@ -190,6 +267,22 @@ def treated_records(pairs, mask: np.ndarray, treated, ids: list, seed: int | Non
     return records, stage_key(ids, flipped, weights)
 
 
+def training_data(pairs, mask: np.ndarray, data, ids: list, seed: int, batch_size: int):
+    """(TRL rows, key of that data, loss variant or None) of an arm: its pairs in file order, or, with
+    ``data`` (its `ArmData`), with its swaps, weights, loss and order (a curriculum in blocks of 4
+    batches, shuffled within each by ``seed``, so that seeds differ as other arms' do)."""
+    from ..train.dpo import LossVariant
+    from .rundir import stage_key
+
+    if data is None:
+        return pairs.records(mask), stage_key(ids), None
+    records, data_key = treated_records(pairs, mask, data, ids, seed=seed, block=4 * batch_size)
+    variant = None
+    if data.loss_type or data.conservative or data.order is not None:
+        variant = LossVariant(data.loss_type, data.epsilon, data.conservative, in_order=data.order is not None)
+    return records, data_key, variant
+
+
 def _check_splits(v):
     if not isinstance(v, list) or not v or not all(isinstance(x, (int, float)) and 0 <= x <= 1 for x in v):
         return f"must be a non-empty list of numbers in [0, 1] (the bottom tail's share of the cut), got {v!r}"
@@ -202,9 +295,16 @@ def _check_tails(v):
     return None
 
 
+def _check_candidate_list(v):
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v) or len(set(v)) != len(v):
+        return f"must be a non-empty list of distinct arm names, got {v!r}"
+    return None
+
+
 @dataclass
 class CalibrationSettings:
-    """The `calibration:` section: the grid and the probes of the ``calibrated_*`` arms."""
+    """The `calibration:` section: the probes of the ``calibrated_*`` arms (their grid) and of the
+    ``auto`` arm (its candidates)."""
 
     splits: list = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], metadata={
         "help": "calibrated_<family> at the run's keep: the share of the dropped pairs cut from the bottom tail "
@@ -217,6 +317,11 @@ class CalibrationSettings:
     prompts: int = field(default=300, metadata={"help": "validation prompts each probe is judged on (the first N)",
                                                 "check": ">= 1"})
     answers: int = field(default=4, metadata={"help": "answers per validation prompt", "check": ">= 1"})
+    candidates: list = field(default_factory=lambda: list(DEFAULT_CANDIDATES), metadata={
+        "help": "the auto arm's candidates (rules, treatments, windows, imported arms; 'full' among them): each is "
+                "probed, and the best on validation data is trained when its gain over all the data's probe is "
+                "clear (its 95 % interval above zero), else all the data. With the default list, a candidate whose "
+                "scores or data columns the run lacks is left out with its reason", "check": _check_candidate_list})
     by: str = field(default="judge", metadata={"help": "judge: the probe's WinRate vs π_ref on the validation prompts "
                                                        "(the run's judge); loss: the objective's loss on the validation "
                                                        "pairs (lower is better; no judge)",

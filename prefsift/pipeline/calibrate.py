@@ -32,6 +32,7 @@ from ..errors import ConfigError
 from .rundir import stage_key
 
 from .arms import FAMILIES, CalibrationSettings, calibrated_family  # noqa: F401  (CalibrationSettings: re-exported)
+from .probes import ProbeJudge, run_probe, validation_prompts  # noqa: F401  (re-exported)
 
 
 def probe_count(arm: str, settings: CalibrationSettings) -> int:
@@ -64,11 +65,6 @@ def candidates(table, arm: str, keep: float, settings: CalibrationSettings) -> l
     return out
 
 
-def validation_prompts(inp, n: int) -> list[str]:
-    """The first `n` distinct prompts of the validation pairs, in file order: what probes are judged on."""
-    return list(dict.fromkeys(r["prompt"] for r in inp.validation.records()))[:n]
-
-
 def read_calibrations(rd, arms=None, seeds=()) -> dict[str, dict]:
     """{arm: its calibration.json} for the calibrated arms of run directory `rd` that have one (every
     such arm when `arms` is None), each with "arm_seconds": the arm's own training summed over the
@@ -88,82 +84,15 @@ def read_calibrations(rd, arms=None, seeds=()) -> dict[str, dict]:
     return out
 
 
-class ProbeJudge:
-    """How a probe is valued on validation data: WinRate against π_ref on the validation prompts
-    (answers sampled as the test evaluation samples them), or the objective's validation loss."""
-
-    def __init__(self, run, inp, judge):
-        self.run, self.inp, self.judge = run, inp, judge
-        st = run.cfg.calibration
-        self.by = st.by
-        self.seed = int(run.cfg.seeds[0])
-        if self.by == "judge":
-            from .answers import Answers
-
-            prompts = validation_prompts(inp, st.prompts)
-            if not prompts:
-                raise ConfigError(key="validation", problem="holds no pairs, so the calibrated arms have no prompts "
-                                                            "to judge their probes on: give validation pairs")
-            self.answers = Answers(run, inp, prompts, per_prompt=st.answers)
-            # What the test evaluation's key holds: the judge as configured, the sampler, the sampling.
-            self.key = stage_key("judge", run.cfg.judge, judge.name, self.answers.sampler.name, stage_key(prompts),
-                                 st.answers, run.cfg.temperature, run.cfg.max_new_tokens, self.seed)
-        else:
-            from ..scoring.columns import tokenized
-
-            self.pairs = tokenized(inp.validation, inp.tokenizer)
-            if not self.pairs:
-                raise ConfigError(key="validation", problem="holds no usable pairs, so `calibration.by: loss` has "
-                                                            "nothing to value the probes on: give validation pairs")
-            self._ref = None
-            # TRL's max_length: the loss is over the tokens the probe trained on (as TRL's eval_loss is).
-            self.max_length = run.cfg.final.max_length
-            self.key = stage_key("loss", self.max_length, stage_key([r["prompt"] + r["chosen"] + r["rejected"]
-                                                                     for r in inp.validation.records()]))
-
-    def _logps(self, model):
-        from ..scoring.logprobs import LogprobSettings, compute_pair_logps
-
-        pad = self.inp.tokenizer.pad_token_id
-        return compute_pair_logps(model, self.pairs, pad if pad is not None else 0,
-                                  LogprobSettings(max_length=self.max_length), progress=False)
-
-    def value(self, model) -> dict:
-        """The probe's metrics; "value" is the one candidates are compared on (higher is better)."""
-        if self.by == "judge":
-            from ..eval.winrate import evaluate_answers
-
-            a = self.answers
-            e = evaluate_answers(self.judge, a.asked, a.of(model, self.seed), a.reference(self.seed), seed=self.seed,
-                                 n_prompts=len(a.prompts))
-            return {"value": e.win_rate.win_rate, "win_rate": e.win_rate.win_rate, "wr_low": e.win_rate.low,
-                    "wr_high": e.win_rate.high, "score": e.score_aligned}
-        import torch
-
-        if self._ref is None:
-            self._ref = self._logps(self.inp.reference)
-        p, r = self._logps(model), self._ref
-        obj = self.inp.objective
-        t = torch.as_tensor
-        margin = obj.margin(t(p.chosen), t(p.rejected), t(r.chosen), t(r.rejected), t(p.chosen_tokens),
-                            t(p.rejected_tokens))
-        loss = float(obj.loss(margin).mean())  # the preference loss only (no sft_weight term)
-        return {"value": -loss if np.isfinite(loss) else float("-inf"), "val_loss": loss,
-                "val_margin": float(margin.mean())}
-
-
 def calibration_stage(run, inp, theta_key: str, table, probe_judge: ProbeJudge, arm: str) -> np.ndarray:
     """Probe every candidate window of ``arm`` (reusing finished probes), choose the best on
     validation data, write calibrate/ARM/calibration.json; returns the chosen window's mask."""
-    from ..train import train_stage
-
     cfg, log = run.cfg, run.log
     st = cfg.calibration
     cands = candidates(table, arm, cfg.keep, st)
     folder = run.dir.calibration(arm)
     settings = dataclasses.replace(cfg.final, epochs=st.probe_epochs, seed=int(cfg.seeds[0]))
-    how = (f"WinRate vs π_ref on {len(probe_judge.answers.prompts)} validation prompts x {st.answers} answers"
-           if st.by == "judge" else "the validation loss")
+    how = probe_judge.describe(st)
     log(f"[calibrate] {arm}: {len(cands)} probes of {st.probe_epochs:g} epoch from θ, judged by {how}")
     results = []
     for i, (desc, mask) in enumerate(cands):
@@ -177,18 +106,9 @@ def calibration_stage(run, inp, theta_key: str, table, probe_judge: ProbeJudge, 
         else:
             row = {"key": key, **desc, "n_pairs": int(mask.sum())}
             if mask.any():
-                t = time.time()
-                model, info = train_stage(run.dir.warmup_model, inp.reference, inp.tokenizer, inp.train.records(mask),
-                                          inp.objective, settings, folder / f"probe{i}", start_key=theta_key,
-                                          data_key=stage_key(ids), name=f"probe-{arm}-{i}", lora=inp.lora,
-                                          log=lambda *a, **k: None, label=f"probe {i + 1}/{len(cands)} {arm}",
-                                          progress=run.progress)
-                t_train = time.time() - t
-                t = time.time()
-                row.update(probe_judge.value(model), steps=info["steps"], train_seconds=t_train,
-                           judge_seconds=time.time() - t)
-                del model
-                shutil.rmtree(folder / f"probe{i}", ignore_errors=True)  # its result is all a rerun needs
+                row.update(run_probe(run, inp, theta_key, inp.train.records(mask), stage_key(ids), settings,
+                                     folder / f"probe{i}", f"probe-{arm}-{i}", f"probe {i + 1}/{len(cands)} {arm}",
+                                     probe_judge))
             else:
                 row.update(value=float("-inf"), note="no pair in this window", steps=0, train_seconds=0.0,
                            judge_seconds=0.0)

@@ -95,16 +95,16 @@ class RunConfig:
     keep: float = field(default=0.64, metadata={"help": "kept fraction of every selection arm, in (0, 1]", "check": "(0, 1]"})
     arms: list = field(default_factory=lambda: list(DEFAULT_ARMS), metadata={
         "help": "arms to train: selection rules (`prefsift select --help` lists them; a plugin may add more), "
-                "treatments (soft_lossdiff_irm, soft_tif, lossdiff_irm_relabel, robust_dpo, cdpo) and the names in "
-                "`imported` and `windows`"})
+                "treatments (soft_lossdiff_irm, soft_tif, lossdiff_irm_relabel, robust_dpo, cdpo), auto (the "
+                "recommendation among calibration.candidates) and the names in `imported` and `windows`"})
     label_noise: float | None = field(default=None, metadata={
         "help": "ε of the robust_dpo and cdpo arms: the share of wrong labels, in [0, 0.5); null: estimated as the "
                 "share of pairs with a negative IRM at θ", "check": "[0, 0.5)"})
     imported: dict = field(default_factory=dict, metadata={"help": "arms whose selection comes from another run: {NAME: RUN/selection.parquet:COLUMN}, matched by pair id (e.g. train model B on model A's TIF set)"})
     windows: dict = field(default_factory=dict, metadata={"help": "arms selected by percentile windows, each tail set on its own: {NAME: 'SCORE:LOW:HIGH[,SCORE:LOW:HIGH]'}, intersected (e.g. {ld_irm_asym: 'lossdiff:10:90,irm:0:80'}); choose them on validation data, never on the test prompts"})
     calibration: CalibrationSettings = _section(CalibrationSettings, CalibrationSettings, "CalibrationSettings of the "
-                                                "calibrated arms (calibrated_tif, _lossdiff, _lossdiff_irm, each also "
-                                                "_free): windows chosen by probe trainings judged on validation prompts")
+                                                "arms chosen by probe trainings judged on validation prompts: the "
+                                                "calibrated arms' windows, the auto arm's candidates")
     seeds: list = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds of every arm"})
     judge: str | None = field(default=None, metadata={
         "help": "oracle, lexicon, reward:FOLDER, llm:MODEL, or a registered judge (default: oracle on the lab, "
@@ -211,7 +211,7 @@ class RunConfig:
         if problem and not deferred:
             raise ConfigError(key="judge", problem=problem)
         check_arms(self.arms, self.imported, self.windows, wanted, self.route, defer_unknown=deferred,
-                   objective=self.objective)
+                   objective=self.objective, candidates=self.calibration.candidates)
 
     def load_plugins(self) -> "RunConfig":
         """Import the `plugins` (their rules and judges register themselves), then check the names

@@ -13,8 +13,10 @@ from ..devices import machine_line, model_precision, placement
 from ..distributed import barrier, world
 from ..sharding import use_shard
 from ..errors import ConfigError
-from .arms import calibrated_family
-from .calibrate import ProbeJudge, calibration_stage
+from .arms import AUTO, calibrated_family
+from .calibrate import calibration_stage
+from .probes import ProbeJudge
+from .recommend import recommendation_stage
 from .config import RunConfig
 from .inputs import check_run_inputs, read_test_prompts
 from .rundir import Manifest, RunDir
@@ -47,9 +49,9 @@ def check_run_sharding(cfg: RunConfig, processes: int) -> None:
 
     if processes > 1 and cfg.route == "rm_rl":
         raise ConfigError(key="route", problem="rm_rl runs in one process for now: drop --processes (or the launcher)")
-    calibrated = [a for a in cfg.arms if calibrated_family(a)]
+    calibrated = [a for a in cfg.arms if calibrated_family(a) or a == AUTO]
     if processes > 1 and calibrated:
-        raise ConfigError(key="arms", problem=f"lists calibrated arms {calibrated}, which run in one process for now: "
+        raise ConfigError(key="arms", problem=f"lists arms chosen by probes {calibrated}, which run in one process for now: "
                                               "drop --processes (or the launcher), or those arms")
     if processes > 1:
         per_process_batch(cfg.warmup.batch_size, processes, key="warmup.batch_size")
@@ -94,11 +96,12 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
         del theta  # every arm starts from θ's folder
         train_arm = lambda arm, seed, mask, ids: arm_stage(run, inp, theta_key, arm, seed, mask, ids,  # noqa: E731
                                                            treated.get(arm))
-    calibrate = None
-    if cfg.route == "dpo" and any(calibrated_family(a) for a in cfg.arms):
+    calibrate = recommend = None
+    if cfg.route == "dpo" and any(calibrated_family(a) or a == AUTO for a in cfg.arms):
         probe_judge = ProbeJudge(run, inp, judge)
         calibrate = lambda arm: calibration_stage(run, inp, theta_key, table, probe_judge, arm)  # noqa: E731
-    masks, seeded, treated = selections_stage(run, table, calibrate)
+        recommend = lambda: recommendation_stage(run, inp, theta_key, table, probe_judge)  # noqa: E731
+    masks, seeded, treated = selections_stage(run, table, calibrate, recommend)
 
     answers = Answers(run, inp, read_test_prompts(data.test_prompts, cfg.eval_prompts))
     # `full` is always a selection (every scored pair) but is trained only when listed in `arms`.

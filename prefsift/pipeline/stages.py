@@ -177,19 +177,21 @@ def reused_or_scored(run: Run, scfg, warmup_key: str, warmup_info: dict, t: floa
     return table
 
 
-def selections_stage(run: Run, table: pd.DataFrame, calibrate=None) -> tuple[dict[str, np.ndarray], dict, dict]:
-    """Every arm's selection (registered rule, window, imported from another run, or calibrated by
-    ``calibrate(arm) -> mask``, see `calibrate.py`) → selection.parquet.
+def selections_stage(run: Run, table: pd.DataFrame, calibrate=None,
+                     recommend=None) -> tuple[dict[str, np.ndarray], dict, dict]:
+    """Every arm's selection (registered rule, window, imported from another run, treatment,
+    calibrated by ``calibrate(arm) -> mask``, see `calibrate.py`, or the `auto` arm's recommendation
+    ``recommend() -> ArmData``, see `recommend.py`) → selection.parquet.
 
     Returns the masks by arm, and by (arm, seed) those of seeded rules (`random`), which are drawn
     anew for every training seed so that an arm's spread over seeds holds the draw of its subset;
     selection.parquet has a column ``ARM@seedS`` for each, and ``ARM`` is the first seed's. Third,
-    the `ArmData` of the treatment arms (weights, swapped labels, loss), whose weights and swaps are
-    written to treatments.parquet (the mask, its pairs, is in selection.parquet as any arm's)."""
+    the `ArmData` of the arms that train other than plainly (weights, swapped labels, a loss, an
+    order), whose weights and swaps are written to treatments.parquet (the mask, its pairs, is in
+    selection.parquet as any arm's)."""
     from ..eval.tables import format_selections
-    from ..selection import RULES, apply_rule, window_of
-    from .arms import arm_kind
-    from .inputs import imported_selection
+    from ..selection import RULES
+    from .arms import arm_data, arm_kind
 
     cfg = run.cfg
     masks = {"full": table["valid"].to_numpy(dtype=bool)}
@@ -199,43 +201,37 @@ def selections_stage(run: Run, table: pd.DataFrame, calibrate=None) -> tuple[dic
         kind = arm_kind(arm, cfg.imported, cfg.windows)
         if kind == "full":
             continue
-        if kind == "imported":
-            masks[arm] = imported_selection(table, arm, cfg.imported[arm])
-            continue
-        if kind == "window":
-            masks[arm] = window_of(table, cfg.windows[arm], key=f"windows.{arm}")[0]
-            continue
-        if kind == "calibrated":
-            if calibrate is None:
-                raise ConfigError(key="arms", problem=f"{arm!r} is calibrated by probe trainings, which route "
+        if kind in ("calibrated", "auto"):
+            chooser = calibrate if kind == "calibrated" else recommend
+            if chooser is None:
+                raise ConfigError(key="arms", problem=f"{arm!r} is chosen by probe trainings, which route "
                                                       f"{cfg.route!r} does not run; drop it")
-            masks[arm] = calibrate(arm)
-            continue
-        if kind == "treatment":
-            from ..treatments import treatment_data
-
-            from .arms import check_treatment_columns
-
-            check_treatment_columns(table, arm)
-            treated[arm] = treatment_data(table, arm, cfg.keep, cfg.label_noise)
-            masks[arm] = treated[arm].mask
-            run.log(f"  {arm}: {treated[arm].note}")
-            continue
-        rule = RULES.get(arm, key="arms")
-        if rule.missing is not None and not set(rule.needs) <= set(table.columns):
-            run.log(f"  {arm} arm skipped: it needs {rule.missing}, which the data does not have")
-            continue
-        if rule.seeded and cfg.seeds:
-            for s in cfg.seeds:
-                seeded[(arm, int(s))] = apply_rule(table, arm, cfg.keep, seed=int(s))
-            masks[arm] = seeded[(arm, int(cfg.seeds[0]))]
+            if kind == "calibrated":
+                masks[arm] = chooser(arm)
+                continue
+            data = chooser()
+        elif kind == "rule" and arm in RULES and RULES.get(arm).seeded and cfg.seeds:
+            drawn = {int(s): arm_data(cfg, table, arm, seed=int(s)) for s in cfg.seeds}
+            if not any(isinstance(d, str) for d in drawn.values()):
+                seeded.update({(arm, s): d.mask for s, d in drawn.items()})
+                masks[arm] = seeded[(arm, int(cfg.seeds[0]))]
+                continue
+            data = drawn[int(cfg.seeds[0])]
         else:
-            masks[arm] = apply_rule(table, arm, cfg.keep, seed=0)
-        if rule.order is not None:  # a curriculum: its pairs trained in this column's order
-            from ..treatments import ArmData
+            if kind == "treatment":
+                from .arms import check_treatment_columns
 
-            treated[arm] = ArmData(mask=masks[arm], order=table[rule.order].to_numpy(dtype=float),
-                                   note=f"trained in ascending {rule.order}")
+                check_treatment_columns(table, arm)
+            data = arm_data(cfg, table, arm)
+        if isinstance(data, str):
+            run.log(f"  {arm} arm skipped: {data}")
+            continue
+        masks[arm] = data.mask
+        if kind in ("treatment", "auto") or data.order is not None:
+            if data.note:
+                run.log(f"  {arm}: {data.note}")
+            if kind != "auto" or not _plain(data):
+                treated[arm] = data
     sel = table[["id", "valid", "reason"]].copy()
     for a, m in masks.items():
         sel[a] = m
@@ -253,26 +249,23 @@ def selections_stage(run: Run, table: pd.DataFrame, calibrate=None) -> tuple[dic
     return masks, seeded, treated
 
 
+def _plain(data) -> bool:
+    """Whether an arm's data trains as a plain selection (its pairs, the run's loss, shuffled)."""
+    return (data.flip is None and data.weight is None and data.loss_type is None and not data.conservative
+            and data.order is None)
+
+
 def arm_stage(run: Run, inp: Inputs, theta_key: str, arm: str, seed: int, mask: np.ndarray, ids: list,
               treated=None):
     """One arm: θ trained further (`final`) on its selection with ``seed``, from θ's folder (no copy
     of θ in memory); a treatment arm (``treated``, its `ArmData`) with its pairs' weights, swapped
     labels and loss. Returns (model, stage info)."""
     from ..train import train_stage
-    from ..train.dpo import LossVariant
+    from .arms import training_data
 
     cfg = run.cfg
     settings = dataclasses.replace(cfg.final, seed=int(seed))
-    records, data_key, variant = inp.train.records(mask), stage_key(ids), None
-    if treated is not None:
-        from .arms import treated_records
-
-        # a curriculum in blocks of 4 batches, shuffled within each by the seed (seeds differ, as other arms')
-        records, data_key = treated_records(inp.train, mask, treated, ids, seed=int(seed),
-                                            block=4 * cfg.final.batch_size)
-        if treated.loss_type or treated.conservative or treated.order is not None:
-            variant = LossVariant(treated.loss_type, treated.epsilon, treated.conservative,
-                                  in_order=treated.order is not None)
+    records, data_key, variant = training_data(inp.train, mask, treated, ids, int(seed), cfg.final.batch_size)
     return train_stage(run.dir.warmup_model, inp.reference, inp.tokenizer, records, inp.objective, settings,
                        run.dir.arm(arm, seed), start_key=theta_key, data_key=data_key, name=f"arm-{arm}",
                        eval_records=inp.validation.records(), eval_steps=cfg.eval_steps, lora=inp.lora, log=run.log,

@@ -29,7 +29,7 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
     from ..scoring.table import ScoreConfig, _tokenized
 
     from ..errors import ConfigError
-    from ..pipeline.arms import calibrated_family
+    from ..pipeline.arms import AUTO, calibrated_family
     from ..pipeline.calibrate import probe_count, validation_prompts
 
     if cfg.route != "dpo":
@@ -126,10 +126,16 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
                                      f"{calls} answering calls of {len(prompts)} prompts x {cfg.answers_per_prompt} "
                                      f"answers, {len(jobs)} judgings; "
                                      "probe: one whole call and its judging"))
-        calibrated = [a for a in arms if calibrated_family(a)]
-        if calibrated:  # each calibrated arm's probes: short trainings, each judged on the validation prompts
+        calibrated = [a for a in arms if calibrated_family(a) or a == AUTO]
+        if calibrated:  # each calibrated arm's probes, and auto's: short trainings, judged on the validation prompts
             st = cfg.calibration
-            n_probes = sum(probe_count(a, st) for a in calibrated)
+            n_probes = sum(probe_count(a, st) for a in calibrated if a != AUTO)
+            trainings = float(n_probes)  # in probes of the kept size
+            if AUTO in arms:  # one probe per candidate (at most: a candidate the run cannot give is left out);
+                # a candidate that trains on every pair is len/kept probes of the kept size
+                whole = [c for c in st.candidates if c == "full" or (c in TREATMENTS and TREATMENTS.get(c).every_pair)]
+                n_probes += len(st.candidates)
+                trainings += len(st.candidates) - len(whole) + len(whole) * len(lengths) / kept
             subset = _sized_like(lengths, kept, rng)
             one = training_stage("probe", final, rate, subset, dataclasses.replace(cfg.final, epochs=st.probe_epochs),
                                  processes, n_w, w_bytes, 0, None, trainable=trainable, **mem)
@@ -139,8 +145,8 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
                 few = Answers(run, inp, asked, per_prompt=st.answers)
                 t_answer, got = _timed(device, lambda: few.of(ref, 1))
                 t_judge, _ = _timed(device, lambda: judge.prefers(few.asked, got, got))
-            plan.stages.append(StagePlan("calibration", n_probes * (one.seconds + t_answer + t_judge) + t_answer,
-                                         n_probes * one.flops, one.peak_gib,
+            plan.stages.append(StagePlan("calibration", trainings * one.seconds + n_probes * (t_answer + t_judge)
+                                         + t_answer, trainings * one.flops, one.peak_gib,
                                          f"{n_probes} probes of {st.probe_epochs:g} epoch on about {kept} pairs, each "
                                          f"judged on {len(asked)} validation prompts x {st.answers} answers"
                                          if st.by == "judge" else f"{n_probes} probes of {st.probe_epochs:g} epoch "
@@ -204,7 +210,12 @@ def actual_run_seconds(rd, arms: list, seeds: list) -> dict[str, float]:
         out["evaluation"] = float(sum(evals))
     from ..pipeline.calibrate import read_calibrations
 
+    from ..pipeline.recommend import read_recommendation
+
     cals = read_calibrations(rd, arms)
-    if cals:
-        out["calibration"] = float(sum(c["probe_seconds"] for c in cals.values()))
+    probes = [c["probe_seconds"] for c in cals.values()]
+    if "auto" in arms and (rec := read_recommendation(rd)) is not None:
+        probes.append(rec["probe_seconds"])
+    if probes:
+        out["calibration"] = float(sum(probes))
     return out

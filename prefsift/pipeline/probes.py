@@ -1,0 +1,117 @@
+"""Probes: θ trained a little further on one candidate's data, then valued on validation data only.
+
+The calibrated arms (`calibrate.py`) probe percentile windows of a score; the `auto` arm
+(`recommend.py`) probes whole answers (all the data, a rule, a robust loss). Both value a probe
+with `ProbeJudge`: its WinRate against π_ref on the validation prompts (answers sampled as the
+test evaluation samples them), or with ``by: loss`` the objective's loss on the validation pairs.
+Each value comes with its per-prompt (or per-pair) values, so two probes can be compared paired.
+The test prompts are never looked at."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+
+from ..errors import ConfigError
+from .rundir import stage_key
+
+
+def validation_prompts(inp, n: int) -> list[str]:
+    """The first `n` distinct prompts of the validation pairs, in file order: what probes are judged on."""
+    return list(dict.fromkeys(r["prompt"] for r in inp.validation.records()))[:n]
+
+
+class ProbeJudge:
+    """How a probe is valued on validation data (`settings`: a `CalibrationSettings`, by default
+    the run's `calibration:` section): WinRate against π_ref on the validation prompts, or the
+    objective's validation loss."""
+
+    def __init__(self, run, inp, judge, settings=None):
+        self.run, self.inp, self.judge = run, inp, judge
+        st = run.cfg.calibration if settings is None else settings
+        self.by = st.by
+        self.seed = int(run.cfg.seeds[0])
+        if self.by == "judge":
+            from .answers import Answers
+
+            prompts = validation_prompts(inp, st.prompts)
+            if not prompts:
+                raise ConfigError(key="validation", problem="holds no pairs, so the probes have no prompts to be "
+                                                            "judged on: give validation pairs")
+            self.answers = Answers(run, inp, prompts, per_prompt=st.answers)
+            # What the test evaluation's key holds: the judge as configured, the sampler, the sampling.
+            self.key = stage_key("judge", run.cfg.judge, judge.name, self.answers.sampler.name, stage_key(prompts),
+                                 st.answers, run.cfg.temperature, run.cfg.max_new_tokens, self.seed)
+        else:
+            from ..scoring.columns import tokenized
+
+            self.pairs = tokenized(inp.validation, inp.tokenizer)
+            if not self.pairs:
+                raise ConfigError(key="validation", problem="holds no usable pairs, so `calibration.by: loss` has "
+                                                            "nothing to value the probes on: give validation pairs")
+            self._ref = None
+            # TRL's max_length: the loss is over the tokens the probe trained on (as TRL's eval_loss is).
+            self.max_length = run.cfg.final.max_length
+            self.key = stage_key("loss", self.max_length, stage_key([r["prompt"] + r["chosen"] + r["rejected"]
+                                                                     for r in inp.validation.records()]))
+
+    def describe(self, settings) -> str:
+        return (f"WinRate vs π_ref on {len(self.answers.prompts)} validation prompts x {settings.answers} answers"
+                if self.by == "judge" else "the validation loss")
+
+    def _logps(self, model):
+        from ..scoring.logprobs import LogprobSettings, compute_pair_logps
+
+        pad = self.inp.tokenizer.pad_token_id
+        return compute_pair_logps(model, self.pairs, pad if pad is not None else 0,
+                                  LogprobSettings(max_length=self.max_length), progress=False)
+
+    def value(self, model) -> dict:
+        """The probe's metrics. "value" is the one candidates are compared on (higher is better);
+        "per_prompt" its value per validation prompt (WinRate) or per validation pair (−loss), whose
+        mean it is, for paired comparisons."""
+        if self.by == "judge":
+            from ..eval.paired import per_prompt
+            from ..eval.winrate import evaluate_answers
+
+            a = self.answers
+            e = evaluate_answers(self.judge, a.asked, a.of(model, self.seed), a.reference(self.seed), seed=self.seed,
+                                 n_prompts=len(a.prompts))
+            return {"value": e.win_rate.win_rate, "win_rate": e.win_rate.win_rate, "wr_low": e.win_rate.low,
+                    "wr_high": e.win_rate.high, "score": e.score_aligned,
+                    "per_prompt": [round(float(v), 6) for v in per_prompt(e.prefs, len(a.prompts))]}
+        import torch
+
+        if self._ref is None:
+            self._ref = self._logps(self.inp.reference)
+        p, r = self._logps(model), self._ref
+        obj = self.inp.objective
+        t = torch.as_tensor
+        margin = obj.margin(t(p.chosen), t(p.rejected), t(r.chosen), t(r.rejected), t(p.chosen_tokens),
+                            t(p.rejected_tokens))
+        losses = obj.loss(margin).double()  # the preference loss only (no sft_weight term)
+        loss = float(losses.mean())
+        return {"value": -loss if np.isfinite(loss) else float("-inf"), "val_loss": loss,
+                "val_margin": float(margin.mean()), "per_prompt": [round(-float(v), 8) for v in losses]}
+
+
+def run_probe(run, inp, theta_key: str, records: list[dict], data_key: str, settings, folder, name: str,
+              label: str, probe_judge: ProbeJudge, variant=None) -> dict:
+    """θ trained by `settings` on `records` into `folder`, valued by `probe_judge`, the model folder
+    then deleted (its result is all a rerun needs). Returns the probe's row: its metrics, steps and
+    the seconds of training and judging."""
+    from ..train import train_stage
+
+    t = time.time()
+    model, info = train_stage(run.dir.warmup_model, inp.reference, inp.tokenizer, records, inp.objective, settings,
+                              folder, start_key=theta_key, data_key=data_key, name=name, lora=inp.lora,
+                              log=lambda *a, **k: None, label=label, progress=run.progress, variant=variant)
+    t_train = time.time() - t
+    t = time.time()
+    row = {**probe_judge.value(model), "steps": info["steps"], "train_seconds": t_train,
+           "judge_seconds": time.time() - t}
+    del model
+    shutil.rmtree(folder, ignore_errors=True)
+    return row
