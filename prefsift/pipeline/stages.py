@@ -266,8 +266,14 @@ def arm_stage(run: Run, inp: Inputs, theta_key: str, arm: str, seed: int, mask: 
     cfg = run.cfg
     settings = dataclasses.replace(cfg.final, seed=int(seed))
     records, data_key, variant = training_data(inp.train, mask, treated, ids, int(seed), cfg.final.batch_size)
+    name, same_as = f"arm-{arm}", None
+    if arm == "auto":  # the chosen candidate's own training: copied when that arm of the run has it already
+        from .recommend import read_recommendation
+
+        chosen = read_recommendation(run.dir)["chosen"]
+        name, same_as = f"arm-{chosen}", run.dir.arm(chosen, seed)
     return train_stage(run.dir.warmup_model, inp.reference, inp.tokenizer, records, inp.objective, settings,
-                       run.dir.arm(arm, seed), start_key=theta_key, data_key=data_key, name=f"arm-{arm}",
+                       run.dir.arm(arm, seed), start_key=theta_key, data_key=data_key, name=name, same_as=same_as,
                        eval_records=inp.validation.records(), eval_steps=cfg.eval_steps, lora=inp.lora, log=run.log,
                        label=f"arm {arm} seed {seed}", progress=run.progress, variant=variant)
 

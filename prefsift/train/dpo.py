@@ -132,7 +132,7 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
                 settings: StageSettings, out_dir: str | Path, start_key: str, data_key: str, name: str = "stage",
                 eval_records: list[dict] | None = None, eval_steps: int | None = None, lora=None, log=print,
                 hand_back_fp32: bool = False, start_is_reference: bool = False, label: str | None = None,
-                progress: bool = True, variant: LossVariant | None = None):
+                progress: bool = True, variant: LossVariant | None = None, same_as: str | Path | None = None):
     """Train `policy` further on `records` (dicts with prompt/chosen/rejected) and save the result.
 
     `policy` is where the stage starts: a model folder (or spec), loaded fresh for the stage, or a
@@ -151,7 +151,8 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     trainer's log to `out_dir`/train_log.jsonl (train.progress). Records that carry a
     `pair_weight` train with a weight per pair, and ``variant`` changes the loss (robust or
     conservative DPO); both through train/weighted.py's extension of DPOTrainer where TRL has no
-    such option.
+    such option. ``same_as``: another stage folder that may hold this very stage (same key: same
+    start, data, settings and name); when it does, it is copied instead of trained.
 
     Under `shard fsdp` with several processes (sharding.py) the trainer shards the policy and the
     reference with FSDP2. The reference it shards is its own copy, so the caller's reference stays
@@ -174,7 +175,7 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     info_path = out_dir / "stage.json"
     here = world()  # under torchrun/accelerate every process runs this stage: DDP, one share of each batch each
     # Rank 0 decides whether the saved stage is reusable, for all the ranks.
-    info = broadcast_object(_reusable_stage(out_dir, key, name, log) if here.is_main else None, here)
+    info = broadcast_object(_reusable_or_copied(out_dir, key, name, log, same_as) if here.is_main else None, here)
     # A stage runs where the reference is, in the precision of its start (of the reference when it
     # starts from a folder); it is saved in fp32.
     device = model_device(ref_model)
@@ -321,6 +322,19 @@ def _save_stage(model, tokenizer, out_dir: Path, info: dict, name: str) -> None:
     faults.point(f"save:{name}")
     tmp.replace(final)
     artifacts.write_json(out_dir / "stage.json", info, seal=False)
+
+
+def _reusable_or_copied(out_dir: Path, key: str, name: str, log, same_as) -> dict | None:
+    """The finished stage in `out_dir`, or one with the same key in `same_as` copied there, else None."""
+    info = _reusable_stage(out_dir, key, name, log)
+    if info is None and same_as is not None and _reusable_stage(Path(same_as), key, name, log) is not None:
+        import shutil
+
+        shutil.rmtree(out_dir, ignore_errors=True)
+        shutil.copytree(same_as, out_dir)
+        log(f"  {name}: the same training as {same_as}, copied")
+        info = _reusable_stage(out_dir, key, name, log)
+    return info
 
 
 def _reusable_stage(out_dir: Path, key: str, name: str, log) -> dict | None:

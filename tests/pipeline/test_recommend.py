@@ -126,10 +126,17 @@ def test_the_auto_arm_trains_its_recommendation_and_a_rerun_probes_nothing(tmp_p
     assert choose(probes)[0] == chosen
     assert rec["probe_seconds"] == pytest.approx(sum(r["train_seconds"] + r["judge_seconds"] for r in probes.values()))
 
+    # `prefsift recommend` on the same folder, among the two candidates that are also arms of the run:
+    # both probes are reused, and the chosen one's training is copied from its own arm, not redone.
     calls = []
     real = train.train_stage
     monkeypatch.setattr(train, "train_stage", lambda *a, **k: calls.append(k["name"]) or real(*a, **k))
-    again = api.recommend(cfg, out=out, progress=False, log=QUIET)
+    again = api.recommend({**cfg, "calibration": {**cfg["calibration"], "candidates": ["full", "lossdiff_irm"]}},
+                          out=out, progress=False, log=QUIET)
     assert not [c for c in calls if c.startswith("probe")]
-    assert again["chosen"] == chosen and [r["arm"] for r in again["test"]] == ["auto"]
-    assert again["test"][0]["win_rate"] == ev.loc[ev.arm == "auto", "win_rate"].item()
+    chosen = again["chosen"]
+    assert chosen == choose({n: probes[n] for n in ("full", "lossdiff_irm")})[0]
+    assert [r["arm"] for r in again["test"]] == ["auto"]
+    copied, own = (json.loads((out / "arms" / f"{a}-seed0" / "stage.json").read_text()) for a in ("auto", chosen))
+    assert copied == own  # the very stage, its training seconds included
+    assert again["test"][0]["win_rate"] == ev.loc[ev.arm == chosen, "win_rate"].item()
