@@ -1,0 +1,146 @@
+"""The leaderboard of one testbed, read from finished runs (one lab each; nothing is retrained).
+
+    python experiments/leaderboard.py runs/e12/bias-lab0 runs/e12/bias-lab1 runs/e12/bias-lab2
+
+Prints, pooled over the labs (`labs.py`'s three-level bootstrap):
+1. the headroom: the oracle arm (`--oracle`, default `clean`) against all the data and random;
+2. every arm, best first: WinRate, its paired differences from random and from all the data, its
+   share of the headroom ((arm − full) / (oracle − full), per lab with its interval), what it keeps
+   of each true pair type and of the wrong labels, and its cost (its training seconds per seed over
+   the full arm's; the scores it reads and their seconds);
+3. where a run has the `auto` arm: what the recommendation chose in each lab, the test-best of its
+   candidates there, its hit rate and its regret (the test-best's WinRate minus the choice's), and
+   the choice against always using all the data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from labs import _grid, _pct, arm_rows, lab_values  # noqa: E402
+from prefsift.eval.paired import headroom_share  # noqa: E402
+from prefsift.pipeline.arms import arm_needs  # noqa: E402
+from prefsift.pipeline.recommend import read_recommendation  # noqa: E402
+from prefsift.pipeline.rundir import RunDir  # noqa: E402
+
+# The score stages each score needs (score/score_timings.json's keys).
+SCORE_STAGES = {"irm": ("logprobs",), "lossdiff": ("logprobs", "lossdiff"), "if": ("if",), "tif": ("if",),
+                "heldout": ("heldout",), "score_gap": ()}
+
+
+def shares(labs: list[dict], arm: str, oracle: str) -> list:
+    """Each lab's share of the headroom of `arm` (a PairedDifference, or None where the lab's
+    oracle does not clear all the data)."""
+    out = []
+    for lab in labs:
+        v = lab["values"]
+        common = sorted(set(v[arm]) & set(v["full"]) & set(v[oracle]))
+        out.append(headroom_share(_grid(v[arm], common), _grid(v["full"], common), _grid(v[oracle], common))
+                   if common else None)
+    return out
+
+
+def kept_by_type(run: Path, arms: list[str]) -> tuple[list[str], dict]:
+    """The share of each true pair type, and of the wrong labels, that each arm's data holds."""
+    sel = pd.read_parquet(run / "selection.parquet")
+    truth = pd.read_parquet(run / "score" / "scores.parquet")[["id", "pair_type", "label_correct"]]
+    m = sel.merge(truth, on="id", how="left")
+    groups = {t: (m["pair_type"] == t).to_numpy() for t in sorted(m["pair_type"].dropna().unique())}
+    groups["wrong labels"] = ~m["label_correct"].fillna(True).to_numpy(dtype=bool)
+    out = {}
+    for arm in arms:
+        if arm not in m:
+            continue
+        mask = m[arm].to_numpy(dtype=bool)
+        out[arm] = {g: float(mask[idx].mean()) if idx.any() else float("nan") for g, idx in groups.items()}
+    return list(groups), out
+
+
+def train_seconds(run: Path, arm: str) -> float:
+    secs = [json.loads(p.read_text())["seconds"] for p in sorted((run / "arms").glob(f"{arm}-seed*/stage.json"))]
+    return float(np.median(secs)) if secs else float("nan")
+
+
+def score_cost(run: Path, arm: str, cfg: dict) -> str:
+    timings = json.loads((run / "score" / "score_timings.json").read_text())
+    needs = [n for n in arm_needs(arm, cfg.get("imported") or {}, cfg.get("windows") or {}) if n in SCORE_STAGES]
+    stages = sorted({s for n in needs for s in SCORE_STAGES[n]})
+    if not needs:
+        return "–"
+    return f"{'+'.join(needs)} ({sum(timings.get(s, 0.0) for s in stages):.0f} s)"
+
+
+def _diff(d, n_labs: int) -> str:
+    """mean [these labs' interval], and with several labs (across labs: the labs resampled)."""
+    if d is None:
+        return "–"
+    within = f"{_pct(d.mean, True)} [{_pct(d.within_low, True)}, {_pct(d.within_high, True)}]"
+    return within + (f" (across labs [{_pct(d.low, True)}, {_pct(d.high, True)}])" if n_labs > 1 else "")
+
+
+def recommendation_rows(runs: list[Path], labs: list[dict]) -> list[dict]:
+    rows = []
+    for run, lab in zip(runs, labs):
+        rec = read_recommendation(RunDir(run))
+        if rec is None:
+            continue
+        cands = [c["candidate"] for c in rec["candidates"] if c["candidate"] in lab["values"]]
+        mean = {c: float(np.mean([lab["values"][c][s].mean() for s in lab["values"][c]])) for c in cands}
+        best = max(mean, key=mean.get)
+        chosen = rec["chosen"]
+        rows.append({"lab": run.name, "chosen": chosen, "best": best, "hit": chosen == best,
+                     "regret": mean[best] - mean[chosen], "vs_full": mean[chosen] - mean["full"],
+                     "candidates": len(cands), "probe_seconds": rec["probe_seconds"], "why": rec["why"]})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="finished run directories of one testbed, one lab each")
+    ap.add_argument("--oracle", default="clean", help="the oracle arm (default: clean)")
+    ap.add_argument("--boot", type=int, default=2000, help="bootstrap draws (default 2000)")
+    args = ap.parse_args()
+    runs = [Path(r) for r in args.runs]
+    labs = [lab_values(r) for r in runs]
+    rows = sorted(arm_rows(labs, args.boot), key=lambda r: -r["win_rate"])
+    by = {r["arm"]: r for r in rows}
+    o = by[args.oracle]
+    print(f"{len(runs)} lab(s): {', '.join(r.name for r in runs)}\n\nHeadroom: {args.oracle} − full "
+          f"{_diff(o['d_full'], len(labs))}, {args.oracle} − random {_diff(o['d_random'], len(labs))}\n")
+    types, kept = kept_by_type(runs[0], [r["arm"] for r in rows])
+    cfg = labs[0]["config"]
+    full_s = train_seconds(runs[0], "full")
+    print("| arm | pairs | WinRate | − random [95 % CI] | − full [95 % CI] | share of headroom (per lab) | "
+          + " | ".join(f"keeps {t}" for t in types) + " | train s/seed ÷ full | scores read (this run's seconds) |")
+    print("|---|---|---|---|---|---|" + "---|" * len(types) + "---|---|")
+    for r in rows:
+        arm = r["arm"]
+        share = "–" if arm in ("full", args.oracle) else " / ".join(
+            "no headroom" if s is None else f"{s.mean:+.2f} [{s.low:+.2f}, {s.high:+.2f}]"
+            for s in shares(labs, arm, args.oracle))
+        d = lambda b: _diff(r.get(f"d_{b}"), len(labs))  # noqa: E731
+        k = kept.get(arm, {})
+        print(f"| {arm} | {r['pairs']:.0f} | {_pct(r['win_rate'])} % | {d('random')} | {d('full')} | {share} | "
+              + " | ".join(f"{100 * k.get(t, float('nan')):.0f} %" for t in types)
+              + f" | {train_seconds(runs[0], arm) / full_s:.2f} | {score_cost(runs[0], arm, cfg)} |")
+    recs = recommendation_rows(runs, labs)
+    if recs:
+        print("\n| lab | recommended | test-best of its candidates | hit | regret (points) | − full (points) | "
+              "probes' seconds |\n|---|---|---|---|---|---|---|")
+        for x in recs:
+            print(f"| {x['lab']} | {x['chosen']} | {x['best']} | {'yes' if x['hit'] else 'no'} | "
+                  f"{100 * x['regret']:.1f} | {100 * x['vs_full']:+.1f} | {x['probe_seconds']:.0f} |")
+        print(f"\nHit rate {sum(x['hit'] for x in recs)}/{len(recs)}; mean regret "
+              f"{100 * np.mean([x['regret'] for x in recs]):.1f} points; mean gain over all the data "
+              f"{100 * np.mean([x['vs_full'] for x in recs]):+.1f} points.")
+
+
+if __name__ == "__main__":
+    main()
