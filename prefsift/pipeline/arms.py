@@ -267,6 +267,12 @@ def treated_records(pairs, mask: np.ndarray, treated, ids: list, seed: int | Non
     return records, stage_key(ids, flipped, weights)
 
 
+def is_plain(data) -> bool:
+    """Whether an arm's data trains as a plain selection (its pairs, the run's loss, shuffled)."""
+    return (data.flip is None and data.weight is None and data.loss_type is None and not data.conservative
+            and data.order is None)
+
+
 def training_data(pairs, mask: np.ndarray, data, ids: list, seed: int, batch_size: int):
     """(TRL rows, key of that data, loss variant or None) of an arm: its pairs in file order, or, with
     ``data`` (its `ArmData`), with its swaps, weights, loss and order (a curriculum in blocks of 4

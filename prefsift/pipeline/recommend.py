@@ -25,7 +25,7 @@ from dataclasses import asdict
 import numpy as np
 
 from .. import artifacts
-from .arms import arm_data, training_data
+from .arms import arm_data, is_plain, training_data
 from .probes import run_probe
 from .rundir import stage_key
 
@@ -63,8 +63,6 @@ def _points(d) -> str:
 def recommendation_stage(run, inp, theta_key: str, table, probe_judge):
     """Probe every candidate (reusing finished probes), choose on validation data, write
     recommend/recommendation.json; returns the chosen candidate's `ArmData` (its note names it)."""
-    from .stages import _plain
-
     cfg, log = run.cfg, run.log
     st = cfg.calibration
     folder = run.dir.root / "recommend"
@@ -83,7 +81,7 @@ def recommendation_stage(run, inp, theta_key: str, table, probe_judge):
             continue
         data[name] = d
         ids = table.loc[d.mask, "id"].tolist()
-        records, data_key, variant = training_data(inp.train, d.mask, None if _plain(d) else d, ids, seed,
+        records, data_key, variant = training_data(inp.train, d.mask, None if is_plain(d) else d, ids, seed,
                                                    cfg.final.batch_size)
         key = stage_key(theta_key, data_key, asdict(settings), asdict(inp.objective),
                         asdict(inp.lora) if inp.lora else None, probe_judge.key,

@@ -191,7 +191,7 @@ def selections_stage(run: Run, table: pd.DataFrame, calibrate=None,
     selection.parquet as any arm's)."""
     from ..eval.tables import format_selections
     from ..selection import RULES
-    from .arms import arm_data, arm_kind
+    from .arms import arm_data, arm_kind, is_plain
 
     cfg = run.cfg
     masks = {"full": table["valid"].to_numpy(dtype=bool)}
@@ -230,7 +230,7 @@ def selections_stage(run: Run, table: pd.DataFrame, calibrate=None,
         if kind in ("treatment", "auto") or data.order is not None:
             if data.note:
                 run.log(f"  {arm}: {data.note}")
-            if kind != "auto" or not _plain(data):
+            if kind != "auto" or not is_plain(data):
                 treated[arm] = data
     sel = table[["id", "valid", "reason"]].copy()
     for a, m in masks.items():
@@ -247,12 +247,6 @@ def selections_stage(run: Run, table: pd.DataFrame, calibrate=None,
             artifacts.write_parquet(run.dir.root / "treatments.parquet", treatments_frame(table, treated))
     run.log(format_selections(table, masks))
     return masks, seeded, treated
-
-
-def _plain(data) -> bool:
-    """Whether an arm's data trains as a plain selection (its pairs, the run's loss, shuffled)."""
-    return (data.flip is None and data.weight is None and data.loss_type is None and not data.conservative
-            and data.order is None)
 
 
 def arm_stage(run: Run, inp: Inputs, theta_key: str, arm: str, seed: int, mask: np.ndarray, ids: list,
