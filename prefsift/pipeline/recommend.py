@@ -107,7 +107,7 @@ def recommendation_stage(run, inp, theta_key: str, table, probe_judge):
         "candidates": rows, "left_out": left_out, "probe_seconds": cost,
         "probe_steps": int(sum(r["steps"] for r in probes.values()))})
     log(format_recommendation(rows, chosen, why, cost))
-    return dataclasses.replace(data[chosen], note=f"the recommendation: {chosen} ({why})")
+    return dataclasses.replace(data[chosen], note=f"the recommendation, {chosen}")
 
 
 def _gain(d) -> dict | None:
