@@ -155,3 +155,39 @@ def test_noise_table_adds_rules_no_arm_trained(tmp_path):
     # wrong labels {0, 5, 9} -> 2 of 3. The run's own TIF column (every pair kept) drops none.
     assert "| irm | 0.50 | 0.67 |" in out and "| tif | 0.00 | 0.00 |" in out
     assert "2 flipped pairs, 3 wrong-label pairs in all" in out
+
+
+def test_the_recommendations_hit_rate_and_regret_by_hand(tmp_path):
+    """experiments/leaderboard.py: per lab, the test-best candidate (mean WinRate over seeds), whether
+    the recommendation is it, the regret and the gain over all the data; and seed by seed."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
+    spec_lb = importlib.util.spec_from_file_location("leaderboard", Path(__file__).parents[1] / "experiments"
+                                                     / "leaderboard.py")
+    lb = importlib.util.module_from_spec(spec_lb)
+    spec_lb.loader.exec_module(lb)
+    n_p = 5
+    # Constant preferences: an arm's per-prompt value is its constant, so every mean is known exactly.
+    wr = {0: {"full": [0.50, 0.50], "a": [0.60, 0.40], "b": [0.55, 0.56], "random": [0.5, 0.5]},
+          1: {"full": [0.45, 0.47], "a": [0.50, 0.52], "b": [0.40, 0.60], "random": [0.5, 0.5]}}
+    chosen = {0: "a", 1: "a"}
+    for lab, arms in wr.items():
+        prefs = {(arm, s): np.full(2 * n_p, v[s]) for arm, v in arms.items() for s in (0, 1)}
+        _lab_run(tmp_path / f"lab{lab}", prefs, n_p, 2)
+        (tmp_path / f"lab{lab}" / "recommend").mkdir()
+        (tmp_path / f"lab{lab}" / "recommend" / "recommendation.json").write_text(json.dumps({
+            "chosen": chosen[lab], "why": "", "probe_seconds": 7.0,
+            "candidates": [{"candidate": c} for c in ("full", "a", "b", "gone")]}))
+    runs = [tmp_path / "lab0", tmp_path / "lab1"]
+    rows = lb.recommendation_rows(runs, [labs.lab_values(r) for r in runs])
+    # lab 0: means full 0.50, a 0.50, b 0.555 → best b; a's regret 0.055, a − full 0.
+    # Seed 0's best is a (0.60), seed 1's is b (0.56): one seed of two, regret (0 + 0.16) / 2.
+    assert rows[0]["best"] == "b" and not rows[0]["hit"]
+    assert rows[0]["regret"] == pytest.approx(0.055) and rows[0]["vs_full"] == pytest.approx(0.0)
+    assert rows[0]["seed_hits"] == 1 and rows[0]["seed_regret"] == pytest.approx(0.08)
+    # lab 1: full 0.46, a 0.51, b 0.50 → best a, the choice: a hit, no regret, +0.05 over all the data.
+    assert rows[1]["best"] == "a" and rows[1]["hit"] and rows[1]["regret"] == pytest.approx(0.0)
+    assert rows[1]["vs_full"] == pytest.approx(0.05) and rows[1]["seed_hits"] == 1  # seed 1: b 0.60
+    assert rows[1]["candidates"] == 3  # "gone" has no evaluation
