@@ -50,10 +50,15 @@ def shares(labs: list[dict], arm: str, oracle: str) -> list:
 def kept_by_type(run: Path, arms: list[str]) -> tuple[list[str], dict]:
     """The share of each true pair type, and of the wrong labels, that each arm's data holds."""
     sel = pd.read_parquet(run / "selection.parquet")
-    truth = pd.read_parquet(run / "score" / "scores.parquet")[["id", "pair_type", "label_correct"]]
+    truth = pd.read_parquet(run / "score" / "scores.parquet")
+    truth = truth[[c for c in ("id", "pair_type", "label_correct", "biased") if c in truth]]
     m = sel.merge(truth, on="id", how="left")
     groups = {t: (m["pair_type"] == t).to_numpy() for t in sorted(m["pair_type"].dropna().unique())}
-    groups["wrong labels"] = ~m["label_correct"].fillna(True).to_numpy(dtype=bool)
+    wrong = ~m["label_correct"].fillna(True).to_numpy(dtype=bool)
+    groups["wrong labels"] = wrong
+    if "biased" in m:  # the bias testbed: the wrong labels the biased rater gave, and the labeller's own
+        biased = m["biased"].fillna(False).to_numpy(dtype=bool)
+        groups["wrong, by the bias"], groups["wrong, by chance"] = wrong & biased, wrong & ~biased
     out = {}
     for arm in arms:
         if arm not in m:
