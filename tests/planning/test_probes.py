@@ -54,17 +54,18 @@ def _env():
 @pytest.mark.slow
 def test_plan_then_run_prints_predicted_against_actual(tmp_path):
     cfg = tmp_path / "tiny.yaml"
-    # A calibrated arm too: its probes are a stage of the plan of their own.
+    # A calibrated arm and the auto arm too: their probes are a stage of the plan of their own.
     cfg.write_text(yaml.safe_dump({**TINY, "out": str(tmp_path / "run"),
-                                   "arms": TINY["arms"] + ["calibrated_lossdiff_irm"],
-                                   "calibration": {"splits": [0.5, 1.0], "prompts": 8, "answers": 1}}))
+                                   "arms": TINY["arms"] + ["calibrated_lossdiff_irm", "auto"],
+                                   "calibration": {"splits": [0.5, 1.0], "prompts": 8, "answers": 1,
+                                                   "candidates": ["full", "lossdiff_irm"]}}))
     r = subprocess.run([sys.executable, "-m", "prefsift", "plan", str(cfg)], capture_output=True, text=True,
                        env=_env(), timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     plan = json.loads((tmp_path / "run" / "plan.json").read_text())
     stages = {s["stage"]: s for s in plan["stages"]}
     assert {"warmup", "scores", "arms", "evaluation", "calibration"} <= set(stages)
-    assert stages["calibration"]["basis"].startswith("2 probes of 0.25 epoch")
+    assert stages["calibration"]["basis"].startswith("4 probes of 0.25 epoch")  # 2 windows, 2 candidates
     assert all(s["seconds"] > 0 for k, s in stages.items() if k != "data (ran)")
     assert stages["warmup"]["flops"] > 0 and "steps" in stages["warmup"]["basis"]
     r = subprocess.run([sys.executable, "-m", "prefsift", "run", str(cfg), "--quiet"], capture_output=True, text=True,
