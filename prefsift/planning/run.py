@@ -201,7 +201,7 @@ def actual_run_seconds(rd, arms: list, seeds: list) -> dict[str, float]:
     man = json.loads(rd.manifest.read_text())["stages"]
     out = {k: man[k]["seconds"] for k in ("data", "warmup", "scores") if k in man}
     jobs = [(a, s) for s in seeds for a in arms]
-    stages = [rd.arm(a, s) / "stage.json" for a, s in jobs]
+    stages = [rd.arm(a, s) / "stage.json" for a, s in jobs if not _copied(rd, a, s)]
     done = [p for p in stages if p.exists()]  # (an arm without data is skipped)
     if done:
         out["arms"] = float(sum(json.loads(p.read_text()).get("seconds", 0.0) for p in done))
@@ -219,3 +219,17 @@ def actual_run_seconds(rd, arms: list, seeds: list) -> dict[str, float]:
     if probes:
         out["calibration"] = float(sum(probes))
     return out
+
+
+def _copied(rd, arm: str, seed) -> bool:
+    """Whether an arm's stage is a copy of another arm's (the auto arm's choice, trained by that arm)."""
+    import json
+
+    if arm != "auto" or not (rd.arm(arm, seed) / "stage.json").exists():
+        return False
+    from ..pipeline.recommend import read_recommendation
+
+    rec = read_recommendation(rd)
+    own = rd.arm(rec["chosen"], seed) / "stage.json" if rec else None
+    return bool(own and own.exists() and json.loads(own.read_text())["key"]
+                == json.loads((rd.arm(arm, seed) / "stage.json").read_text())["key"])

@@ -140,3 +140,8 @@ def test_the_auto_arm_trains_its_recommendation_and_a_rerun_probes_nothing(tmp_p
     copied, own = (json.loads((out / "arms" / f"{a}-seed0" / "stage.json").read_text()) for a in ("auto", chosen))
     assert copied == own  # the very stage, its training seconds included
     assert again["test"][0]["win_rate"] == ev.loc[ev.arm == chosen, "win_rate"].item()
+    from prefsift.pipeline.rundir import RunDir
+    from prefsift.planning.run import actual_run_seconds
+
+    secs = actual_run_seconds(RunDir(out), ["auto"], [0])
+    assert "arms" not in secs and secs["calibration"] == pytest.approx(again["probe_seconds"])  # a copy: no time
