@@ -97,6 +97,10 @@ def recommendation_rows(runs: list[Path], labs: list[dict]) -> list[dict]:
         if rec is None:
             continue
         cands = [c["candidate"] for c in rec["candidates"] if c["candidate"] in lab["values"]]
+        if rec["chosen"] not in cands or "full" not in cands:
+            print(f"note: {run} is left out of the hit rate: its recommendation ({rec['chosen']}) or all the data "
+                  "was not trained as an arm of its own, so the test-best candidate is unknown", file=sys.stderr)
+            continue
         mean = {c: float(np.mean([lab["values"][c][s].mean() for s in lab["values"][c]])) for c in cands}
         best = max(mean, key=mean.get)
         chosen = rec["chosen"]

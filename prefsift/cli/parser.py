@@ -314,7 +314,7 @@ def _add_run_commands(sub, c) -> None:
                     "robust DPO; those whose scores or data columns the run lacks are left out, with the reason) "
                     "trains a short probe from θ (calibration.probe_epochs), judged against π_ref on the validation "
                     "prompts only (calibration.by: judge), or by the validation loss (by: loss, no judge). The "
-                    "candidate with the best probe is chosen when its gain over all the data's probe, paired on "
+                    "choice is the best probe among the candidates whose gain over all the data's probe, paired on "
                     "the validation prompts, has a 95 % interval above zero; when none has, the probes cannot tell "
                     "the candidates apart and the answer is all the data. The choice is then trained for every "
                     "seed and judged on the test prompts. RUN/recommend/recommendation.json keeps every probe, the "

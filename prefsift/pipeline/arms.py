@@ -163,6 +163,7 @@ def check_candidates(candidates: list, imported: dict, windows: dict, wanted_sco
     from ..selection import RULES
 
     key = "calibration.candidates"
+    user_list = tuple(candidates) != DEFAULT_CANDIDATES  # the default list leaves out what the run cannot give
     if "full" not in candidates:
         raise ConfigError(key=key, problem="must include 'full': all the data is the answer the recommendation "
                                            "falls back to, and the baseline every candidate's probe is compared with")
@@ -174,23 +175,25 @@ def check_candidates(candidates: list, imported: dict, windows: dict, wanted_sco
         if kind == "rule" and c in RULES and (RULES.get(c).seeded or {"pair_type", "label_correct"} & set(RULES.get(c).needs)):
             raise ConfigError(key=key, problem=f"lists {c!r}, a baseline ({RULES.get(c).help}), not an answer to "
                                                "recommend; drop it")
-        if kind == "treatment" and objective not in TREATMENTS.get(c).objectives:
+        if kind == "treatment" and objective not in TREATMENTS.get(c).objectives and user_list:
             raise ConfigError(key=key, problem=f"lists {c!r}, which does not train objective {objective!r}; drop it")
         known = kind != "rule" or c in RULES
         if not known and not defer_unknown:
             names = list(RULES.names()) + list(TREATMENTS.names())
             raise ConfigError(key=key, problem=f"lists unknown arm {c!r}{did_you_mean(c, names)}")
         lacking = [x for x in arm_needs(c, imported, windows) if x in SCORES and x not in wanted_scores] if known else []
-        if lacking and tuple(candidates) != DEFAULT_CANDIDATES:
+        if lacking and user_list:
             raise ConfigError(key=key, problem=f"lists {c!r}, which needs the {', '.join(lacking)} score(s), but "
                                                f"scores.scores is {','.join(wanted_scores)!r}: add them there, or "
                                                "drop the candidate")
 
 
-def arm_data(cfg, table, arm: str, seed: int = 0):
+def arm_data(cfg, table, arm: str, seed: int = 0, candidate: bool = False):
     """One arm's data over the scores table, as an `ArmData`; or, when this table cannot give it (a
-    rule whose data column is missing, a score not computed), the reason as a string. Seeded rules
-    (`random`) draw with ``seed``. Not for the arms chosen by probes (calibrated, `auto`)."""
+    rule whose data column is missing), the reason as a string. Seeded rules (`random`) draw with
+    ``seed``. Not for the arms chosen by probes (calibrated, `auto`). A ``candidate`` of the auto arm
+    is also left out, with the reason, where the run computes no score it reads or trains another
+    objective (an arm listed in `arms` is an error then, raised here or before)."""
     from ..selection import RULES, apply_rule, window_of
     from ..treatments import ArmData, treatment_data
 
@@ -205,16 +208,16 @@ def arm_data(cfg, table, arm: str, seed: int = 0):
     if kind == "window":
         return ArmData(mask=window_of(table, cfg.windows[arm], key=f"windows.{arm}")[0])
     lacking = [c for c in arm_needs(arm, cfg.imported, cfg.windows) if c in SCORES and c not in table]
+    if candidate and lacking:
+        return f"it needs the score(s) {', '.join(lacking)}, which this run does not compute (scores.scores)"
     if kind == "treatment":
-        if lacking:
-            return f"it needs the score(s) {', '.join(lacking)}, which this run does not compute (scores.scores)"
+        if candidate and cfg.objective not in TREATMENTS.get(arm).objectives:
+            return f"it trains {', '.join(TREATMENTS.get(arm).objectives)}, not this run's objective {cfg.objective}"
         return treatment_data(table, arm, cfg.keep, cfg.label_noise)
     rule = RULES.get(arm, key="arms")
     if rule.missing is not None and not set(rule.needs) <= set(table.columns):
         return f"it needs {rule.missing}, which the data does not have"
-    if lacking:
-        return f"it needs the score(s) {', '.join(lacking)}, which this run does not compute (scores.scores)"
-    mask = apply_rule(table, arm, cfg.keep, seed=seed)
+    mask = apply_rule(table, arm, cfg.keep, seed=seed)  # (a missing score: an error naming it)
     if rule.order is not None:  # a curriculum: its pairs trained in this column's order
         return ArmData(mask=mask, order=table[rule.order].to_numpy(dtype=float),
                        note=f"trained in ascending {rule.order}")
@@ -325,9 +328,9 @@ class CalibrationSettings:
     answers: int = field(default=4, metadata={"help": "answers per validation prompt", "check": ">= 1"})
     candidates: list = field(default_factory=lambda: list(DEFAULT_CANDIDATES), metadata={
         "help": "the auto arm's candidates (rules, treatments, windows, imported arms; 'full' among them): each is "
-                "probed, and the best on validation data is trained when its gain over all the data's probe is "
-                "clear (its 95 % interval above zero), else all the data. With the default list, a candidate whose "
-                "scores or data columns the run lacks is left out with its reason", "check": _check_candidate_list})
+                "probed, and the best of those whose gain over all the data's probe has its 95 % interval above "
+                "zero is trained; when none has, all the data. With the default list, a candidate the run cannot "
+                "give (scores, data columns, objective) is left out with its reason", "check": _check_candidate_list})
     by: str = field(default="judge", metadata={"help": "judge: the probe's WinRate vs π_ref on the validation prompts "
                                                        "(the run's judge); loss: the objective's loss on the validation "
                                                        "pairs (lower is better; no judge)",

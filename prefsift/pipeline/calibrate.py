@@ -106,9 +106,10 @@ def calibration_stage(run, inp, theta_key: str, table, probe_judge: ProbeJudge, 
         else:
             row = {"key": key, **desc, "n_pairs": int(mask.sum())}
             if mask.any():
-                row.update(run_probe(run, inp, theta_key, inp.train.records(mask), stage_key(ids), settings,
-                                     folder / f"probe{i}", f"probe-{arm}-{i}", f"probe {i + 1}/{len(cands)} {arm}",
-                                     probe_judge))
+                found = run_probe(run, inp, theta_key, inp.train.records(mask), stage_key(ids), settings,
+                                  folder / f"probe{i}", f"probe-{arm}-{i}", f"probe {i + 1}/{len(cands)} {arm}",
+                                  probe_judge)
+                row.update({k: v for k, v in found.items() if k != "per_prompt"})  # (windows: compared by value)
             else:
                 row.update(value=float("-inf"), note="no pair in this window", steps=0, train_seconds=0.0,
                            judge_seconds=0.0)

@@ -91,7 +91,7 @@ class ProbeJudge:
         t = torch.as_tensor
         margin = obj.margin(t(p.chosen), t(p.rejected), t(r.chosen), t(r.rejected), t(p.chosen_tokens),
                             t(p.rejected_tokens))
-        losses = obj.loss(margin).double()  # the preference loss only (no sft_weight term)
+        losses = obj.loss(margin)  # the preference loss only (no sft_weight term)
         loss = float(losses.mean())
         return {"value": -loss if np.isfinite(loss) else float("-inf"), "val_loss": loss,
                 "val_margin": float(margin.mean()), "per_prompt": [round(-float(v), 8) for v in losses]}

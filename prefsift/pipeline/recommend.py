@@ -72,7 +72,7 @@ def recommendation_stage(run, inp, theta_key: str, table, probe_judge):
         f"judged by {probe_judge.describe(st)}")
     probes, left_out, data = {}, {}, {}
     for i, name in enumerate(st.candidates):
-        d = arm_data(cfg, table, name)
+        d = arm_data(cfg, table, name, candidate=True)
         if not isinstance(d, str) and not d.mask.any():
             d = "its selection holds no pair"
         if isinstance(d, str):

@@ -108,7 +108,9 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
     empty = [a for a in masks if a in cfg.arms and not masks[a].any()]
     for a in empty:
         log(f"  {a} arm skipped: its selection holds no pair (is its score column empty?)")
-    jobs = [(a, s) for s in cfg.seeds for a in masks if a in cfg.arms and a not in empty]
+    # (auto last in each seed: its choice's own arm trains first, and auto's training is then a copy)
+    order = sorted((a for a in masks if a in cfg.arms and a not in empty), key=lambda a: a == AUTO)
+    jobs = [(a, s) for s in cfg.seeds for a in order]
     evaluations, curves = [], {}
     for n, (arm, seed) in enumerate(jobs):
         mask = seeded.get((arm, int(seed)), masks[arm])

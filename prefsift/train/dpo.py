@@ -331,7 +331,7 @@ def _reusable_or_copied(out_dir: Path, key: str, name: str, log, same_as) -> dic
         import shutil
 
         shutil.rmtree(out_dir, ignore_errors=True)
-        shutil.copytree(same_as, out_dir)
+        shutil.copytree(same_as, out_dir, ignore=shutil.ignore_patterns("eval.json*"))  # the training only
         log(f"  {name}: the same training as {same_as}, copied")
         info = _reusable_stage(out_dir, key, name, log)
     return info

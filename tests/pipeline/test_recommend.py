@@ -78,8 +78,24 @@ def test_bad_candidate_lists_are_refused_before_any_work():
         _config(arms=["auto"], calibration={"candidates": ["full", "full"]})
     with pytest.raises(ConfigError, match="route 'rm_rl'"):
         _config(arms=["auto"], route="rm_rl")
-    # The default list leaves out what the run cannot give (selective_dpo without `heldout`): no error.
+    with pytest.raises(ConfigError, match="does not train objective 'ipo'"):
+        _config(arms=["auto"], objective="ipo", calibration={"candidates": ["full", "robust_dpo"]})
+    # The default list leaves out what the run cannot give (selective_dpo without `heldout`, robust DPO
+    # under IPO) at run time, each with its reason: no error here.
     _config(arms=["auto"])
+    _config(arms=["auto"], objective="ipo")
+
+
+def test_a_default_candidate_the_run_cannot_give_is_left_out_with_its_reason():
+    from prefsift.pipeline.arms import arm_data
+
+    table = pd.DataFrame({"id": ["a", "b", "c", "d"], "valid": True, "irm": [0.1, -0.2, 0.3, 0.4]})
+    cfg = _config(arms=["auto"], objective="ipo")
+    assert "not this run's objective ipo" in arm_data(cfg, table, "robust_dpo", candidate=True)
+    assert "heldout" in arm_data(cfg, table, "selective_dpo", candidate=True)
+    assert "ratings" in arm_data(cfg, table, "alignment_potential", candidate=True) or \
+        "does not have" in arm_data(cfg, table, "alignment_potential", candidate=True)
+    assert arm_data(cfg, table, "full", candidate=True).mask.all()
 
 
 def test_the_auto_arm_trains_its_recommendation_and_a_rerun_probes_nothing(tmp_path, monkeypatch):
@@ -98,7 +114,7 @@ def test_the_auto_arm_trains_its_recommendation_and_a_rerun_probes_nothing(tmp_p
 
     monkeypatch.setattr(ProbeJudge, "__init__", spy)
     out = tmp_path / "r"
-    cfg = {**TINY, "arms": ["full", "lossdiff_irm", "auto"],
+    cfg = {**TINY, "arms": ["full", "auto", "lossdiff_irm", "robust_dpo"],  # (auto trains last all the same)
            "calibration": {"prompts": 16, "answers": 2, "probe_epochs": 0.5}}
     ev = api.run(cfg, out=out, progress=False, log=QUIET)
     rec = json.loads((out / "recommend" / "recommendation.json").read_text())
@@ -126,20 +142,26 @@ def test_the_auto_arm_trains_its_recommendation_and_a_rerun_probes_nothing(tmp_p
     assert choose(probes)[0] == chosen
     assert rec["probe_seconds"] == pytest.approx(sum(r["train_seconds"] + r["judge_seconds"] for r in probes.values()))
 
-    # `prefsift recommend` on the same folder, among the two candidates that are also arms of the run:
-    # both probes are reused, and the chosen one's training is copied from its own arm, not redone.
+    # `prefsift recommend` on the same folder, among two candidates that are also arms of the run, the
+    # choice forced to the treatment (a loss variant in its stage key): both probes are reused, and
+    # auto's training is robust_dpo's own, copied, not redone, so its answers are robust_dpo's.
+    from prefsift.pipeline import recommend as rec_module
+
+    treated = pd.read_parquet(out / "treatments.parquet")
     calls = []
     real = train.train_stage
     monkeypatch.setattr(train, "train_stage", lambda *a, **k: calls.append(k["name"]) or real(*a, **k))
-    again = api.recommend({**cfg, "calibration": {**cfg["calibration"], "candidates": ["full", "lossdiff_irm"]}},
+    monkeypatch.setattr(rec_module, "choose", lambda probes: ("robust_dpo", "forced by the test", {}))
+    again = api.recommend({**cfg, "calibration": {**cfg["calibration"], "candidates": ["full", "robust_dpo"]}},
                           out=out, progress=False, log=QUIET)
-    assert not [c for c in calls if c.startswith("probe")]
-    chosen = again["chosen"]
-    assert chosen == choose({n: probes[n] for n in ("full", "lossdiff_irm")})[0]
-    assert [r["arm"] for r in again["test"]] == ["auto"]
-    copied, own = (json.loads((out / "arms" / f"{a}-seed0" / "stage.json").read_text()) for a in ("auto", chosen))
+    assert not [c for c in calls if c.startswith("probe")] and calls == ["arm-robust_dpo"]
+    assert again["chosen"] == "robust_dpo" and [r["arm"] for r in again["test"]] == ["auto"]
+    copied, own = (json.loads((out / "arms" / f"{a}-seed0" / "stage.json").read_text()) for a in ("auto", "robust_dpo"))
     assert copied == own  # the very stage, its training seconds included
-    assert again["test"][0]["win_rate"] == ev.loc[ev.arm == chosen, "win_rate"].item()
+    assert again["test"][0]["win_rate"] == ev.loc[ev.arm == "robust_dpo", "win_rate"].item()
+    now = pd.read_parquet(out / "treatments.parquet")
+    assert (now["auto:weight"] == treated["robust_dpo:weight"]).all()
+    assert (now["auto:swapped"] == treated["robust_dpo:swapped"]).all()
     from prefsift.pipeline.rundir import RunDir
     from prefsift.planning.run import actual_run_seconds
 
