@@ -120,9 +120,10 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", help="finished run directories of one testbed, one lab each")
     ap.add_argument("--oracle", default="clean", help="the oracle arm (default: clean)")
     ap.add_argument("--boot", type=int, default=2000, help="bootstrap draws (default 2000)")
+    ap.add_argument("--seeds", help="only these training seeds, comma-separated (default: every finished one)")
     args = ap.parse_args()
     runs = [Path(r) for r in args.runs]
-    labs = [lab_values(r) for r in runs]
+    labs = [lab_values(r, None if args.seeds is None else [int(x) for x in args.seeds.split(",")]) for r in runs]
     rows = sorted(arm_rows(labs, args.boot), key=lambda r: -r["win_rate"])
     by = {r["arm"]: r for r in rows}
     o = by[args.oracle]
