@@ -101,12 +101,12 @@ def recommendation_rows(runs: list[Path], labs: list[dict]) -> list[dict]:
             print(f"note: {run} is left out of the hit rate: its recommendation ({rec['chosen']}) or all the data "
                   "was not trained as an arm of its own, so the test-best candidate is unknown", file=sys.stderr)
             continue
-        mean = {c: float(np.mean([lab["values"][c][s].mean() for s in lab["values"][c]])) for c in cands}
-        best = max(mean, key=mean.get)
-        chosen = rec["chosen"]
-        # and seed by seed (the seeds every candidate has): the test-best of each seed's trainings
+        # over the seeds every candidate has, and seed by seed: the test-best of each seed's trainings
         seeds = sorted(set.intersection(*(set(lab["values"][c]) for c in cands)))
         per_seed = [{c: float(lab["values"][c][s].mean()) for c in cands} for s in seeds]
+        mean = {c: float(np.mean([v[c] for v in per_seed])) for c in cands}
+        best = max(mean, key=mean.get)
+        chosen = rec["chosen"]
         rows.append({"lab": run.name, "chosen": chosen, "best": best, "hit": chosen == best,
                      "regret": mean[best] - mean[chosen], "vs_full": mean[chosen] - mean["full"],
                      "seed_hits": sum(max(v, key=v.get) == chosen for v in per_seed), "seeds": len(seeds),
@@ -142,12 +142,13 @@ def main() -> None:
             for s in shares(labs, arm, args.oracle))
         d = lambda b: _diff(r.get(f"d_{b}"), len(labs))  # noqa: E731
         k = kept.get(arm, {})
-        print(f"| {arm} | {r['pairs']:.0f} | {_pct(r['win_rate'])} % | {d('random')} | {d('full')} | {share} | "
+        seeds = "" if len(set(r["seeds"])) == 1 else f" ({'/'.join(map(str, r['seeds']))} seeds)"
+        print(f"| {arm}{seeds} | {r['pairs']:.0f} | {_pct(r['win_rate'])} % | {d('random')} | {d('full')} | {share} | "
               + " | ".join(f"{100 * k.get(t, float('nan')):.0f} %" for t in types)
               + f" | {train_seconds(runs[0], arm) / full_s:.2f} | {score_cost(runs[0], arm, cfg)} |")
     recs = recommendation_rows(runs, labs)
     if recs:
-        print("\n| lab | recommended | test-best of its candidates (mean over seeds) | hit | regret (points) | "
+        print("\n| lab | recommended | test-best of its candidates (mean over the seeds all have) | hit | regret (points) | "
               "− full (points) | seeds whose test-best it is | regret per seed (points) | probes' seconds |\n"
               "|---|---|---|---|---|---|---|---|---|")
         for x in recs:
