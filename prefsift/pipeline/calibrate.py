@@ -32,7 +32,7 @@ from ..errors import ConfigError
 from .rundir import stage_key
 
 from .arms import FAMILIES, CalibrationSettings, calibrated_family  # noqa: F401  (CalibrationSettings: re-exported)
-from .probes import ProbeJudge, run_probe, validation_prompts  # noqa: F401  (re-exported)
+from .probes import ProbeJudge, reusable_probe, run_probe, validation_prompts  # noqa: F401  (re-exported)
 
 
 def probe_count(arm: str, settings: CalibrationSettings) -> int:
@@ -100,7 +100,7 @@ def calibration_stage(run, inp, theta_key: str, table, probe_judge: ProbeJudge, 
         key = stage_key(theta_key, stage_key(ids), asdict(settings), asdict(inp.objective),
                         asdict(inp.lora) if inp.lora else None, probe_judge.key)
         path = folder / f"probe{i}.json"
-        done = _reusable(path, key)
+        done = reusable_probe(path, key)
         if done is not None:  # a run killed after the result was written may have left the model
             shutil.rmtree(folder / f"probe{i}", ignore_errors=True)
         else:
@@ -128,11 +128,3 @@ def calibration_stage(run, inp, theta_key: str, table, probe_judge: ProbeJudge, 
         "probe_steps": int(sum(r["steps"] for r in results))})
     log(f"  {arm} chose {results[best]['window']} ({results[best]['n_pairs']} pairs); probes took {cost:.0f} s")
     return cands[best][1]
-
-
-def _reusable(path, key: str) -> dict | None:
-    try:
-        row = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return row if isinstance(row, dict) and row.get("key") == key else None

@@ -9,6 +9,7 @@ The test prompts are never looked at."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 
@@ -115,3 +116,12 @@ def run_probe(run, inp, theta_key: str, records: list[dict], data_key: str, sett
     del model
     shutil.rmtree(folder, ignore_errors=True)
     return row
+
+
+def reusable_probe(path, key: str) -> dict | None:
+    """A probe's result written under `key` at `path`, or None (none yet, another key, unreadable)."""
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return row if isinstance(row, dict) and row.get("key") == key else None

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import artifacts
 from .arms import arm_data, is_plain, training_data
-from .probes import run_probe
+from .probes import reusable_probe, run_probe
 from .rundir import stage_key
 
 FALLBACK = "full"
@@ -87,7 +87,7 @@ def recommendation_stage(run, inp, theta_key: str, table, probe_judge):
                         asdict(inp.lora) if inp.lora else None, probe_judge.key,
                         asdict(variant) if variant else None)
         path = folder / f"probe-{name}.json"
-        done = _reusable(path, key)
+        done = reusable_probe(path, key)
         if done is None:
             shutil.rmtree(folder / f"probe-{name}", ignore_errors=True)
             done = {"key": key, "candidate": name, "n_pairs": int(d.mask.sum()), "note": d.note,
@@ -132,11 +132,3 @@ def read_recommendation(rd) -> dict | None:
     """recommend/recommendation.json of run directory `rd`, or None when it has none."""
     path = rd.root / "recommend" / "recommendation.json"
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def _reusable(path, key: str) -> dict | None:
-    try:
-        row = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return row if isinstance(row, dict) and row.get("key") == key else None
