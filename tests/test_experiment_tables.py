@@ -191,3 +191,32 @@ def test_the_recommendations_hit_rate_and_regret_by_hand(tmp_path):
     assert rows[1]["best"] == "a" and rows[1]["hit"] and rows[1]["regret"] == pytest.approx(0.0)
     assert rows[1]["vs_full"] == pytest.approx(0.05) and rows[1]["seed_hits"] == 1  # seed 1: b 0.60
     assert rows[1]["candidates"] == 3  # "gone" has no evaluation
+
+
+def test_testbeds_headroom_best_share_and_losers_by_hand(tmp_path):
+    """experiments/testbeds.py: per testbed, the oracle's gain over all the data, whether it can rank,
+    the best contestant's gain and share of the headroom, and the contestants below all the data."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
+    spec_tb = importlib.util.spec_from_file_location("testbeds", Path(__file__).parents[1] / "experiments"
+                                                     / "testbeds.py")
+    tb = importlib.util.module_from_spec(spec_tb)
+    spec_tb.loader.exec_module(tb)
+    n_p = 4
+    # Constant preferences: every interval collapses to its mean, so each verdict is exact.
+    room = {"full": 0.50, "random": 0.48, "clean": 0.60, "a": 0.56, "b": 0.45, "c": 0.52}
+    flat = {**room, "clean": 0.50}  # the oracle wins nothing: this testbed cannot rank
+    for name, arms in (("room", room), ("flat", flat)):
+        for lab in (0, 1):
+            shift = 0.02 * lab  # the second lab is easier for every arm: differences unchanged
+            _lab_run(tmp_path / f"{name}{lab}", {(a, s): np.full(2 * n_p, v + shift) for a, v in arms.items()
+                                                 for s in (0, 1)}, n_p, 2)
+    row, recs = tb.testbed_row("room", [tmp_path / "room0", tmp_path / "room1"], "clean", 200)
+    assert row["can_rank"] and row["best"] == "a" and not recs
+    assert row["oracle_full"].mean == pytest.approx(0.10) and row["oracle_random"].mean == pytest.approx(0.12)
+    assert row["best_full"].mean == pytest.approx(0.06) and row["best_share"] == pytest.approx(0.6)
+    assert [s.mean for s in row["best_lab_shares"]] == pytest.approx([0.6, 0.6])
+    assert [x["arm"] for x in row["losers"]] == ["b"] and row["losers"][0]["d_full"].mean == pytest.approx(-0.05)
+    flat_row, _ = tb.testbed_row("flat", [tmp_path / "flat0", tmp_path / "flat1"], "clean", 200)
+    assert not flat_row["can_rank"] and flat_row["oracle_full"].mean == pytest.approx(0.0)
