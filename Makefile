@@ -23,8 +23,9 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/prefsift demo --out runs/demo
 
+# Two workers, one test file each at a time (a file's shared fixtures are built once).
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
 
 clean:
 	rm -rf $(VENV) runs
