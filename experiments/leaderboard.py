@@ -4,8 +4,8 @@
 
 Prints, pooled over the labs (`labs.py`'s three-level bootstrap):
 1. the headroom: the oracle arm (`--oracle`, default `clean`) against all the data and random;
-2. every arm, best first: WinRate, its paired differences from random and from all the data, its
-   share of the headroom ((arm − full) / (oracle − full), per lab with its interval), what it keeps
+2. every arm, best first: WinRate, its paired differences from random and from all the data, the
+   smallest difference from all the data the design detects (80 % power), its share of the headroom ((arm − full) / (oracle − full), per lab with its interval), what it keeps
    of each true pair type and of the wrong labels, and its cost (its training seconds per seed over
    the full arm's; the scores it reads and their seconds);
 3. where a run has the `auto` arm: what the recommendation chose in each lab, the test-best of its
@@ -25,7 +25,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from labs import _grid, _pct, arm_rows, lab_values  # noqa: E402
-from prefsift.eval.paired import headroom_share  # noqa: E402
+from prefsift.eval.paired import headroom_share, smallest_detectable  # noqa: E402
 from prefsift.pipeline.arms import arm_needs  # noqa: E402
 from prefsift.pipeline.recommend import read_recommendation  # noqa: E402
 from prefsift.pipeline.rundir import RunDir  # noqa: E402
@@ -90,6 +90,15 @@ def _diff(d, n_labs: int) -> str:
     return within + (f" (across labs [{_pct(d.low, True)}, {_pct(d.high, True)}])" if n_labs > 1 else "")
 
 
+def detectable(d) -> str:
+    """The smallest true difference from all the data this design detects (80 % power, 5 % level),
+    from the these-labs interval: what a "no difference" in that column can rule out."""
+    if d is None:
+        return "–"
+    within = type("Within", (), {"low": d.within_low, "high": d.within_high})
+    return f"{100 * smallest_detectable(within):.1f}"
+
+
 def recommendation_rows(runs: list[Path], labs: list[dict]) -> list[dict]:
     rows = []
     for run, lab in zip(runs, labs):
@@ -132,9 +141,9 @@ def main() -> None:
     types, kept = kept_by_type(runs[0], [r["arm"] for r in rows])
     cfg = labs[0]["config"]
     full_s = train_seconds(runs[0], "full")
-    print("| arm | pairs | WinRate | − random [95 % CI] | − full [95 % CI] | share of headroom (per lab) | "
+    print("| arm | pairs | WinRate | − random [95 % CI] | − full [95 % CI] | detects (points) | share of headroom (per lab) | "
           + " | ".join(f"keeps {t}" for t in types) + " | train s/seed ÷ full | scores read (this run's seconds) |")
-    print("|---|---|---|---|---|---|" + "---|" * len(types) + "---|---|")
+    print("|---|---|---|---|---|---|---|" + "---|" * len(types) + "---|---|")
     for r in rows:
         arm = r["arm"]
         share = "–" if arm in ("full", args.oracle) else " / ".join(
@@ -143,7 +152,7 @@ def main() -> None:
         d = lambda b: _diff(r.get(f"d_{b}"), len(labs))  # noqa: E731
         k = kept.get(arm, {})
         seeds = "" if len(set(r["seeds"])) == 1 else f" ({'/'.join(map(str, r['seeds']))} seeds)"
-        print(f"| {arm}{seeds} | {r['pairs']:.0f} | {_pct(r['win_rate'])} % | {d('random')} | {d('full')} | {share} | "
+        print(f"| {arm}{seeds} | {r['pairs']:.0f} | {_pct(r['win_rate'])} % | {d('random')} | {d('full')} | {detectable(r.get('d_full'))} | {share} | "
               + " | ".join(f"{100 * k.get(t, float('nan')):.0f} %" for t in types)
               + f" | {train_seconds(runs[0], arm) / full_s:.2f} | {score_cost(runs[0], arm, cfg)} |")
     recs = recommendation_rows(runs, labs)
