@@ -25,7 +25,7 @@ demo: setup
 
 # Two workers, one test file each at a time (a file's shared fixtures are built once).
 test: setup
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 clean:
 	rm -rf $(VENV) runs
