@@ -42,7 +42,7 @@ def testbed_row(name: str, runs: list[Path], oracle: str, n_boot: int) -> tuple[
     can_rank = pooled_ok and all(s is not None for s in lab_room)
     contestants = [r for a, r in rows.items() if a not in (oracle, *BASELINES) and a != "auto" and "d_full" in r]
     best = max(contestants, key=lambda r: r["win_rate"]) if contestants else None
-    out = {"name": name, "labs": len(runs), "seeds": sorted({n for r in rows.values() for n in r["seeds"]}),
+    out = {"name": name, "labs": len(runs), "seeds": [len(lab["values"][oracle]) for lab in labs],
            "oracle_full": o["d_full"], "oracle_random": o.get("d_random"), "full_random": rows["full"].get("d_random"),
            "can_rank": can_rank, "n_labs": len(labs), "contestants": len(contestants),
            "losers": sorted((r for r in contestants if r["d_full"].within_high < 0), key=lambda r: r["d_full"].mean)}
@@ -73,12 +73,12 @@ def main() -> None:
         results.append(row)
         recs += [{**x, "testbed": name} for x in rec]
     n = lambda r: r["n_labs"]  # noqa: E731
-    print(f"| testbed | labs × seeds | {args.oracle} − full (the headroom) | {args.oracle} − random | full − random | "
+    print(f"| testbed | labs × seeds (per lab) | {args.oracle} − full (the headroom) | {args.oracle} − random | full − random | "
           "can rank? | best contestant | its − full | its share of the headroom: pooled (per lab) | "
           "contestants below full (− full) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        seeds = "/".join(map(str, r["seeds"]))
+        seeds = "/".join(map(str, r["seeds"]))  # the oracle's seeds in each lab
         best = share = best_full = "–"
         if r["can_rank"] and "best" in r:
             best, best_full = r["best"], _diff(r["best_full"], n(r))
