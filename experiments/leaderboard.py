@@ -15,6 +15,7 @@ Prints, pooled over the labs (`labs.py`'s three-level bootstrap):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -95,8 +96,7 @@ def detectable(d) -> str:
     from the these-labs interval: what a "no difference" in that column can rule out."""
     if d is None:
         return "–"
-    within = type("Within", (), {"low": d.within_low, "high": d.within_high})
-    return f"{100 * smallest_detectable(within):.1f}"
+    return f"{100 * smallest_detectable(dataclasses.replace(d, low=d.within_low, high=d.within_high)):.1f}"
 
 
 def recommendation_rows(runs: list[Path], labs: list[dict]) -> list[dict]:

@@ -157,17 +157,24 @@ def test_noise_table_adds_rules_no_arm_trained(tmp_path):
     assert "2 flipped pairs, 3 wrong-label pairs in all" in out
 
 
+def _experiment(name: str):
+    """experiments/NAME.py as a module (its own imports of the sibling scripts resolve)."""
+    import sys
+
+    folder = Path(__file__).parents[1] / "experiments"
+    sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_the_recommendations_hit_rate_and_regret_by_hand(tmp_path):
     """experiments/leaderboard.py: per lab, the test-best candidate (mean WinRate over seeds), whether
     the recommendation is it, the regret and the gain over all the data; and seed by seed."""
     import json
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
-    spec_lb = importlib.util.spec_from_file_location("leaderboard", Path(__file__).parents[1] / "experiments"
-                                                     / "leaderboard.py")
-    lb = importlib.util.module_from_spec(spec_lb)
-    spec_lb.loader.exec_module(lb)
+    lb = _experiment("leaderboard")
     n_p = 5
     # Constant preferences: an arm's per-prompt value is its constant, so every mean is known exactly.
     wr = {0: {"full": [0.50, 0.50], "a": [0.60, 0.40], "b": [0.55, 0.56], "random": [0.5, 0.5]},
@@ -196,13 +203,7 @@ def test_the_recommendations_hit_rate_and_regret_by_hand(tmp_path):
 def test_testbeds_headroom_best_share_and_losers_by_hand(tmp_path):
     """experiments/testbeds.py: per testbed, the oracle's gain over all the data, whether it can rank,
     the best contestant's gain and share of the headroom, and the contestants below all the data."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
-    spec_tb = importlib.util.spec_from_file_location("testbeds", Path(__file__).parents[1] / "experiments"
-                                                     / "testbeds.py")
-    tb = importlib.util.module_from_spec(spec_tb)
-    spec_tb.loader.exec_module(tb)
+    tb = _experiment("testbeds")
     n_p = 4
     # Constant preferences: every interval collapses to its mean, so each verdict is exact.
     room = {"full": 0.50, "random": 0.48, "clean": 0.60, "a": 0.56, "b": 0.45, "c": 0.52}
