@@ -3,7 +3,8 @@
     python experiments/leaderboard.py runs/e12/bias-lab0 runs/e12/bias-lab1 runs/e12/bias-lab2
 
 Prints, pooled over the labs (`labs.py`'s three-level bootstrap):
-1. the headroom: the oracle arm (`--oracle`, default `clean`) against all the data and random;
+1. the headroom: each oracle arm the runs have (`clean`, `drop_wrong`, `oracle_relabel`) against all
+   the data and random; shares are taken against the best of them (`--oracle` to name one);
 2. every arm, best first: WinRate, its paired differences from random and from all the data, the
    smallest difference from all the data the design detects (80 % power), its share of the headroom ((arm − full) / (oracle − full), per lab with its interval), what it keeps
    of each true pair type and of the wrong labels, and its cost (its training seconds per seed over
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from labs import _grid, _pct, arm_rows, lab_values  # noqa: E402
 from prefsift.eval.paired import headroom_share, smallest_detectable  # noqa: E402
+from prefsift.eval.tables import ORACLES  # noqa: E402
 from prefsift.pipeline.arms import arm_needs  # noqa: E402
 from prefsift.pipeline.recommend import read_recommendation  # noqa: E402
 from prefsift.pipeline.rundir import RunDir  # noqa: E402
@@ -46,6 +48,19 @@ def shares(labs: list[dict], arm: str, oracle: str) -> list:
         out.append(headroom_share(_grid(v[arm], common), _grid(v["full"], common), _grid(v[oracle], common))
                    if common else None)
     return out
+
+
+def pick_oracle(by: dict, name: str) -> str:
+    """``name``, or with "best" the oracle arm of `ORACLES` with the largest pooled gain over all the
+    data; exits with a message when the runs have none."""
+    have = [o for o in ORACLES if o in by and by[o].get("d_full") is not None]
+    if name != "best":
+        if name not in by:
+            raise SystemExit(f"the runs have no arm {name!r} (oracle arms here: {', '.join(have) or 'none'})")
+        return name
+    if not have:
+        raise SystemExit(f"the runs have none of the oracle arms {', '.join(ORACLES)} beside full")
+    return max(have, key=lambda o: by[o]["d_full"].mean)
 
 
 def kept_by_type(run: Path, arms: list[str]) -> tuple[list[str], dict]:
@@ -127,7 +142,8 @@ def recommendation_rows(runs: list[Path], labs: list[dict]) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="finished run directories of one testbed, one lab each")
-    ap.add_argument("--oracle", default="clean", help="the oracle arm (default: clean)")
+    ap.add_argument("--oracle", default="best", help="the oracle arm shares are taken against (default: best, "
+                                                     "the oracle arm of largest pooled gain over all the data)")
     ap.add_argument("--boot", type=int, default=2000, help="bootstrap draws (default 2000)")
     ap.add_argument("--seeds", help="only these training seeds, comma-separated (default: every finished one)")
     args = ap.parse_args()
@@ -135,9 +151,12 @@ def main() -> None:
     labs = [lab_values(r, None if args.seeds is None else [int(x) for x in args.seeds.split(",")]) for r in runs]
     rows = sorted(arm_rows(labs, args.boot), key=lambda r: -r["win_rate"])
     by = {r["arm"]: r for r in rows}
-    o = by[args.oracle]
-    print(f"{len(runs)} lab(s): {', '.join(r.name for r in runs)}\n\nHeadroom: {args.oracle} − full "
-          f"{_diff(o['d_full'], len(labs))}, {args.oracle} − random {_diff(o['d_random'], len(labs))}\n")
+    args.oracle = pick_oracle(by, args.oracle)
+    print(f"{len(runs)} lab(s): {', '.join(r.name for r in runs)}\n\nHeadroom (shares against {args.oracle}):")
+    for name in (x for x in ORACLES if x in by):
+        o = by[name]
+        print(f"  {name:<15} − full {_diff(o['d_full'], len(labs))}, − random {_diff(o.get('d_random'), len(labs))}")
+    print()
     types, kept = kept_by_type(runs[0], [r["arm"] for r in rows])
     cfg = labs[0]["config"]
     full_s = train_seconds(runs[0], "full")
@@ -146,7 +165,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|" + "---|" * len(types) + "---|---|")
     for r in rows:
         arm = r["arm"]
-        share = "–" if arm in ("full", args.oracle) else " / ".join(
+        share = "–" if arm == "full" or arm in ORACLES else " / ".join(
             "no headroom" if s is None else f"{s.mean:+.2f} [{s.low:+.2f}, {s.high:+.2f}]"
             for s in shares(labs, arm, args.oracle))
         d = lambda b: _diff(r.get(f"d_{b}"), len(labs))  # noqa: E731

@@ -6,10 +6,12 @@ all of them, read from finished runs (nothing is retrained).
 
 Each argument is NAME=RUN,RUN,... (one finished run directory per lab of that testbed). For each
 testbed it prints, pooled over its labs (`labs.py`'s three-level bootstrap):
-- the headroom: the oracle arm against all the data and against random, with the interval over
-  these labs (seeds and prompts resampled in each) and, with several labs, across labs;
-- whether the testbed can rank: the oracle's gain over all the data has an interval above zero in
-  every lab and pooled. A testbed that cannot rank gets no best contestant;
+- the headroom: each oracle arm (`clean`: only clean pairs with a right label; `drop_wrong`: every
+  pair but the wrong labels; `oracle_relabel`: every pair, labelled by the oracle) against all the
+  data, with the interval over these labs (seeds and prompts resampled in each) and, with several
+  labs, across labs; the best of them (largest pooled gain) is the headroom shares are taken of;
+- whether the testbed can rank: the best oracle's gain over all the data has an interval above
+  zero in every lab and pooled. A testbed that cannot rank gets no best contestant;
 - the best contestant (highest WinRate other than the oracle), its gain over all the data and its
   share of the headroom (pooled gain over pooled headroom, and the labs' own shares);
 - every contestant whose interval against all the data lies below zero: the answers that lose.
@@ -26,7 +28,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from labs import _pct, arm_rows, lab_values  # noqa: E402
-from leaderboard import _diff, recommendation_rows, shares  # noqa: E402
+from leaderboard import _diff, pick_oracle, recommendation_rows, shares  # noqa: E402
+
+from prefsift.eval.tables import ORACLES  # noqa: E402
 
 BASELINES = ("full", "random")
 
@@ -34,14 +38,16 @@ BASELINES = ("full", "random")
 def testbed_row(name: str, runs: list[Path], oracle: str, n_boot: int) -> tuple[dict, list[dict]]:
     labs = [lab_values(r) for r in runs]
     rows = {r["arm"]: r for r in arm_rows(labs, n_boot)}
-    if oracle not in rows or "full" not in rows:
-        raise SystemExit(f"{name}: every lab needs the arms full and {oracle} (have {sorted(rows)})")
+    if "full" not in rows:
+        raise SystemExit(f"{name}: every lab needs the arm full (have {sorted(rows)})")
+    oracle = pick_oracle(rows, oracle)
     o = rows[oracle]
     # pooled and in every lab (its own paired interval), the oracle clears all the data
     can_rank = o["d_full"].within_low > 0 and all(lab.low > 0 for lab in o["d_full"].per_lab)
-    contestants = [r for a, r in rows.items() if a not in (oracle, *BASELINES) and a != "auto" and "d_full" in r]
+    contestants = [r for a, r in rows.items() if a not in (*ORACLES, *BASELINES) and a != "auto" and "d_full" in r]
     best = max(contestants, key=lambda r: r["win_rate"]) if contestants else None
-    out = {"name": name, "labs": len(runs), "seeds": [len(lab["values"][oracle]) for lab in labs],
+    out = {"name": name, "labs": len(runs), "seeds": [len(lab["values"][oracle]) for lab in labs], "oracle": oracle,
+           "oracles": {x: rows[x]["d_full"] for x in ORACLES if x in rows and rows[x].get("d_full") is not None},
            "oracle_full": o["d_full"], "oracle_random": o.get("d_random"), "full_random": rows["full"].get("d_random"),
            "can_rank": can_rank, "contestants": len(contestants),
            "losers": sorted((r for r in contestants if r["d_full"].within_high < 0), key=lambda r: r["d_full"].mean)}
@@ -56,7 +62,8 @@ def testbed_row(name: str, runs: list[Path], oracle: str, n_boot: int) -> tuple[
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("testbeds", nargs="+", metavar="NAME=RUN,RUN,...", help="a testbed and its labs' run directories")
-    ap.add_argument("--oracle", default="clean", help="the oracle arm (default: clean)")
+    ap.add_argument("--oracle", default="best", help="the oracle arm shares are taken against (default: best, "
+                                                     "the oracle arm of largest pooled gain over all the data)")
     ap.add_argument("--boot", type=int, default=2000, help="bootstrap draws (default 2000)")
     args = ap.parse_args()
     results, recs = [], []
@@ -72,10 +79,11 @@ def main() -> None:
         results.append(row)
         recs += [{**x, "testbed": name} for x in rec]
     n = lambda r: r["labs"]  # noqa: E731
-    print(f"| testbed | labs × seeds (per lab) | {args.oracle} − full (the headroom) | {args.oracle} − random | full − random | "
-          "can rank? | best contestant | its − full | its share of the headroom: pooled (per lab) | "
+    print("| testbed | labs × seeds (per lab) | " + " | ".join(f"{x} − full" for x in ORACLES)
+          + " | the headroom: best oracle − random | full − random | "
+          "can rank? | best contestant | its − full | its share of the best oracle's headroom: pooled (per lab) | "
           "contestants below full (− full) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|" + "---|" * len(ORACLES) + "---|---|---|---|---|---|---|")
     for r in results:
         seeds = "/".join(map(str, r["seeds"]))  # the oracle's seeds in each lab
         best = share = best_full = "–"
@@ -84,7 +92,8 @@ def main() -> None:
             share = f"{r['best_share']:+.2f} (" + " / ".join(
                 "–" if s is None else f"{s.mean:+.2f} [{s.low:+.2f}, {s.high:+.2f}]" for s in r["best_lab_shares"]) + ")"
         losers = ", ".join(f"{x['arm']} {_pct(x['d_full'].mean, True)}" for x in r["losers"]) or "none"
-        print(f"| {r['name']} | {r['labs']} × {seeds} | {_diff(r['oracle_full'], n(r))} | {_diff(r['oracle_random'], n(r))} | "
+        heads = " | ".join(_diff(r["oracles"].get(x), n(r)) + (" ←" if x == r["oracle"] else "") for x in ORACLES)
+        print(f"| {r['name']} | {r['labs']} × {seeds} | {heads} | {r['oracle']} {_diff(r['oracle_random'], n(r))} | "
               f"{_diff(r['full_random'], n(r))} | {'yes' if r['can_rank'] else 'no: the headroom is inside its interval'} | "
               f"{best} | {best_full} | {share} | {losers} ({r['contestants']} contestants) |")
     if recs:

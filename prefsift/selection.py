@@ -120,6 +120,14 @@ def _builtin_rules() -> None:
         sized=False)
     add("clean", ("pair_type", "label_correct"), clean, "oracle arm: the clean pairs whose label is right "
                                                         "(needs the lab's true pair types)", missing=truth, sized=False)
+    # The headroom split (docs/method.md, "Headroom"): `clean` drops the wrong labels *and* every near-tie,
+    # near-duplicate and easy pair; `drop_wrong` drops only the wrong labels; `oracle_relabel` (a
+    # treatment) keeps every pair with the oracle's label.
+    add("drop_wrong", ("label_correct",),
+        lambda table, keep, seed: (table["valid"].to_numpy(dtype=bool)
+                                   & table["label_correct"].fillna(False).to_numpy(dtype=bool)),
+        "oracle arm: every pair whose label is right, of every type (needs the lab's truth)", missing=truth,
+        sized=False)
 
 
 _builtin_rules()

@@ -53,6 +53,7 @@ class Treatment:
     every_pair: bool = False
     passes: int = 1
     per_pair: bool = False
+    missing: str | None = None  # what the data must carry (not a score), as a rule's `missing`
 
 
 TREATMENTS: Registry[Treatment] = Registry("treatment", key="arms")
@@ -157,6 +158,16 @@ def _builtin() -> None:
         eps, how = _noise(table, label_noise)
         return ArmData(mask=table["valid"].to_numpy(dtype=bool), epsilon=eps, conservative=True, note=how)
 
+    def oracle_relabel(table, keep, label_noise):
+        """The oracle's labels on every pair: the pairs whose label is wrong (column label_correct,
+        the lab's truth) trained with chosen and rejected swapped."""
+        valid = table["valid"].to_numpy(dtype=bool)
+        flip = valid & ~table["label_correct"].fillna(True).to_numpy(dtype=bool)
+        return ArmData(mask=valid, flip=flip, note=f"{int(flip.sum())} wrong labels swapped by the oracle")
+
+    add("oracle_relabel", ("label_correct",), oracle_relabel,
+        "oracle arm: every pair, each label set by the oracle (the wrong ones swapped; needs the lab's truth)",
+        every_pair=True, missing="the true labels (a label_correct column, as the lab writes)")
     add("soft_lossdiff_irm", ("lossdiff", "irm"), soft_lossdiff_irm,
         "every pair, weighted by a smooth LossDiff-IRM window (its width solved for keep)", every_pair=True,
         per_pair=True)

@@ -52,7 +52,10 @@ class LabConfig:
     frac_near_tie: float = field(default=0.1, metadata={"help": "share of near-tie pairs", "check": "[0, 1]"})
     frac_near_duplicate: float = field(default=0.1, metadata={"help": "share of pairs differing in one token", "check": "[0, 1]"})
     frac_easy: float = field(default=0.1, metadata={"help": "share of good-vs-garbage pairs", "check": "[0, 1]"})
-    validation_mix: str = field(default="clean", metadata={"help": "'clean': validation pairs are all clean with oracle labels; 'train': same mix and noise as train; 'careful': train's mix of pair types, every label the oracle's (a team's small set labelled by experts)", "check": ("clean", "train", "careful")})
+    # Default careful (since 2026-12-07; it was clean): every testbed validates the same way, as a team
+    # can (an expert-labelled sample of its own data), so that a rule reading the validation set is
+    # ranked on how the labels are wrong, not on what the validation set looks like.
+    validation_mix: str = field(default="careful", metadata={"help": "'careful': train's mix of pair types, every label the oracle's (a team's small set of its own data labelled by experts); 'clean': validation pairs are all clean with oracle labels; 'train': same mix and noise as train", "check": ("careful", "clean", "train")})
     bt_temperature: float = field(default=0.1, metadata={"help": "Bradley–Terry labeller temperature: P(correct) = sigmoid(gap / T)", "check": "> 0"})
     clean_min_gap: float = field(default=0.2, metadata={"help": "minimum oracle gap of clean and flipped pairs", "check": ">= 0"})
     tie_max_gap: float = field(default=0.02, metadata={"help": "maximum oracle gap of near-tie pairs", "check": ">= 0"})
@@ -63,6 +66,7 @@ class LabConfig:
     labels_from_ratings: bool = field(default=False, metadata={"help": "label the training pairs by the noisy rater (chosen = higher rated, as UltraFeedback-binarized): wrong labels are exactly its rating errors; no pair is flipped on purpose (frac_flipped's share is built as clean pairs) and rater_noise is solved from rater_agreement"})
     rater_agreement: float = field(default=0.85, metadata={"help": "with labels_from_ratings: the rater agrees with the oracle's preference on this share of non-tied pairs (default 0.85: GPT-4 against human experts on MT-Bench, Zheng et al. 2023)", "check": "(0.5, 1)"})
     rater_bias: float = field(default=0.0, metadata={"help": "a systematic rater bias: this share of the training pairs whose answers differ in length is labelled 'the longer one is better', right or wrong (column biased); no pair is flipped on purpose (frac_flipped's share is built as clean pairs)", "check": "[0, 1]"})
+    ratings: str = field(default="rater", metadata={"help": "who gives the ratings score_chosen/score_rejected: 'rater', the rater who labelled (its ratings agree with its label, wrong or right, as in UltraFeedback); 'independent', each answer's own noisy rating whatever the label (the lab before 2026-12-07: on a wrong label the rating gap points to the truth, a leak no team has)", "check": ("rater", "independent")})
     sft_steps: int = field(default=800, metadata={"help": "SFT optimizer steps (the model learns the tasks, and the habits, but not perfectly)", "check": ">= 0"})
     sft_flaw_rate: float = field(default=0.3, metadata={"help": "share of SFT demonstrations with a systematic habit (extra item, dropped item, input echoed) that preference data can train away", "check": "[0, 1]"})
     sft_batch_size: int = field(default=64, metadata={"help": "SFT sequences per step", "check": ">= 1"})
@@ -96,7 +100,8 @@ class LabConfig:
         return PairConfig(bt_temperature=self.bt_temperature, clean_min_gap=self.clean_min_gap,
                           tie_max_gap=self.tie_max_gap, easy_min_reward=self.easy_min_reward,
                           rater_noise=self.rater_noise, labels_from_ratings=self.labels_from_ratings,
-                          rater_agreement=self.rater_agreement, rater_bias=self.rater_bias)
+                          rater_agreement=self.rater_agreement, rater_bias=self.rater_bias,
+                          ratings=self.ratings)
 
 
 # Bump when a change to the SFT code (sft.py, task.py, the presets) changes the model it trains, so
@@ -288,6 +293,7 @@ def _summarise(cfg, prompts, samples, test, test_samples, train_rows, val_rows, 
             "label_correct_rate": _mean(r["label_correct"] for r in rows),
             "label_correct_by_type": {t: _mean(v) for t, v in correct.items()},
             "both_sides_sampled": _mean(r["origin_chosen"] == r["origin_rejected"] == "sample" for r in rows),
+            "ratings": rating_leak(rows),
         }
 
     return {
@@ -305,6 +311,18 @@ def _summarise(cfg, prompts, samples, test, test_samples, train_rows, val_rows, 
                 "resumed": resumed and not from_cache, "from_cache": from_cache},
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
+
+
+def rating_leak(rows) -> dict:
+    """How much the ratings say about the truth the labels hide: over the wrong labels, the share
+    whose rating gap (score_chosen − score_rejected) points to the truth (< 0: the rejected answer
+    rated higher); over the right labels, the share whose gap points against the label. With
+    ``ratings: rater`` both are 0 by construction; with ``independent`` the first is near 1."""
+    wrong = [r for r in rows if not r["label_correct"]]
+    right = [r for r in rows if r["label_correct"]]
+    against = lambda r: r["score_chosen"] < r["score_rejected"]  # noqa: E731
+    return {"wrong_labels": len(wrong), "wrong_gap_points_to_truth": _mean(against(r) for r in wrong),
+            "right_gap_points_against_label": _mean(against(r) for r in right)}
 
 
 def _fmt(x, width: int = 8, digits: int = 3) -> str:
@@ -338,6 +356,13 @@ def format_summary(summary: dict) -> str:
     lines.append(f"  test prompts: {summary['splits']['test_prompts']}   pairs with both sides "
                  f"sampled: train {_fmt(tr['both_sides_sampled'], 0, 2)}, "
                  f"validation {_fmt(va['both_sides_sampled'], 0, 2)}")
+    leak = tr.get("ratings") or {}
+    if leak.get("wrong_labels"):
+        lines.append(f"  ratings ({summary['config'].get('ratings', 'rater')}): on the {leak['wrong_labels']} "
+                     f"wrong labels the rating gap points to the truth for "
+                     f"{100 * leak['wrong_gap_points_to_truth']:.1f} %"
+                     + (" (a leak: rules that read ratings see what a team cannot)"
+                        if leak["wrong_gap_points_to_truth"] > 0 else ""))
     lines.append("")
     sft = summary["sft"]
     state = "from the prefsift cache" if sft.get("from_cache") else ("reused" if sft["resumed"] else "trained")

@@ -21,9 +21,17 @@ Gaussian noise, an UltraFeedback-style rating) is recorded for score-gap baselin
 differ in length, drawn at random: the longer answer is chosen, whatever the oracle says (column
 ``biased``). Where the longer answer is the worse one, the label is wrong, and wrong the same way
 every time: the lab's SFT habits (an extra item, the input echoed) make answers longer and worse,
-so a model that learns the rater learns the habits. The same rater gives the ratings, so where it
-labelled by length it rated its chosen answer higher (a rating gap does not reveal the truth its
-label hides). Deliberate flips are built as clean pairs too.
+so a model that learns the rater learns the habits. Deliberate flips are built as clean pairs too.
+
+``ratings`` says who gives the ratings ``score_*``. ``rater`` (the default): the rater who labelled,
+as in UltraFeedback, where the label is the argmax of the ratings: its noisy ratings are put in the
+order of its label, so a wrong label (flipped on purpose, by the labeller's noise, or by the length
+bias) comes with ratings that agree with it and a rating gap never points against the label; the
+ratings keep the size of the gap. ``independent``: each answer keeps its own rating (the oracle's
+reward plus noise) whatever the label says. That was the lab before 2026-12-07: a rating gap then
+points to the truth on about 96 % of the wrong labels of a flip lab, so rules that read ratings
+read a near-oracle (a leak no team has); kept only to reproduce earlier runs. Only the two rating
+columns differ between the two settings: prompts, answers and labels are the same, draw for draw.
 
 ``labels_from_ratings``: the label is the rater's instead, as in UltraFeedback-binarized: the rater
 scores both answers and the higher-rated one is ``chosen``, so a wrong label is exactly a rating
@@ -56,6 +64,7 @@ class PairConfig:
     labels_from_ratings: bool = field(default=False, metadata={"help": "label every pair by the rater (chosen = higher rated)"})
     rater_agreement: float = field(default=0.85, metadata={"help": "with labels_from_ratings: the rater's agreement with the oracle's preference on non-tied pairs"})
     rater_bias: float = field(default=0.0, metadata={"help": "share of the pairs (of those whose answers differ in length) that a length-biased rater labels: the longer answer is chosen, right or wrong"})
+    ratings: str = field(default="rater", metadata={"help": "rater: the rater who labelled gives the ratings, in its label's order; independent: each answer's own noisy rating, whatever the label (leaks the truth)"})
 
 
 def type_counts(n: int, proportions: dict[str, float]) -> dict[str, int]:
@@ -239,10 +248,10 @@ def build_pairs(
         by_bias = biased and len(better) != len(worse) and rng.random() < cfg.rater_bias
         if by_bias:
             swap = len(worse) > len(better)  # the longer answer is chosen
-            # The same rater gives the ratings: it rates the answer it chose higher (else a rating-based
-            # rule would read the truth the label hides).
-            if (s_w > s_b) != swap:
-                s_b, s_w = s_w, s_b
+        # The rater who labelled gives the ratings: it rates the answer it chose higher (else a rating-based
+        # rule reads the truth the label hides). The biased rater always did; no draw, so labels stay as they were.
+        if (by_bias or cfg.ratings == "rater") and (s_w > s_b) != swap:
+            s_b, s_w = s_w, s_b
         row = _row(split, k, prompt, pair_type, (better, origin_b, r_b, s_b), (worse, origin_w, r_w, s_w), swap)
         if biased:
             row["biased"] = by_bias

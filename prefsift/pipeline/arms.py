@@ -175,6 +175,9 @@ def check_candidates(candidates: list, imported: dict, windows: dict, wanted_sco
         if kind == "rule" and c in RULES and (RULES.get(c).seeded or {"pair_type", "label_correct"} & set(RULES.get(c).needs)):
             raise ConfigError(key=key, problem=f"lists {c!r}, a baseline ({RULES.get(c).help}), not an answer to "
                                                "recommend; drop it")
+        if kind == "treatment" and TREATMENTS.get(c).missing is not None:
+            raise ConfigError(key=key, problem=f"lists {c!r}, an oracle ({TREATMENTS.get(c).help}), not an answer "
+                                               "to recommend; drop it")
         if kind == "treatment" and objective not in TREATMENTS.get(c).objectives and user_list:
             raise ConfigError(key=key, problem=f"lists {c!r}, which does not train objective {objective!r}; drop it")
         known = kind != "rule" or c in RULES
@@ -211,6 +214,9 @@ def arm_data(cfg, table, arm: str, seed: int = 0, candidate: bool = False):
     if candidate and lacking:
         return f"it needs the score(s) {', '.join(lacking)}, which this run does not compute (scores.scores)"
     if kind == "treatment":
+        t = TREATMENTS.get(arm)
+        if t.missing is not None and not set(t.needs) <= set(table.columns):
+            return f"it needs {t.missing}, which the data does not have"
         if candidate and cfg.objective not in TREATMENTS.get(arm).objectives:
             return f"it trains {', '.join(TREATMENTS.get(arm).objectives)}, not this run's objective {cfg.objective}"
         return treatment_data(table, arm, cfg.keep, cfg.label_noise)
@@ -226,8 +232,9 @@ def arm_data(cfg, table, arm: str, seed: int = 0, candidate: bool = False):
 
 def check_treatment_columns(table, arm: str) -> None:
     """A `ConfigError` naming the scores a treatment arm needs when the table lacks them."""
-    missing = [c for c in TREATMENTS.get(arm).needs if c not in table]
-    if missing:
+    t = TREATMENTS.get(arm)
+    missing = [c for c in t.needs if c not in table]
+    if missing and t.missing is None:  # (an oracle's data column: `arm_data` skips the arm with the reason)
         raise ConfigError(key="arms", problem=f"{arm!r} needs the score(s) {missing}, which the scores table does not "
                                               "have: add them to scores.scores, or drop the arm")
 
@@ -335,6 +342,9 @@ class CalibrationSettings:
                                                        "(the run's judge); loss: the objective's loss on the validation "
                                                        "pairs (lower is better; no judge)",
                                                "check": ("judge", "loss")})
+    judge: str = field(default="", metadata={"help": "with by: judge, the judge of the probes (a judge spec, e.g. "
+                                                     "llm:MODEL or, in the lab, biased:0.5); empty: the run's judge. "
+                                                     "The test evaluation always uses the run's judge"})
 
     def __post_init__(self):
         from ..checks import check_fields

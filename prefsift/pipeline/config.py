@@ -210,6 +210,9 @@ class RunConfig:
         problem = _judge_problem(self.judge)
         if problem and not deferred:
             raise ConfigError(key="judge", problem=problem)
+        problem = _judge_problem(self.calibration.judge) if self.calibration.judge else None
+        if problem and not deferred:
+            raise ConfigError(key="calibration.judge", problem=problem)
         check_arms(self.arms, self.imported, self.windows, wanted, self.route, defer_unknown=deferred,
                    objective=self.objective, candidates=self.calibration.candidates)
 

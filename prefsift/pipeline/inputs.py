@@ -88,6 +88,11 @@ def check_run_inputs(cfg) -> dict:
             raise ConfigError(key="reference", problem=f": {e}") from None
     # The judge is made even when no arm is trained; it judges prompts only when one is.
     check_judge(cfg.judge, prompts if (cfg.seeds and cfg.arms) else None, where=str(cfg.test_prompts))
+    if cfg.calibration.judge:
+        try:
+            check_judge(cfg.calibration.judge)
+        except ConfigError as e:
+            raise ConfigError(key="calibration.judge", problem=e.problem) from None
     for name, spec in cfg.imported.items():
         if name in cfg.arms:
             _imported_table(name, *_imported_source(name, spec))

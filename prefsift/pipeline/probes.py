@@ -33,6 +33,7 @@ class ProbeJudge:
         self.run, self.inp, self.judge = run, inp, judge
         st = run.cfg.calibration if settings is None else settings
         self.by = st.by
+        self.spec = (st.judge or run.cfg.judge) if st.by == "judge" else None  # the judge that values the probes
         self.seed = int(run.cfg.seeds[0])
         if self.by == "judge":
             from .answers import Answers
@@ -43,7 +44,7 @@ class ProbeJudge:
                                                             "judged on: give validation pairs")
             self.answers = Answers(run, inp, prompts, per_prompt=st.answers)
             # What the test evaluation's key holds: the judge as configured, the sampler, the sampling.
-            self.key = stage_key("judge", run.cfg.judge, judge.name, self.answers.sampler.name, stage_key(prompts),
+            self.key = stage_key("judge", self.spec, judge.name, self.answers.sampler.name, stage_key(prompts),
                                  st.answers, run.cfg.temperature, run.cfg.max_new_tokens, self.seed)
         else:
             from ..scoring.columns import tokenized
@@ -59,8 +60,8 @@ class ProbeJudge:
                                                                      for r in inp.validation.records()]))
 
     def describe(self, settings) -> str:
-        return (f"WinRate vs π_ref on {len(self.answers.prompts)} validation prompts x {settings.answers} answers"
-                if self.by == "judge" else "the validation loss")
+        return (f"WinRate vs π_ref on {len(self.answers.prompts)} validation prompts x {settings.answers} answers "
+                f"(judge {self.spec})" if self.by == "judge" else "the validation loss on the validation pairs (no judge)")
 
     def _logps(self, model):
         from ..scoring.logprobs import LogprobSettings, compute_pair_logps

@@ -103,10 +103,11 @@ def recommendation_stage(run, inp, theta_key: str, table, probe_judge):
     rows = [{"candidate": n, **{k: v for k, v in r.items() if k not in ("key", "per_prompt")},
              "gain_over_full": _gain(gains.get(n))} for n, r in probes.items()]
     artifacts.write_json(folder / "recommendation.json", {
-        "chosen": chosen, "why": why, "by": st.by, "probe_epochs": st.probe_epochs, "seed": seed,
+        "chosen": chosen, "why": why, "by": st.by, "judged_by": probe_judge.describe(st),
+        "probe_judge": probe_judge.spec, "probe_epochs": st.probe_epochs, "seed": seed,
         "candidates": rows, "left_out": left_out, "probe_seconds": cost,
         "probe_steps": int(sum(r["steps"] for r in probes.values()))})
-    log(format_recommendation(rows, chosen, why, cost))
+    log(format_recommendation(rows, chosen, why, cost) + f"\n  (chosen by {probe_judge.describe(st)})")
     return dataclasses.replace(data[chosen], note=f"the recommendation, {chosen}")
 
 

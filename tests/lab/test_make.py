@@ -10,6 +10,7 @@ import random
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import numpy as np
 import pytest
 import torch
 
@@ -349,7 +350,8 @@ def test_labels_from_ratings_are_the_raters_errors():
     assert agree == pytest.approx(0.85, abs=0.02)  # binomial sd at n≈2,900 is 0.007
     # The injected-flip lab's files are unchanged by the new mode's existence: a wrong label there is
     # either a deliberate flip or a Bradley–Terry draw, never the rating.
-    plain = build_pairs(prompts[:300], samples[:300], LabConfig().proportions(), PairConfig(), seed=5, split="train")
+    plain = build_pairs(prompts[:300], samples[:300], LabConfig().proportions(), PairConfig(ratings="independent"),
+                        seed=5, split="train")
     assert any(r["score_chosen"] < r["score_rejected"] for r in plain)
 
 
@@ -373,9 +375,51 @@ def test_a_length_biased_rater_labels_its_share_by_length_and_nothing_else_chang
     assert all(r["label_correct"] == (r["oracle_chosen"] >= r["oracle_rejected"]) for r in rows)
     assert any(not r["label_correct"] for r in by_bias) and any(r["label_correct"] for r in by_bias)
     # The same rater rates: where it labelled by length, it rated its chosen answer at least as high, so
-    # a rating gap never shows a wrong biased label; unbiased pairs keep ratings that can disagree.
-    assert all(r["score_chosen"] >= r["score_rejected"] for r in by_bias)
-    assert any(r["score_chosen"] < r["score_rejected"] for r in rows if not r["biased"])
+    # a rating gap never shows a wrong biased label, even with `ratings: independent`, where the unbiased
+    # pairs keep ratings that can disagree with their label.
+    assert all(r["score_chosen"] >= r["score_rejected"] for r in rows)  # the default: the rater's ratings
+    ind = build_pairs(prompts, samples, props, PairConfig(rater_bias=0.4, ratings="independent"), seed=5,
+                      split="train")
+    assert all(r["score_chosen"] >= r["score_rejected"] for r in ind if r["biased"])
+    assert any(r["score_chosen"] < r["score_rejected"] for r in ind if not r["biased"])
+
+
+@pytest.mark.parametrize("testbed", [{"frac_flipped": 0.2, "frac_clean": 0.5}, {"rater_bias": 0.5},
+                                     {"labels_from_ratings": True}])
+def test_the_rater_who_labelled_gives_the_ratings_in_every_testbed(testbed):
+    """On every testbed a wrong label comes with ratings that agree with it. The bound: the rater's
+    label is the argmax of its own ratings (as in UltraFeedback-binarized), so the rating gap agrees
+    with the label on every pair, 100 %, whatever its noise. `ratings: independent` (the lab before)
+    gives the same prompts, answers and labels draw for draw, with each answer's own rating: there a
+    wrong label's gap points to the truth with probability Φ(gap / (σ√2)) per pair, σ the rater's noise."""
+    from scipy.stats import norm
+
+    from prefsift.lab.make import rating_leak
+    from prefsift.lab.pairs import PairConfig, build_pairs
+
+    prompts, samples = _prompts_and_samples(2000, 7)
+    props = LabConfig(**{k: v for k, v in testbed.items() if k.startswith("frac_")}).proportions()
+    extra = {k: v for k, v in testbed.items() if not k.startswith("frac_")}
+    rows = build_pairs(prompts, samples, props, PairConfig(**extra), seed=7, split="train")
+    ind = build_pairs(prompts, samples, props, PairConfig(**extra, ratings="independent"), seed=7, split="train")
+    wrong = [r for r in rows if not r["label_correct"]]
+    assert len(wrong) > 50  # every testbed has wrong labels to hide
+    assert all(r["score_chosen"] >= r["score_rejected"] for r in rows)
+    assert rating_leak(rows)["wrong_gap_points_to_truth"] == 0.0
+    same = ("id", "prompt", "chosen", "rejected", "label_correct", "oracle_chosen", "oracle_rejected", "pair_type")
+    assert [[r[k] for k in same] for r in rows] == [[r[k] for k in same] for r in ind]
+    # only the order of the two ratings differs
+    assert all(sorted((a["score_chosen"], a["score_rejected"])) == sorted((b["score_chosen"], b["score_rejected"]))
+               for a, b in zip(rows, ind))
+    if testbed.get("frac_flipped"):  # the leak the rater's ratings remove: Φ(gap / (σ√2)) on each flip
+        flips = [r for r in ind if r["pair_type"] == "flipped"]
+        expected = np.mean([norm.cdf((r["oracle_rejected"] - r["oracle_chosen"]) / (0.1 * 2 ** 0.5)) for r in flips])
+        seen = np.mean([r["score_chosen"] < r["score_rejected"] for r in flips])
+        assert expected > 0.9 and seen == pytest.approx(expected, abs=4 * (expected * (1 - expected) / len(flips)) ** 0.5)
+        leak = rating_leak(ind)
+        wrong_ind = [r for r in ind if not r["label_correct"]]
+        assert leak["wrong_gap_points_to_truth"] == pytest.approx(
+            sum(r["score_chosen"] < r["score_rejected"] for r in wrong_ind) / len(wrong_ind))
 
 
 def test_a_careful_validation_set_has_the_training_mix_and_only_right_labels():

@@ -68,6 +68,13 @@ def test_bad_candidate_lists_are_refused_before_any_work():
         _config(arms=["auto"], calibration={"candidates": ["full", "random"]})
     with pytest.raises(ConfigError, match="a baseline"):
         _config(arms=["auto"], calibration={"candidates": ["full", "clean"]})
+    for oracle in ("drop_wrong", "oracle_relabel"):
+        with pytest.raises(ConfigError, match="calibration.candidates lists"):
+            _config(arms=["auto"], calibration={"candidates": ["full", oracle]})
+    with pytest.raises(ConfigError, match="calibration.judge must be"):
+        _config(arms=["auto"], calibration={"judge": "orcale"})
+    with pytest.raises(ConfigError, match="calibration.judge.*biased:SHARE"):
+        _config(arms=["auto"], calibration={"judge": "biased"})
     with pytest.raises(ConfigError, match="itself chosen by probes"):
         _config(arms=["auto"], calibration={"candidates": ["full", "calibrated_tif"]})
     with pytest.raises(ConfigError, match="unknown arm 'lossdif_irm'"):
@@ -119,6 +126,7 @@ def test_the_auto_arm_trains_its_recommendation_and_a_rerun_probes_nothing(tmp_p
     ev = api.run(cfg, out=out, progress=False, log=QUIET)
     rec = json.loads((out / "recommend" / "recommendation.json").read_text())
     probed = {r["candidate"]: r for r in rec["candidates"]}
+    assert rec["probe_judge"] == "oracle" and "(judge oracle)" in rec["judged_by"]  # who chose is written down
     assert set(probed) == {"full", "lossdiff_irm", "tif", "alignment_potential", "large_margin", "robust_dpo"}
     assert "heldout" in rec["left_out"]["selective_dpo"]
     # The probes were judged on validation prompts, never on the test prompts.
