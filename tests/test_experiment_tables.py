@@ -221,3 +221,39 @@ def test_testbeds_headroom_best_share_and_losers_by_hand(tmp_path):
     assert [x["arm"] for x in row["losers"]] == ["b"] and row["losers"][0]["d_full"].mean == pytest.approx(-0.05)
     flat_row, _ = tb.testbed_row("flat", [tmp_path / "flat0", tmp_path / "flat1"], "clean", 200)
     assert not flat_row["can_rank"] and flat_row["oracle_full"].mean == pytest.approx(0.0)
+
+
+def test_testbeds_take_the_share_against_the_best_of_three_oracles(tmp_path):
+    """With the three oracle arms, the headroom is the best one's (drop_wrong here, +0.14), every
+    oracle's gain is reported, and no oracle is a contestant."""
+    tb = _experiment("testbeds")
+    arms = {"full": 0.50, "random": 0.48, "clean": 0.60, "drop_wrong": 0.64, "oracle_relabel": 0.62, "a": 0.57}
+    for lab in (0, 1):
+        _lab_run(tmp_path / f"lab{lab}", {(a, s): np.full(8, v) for a, v in arms.items() for s in (0, 1)}, 4, 2)
+    row, _ = tb.testbed_row("t", [tmp_path / "lab0", tmp_path / "lab1"], "best", 200)
+    assert row["oracle"] == "drop_wrong" and row["oracle_full"].mean == pytest.approx(0.14)
+    assert {k: round(v.mean, 6) for k, v in row["oracles"].items()} == {"clean": 0.1, "drop_wrong": 0.14,
+                                                                        "oracle_relabel": 0.12}
+    assert row["best"] == "a" and row["best_share"] == pytest.approx(0.07 / 0.14)  # 0.5, not 0.7 against clean
+    assert row["contestants"] == 1
+    named, _ = tb.testbed_row("t", [tmp_path / "lab0", tmp_path / "lab1"], "clean", 200)
+    assert named["oracle"] == "clean" and named["best_share"] == pytest.approx(0.7)
+
+
+def test_judges_table_reads_each_judges_choice_against_the_same_arms(tmp_path):
+    import json
+
+    jd = _experiment("judges")
+    # one lab, two copies probed by two judges: the oracle chose a (the test-best), the loss chose full
+    values = {"full": 0.50, "a": 0.56, "b": 0.53}
+    for copy, chosen in (("oracle", "a"), ("loss", "full")):
+        _lab_run(tmp_path / copy, {(x, 0): np.full(8, v) for x, v in values.items()}, 4, 2)
+        (tmp_path / copy / "recommend").mkdir()
+        (tmp_path / copy / "recommend" / "recommendation.json").write_text(json.dumps({
+            "chosen": chosen, "why": "", "probe_seconds": 1.0,
+            "candidates": [{"candidate": c} for c in values]}))
+    rows = {j: jd.summary(jd.judge_rows([tmp_path / j])) for j in ("oracle", "loss")}
+    assert rows["oracle"] == {"labs": 1, "hits": 1, "regret": pytest.approx(0.0), "vs_full": pytest.approx(0.06),
+                              "below_full": 0}
+    assert rows["loss"]["hits"] == 0 and rows["loss"]["regret"] == pytest.approx(0.06)
+    assert rows["loss"]["vs_full"] == pytest.approx(0.0)
