@@ -202,8 +202,15 @@ def test_small_lab_files_and_proportions(small_lab):
     counts = {t: sum(r["pair_type"] == t for r in train) for t in PAIR_TYPES}
     assert counts == {"clean": 72, "flipped": 12, "near_tie": 12, "near_duplicate": 12, "easy": 12}
     assert summary["splits"]["train"]["by_type"] == counts
-    # Default validation: clean pairs with oracle labels.
-    assert all(r["pair_type"] == "clean" and r["label_correct"] for r in val)
+    # Default validation (careful): the training mix (flips built as clean pairs), every label the oracle's.
+    assert {t: sum(r["pair_type"] == t for r in val) for t in PAIR_TYPES} == {
+        "clean": 28, "flipped": 0, "near_tie": 4, "near_duplicate": 4, "easy": 4}  # 40 × (0.7, 0, 0.1 × 3)
+    assert all(r["label_correct"] for r in val)
+    # The ratings are the labeller's: none points against its label; the summary says so.
+    assert all(r["score_chosen"] >= r["score_rejected"] for r in train + val)
+    leak = summary["splits"]["train"]["ratings"]
+    assert leak["wrong_labels"] == sum(not r["label_correct"] for r in train) > 0
+    assert leak["wrong_gap_points_to_truth"] == 0.0 and "points to the truth for 0.0 %" in format_summary(summary)
     assert len({r["id"] for r in train + val}) == 160
     assert train[5]["id"] == "lab-train-000005" and test[0]["id"] == "lab-test-000000"
     text = format_summary(summary)
