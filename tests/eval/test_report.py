@@ -157,3 +157,22 @@ def test_browser_screenshot_not_blank(full_report, tmp_path):
     colours = np.unique((img.reshape(-1, 3) * 255).astype(np.uint8), axis=0)
     assert len(colours) > 20, "screenshot is (nearly) a single colour"
     assert (img < 0.5).mean() > 0.001, "no dark pixels: text/figures did not paint"
+
+
+def test_the_lab_section_says_how_much_the_ratings_leak(tmp_path):
+    """The share of wrong labels whose rating gap points to the truth, counted by hand: 2 of the 3
+    scored wrong labels (p4 is wrong but not scored; p5's gap is missing)."""
+    from prefsift.eval.report import rating_leak_share, write_report
+
+    df = pd.DataFrame({"id": [f"p{i}" for i in range(7)], "valid": [True] * 4 + [False, True, True],
+                       "reason": [""] * 4 + ["too_long", "", ""], "irm": [0.1, 0.2, -0.3, 0.4, np.nan, 0.5, 0.6],
+                       "pair_type": ["clean", "flipped", "flipped", "clean", "flipped", "clean", "near_tie"],
+                       "label_correct": [True, False, False, True, False, False, False],
+                       "score_gap": [0.3, -0.2, 0.4, 0.1, -0.5, np.nan, -0.1]})
+    assert rating_leak_share(df) == (pytest.approx(2 / 3), 3)
+    sel = {"full": df["valid"].to_numpy()}
+    text = write_report(tmp_path, df, sel).read_text(encoding="utf-8")
+    assert "on the 3 wrong labels the rating gap points to the truth for 66.7 %" in text and "a leak" in text
+    honest = df.assign(score_gap=df["score_gap"].abs())
+    assert rating_leak_share(honest) == (0.0, 3)
+    assert rating_leak_share(df.drop(columns=["score_gap"])) is None
