@@ -64,8 +64,11 @@ def log_odds(
     y_c, y_r = np.asarray(y_c, dtype=float), np.asarray(y_r, dtype=float)
     a = PRIOR * (y_c + y_r)
     a0 = PRIOR * (n_c + n_r)
-    delta = np.log((y_c + a) / (n_c + a0 - y_c - a)) - np.log((y_r + a) / (n_r + a0 - y_r - a))
-    return delta, delta / np.sqrt(1.0 / (y_c + a) + 1.0 / (y_r + a))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        delta = np.log((y_c + a) / (n_c + a0 - y_c - a)) - np.log((y_r + a) / (n_r + a0 - y_r - a))
+        z = delta / np.sqrt(1.0 / (y_c + a) + 1.0 / (y_r + a))
+    # A feature in every answer of both sides has no contrast (both odds infinite): δ = z = 0.
+    return np.nan_to_num(delta, nan=0.0), np.nan_to_num(z, nan=0.0)
 
 
 class _Side:
