@@ -12,8 +12,7 @@ from ..errors import ConfigError, UserError
 
 def _test_prompts(test_prompts, prompt_key: str) -> list[str] | None:
     """Prompt texts from a file of prompts (any format the data layer reads; its `prompt_key`
-    column,
-    a string or a message list) or from a list of strings."""
+    column, a string or a message list) or from a list of strings."""
     if test_prompts is None:
         return None
     if not isinstance(test_prompts, (str, Path)):
