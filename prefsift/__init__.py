@@ -10,6 +10,7 @@ The public API is `prefsift.api` (every command of the CLI is one of its functio
     load_pairs, check_pairs, subset, select_to_folder, load_scores, plan, plan_scores, demo, make_lab,
     make_sentiment_lab, describe_model
     view(run_dir) / view(scores=..., train=...)      -> one self-contained HTML page with every pair
+    audit(train, validation=...)                     -> what is wrong with a pair file (no model needed)
     register_rule / register_score / register_judge  your own rules, scores and judges
 """
 

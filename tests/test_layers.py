@@ -18,6 +18,7 @@ LAYERS = [
     {"selection", "treatments"},
     {"lab"},
     {"browser"},  # the pairs browser (prefsift view): reads pairs, scores and selections; the pipeline's report embeds it
+    {"audit"},  # prefsift audit: reads pairs (data), checks a scores table's rows (browser.frame)
     {"pipeline"},
     {"planning"},
     {"api"},

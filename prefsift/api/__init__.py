@@ -10,6 +10,7 @@ From an SFT model to a selection:
     prefsift.write_subset(prefsift.load_pairs("train.jsonl"), mask, "selected.jsonl")
     run = prefsift.open_run("runs/mine")                                      # later: run.scores, run.models
     prefsift.view("runs/mine")                                                # every pair, in one HTML page
+    prefsift.audit("train.jsonl", validation="val.jsonl").lines()             # what is wrong with the file
 
 Models are objects (a transformers causal LM, with `tokenizer=`) or specs (a local folder, or
 `smollm2`); pairs are a `PairSet`, a path, or rows. Every function checks its inputs first and
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from ..data import ColumnMap
 from ..quiet import set_verbose
+from .audit import audit
 from .models import describe_model, warmup
 from .pairs import check_pairs, load_pairs, subset, write_subset
 from .runs import LabSummary, RunResult, demo, make_lab, make_sentiment_lab, open_run, plan, recommend, run
@@ -67,7 +69,7 @@ def register_judge(name: str, make, *, takes: str | None = None, check=None, hel
     return register(name, make, takes=takes, check=check, help=help, replace=replace)
 
 
-__all__ = ["ColumnMap", "LabSummary", "RunResult", "Selection", "check_pairs", "demo", "describe_model", "load_pairs",
+__all__ = ["ColumnMap", "LabSummary", "audit", "RunResult", "Selection", "check_pairs", "demo", "describe_model", "load_pairs",
            "load_scores", "make_lab", "make_sentiment_lab", "open_run", "plan", "plan_scores", "recommend", "register_judge",
            "register_rule", "register_score", "run", "score", "select", "select_to_folder", "set_verbose", "subset", "view",
            "warmup", "write_subset"]

@@ -95,14 +95,15 @@ def _with_treatments(table, treated):
 def view(run: str | Path | None = None, *, scores: str | Path | None = None, train: str | Path | None = None,
          out: str | Path | None = None, rules=(), keep: float | None = None, seed: int = 0,
          columns: ColumnMap | None = None, strict: bool = False, file_format: str | None = None,
-         split: str | None = None, title: str | None = None) -> Path:
+         split: str | None = None, title: str | None = None, audit: str | Path | None = None) -> Path:
     """Write one self-contained HTML page (no server, no network) with every pair of a run directory
     (`run`: of `prefsift run` or `prefsift score`) or of a scores table (`scores`) and the pairs file it
     was scored from (`train`; found from the run or score_config.json when not given): its texts, its
     scores, kept or dropped by each rule of the run's selection.parquet (and of `rules` at `keep`),
     and the reason for rows that were not scored. Sort, filter, search, open a row, export the ids
-    shown for `prefsift data subset --ids`. Returns the page's path (default RUN/view.html, or
-    view.html next to the scores table)."""
+    shown for `prefsift data subset --ids`. With `audit` (the audit.json of `prefsift audit` on the
+    same pairs), a panel lists its findings and each one filters the table to its pairs. Returns the
+    page's path (default RUN/view.html, or view.html next to the scores table)."""
     import pandas as pd
 
     from .. import artifacts
@@ -110,6 +111,7 @@ def view(run: str | Path | None = None, *, scores: str | Path | None = None, tra
     from ..pipeline.arms import check_selectable
     from ..selection import apply_rule, check_keep, check_rule_columns, read_scores_table
     from ..browser import build_table, check_same_pairs, masks_from_selection, page
+    from ..browser.frame import with_findings
     from .pairs import load_pairs
 
     rules = [rules] if isinstance(rules, str) else list(rules or [])
@@ -140,8 +142,56 @@ def view(run: str | Path | None = None, *, scores: str | Path | None = None, tra
     if path.exists() and path.is_dir():
         raise ConfigError(key="out", problem=f": {str(path)!r} is a folder; give the HTML file to write")
     shown = build_table(table, pairs, masks, keep=keep)
+    if audit is not None:
+        with_findings(shown, _audit_findings(audit))
     label = title or f"prefsift view: {where.resolve().name}"
     sub = f"{len(table)} pairs from {train}; scores from {scores_path}"
     path.parent.mkdir(parents=True, exist_ok=True)
     artifacts.write_text(path, page(shown, label, sub), seal=False)
+    return path
+
+
+def _audit_findings(path) -> list[dict]:
+    """The findings of an audit.json that `prefsift audit --json` wrote."""
+    import json
+
+    from ..errors import require_path
+
+    require_path(path, "audit", "audit", hint="give the audit.json that `prefsift audit --json` wrote")
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        findings = data["findings"]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(key="audit", problem=f": {str(path)!r} is not an audit.json (no findings); give the file "
+                                               "that `prefsift audit --json` wrote") from None
+    return findings
+
+
+def audit_view(report, out: str | Path, scores=None, title: str | None = None) -> Path:
+    """The pairs browser of an audit (`prefsift audit --html`): every input pair with its texts, its
+    reason when unusable, its answers' lengths, the scores table's columns when given, and the
+    audit's panel, whose findings filter the table."""
+    import numpy as np
+
+    from .. import artifacts
+    from ..browser import build_table, page
+    from ..browser.frame import with_findings
+
+    pairs, t = report.pairs, report.texts
+    frame = pairs.to_frame().drop(columns=["n_tokens"])
+    frame[f"chosen_{t.unit}"] = np.where(t.usable, t.len_chosen, np.nan)
+    frame[f"rejected_{t.unit}"] = np.where(t.usable, t.len_rejected, np.nan)
+    if scores is not None:
+        for c in scores.columns:
+            if c not in frame:
+                frame[c] = scores[c].to_numpy()
+    table = with_findings(build_table(frame, pairs, {}), [f.to_json() for f in report.findings])
+    table.main = [f"chosen_{t.unit}", f"rejected_{t.unit}"]  # the lengths' histograms first
+    path = Path(out)
+    if path.exists() and path.is_dir():
+        raise ConfigError(key="html", problem=f": {str(path)!r} is a folder; give the HTML file to write")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n_rep = len(report.reported)
+    sub = f"{len(pairs)} pairs from {pairs.raw.path}; {n_rep} finding(s) above threshold"
+    artifacts.write_text(path, page(table, title or f"prefsift audit: {pairs.raw.path.name}", sub), seal=False)
     return path

@@ -50,6 +50,10 @@ def encode(table: ViewTable) -> dict:
     for r in table.rules:
         kept = f[table.rule_column(r)].to_numpy(dtype=bool)
         cols.append({"name": r, "role": "rule", "kind": "bool", "bits": "".join("1" if k else "0" for k in kept)})
+    for found in table.findings:  # the audit's findings: a bit per row, filtered from the panel
+        on = f[table.finding_column(found["key"])].to_numpy(dtype=bool)
+        cols.append({"name": found["key"], "role": "finding", "kind": "bool",
+                     "bits": "".join("1" if k else "0" for k in on)})
     for c in table.categories:
         cols.append({"name": c, "role": "category", "kind": "cat", **_levels(f[c].tolist())})
     for c in table.scores:
@@ -57,7 +61,7 @@ def encode(table: ViewTable) -> dict:
                      "raw": "[" + ",".join(_number(v) for v in f[c].to_numpy(dtype=float)) + "]"})
     for c in table.info:
         cols.append({"name": c, "role": "info", "kind": "cat", **_levels(f[c].tolist())})
-    return {"n": len(f), "keep": table.keep, "columns": cols}
+    return {"n": len(f), "keep": table.keep, "columns": cols, "audit": table.findings}
 
 
 def to_json(data: dict) -> str:

@@ -35,9 +35,33 @@ class ViewTable:
     info: list[str] = field(default_factory=list)
     main: list[str] = field(default_factory=list)  # score columns shown at first
     keep: float | None = None  # the run's kept fraction: the middle window drawn on each score
+    findings: list[dict] = field(default_factory=list)  # the audit's findings, each with a `finding:KEY` column
 
     def rule_column(self, rule: str) -> str:
         return f"kept:{rule}"
+
+    def finding_column(self, key: str) -> str:
+        return f"finding:{key}"
+
+
+def with_findings(table: ViewTable, findings: list[dict]) -> ViewTable:
+    """The table with the audit's findings: per finding its description (key, check, title, line,
+    reported, count, share, try) for the panel and a `finding:KEY` column, true on its rows, matched
+    by pair id. `findings` are audit.json's entries (each with its `ids`)."""
+    ids = table.frame["id"].astype(str)
+    known = set(ids)
+    meta = []
+    for f in findings:
+        missing = [i for i in f.get("ids", []) if i not in known]
+        if missing:
+            raise ConfigError(key="audit", problem=f": its finding {f['key']!r} names {len(missing)} pair id(s) that are "
+                                                   f"not in the view's pairs (e.g. {missing[0]!r}); give the audit.json "
+                                                   "of these pairs (`prefsift audit` on the same file)")
+        table.frame[table.finding_column(f["key"])] = ids.isin(set(f.get("ids", []))).to_numpy()
+        meta.append({k: f.get(k) for k in ("key", "check", "title", "line", "reported", "cannot_tell", "count",
+                                           "share", "try", "threshold")})
+    table.findings = meta
+    return table
 
 
 def _texts(pairs, n: int) -> dict[str, list]:

@@ -48,6 +48,18 @@ def cmd_data_check(args) -> int:
     return 1 if bad or bad_ratings else 0
 
 
+def cmd_audit(args) -> int:
+    report = api.audit(args.train, validation=args.validation, scores=args.scores, test_prompts=args.test_prompts,
+                       tokenizer=args.tokenizer, by=args.by, max_length=args.max_length,
+                       max_prompt_length=args.max_prompt_length, rating_scale=args.rating_scale, seed=args.seed,
+                       json_out=args.json, html_out=args.html, **_reading(args))
+    print("\n".join(report.lines()))
+    for what, path in (("audit.json", args.json), ("view", args.html)):
+        if path:
+            print(f"{what}: {path}")
+    return 1 if report.reported else 0
+
+
 def cmd_data_subset(args) -> int:
     written, asked, file_format = api.subset(args.file, args.ids, args.out, **_reading(args))
     print(f"wrote {written} of {asked} requested rows to {args.out} ({file_format}); "
@@ -107,7 +119,7 @@ def cmd_select(args) -> int:
 
 def cmd_view(args) -> int:
     path = api.view(args.run, scores=args.scores, train=args.train, out=args.out, rules=args.rules, keep=args.keep,
-                    seed=args.seed, title=args.title, **_reading(args))
+                    seed=args.seed, title=args.title, audit=args.audit, **_reading(args))
     print(f"view: {path} (open it in a browser; no server needed)")
     return 0
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from .audit import add_audit_command
+
 DESCRIPTION = """\
 prefsift tells you which of your preference pairs (prompt, chosen, rejected) are worth aligning
 *your* model on, selects them, and proves the choice by training and judging. It implements the
 truncated influence function (TIF), LossDiff, IRM and LossDiff-IRM (arXiv 2510.13212).
 
-Commands: the data layer (`data check`, `data subset`), model loading (`model`), the embedded lab
+Commands: the data layer (`data check`, `data subset`, and `audit`: what is wrong with a
+preference file, no model needed), model loading (`model`), the embedded lab
 (`lab make`, and `lab sentiment` for a real model), the warm-up from an SFT model (`warmup`), scoring
 (`score`), selection (`select`), every pair in a browser (`view`), `run`,
 the whole protocol (warm-up → scores → selections → training arms → judging → report) from a YAML
@@ -134,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     _add_data_commands(sub, c)
+    add_audit_command(sub, c, _add_column_args)
     _add_lab_commands(sub, c)
     _add_scoring_commands(sub, c)
     _add_run_commands(sub, c)
@@ -284,6 +288,8 @@ def _add_scoring_commands(sub, c) -> None:
     view.add_argument("--seed", type=int, default=0, help="seed of the random rule (default: 0)")
     view.add_argument("--title", help="the page's title")
     view.add_argument("--out", help="the HTML file to write (default: RUN/view.html, or view.html next to --scores)")
+    view.add_argument("--audit", help="the audit.json of `prefsift audit --json` on these pairs: a panel whose "
+                                      "findings filter the table")
     _add_column_args(view)
     view.set_defaults(func=c.cmd_view)
 

@@ -9,7 +9,8 @@ var fmt = new Intl.NumberFormat("en-US");
 function esc(s) { return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;"); }
 function num(v) { if (v !== v) return ""; if (Number.isInteger(v) && Math.abs(v) < 1e6) return String(v); var a = Math.abs(v); return (a !== 0 && (a < 1e-3 || a >= 1e5)) ? v.toExponential(2) : v.toFixed(a < 1 ? 4 : 3); }
 cols.forEach(function (c) {
-  c.key = c.role === "rule" ? "kept:" + c.name : c.name; // a rule may share its name with a score
+  // a rule or a finding may share its name with a score
+  c.key = c.role === "rule" ? "kept:" + c.name : c.role === "finding" ? "finding:" + c.name : c.name;
   by[c.key] = c;
   if (c.kind === "num") {
     var a = new Float64Array(N), f = [];
@@ -22,6 +23,7 @@ cols.forEach(function (c) {
 var scores = cols.filter(function (c) { return c.role === "score"; });
 var rules = cols.filter(function (c) { return c.role === "rule"; });
 var cats = cols.filter(function (c) { return c.role === "category"; });
+var findings = cols.filter(function (c) { return c.role === "finding"; }), audit = data.audit || [];
 var texts = ["prompt", "chosen", "rejected"].map(function (n) { return by[n]; });
 var ids = by.id.values, idRow = {};
 for (i = 0; i < N; i++) idRow[ids[i]] = i;
@@ -46,7 +48,7 @@ function pct(c, v) { // the share of scored values below v, in percent
 }
 function quant(c, p) { var s = c.sorted; return s.length ? s[Math.min(s.length - 1, Math.max(0, Math.floor(p * s.length)))] : NaN; }
 
-var st = { q: "", rules: {}, cats: {}, ranges: {}, ids: null, sort: null, dir: 1, page: 0, per: data.per || 50, shown: null,
+var st = { q: "", rules: {}, findings: {}, cats: {}, ranges: {}, ids: null, sort: null, dir: 1, page: 0, per: data.per || 50, shown: null,
            visible: {} };
 ["id", "prompt", "chosen", "rejected"].forEach(function (n) { st.visible[n] = true; });
 rules.forEach(function (c) { st.visible[c.key] = true; });
@@ -63,6 +65,7 @@ function textMatch(q) { // per text column, which distinct texts contain q
 function apply() {
   var tests = [], q = st.q.trim().toLowerCase();
   Object.keys(st.rules).forEach(function (n) { var want = st.rules[n] === "kept" ? 1 : 0, v = by["kept:" + n].v; tests.push(function (r) { return v[r] === want; }); });
+  Object.keys(st.findings).forEach(function (k) { var v = by["finding:" + k].v; tests.push(function (r) { return v[r] === 1; }); });
   Object.keys(st.cats).forEach(function (n) { var c = by[n], code = c.levels.indexOf(st.cats[n]), v = c.v; tests.push(function (r) { return v[r] === code; }); });
   Object.keys(st.ranges).forEach(function (n) {
     var lo = st.ranges[n][0], hi = st.ranges[n][1], v = by[n].v;
@@ -101,6 +104,7 @@ var reset = el("button", { id: "pv-reset", title: "Show every pair again" }, "Re
 var expIds = el("button", { id: "pv-export-ids", title: "The ids shown, one a line: prefsift data subset FILE --ids IDS.txt --out OUT" }, "Export ids (.txt)");
 var expJsonl = el("button", { id: "pv-export-jsonl", title: "The rows shown, every column, one JSON object a line" }, "Export JSONL");
 [search, count, reset, expIds, expJsonl].forEach(function (e) { bar.appendChild(e); });
+var panel = el("div", { "class": "pv-audit", id: "pv-audit" });
 var filters = el("div", { "class": "pv-filters", id: "pv-filters" });
 var plots = el("div", { "class": "pv-plots", id: "pv-plots" });
 var colsBox = el("details", { "class": "pv-cols" }, "<summary>Columns shown</summary>");
@@ -109,7 +113,30 @@ var table = el("table", { "class": "pv-table", id: "pv-table" }, "<thead></thead
 scroll.appendChild(table);
 var pager = el("div", { "class": "pv-pager", id: "pv-pager" });
 var overlay = el("div", { "class": "pv-overlay", id: "pv-overlay", hidden: "" });
-[bar, filters, plots, colsBox, scroll, pager, overlay].forEach(function (e) { root.appendChild(e); });
+[bar, panel, filters, plots, colsBox, scroll, pager, overlay].forEach(function (e) { root.appendChild(e); });
+function buildPanel() { // the audit's findings (prefsift audit): each button shows the pairs of its finding
+  if (!audit.length) { panel.hidden = true; return; }
+  var row = function (f) {
+    var on = st.findings[f.key] ? " on" : "";
+    return "<div class='pv-finding" + (f.reported && !f.cannot_tell ? " rep" : "") + "' data-key='" + esc(f.key) + "'>" +
+      (f.count ? "<button class='pv-fbtn" + on + "' data-finding='" + esc(f.key) + "' title='show these pairs (click again: every pair)'>" +
+        fmt.format(f.count) + " pairs</button> " : "") + "<span class=pv-fline>" + esc(f.line) + "</span></div>";
+  };
+  var shown = function (f) { return f.reported && !f.cannot_tell; };
+  var top = audit.filter(shown), rest = audit.filter(function (f) { return !shown(f); });
+  var open = panel.querySelector("#pv-audit-rest") && panel.querySelector("#pv-audit-rest").open;
+  panel.innerHTML = "<div><b>Audit</b> <small>(" + top.length + " finding" + (top.length === 1 ? "" : "s") +
+    " above threshold; a button shows the pairs of its finding)</small></div>" +
+    (top.length ? top.map(row).join("") : "<div class=pv-d>nothing above its threshold</div>") +
+    (rest.length ? "<details id=pv-audit-rest" + (open ? " open" : "") + "><summary>" + rest.length +
+      " below threshold or cannot tell</summary>" + rest.map(row).join("") + "</details>" : "");
+}
+panel.onclick = function (ev) {
+  var b = ev.target.closest("[data-finding]"); if (!b) return;
+  var k = b.getAttribute("data-finding");
+  if (st.findings[k]) delete st.findings[k]; else { st.findings = {}; st.findings[k] = 1; }
+  st.page = 0; apply();
+};
 
 function select(id, label, options, current, onchange) {
   var s = "<label>" + esc(label) + " <select id='" + id + "'>" + options.map(function (o) {
@@ -152,6 +179,10 @@ function updateChips() {
   Object.keys(st.ranges).forEach(function (n) {
     var ch = el("span", { "class": "pv-chip", title: "remove" }, esc(n) + " ∈ [" + num(st.ranges[n][0]) + ", " + num(st.ranges[n][1]) + "] ×");
     ch.onclick = function () { delete st.ranges[n]; apply(); }; chips.appendChild(ch);
+  });
+  Object.keys(st.findings).forEach(function (k) {
+    var ch = el("span", { "class": "pv-chip", title: "remove" }, "audit: " + esc(k) + " ×");
+    ch.onclick = function () { delete st.findings[k]; apply(); }; chips.appendChild(ch);
   });
   if (st.ids) { var ch = el("span", { "class": "pv-chip", title: "remove" }, st.ids.length + " chosen pairs ×"); ch.onclick = function () { st.ids = null; apply(); }; chips.appendChild(ch); }
 }
@@ -258,6 +289,7 @@ function render() {
   pager.querySelector("#pv-per").onchange = function () { st.per = +this.value; st.page = 0; render(); };
   drawPlots();
   updateChips();
+  buildPanel();
 }
 
 function spark(c, v) { // the distribution of a score, the middle window of the run's kept fraction, and this pair
@@ -274,6 +306,7 @@ function openDetail(r) {
   st.open = r;
   var kept = rules.filter(function (c) { return c.v[r]; }).map(function (c) { return c.name; });
   var dropped = rules.filter(function (c) { return !c.v[r]; }).map(function (c) { return c.name; });
+  var found = findings.filter(function (c) { return c.v[r]; }).map(function (c) { return c.name; });
   var meta = cats.concat(cols.filter(function (c) { return c.role === "info"; })).map(function (c) {
     var v = value(c, r); return v === "" ? "" : "<span><b>" + esc(c.name) + "</b>: " + (c.name === "reason" ? "<span class=pv-reason>" + esc(v) + "</span>" : esc(v)) + "</span>"; }).join("");
   var sc = scores.map(function (c) {
@@ -284,7 +317,8 @@ function openDetail(r) {
   var pos = st.shown.indexOf(r);
   overlay.innerHTML = "<div class=pv-detail id=pv-detail data-row=" + r + "><div class=top><h3>" + esc(ids[r]) + "</h3><span>" +
     "<button id=pv-dprev" + (pos > 0 ? "" : " disabled") + ">‹ previous</button> <button id=pv-dnext" + (pos >= 0 && pos < st.shown.length - 1 ? "" : " disabled") + ">next ›</button> <button id=pv-close>close ✕</button></span></div>" +
-    "<div class=pv-meta>" + (rules.length ? "<span><b>kept by</b>: " + (kept.map(esc).join(", ") || "none") + "</span><span><b>dropped by</b>: " + (dropped.map(esc).join(", ") || "none") + "</span>" : "") + meta + "</div>" +
+    "<div class=pv-meta>" + (rules.length ? "<span><b>kept by</b>: " + (kept.map(esc).join(", ") || "none") + "</span><span><b>dropped by</b>: " + (dropped.map(esc).join(", ") || "none") + "</span>" : "") +
+    (audit.length ? "<span id=pv-dfindings><b>audit</b>: " + (found.map(esc).join(", ") || "no finding") + "</span>" : "") + meta + "</div>" +
     "<div class=pv-box><h4>prompt</h4>" + full(value(texts[0], r)) + "</div>" +
     "<div class=pv-side><div class='pv-box c'><h4>chosen</h4>" + full(value(texts[1], r)) + "</div><div class='pv-box r'><h4>rejected</h4>" + full(value(texts[2], r)) + "</div></div>" +
     "<div><b>Scores</b> <small>(grey: every pair; green on IF, LossDiff and IRM: their middle window at the kept fraction" + (data.keep ? " " + data.keep : "") + "; red: this pair)</small></div><div class=pv-scores>" + sc + "</div></div>";
@@ -303,6 +337,7 @@ function record(r) {
     var v = value(c, r);
     if (c.role === "text") v = v === null || typeof v === "string" ? v : v.map(function (m) { return { role: m[0], content: m[1] }; });
     else if (c.role === "rule") { o["kept:" + c.name] = !!v; return; }
+    else if (c.role === "finding") { o["finding:" + c.name] = !!v; return; }
     else if (c.kind === "num") v = v === v ? v : null;
     o[c.name] = v;
   });
@@ -315,8 +350,8 @@ var PV = window.prefsiftView = {
     var a = document.createElement("a"); a.href = URL.createObjectURL(new Blob([text], { type: type || "text/plain" }));
     a.download = name; document.body.appendChild(a); a.click(); setTimeout(function () { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
   },
-  filter: function (f) { // {rules, cats, ranges, ids, q}: used by the report's example links
-    st.rules = f.rules || {}; st.cats = f.cats || {}; st.ranges = f.ranges || {}; st.ids = f.ids || null; st.q = f.q || ""; search.value = st.q;
+  filter: function (f) { // {rules, findings, cats, ranges, ids, q}: the report's example links
+    st.rules = f.rules || {}; st.findings = f.findings || {}; st.cats = f.cats || {}; st.ranges = f.ranges || {}; st.ids = f.ids || null; st.q = f.q || ""; search.value = st.q;
     st.page = 0; buildFilters(); apply(); root.scrollIntoView();
   }
 };
