@@ -123,11 +123,9 @@ def length_findings(
         stats.update({k: v for k, v in cmp.items() if k != "cannot_tell"})
     longer = np.flatnonzero(train.usable & (train.len_chosen > train.len_rejected))
     try_ = (
-        "a length bias: the careful set decides. Train on all the data with cdpo (the bias "
-        "testbed's best "
-        "answer in docs/results.md), compare the one-sided top_if with lossdiff_irm, and correct "
-        "the loss "
-        "per length group; `prefsift recommend` probes them on the validation pairs"
+        "a length bias: the careful set decides. Offer `prefsift recommend` (calibration.by: loss, "
+        "the careful pairs) the one-sided top_if, cdpo and lossdiff_irm beside all the data: on the "
+        "bias testbed top_if took most of the oracle's headroom and lossdiff_irm lost (docs/results.md)"
     )
     f = rows_finding(
         pairs,
