@@ -229,27 +229,16 @@ def _lab(scores, masks, figs) -> str:
                     + _rating_leak(scores))
 
 
-def rating_leak_share(scores) -> tuple[float, int] | None:
-    """(the share of the scored wrong labels whose rating gap points to the truth, their count), from
-    a scores table with the lab's truth and the data's ratings; None without them or wrong labels."""
-    if not {"label_correct", "score_gap", "valid"} <= set(scores.columns):
-        return None
-    wrong = scores["valid"].astype(bool) & ~scores["label_correct"].fillna(True).astype(bool)
-    gap = scores.loc[wrong, "score_gap"].astype(float)
-    gap = gap[np.isfinite(gap)]
-    return (float((gap < 0).mean()), int(len(gap))) if len(gap) else None
-
-
 def _rating_leak(scores) -> str:
+    from .truth import rating_leak_share
+
     found = rating_leak_share(scores)
     if found is None:
         return ""
-    share, n = found
-    verdict = ("the ratings agree with the labels, as the rater who labelled would rate" if share == 0 else
-               "a leak: rules that read the ratings (score gap, alignment potential, large margin) see part of "
-               "the truth the labels hide, which a team's ratings would not show")
-    return (f"<p>Ratings: on the {n} wrong labels the rating gap points to the truth for {100 * share:.1f} % "
-            f"of them ({_esc(verdict)}).</p>")
+    verdict = ("the ratings agree with the labels, as the rater who labelled would rate" if found[0] == 0 else
+               "a leak: rules that read the ratings see part of the truth the labels hide, as a team's would not")
+    return f"<p>Ratings: on the {found[1]} wrong labels the rating gap points to the truth for " \
+           f"{100 * found[0]:.1f} % of them ({_esc(verdict)}).</p>"
 
 
 def _winrate(evaluation, figs) -> str:

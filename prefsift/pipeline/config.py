@@ -207,12 +207,9 @@ class RunConfig:
         if self.judge is None:
             raise ConfigError(key="judge", problem="is needed with your own files: e.g. reward:FOLDER (a reward "
                                                    "model), llm:MODEL, lexicon, or a judge a plugin registers")
-        problem = _judge_problem(self.judge)
-        if problem and not deferred:
-            raise ConfigError(key="judge", problem=problem)
-        problem = _judge_problem(self.calibration.judge) if self.calibration.judge else None
-        if problem and not deferred:
-            raise ConfigError(key="calibration.judge", problem=problem)
+        for key, spec in (("judge", self.judge), ("calibration.judge", self.calibration.judge or None)):
+            if spec is not None and (problem := _judge_problem(spec)) and not deferred:
+                raise ConfigError(key=key, problem=problem)
         check_arms(self.arms, self.imported, self.windows, wanted, self.route, defer_unknown=deferred,
                    objective=self.objective, candidates=self.calibration.candidates)
 

@@ -162,7 +162,8 @@ def test_browser_screenshot_not_blank(full_report, tmp_path):
 def test_the_lab_section_says_how_much_the_ratings_leak(tmp_path):
     """The share of wrong labels whose rating gap points to the truth, counted by hand: 2 of the 3
     scored wrong labels (p4 is wrong but not scored; p5's gap is missing)."""
-    from prefsift.eval.report import rating_leak_share, write_report
+    from prefsift.eval.report import write_report
+    from prefsift.eval.truth import rating_leak_share
 
     df = pd.DataFrame({"id": [f"p{i}" for i in range(7)], "valid": [True] * 4 + [False, True, True],
                        "reason": [""] * 4 + ["too_long", "", ""], "irm": [0.1, 0.2, -0.3, 0.4, np.nan, 0.5, 0.6],
@@ -172,7 +173,7 @@ def test_the_lab_section_says_how_much_the_ratings_leak(tmp_path):
     assert rating_leak_share(df) == (pytest.approx(2 / 3), 3)
     sel = {"full": df["valid"].to_numpy()}
     text = write_report(tmp_path, df, sel).read_text(encoding="utf-8")
-    assert "on the 3 wrong labels the rating gap points to the truth for 66.7 %" in text and "a leak" in text
+    assert "on the 3 wrong labels the rating gap points to the truth for 66.7 %" in text and "a leak:" in text
     honest = df.assign(score_gap=df["score_gap"].abs())
     assert rating_leak_share(honest) == (0.0, 3)
     assert rating_leak_share(df.drop(columns=["score_gap"])) is None
