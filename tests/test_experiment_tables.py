@@ -257,3 +257,17 @@ def test_judges_table_reads_each_judges_choice_against_the_same_arms(tmp_path):
                               "below_full": 0}
     assert rows["loss"]["hits"] == 0 and rows["loss"]["regret"] == pytest.approx(0.06)
     assert rows["loss"]["vs_full"] == pytest.approx(0.0)
+
+
+def test_designs_compare_each_arm_with_itself_paired(tmp_path):
+    """experiments/designs.py: the same arm under two validation designs, paired: constant
+    preferences make every number exact (x gains 0.04 over full with one design, 0.01 with the other)."""
+    ds = _experiment("designs")
+    for design, x in (("a", 0.54), ("b", 0.51)):
+        for lab in (0, 1):
+            _lab_run(tmp_path / f"{design}{lab}", {(arm, 0): np.full(8, v) for arm, v in
+                                                   (("full", 0.50), ("random", 0.49), ("x", x))}, 4, 2)
+    rows = {r["arm"]: r for r in ds.design_rows([tmp_path / "a0", tmp_path / "a1"], [tmp_path / "b0", tmp_path / "b1"],
+                                               200)}
+    assert rows["x"]["first"].mean == pytest.approx(0.04) and rows["x"]["second"].mean == pytest.approx(0.01)
+    assert rows["x"]["change"].mean == pytest.approx(0.03) and rows["full"]["change"].mean == pytest.approx(0.0)

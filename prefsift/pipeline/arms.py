@@ -338,10 +338,12 @@ class CalibrationSettings:
                 "probed, and the best of those whose gain over all the data's probe has its 95 % interval above "
                 "zero is trained; when none has, all the data. With the default list, a candidate the run cannot "
                 "give (scores, data columns, objective) is left out with its reason", "check": _check_candidate_list})
-    by: str = field(default="judge", metadata={"help": "judge: the probe's WinRate vs π_ref on the validation prompts "
-                                                       "(the run's judge); loss: the objective's loss on the validation "
-                                                       "pairs (lower is better; no judge)",
-                                               "check": ("judge", "loss")})
+    # Default loss (since 2026-12-07; it was judge): what a team has is its careful validation pairs, not
+    # the lab's oracle, and of the judges a team has the loss chose best (docs/results.md, "Honest testbeds").
+    by: str = field(default="loss", metadata={"help": "loss: the objective's loss on the validation pairs (lower is "
+                                                      "better; no judge; the default); judge: the probe's WinRate vs "
+                                                      "π_ref on the validation prompts (calibration.judge, else the "
+                                                      "run's judge)", "check": ("loss", "judge")})
     judge: str = field(default="", metadata={"help": "with by: judge, the judge of the probes (a judge spec, e.g. "
                                                      "llm:MODEL or, in the lab, biased:0.5); empty: the run's judge. "
                                                      "The test evaluation always uses the run's judge"})

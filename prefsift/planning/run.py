@@ -144,7 +144,8 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
             if st.by == "judge" and asked:
                 few = Answers(run, inp, asked, per_prompt=st.answers)
                 t_answer, got = _timed(device, lambda: few.of(ref, 1))
-                t_judge, _ = _timed(device, lambda: judge.prefers(few.asked, got, got))
+                probe_judge = make_judge(st.judge) if st.judge else judge
+                t_judge, _ = _timed(device, lambda: probe_judge.prefers(few.asked, got, got))
             plan.stages.append(StagePlan("calibration", trainings * one.seconds + n_probes * (t_answer + t_judge)
                                          + t_answer, trainings * one.flops, one.peak_gib,
                                          f"{n_probes} probes of {st.probe_epochs:g} epoch on about {kept} pairs, each "

@@ -71,6 +71,7 @@ def test_bad_candidate_lists_are_refused_before_any_work():
     for oracle in ("drop_wrong", "oracle_relabel"):
         with pytest.raises(ConfigError, match="calibration.candidates lists"):
             _config(arms=["auto"], calibration={"candidates": ["full", oracle]})
+    assert _config(arms=["auto"]).calibration.by == "loss"  # what a team has: its careful validation pairs
     with pytest.raises(ConfigError, match="calibration.judge must be"):
         _config(arms=["auto"], calibration={"judge": "orcale"})
     with pytest.raises(ConfigError, match="calibration.judge.*biased:SHARE"):
@@ -122,7 +123,7 @@ def test_the_auto_arm_trains_its_recommendation_and_a_rerun_probes_nothing(tmp_p
     monkeypatch.setattr(ProbeJudge, "__init__", spy)
     out = tmp_path / "r"
     cfg = {**TINY, "arms": ["full", "auto", "lossdiff_irm", "robust_dpo"],  # (auto trains last all the same)
-           "calibration": {"prompts": 16, "answers": 2, "probe_epochs": 0.5}}
+           "calibration": {"prompts": 16, "answers": 2, "probe_epochs": 0.5, "by": "judge"}}
     ev = api.run(cfg, out=out, progress=False, log=QUIET)
     rec = json.loads((out / "recommend" / "recommendation.json").read_text())
     probed = {r["candidate"]: r for r in rec["candidates"]}

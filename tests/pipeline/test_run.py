@@ -240,7 +240,7 @@ def test_a_calibrated_arm_trains_on_its_best_probe_and_a_rerun_trains_no_probe(f
 
     a, _ = finished
     cfg = {**TINY, "lab": None, "preset": "lab", **_lab_files(a), "arms": ["calibrated_lossdiff_irm"],
-           "calibration": {"splits": [0.5, 1.0], "prompts": 16, "answers": 2, "probe_epochs": 0.5}}
+           "calibration": {"splits": [0.5, 1.0], "prompts": 16, "answers": 2, "probe_epochs": 0.5, "by": "judge"}}
     ev = run_pipeline(RunConfig(out=str(tmp_path / "b"), **cfg), progress=False, log=QUIET)
     cal = json.loads((tmp_path / "b" / "calibrate" / "calibrated_lossdiff_irm" / "calibration.json").read_text())
     probes = cal["candidates"]
