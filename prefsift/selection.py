@@ -126,7 +126,8 @@ def _builtin_rules() -> None:
     add("drop_wrong", ("label_correct",),
         lambda table, keep, seed: (table["valid"].to_numpy(dtype=bool)
                                    & table["label_correct"].fillna(False).to_numpy(dtype=bool)),
-        "oracle arm: every pair whose label is right, of every type (needs the lab's truth)", missing=truth,
+        "oracle arm: every pair whose label is right, of every type (needs the lab's truth)",
+        missing="the true labels (a label_correct column, as the lab writes)",
         sized=False)
 
 

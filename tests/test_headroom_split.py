@@ -99,3 +99,37 @@ def test_the_length_biased_judge_by_hand():
         from prefsift.eval.judges import check_judge
 
         check_judge("biased:2")
+
+
+def test_a_lab_pinned_to_the_old_ratings_keeps_the_key_its_runs_were_made_under():
+    """The key the lab stage had before `ratings` existed: every other field but the four that do
+    not change the data. A run directory made then is reused, not rebuilt."""
+    import dataclasses
+
+    from prefsift.lab.make import LabConfig
+    from prefsift.pipeline.rundir import stage_key
+    from prefsift.pipeline.stages import lab_key
+
+    old = LabConfig(validation_mix="clean", ratings="independent")
+    fields = {f.name: getattr(old, f.name) for f in dataclasses.fields(old)
+              if f.name not in ("progress", "threads", "resume", "share_sft", "ratings")}
+    assert lab_key(old) == stage_key("lab", fields)
+    assert lab_key(LabConfig(validation_mix="clean")) != lab_key(old)  # the rater's ratings: another lab
+
+
+def test_calibration_judge_needs_by_judge():
+    from prefsift.pipeline import RunConfig
+
+    with pytest.raises(ConfigError, match="calibration.judge is set, but by is loss"):
+        RunConfig(arms=["full", "auto"], calibration={"judge": "biased:0.5"})
+    assert RunConfig(arms=["full", "auto"], calibration={"judge": "biased:0.5", "by": "judge"}).calibration.by == "judge"
+
+
+def test_the_best_oracle_is_compared_on_the_seeds_the_oracles_share():
+    # clean on seeds 0-2, drop_wrong on seed 2 only (a lucky seed): on the shared seed 2 clean is better
+    by = {}
+    for arm, vals in {"full": [0.5, 0.5, 0.5], "clean": [0.6, 0.6, 0.7], "drop_wrong": [None, None, 0.65]}.items():
+        for s, v in enumerate(vals):
+            if v is not None:
+                by[(arm, s)] = {"prefs": [v] * 4}
+    assert best_oracle(by, ["full", "clean", "drop_wrong"], 4) == "clean"

@@ -94,13 +94,15 @@ def _seeds_with(by: dict, arms) -> list:
 
 
 def best_oracle(by: dict, arms: list, n_prompts: int) -> str | None:
-    """The oracle arm of `ORACLES` in ``arms`` with the largest mean WinRate gain over `full` on the
-    seeds both have (None without `full` or an oracle)."""
+    """The oracle arm of `ORACLES` in ``arms`` with the largest mean WinRate gain over `full`, on the
+    seeds every such oracle shares with `full` (else each on its own; None without `full` or an oracle)."""
     if "full" not in arms:
         return None
+    present = [x for x in ORACLES if x in arms and _seeds_with(by, (x, "full"))]
+    shared = _seeds_with(by, ("full", *present)) if present else []
     gains = {}
-    for o in (x for x in ORACLES if x in arms):
-        seeds = _seeds_with(by, (o, "full"))
+    for o in present:  # compared on the seeds they all share with full, else each on its own
+        seeds = shared or _seeds_with(by, (o, "full"))
         if seeds:
             gains[o] = float(np.mean([np.mean(by[(o, s)]["prefs"]) - np.mean(by[("full", s)]["prefs"])
                                       for s in seeds]))
@@ -143,8 +145,8 @@ def format_arms(summary: pd.DataFrame) -> str:
         lines.append(line)
     oracles = [o for o in ORACLES if o in set(summary["arm"])]
     if oracles and "full" in set(summary["arm"]) and not share:
-        lines.append(f"  (no share of headroom: no oracle arm ({', '.join(oracles)}) beats all the data beyond its "
-                     "interval, so this testbed cannot rank the arms)")
+        lines.append(f"  (no share of headroom: the best oracle arm of {', '.join(oracles)} does not beat all the data "
+                     "beyond its interval, so this testbed cannot rank the arms)")
     elif share:
         best = summary["headroom_oracle"].dropna().iloc[0]
         lines.append(f"  share of headroom: (arm − full) / ({best} − full), against the best oracle arm of this run "

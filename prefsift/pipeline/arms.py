@@ -352,3 +352,6 @@ class CalibrationSettings:
         from ..checks import check_fields
 
         check_fields(self)
+        if self.judge and self.by != "judge":
+            raise ConfigError(key="judge", problem="is set, but by is loss (the default), which values the probes "
+                                                   "with no judge: add by: judge")

@@ -10,9 +10,10 @@ The paper leaves its thresholds to manual tuning. An arm named ``calibrated_<fam
   score (`calibration.tails` x `calibration.tails`), so the kept fraction is chosen too.
 
 Each candidate's probe is θ trained further on that window's pairs for `probe_epochs` (a fraction
-of an epoch, the arm's other settings, the first training seed), then judged on the *validation*
-prompts against π_ref by the run's judge (its WinRate), or with ``by: loss`` by the objective's
-loss on the validation pairs (no judge needed). The arm is then trained, for every seed, on the
+of an epoch, the arm's other settings, the first training seed), then valued on validation data:
+by default (``by: loss``) by the objective's loss on the validation pairs (no judge needed), or with
+``by: judge`` by its WinRate against π_ref on the *validation* prompts (``calibration.judge``, else
+the run's judge). The arm is then trained, for every seed, on the
 best candidate's pairs. The test prompts are never looked at. Each probe's result is kept in
 calibrate/ARM/probeN.json under a key (a rerun or a killed run reuses it) and its model folder is
 deleted; calibrate/ARM/calibration.json holds every candidate, the choice and the probes' cost."""

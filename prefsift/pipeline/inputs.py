@@ -88,9 +88,11 @@ def check_run_inputs(cfg) -> dict:
             raise ConfigError(key="reference", problem=f": {e}") from None
     # The judge is made even when no arm is trained; it judges prompts only when one is.
     check_judge(cfg.judge, prompts if (cfg.seeds and cfg.arms) else None, where=str(cfg.test_prompts))
-    if cfg.calibration.judge:
+    if cfg.calibration.judge:  # (the lab's validation prompts are made later, and are the lab's)
+        val = read.get("validation")
+        asked = list(dict.fromkeys(r["prompt"] for r in val.records()))[:cfg.calibration.prompts] if val else None
         try:
-            check_judge(cfg.calibration.judge)
+            check_judge(cfg.calibration.judge, asked, where=str(cfg.validation))
         except ConfigError as e:
             raise ConfigError(key="calibration.judge", problem=e.problem) from None
     for name, spec in cfg.imported.items():

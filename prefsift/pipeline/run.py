@@ -98,7 +98,9 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
                                                            treated.get(arm))
     calibrate = recommend = None
     if cfg.route == "dpo" and any(calibrated_family(a) or a == AUTO for a in cfg.arms):
-        probe_judge = ProbeJudge(run, inp, make_judge(cfg.calibration.judge) if cfg.calibration.judge else judge)
+        st = cfg.calibration
+        own = st.by == "judge" and st.judge and st.judge != cfg.judge  # a judge of the probes' own
+        probe_judge = ProbeJudge(run, inp, make_judge(st.judge) if own else judge)
         calibrate = lambda arm: calibration_stage(run, inp, theta_key, table, probe_judge, arm)  # noqa: E731
         recommend = lambda: recommendation_stage(run, inp, theta_key, table, probe_judge)  # noqa: E731
     masks, seeded, treated = selections_stage(run, table, calibrate, recommend)

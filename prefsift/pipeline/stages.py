@@ -49,6 +49,15 @@ class Data:
     is_lab: bool
 
 
+def lab_key(lab_cfg) -> str:
+    """The lab stage's key: only what changes the data (not progress bars, threads, or where the SFT
+    model came from). `ratings: independent` is the lab as it was before the setting existed, so the
+    runs made then keep their key."""
+    return stage_key("lab", {k: v for k, v in asdict(lab_cfg).items()
+                             if k not in ("progress", "threads", "resume", "share_sft")
+                             and not (k == "ratings" and v == "independent")})
+
+
 def data_stage(run: Run) -> Data:
     """The lab (built, or reused when unchanged), the sentiment pairs of a real model, or your files."""
     cfg, rd, log = run.cfg, run.dir, run.log
@@ -58,8 +67,7 @@ def data_stage(run: Run) -> Data:
 
         lab_cfg = dataclasses.replace(cfg.lab, progress=run.progress)
         # Only what changes the data: not progress bars, threads, or where the SFT model came from.
-        key = stage_key("lab", {k: v for k, v in asdict(lab_cfg).items()
-                                if k not in ("progress", "threads", "resume", "share_sft")})
+        key = lab_key(lab_cfg)
         log(f"[data] lab -> {rd.lab}")
         _on_rank0(lambda: make_lab(lab_cfg, rd.lab))  # resumes on its own (SFT stamp, deterministic files)
         data = Data(rd.lab / "train.jsonl", rd.lab / "validation.jsonl", rd.lab / "test_prompts.jsonl",

@@ -73,9 +73,9 @@ def test_bad_candidate_lists_are_refused_before_any_work():
             _config(arms=["auto"], calibration={"candidates": ["full", oracle]})
     assert _config(arms=["auto"]).calibration.by == "loss"  # what a team has: its careful validation pairs
     with pytest.raises(ConfigError, match="calibration.judge must be"):
-        _config(arms=["auto"], calibration={"judge": "orcale"})
+        _config(arms=["auto"], calibration={"judge": "orcale", "by": "judge"})
     with pytest.raises(ConfigError, match="calibration.judge.*biased:SHARE"):
-        _config(arms=["auto"], calibration={"judge": "biased"})
+        _config(arms=["auto"], calibration={"judge": "biased", "by": "judge"})
     with pytest.raises(ConfigError, match="itself chosen by probes"):
         _config(arms=["auto"], calibration={"candidates": ["full", "calibrated_tif"]})
     with pytest.raises(ConfigError, match="unknown arm 'lossdif_irm'"):

@@ -57,7 +57,7 @@ def test_plan_then_run_prints_predicted_against_actual(tmp_path):
     # A calibrated arm and the auto arm too: their probes are a stage of the plan of their own.
     cfg.write_text(yaml.safe_dump({**TINY, "out": str(tmp_path / "run"),
                                    "arms": TINY["arms"] + ["calibrated_lossdiff_irm", "auto"],
-                                   "calibration": {"splits": [0.5, 1.0], "prompts": 8, "answers": 1,
+                                   "calibration": {"splits": [0.5, 1.0], "prompts": 8, "answers": 1, "by": "judge",
                                                    "candidates": ["full", "lossdiff_irm"]}}))
     r = subprocess.run([sys.executable, "-m", "prefsift", "plan", str(cfg)], capture_output=True, text=True,
                        env=_env(), timeout=900)
