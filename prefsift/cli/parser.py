@@ -356,8 +356,8 @@ def _add_run_commands(sub, c) -> None:
                                       "through TRL; score every pair (IRM, LossDiff, IF, TIF); select with every "
                                       "rule; train every arm from θ for 3 seeds; judge answers on held-out "
                                       "prompts against π_ref; print the WinRate table and write report.html. "
-                                      "About 15 minutes on 2 CPU cores. Resumable: a rerun reuses every finished "
-                                      "stage.")
+                                      "About 16 minutes on 2 CPU cores (measured: README). Resumable: a rerun "
+                                      "reuses every finished stage.")
     demo.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
     demo.add_argument("--keep", type=float, default=0.64, help="kept fraction of every selection (default: 0.64)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
