@@ -48,7 +48,11 @@ def main() -> None:
         name, sep, paths = spec.partition("=")
         if not sep or not paths:
             raise SystemExit(f"{spec!r}: write JUDGE=RUN,RUN,...")
-        rows = judge_rows([Path(p) for p in paths.split(",")])
+        runs = [Path(p) for p in paths.split(",")]
+        missing = [str(r) for r in runs if not (r / "manifest.json").exists()]
+        if missing:
+            raise SystemExit(f"{name}: not a finished run directory: {', '.join(missing)}")
+        rows = judge_rows(runs)
         s = summary(rows)
         labs = "; ".join(f"{r['lab']}: {r['chosen']} / {r['best']} / {100 * r['regret']:.1f} / "
                          f"{100 * r['vs_full']:+.1f}" for r in rows)
