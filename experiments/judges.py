@@ -26,8 +26,8 @@ from labs import lab_values  # noqa: E402
 from leaderboard import recommendation_rows  # noqa: E402
 
 
-def judge_rows(runs: list[Path]) -> list[dict]:
-    return recommendation_rows(runs, [lab_values(r) for r in runs])
+def judge_rows(runs: list[Path], seeds=None) -> list[dict]:
+    return recommendation_rows(runs, [lab_values(r, seeds) for r in runs])
 
 
 def summary(rows: list[dict]) -> dict:
@@ -41,6 +41,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("testbed", help="the testbed's name, for the table")
     ap.add_argument("judges", nargs="+", metavar="JUDGE=RUN,RUN,...")
+    ap.add_argument("--seeds", help="only these training seeds, comma-separated (default: every finished one; give "
+                                    "the seeds every judge's runs have, so that the judges are compared alike)")
     args = ap.parse_args()
     print(f"| testbed | probe judge | lab: chose / test-best / regret / − full | hit rate | mean regret | "
           "mean − full | labs below full |\n|---|---|---|---|---|---|---|")
@@ -52,7 +54,7 @@ def main() -> None:
         missing = [str(r) for r in runs if not (r / "manifest.json").exists()]
         if missing:
             raise SystemExit(f"{name}: not a finished run directory: {', '.join(missing)}")
-        rows = judge_rows(runs)
+        rows = judge_rows(runs, None if args.seeds is None else [int(x) for x in args.seeds.split(",")])
         s = summary(rows)
         labs = "; ".join(f"{r['lab']}: {r['chosen']} / {r['best']} / {100 * r['regret']:.1f} / "
                          f"{100 * r['vs_full']:+.1f}" for r in rows)
