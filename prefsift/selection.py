@@ -124,9 +124,9 @@ def _builtin_rules() -> None:
     # near-duplicate and easy pair; `drop_wrong` drops only the wrong labels; `oracle_relabel` (a
     # treatment) keeps every pair with the oracle's label.
     add("drop_wrong", ("label_correct",),
-        lambda table, keep, seed: (table["valid"].to_numpy(dtype=bool)
-                                   & table["label_correct"].fillna(False).to_numpy(dtype=bool)),
-        "oracle arm: every pair whose label is right, of every type (needs the lab's truth)",
+        lambda table, keep, seed: (table["valid"].to_numpy(dtype=bool)  # (a pair of unknown truth is kept, as
+                                   & table["label_correct"].fillna(True).to_numpy(dtype=bool)),  # oracle_relabel)
+        "oracle arm: every pair but those whose label is wrong, of every type (needs the lab's truth)",
         missing="the true labels (a label_correct column, as the lab writes)",
         sized=False)
 

@@ -29,6 +29,9 @@ def _truth_table():
 def test_drop_wrong_keeps_every_right_label_of_every_type():
     t = _truth_table()
     assert apply_rule(t, "drop_wrong", 0.64).tolist() == [True, False, True, False, False, True]
+    unknown = t.assign(label_correct=[True, False, None, False, False, True])  # p2's truth unknown: kept, as
+    assert apply_rule(unknown, "drop_wrong", 0.64).tolist() == [True, False, True, False, False, True]
+    assert not treatment_data(unknown, "oracle_relabel", 0.64).flip[2]  # oracle_relabel keeps it as labelled
     # `clean` drops the right near-tie and easy pairs as well
     assert apply_rule(t, "clean", 0.64).tolist() == [True, False, False, False, False, False]
 
