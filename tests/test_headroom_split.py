@@ -70,8 +70,8 @@ def test_the_share_of_the_headroom_is_taken_against_the_best_oracle():
     ev = _evaluations({"full": 0.50, "random": 0.45, "clean": 0.60, "drop_wrong": 0.70, "oracle_relabel": 0.65,
                        "rule_a": 0.62})
     by = {(r["arm"], r["seed"]): r for r in ev}
-    assert best_oracle(by, ["full", "clean", "drop_wrong", "oracle_relabel"], 10) == "drop_wrong"
-    assert best_oracle(by, ["full", "clean"], 10) == "clean" and best_oracle(by, ["clean"], 10) is None
+    assert best_oracle(by, ["full", "clean", "drop_wrong", "oracle_relabel"]) == "drop_wrong"
+    assert best_oracle(by, ["full", "clean"]) == "clean" and best_oracle(by, ["clean"]) is None
     summary = summarize_arms(pd.DataFrame(ev).drop(columns=["prefs", "scores"]), paired_columns(ev, 10))
     row = summary.set_index("arm").loc["rule_a"]
     assert row["headroom_share"] == pytest.approx((0.62 - 0.50) / (0.70 - 0.50))  # 0.6, not 1.2 against clean
@@ -135,4 +135,4 @@ def test_the_best_oracle_is_compared_on_the_seeds_the_oracles_share():
         for s, v in enumerate(vals):
             if v is not None:
                 by[(arm, s)] = {"prefs": [v] * 4}
-    assert best_oracle(by, ["full", "clean", "drop_wrong"], 4) == "clean"
+    assert best_oracle(by, ["full", "clean", "drop_wrong"]) == "clean"

@@ -322,7 +322,8 @@ def _add_run_commands(sub, c) -> None:
                     "the objective's loss on the validation pairs (calibration.by: loss, the default, no judge), "
                     "or by its WinRate against π_ref on the validation prompts (by: judge, with calibration.judge, "
                     "else the run's judge). The choice is the best probe among the candidates whose gain over all "
-                    "the data's probe, paired on the validation pairs or prompts, has a 95 % interval above zero; when none has, the probes cannot tell "
+                    "the data's probe, paired on the validation pairs or prompts, has a 95 % interval above zero; "
+                    "when none has, the probes cannot tell "
                     "the candidates apart and the answer is all the data. The choice is then trained for every "
                     "seed and judged on the test prompts. RUN/recommend/recommendation.json keeps every probe, the "
                     "choice and its reason, and the probes' cost; a rerun reuses them.",

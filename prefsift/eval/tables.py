@@ -72,7 +72,7 @@ def paired_columns(evaluations: list[dict], n_prompts: int, baselines=BASELINES)
                 d = paired_difference(a, b, seed=len(seeds))
                 row.update({f"d_{name}_{base}": d.mean, f"d_{name}_{base}_low": d.low,
                             f"d_{name}_{base}_high": d.high})
-        oracle = best_oracle(by, arms, n_prompts)
+        oracle = best_oracle(by, arms)
         share = _headroom_share(by, arm, oracle, n_prompts) if oracle and arm not in ORACLES else None
         if share is not None:
             row.update({"headroom_share": share.mean, "headroom_share_low": share.low,
@@ -93,7 +93,7 @@ def _seeds_with(by: dict, arms) -> list:
     return sorted(s for (a, s) in by if a == arms[0] and all((x, s) in by and "prefs" in by[(x, s)] for x in arms))
 
 
-def best_oracle(by: dict, arms: list, n_prompts: int) -> str | None:
+def best_oracle(by: dict, arms: list) -> str | None:
     """The oracle arm of `ORACLES` in ``arms`` with the largest mean WinRate gain over `full`, on the
     seeds every such oracle shares with `full` (else each on its own; None without `full` or an oracle)."""
     if "full" not in arms:

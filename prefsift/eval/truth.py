@@ -6,6 +6,14 @@ from __future__ import annotations
 import numpy as np
 
 
+def gap_below_zero(gap, among) -> tuple[float, int] | None:
+    """(the share of the finite rating gaps (chosen − rejected) below zero among the rows ``among``,
+    their count), or None when there are none."""
+    g = np.asarray(gap, dtype=float)[np.asarray(among, dtype=bool)]
+    g = g[np.isfinite(g)]
+    return (float((g < 0).mean()), int(len(g))) if len(g) else None
+
+
 def rating_leak_share(scores) -> tuple[float, int] | None:
     """(the share of the scored wrong labels whose rating gap points to the truth, their count), from
     a scores table with the lab's truth and the data's ratings; None without them or wrong labels.
@@ -13,6 +21,4 @@ def rating_leak_share(scores) -> tuple[float, int] | None:
     if not {"label_correct", "score_gap", "valid"} <= set(scores.columns):
         return None
     wrong = scores["valid"].astype(bool) & ~scores["label_correct"].fillna(True).astype(bool)
-    gap = scores.loc[wrong, "score_gap"].astype(float)
-    gap = gap[np.isfinite(gap)]
-    return (float((gap < 0).mean()), int(len(gap))) if len(gap) else None
+    return gap_below_zero(scores["score_gap"], wrong)

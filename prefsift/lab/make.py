@@ -25,7 +25,10 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .. import artifacts
+from ..eval.truth import gap_below_zero
 from ..models import TINY_PRESETS
 from .pairs import PAIR_TYPES, PairConfig, build_pairs
 from .sample import sample_responses
@@ -318,11 +321,11 @@ def rating_leak(rows) -> dict:
     whose rating gap (score_chosen − score_rejected) points to the truth (< 0: the rejected answer
     rated higher); over the right labels, the share whose gap points against the label. With
     ``ratings: rater`` both are 0 by construction; with ``independent`` the first is near 1."""
-    wrong = [r for r in rows if not r["label_correct"]]
-    right = [r for r in rows if r["label_correct"]]
-    against = lambda r: r["score_chosen"] < r["score_rejected"]  # noqa: E731
-    return {"wrong_labels": len(wrong), "wrong_gap_points_to_truth": _mean(against(r) for r in wrong),
-            "right_gap_points_against_label": _mean(against(r) for r in right)}
+    right = np.array([bool(r["label_correct"]) for r in rows], dtype=bool)
+    gap = np.array([r["score_chosen"] - r["score_rejected"] for r in rows], dtype=float)
+    share = lambda among: (gap_below_zero(gap, among) or (None,))[0]  # noqa: E731
+    return {"wrong_labels": int((~right).sum()), "wrong_gap_points_to_truth": share(~right),
+            "right_gap_points_against_label": share(right)}
 
 
 def _fmt(x, width: int = 8, digits: int = 3) -> str:

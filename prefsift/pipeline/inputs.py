@@ -89,8 +89,10 @@ def check_run_inputs(cfg) -> dict:
     # The judge is made even when no arm is trained; it judges prompts only when one is.
     check_judge(cfg.judge, prompts if (cfg.seeds and cfg.arms) else None, where=str(cfg.test_prompts))
     if cfg.calibration.judge:  # (the lab's validation prompts are made later, and are the lab's)
+        from .probes import validation_prompts
+
         val = read.get("validation")
-        asked = list(dict.fromkeys(r["prompt"] for r in val.records()))[:cfg.calibration.prompts] if val else None
+        asked = validation_prompts(val, cfg.calibration.prompts) if val else None
         try:
             check_judge(cfg.calibration.judge, asked, where=str(cfg.validation))
         except ConfigError as e:

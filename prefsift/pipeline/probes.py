@@ -19,9 +19,18 @@ from ..errors import ConfigError
 from .rundir import stage_key
 
 
-def validation_prompts(inp, n: int) -> list[str]:
-    """The first `n` distinct prompts of the validation pairs, in file order: what probes are judged on."""
-    return list(dict.fromkeys(r["prompt"] for r in inp.validation.records()))[:n]
+def validation_prompts(pairs, n: int) -> list[str]:
+    """The first `n` distinct prompts of the validation ``pairs``, in file order: what probes are judged on."""
+    return list(dict.fromkeys(r["prompt"] for r in pairs.records()))[:n]
+
+
+def probe_judge(cfg, judge):
+    """The judge that values the probes: `calibration.judge` with `by: judge` when it names another
+    judge than the run's, else the run's ``judge`` (already made)."""
+    from ..eval.judges import make_judge
+
+    st = cfg.calibration
+    return make_judge(st.judge) if st.by == "judge" and st.judge and st.judge != cfg.judge else judge
 
 
 class ProbeJudge:
@@ -38,7 +47,7 @@ class ProbeJudge:
         if self.by == "judge":
             from .answers import Answers
 
-            prompts = validation_prompts(inp, st.prompts)
+            prompts = validation_prompts(inp.validation, st.prompts)
             if not prompts:
                 raise ConfigError(key="validation", problem="holds no pairs, so the probes have no prompts to be "
                                                             "judged on: give validation pairs")

@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from .arms import AUTO, calibrated_family
 from .calibrate import calibration_stage
 from .probes import ProbeJudge
+from .probes import probe_judge as probe_judge_for  # (run.py names its ProbeJudge probe_judge)
 from .recommend import recommendation_stage
 from .config import RunConfig
 from .inputs import check_run_inputs, read_test_prompts
@@ -98,9 +99,7 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
                                                            treated.get(arm))
     calibrate = recommend = None
     if cfg.route == "dpo" and any(calibrated_family(a) or a == AUTO for a in cfg.arms):
-        st = cfg.calibration
-        own = st.by == "judge" and st.judge and st.judge != cfg.judge  # a judge of the probes' own
-        probe_judge = ProbeJudge(run, inp, make_judge(st.judge) if own else judge)
+        probe_judge = ProbeJudge(run, inp, probe_judge_for(cfg, judge))
         calibrate = lambda arm: calibration_stage(run, inp, theta_key, table, probe_judge, arm)  # noqa: E731
         recommend = lambda: recommendation_stage(run, inp, theta_key, table, probe_judge)  # noqa: E731
     masks, seeded, treated = selections_stage(run, table, calibrate, recommend)

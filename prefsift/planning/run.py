@@ -31,6 +31,7 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
     from ..errors import ConfigError
     from ..pipeline.arms import AUTO, calibrated_family
     from ..pipeline.calibrate import probe_count, validation_prompts
+    from ..pipeline.probes import probe_judge
 
     if cfg.route != "dpo":
         raise ConfigError(key="route", problem=f"is {cfg.route!r}: the planner knows the dpo route's stages only so "
@@ -139,13 +140,13 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
             subset = _sized_like(lengths, kept, rng)
             one = training_stage("probe", final, rate, subset, dataclasses.replace(cfg.final, epochs=st.probe_epochs),
                                  processes, n_w, w_bytes, 0, None, trainable=trainable, **mem)
-            asked = validation_prompts(inp, st.prompts)
+            asked = validation_prompts(inp.validation, st.prompts)
             t_answer = t_judge = 0.0
             if st.by == "judge" and asked:
                 few = Answers(run, inp, asked, per_prompt=st.answers)
                 t_answer, got = _timed(device, lambda: few.of(ref, 1))
-                probe_judge = make_judge(st.judge) if st.judge else judge
-                t_judge, _ = _timed(device, lambda: probe_judge.prefers(few.asked, got, got))
+                valuer = probe_judge(cfg, judge)
+                t_judge, _ = _timed(device, lambda: valuer.prefers(few.asked, got, got))
             plan.stages.append(StagePlan("calibration", trainings * one.seconds + n_probes * (t_answer + t_judge)
                                          + t_answer, trainings * one.flops, one.peak_gib,
                                          f"{n_probes} probes of {st.probe_epochs:g} epoch on about {kept} pairs, each "

@@ -36,23 +36,21 @@ def _row(i: int, prompt: str, chosen: str, rejected: str, sc, sr, source: str) -
     }
 
 
+def _plain_rows(rng, n: int, prefix: str) -> list[dict]:
+    """``n`` fault-free rows: prompt "<prefix> i: ...", two answers of 20–59 words, ratings."""
+    rows = []
+    for i in range(n):
+        prompt = f"{prefix} {i}: " + _text(rng, 8)
+        chosen, rejected = _text(rng, int(rng.integers(20, 60))), _text(rng, int(rng.integers(20, 60)))
+        rows.append(_row(i, prompt, chosen, rejected, int(rng.integers(6, 11)), int(rng.integers(1, 6)),
+                         SOURCES[i % 4]))
+    return rows
+
+
 def careful_pairs(path: Path, n: int = 400, seed: int = 7) -> list[str]:
     """A careful validation file of the same shape, no fault; returns its prompts."""
     rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        prompt = f"validation question {i}: " + _text(rng, 8)
-        rows.append(
-            _row(
-                i,
-                prompt,
-                _text(rng, int(rng.integers(20, 60))),
-                _text(rng, int(rng.integers(20, 60))),
-                int(rng.integers(6, 11)),
-                int(rng.integers(1, 6)),
-                SOURCES[i % 4],
-            )
-        )
+    rows = _plain_rows(rng, n, "validation question")
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return [r["prompt"] for r in rows]
 
@@ -68,20 +66,7 @@ def ultrafeedback(
     """Write the file; return {"rows": [...], fault name: [row positions], ...} (positions in the
     file, 0-based; a malformed line is a row too)."""
     rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        prompt = f"question {i}: " + _text(rng, 8)
-        rows.append(
-            _row(
-                i,
-                prompt,
-                _text(rng, int(rng.integers(20, 60))),
-                _text(rng, int(rng.integers(20, 60))),
-                int(rng.integers(6, 11)),
-                int(rng.integers(1, 6)),
-                SOURCES[i % 4],
-            )
-        )
+    rows = _plain_rows(rng, n, "question")
     planted: dict[str, list[int]] = {}
     if faults:
         a = lambda r: r["chosen"][1]  # noqa: E731 (the chosen answer's message)
