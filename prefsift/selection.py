@@ -13,6 +13,7 @@ from .errors import ConfigError
 from .margins import alignment_potential, combined_margin
 from .registry import Registry
 from .scoring.kinds import SCORES
+from .treatments import ONE_SIDED
 from .windows import (_scored, keep_middle, lossdiff_irm, middle_window, overlap_coefficient,  # noqa: F401
                       random_fraction, rank_third, solve_width, split_windows, tail_grid, top_fraction, window)
 
@@ -92,6 +93,14 @@ def _builtin_rules() -> None:
     add("irm", ("irm",), middle("irm"), "the middle window of IRM")
     add("top_if", ("if",), lambda table, keep, seed: top_fraction(_col(table, "if"), keep, largest=True),
         "the largest IF (classic influence selection)")
+    # One-sided rules: the top of each order in treatments.ONE_SIDED (top_if above is the first of them).
+    for name, (needs, order, what) in ONE_SIDED.items():
+        if name != "top_if":
+            add(name, needs, lambda table, keep, seed, order=order: top_fraction(order(table), keep, largest=True),
+                what + ": drops the bottom, the pairs the careful set disagrees with most")
+    add("teacher_agree", ("teacher",), lambda table, keep, seed: _col(table, "teacher") > 0,
+        "the pairs the teacher θ_c (trained on the careful pairs alone) agrees with: margin > 0 (keep does not "
+        "apply)", sized=False)
     add("abs_irm_small", ("irm",), lambda table, keep, seed: top_fraction(np.abs(_col(table, "irm")), keep,
                                                                           largest=False), "the smallest |IRM|")
     add("score_gap", ("score_gap",), lambda table, keep, seed: top_fraction(_col(table, "score_gap"), keep,

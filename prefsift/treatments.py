@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from .registry import Registry
-from .windows import _scored, lossdiff_irm, middle_window
+from .windows import _scored, lossdiff_irm, mean_rank, middle_window, percentile_rank, top_fraction  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class ArmData:
     epsilon: float = 0.0
     conservative: bool = False
     order: np.ndarray | None = None  # train the pairs in this value's ascending order (a curriculum), not shuffled
+    epsilons: np.ndarray | None = None  # with ``conservative``: each pair's own ε (cDPO by group), not ``epsilon``
     note: str = ""  # one line for the run's log: what was estimated, how many flipped
 
 
@@ -57,6 +58,23 @@ class Treatment:
 
 
 TREATMENTS: Registry[Treatment] = Registry("treatment", key="arms")
+
+# One-sided orders over the scores (docs/method.md, "One-sided rules"): a pair ranks high when θ's own
+# scores say the careful set agrees with its label. Each is a drop rule `NAME` (keep the top `keep`,
+# prefsift.selection) and a relabel treatment `NAME_relabel` (the same top as labelled, the rest swapped).
+ONE_SIDED: dict[str, tuple[tuple[str, ...], Callable, str]] = {
+    "top_if": (("if",), lambda t: _column(t, "if"), "the largest IF"),
+    "top_lossdiff": (("lossdiff",), lambda t: _column(t, "lossdiff"), "the largest LossDiff"),
+    "top_irm": (("irm",), lambda t: _column(t, "irm"), "the largest IRM (drops the bottom of IRM)"),
+    "top_if_lossdiff": (("if", "lossdiff"), lambda t: mean_rank(_column(t, "if"), _column(t, "lossdiff")),
+                        "the largest mean of IF's and LossDiff's percentile ranks"),
+    "top_teacher": (("teacher",), lambda t: _column(t, "teacher"),
+                    "the largest margin of θ_c, the teacher trained on the careful pairs alone"),
+}
+
+
+def _column(table, c) -> np.ndarray:
+    return table[c].to_numpy(dtype=float)
 
 SOFTNESS = 0.05  # the smooth window's edge width, in percentile rank (5 points)
 MIN_WEIGHT = 1e-3  # a pair weighted below this is left out (it would cost a forward pass for nothing)
@@ -80,22 +98,6 @@ def estimated_noise(table) -> float:
     irm = table["irm"].to_numpy(dtype=float)
     ok = _scored(irm)
     return float((irm[ok] < 0).sum() / max(int(ok.sum()), 1))
-
-
-def percentile_rank(values) -> np.ndarray:
-    """Each scored value's mid-rank percentile in [0, 1] among the scored values (ties share one);
-    NaN where not scored."""
-    v = np.asarray(values, dtype=float)
-    ok = _scored(v)
-    out = np.full(len(v), np.nan)
-    x = v[ok]
-    if len(x) == 1:
-        out[ok] = 0.5
-    elif len(x):
-        below = np.searchsorted(np.sort(x), x, side="left")
-        equal = np.searchsorted(np.sort(x), x, side="right") - below
-        out[ok] = (below + (equal - 1) / 2) / (len(x) - 1)
-    return out
 
 
 def soft_window(values, width: float, softness: float = SOFTNESS) -> np.ndarray:
@@ -181,6 +183,45 @@ def _builtin() -> None:
     add("cdpo", ("irm",), conservative,
         "every pair, conservative DPO (cDPO, label smoothing ε) with ε = label_noise, or the share of pairs with "
         "IRM < 0", every_pair=True, passes=2)
+
+    def one_sided_relabel(order):
+        def make(table, keep, label_noise):
+            """The top `keep` by the order as labelled, every other scored pair with y_w and y_l swapped."""
+            values = order(table)
+            top = top_fraction(values, keep, largest=True)
+            flip = _scored(values) & ~top & table["valid"].to_numpy(dtype=bool)
+            return ArmData(mask=top | flip, flip=flip, note=f"{int(top.sum())} pairs kept as labelled, "
+                                                            f"{int(flip.sum())} with chosen and rejected swapped")
+        return make
+
+    for name, (needs, order, what) in ONE_SIDED.items():
+        add(f"{name}_relabel", needs, one_sided_relabel(order),
+            f"every scored pair: {what} (keep of them) as labelled, the rest with chosen and rejected swapped",
+            every_pair=True)
+
+    def teacher_relabel(table, keep, label_noise):
+        """PerpCorrect-style correction from a teacher (Kong et al., NeurIPS 2024, from a few clean
+        pairs): every pair, swapped where θ_c prefers the rejected answer (teacher margin < 0)."""
+        m = _column(table, "teacher")
+        flip = _scored(m) & (m < 0) & table["valid"].to_numpy(dtype=bool)
+        return ArmData(mask=_scored(m) & table["valid"].to_numpy(dtype=bool), flip=flip,
+                       note=f"{int(flip.sum())} pairs the teacher disagrees with swapped")
+
+    def group_conservative(table, keep, label_noise):
+        """cDPO with a flip rate per group (loss correction, Hendrycks et al. 2018):
+        ℓ = −(1 − ε_g)·log σ(m) − ε_g·log σ(−m), ε_g the pair's `group_noise`."""
+        eps = _column(table, "group_noise")
+        ok = _scored(eps) & table["valid"].to_numpy(dtype=bool)
+        rates = sorted({round(float(e), 4) for e in eps[ok]})
+        return ArmData(mask=ok, epsilons=np.where(ok, eps, 0.0), conservative=True,
+                       note=f"ε by group: {', '.join(f'{r:g}' for r in rates)} (score group_noise)")
+
+    add("teacher_relabel", ("teacher",), teacher_relabel,
+        "every pair, swapped where the teacher θ_c (trained on the careful pairs alone) prefers the rejected answer",
+        every_pair=True)
+    add("group_cdpo", ("group_noise",), group_conservative,
+        "every pair, cDPO with the flip rate of its length group (score group_noise) instead of one ε",
+        every_pair=True, passes=2)
 
 
 _builtin()

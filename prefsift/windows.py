@@ -161,3 +161,27 @@ def rank_third(values, which: int) -> np.ndarray:
     mask = np.zeros(len(v), dtype=bool)
     mask[np.array_split(order, 3)[which]] = True
     return mask
+
+
+def percentile_rank(values) -> np.ndarray:
+    """Each scored value's mid-rank percentile in [0, 1] among the scored values (ties share one);
+    NaN where not scored."""
+    v = np.asarray(values, dtype=float)
+    ok = _scored(v)
+    out = np.full(len(v), np.nan)
+    x = v[ok]
+    if len(x) == 1:
+        out[ok] = 0.5
+    elif len(x):
+        below = np.searchsorted(np.sort(x), x, side="left")
+        equal = np.searchsorted(np.sort(x), x, side="right") - below
+        out[ok] = (below + (equal - 1) / 2) / (len(x) - 1)
+    return out
+
+
+def mean_rank(*columns) -> np.ndarray:
+    """The mean of each column's `percentile_rank` over the pairs scored by every column (NaN
+    elsewhere): two scores on one scale, whatever their units."""
+    both = np.logical_and.reduce([_scored(c) for c in columns])
+    ranks = [percentile_rank(np.where(both, np.asarray(c, dtype=float), np.nan)) for c in columns]
+    return np.where(both, np.mean(ranks, axis=0), np.nan)

@@ -226,19 +226,20 @@ def _lab(scores, masks, figs) -> str:
     counts = pd.Series(types).value_counts().rename_axis("pair type").rename("pairs").reset_index()
     return _section("lab", "On the lab: what each selection keeps",
                     figs.embed(fig, "lab_kept", cap) + _table(share, index=True) + _table(counts)
-                    + _rating_leak(scores))
+                    + _truth(scores))
 
 
-def _rating_leak(scores) -> str:
-    from .truth import rating_leak_share
+def _truth(scores) -> str:
+    from .truth import detection_table, rating_leak_share
 
-    found = rating_leak_share(scores)
-    if found is None:
-        return ""
-    verdict = ("the ratings agree with the labels, as the rater who labelled would rate" if found[0] == 0 else
-               "a leak: rules that read the ratings see part of the truth the labels hide, as a team's would not")
-    return f"<p>Ratings: on the {found[1]} wrong labels the rating gap points to the truth for " \
-           f"{100 * found[0]:.1f} % of them ({_esc(verdict)}).</p>"
+    out, leak, table = "", rating_leak_share(scores), detection_table(scores)
+    if leak is not None:
+        verdict = ("the ratings agree with the labels, as the rater who labelled would rate" if leak[0] == 0 else
+                   "a leak: rules that read the ratings see part of the truth the labels hide, as a team's would not")
+        out += (f"<p>Ratings: on the {leak[1]} wrong labels the rating gap points to the truth for "
+                f"{100 * leak[0]:.1f} % of them ({_esc(verdict)}).</p>")
+    return out + ("" if table is None else "<p>How well each score finds the wrong labels: the AUC of \"a low score, "
+                  "a wrong label\" (0.5: chance), over all pairs and by length group.</p>" + _table(table.round(3), True))
 
 
 def _winrate(evaluation, figs) -> str:

@@ -246,6 +246,8 @@ def treatments_frame(table, treated: dict):
     for arm, data in treated.items():
         out[f"{arm}:weight"] = data.weight if data.weight is not None else data.mask.astype(float)
         out[f"{arm}:swapped"] = data.flip if data.flip is not None else np.zeros(len(table), dtype=bool)
+        if data.epsilons is not None:
+            out[f"{arm}:epsilon"] = data.epsilons
     return out
 
 
@@ -255,7 +257,7 @@ def treated_records(pairs, mask: np.ndarray, treated, ids: list, seed: int | Non
     with its `pair_weight` when it weights) and the key of that data. An ordered arm's rows are in
     ascending order; with ``seed``, shuffled within consecutive blocks of ``block`` pairs, so that
     the curriculum holds block by block and each training seed still sees its own batches."""
-    from ..train.weighted import WEIGHT
+    from ..train.weighted import EPSILON, WEIGHT
     from .rundir import stage_key
 
     rows = [i for i, (r, m) in enumerate(zip(pairs.rows, mask)) if m and r.valid]
@@ -266,6 +268,8 @@ def treated_records(pairs, mask: np.ndarray, treated, ids: list, seed: int | Non
             rec["chosen"], rec["rejected"] = rec["rejected"], rec["chosen"]
         if treated.weight is not None:
             rec[WEIGHT] = float(treated.weight[i])
+        if treated.epsilons is not None:
+            rec[EPSILON] = float(treated.epsilons[i])
     flipped = [r for r, i in zip(ids, rows) if treated.flip is not None and treated.flip[i]]
     weights = [round(float(treated.weight[i]), 9) for i in rows] if treated.weight is not None else None
     if treated.order is not None:  # ascending, ties in file order (a stable sort)
@@ -274,7 +278,9 @@ def treated_records(pairs, mask: np.ndarray, treated, ids: list, seed: int | Non
             rng = np.random.default_rng(seed)
             ranked = [j for b in range(0, len(ranked), block) for j in rng.permutation(ranked[b:b + block])]
         records, ids = [records[j] for j in ranked], [ids[j] for j in ranked]
-    return records, stage_key(ids, flipped, weights)
+    # (each pair's ε only where the arm has one, so that the other arms' keys stay as they were)
+    epsilons = [round(float(treated.epsilons[i]), 9) for i in rows] if treated.epsilons is not None else None
+    return records, stage_key(ids, flipped, weights, *([epsilons] if epsilons is not None else []))
 
 
 def is_plain(data) -> bool:

@@ -9,6 +9,7 @@ The test prompts are never looked at."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -22,6 +23,26 @@ from .rundir import stage_key
 def validation_prompts(pairs, n: int) -> list[str]:
     """The first `n` distinct prompts of the validation ``pairs``, in file order: what probes are judged on."""
     return list(dict.fromkeys(r["prompt"] for r in pairs.records()))[:n]
+
+
+def probe_validation(cfg, pairs):
+    """The validation pairs the probes are valued on: all of them, or, when the run computes the
+    `teacher` score, those of the prompts that did not train θ_c (scoring/careful.py), the others
+    marked unusable in a copy."""
+    import copy
+
+    from ..scoring.careful import prompt_key, teacher_prompts
+
+    if "teacher" not in [s.strip() for s in cfg.scores.scores.split(",")]:
+        return pairs
+    theirs = teacher_prompts([r.prompt for r in pairs.rows], cfg.scores.teacher_share)
+    rows = []
+    for r in pairs.rows:
+        if r.valid and prompt_key(r.prompt) in theirs:
+            r = copy.copy(r)
+            r.valid = False
+        rows.append(r)
+    return dataclasses.replace(pairs, rows=rows)
 
 
 def probe_judge(cfg, judge):
@@ -44,10 +65,11 @@ class ProbeJudge:
         self.by = st.by
         self.spec = (st.judge or run.cfg.judge) if st.by == "judge" else None  # the judge that values the probes
         self.seed = int(run.cfg.seeds[0])
+        validation = probe_validation(run.cfg, inp.validation)
         if self.by == "judge":
             from .answers import Answers
 
-            prompts = validation_prompts(inp.validation, st.prompts)
+            prompts = validation_prompts(validation, st.prompts)
             if not prompts:
                 raise ConfigError(key="validation", problem="holds no pairs, so the probes have no prompts to be "
                                                             "judged on: give validation pairs")
@@ -58,7 +80,7 @@ class ProbeJudge:
         else:
             from ..scoring.columns import tokenized
 
-            self.pairs = tokenized(inp.validation, inp.tokenizer)
+            self.pairs = tokenized(validation, inp.tokenizer)
             if not self.pairs:
                 raise ConfigError(key="validation", problem="holds no usable pairs, so `calibration.by: loss` has "
                                                             "nothing to value the probes on: give validation pairs")
@@ -66,7 +88,7 @@ class ProbeJudge:
             # TRL's max_length: the loss is over the tokens the probe trained on (as TRL's eval_loss is).
             self.max_length = run.cfg.final.max_length
             self.key = stage_key("loss", self.max_length, stage_key([r["prompt"] + r["chosen"] + r["rejected"]
-                                                                     for r in inp.validation.records()]))
+                                                                     for r in validation.records()]))
 
     def describe(self, settings) -> str:
         return (f"WinRate vs π_ref on {len(self.answers.prompts)} validation prompts x {settings.answers} answers "

@@ -172,6 +172,8 @@ def reused_or_scored(run: Run, scfg, warmup_key: str, warmup_info: dict, t: floa
     # (`folds` only where the held-out score is asked for, so that other runs keep their keys; the
     # sharding changes no score beyond summation order)
     unused = ("folds",) if "heldout" not in scfg.wanted else ()
+    unused += ("teacher_epochs", "teacher_share") if "teacher" not in scfg.wanted else ()
+    unused += ("group_by",) if "group_noise" not in scfg.wanted else ()
     unused += ("shard",)
     key = stage_key(warmup_key, warmup_info["key"], {k: v for k, v in asdict(scfg).items() if k not in (
         "policy", "reference", "train", "validation", "out", "warmup", "warmup_epochs", "warmup_lr", "warmup_batch_size")

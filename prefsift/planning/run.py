@@ -83,6 +83,10 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
             plan.stages.append(_folds_stage(cfg.scores.folds, warm, rate, lengths, train, cfg, processes, n_w, w_bytes,
                                             trainable, rng, mem))
 
+        if "teacher" in scfg.wanted:  # θ_c: DPO from π_ref on the teacher's share of the validation pairs
+            plan.stages.append(_teacher_stage(inp, warm, rate, lengths, train, cfg, processes, n_w, w_bytes,
+                                              trainable, rng, mem))
+
         final = warm if dataclasses.replace(cfg.final, epochs=1.0) == dataclasses.replace(cfg.warmup, epochs=1.0) \
             else probe_training(start, ref, tok, inp.train.records(), inp.objective, cfg.final, processes, lora=cfg.lora)
         kept = max(1, round(cfg.keep * len(lengths)))  # an arm's pairs at the kept fraction
@@ -176,6 +180,24 @@ def _folds_stage(k: int, warm, rate: float, lengths: list, train, cfg, processes
     folds.basis = (f"{k} warm-up trainings on {k - 1}/{k} of the pairs (TRL probe), and one log-prob pass over the "
                    "pairs, each fold model on its held-out share")
     return folds
+
+
+def _teacher_stage(inp, warm, rate: float, lengths: list, train, cfg, processes: int, n_w: int, w_bytes: int,
+                   trainable, rng, mem: dict) -> StagePlan:
+    """The teacher θ_c: a training of `teacher_epochs` on its share of the validation pairs (sized
+    like training pairs), and one log-prob pass over the training pairs."""
+    from ..scoring.careful import teacher_rows
+
+    n = len(teacher_rows(inp.validation, cfg.scores.teacher_share))
+    settings = dataclasses.replace(cfg.warmup, epochs=cfg.scores.teacher_epochs)
+    one = training_stage("teacher", warm, rate, _sized_like(lengths, min(n, len(lengths)), rng), settings, processes,
+                         n_w, w_bytes, trainable=trainable, reference=cfg.lora is None, **mem)
+    tokens = engine_tokens(train, cfg.warmup.max_length, cfg.scores.batch_tokens)
+    one.seconds += rate * tokens / processes
+    one.flops += 2 * n_w * tokens
+    one.basis = (f"{cfg.scores.teacher_epochs:g} epochs on {n} validation pairs (TRL probe, pairs sized like the "
+                 "training pairs), and one log-prob pass over the training pairs")
+    return one
 
 
 def _sized_like(lengths: list, n: int, rng) -> list:

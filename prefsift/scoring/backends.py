@@ -29,6 +29,7 @@ from ..devices import model_device, model_precision, placement
 from ..objectives import PairwiseObjective
 from ..sharding import fsdp_on, shard_for_scoring
 from .columns import tokenized
+from .from_reference import folder_of as _folder_of
 from .logprobs import EngineStats, LogprobSettings, PairLogps, cached_pair_logps, data_fingerprint, model_fingerprint
 
 
@@ -225,34 +226,16 @@ class PolicyBackend:
         return loss_from, loss_val
 
     def heldout_losses(self) -> tuple[np.ndarray, np.ndarray]:
-        """Selective DPO (Gao et al., ICML 2025): the scored pairs split at random (seeded) into
-        `folds` folds; for each fold a reference model trained from π_ref, as the warm-up is (a
-        run's warm-up settings and LoRA; `prefsift score`'s warmup_* settings), on the other folds; each pair's loss under the model
-        that did not see it. Each fold model is a stage of its own (`out`/selective/foldK, keyed,
-        reused), and its log-probs are taken on its held-out pairs only. Returns (loss, fold)."""
-        from ..train.dpo import StageSettings, train_stage
+        """Selective DPO's held-out loss of each scored pair, and its fold (`from_reference.py`)."""
+        from .from_reference import heldout_losses
 
-        cfg, n, k_folds = self.cfg, len(self.tr_tok), self.cfg.folds
-        fold = np.random.default_rng(cfg.seed).permutation(n) % k_folds
-        records = self.train.records()
-        start = _folder_of(cfg.reference) or self.ref
-        settings, lora = self.warmup or (StageSettings(epochs=cfg.warmup_epochs, learning_rate=cfg.warmup_lr,
-                                                       batch_size=cfg.warmup_batch_size, max_length=cfg.max_length,
-                                                       seed=cfg.seed), None)
-        loss = np.full(n, np.nan)
-        for k in range(k_folds):
-            seen, held = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-            model, info = train_stage(
-                start, self.ref, self.tok, [records[i] for i in seen], self.objective, settings,
-                self.out / "selective" / f"fold{k}", start_key=self.ref_key,
-                data_key=data_fingerprint([self.tr_tok[i] for i in seen]), name=f"fold{k}", log=self.log,
-                label=f"Selective DPO reference {k + 1}/{k_folds}", progress=self.progress, lora=lora,
-                start_is_reference=lora is not None)
-            lp = self._logps(self._sharded(model), [self.tr_tok[i] for i in held], info["key"],
-                             f"fold {k + 1} log-probs")
-            loss[held] = self.objective.loss(self._margin_of(lp, held)).numpy()
-            del model
-        return loss, fold.astype(float)
+        return heldout_losses(self)
+
+    def teacher_margin(self) -> tuple[np.ndarray, int]:
+        """θ_c's margin on each scored pair, and its pairs' count (`from_reference.py`)."""
+        from .from_reference import teacher_margin
+
+        return teacher_margin(self)
 
     def influence(self):
         """(total, groups, extra) of every scored pair, checkpointed in the cache under a key of
@@ -352,6 +335,12 @@ class RewardBackend:
         raise ConfigError(key="scores", problem="asks for heldout, Selective DPO's cross-fitted DPO loss, which a reward "
                                                 "model (objective bt) has no route to yet; drop it")
 
+    def teacher_margin(self):
+        from ..errors import ConfigError
+
+        raise ConfigError(key="scores", problem="asks for teacher, a DPO model trained from π_ref on the careful pairs, "
+                                                "which a reward model (objective bt) has no route to yet; drop it")
+
     def influence(self):
         from .influence import layer_group, select_parameters
         from .rewards import reward_influence, reward_influence_jvp
@@ -364,13 +353,3 @@ class RewardBackend:
                               groups=[layer_group(n) for n in params], progress=self.progress)
         self.timings["if"] = time.perf_counter() - t
         return total, groups, {}
-
-
-def _folder_of(spec: str) -> Path | None:
-    """The model folder a policy spec names, None for a model only in memory."""
-    from ..models import ModelSourceError, resolve_model_path
-
-    try:
-        return Path(resolve_model_path(spec))
-    except ModelSourceError:
-        return None

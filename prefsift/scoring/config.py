@@ -36,7 +36,8 @@ class ScoreSettings:
     setting but the models, the files, the objective and the placement (`ScoreConfig` adds those)."""
 
     scores: str = field(default="irm,lossdiff,if", metadata={"help": "comma-separated: irm, lossdiff, if, heldout "
-                                                                     "(Selective DPO's cross-fitted loss)"})
+                                                                     "(Selective DPO's cross-fitted loss), teacher (θ_c's "
+                                                                     "margin), group_noise (ε by length group)"})
     max_length: int = field(default=1024, metadata={"help": "max tokens of prompt+response (TRL's max_length)",
                                                     "check": ">= 1"})
     overlength: str = field(default="truncate", metadata={"help": "over-length rows: truncate or drop",
@@ -74,6 +75,15 @@ class ScoreSettings:
     folds: int = field(default=2, metadata={
         "help": "Selective DPO's held-out loss (score `heldout`): the pairs split into this many folds, one reference "
                 "model trained from π_ref on all but each (as the warm-up is trained)", "check": ">= 2"})
+    teacher_epochs: float = field(default=5.0, metadata={
+        "help": "score `teacher`: epochs of θ_c, DPO from π_ref on the careful validation pairs alone (as the "
+                "warm-up is trained otherwise)", "check": "> 0"})
+    teacher_share: float = field(default=0.5, metadata={
+        "help": "score `teacher`: the share of the validation prompts (the last, in file order) whose pairs train "
+                "θ_c; a run's probes are valued on the others", "check": "(0, 1)"})
+    group_by: str = field(default="", metadata={
+        "help": "score `group_noise`: comma-separated input fields that split the pairs into strata before the "
+                "length groups (empty: the length groups alone)"})
     seed: int = field(default=0, metadata={"help": "seed of θ_val training, projection, the folds and the random "
                                                    "baseline"})
     strict: bool = field(default=False, metadata={"help": "stop at the first bad row"})
@@ -145,8 +155,7 @@ class ScoreConfig(ScoreSettings):
         if unknown or not wanted:
             raise ConfigError(key="scores", problem=f"must list some of {', '.join(SCORES.names())} (comma-separated); got "
                                                     f"{self.scores!r}{did_you_mean(unknown[0], SCORES.names()) if unknown else ''}")
-        if ("lossdiff" in wanted or "if" in wanted) and not self.validation:
-            need = [s for s in wanted if s in ("lossdiff", "if")]
+        if (need := [s for s in wanted if SCORES.get(s).needs_validation]) and not self.validation:
             raise ConfigError(key="validation", problem=f"is needed by the {' and '.join(need)} score(s): give the "
                                                         "validation pairs (--validation FILE), or ask only for irm "
                                                         "(--scores irm)")

@@ -122,3 +122,27 @@ def _heldout(ctx: ScoreContext) -> dict:
     loss, fold = ctx.backend.heldout_losses()
     ctx.timings["heldout"] = time.perf_counter() - t
     return {"heldout": ctx.spread(loss), "heldout_fold": ctx.spread(fold)}
+
+
+@register_score("teacher", "θ_c's implicit margin: θ_c = DPO from π_ref on the careful validation pairs' teacher share "
+                "alone (the probes are valued on the other share)", needs_validation=True, columns=("teacher",),
+                when_constant="θ_c did not move from π_ref: raise teacher_epochs or give more validation pairs")
+def _teacher(ctx: ScoreContext) -> dict:
+    margin, _ = ctx.backend.teacher_margin()
+    return {"teacher": ctx.spread(margin)}
+
+
+@register_score("group_noise", "the flip rate ε_g of each pair's group (its chosen answer longer, shorter or as long "
+                "as the rejected, within each group_by stratum), estimated from the validation pairs' labels and the "
+                "training labels (scoring/careful.py)", needs_validation=True,
+                columns=("group_noise", "length_direction"),
+                when_constant="the training labels favour longer answers as often as the validation labels do: no "
+                              "group has a flip rate to correct (train all the data, or cDPO)")
+def _group_noise(ctx: ScoreContext) -> dict:
+    from .careful import group_noise
+
+    val = getattr(ctx.backend, "val", None)
+    columns = [c.strip() for c in ctx.cfg.group_by.split(",") if c.strip()]
+    eps, direction, rates = group_noise(ctx.pairs, val, columns)
+    ctx.timings["group_noise"] = 0.0
+    return {"group_noise": ctx.spread(eps), "length_direction": ctx.spread(direction)}

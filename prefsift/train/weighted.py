@@ -21,7 +21,9 @@ label is wrong with probability ε),
 
 ℓ_TRL' without TRL's `sft` term (no SFT on a rejected answer); for the sigmoid loss
 −(1 − ε)·log σ(m) − ε·log σ(−m). TRL 1.16 no longer applies `label_smoothing` to its sigmoid loss.
-The swapped pass's metrics are not logged.
+The swapped pass's metrics are not logged. With a `pair_epsilon` column each pair has its own ε
+(cDPO by group): a batch's loss is Σ_ε (n_ε / n)·(its pairs at that ε, cDPO's loss), two batched
+passes per distinct ε in the batch.
 
 Evaluation (the validation curve) always uses the run objective's plain loss (``eval_loss_type``),
 so that the curves of robust, conservative and weighted arms compare with the others'.
@@ -35,6 +37,7 @@ from __future__ import annotations
 import torch
 
 WEIGHT = "pair_weight"  # the column of the training data that holds each pair's weight
+EPSILON = "pair_epsilon"  # cDPO by group: the column that holds each pair's own ε
 
 
 def weighted_dpo_trainer_class():
@@ -69,28 +72,41 @@ def _build():
 
         def _set_signature_columns_if_needed(self):
             super()._set_signature_columns_if_needed()
-            if WEIGHT not in self._signature_columns:
-                self._signature_columns = list(self._signature_columns) + [WEIGHT]
+            extra = [c for c in (WEIGHT, EPSILON) if c not in self._signature_columns]
+            self._signature_columns = list(self._signature_columns) + extra
 
         def _compute_loss(self, model, inputs, return_outputs):
             weights = inputs.pop(WEIGHT, None)
+            epsilons = inputs.pop(EPSILON, None)
             if return_outputs or not self.model.training:  # evaluation: the run objective's plain loss
                 with _plain_loss(self, self.eval_loss_type):
                     return super()._compute_loss(model, inputs, return_outputs)
             eps = self.conservative
+            n = inputs["input_ids"].shape[0] // 2
+            if epsilons is not None and weights is None:
+                # cDPO by group: the batch mean is the share-weighted sum of each ε's sub-batch mean, so
+                # two batched passes per distinct ε in the batch are exact.
+                loss = 0.0
+                for value in torch.unique(epsilons).tolist():
+                    rows = torch.nonzero(epsilons == value).flatten().tolist()
+                    one = super()._compute_loss(model, _pairs(inputs, rows, n), False)
+                    if value:
+                        one = (1 - value) * one + value * self._swapped_loss(model, _pairs(inputs, rows, n, True))
+                    loss = loss + len(rows) / n * one
+                return loss
             if weights is None:  # cDPO on the whole batch: the mean is linear, so two batched passes are exact
                 loss = super()._compute_loss(model, inputs, False)
                 if eps:
                     n = inputs["input_ids"].shape[0] // 2
                     loss = (1 - eps) * loss + eps * self._swapped_loss(model, _pairs(inputs, range(n), n, True))
                 return loss
-            n = inputs["input_ids"].shape[0] // 2
             w = [float(x) for x in weights.tolist()]
             loss = 0.0
             for i, wi in enumerate(w):
                 one = super()._compute_loss(model, _pairs(inputs, [i], n), False)
-                if eps:
-                    one = (1 - eps) * one + eps * self._swapped_loss(model, _pairs(inputs, [i], n, True))
+                e = float(epsilons[i]) if epsilons is not None else eps
+                if e:
+                    one = (1 - e) * one + e * self._swapped_loss(model, _pairs(inputs, [i], n, True))
                 loss = loss + wi * one
             return loss / (n * self.mean_weight)
 
@@ -153,14 +169,14 @@ class _plain_loss:
 
 
 class _KeepWeights:
-    """TRL's collator drops columns it does not know: take the weights out first, put them back."""
+    """TRL's collator drops columns it does not know: take the weights (and the ε) out first, put them back."""
 
     def __init__(self, collator):
         self.collator = collator
 
     def __call__(self, examples):
-        weights = [float(e[WEIGHT]) for e in examples] if examples and WEIGHT in examples[0] else None
-        batch = self.collator([{k: v for k, v in e.items() if k != WEIGHT} for e in examples])
-        if weights is not None:
-            batch[WEIGHT] = torch.tensor(weights, dtype=torch.float32)
+        kept = {c: torch.tensor([float(e[c]) for e in examples], dtype=torch.float32 if c == WEIGHT else torch.float64)
+                for c in (WEIGHT, EPSILON) if examples and c in examples[0]}
+        batch = self.collator([{k: v for k, v in e.items() if k not in kept} for e in examples])
+        batch.update(kept)
         return batch

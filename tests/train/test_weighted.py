@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from prefsift.train.weighted import WEIGHT, weighted_dpo_trainer_class
+from prefsift.train.weighted import EPSILON, WEIGHT, weighted_dpo_trainer_class
 
 from tests.tiny import word_model
 
@@ -208,4 +208,34 @@ def test_conservative_dpo_with_weights_is_the_weighted_mean_of_cdpo_losses(word_
     with torch.no_grad():
         loss = float(trainer.compute_loss(trainer.model, dict(batch)))
         by_hand = _dpo_loss_by_hand(trainer.model, ref, batch, eps=0.3)
+    assert loss == pytest.approx(float((w * by_hand).sum() / w.sum()), rel=1e-5)
+
+
+def test_cdpo_by_group_gives_each_pair_its_own_epsilon(word_tokenizer, models, tmp_path):
+    """cDPO by group (`pair_epsilon`): the batch loss is the mean of −(1 − ε_d)·log σ(m) − ε_d·log σ(−m)
+    with each pair's own ε_d (two values and a zero here), batched or with weights."""
+    model, ref = models
+    eps = [0.3, 0.0, 0.1, 0.3]
+    rows = [{**p, EPSILON: e} for p, e in zip(PAIRS, eps)]
+    trainer = _trainer(weighted_dpo_trainer_class(), model, ref, word_tokenizer, rows, tmp_path / "g")
+    trainer.model.train()
+    batch = _first_batch(trainer)
+    e = torch.tensor(batch[EPSILON].tolist(), dtype=torch.float64)
+    with torch.no_grad():
+        loss = float(trainer.compute_loss(trainer.model, dict(batch)))
+        clean = _dpo_loss_by_hand(trainer.model, ref, batch)
+        swapped = _dpo_loss_by_hand(trainer.model, ref, batch, eps=1.0)
+    assert sorted(e.tolist()) == sorted(eps)
+    assert loss == pytest.approx(float(((1 - e) * clean + e * swapped).mean()), rel=1e-5)
+    assert abs(loss - float(clean.mean())) > 1e-4  # the ε matter
+    weighted = [{**r, WEIGHT: w} for r, w in zip(rows, [0.5, 2.0, 1.0, 0.5])]
+    trainer = _trainer(weighted_dpo_trainer_class(), model, ref, word_tokenizer, weighted, tmp_path / "gw")
+    trainer.model.train()
+    batch = _first_batch(trainer)
+    e = torch.tensor(batch[EPSILON].tolist(), dtype=torch.float64)
+    w = torch.tensor(batch[WEIGHT].tolist(), dtype=torch.float64)
+    with torch.no_grad():
+        loss = float(trainer.compute_loss(trainer.model, dict(batch)))
+        by_hand = ((1 - e) * _dpo_loss_by_hand(trainer.model, ref, batch)
+                   + e * _dpo_loss_by_hand(trainer.model, ref, batch, eps=1.0))
     assert loss == pytest.approx(float((w * by_hand).sum() / w.sum()), rel=1e-5)
