@@ -9,7 +9,6 @@ The test prompts are never looked at."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import time
@@ -25,24 +24,17 @@ def validation_prompts(pairs, n: int) -> list[str]:
     return list(dict.fromkeys(r["prompt"] for r in pairs.records()))[:n]
 
 
-def probe_validation(cfg, pairs):
-    """The validation pairs the probes are valued on: all of them, or, when the run computes the
-    `teacher` score, those of the prompts that did not train θ_c (scoring/careful.py), the others
-    marked unusable in a copy."""
-    import copy
-
+def unseen_by_teacher(cfg, validation, prompts: list) -> np.ndarray | None:
+    """Over the probes' values (one per validation prompt or pair, of these ``prompts``): whether it
+    is free of the teacher, i.e. its prompt did not train θ_c (scoring/careful.py). None when the
+    run computes no `teacher` score. A candidate that reads the teacher is compared with all the data
+    on these alone (`recommend.choose`): θ_c would look right on the pairs that trained it."""
     from ..scoring.careful import prompt_key, teacher_prompts
 
     if "teacher" not in [s.strip() for s in cfg.scores.scores.split(",")]:
-        return pairs
-    theirs = teacher_prompts([r.prompt for r in pairs.rows], cfg.scores.teacher_share)
-    rows = []
-    for r in pairs.rows:
-        if r.valid and prompt_key(r.prompt) in theirs:
-            r = copy.copy(r)
-            r.valid = False
-        rows.append(r)
-    return dataclasses.replace(pairs, rows=rows)
+        return None
+    theirs = teacher_prompts([r.prompt for r in validation.rows], cfg.scores.teacher_share)  # (as θ_c's stage)
+    return np.array([prompt_key(p) not in theirs for p in prompts], dtype=bool)
 
 
 def probe_judge(cfg, judge):
@@ -65,7 +57,7 @@ class ProbeJudge:
         self.by = st.by
         self.spec = (st.judge or run.cfg.judge) if st.by == "judge" else None  # the judge that values the probes
         self.seed = int(run.cfg.seeds[0])
-        validation = probe_validation(run.cfg, inp.validation)
+        validation = inp.validation
         if self.by == "judge":
             from .answers import Answers
 
@@ -74,6 +66,7 @@ class ProbeJudge:
                 raise ConfigError(key="validation", problem="holds no pairs, so the probes have no prompts to be "
                                                             "judged on: give validation pairs")
             self.answers = Answers(run, inp, prompts, per_prompt=st.answers)
+            self.unseen = unseen_by_teacher(run.cfg, validation, prompts)
             # What the test evaluation's key holds: the judge as configured, the sampler, the sampling.
             self.key = stage_key("judge", self.spec, judge.name, self.answers.sampler.name, stage_key(prompts),
                                  st.answers, run.cfg.temperature, run.cfg.max_new_tokens, self.seed)
@@ -81,6 +74,7 @@ class ProbeJudge:
             from ..scoring.columns import tokenized
 
             self.pairs = tokenized(validation, inp.tokenizer)
+            self.unseen = unseen_by_teacher(run.cfg, validation, [r.prompt for r in validation.valid_rows])
             if not self.pairs:
                 raise ConfigError(key="validation", problem="holds no usable pairs, so `calibration.by: loss` has "
                                                             "nothing to value the probes on: give validation pairs")

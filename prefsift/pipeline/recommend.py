@@ -25,34 +25,39 @@ from dataclasses import asdict
 import numpy as np
 
 from .. import artifacts
-from .arms import arm_data, is_plain, training_data
+from .arms import arm_data, arm_needs, is_plain, training_data
 from .probes import reusable_probe, run_probe
 from .rundir import stage_key
 
 FALLBACK = "full"
 
 
-def choose(probes: dict[str, dict], n_boot: int = 2000) -> tuple[str, str, dict]:
+def choose(probes: dict[str, dict], n_boot: int = 2000, only: dict | None = None) -> tuple[str, str, dict]:
     """(the chosen candidate, why, each other candidate's paired gain over all the data).
 
     ``probes``: {candidate: its probe's row, with "value" and "per_prompt"}, `full` among them. A
     candidate is chosen only when its gain over all the data's probe, paired on the validation
-    prompts (or pairs), has a 95 % interval above zero; of those, the one of highest value."""
+    prompts (or pairs), has a 95 % interval above zero; of those, the one of highest value (gain, with ``only``). ``only``:
+    {candidate: a mask over the prompts (or pairs)} for candidates compared on those alone (those
+    that read the teacher: not on the pairs that trained it)."""
     from ..eval.paired import paired_difference
 
-    base = np.asarray(probes[FALLBACK]["per_prompt"], dtype=float)[None]
+    base = np.asarray(probes[FALLBACK]["per_prompt"], dtype=float)
     gains = {}
     for name, row in probes.items():
         if name == FALLBACK or not np.isfinite(row["value"]):  # a diverged probe is never chosen
             continue
-        gains[name] = paired_difference(np.asarray(row["per_prompt"], dtype=float)[None], base, n_boot=n_boot)
+        keep = (only or {}).get(name, np.ones(len(base), dtype=bool))
+        gains[name] = paired_difference(np.asarray(row["per_prompt"], dtype=float)[keep][None], base[keep][None],
+                                        n_boot=n_boot)
     clear = [n for n, d in gains.items() if d.low > 0]
     if not clear:
         best = max(gains, key=lambda n: gains[n].mean, default=None)
         near = f" (the best, {best}, {_points(gains[best])})" if best is not None else ""
         return FALLBACK, ("the probes cannot tell the candidates from all the data: no candidate's gain over "
                           f"all the data's probe has its 95 % interval above zero{near}; so all the data"), gains
-    best = max(clear, key=lambda n: probes[n]["value"])
+    # (compared on differing prompts, the highest gain; else the highest value, as always)
+    best = max(clear, key=lambda n: gains[n].mean if only else probes[n]["value"])
     return best, f"its probe beats all the data's by {_points(gains[best])} on validation", gains
 
 
@@ -98,10 +103,14 @@ def recommendation_stage(run, inp, theta_key: str, table, probe_judge):
         probes[name] = done
         log(f"  {name}: {done['n_pairs']} pairs, " + (f"WinRate {100 * done['win_rate']:.1f} %" if "win_rate" in done
                                                     else f"validation loss {done['val_loss']:.4f}"))
-    chosen, why, gains = choose(probes)
+    # A candidate that reads the teacher θ_c is compared on the validation data θ_c did not train on.
+    unseen = probe_judge.unseen
+    only = {n: unseen for n in probes if unseen is not None and "teacher" in arm_needs(n, cfg.imported, cfg.windows)}
+    chosen, why, gains = choose(probes, only=only)
     cost = sum(r["train_seconds"] + r["judge_seconds"] for r in probes.values())
     rows = [{"candidate": n, **{k: v for k, v in r.items() if k not in ("key", "per_prompt")},
-             "gain_over_full": _gain(gains.get(n))} for n, r in probes.items()]
+             "gain_over_full": _gain(gains.get(n)),
+             **({"compared_on": int(only[n].sum())} if n in only else {})} for n, r in probes.items()]
     artifacts.write_json(folder / "recommendation.json", {
         "chosen": chosen, "why": why, "by": st.by, "judged_by": probe_judge.describe(st),
         "probe_judge": probe_judge.spec, "probe_epochs": st.probe_epochs, "seed": seed,

@@ -160,7 +160,7 @@ def test_the_auto_arm_trains_its_recommendation_and_a_rerun_probes_nothing(tmp_p
     calls = []
     real = train.train_stage
     monkeypatch.setattr(train, "train_stage", lambda *a, **k: calls.append(k["name"]) or real(*a, **k))
-    monkeypatch.setattr(rec_module, "choose", lambda probes: ("robust_dpo", "forced by the test", {}))
+    monkeypatch.setattr(rec_module, "choose", lambda probes, only=None: ("robust_dpo", "forced by the test", {}))
     again = api.recommend({**cfg, "calibration": {**cfg["calibration"], "candidates": ["full", "robust_dpo"]}},
                           out=out, progress=False, log=QUIET)
     assert not [c for c in calls if c.startswith("probe")] and calls == ["arm-robust_dpo"]

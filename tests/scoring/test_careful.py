@@ -102,20 +102,29 @@ def test_group_flip_rates_recover_a_simulated_length_biased_rater():
         group_flip_rates([(1, ("x",))], [(1, ("x",))] * 3)
 
 
-def test_the_probes_are_never_valued_on_the_teachers_pairs(tmp_path):
+def test_a_teacher_candidate_is_compared_on_the_pairs_the_teacher_did_not_train_on(tmp_path):
+    """The probes' values are over every validation pair; a candidate reading the teacher is compared
+    with all the data on the others only: here it wins on the teacher's pairs alone, so it is not chosen."""
     from prefsift.data import load_pairs
-    from prefsift.pipeline.probes import probe_validation
-    from prefsift.scoring.careful import prompt_key
+    from prefsift.pipeline.probes import unseen_by_teacher
+    from prefsift.pipeline.recommend import choose
 
-    val = _pairs(6, 4, prefix="V")
+    val = _pairs(40, 4, prefix="V")
     pairs = load_pairs(_write(tmp_path / "v.jsonl", val))
 
     class Cfg:
         class scores:
             scores, teacher_share = "irm,teacher", 0.5
 
-    used = probe_validation(Cfg, pairs)
-    assert [r["prompt"] for r in used.records()] == [v["prompt"] for v in val[:3]]
-    assert not {prompt_key(r["prompt"]) for r in used.records()} & teacher_prompts([v["prompt"] for v in val], 0.5)
+    unseen = unseen_by_teacher(Cfg, pairs, [r.prompt for r in pairs.valid_rows])
+    assert unseen.tolist() == [True] * 20 + [False] * 20  # the last half of the prompts trained θ_c
+    rng = np.random.default_rng(0)
+    full = rng.normal(size=40)
+    teacher = full + np.where(unseen, 0.0, 1.0)  # better only where θ_c was trained
+    probes = {"full": {"value": full.mean(), "per_prompt": full.tolist()},
+              "top_teacher": {"value": teacher.mean(), "per_prompt": teacher.tolist()}}
+    assert choose(probes)[0] == "top_teacher"  # on every pair it would look better
+    chosen, _, gains = choose(probes, only={"top_teacher": unseen})
+    assert chosen == "full" and gains["top_teacher"].mean == pytest.approx(0.0)
     Cfg.scores.scores = "irm,lossdiff"
-    assert probe_validation(Cfg, pairs) is pairs  # no teacher: every validation pair
+    assert unseen_by_teacher(Cfg, pairs, [r.prompt for r in pairs.valid_rows]) is None
