@@ -35,7 +35,7 @@ from prefsift.pipeline.rundir import RunDir  # noqa: E402
 
 # The score stages each score needs (score/score_timings.json's keys).
 SCORE_STAGES = {"irm": ("logprobs",), "lossdiff": ("logprobs", "lossdiff"), "if": ("if",), "tif": ("if",),
-                "heldout": ("heldout",), "score_gap": ()}
+                "heldout": ("heldout",), "score_gap": (), "teacher": ("teacher",), "group_noise": ("group_noise",)}
 
 
 def shares(labs: list[dict], arm: str, oracle: str) -> list:

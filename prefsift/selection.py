@@ -97,7 +97,8 @@ def _builtin_rules() -> None:
     for name, (needs, order, what) in ONE_SIDED.items():
         if name != "top_if":
             add(name, needs, lambda table, keep, seed, order=order: top_fraction(order(table), keep, largest=True),
-                what + ": drops the bottom, the pairs the careful set disagrees with most")
+                f"one-sided: {what}, the bottom dropped (see prefsift recommend: which rule wins depends on "
+                "how the labels are wrong)")
     add("teacher_agree", ("teacher",), lambda table, keep, seed: _col(table, "teacher") > 0,
         "the pairs the teacher θ_c (trained on the careful pairs alone) agrees with: margin > 0 (keep does not "
         "apply)", sized=False)

@@ -65,7 +65,7 @@ TREATMENTS: Registry[Treatment] = Registry("treatment", key="arms")
 ONE_SIDED: dict[str, tuple[tuple[str, ...], Callable, str]] = {
     "top_if": (("if",), lambda t: _column(t, "if"), "the largest IF"),
     "top_lossdiff": (("lossdiff",), lambda t: _column(t, "lossdiff"), "the largest LossDiff"),
-    "top_irm": (("irm",), lambda t: _column(t, "irm"), "the largest IRM (drops the bottom of IRM)"),
+    "top_irm": (("irm",), lambda t: _column(t, "irm"), "the largest IRM"),
     "top_if_lossdiff": (("if", "lossdiff"), lambda t: mean_rank(_column(t, "if"), _column(t, "lossdiff")),
                         "the largest mean of IF's and LossDiff's percentile ranks"),
     "top_teacher": (("teacher",), lambda t: _column(t, "teacher"),

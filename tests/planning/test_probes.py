@@ -90,3 +90,20 @@ def test_the_plan_shows_selective_dpos_fold_models_and_the_treatment_arms(tmp_pa
     # the pairs drawn), plus one forward pass over the pairs (a quarter of a training's 8 per weight and token)
     assert 1.7 * stages["warmup"].flops <= folds.flops <= 2.6 * stages["warmup"].flops
     assert "cdpo twice" in stages["arms"].basis and "one pair per forward pass" in stages["arms"].basis
+
+
+def test_the_plan_shows_the_teacher_trained_on_its_share_of_the_validation_pairs(tmp_path):
+    from prefsift.pipeline import RunConfig
+    from prefsift.planning.run import plan_run
+
+    cfg = RunConfig.from_dict({**TINY, "out": str(tmp_path / "run"), "arms": ["full", "top_teacher", "group_cdpo"],
+                               "scores": {"scores": "irm,lossdiff,if,teacher,group_noise", "teacher_epochs": 4}})
+    plan = plan_run(cfg, log=lambda *a, **k: None)
+    stages = {s.stage: s for s in plan.stages}
+    teacher = stages["teacher"]
+    val = [json.loads(line) for line in open(tmp_path / "run" / "lab" / "validation.jsonl")]
+    prompts = list(dict.fromkeys(v["prompt"] for v in val))
+    theirs = set(prompts[len(prompts) - -(-len(prompts) // 2):])  # the last half of the prompts, rounded up
+    n = sum(v["prompt"] in theirs for v in val)
+    assert teacher.basis.startswith(f"4 epochs on {n} validation pairs") and teacher.seconds > 0 and teacher.flops > 0
+    assert "cdpo twice" in stages["arms"].basis
