@@ -353,12 +353,15 @@ def _add_run_commands(sub, c) -> None:
     plan.set_defaults(func=c.cmd_plan, keys_are_flags=False)
 
     demo = sub.add_parser("demo", help="the main job: `prefsift run` on the embedded lab with default settings",
-                          description="On the embedded lab: build the task, SFT model and pairs; DPO warm-up "
-                                      "through TRL; score every pair (IRM, LossDiff, IF, TIF); select with every "
-                                      "rule; train every arm from θ for 3 seeds; judge answers on held-out "
-                                      "prompts against π_ref; print the WinRate table and write report.html. "
-                                      "About 16 minutes on 2 CPU cores (measured: README). Resumable: a rerun "
-                                      "reuses every finished stage.")
+                          description="On the embedded lab's length-biased testbed (a rater labels half the pairs "
+                                      "whose answers differ in length 'the longer is better'; careful validation "
+                                      "pairs): build the task, SFT model and pairs; DPO warm-up through TRL; score "
+                                      "every pair (IRM, LossDiff, IF, TIF, the teacher's margin, the group flip "
+                                      "rate); train all the data, random, the oracle's labels, the paper's "
+                                      "LossDiff-IRM, top-IF and `auto` (the recommendation, chosen on the careful "
+                                      "pairs' loss) from θ for 3 seeds; judge answers on held-out prompts against "
+                                      "π_ref; print the WinRate table and write report.html. Measured time: README. "
+                                      "Resumable: a rerun reuses every finished stage.")
     demo.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
     demo.add_argument("--keep", type=float, default=0.64, help="kept fraction of every selection (default: 0.64)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -32,10 +32,13 @@ from ..treatments import TREATMENTS
 FAMILIES = {"tif": ("if",), "lossdiff": ("lossdiff",), "lossdiff_irm": ("lossdiff", "irm")}
 CALIBRATED_ARMS = tuple(f"calibrated_{f}{s}" for f in FAMILIES for s in ("", "_free"))
 AUTO = "auto"
-# The `auto` arm's default candidates: all the data, the paper's rules, the field's rules and a robust
-# loss. Those whose scores or data columns a run lacks are left out, each with its reason.
-DEFAULT_CANDIDATES = ("full", "lossdiff_irm", "tif", "alignment_potential", "large_margin", "selective_dpo",
-                      "robust_dpo")
+# The `auto` arm's default candidates: all the data, the paper's windows, the one-sided rules on each
+# score and their relabel variants, the teacher's, cDPO and cDPO by group (docs/method.md, "One-sided
+# rules"; measured in docs/results.md). Those whose scores or data columns a run lacks are left out,
+# each with its reason (the teacher's and group_cdpo need `teacher` and `group_noise` in scores.scores).
+# Before 2026-12-07 (3): full, lossdiff_irm, tif, alignment_potential, large_margin, selective_dpo, robust_dpo.
+DEFAULT_CANDIDATES = ("full", "lossdiff_irm", "tif", "top_if", "top_lossdiff", "top_irm", "top_if_lossdiff",
+                      "top_teacher", "teacher_relabel", "top_if_relabel", "top_lossdiff_relabel", "group_cdpo", "cdpo")
 _TABLE_COLUMNS = ("id", "valid", "reason")
 
 

@@ -95,7 +95,7 @@ class RunConfig:
     keep: float = field(default=0.64, metadata={"help": "kept fraction of every selection arm, in (0, 1]", "check": "(0, 1]"})
     arms: list = field(default_factory=lambda: list(DEFAULT_ARMS), metadata={
         "help": "arms to train: selection rules (`prefsift select --help` lists them; a plugin may add more), "
-                "treatments (soft_lossdiff_irm, soft_tif, lossdiff_irm_relabel, robust_dpo, cdpo), auto (the "
+                "treatments (prefsift.treatments.TREATMENTS: weights, swapped labels, robust losses), auto (the "
                 "recommendation among calibration.candidates) and the names in `imported` and `windows`"})
     label_noise: float | None = field(default=None, metadata={
         "help": "ε of the robust_dpo and cdpo arms: the share of wrong labels, in [0, 0.5); null: estimated as the "

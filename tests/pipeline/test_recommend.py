@@ -101,14 +101,16 @@ def test_a_default_candidate_the_run_cannot_give_is_left_out_with_its_reason():
     cfg = _config(arms=["auto"], objective="ipo")
     assert "not this run's objective ipo" in arm_data(cfg, table, "robust_dpo", candidate=True)
     assert "heldout" in arm_data(cfg, table, "selective_dpo", candidate=True)
+    assert "teacher" in arm_data(cfg, table, "top_teacher", candidate=True)
     assert "ratings" in arm_data(cfg, table, "alignment_potential", candidate=True) or \
         "does not have" in arm_data(cfg, table, "alignment_potential", candidate=True)
     assert arm_data(cfg, table, "full", candidate=True).mask.all()
 
 
 def test_the_auto_arm_trains_its_recommendation_and_a_rerun_probes_nothing(tmp_path, monkeypatch):
-    """On the tiny lab: the default candidates are probed on the validation prompts (selective_dpo
-    left out, with its reason: the run asks no `heldout` score), each on its own data; the auto arm
+    """On the tiny lab: the default candidates are probed on the validation prompts (the teacher's and
+    group_cdpo left out, with the reason: the run asks no `teacher` or `group_noise` score), each on its
+    own data; the auto arm
     trains on the chosen candidate's pairs; `prefsift recommend` on the same folder trains nothing."""
     from prefsift import api, train
     from prefsift.pipeline.probes import ProbeJudge
@@ -122,14 +124,16 @@ def test_the_auto_arm_trains_its_recommendation_and_a_rerun_probes_nothing(tmp_p
 
     monkeypatch.setattr(ProbeJudge, "__init__", spy)
     out = tmp_path / "r"
-    cfg = {**TINY, "arms": ["full", "auto", "lossdiff_irm", "robust_dpo"],  # (auto trains last all the same)
+    cfg = {**TINY, "arms": ["full", "auto", "lossdiff_irm", "cdpo"],  # (auto trains last all the same)
            "calibration": {"prompts": 16, "answers": 2, "probe_epochs": 0.5, "by": "judge"}}
     ev = api.run(cfg, out=out, progress=False, log=QUIET)
     rec = json.loads((out / "recommend" / "recommendation.json").read_text())
     probed = {r["candidate"]: r for r in rec["candidates"]}
     assert rec["probe_judge"] == "oracle" and "(judge oracle)" in rec["judged_by"]  # who chose is written down
-    assert set(probed) == {"full", "lossdiff_irm", "tif", "alignment_potential", "large_margin", "robust_dpo"}
-    assert "heldout" in rec["left_out"]["selective_dpo"]
+    assert set(probed) == {"full", "lossdiff_irm", "tif", "top_if", "top_lossdiff", "top_irm", "top_if_lossdiff",
+                           "top_if_relabel", "top_lossdiff_relabel", "cdpo"}
+    assert all("teacher" in rec["left_out"][c] for c in ("top_teacher", "teacher_relabel"))
+    assert "group_noise" in rec["left_out"]["group_cdpo"]
     # The probes were judged on validation prompts, never on the test prompts.
     val = [json.loads(x)["prompt"] for x in (out / "lab" / "validation.jsonl").read_text().splitlines()]
     test = [json.loads(x)["prompt"] for x in (out / "lab" / "test_prompts.jsonl").read_text().splitlines()]
@@ -137,7 +141,7 @@ def test_the_auto_arm_trains_its_recommendation_and_a_rerun_probes_nothing(tmp_p
     # Each probe trained on its candidate's own data, half an epoch of it.
     sel = pd.read_parquet(out / "selection.parquet")
     n_valid = int(sel["valid"].sum())
-    assert probed["full"]["n_pairs"] == probed["robust_dpo"]["n_pairs"] == n_valid
+    assert probed["full"]["n_pairs"] == probed["cdpo"]["n_pairs"] == n_valid
     assert probed["lossdiff_irm"]["n_pairs"] == int(sel["lossdiff_irm"].sum())
     assert all(1 <= r["steps"] <= -(-r["n_pairs"] // 16) for r in rec["candidates"])
     assert not list((out / "recommend").glob("probe-*/"))  # the probes' models are deleted
@@ -153,24 +157,24 @@ def test_the_auto_arm_trains_its_recommendation_and_a_rerun_probes_nothing(tmp_p
 
     # `prefsift recommend` on the same folder, among two candidates that are also arms of the run, the
     # choice forced to the treatment (a loss variant in its stage key): both probes are reused, and
-    # auto's training is robust_dpo's own, copied, not redone, so its answers are robust_dpo's.
+    # auto's training is cdpo's own, copied, not redone, so its answers are cdpo's.
     from prefsift.pipeline import recommend as rec_module
 
     treated = pd.read_parquet(out / "treatments.parquet")
     calls = []
     real = train.train_stage
     monkeypatch.setattr(train, "train_stage", lambda *a, **k: calls.append(k["name"]) or real(*a, **k))
-    monkeypatch.setattr(rec_module, "choose", lambda probes, only=None: ("robust_dpo", "forced by the test", {}))
-    again = api.recommend({**cfg, "calibration": {**cfg["calibration"], "candidates": ["full", "robust_dpo"]}},
+    monkeypatch.setattr(rec_module, "choose", lambda probes, only=None: ("cdpo", "forced by the test", {}))
+    again = api.recommend({**cfg, "calibration": {**cfg["calibration"], "candidates": ["full", "cdpo"]}},
                           out=out, progress=False, log=QUIET)
-    assert not [c for c in calls if c.startswith("probe")] and calls == ["arm-robust_dpo"]
-    assert again["chosen"] == "robust_dpo" and [r["arm"] for r in again["test"]] == ["auto"]
-    copied, own = (json.loads((out / "arms" / f"{a}-seed0" / "stage.json").read_text()) for a in ("auto", "robust_dpo"))
+    assert not [c for c in calls if c.startswith("probe")] and calls == ["arm-cdpo"]
+    assert again["chosen"] == "cdpo" and [r["arm"] for r in again["test"]] == ["auto"]
+    copied, own = (json.loads((out / "arms" / f"{a}-seed0" / "stage.json").read_text()) for a in ("auto", "cdpo"))
     assert copied == own  # the very stage, its training seconds included
-    assert again["test"][0]["win_rate"] == ev.loc[ev.arm == "robust_dpo", "win_rate"].item()
+    assert again["test"][0]["win_rate"] == ev.loc[ev.arm == "cdpo", "win_rate"].item()
     now = pd.read_parquet(out / "treatments.parquet")
-    assert (now["auto:weight"] == treated["robust_dpo:weight"]).all()
-    assert (now["auto:swapped"] == treated["robust_dpo:swapped"]).all()
+    assert (now["auto:weight"] == treated["cdpo:weight"]).all()
+    assert (now["auto:swapped"] == treated["cdpo:swapped"]).all()
     from prefsift.pipeline.rundir import RunDir
     from prefsift.planning.run import actual_run_seconds
 
