@@ -34,7 +34,9 @@ class JudgeFailed(UserError):
 
 class APIJudge:
     asks_both_orders = True  # `evaluate_answers` does not wrap it in `Swapped`: it asks both orders itself
-    paid = True  # the planner counts its calls instead of timing it
+    # A paid judge: the planner counts its calls instead of timing it, and a run keys its evaluations by
+    # `key`, records its `counts` per evaluation and its `totals()` in eval.json and the report.
+    paid = True
 
     def __init__(self, model: str, settings: JudgeAPISettings | None = None, folder: str | Path | None = None,
                  log=print, environ=None, sleep=time.sleep):
