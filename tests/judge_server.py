@@ -12,6 +12,9 @@ question is seen), checks a bearer key when given one, and plays a queue of faul
     ("garbage",)       HTTP 200 whose body is not JSON
     ("text", words)    a reply whose text is `words`, without log-probabilities
     ("kill", seconds)  the connection dropped unanswered, the server down for `seconds`, then restarted
+
+Standalone (for a `prefsift run` by hand): `python -m tests.judge_server --port 8765` serves
+`tiny-judge` until interrupted, and prints how many requests it answered.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def fingerprint(body: dict) -> str:
 
 
 class JudgeServer:
-    def __init__(self, model, tokenizer, name: str = "tiny-judge", key: str | None = None):
+    def __init__(self, model, tokenizer, name: str = "tiny-judge", key: str | None = None, port: int | None = None):
         self.model, self.tok, self.name, self.key = model, tokenizer, name, key
         self.faults: deque = deque()
         self.received: list[str] = []  # fingerprints of every completion request, in order
@@ -80,7 +83,7 @@ class JudgeServer:
         self.keys_seen: set = set()
         self.on_request = None  # called with the request count before each reply; True drops the request
         self.lock, self.model_lock = threading.Lock(), threading.Lock()
-        self.port = _free_port()
+        self.port = port or _free_port()
         self._server = None
         self.start()
 
@@ -219,3 +222,25 @@ def _handler(server: JudgeServer):
                 server.answered.append(fp)
 
     return Handler
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="serve the tests' tiny judge model on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--key", default=None, help="the bearer key to require (default: none)")
+    args = parser.parse_args()
+    tok = judge_tokenizer()
+    served = JudgeServer(judge_model(tok), tok, key=args.key, port=args.port)
+    print(f"serving tiny-judge at {served.url} (vocabulary {len(tok)}); Ctrl-C stops", flush=True)
+    seen = -1
+    try:
+        while True:
+            time.sleep(5)
+            if len(served.received) != seen:
+                seen = len(served.received)
+                print(f"{seen} requests, {len(served.answered)} answered, {seen - len(set(served.received))} "
+                      "repeated", flush=True)
+    except KeyboardInterrupt:
+        served.stop()
