@@ -124,8 +124,8 @@ class APIJudge:
             reasons = "; ".join(f"{n}x {r}" for r, n in Counter(failed.values()).most_common(4))
             where = f" in {self.cache.path}" if self.cache.path else ""
             raise JudgeFailed(f"judge openai:{self.model} gave no verdict for {len(failed)} of {len(keys)} questions "
-                              f"after {self.settings.retries} retries each ({reasons}); they are recorded{where}, and "
-                              f"the other verdicts are cached, so a rerun asks for these {len(failed)} only (more "
+                              f"({reasons}; up to {self.settings.retries} retries each); they are recorded{where}, "
+                              f"and the other verdicts are cached, so a rerun asks for these {len(failed)} only (more "
                               "judge_api.retries or a longer judge_api.timeout help a flaky endpoint)")
         return out
 

@@ -53,10 +53,11 @@ def _url_problem(value: str) -> str | None:
 
 
 def _key_env_problem(value: str) -> str | None:
-    # A key pasted here would be written to config.yaml: refuse anything that is not a variable's name.
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", value or ""):
-        return ("names the environment variable that holds the API key (e.g. OPENAI_API_KEY), never the key itself: "
-                "export the key in that variable and write its name here")
+    # A key pasted here would be written to config.yaml: refuse anything but a variable's name in upper
+    # case (keys have lower-case letters or dashes; a long run of upper case and digits alone is refused too).
+    if not re.fullmatch(r"[A-Z_][A-Z0-9_]{0,63}", value or "") or re.search(r"[A-Z0-9]{24}", value):
+        return ("names the environment variable that holds the API key, in upper case (e.g. OPENAI_API_KEY), never "
+                "the key itself: export the key in that variable and write its name here")
     return None
 
 

@@ -199,3 +199,6 @@ def test_what_the_endpoint_refuses_is_one_clear_error(model, tok):
     with pytest.raises(ConfigError, match=r"needs a key, and \$OPENAI_API_KEY is not set"):
         APIJudge("gpt-4o", JudgeAPISettings(), environ={})
     assert issubclass(EndpointRefused, UserError)
+    for pasted in ("sk-abc123", "0123456789abcdef0123456789abcdef"):  # a key where its variable's name belongs
+        with pytest.raises(ConfigError, match="key_env names the environment variable .* never the key itself"):
+            JudgeAPISettings(key_env=pasted)
