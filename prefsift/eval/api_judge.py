@@ -98,7 +98,11 @@ class APIJudge:
 
         def one(item):
             k, t = item
-            got = self.endpoint.ask(self.messages(*t), stop)
+            try:
+                got = self.endpoint.ask(self.messages(*t), stop)
+            except BaseException:  # a refused key or model: no worker sends another request
+                stop.set()
+                raise
             if got is None:  # stopped: another request was refused
                 return k, got
             if isinstance(got, Failed):

@@ -121,7 +121,7 @@ def test_a_verdict_is_read_from_the_labels_log_probabilities_else_from_the_text(
             read_verdict(unreadable)
 
 
-FAULTS = [("429", 0.2), ("500",), ("sleep", 1.5), ("garbage",), ("kill", 0.2)]
+FAULTS = [("429", 0.2), ("500",), ("sleep", 3.0), ("garbage",), ("kill", 0.2)]
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f[0] for f in FAULTS])
@@ -133,8 +133,9 @@ def test_a_fault_costs_retries_never_a_verdict(fresh, tok, truth, fault):
         __import__("time").sleep(s)
 
     fresh.faults.append(fault)
-    # (the waits, doubled from 0.01 s up to 0.2 s, outlast a killed server's 0.2 s down)
-    j = APIJudge("tiny-judge", settings(fresh, tok, concurrency=1, timeout=0.5, retries=8, max_backoff=0.2),
+    # (the waits, doubled from 0.01 s up to 0.2 s, at least 0.65 s in all, outlast a killed server's 0.2 s down;
+    # a reply takes milliseconds, far within the 1 s timeout that the "sleep" fault's 3 s exceeds)
+    j = APIJudge("tiny-judge", settings(fresh, tok, concurrency=1, timeout=1.0, retries=10, max_backoff=0.2),
                  environ={}, sleep=sleep)
     assert j.prefers(PROMPTS, A, B) == pytest.approx(truth, abs=TOL)
     assert j.counts.failed == 0 and j.counts.calls == ASKED + j.counts.retried
