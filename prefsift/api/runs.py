@@ -104,6 +104,14 @@ def plan(config, *, overrides=(), out: str | Path | None = None, processes: int 
         raise cfg.locate(e) from None
     made.saved_to = made.save(Path(cfg.out))
     check_fits(made, cfg.shard, lora=cfg.lora is not None)  # a plan that cannot fit is an error, not a table
+    if made.judge:  # nor one whose judging costs more than its judge_budget
+        from ..errors import UserError
+        from ..pipeline.judge_cost import JudgeCost, check_judge_budget
+
+        try:
+            check_judge_budget(cfg, JudgeCost(**made.judge))
+        except ConfigError as e:
+            raise UserError(f"{made.describe()}\n{cfg.locate(e)}") from None
     return made
 
 

@@ -40,6 +40,8 @@ class Judge:
 class Swapped(Judge):
     """Ask the wrapped judge in both orders: ½·(P(a ≻ b) + 1 − P(b ≻ a))."""
 
+    asks_both_orders = True
+
     def __init__(self, judge: Judge):
         self.judge = judge
         self.name = f"{judge.name} (both orders)"
@@ -162,7 +164,8 @@ class LLMPairwiseJudge(Judge):
 class JudgeKind:
     """A registered judge: ``make(arg) -> Judge`` for the spec ``name`` or ``name:ARG``; ``takes``
     names the argument (FOLDER, MODEL) when one is needed; ``check(arg, prompts, where)`` raises a
-    `ConfigError` for what can be found wrong before any work (None: nothing to check)."""
+    `ConfigError` for what can be found wrong before any work (None: nothing to check). A
+    ``configured`` kind gets the run's `JudgeContext` as a last argument of both."""
 
     name: str
     make: Callable
@@ -170,17 +173,28 @@ class JudgeKind:
     check: Callable | None = None
     help: str = ""
     listed: bool = True  # shown in the help and error texts (a test-only judge is not)
+    configured: bool = False
+
+
+@dataclass(frozen=True)
+class JudgeContext:
+    """What a run hands a judge that needs more than its spec: the `judge_api` settings, the folder
+    of its verdict cache (None: in memory), and the run's log."""
+
+    settings: object = None
+    folder: Path | None = None
+    log: Callable = print
 
 
 JUDGES: Registry[JudgeKind] = Registry("judge", key="judge", plugins=True)
 
 
 def register_judge(name: str, make: Callable, *, takes: str | None = None, check: Callable | None = None,
-                   help: str = "", listed: bool = True, replace: bool = False) -> JudgeKind:
+                   help: str = "", listed: bool = True, replace: bool = False, configured: bool = False) -> JudgeKind:
     """Register a judge. ``make(arg)`` returns a `Judge` (``arg``: the text after ``name:`` in the
     spec, or None); a run config then names it (`judge: NAME` or `judge: NAME:ARG`), with the
     registering module under `plugins`."""
-    return JUDGES.register(name, JudgeKind(name, make, takes, check, help, listed), replace=replace)
+    return JUDGES.register(name, JudgeKind(name, make, takes, check, help, listed, configured), replace=replace)
 
 
 def judge_specs() -> str:
@@ -211,7 +225,8 @@ def judge_spec_problem(spec) -> str | None:
     return None
 
 
-def check_judge(spec: str, prompts: Sequence[str] | None = None, where: str = "the test prompts") -> None:
+def check_judge(spec: str, prompts: Sequence[str] | None = None, where: str = "the test prompts",
+                context: JudgeContext | None = None) -> None:
     """Everything about a judge that can be checked before any work: the spec's form, that what it
     needs is installed or exists (VADER, the reward model's folder, the LLM), and that it can judge
     ``prompts`` (the lab's oracle knows only the lab's prompts). Raises a `ConfigError` keyed `judge`."""
@@ -223,19 +238,21 @@ def check_judge(spec: str, prompts: Sequence[str] | None = None, where: str = "t
     name, arg = _split(spec)
     kind = JUDGES.get(name)
     if kind.check is not None:
-        kind.check(arg, prompts, where)
+        kind.check(arg, prompts, where, *([context] if kind.configured else []))
 
 
-def make_judge(spec: str) -> Judge:
+def make_judge(spec: str, context: JudgeContext | None = None) -> Judge:
     """The judge a spec names: `lexicon`, `reward:FOLDER`, `llm:MODEL` (a folder or `smollm2`, asked
-    in both orders), the lab's `oracle` (registered by `prefsift.lab`), or a registered one."""
+    in both orders), `openai:MODEL` (an OpenAI-compatible endpoint, `context.settings`), the lab's
+    `oracle` (registered by `prefsift.lab`), or a registered one."""
     from ..errors import ConfigError
 
     problem = judge_spec_problem(spec)
     if problem:
         raise ConfigError(key="judge", problem=problem)
     name, arg = _split(spec)
-    return JUDGES.get(name).make(arg)
+    kind = JUDGES.get(name)
+    return kind.make(arg, context) if kind.configured else kind.make(arg)
 
 
 def _check_lexicon(arg, prompts, where):
@@ -286,4 +303,18 @@ register_judge("reward", lambda folder: RewardModelJudge(folder), takes="FOLDER"
                help="a sequence-classification reward model's logit")
 register_judge("llm", _make_llm, takes="MODEL", check=_check_llm,
                help="a causal LM asked which answer is better, in both orders")
+def _check_openai(model, prompts, where, context=None):
+    from .api_judge import check_openai
+
+    check_openai(model, prompts, where, context)
+
+
+def _make_openai(model, context=None):
+    from .api_judge import make_openai
+
+    return make_openai(model, context)
+
+
+register_judge("openai", _make_openai, takes="MODEL", check=_check_openai, configured=True,
+               help="a model behind an OpenAI-compatible endpoint (judge_api settings), in both orders, cached")
 register_judge("constant", lambda arg: ConstantJudge(), listed=False, help="every comparison a tie (for tests)")

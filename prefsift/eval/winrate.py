@@ -61,7 +61,8 @@ def evaluate_answers(judge: Judge, prompts: Sequence[str], aligned: Sequence[str
 
     if not (len(prompts) == len(aligned) == len(reference)):
         raise ValueError("prompts, aligned and reference answers must have one entry per prompt")
-    j = Swapped(judge) if both_orders and not isinstance(judge, Swapped) else judge
+    # (a judge that asks both orders itself, as the API judge does with its cache, is not wrapped)
+    j = Swapped(judge) if both_orders and not getattr(judge, "asks_both_orders", False) else judge
     prefs = list(map(float, j.prefers(prompts, aligned, reference)))
     scores = list(map(float, judge.scores(prompts, aligned)))
     sr = float(np.mean(judge.scores(prompts, reference)))

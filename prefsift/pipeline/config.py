@@ -12,6 +12,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from ..devices import DTYPES, device_problem
 from ..errors import ConfigError
+from ..eval.api_settings import JudgeAPISettings
+from ..eval.judges import judge_spec_problem
 from ..lab.make import LabConfig
 from ..lab.sentiment import SentimentConfig
 from ..models import LoraSettings
@@ -22,6 +24,7 @@ from ..train.dpo import StageSettings
 from ..sharding import shard_field
 from ..train.rl import RLSettings
 from .arms import CalibrationSettings, check_arms
+from .judging import budget_problem
 
 # Neutral defaults, where the data is not the lab's (`preset`): TRL's β, learning rate and batch size,
 # the paper's epochs (a one-epoch warm-up, two more epochs per arm).
@@ -107,8 +110,11 @@ class RunConfig:
                                                 "calibrated arms' windows, the auto arm's candidates")
     seeds: list = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds of every arm"})
     judge: str | None = field(default=None, metadata={
-        "help": "oracle, lexicon, reward:FOLDER, llm:MODEL, or a registered judge (default: oracle on the lab, "
-                "lexicon with `sentiment`; needed with your own files)"})
+        "help": "oracle, lexicon, reward:FOLDER, llm:MODEL, openai:MODEL, or a registered judge (default: oracle on the "
+                "lab, lexicon with `sentiment`; needed with your own files)"})
+    judge_api: JudgeAPISettings = _section(JudgeAPISettings, JudgeAPISettings, "JudgeAPISettings of openai:MODEL")
+    judge_budget: str | int | None = field(default=None, metadata={"check": budget_problem, "help": "most judge calls "
+        "('20000 calls') and/or tokens ('3M tokens', '20000 calls, 3M tokens') a run may need; refused before any work"})
     eval_prompts: int = field(default=1000, metadata={"help": "held-out prompts judged per arm (the first N of the file)", "check": ">= 1"})
     answers_per_prompt: int = field(default=4, metadata={
         "help": "answers sampled per held-out prompt and arm (every arm on the same sampling seeds); an arm's "
@@ -208,7 +214,7 @@ class RunConfig:
             raise ConfigError(key="judge", problem="is needed with your own files: e.g. reward:FOLDER (a reward "
                                                    "model), llm:MODEL, lexicon, or a judge a plugin registers")
         for key, spec in (("judge", self.judge), ("calibration.judge", self.calibration.judge or None)):
-            if spec is not None and (problem := _judge_problem(spec)) and not deferred:
+            if spec is not None and (problem := judge_spec_problem(spec)) and not deferred:
                 raise ConfigError(key=key, problem=problem)
         check_arms(self.arms, self.imported, self.windows, wanted, self.route, defer_unknown=deferred,
                    objective=self.objective, candidates=self.calibration.candidates)
@@ -325,12 +331,6 @@ def _plain(value):
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
-
-
-def _judge_problem(spec):
-    from ..eval.judges import judge_spec_problem  # the lab's oracle comes in by the prefsift.plugins entry point
-
-    return judge_spec_problem(spec)
 
 
 def _key_lines(node, prefix: str = "") -> dict[str, int]:

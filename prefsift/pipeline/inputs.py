@@ -54,6 +54,7 @@ def check_run_inputs(cfg) -> dict:
     from ..models import ModelSourceError, resolve_model_path
 
     from ..devices import placement
+    from .judging import check_api_judge_use, judge_context
 
     placement(cfg.device, cfg.dtype)  # a CUDA device asked for where there is none
     read: dict = {}
@@ -87,16 +88,18 @@ def check_run_inputs(cfg) -> dict:
         except ModelSourceError as e:
             raise ConfigError(key="reference", problem=f": {e}") from None
     # The judge is made even when no arm is trained; it judges prompts only when one is.
-    check_judge(cfg.judge, prompts if (cfg.seeds and cfg.arms) else None, where=str(cfg.test_prompts))
+    context = judge_context(cfg)
+    check_judge(cfg.judge, prompts if (cfg.seeds and cfg.arms) else None, where=str(cfg.test_prompts), context=context)
     if cfg.calibration.judge:  # (the lab's validation prompts are made later, and are the lab's)
         from .probes import validation_prompts
 
         val = read.get("validation")
         asked = validation_prompts(val, cfg.calibration.prompts) if val else None
         try:
-            check_judge(cfg.calibration.judge, asked, where=str(cfg.validation))
+            check_judge(cfg.calibration.judge, asked, where=str(cfg.validation), context=context)
         except ConfigError as e:
             raise ConfigError(key="calibration.judge", problem=e.problem) from None
+    check_api_judge_use(cfg)
     for name, spec in cfg.imported.items():
         if name in cfg.arms:
             _imported_table(name, *_imported_source(name, spec))

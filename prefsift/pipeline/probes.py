@@ -40,10 +40,15 @@ def unseen_by_teacher(cfg, validation, prompts: list) -> np.ndarray | None:
 def probe_judge(cfg, judge):
     """The judge that values the probes: `calibration.judge` with `by: judge` when it names another
     judge than the run's, else the run's ``judge`` (already made)."""
+    from pathlib import Path
+
     from ..eval.judges import make_judge
+    from .judging import judge_context
 
     st = cfg.calibration
-    return make_judge(st.judge) if st.by == "judge" and st.judge and st.judge != cfg.judge else judge
+    if st.by == "judge" and st.judge and st.judge != cfg.judge:
+        return make_judge(st.judge, judge_context(cfg, Path(cfg.out) / "judge"))
+    return judge
 
 
 class ProbeJudge:
@@ -69,7 +74,8 @@ class ProbeJudge:
             self.unseen = unseen_by_teacher(run.cfg, validation, prompts)
             # What the test evaluation's key holds: the judge as configured, the sampler, the sampling.
             self.key = stage_key("judge", self.spec, judge.name, self.answers.sampler.name, stage_key(prompts),
-                                 st.answers, run.cfg.temperature, run.cfg.max_new_tokens, self.seed)
+                                 st.answers, run.cfg.temperature, run.cfg.max_new_tokens, self.seed,
+                                 *([judge.key] if getattr(judge, "paid", False) else []))  # (an API judge's settings)
         else:
             from ..scoring.columns import tokenized
 

@@ -20,6 +20,8 @@ from .probes import probe_judge as probe_judge_for  # (run.py names its ProbeJud
 from .recommend import recommendation_stage
 from .config import RunConfig
 from .inputs import check_run_inputs, read_test_prompts
+from .judge_cost import check_budget_before_work, check_judge_budget, judge_cost, judge_tokenizer
+from .judging import calls_line, judge_context
 from .rundir import Manifest, RunDir
 from .stages import (Answers, Run, arm_stage, data_stage, evaluation_stage, load_inputs, report_stage, results_stage,
                      scores_stage, selections_stage, warmup_stage)
@@ -34,6 +36,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
     try:
         cfg.load_plugins()  # the plugins' rules and judges, before any name is looked up
         read = check_run_inputs(cfg)
+        check_budget_before_work(cfg)
         check_run_sharding(cfg, here.size)
     except ConfigError as e:
         raise cfg.locate(e) from None
@@ -79,7 +82,11 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
 
     data = data_stage(run)
     inp = load_inputs(run, data, read)
-    judge = make_judge(cfg.judge)
+    judge = make_judge(cfg.judge, judge_context(cfg, rd.root / "judge", log))
+    test_prompts = read_test_prompts(data.test_prompts, cfg.eval_prompts)
+    if cfg.judge_budget is not None:  # again, with the held-out prompts' tokens (the lab's exist only now)
+        check_judge_budget(cfg, judge_cost(cfg, len(test_prompts), test_prompts,
+                                           judge_tokenizer(cfg, lambda: inp.tokenizer)))
     if cfg.route == "rm_rl":
         from .rm_route import rm_arm_stage, rm_scores_stage, rm_warmup_stage
 
@@ -104,7 +111,7 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
         recommend = lambda: recommendation_stage(run, inp, theta_key, table, probe_judge)  # noqa: E731
     masks, seeded, treated = selections_stage(run, table, calibrate, recommend)
 
-    answers = Answers(run, inp, read_test_prompts(data.test_prompts, cfg.eval_prompts))
+    answers = Answers(run, inp, test_prompts)
     # `full` is always a selection (every scored pair) but is trained only when listed in `arms`.
     empty = [a for a in masks if a in cfg.arms and not masks[a].any()]
     for a in empty:
@@ -126,7 +133,7 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
 
     if here.is_main:
         evaluation, summary = results_stage(run, judge, answers, evaluations)
-        report_stage(run, table, masks, evaluation, curves, summary, pairs=inp.train)
+        report_stage(run, table, masks, evaluation, curves, summary, pairs=inp.train, judge=judge)
     barrier(here)
     if not here.is_main:
         return pd.read_csv(rd.eval_csv)
@@ -136,6 +143,8 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
             f"machine: {machine_line()} (another CPU builds another lab: compare labs, not single runs)")
     else:
         log("\nno arm trained (`arms` lists none of the selections)")
+    if getattr(judge, "paid", False):  # an API judge: what it paid for, and what its cache saved
+        log(calls_line(judge.totals()))
     log(f"total {time.time() - clock.start:.0f} s")
     return evaluation
 

@@ -292,7 +292,8 @@ def evaluation_stage(run: Run, answers: Answers, judge, arm: str, seed: int, n_p
     # The prompts themselves are in the key: another test file with the same θ is another evaluation.
     key = stage_key(arm_info["key"], cfg.judge, cfg.eval_prompts, cfg.temperature, cfg.max_new_tokens, seed,
                     answers.sampler.name, stage_key(answers.prompts),
-                    *([cfg.answers_per_prompt] if cfg.answers_per_prompt != 1 else []))
+                    *([cfg.answers_per_prompt] if cfg.answers_per_prompt != 1 else []),
+                    *([judge.key] if getattr(judge, "paid", False) else []))  # (an API judge's template, sampling)
     path = rd.arm_eval(arm, seed)
     if run.manifest.done(f"eval/{arm}/{seed}", key) and artifacts.trusted(path, f"the evaluation of {arm}, seed {seed}",
                                                                           run.log):
@@ -300,9 +301,11 @@ def evaluation_stage(run: Run, answers: Answers, judge, arm: str, seed: int, n_p
     else:
         reference = answers.reference(seed)
         aligned = answers.of(model, seed)
+        before = judge.counts.as_dict() if getattr(judge, "paid", False) else None
         e = evaluate_answers(judge, answers.asked, aligned, reference, seed=seed, n_prompts=len(answers.prompts))
         ev = {"arm": arm, "seed": seed, "n_pairs": n_pairs, **e.to_dict(), "answers": aligned,
-              **({"rm_accuracy": arm_info["rm_accuracy"]} if "rm_accuracy" in arm_info else {})}
+              **({"rm_accuracy": arm_info["rm_accuracy"]} if "rm_accuracy" in arm_info else {}),
+              **({"judge_calls": judge.counts.minus(before)} if before is not None else {})}
         faults.point("evaluate")
         artifacts.write_json(path, ev)
     run.manifest.record(f"eval/{arm}/{seed}", key, time.time() - t)
@@ -343,15 +346,18 @@ def results_stage(run: Run, judge, answers: Answers, evaluations: list[dict]) ->
                                                         "runs": evaluation.to_dict("records"), "judge": judge.name,
                                                         "prompts": n_prompts,
                                                         "answers_per_prompt": answers.per_prompt,
-                                                        "machine": machine()},
+                                                        "machine": machine(),
+                                                        **({"judge_calls": judge.totals()} if getattr(judge, "paid", False)
+                                                           else {})},
                                                        indent=1, default=float))
     return evaluation, summary
 
 
 def report_stage(run: Run, table: pd.DataFrame, masks: dict, evaluation: pd.DataFrame, curves: dict,
-                 summary: pd.DataFrame | None = None, pairs=None) -> None:
+                 summary: pd.DataFrame | None = None, pairs=None, judge=None) -> None:
     """report.html: the scores, the selections, the training curves and the WinRate table, plotted,
-    and the training pairs themselves (`pairs`, the PairSet scored): a browser and examples."""
+    and the training pairs themselves (`pairs`, the PairSet scored): a browser and examples; an API
+    `judge`'s calls under the WinRate table."""
     from ..errors import UserError
     from ..browser.report import report_extras
     from .calibrate import read_calibrations
@@ -363,6 +369,10 @@ def report_stage(run: Run, table: pd.DataFrame, masks: dict, evaluation: pd.Data
         except UserError as e:  # the report still has its plots
             run.log(f"report: no pairs browser ({e})")
 
+    if getattr(judge, "paid", False):
+        from .judging import calls_html
+
+        extras = {**(extras or {}), "winrate": calls_html(judge.totals())}
     # The calibrated arms' probes, with what their own training cost.
     calibrations = read_calibrations(run.dir, run.cfg.arms, run.cfg.seeds)
     try:

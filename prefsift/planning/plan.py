@@ -44,6 +44,7 @@ class Plan:
     stages: list = field(default_factory=list)
     probe_seconds: float = 0.0
     activations_counted: bool = False
+    judge: dict = field(default_factory=dict)  # a run's judge calls and tokens (`pipeline.judge_cost.JudgeCost`)
 
     @property
     def seconds(self) -> float:
@@ -57,6 +58,9 @@ class Plan:
                  f"  {'stage':<14} {'time':>10} {'FLOPs':>10} {'peak GiB':>9}   scaled from"]
         lines += [s.row() for s in self.stages]
         lines.append(f"  {'total':<14} {_duration(self.seconds):>10} {sum(s.flops for s in self.stages):>10.2e}")
+        if self.judge:
+            tokens = f", about {self.judge['tokens']:,} tokens" if self.judge.get("tokens") is not None else ""
+            lines.append(f"judge: at most {self.judge['calls']:,} calls{tokens} ({self.judge['basis']})")
         return "\n".join(lines)
 
     def save(self, folder: Path) -> Path:

@@ -31,6 +31,8 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
     from ..errors import ConfigError
     from ..pipeline.arms import AUTO, calibrated_family
     from ..pipeline.calibrate import probe_count, validation_prompts
+    from ..pipeline.judge_cost import judge_cost, judge_tokenizer
+    from ..pipeline.judging import judge_context
     from ..pipeline.probes import probe_judge
 
     if cfg.route != "dpo":
@@ -111,12 +113,15 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
 
         prompts = read_test_prompts(data.test_prompts, cfg.eval_prompts)
         device = next(ref.parameters()).device
-        judge = make_judge(cfg.judge)
+        judge = make_judge(cfg.judge, judge_context(cfg))
+        paid = getattr(judge, "paid", False)  # an API judge is not asked while planning: its calls are counted
+        spent = judge_cost(cfg, len(prompts), prompts, judge_tokenizer(cfg, lambda: tok))
+        plan.judge = dataclasses.asdict(spent)
 
         def cost(k: int) -> tuple[float, float]:  # seconds to answer k prompts in one call, and to judge them
             few = Answers(run, inp, prompts[:k])
             t_answer, got = _timed(device, lambda: few.of(ref, 1))
-            t_judge, _ = _timed(device, lambda: judge.prefers(few.asked, got, got))
+            t_judge, _ = (0.0, None) if paid else _timed(device, lambda: judge.prefers(few.asked, got, got))
             return t_answer, t_judge
 
         cost(4)  # warm-up
@@ -129,8 +134,9 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
                                      2 * n_w * calls * len(prompts) * cfg.answers_per_prompt * cfg.max_new_tokens,
                                      w_bytes * 2 / GIB,
                                      f"{calls} answering calls of {len(prompts)} prompts x {cfg.answers_per_prompt} "
-                                     f"answers, {len(jobs)} judgings; "
-                                     "probe: one whole call and its judging"))
+                                     f"answers, {len(jobs)} judgings; " + (
+                                         "probe: one whole call (the API judge's time is not probed: see its calls)"
+                                         if paid else "probe: one whole call and its judging")))
         calibrated = [a for a in arms if calibrated_family(a) or a == AUTO]
         if calibrated:  # each calibrated arm's probes, and auto's: short trainings, judged on the validation prompts
             st = cfg.calibration

@@ -179,7 +179,7 @@ CASES = [
     ("run-lab-fraction", ["run", "{root}/lab_frac.yaml", "--out", "{out}"], "lab.frac_clean must be in [0, 1]", "{out}"),
     ("run-objective", ["run", "{root}/objective.yaml", "--out", "{out}"], "objective must be one of", "{out}"),
     ("run-arm", ["run", "{root}/arm.yaml", "--out", "{out}"], "arms has unknown arm(s) ['tiff']", "{out}"),
-    ("run-judge", ["run", "{root}/judge.yaml", "--out", "{out}"], "judge must be lexicon, reward:FOLDER, llm:MODEL, oracle or biased:SHARE", "{out}"),
+    ("run-judge", ["run", "{root}/judge.yaml", "--out", "{out}"], "judge must be lexicon, reward:FOLDER, llm:MODEL, openai:MODEL, oracle or biased:SHARE", "{out}"),
     ("run-eval-prompts", ["run", "{root}/eval_prompts.yaml", "--out", "{out}"], "eval_prompts must be >= 1", "{out}"),
     ("run-scores-beta", ["run", "{root}/scores_beta.yaml", "--out", "{out}"], "scores.beta is the run's", "{out}"),
     ("run-arm-needs-score", ["run", "{root}/arm_needs_score.yaml", "--out", "{out}"],
