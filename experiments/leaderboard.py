@@ -146,9 +146,14 @@ def main() -> None:
                                                      "the oracle arm of largest pooled gain over all the data)")
     ap.add_argument("--boot", type=int, default=2000, help="bootstrap draws (default 2000)")
     ap.add_argument("--seeds", help="only these training seeds, comma-separated (default: every finished one)")
+    ap.add_argument("--config-arms", action="store_true", help="only the arms the runs' config.yaml lists (default: "
+                                                               "every arm judged in the folders, earlier passes' too)")
     args = ap.parse_args()
     runs = [Path(r) for r in args.runs]
     labs = [lab_values(r, None if args.seeds is None else [int(x) for x in args.seeds.split(",")]) for r in runs]
+    if args.config_arms:
+        for lab in labs:
+            lab["values"] = {a: v for a, v in lab["values"].items() if a in lab["config"]["arms"]}
     rows = sorted(arm_rows(labs, args.boot), key=lambda r: -r["win_rate"])
     by = {r["arm"]: r for r in rows}
     args.oracle = pick_oracle(by, args.oracle)
