@@ -253,7 +253,12 @@ def _add_scoring_commands(sub, c) -> None:
 
     select = sub.add_parser(
         "select", help="select pairs from a scores table by a rule or a percentile window",
-        description="Select by a registered rule, or by --window SCORE:LOW:HIGH with percentiles in [0, 100].",
+        description="Select by a registered rule, or by --window SCORE:LOW:HIGH with percentiles in [0, 100].\n\n"
+                    "Which rule wins depends on how the labels are wrong (measured on the lab, docs/results.md):\n"
+                    "with a rater biased one way, one-sided rules (top_if, top_lossdiff) win and the paper's\n"
+                    "lossdiff_irm loses; with labels flipped at random, the paper's middle windows are about even\n"
+                    "with all the data and one-sided rules lose. `prefsift recommend` chooses among them by\n"
+                    "probes valued on your validation pairs.",
         epilog=_rules_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     select.add_argument("--scores", required=True, help="scores.parquet from `prefsift score`")
     select.add_argument("--rule", default="lossdiff_irm", help="selection rule (default: lossdiff_irm)")
