@@ -339,6 +339,10 @@ class CalibrationSettings:
                 "every pair of them", "check": _check_tails})
     probe_epochs: float = field(default=0.25, metadata={"help": "each probe's training from θ, in epochs of its "
                                                                 "window's pairs", "check": "> 0"})
+    holdout: float = field(default=0.0, metadata={
+        "help": "the share of the validation prompts (the last, in file order) held out from the scores (LossDiff's "
+                "θ_val, IF's gradient, the teacher) to value the probes on alone; 0: the scores and the probes share "
+                "every validation pair", "check": "[0, 1)"})
     prompts: int = field(default=300, metadata={"help": "validation prompts each probe is judged on (the first N)",
                                                 "check": ">= 1"})
     answers: int = field(default=4, metadata={"help": "answers per validation prompt", "check": ">= 1"})

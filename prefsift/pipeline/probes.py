@@ -24,6 +24,24 @@ def validation_prompts(pairs, n: int) -> list[str]:
     return list(dict.fromkeys(r["prompt"] for r in pairs.records()))[:n]
 
 
+def probe_prompts(cfg, validation) -> set | None:
+    """The validation prompts held out from the scores for the probes (`calibration.holdout`: the
+    last share of the prompts, in file order), or None when the scores and the probes share them all."""
+    from ..scoring.careful import last_share
+
+    h = cfg.calibration.holdout
+    return last_share([r.prompt for r in validation.rows], h, "calibration.holdout") if h else None
+
+
+def score_validation(cfg, validation):
+    """The validation pairs the scores read (θ_val, IF's gradient, the teacher): all of them, or with
+    `calibration.holdout` those of the prompts the probes are not valued on."""
+    from ..scoring.careful import only_prompts
+
+    held = probe_prompts(cfg, validation)
+    return validation if held is None else only_prompts(validation, lambda p: p not in held)
+
+
 def unseen_by_teacher(cfg, validation, prompts: list) -> np.ndarray | None:
     """Over the probes' values (one per validation prompt or pair, of these ``prompts``): whether it
     is free of the teacher, i.e. its prompt did not train θ_c (scoring/careful.py). None when the
@@ -31,8 +49,8 @@ def unseen_by_teacher(cfg, validation, prompts: list) -> np.ndarray | None:
     on these alone (`recommend.choose`): θ_c would look right on the pairs that trained it."""
     from ..scoring.careful import prompt_key, teacher_prompts
 
-    if "teacher" not in [s.strip() for s in cfg.scores.scores.split(",")]:
-        return None
+    if "teacher" not in [s.strip() for s in cfg.scores.scores.split(",")] or cfg.calibration.holdout:
+        return None  # (with a holdout the probes' pairs trained no score, the teacher's none)
     theirs = teacher_prompts([r.prompt for r in validation.rows], cfg.scores.teacher_share)  # (as θ_c's stage)
     return np.array([prompt_key(p) not in theirs for p in prompts], dtype=bool)
 
@@ -63,6 +81,10 @@ class ProbeJudge:
         self.spec = (st.judge or run.cfg.judge) if st.by == "judge" else None  # the judge that values the probes
         self.seed = int(run.cfg.seeds[0])
         validation = inp.validation
+        if (held := probe_prompts(run.cfg, validation)) is not None:  # the probes' own share (calibration.holdout)
+            from ..scoring.careful import only_prompts
+
+            validation = only_prompts(validation, lambda p: p in held)
         if self.by == "judge":
             from .answers import Answers
 

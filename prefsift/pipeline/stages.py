@@ -157,13 +157,17 @@ def scores_stage(run: Run, inp: Inputs, theta, warmup_key: str, warmup_info: dic
                        **asdict(cfg.scores))
     # Copies: scoring marks over-length rows in its pairs, and the arms must read the same pairs
     # whether the scores were computed now or reused.
+    from .probes import score_validation
+
+    holdout = {"holdout": cfg.calibration.holdout} if cfg.calibration.holdout else {}  # (in the key only if set)
     return reused_or_scored(run, scfg, warmup_key, warmup_info, t, lambda: score_pairs(
-        scfg, copy.deepcopy(inp.train), copy.deepcopy(inp.validation), progress=run.progress, log=run.log,
-        models=(inp.tokenizer, inp.reference, theta),
-        warmup=(dataclasses.replace(cfg.warmup, seed=cfg.scores.seed), cfg.lora)))  # Selective DPO's folds
+        scfg, copy.deepcopy(inp.train), copy.deepcopy(score_validation(cfg, inp.validation)), progress=run.progress,
+        log=run.log, models=(inp.tokenizer, inp.reference, theta),
+        warmup=(dataclasses.replace(cfg.warmup, seed=cfg.scores.seed), cfg.lora)), extra=holdout)  # (folds: warm-up)
 
 
-def reused_or_scored(run: Run, scfg, warmup_key: str, warmup_info: dict, t: float, score) -> pd.DataFrame:
+def reused_or_scored(run: Run, scfg, warmup_key: str, warmup_info: dict, t: float, score,
+                     extra: dict | None = None) -> pd.DataFrame:
     """The scores stage around `score()` (either route's table): reused when its key is unchanged
     and its file intact, else computed into run/score/; recorded in the manifest."""
     rd = run.dir
@@ -177,7 +181,7 @@ def reused_or_scored(run: Run, scfg, warmup_key: str, warmup_info: dict, t: floa
     unused += ("shard",)
     key = stage_key(warmup_key, warmup_info["key"], {k: v for k, v in asdict(scfg).items() if k not in (
         "policy", "reference", "train", "validation", "out", "warmup", "warmup_epochs", "warmup_lr", "warmup_batch_size")
-        + unused})
+        + unused}, *([extra] if extra else []))
     if run.manifest.done("scores", key) and artifacts.trusted(rd.scores_table, "the scores table", run.log):
         table = pd.read_parquet(rd.scores_table)
     else:

@@ -192,9 +192,10 @@ def _teacher_stage(inp, warm, rate: float, lengths: list, train, cfg, processes:
                    trainable, rng, mem: dict) -> StagePlan:
     """The teacher θ_c: a training of `teacher_epochs` on its share of the validation pairs (sized
     like training pairs), and one log-prob pass over the training pairs."""
+    from ..pipeline.probes import score_validation
     from ..scoring.careful import teacher_rows
 
-    n = len(teacher_rows(inp.validation, cfg.scores.teacher_share))
+    n = len(teacher_rows(score_validation(cfg, inp.validation), cfg.scores.teacher_share))
     settings = dataclasses.replace(cfg.warmup, epochs=cfg.scores.teacher_epochs)
     one = training_stage("teacher", warm, rate, _sized_like(lengths, min(n, len(lengths)), rng), settings, processes,
                          n_w, w_bytes, trainable=trainable, reference=cfg.lora is None, **mem)

@@ -32,16 +32,36 @@ from ..errors import ConfigError
 MIN_CAREFUL = 20  # careful pairs of differing lengths a stratum needs for its p (SE ≲ 0.11)
 
 
-def teacher_prompts(prompts: list, share: float) -> set[str]:
-    """The prompts (as `prompt_key` gives them) whose validation pairs train the teacher: the last
-    ``share`` of the distinct ``prompts`` (every validation row's, in file order), at least one, and
-    at least one left to judge the probes."""
+def last_share(prompts: list, share: float, key: str = "teacher_share") -> set[str]:
+    """The last ``share`` of the distinct ``prompts`` (every validation row's, in file order), as
+    `prompt_key` gives them: at least one, and at least one left; a `ConfigError` keyed ``key``
+    with fewer than 2 prompts."""
     distinct = list(dict.fromkeys(prompt_key(p) for p in prompts))
     if len(distinct) < 2:
-        raise ConfigError(key="teacher_share", problem=f"needs validation pairs of at least 2 prompts (one to train "
-                                                       f"the teacher, one to judge the probes); there are {len(distinct)}")
-    n_teacher = min(len(distinct) - 1, max(1, math.ceil(share * len(distinct))))
-    return set(distinct[len(distinct) - n_teacher:])
+        raise ConfigError(key=key, problem=f"needs validation pairs of at least 2 prompts (one share for each "
+                                           f"side of the split); there are {len(distinct)}")
+    n_last = min(len(distinct) - 1, max(1, math.ceil(share * len(distinct))))
+    return set(distinct[len(distinct) - n_last:])
+
+
+def teacher_prompts(prompts: list, share: float) -> set[str]:
+    """The prompts whose validation pairs train the teacher: the last ``share`` of them (`last_share`)."""
+    return last_share(prompts, share, "teacher_share")
+
+
+def only_prompts(pairs, keep):
+    """A copy of the `PairSet` ``pairs`` whose rows of a prompt ``keep(prompt_key)`` rejects are
+    marked unusable (each usable row's own copy; the others are shared, unchanged)."""
+    import copy
+    import dataclasses
+
+    rows = []
+    for r in pairs.rows:
+        if r.valid and not keep(prompt_key(r.prompt)):
+            r = copy.copy(r)
+            r.valid = False
+        rows.append(r)
+    return dataclasses.replace(pairs, rows=rows)
 
 
 def teacher_rows(pairs, share: float) -> list[int]:

@@ -113,6 +113,9 @@ def test_a_teacher_candidate_is_compared_on_the_pairs_the_teacher_did_not_train_
     pairs = load_pairs(_write(tmp_path / "v.jsonl", val))
 
     class Cfg:
+        class calibration:
+            holdout = 0.0
+
         class scores:
             scores, teacher_share = "irm,teacher", 0.5
 
@@ -128,3 +131,32 @@ def test_a_teacher_candidate_is_compared_on_the_pairs_the_teacher_did_not_train_
     assert chosen == "full" and gains["top_teacher"].mean == pytest.approx(0.0)
     Cfg.scores.scores = "irm,lossdiff"
     assert unseen_by_teacher(Cfg, pairs, [r.prompt for r in pairs.valid_rows]) is None
+
+
+def test_a_holdout_splits_the_validation_pairs_between_the_scores_and_the_probes(tmp_path):
+    """`calibration.holdout`: the last share of the validation prompts values the probes alone; the
+    scores (θ_val, IF, the teacher) read the others; each pair on exactly one side."""
+    from prefsift.data import load_pairs
+    from prefsift.pipeline.probes import probe_prompts, score_validation
+    from prefsift.scoring.careful import prompt_key
+
+    val = _pairs(10, 4, prefix="V")
+    pairs = load_pairs(_write(tmp_path / "v.jsonl", val))
+
+    class Cfg:
+        class calibration:
+            holdout = 0.3
+
+        class scores:
+            scores, teacher_share = "irm,teacher", 0.5
+
+    held = probe_prompts(Cfg, pairs)
+    assert held == {prompt_key(v["prompt"]) for v in val[7:]}  # the last 3 of 10 prompts
+    scored = score_validation(Cfg, pairs)
+    assert [r["prompt"] for r in scored.records()] == [v["prompt"] for v in val[:7]]
+    assert len(pairs.records()) == 10  # the caller's pairs are left as they were
+    from prefsift.pipeline.probes import unseen_by_teacher
+
+    assert unseen_by_teacher(Cfg, pairs, [v["prompt"] for v in val]) is None  # the probes' pairs trained nothing
+    Cfg.calibration.holdout = 0.0
+    assert probe_prompts(Cfg, pairs) is None and score_validation(Cfg, pairs) is pairs
