@@ -50,18 +50,11 @@ def teacher_prompts(prompts: list, share: float) -> set[str]:
 
 
 def only_prompts(pairs, keep):
-    """A copy of the `PairSet` ``pairs`` whose rows of a prompt ``keep(prompt_key)`` rejects are
-    marked unusable (each usable row's own copy; the others are shared, unchanged)."""
-    import copy
+    """A copy of the `PairSet` ``pairs`` holding only its rows of a prompt ``keep(prompt_key)``
+    accepts (the rows themselves shared, unchanged; each keeps its index into the file)."""
     import dataclasses
 
-    rows = []
-    for r in pairs.rows:
-        if r.valid and not keep(prompt_key(r.prompt)):
-            r = copy.copy(r)
-            r.valid = False
-        rows.append(r)
-    return dataclasses.replace(pairs, rows=rows)
+    return dataclasses.replace(pairs, rows=[r for r in pairs.rows if keep(prompt_key(r.prompt))])
 
 
 def teacher_rows(pairs, share: float) -> list[int]:
