@@ -13,7 +13,7 @@ from .errors import ConfigError
 from .margins import alignment_potential, combined_margin
 from .registry import Registry
 from .scoring.kinds import SCORES
-from .treatments import ONE_SIDED
+from .treatments import ONE_SIDED, _column as _col
 from .windows import (_scored, keep_middle, lossdiff_irm, middle_window, overlap_coefficient,  # noqa: F401
                       random_fraction, rank_third, solve_width, split_windows, tail_grid, top_fraction, window)
 
@@ -53,12 +53,6 @@ def register_rule(name: str, needs=(), help: str = "", missing: str | None = Non
     the rule's pairs in that column's ascending order (a curriculum), not shuffled."""
     return RULES.decorator(name, lambda fn: Rule(name, tuple(needs), fn, help, missing, seeded, sized, order),
                            replace=replace)
-
-
-
-
-def _col(table, c):
-    return table[c].to_numpy(dtype=float)
 
 
 def _builtin_rules() -> None:

@@ -4,6 +4,7 @@ how much the data's ratings leak the truth its labels hide."""
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import rankdata
 
 
 def gap_below_zero(gap, among) -> tuple[float, int] | None:
@@ -41,13 +42,7 @@ def detection_auc(score, wrong) -> float:
     n_wrong, n_right = int(w.sum()), int((~w).sum())
     if not n_wrong or not n_right:
         return float("nan")
-    order = np.argsort(s, kind="stable")
-    ranks = np.empty(len(s))
-    sorted_s = s[order]
-    # mid-ranks: ties share the mean of their positions (1-based)
-    first = np.searchsorted(sorted_s, sorted_s, side="left")
-    last = np.searchsorted(sorted_s, sorted_s, side="right")
-    ranks[order] = (first + last + 1) / 2
+    ranks = rankdata(s)  # mid-ranks: ties share the mean of their positions (1-based)
     u_right = ranks[~w].sum() - n_right * (n_right + 1) / 2
     return float(u_right / (n_right * n_wrong))
 

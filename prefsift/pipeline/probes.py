@@ -42,6 +42,15 @@ def score_validation(cfg, validation):
     return validation if held is None else only_prompts(validation, lambda p: p not in held)
 
 
+def probe_validation(cfg, validation):
+    """The validation pairs the probes are valued on: all of them, or with `calibration.holdout` those
+    of the held-out prompts alone."""
+    from ..scoring.careful import only_prompts
+
+    held = probe_prompts(cfg, validation)
+    return validation if held is None else only_prompts(validation, lambda p: p in held)
+
+
 def unseen_by_teacher(cfg, validation, prompts: list) -> np.ndarray | None:
     """Over the probes' values (one per validation prompt or pair, of these ``prompts``): whether it
     is free of the teacher, i.e. its prompt did not train θ_c (scoring/careful.py). None when the
@@ -80,11 +89,7 @@ class ProbeJudge:
         self.by = st.by
         self.spec = (st.judge or run.cfg.judge) if st.by == "judge" else None  # the judge that values the probes
         self.seed = int(run.cfg.seeds[0])
-        validation = inp.validation
-        if (held := probe_prompts(run.cfg, validation)) is not None:  # the probes' own share (calibration.holdout)
-            from ..scoring.careful import only_prompts
-
-            validation = only_prompts(validation, lambda p: p in held)
+        validation = probe_validation(run.cfg, inp.validation)  # (calibration.holdout: the probes' own share)
         if self.by == "judge":
             from .answers import Answers
 

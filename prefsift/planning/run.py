@@ -180,9 +180,7 @@ def _folds_stage(k: int, warm, rate: float, lengths: list, train, cfg, processes
         folds.seconds += one.seconds
         folds.flops += one.flops
         folds.peak_gib = max(folds.peak_gib, one.peak_gib)
-    tokens = engine_tokens(train, cfg.warmup.max_length, cfg.scores.batch_tokens)
-    folds.seconds += rate * tokens / processes
-    folds.flops += 2 * n_w * tokens
+    _add_logprob_pass(folds, train, cfg, rate, processes, n_w)
     folds.basis = (f"{k} warm-up trainings on {k - 1}/{k} of the pairs (TRL probe), and one log-prob pass over the "
                    "pairs, each fold model on its held-out share")
     return folds
@@ -199,12 +197,17 @@ def _teacher_stage(inp, warm, rate: float, lengths: list, train, cfg, processes:
     settings = dataclasses.replace(cfg.warmup, epochs=cfg.scores.teacher_epochs)
     one = training_stage("teacher", warm, rate, _sized_like(lengths, min(n, len(lengths)), rng), settings, processes,
                          n_w, w_bytes, trainable=trainable, reference=cfg.lora is None, **mem)
-    tokens = engine_tokens(train, cfg.warmup.max_length, cfg.scores.batch_tokens)
-    one.seconds += rate * tokens / processes
-    one.flops += 2 * n_w * tokens
+    _add_logprob_pass(one, train, cfg, rate, processes, n_w)
     one.basis = (f"{cfg.scores.teacher_epochs:g} epochs on {n} validation pairs (TRL probe, pairs sized like the "
                  "training pairs), and one log-prob pass over the training pairs")
     return one
+
+
+def _add_logprob_pass(stage: StagePlan, train, cfg, rate: float, processes: int, n_w: int) -> None:
+    """Add one log-prob pass over the training pairs to ``stage`` (a model trained from π_ref scores them)."""
+    tokens = engine_tokens(train, cfg.warmup.max_length, cfg.scores.batch_tokens)
+    stage.seconds += rate * tokens / processes
+    stage.flops += 2 * n_w * tokens
 
 
 def _sized_like(lengths: list, n: int, rng) -> list:

@@ -24,6 +24,14 @@ def _pairs(n, seed, prefix="Q"):
              "rejected": " " + " ".join(rng.choice(WORDS, 1 + i % 3))} for i in range(n)]
 
 
+def _cfg(holdout: float):
+    """What the split functions read of a run config: its scores (the teacher among them) and holdout."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(calibration=SimpleNamespace(holdout=holdout),
+                           scores=SimpleNamespace(scores="irm,teacher", teacher_share=0.5))
+
+
 def _write(path, records):
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return str(path)
@@ -112,12 +120,7 @@ def test_a_teacher_candidate_is_compared_on_the_pairs_the_teacher_did_not_train_
     val = _pairs(40, 4, prefix="V")
     pairs = load_pairs(_write(tmp_path / "v.jsonl", val))
 
-    class Cfg:
-        class calibration:
-            holdout = 0.0
-
-        class scores:
-            scores, teacher_share = "irm,teacher", 0.5
+    Cfg = _cfg(holdout=0.0)
 
     unseen = unseen_by_teacher(Cfg, pairs, [r.prompt for r in pairs.valid_rows])
     assert unseen.tolist() == [True] * 20 + [False] * 20  # the last half of the prompts trained θ_c
@@ -143,12 +146,7 @@ def test_a_holdout_splits_the_validation_pairs_between_the_scores_and_the_probes
     val = _pairs(10, 4, prefix="V")
     pairs = load_pairs(_write(tmp_path / "v.jsonl", val))
 
-    class Cfg:
-        class calibration:
-            holdout = 0.3
-
-        class scores:
-            scores, teacher_share = "irm,teacher", 0.5
+    Cfg = _cfg(holdout=0.3)
 
     held = probe_prompts(Cfg, pairs)
     assert held == {prompt_key(v["prompt"]) for v in val[7:]}  # the last 3 of 10 prompts
