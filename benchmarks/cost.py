@@ -81,7 +81,7 @@ def main() -> None:
     import pandas as pd
     import torch
 
-    from prefsift.quiet import quiet_libraries
+    from prefsift.core.quiet import quiet_libraries
     from prefsift.scoring.table import ScoreConfig, compute_scores
 
     quiet_libraries()

@@ -30,10 +30,10 @@ from pathlib import Path
 WORKER = r'''
 import json, os, sys, threading, time
 import psutil, torch
-from prefsift.distributed import world
-from prefsift.sharding import local_part, set_shard, shard_for_scoring, fsdp_on
-from prefsift.models import load_model, load_tokenizer
-from prefsift.objectives import PairwiseObjective
+from prefsift.runtime.distributed import world
+from prefsift.runtime.sharding import local_part, set_shard, shard_for_scoring, fsdp_on
+from prefsift.models.loading import load_model, load_tokenizer
+from prefsift.models.objectives import PairwiseObjective
 from prefsift.train.dpo import StageSettings, train_stage
 
 shard, out, pairs = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -39,9 +39,9 @@ def main() -> int:
 
     import prefsift
     from prefsift.data.tokenization import tokenize_pairs
-    from prefsift.models import load_model, load_tokenizer
-    from prefsift.objectives import PairwiseObjective
-    from prefsift.quiet import quiet_libraries
+    from prefsift.models.loading import load_model, load_tokenizer
+    from prefsift.models.objectives import PairwiseObjective
+    from prefsift.core.quiet import quiet_libraries
     from prefsift.scoring.influence import select_parameters, layer_group
     from prefsift.scoring.gradients import validation_gradient
     from prefsift.scoring.influence_jvp import jvp_influence

@@ -55,7 +55,7 @@ def _setup(name: str, n_pairs: int, n_val: int, max_length: int):
     sys.path.insert(0, os.path.dirname(__file__))
     from logprobs import mixed_pairs
 
-    from prefsift.models import LoraSettings, add_lora, load_model, load_tokenizer
+    from prefsift.models.loading import LoraSettings, add_lora, load_model, load_tokenizer
     from prefsift.data.tokenization import tokenize_pairs
 
     if name == "lab":
@@ -100,7 +100,7 @@ def bench(name: str, n_pairs: int, n_val: int, max_length: int, groups: bool) ->
 
     from prefsift.scoring.influence import InfluenceSettings, compute_influence
     from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps, model_fingerprint
-    from prefsift.objectives import PairwiseObjective
+    from prefsift.models.objectives import PairwiseObjective
     from prefsift.train.dpo import StageSettings, train_stage
 
     tok, ref, policy, train, val, val_recs = _setup(name, n_pairs, n_val, max_length)
@@ -169,7 +169,7 @@ def main():
     import torch
 
     torch.set_num_threads(a.threads)
-    from prefsift.quiet import quiet_libraries
+    from prefsift.core.quiet import quiet_libraries
 
     quiet_libraries()
     rows = []

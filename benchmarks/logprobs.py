@@ -142,7 +142,7 @@ def main():
             bench("lab-a (1.8 M params)", model, tok, mixed_pairs(8 * a.pairs, 0, lab=True), a.batch_size,
                   a.max_length)
         elif name == "smollm2":
-            from prefsift.models import load_model, load_tokenizer
+            from prefsift.models.loading import load_model, load_tokenizer
 
             tok, model = load_tokenizer("smollm2"), load_model("smollm2")
             bench("SmolLM2-135M-Instruct", model, tok, mixed_pairs(a.pairs, 0, lab=False), a.batch_size,

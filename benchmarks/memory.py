@@ -62,7 +62,7 @@ def token_memory(n: int = 2000) -> dict:
     from precision import make_pairs
 
     from prefsift.data.tokenization import TokenizedPair, tokenize_pairs
-    from prefsift.models import load_tokenizer
+    from prefsift.models.loading import load_tokenizer
     from prefsift.scoring.logprobs import pair_sequences
 
     tok = load_tokenizer("smollm2")

@@ -73,7 +73,7 @@ def main() -> None:
     if not (theta / "config.json").exists():
         import torch
 
-        from prefsift.models import load_model, load_tokenizer
+        from prefsift.models.loading import load_model, load_tokenizer
 
         m = load_model("smollm2")
         with torch.no_grad():

@@ -55,10 +55,10 @@ def main() -> None:
     from scipy.stats import spearmanr
 
     import prefsift
-    from prefsift.models import LoraSettings, load_model, load_tokenizer
-    from prefsift.objectives import PairwiseObjective
-    from prefsift.quiet import quiet_libraries
-    from prefsift.selection import overlap_coefficient
+    from prefsift.models.loading import LoraSettings, load_model, load_tokenizer
+    from prefsift.models.objectives import PairwiseObjective
+    from prefsift.core.quiet import quiet_libraries
+    from prefsift.selection.rules import overlap_coefficient
     from prefsift.scoring.logprobs import model_fingerprint
     from prefsift.train import StageSettings, train_stage
 

@@ -28,8 +28,8 @@ def one(pairs: int, val: int, k: int, threads: int) -> dict:
 
     from prefsift.scoring.influence import InfluenceSettings, compute_influence
     from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
-    from prefsift.models import LoraSettings, add_lora, load_model, load_tokenizer
-    from prefsift.objectives import PairwiseObjective
+    from prefsift.models.loading import LoraSettings, add_lora, load_model, load_tokenizer
+    from prefsift.models.objectives import PairwiseObjective
     from prefsift.data.tokenization import tokenize_pairs
 
     tok = load_tokenizer("smollm2")

@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from prefsift.devices import machine_line  # noqa: E402
+from prefsift.runtime.devices import machine_line  # noqa: E402
 from prefsift.eval.paired import paired_difference_over_labs, per_prompt, smallest_detectable  # noqa: E402
 from prefsift.pipeline.calibrate import read_calibrations  # noqa: E402
 from prefsift.pipeline.rundir import RunDir  # noqa: E402

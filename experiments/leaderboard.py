@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from labs import _grid, _pct, arm_rows, lab_values  # noqa: E402
 from prefsift.eval.paired import headroom_share, smallest_detectable  # noqa: E402
 from prefsift.eval.tables import ORACLES  # noqa: E402
-from prefsift.pipeline.arms import arm_needs  # noqa: E402
+from prefsift.selection.arms import arm_needs  # noqa: E402
+from prefsift.selection.kinds import ArmContext  # noqa: E402
 from prefsift.pipeline.recommend import read_recommendation  # noqa: E402
 from prefsift.pipeline.rundir import RunDir  # noqa: E402
 
@@ -91,7 +92,7 @@ def train_seconds(run: Path, arm: str) -> float:
 
 def score_cost(run: Path, arm: str, cfg: dict) -> str:
     timings = json.loads((run / "score" / "score_timings.json").read_text())
-    needs = [n for n in arm_needs(arm, cfg.get("imported") or {}, cfg.get("windows") or {}) if n in SCORE_STAGES]
+    needs = [n for n in arm_needs(arm, ArmContext(imported=cfg.get("imported") or {}, windows=cfg.get("windows") or {})) if n in SCORE_STAGES]
     stages = sorted({s for n in needs for s in SCORE_STAGES[n]})
     if not needs:
         return "–"

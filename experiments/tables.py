@@ -60,7 +60,7 @@ def dropped_table(run: Path, rules=()) -> str:
     if rules:
         import yaml
 
-        from prefsift.selection import apply_rule
+        from prefsift.selection.rules import apply_rule
 
         keep = yaml.safe_load((run / "config.yaml").read_text())["keep"]
         for rule in rules:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from prefsift.models import load_model, load_tokenizer
-from prefsift.objectives import PairwiseObjective
-from prefsift.models import LoraSettings
-from prefsift.sharding import set_shard
+from prefsift.models.loading import load_model, load_tokenizer
+from prefsift.models.objectives import PairwiseObjective
+from prefsift.models.loading import LoraSettings
+from prefsift.runtime.sharding import set_shard
 from prefsift.train.dpo import StageSettings, train_stage
 
 RECORDS = [{"prompt": f"Q{i % 10}?", "chosen": " good answer", "rejected": f" bad {i % 10}"} for i in range(32)]

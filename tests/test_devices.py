@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from prefsift.devices import accumulation_dtype, resolve_device, resolve_dtype
-from prefsift.errors import ConfigError
+from prefsift.runtime.devices import accumulation_dtype, resolve_device, resolve_dtype
+from prefsift.core.errors import ConfigError
 
 from tests.tiny import llama
 
@@ -58,7 +58,7 @@ def test_a_bf16_training_stage_keeps_fp32_master_weights(tmp_path):
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from prefsift.objectives import PairwiseObjective
+    from prefsift.models.objectives import PairwiseObjective
     from prefsift.train import StageSettings, train_stage
 
     words = [f"w{i}" for i in range(90)]
@@ -94,7 +94,7 @@ def test_bf16_scores_track_fp32_scores(tmp_path):
     the same order (this is a sanity bound; the measured table is in benchmarks/README.md)."""
     from prefsift.data import load_pairs
     from prefsift.data.tokenization import TokenizedPair
-    from prefsift.objectives import PairwiseObjective
+    from prefsift.models.objectives import PairwiseObjective
     from prefsift.scoring.influence import InfluenceSettings, compute_influence
     from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from prefsift.distributed import World, check_processes, mine, shares
-from prefsift.errors import ConfigError
+from prefsift.runtime.distributed import World, check_processes, mine, shares
+from prefsift.core.errors import ConfigError
 
 HERE = Path(__file__).parent
 LAB = dict(seed=5, preset="tiny", n_train=160, n_validation=40, n_test_prompts=10, sft_steps=40,
@@ -57,8 +57,8 @@ def lab_with_theta(root: Path) -> Path:
     """A tiny lab in ROOT/lab and θ, its SFT model warmed up in one process, in ROOT/theta/model."""
     from prefsift.data import load_pairs
     from prefsift.lab import LabConfig, make_lab
-    from prefsift.models import load_model, load_tokenizer
-    from prefsift.objectives import PairwiseObjective
+    from prefsift.models.loading import load_model, load_tokenizer
+    from prefsift.models.objectives import PairwiseObjective
     from prefsift.scoring.logprobs import model_fingerprint
     from prefsift.train.dpo import StageSettings, train_stage
 

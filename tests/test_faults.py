@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from prefsift.artifacts import RunDirBusy, RunLock, verify
+from prefsift.core.artifacts import RunDirBusy, RunLock, verify
 from prefsift.lab import LabConfig, make_lab
 from prefsift.scoring.logprobs import model_fingerprint
-from prefsift.models import load_model, load_tokenizer
-from prefsift.objectives import PairwiseObjective
+from prefsift.models.loading import load_model, load_tokenizer
+from prefsift.models.objectives import PairwiseObjective
 from prefsift.train.dpo import StageSettings, train_stage
 
 pytestmark = pytest.mark.slow
@@ -218,7 +218,7 @@ def test_corrupt_run_artifacts_are_recomputed(run_reference, case, capsys):
 
 
 def test_a_written_artifact_verifies_and_a_changed_one_does_not(tmp_path):
-    from prefsift.artifacts import write_text
+    from prefsift.core.artifacts import write_text
 
     path = write_text(tmp_path / "a.txt", "hello")
     assert verify(path) is None
@@ -236,7 +236,7 @@ def test_a_written_artifact_verifies_and_a_changed_one_does_not(tmp_path):
 
 HOLDER = """
 import sys, time
-from prefsift.artifacts import RunLock
+from prefsift.core.artifacts import RunLock
 with RunLock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(120)

@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefsift.errors import ConfigError
+from prefsift.core.errors import ConfigError
 from prefsift.eval.tables import best_oracle, format_arms, paired_columns, summarize_arms
-from prefsift.pipeline.arms import arm_data, check_candidates
-from prefsift.selection import apply_rule
-from prefsift.treatments import treatment_data
+from prefsift.selection.arms import arm_data, check_candidates
+from prefsift.selection.kinds import ArmContext
+from prefsift.selection.rules import apply_rule
+from prefsift.selection.treatments import treatment_data
 
 
 def _truth_table():
@@ -53,7 +54,7 @@ def test_oracle_arms_are_skipped_without_the_truth_and_never_recommended():
         assert isinstance(why, str) and "which the data does not have" in why
     for arm in ("oracle_relabel", "drop_wrong"):
         with pytest.raises(ConfigError, match="calibration.candidates"):
-            check_candidates(["full", arm], {}, {}, ["irm"], "dpo")
+            check_candidates(["full", arm], ArmContext(scores=("irm",)), user_list=True)
 
 
 def _evaluations(values: dict, n: int = 10, seeds=(0, 1)) -> list[dict]:

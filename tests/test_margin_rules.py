@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 import prefsift
-from prefsift.errors import ConfigError, UserError
-from prefsift.margins import alignment_potential, combined_margin
+from prefsift.core.errors import ConfigError, UserError
+from prefsift.selection.margins import alignment_potential, combined_margin
 
 NAN = float("nan")
 

@@ -5,7 +5,7 @@ import importlib.util
 import pytest
 import torch
 
-from prefsift.models import (TINY_PRESETS, LoraSettings, ModelSourceError, add_lora, build_tiny_model, load_model,
+from prefsift.models.loading import (TINY_PRESETS, LoraSettings, ModelSourceError, add_lora, build_tiny_model, load_model,
                              load_tokenizer, smollm2_folder, smollm2_gguf_path)
 
 
@@ -85,7 +85,7 @@ def test_a_saved_lab_model_reads_its_prompts_as_the_lab_does(preset, tmp_path):
     dropped the task word of every lab prompt; a folder's tokenizer must encode as it was saved."""
     from prefsift.lab.sft import build_lab_model, load_sft, save_sft
     from prefsift.lab.tokenizer import build_lab_tokenizer
-    from prefsift.models import load_tokenizer
+    from prefsift.models.loading import load_tokenizer
 
     tok = build_lab_tokenizer()
     save_sft(build_lab_model(tok, preset, 0), tok, tmp_path)

@@ -3,7 +3,7 @@
 import pytest
 
 from prefsift.cli import main
-from prefsift.models import ModelSourceError, load_model, resolve_model_path
+from prefsift.models.loading import ModelSourceError, load_model, resolve_model_path
 
 from tests.tiny import tiny_model
 

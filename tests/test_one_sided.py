@@ -9,9 +9,9 @@ import pytest
 from scipy.stats import rankdata
 
 import prefsift
-from prefsift.pipeline.arms import training_data
-from prefsift.treatments import treatment_data
-from prefsift.windows import split_windows
+from prefsift.selection.rows import training_data
+from prefsift.selection.treatments import treatment_data
+from prefsift.core.windows import split_windows
 
 
 def _table(n=50, seed=0):

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefsift.selection import (apply_rule, keep_middle, lossdiff_irm, middle_window, overlap_coefficient,
+from prefsift.selection.rules import (apply_rule, keep_middle, lossdiff_irm, middle_window, overlap_coefficient,
                              random_fraction, top_fraction, window)
 
 
@@ -79,7 +79,7 @@ def test_the_readme_plugin_rule_is_named_in_a_config_and_selects(tmp_path, monke
 
     import prefsift
     from prefsift.pipeline import RunConfig
-    from prefsift.selection import RULES
+    from prefsift.selection.rules import RULES
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "guide.md").read_text(encoding="utf-8")
     section = text[text.index("### Your own rules and judges"):]
@@ -106,9 +106,9 @@ def test_the_readme_plugin_rule_is_named_in_a_config_and_selects(tmp_path, monke
 def test_a_plugin_that_fails_half_way_registers_nothing(tmp_path):
     """A plugin registers a rule, then raises: the error names the plugin, the rule is gone again,
     and the corrected file registers cleanly (no "registered already")."""
-    from prefsift.errors import ConfigError
-    from prefsift.registry import import_plugins
-    from prefsift.selection import RULES
+    from prefsift.core.errors import ConfigError
+    from prefsift.core.registry import import_plugins
+    from prefsift.selection.rules import RULES
 
     plugin = tmp_path / "half.py"
     body = ("import prefsift\n"
@@ -131,8 +131,8 @@ def test_intersected_asymmetric_windows_by_hand():
     import numpy as np
     import pandas as pd
 
-    from prefsift.errors import ConfigError
-    from prefsift.selection import window_of
+    from prefsift.core.errors import ConfigError
+    from prefsift.selection.rules import window_of
 
     # 11 pairs; pair 10 has no IRM, so both scores' percentiles are over pairs 0-9 only.
     ld = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 100], dtype=float)
@@ -148,7 +148,7 @@ def test_intersected_asymmetric_windows_by_hand():
 
 
 def test_run_config_takes_window_arms_and_names_a_bad_one():
-    from prefsift.errors import ConfigError
+    from prefsift.core.errors import ConfigError
     from prefsift.pipeline import RunConfig
 
     cfg = RunConfig(windows={"ld_asym": "lossdiff:10:90,irm:0:80"}, arms=["full", "ld_asym"])
@@ -160,7 +160,7 @@ def test_run_config_takes_window_arms_and_names_a_bad_one():
 
 
 def test_split_windows_by_hand_and_at_one_half_the_papers_rule():
-    from prefsift.selection import split_windows
+    from prefsift.selection.rules import split_windows
 
     rng = np.random.default_rng(3)
     v = rng.permutation(100).astype(float)  # distinct values 0..99
@@ -180,17 +180,17 @@ def test_split_windows_by_hand_and_at_one_half_the_papers_rule():
 
 
 def test_tail_grid_cuts_each_tail_on_every_score():
-    from prefsift.selection import tail_grid
+    from prefsift.selection.rules import tail_grid
 
     grid = tail_grid(("lossdiff", "irm"), [0, 50])
     assert grid == ["lossdiff:0:100,irm:0:100", "lossdiff:0:50,irm:0:50", "lossdiff:50:100,irm:50:100"]
 
 
 def test_calibrated_arms_candidates_and_settings():
-    from prefsift.errors import ConfigError
+    from prefsift.core.errors import ConfigError
     from prefsift.pipeline import RunConfig
     from prefsift.pipeline.calibrate import CalibrationSettings, candidates
-    from prefsift.selection import window_of
+    from prefsift.selection.rules import window_of
 
     rng = np.random.default_rng(0)
     table = pd.DataFrame({"id": range(200), "valid": True, "reason": "", "lossdiff": rng.normal(size=200),

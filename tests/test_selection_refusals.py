@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import prefsift
-from prefsift.errors import UserError
+from prefsift.core.errors import UserError
 from prefsift.scoring.kinds import constant_problem
 
 

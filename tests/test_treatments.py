@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.stats import rankdata
 
-from prefsift.treatments import (TREATMENTS, estimated_noise, flagged_wrong, percentile_rank, soft_window,
+from prefsift.selection.treatments import (TREATMENTS, estimated_noise, flagged_wrong, percentile_rank, soft_window,
                                  treatment_data)
 
 NAN = float("nan")
@@ -51,7 +51,7 @@ def test_flagged_wrong_labels_and_their_share_by_hand():
     irm = np.array([-3.0, -2.0, -1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
     ld = np.array([0.5, 0.1, 0.9, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6, 0.0])
     t = _table(ld, irm)
-    from prefsift.windows import lossdiff_irm
+    from prefsift.core.windows import lossdiff_irm
 
     mask, width = lossdiff_irm(ld, irm, keep=0.6)
     lower = np.percentile(irm, (1 - width) / 2 * 100)
@@ -80,7 +80,7 @@ def test_each_treatments_data():
     t.loc[3, "valid"] = False
     t.loc[3, ["lossdiff", "irm", "if"]] = NAN
     relabel = treatment_data(t, "lossdiff_irm_relabel", 0.6)
-    from prefsift.windows import lossdiff_irm
+    from prefsift.core.windows import lossdiff_irm
 
     kept, _ = lossdiff_irm(t["lossdiff"].to_numpy(), t["irm"].to_numpy(), keep=0.6)
     assert (relabel.mask == (kept | relabel.flip)).all() and not (kept & relabel.flip).any()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from prefsift.models import build_tiny_model
+from prefsift.models.loading import build_tiny_model
 
 # The special ids of conftest's `word_tokenizer` (<pad> 0, <bos> 1, <eos> 2).
 WORD_IDS = dict(bos_token_id=1, eos_token_id=2, pad_token_id=0)

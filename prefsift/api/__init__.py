@@ -14,12 +14,13 @@ From an SFT model to a selection:
 
 Models are objects (a transformers causal LM, with `tokenizer=`) or specs (a local folder, or
 `smollm2`); pairs are a `PairSet`, a path, or rows. Every function checks its inputs first and
-raises a `prefsift.errors.UserError` that says what to fix."""
+raises a `prefsift.core.errors.UserError` that says what to fix."""
 
 from __future__ import annotations
 
 from ..data import ColumnMap
-from ..quiet import set_verbose
+from ..core.quiet import set_verbose
+from ..pipeline import probed_arms  # noqa: F401  (registers the kinds of arm chosen by probes)
 from .audit import audit
 from .models import describe_model, warmup
 from .pairs import check_pairs, load_pairs, subset, write_subset
@@ -38,11 +39,23 @@ def register_rule(name: str, needs=(), help: str = "", replace: bool = False, si
 
         @prefsift.register_rule("low_margin", needs=("irm",), help="the smallest IRM", sized=True)
         def low_margin(table, keep, seed):
-            return prefsift.selection.top_fraction(table["irm"].to_numpy(), keep, largest=False)
+            return prefsift.selection.rules.top_fraction(table["irm"].to_numpy(), keep, largest=False)
     """
-    from ..selection import register_rule as register
+    from ..selection.rules import register_rule as register
 
     return register(name, needs=needs, help=help, replace=replace, sized=sized)
+
+
+def register_treatment(name: str, needs=(), help: str = "", objectives=("dpo", "ipo", "hinge"),
+                       every_pair: bool = False, passes: int = 1, per_pair: bool = False, replace: bool = False):
+    """Register a treatment of your own, as a decorator over ``make(table, keep, label_noise) ->
+    ArmData`` (`prefsift.selection.treatments.ArmData`: the pairs in its data, which of them are
+    swapped, a weight per pair, the loss). Then `arms: [name]` in a run config with your module under
+    `plugins`; docs/guide.md, "Your own treatment", has a worked example."""
+    from ..selection.treatments import register_treatment as register
+
+    return register(name, needs=needs, help=help, objectives=objectives, every_pair=every_pair, passes=passes,
+                    per_pair=per_pair, replace=replace)
 
 
 def register_score(name: str, help: str = "", needs_validation: bool = False, columns=(), replace: bool = False,
@@ -71,5 +84,5 @@ def register_judge(name: str, make, *, takes: str | None = None, check=None, hel
 
 __all__ = ["ColumnMap", "LabSummary", "audit", "RunResult", "Selection", "check_pairs", "demo", "describe_model", "load_pairs",
            "load_scores", "make_lab", "make_sentiment_lab", "open_run", "plan", "plan_scores", "recommend", "register_judge",
-           "register_rule", "register_score", "run", "score", "select", "select_to_folder", "set_verbose", "subset", "view",
+           "register_rule", "register_score", "register_treatment", "run", "score", "select", "select_to_folder", "set_verbose", "subset", "view",
            "warmup", "write_subset"]

@@ -7,7 +7,7 @@ from typing import Iterable
 
 from ..audit import AuditReport, Thresholds, run_audit
 from ..data import ColumnMap, PairSet
-from ..errors import ConfigError, UserError
+from ..core.errors import ConfigError, UserError
 
 
 def _test_prompts(test_prompts, prompt_key: str) -> list[str] | None:
@@ -19,7 +19,7 @@ def _test_prompts(test_prompts, prompt_key: str) -> list[str] | None:
         return [str(p) for p in test_prompts]
     from ..audit.texts import as_text
     from ..data.readers import read_raw
-    from ..errors import require_path
+    from ..core.errors import require_path
 
     require_path(
         test_prompts,
@@ -107,7 +107,7 @@ def audit(
     table, scores_path = None, None
     if scores is not None:
         if isinstance(scores, (str, Path)):
-            from ..selection import read_scores_table
+            from ..selection.rules import read_scores_table
 
             scores_path = scores
             table = read_scores_table(scores, key="scores")
@@ -115,7 +115,7 @@ def audit(
             table = scores
     tok = tokenizer
     if isinstance(tokenizer, (str, Path)):
-        from ..models import load_tokenizer
+        from ..models.loading import load_tokenizer
 
         tok = load_tokenizer(tokenizer)
     prompt_key = (columns or ColumnMap()).prompt or "prompt"

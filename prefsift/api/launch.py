@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import MISSING, fields
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 
 def config_flags(cfg, skip=()) -> list[str]:
@@ -38,7 +38,7 @@ def column_flags(columns) -> list[str]:
 
 def launch(processes: int, argv: list[str], threads: int | None = None, progress: bool = True) -> None:
     """Run `prefsift ARGV` in `processes` workers and wait; a `UserError` if they did not all finish."""
-    from ..distributed import launch_local
+    from ..runtime.distributed import launch_local
 
     head = ["--threads", str(threads)] if threads else []
     rc = launch_local(processes, head + list(argv) + ([] if progress else ["--quiet"]), threads=threads)

@@ -12,8 +12,8 @@ from .settings import checked_settings
 
 def describe_model(spec: str, device: str = "auto", dtype: str = "auto") -> str:
     """`prefsift model`: load `spec` (a folder, or `smollm2`, converted once) and say what it is."""
-    from ..devices import placement
-    from ..models import load_model, load_tokenizer, resolve_model_path
+    from ..runtime.devices import placement
+    from ..models.loading import load_model, load_tokenizer, resolve_model_path
 
     t0 = time.time()
     place = placement(device, dtype)
@@ -51,7 +51,7 @@ def warmup(reference: str | Path, pairs: str | Path, *, out: str | Path = "runs/
             learning_rate (1e-6, TRL's default), batch_size (8), max_length, lora_r (0: full
             fine-tuning), seed, device, dtype, ...; `prefsift warmup --help` explains each.
     """
-    from ..distributed import check_processes, world
+    from ..runtime.distributed import check_processes, world
     from ..train.warmup import WarmupConfig, warmup_from_files
 
     settings = checked_settings(WarmupConfig, settings, "warmup", taken=("reference", "train", "out", "validation"))

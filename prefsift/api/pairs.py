@@ -9,7 +9,7 @@ from typing import Iterable
 import numpy as np
 
 from ..data import ColumnMap, PairSet
-from ..errors import ConfigError, UserError
+from ..core.errors import ConfigError, UserError
 
 
 def load_pairs(path_or_rows: str | Path | Iterable[dict], *, columns: ColumnMap | None = None, strict: bool = False,
@@ -49,7 +49,7 @@ def check_pairs(path: str | Path, *, columns: ColumnMap | None = None, strict: b
     pairs = load_pairs(path, columns=columns, strict=strict, file_format=file_format, split=split)
     if tokenizer:
         from ..data import check_lengths
-        from ..models import load_tokenizer
+        from ..models.loading import load_tokenizer
 
         check_lengths(pairs, load_tokenizer(tokenizer), max_length=max_length, policy=overlength, strict=strict)
     if report:
@@ -69,7 +69,7 @@ def subset(path: str | Path, ids: str | Path | Iterable[str], out: str | Path, *
     per line, or the ids) to `out`, in the input's format. Returns (rows written, ids requested,
     the format)."""
     from ..data import write_pairs
-    from ..errors import require_path
+    from ..core.errors import require_path
 
     if isinstance(ids, (str, Path)):
         ids_path = require_path(ids, "ids file", "ids", hint="give a text file with one pair id per line")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 
 def _config(config, overrides=(), out=None, settings=None):
@@ -35,7 +35,7 @@ def run(config, *, overrides=(), out: str | Path | None = None, progress: bool =
     keyword `settings` set any field (`seeds=[0]`); `out` the run directory. With `processes` > 1
     the training and scoring are shared by that many local workers (torchrun). Returns the
     evaluation table (one row per arm and seed); `open_run(out)` reopens everything else."""
-    from ..distributed import check_processes, world
+    from ..runtime.distributed import check_processes, world
     from ..pipeline import run_pipeline
     from ..planning import actual_run_seconds, predicted_vs_actual
     from ..pipeline.rundir import RunDir
@@ -89,7 +89,7 @@ def plan(config, *, overrides=(), out: str | Path | None = None, processes: int 
     """`prefsift plan`: each stage of `run(config)` with its predicted time, FLOPs and peak memory
     per process on this machine (from short probes of the real models on the real pairs), saved as
     OUT/plan.json. Returns the `Plan` (`.describe()`, `.saved_to`)."""
-    from ..distributed import check_processes
+    from ..runtime.distributed import check_processes
     from ..pipeline.run import check_run_sharding
     from ..planning import plan_run
     from ..planning.memory import check_fits
@@ -105,7 +105,7 @@ def plan(config, *, overrides=(), out: str | Path | None = None, processes: int 
     made.saved_to = made.save(Path(cfg.out))
     check_fits(made, cfg.shard, lora=cfg.lora is not None)  # a plan that cannot fit is an error, not a table
     if made.judge:  # nor one whose judging costs more than its judge_budget
-        from ..errors import UserError
+        from ..core.errors import UserError
         from ..pipeline.judge_cost import JudgeCost, check_judge_budget
 
         try:
@@ -166,7 +166,7 @@ def make_sentiment_lab(out: str | Path, *, progress: bool = True, **settings) ->
     """`prefsift lab sentiment`: pairs from a real model's own samples rated by VADER, into `out`
     (train.jsonl, validation.jsonl, test_prompts.jsonl); `settings`: any `SentimentConfig` field."""
     from ..lab.sentiment import SentimentConfig, make_sentiment_lab as build
-    from ..quiet import quiet_libraries
+    from ..core.quiet import quiet_libraries
     from .settings import checked_settings
 
     quiet_libraries()

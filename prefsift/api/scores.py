@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import ColumnMap
-from ..errors import ConfigError, UserError
+from ..core.errors import ConfigError, UserError
 from .pairs import load_pairs
 from .settings import checked_settings
 
@@ -69,8 +69,8 @@ def score(policy, reference, pairs, validation=None, *, scores: Iterable[str] = 
             max_length, keep, seed, device, dtype, warmup, ...); `prefsift score --help` explains each.
             A model given by name is loaded on `device` in `dtype`; a model object is used where it is.
     """
-    from .. import artifacts
-    from ..distributed import barrier, world
+    from ..core import artifacts
+    from ..runtime.distributed import barrier, world
     from ..scoring.table import check_score_inputs, check_sharding, compute_scores, score_pairs
 
     settings = checked_settings(_config_class(), settings, "score", taken=_OWN)
@@ -87,7 +87,7 @@ def score(policy, reference, pairs, validation=None, *, scores: Iterable[str] = 
             cfg = _score_config(pol_spec, ref_spec, str(pairs), str(validation) if validation is not None else None,
                                 folder, scores, objective, beta, settings)
             if processes > 1 and not here.sharded:
-                from ..distributed import check_processes
+                from ..runtime.distributed import check_processes
                 from .launch import column_flags, config_flags, launch
 
                 check_processes(processes, here)
@@ -152,8 +152,8 @@ def _run_directory(out):
 
 def _in_memory_models(tok, ref_obj, ref_spec, pol_obj, pol_spec, settings):
     """(tokenizer, reference, policy), loading the ones given by name."""
-    from ..devices import placement
-    from ..models import load_model, load_tokenizer
+    from ..runtime.devices import placement
+    from ..models.loading import load_model, load_tokenizer
 
     tok = tok or (load_tokenizer(pol_spec) if pol_spec else None)
     if tok is None:
@@ -171,7 +171,7 @@ def plan_scores(policy, reference, pairs, validation=None, *, out: str | Path = 
     """`prefsift score --plan`: each scoring stage's predicted time, FLOPs and peak memory per process
     (from short probes of the models on these pairs), saved as OUT/plan.json (a later `score` into
     OUT prints predicted vs actual). Returns the `Plan` (`.describe()`)."""
-    from ..distributed import check_processes, world
+    from ..runtime.distributed import check_processes, world
     from ..planning import plan_scores as make_plan
     from ..planning.memory import check_fits
 
@@ -192,7 +192,7 @@ def plan_scores(policy, reference, pairs, validation=None, *, out: str | Path = 
 def load_scores(run_dir: str | Path) -> pd.DataFrame:
     """The scores table of a finished `prefsift score` (RUN/scores.parquet) or `prefsift run`
     (RUN/score/scores.parquet), checked against its checksum."""
-    from ..selection import read_scores_table
+    from ..selection.rules import read_scores_table
 
     run_dir = Path(run_dir)
     for path in (run_dir / "scores.parquet", run_dir / "score" / "scores.parquet", run_dir):
@@ -209,8 +209,8 @@ def select(table, rule: str = "lossdiff_irm", keep: float = 0.64, *, seed: int =
     clean, full, or one of your own (`register_rule`); `prefsift select --help` describes each.
     `keep` is the kept fraction of the scored pairs; `seed` seeds the random rule. A rule that cannot
     keep that fraction (a constant score, heavy ties) is refused with what it kept and why."""
-    from ..pipeline.arms import check_selectable
-    from ..selection import apply_rule
+    from ..selection.arms import check_selectable
+    from ..selection.rules import apply_rule
 
     check_selectable(rule)
     return np.asarray(apply_rule(table, rule, keep, seed=seed), dtype=bool)

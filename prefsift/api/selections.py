@@ -43,10 +43,10 @@ def select_to_folder(scores: str | Path, out: str | Path, *, rule: str = "lossdi
     "if:20:80" or "lossdiff:10:90,irm:0:80") and write OUT/selection.parquet and
     OUT/selected_ids.txt; with `train` (the scored pair file), also OUT/selected.EXT in its format,
     which TRL's DPOTrainer reads unchanged. `overlap`: rules to report the overlap coefficient with."""
-    from .. import artifacts
-    from ..errors import require_path
-    from ..pipeline.arms import check_selectable
-    from ..selection import (apply_rule, check_keep, check_rule_columns, check_windows, overlap_coefficient,
+    from ..core import artifacts
+    from ..core.errors import require_path
+    from ..selection.arms import check_selectable
+    from ..selection.rules import (apply_rule, check_keep, check_rule_columns, check_windows, overlap_coefficient,
                              read_scores_table, selection_frame, window_of)
     from .pairs import load_pairs, write_subset
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from ..errors import UserError, did_you_mean
+from ..core.errors import UserError, did_you_mean
 
 
 def checked_settings(cls, settings: dict, where: str, taken=()) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import ColumnMap
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 
 def _run_train(folder: Path, config: dict) -> Path | None:
@@ -61,7 +61,7 @@ def _inputs(run, scores, train):
         if train is None:
             train = _run_train(folder, config)
     else:
-        from ..errors import require_path
+        from ..core.errors import require_path
 
         scores_path = require_path(scores, "scores table", "scores", hint="give the scores.parquet that "
                                                                           "`prefsift score` wrote")
@@ -106,10 +106,10 @@ def view(run: str | Path | None = None, *, scores: str | Path | None = None, tra
     page's path (default RUN/view.html, or view.html next to the scores table)."""
     import pandas as pd
 
-    from .. import artifacts
-    from ..errors import require_path
-    from ..pipeline.arms import check_selectable
-    from ..selection import apply_rule, check_keep, check_rule_columns, read_scores_table
+    from ..core import artifacts
+    from ..core.errors import require_path
+    from ..selection.arms import check_selectable
+    from ..selection.rules import apply_rule, check_keep, check_rule_columns, read_scores_table
     from ..browser import build_table, check_same_pairs, masks_from_selection, page
     from ..browser.frame import with_findings
     from .pairs import load_pairs
@@ -155,7 +155,7 @@ def _audit_findings(path) -> list[dict]:
     """The findings of an audit.json that `prefsift audit --json` wrote."""
     import json
 
-    from ..errors import require_path
+    from ..core.errors import require_path
 
     require_path(path, "audit", "audit", hint="give the audit.json that `prefsift audit --json` wrote")
     try:
@@ -173,7 +173,7 @@ def audit_view(report, out: str | Path, scores=None, title: str | None = None) -
     audit's panel, whose findings filter the table."""
     import numpy as np
 
-    from .. import artifacts
+    from ..core import artifacts
     from ..browser import build_table, page
     from ..browser.frame import with_findings
 

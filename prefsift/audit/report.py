@@ -69,7 +69,7 @@ class AuditReport:
         for r in p.rows:
             if not r.valid:
                 reasons[r.code] = reasons.get(r.code, 0) + 1
-        from ..version import __version__
+        from ..core.version import __version__
 
         return {
             "prefsift_version": __version__,
@@ -97,7 +97,7 @@ class AuditReport:
         }
 
     def write_json(self, path) -> Path:
-        from .. import artifacts
+        from ..core import artifacts
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +137,7 @@ def unusable(pairs: PairSet) -> Finding:
 def group_columns(pairs: PairSet, group_by) -> list[str]:
     """The group columns: those asked for (each must be a column of the file), else DEFAULT_GROUPS
     that the file has."""
-    from ..errors import ConfigError
+    from ..core.errors import ConfigError
 
     cols = pairs.raw.columns
     if group_by:
@@ -169,7 +169,7 @@ def run_audit(
 ) -> AuditReport:
     """Every check over `pairs` (a `PairSet`). `scores`: a scores table of these pairs (rows in the
     same order, as `prefsift score` writes it); `test_prompts`: prompt texts."""
-    from ..errors import UserError
+    from ..core.errors import UserError
 
     th = thresholds or Thresholds()
     if len(pairs) == 0:

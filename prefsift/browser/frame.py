@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 TEXTS = ("prompt", "chosen", "rejected")
 # The scores shown in the table at first (others are one click away), in this order.

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.parse_args([target, "--help"])
         parser.print_help()
         return 0
-    from ..errors import ConfigError, UserError
+    from ..core.errors import ConfigError, UserError
 
     debug = args.debug or os.environ.get("PREFSIFT_DEBUG", "").strip() not in ("", "0")
     try:
@@ -83,7 +83,7 @@ def _one_line(message: str) -> str:
 
 
 def _version() -> str:
-    from ..version import __version__
+    from ..core.version import __version__
 
     return __version__
 

@@ -77,7 +77,7 @@ def _add_column_args(p: argparse.ArgumentParser) -> None:
 def _rules_help() -> str:
     from ..api.configs import RULES
 
-    lines = ["rules (prefsift.selection.RULES; a module can add its own with prefsift.register_rule):"]
+    lines = ["rules (prefsift.selection.rules.RULES; a module can add its own with prefsift.register_rule):"]
     for name, rule in RULES.items():
         needs = f" [needs {', '.join(rule.needs)}]" if rule.needs else ""
         lines.append(f"  {name:<24} {rule.help}{needs}")
@@ -121,7 +121,7 @@ def _add_processes_arg(p: argparse.ArgumentParser, what: str, command: str) -> N
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..version import __version__
+    from ..core.version import __version__
     from . import commands as c
 
     parser = argparse.ArgumentParser(prog="prefsift", description=DESCRIPTION,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 FILE_FORMATS = ("jsonl", "json", "parquet", "csv", "hf")
 

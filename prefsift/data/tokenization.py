@@ -15,7 +15,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .api_settings import LABELS
 
 

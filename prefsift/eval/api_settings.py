@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 OPENAI_URL = "https://api.openai.com/v1"  # the openai client's own default
 
@@ -109,7 +109,7 @@ class JudgeAPISettings:
                 "unknown model is an error then, not after the training"})
 
     def __post_init__(self):
-        from ..checks import check_fields
+        from ..core.checks import check_fields
 
         check_fields(self)
 

@@ -16,8 +16,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..errors import UserError
-from ..registry import Registry
+from ..core.errors import UserError
+from ..core.registry import Registry
 
 
 class Judge:
@@ -96,7 +96,7 @@ class RewardModelJudge(Judge):
     def __init__(self, folder: str, max_length: int = 1024, batch_size: int = 8):
         from transformers import AutoModelForSequenceClassification
 
-        from ..models import load_pretrained, tokenizer_from_folder
+        from ..models.loading import load_pretrained, tokenizer_from_folder
 
         self.model = load_pretrained(AutoModelForSequenceClassification, folder, dtype=torch.float32).eval()
         self.tok = tokenizer_from_folder(folder)
@@ -210,7 +210,7 @@ def _split(spec) -> tuple[str, str | None]:
 
 def judge_spec_problem(spec) -> str | None:
     """Why ``spec`` does not name a judge (None: it does); checks the form only, touches nothing."""
-    from ..errors import did_you_mean
+    from ..core.errors import did_you_mean
 
     if not isinstance(spec, str):
         return f"must be {judge_specs()}; got {spec!r}"
@@ -230,7 +230,7 @@ def check_judge(spec: str, prompts: Sequence[str] | None = None, where: str = "t
     """Everything about a judge that can be checked before any work: the spec's form, that what it
     needs is installed or exists (VADER, the reward model's folder, the LLM), and that it can judge
     ``prompts`` (the lab's oracle knows only the lab's prompts). Raises a `ConfigError` keyed `judge`."""
-    from ..errors import ConfigError
+    from ..core.errors import ConfigError
 
     problem = judge_spec_problem(spec)
     if problem:
@@ -245,7 +245,7 @@ def make_judge(spec: str, context: JudgeContext | None = None) -> Judge:
     """The judge a spec names: `lexicon`, `reward:FOLDER`, `llm:MODEL` (a folder or `smollm2`, asked
     in both orders), `openai:MODEL` (an OpenAI-compatible endpoint, `context.settings`), the lab's
     `oracle` (registered by `prefsift.lab`), or a registered one."""
-    from ..errors import ConfigError
+    from ..core.errors import ConfigError
 
     problem = judge_spec_problem(spec)
     if problem:
@@ -256,7 +256,7 @@ def make_judge(spec: str, context: JudgeContext | None = None) -> Judge:
 
 
 def _check_lexicon(arg, prompts, where):
-    from ..errors import ConfigError
+    from ..core.errors import ConfigError
 
     try:
         import vaderSentiment.vaderSentiment  # noqa: F401
@@ -266,8 +266,8 @@ def _check_lexicon(arg, prompts, where):
 
 
 def _check_reward(folder, prompts, where):
-    from ..errors import ConfigError, require_path
-    from ..models import check_safe_weights
+    from ..core.errors import ConfigError, require_path
+    from ..models.loading import check_safe_weights
 
     require_path(folder, "reward model folder", "judge", kind="dir")
     if not (Path(folder).expanduser() / "config.json").exists():
@@ -277,8 +277,8 @@ def _check_reward(folder, prompts, where):
 
 
 def _check_llm(target, prompts, where):
-    from ..errors import ConfigError
-    from ..models import ModelSourceError, load_tokenizer, resolve_model_path
+    from ..core.errors import ConfigError
+    from ..models.loading import ModelSourceError, load_tokenizer, resolve_model_path
 
     try:
         resolve_model_path(target)
@@ -293,7 +293,7 @@ def _check_llm(target, prompts, where):
 
 
 def _make_llm(target):
-    from ..models import load_model, load_tokenizer
+    from ..models.loading import load_model, load_tokenizer
 
     return Swapped(LLMPairwiseJudge(load_model(target), load_tokenizer(target), name=f"LLM judge {target}"))
 

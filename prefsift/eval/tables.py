@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..windows import overlap_coefficient
+from ..core.windows import overlap_coefficient
 
 
 def format_selections(table: pd.DataFrame, masks: dict) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from ..eval.answers import SAMPLERS, Sampler
 from ..eval.judges import Judge, register_judge
 from .task import oracle_reward, parse_prompt

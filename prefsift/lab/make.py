@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import artifacts
+from ..core import artifacts
 from ..eval.truth import gap_below_zero
-from ..models import TINY_PRESETS
+from ..models.loading import TINY_PRESETS
 from .pairs import PAIR_TYPES, PairConfig, build_pairs
 from .sample import sample_responses
 from .sft import SFTConfig, load_sft, save_sft, torch_threads, train_sft
@@ -81,8 +81,8 @@ class LabConfig:
     progress: bool = field(default=True, metadata={"help": "show tqdm progress bars"})
 
     def __post_init__(self):
-        from ..checks import check_fields
-        from ..errors import ConfigError
+        from ..core.checks import check_fields
+        from ..core.errors import ConfigError
 
         check_fields(self)  # types and the ranges in each field's "check"
         total = sum(self.proportions().values())
@@ -113,7 +113,7 @@ SFT_CODE_VERSION = 2
 
 
 def _shared_sft_dir(sft_hash: str) -> Path:
-    from prefsift.models import cache_dir
+    from prefsift.models.loading import cache_dir
 
     return cache_dir() / "lab_sft" / sft_hash
 

@@ -69,8 +69,8 @@ class SentimentConfig:
     batch_size: int = field(default=16, metadata={"help": "prompts per generation batch", "check": ">= 1"})
 
     def __post_init__(self):
-        from ..checks import check_fields
-        from ..errors import ConfigError
+        from ..core.checks import check_fields
+        from ..core.errors import ConfigError
 
         check_fields(self)  # types and the ranges in each field's "check" (samples_per_prompt >= 2: a pair needs two)
         total = self.n_train + self.n_validation + self.n_test_prompts
@@ -120,8 +120,8 @@ def build_sentiment_pairs(prompts, answers, ratings, *, split: str, flip_rate: f
 def check_sentiment_inputs(cfg: SentimentConfig) -> None:
     """The checks `make_sentiment_lab` makes before any work: the model resolves to a loadable
     folder and VADER is installed. A problem is a `UserError` naming the setting."""
-    from ..errors import ConfigError, UserError
-    from ..models import ModelSourceError, resolve_model_path
+    from ..core.errors import ConfigError, UserError
+    from ..models.loading import ModelSourceError, resolve_model_path
 
     try:
         resolve_model_path(cfg.model)
@@ -140,7 +140,7 @@ def make_sentiment_lab(cfg: SentimentConfig, out_dir, progress: bool = True) -> 
 
     from ..eval.answers import generate_answers
     from ..eval.judges import LexiconJudge
-    from ..models import load_model, load_tokenizer
+    from ..models.loading import load_model, load_tokenizer
 
     check_sentiment_inputs(cfg)  # before any folder or model
     out = Path(out_dir)

@@ -30,7 +30,7 @@ from .task import FLAWS, PromptGenerator, best_response, flawed_words, parse_pro
 class SFTConfig:
     """How the lab's reference (SFT) model is trained."""
 
-    preset: str = field(default="lab-a", metadata={"help": "tiny model preset (prefsift.models.TINY_PRESETS)"})
+    preset: str = field(default="lab-a", metadata={"help": "tiny model preset (prefsift.models.loading.TINY_PRESETS)"})
     seed: int = field(default=0, metadata={"help": "seed of the initial weights and of the training prompts"})
     steps: int = field(default=300, metadata={"help": "optimizer steps; few on purpose, so the model stays imperfect"})
     batch_size: int = field(default=64, metadata={"help": "sequences per step"})
@@ -58,7 +58,7 @@ def torch_threads(threads: int | None):
 
 def build_lab_model(tokenizer, preset: str = "lab-a", seed: int = 0):
     """A fresh seeded tiny causal LM sized for the lab tokenizer."""
-    from prefsift.models import build_tiny_model
+    from prefsift.models.loading import build_tiny_model
 
     model = build_tiny_model(
         preset,
@@ -170,7 +170,7 @@ def load_sft(folder: str | Path):
     """``(model, tokenizer)`` from a folder written by `save_sft`, in fp32 and eval mode."""
     from transformers import AutoModelForCausalLM
 
-    from ..models import load_pretrained, tokenizer_from_folder
+    from ..models.loading import load_pretrained, tokenizer_from_folder
 
     model = load_pretrained(AutoModelForCausalLM, folder, dtype=torch.float32)
     model.eval()

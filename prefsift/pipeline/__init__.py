@@ -10,10 +10,20 @@ own settings and of the keys of the stages it reads. The manifest records each f
 and time; a rerun skips a stage whose key is unchanged, so changing a setting redoes exactly the
 stages it affects, and a killed run continues."""
 
-from .config import DEFAULT_ARMS, RunConfig, ScoreSettings, apply_override
-from .inputs import check_run_inputs, imported_selection, read_test_prompts
-from .rundir import Manifest, RunDir
-from .run import run_pipeline
+import importlib
 
-__all__ = ["DEFAULT_ARMS", "Manifest", "RunConfig", "RunDir", "ScoreSettings", "apply_override", "check_run_inputs",
-           "imported_selection", "read_test_prompts", "run_pipeline"]
+# Where each public name lives; imported on first use (PEP 562), so that importing one light module
+# of the package (`probed_arms`, which registers the kinds of arm chosen by probes) does not load
+# the whole pipeline.
+_PUBLIC = {"DEFAULT_ARMS": "config", "RunConfig": "config", "ScoreSettings": "config", "apply_override": "config",
+           "imported_selection": "..selection.imported", "check_run_inputs": "inputs", "read_test_prompts": "inputs",
+           "Manifest": "rundir", "RunDir": "rundir", "run_pipeline": "run"}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    where = _PUBLIC[name]
+    module = importlib.import_module(where if where.startswith("..") else f".{where}", __name__)
+    return getattr(module, name)

@@ -23,30 +23,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import time
 from dataclasses import asdict
 
 import numpy as np
 
-from .. import artifacts
-from ..errors import ConfigError
+from ..core import artifacts
 from .rundir import stage_key
 
-from .arms import FAMILIES, CalibrationSettings, calibrated_family  # noqa: F401  (CalibrationSettings: re-exported)
+from .probed_arms import FAMILIES, CalibrationSettings, calibrated_family, probe_count  # noqa: F401  (re-exported)
 from .probes import ProbeJudge, reusable_probe, run_probe, validation_prompts  # noqa: F401  (re-exported)
-
-
-def probe_count(arm: str, settings: CalibrationSettings) -> int:
-    """How many candidate windows (so probes) a calibrated arm tries."""
-    from ..selection import tail_grid
-
-    family, free = calibrated_family(arm)
-    return len(tail_grid(FAMILIES[family], settings.tails)) if free else len(settings.splits)
 
 
 def candidates(table, arm: str, keep: float, settings: CalibrationSettings) -> list[tuple[dict, np.ndarray]]:
     """The candidate windows of a calibrated arm over a scores table: (description, mask) each."""
-    from ..selection import split_windows, tail_grid, window_of
+    from ..selection.rules import split_windows, tail_grid, window_of
 
     family, free = calibrated_family(arm)
     scores = FAMILIES[family]

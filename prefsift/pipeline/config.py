@@ -8,22 +8,23 @@ from a file, its line."""
 from __future__ import annotations
 
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
-from ..devices import DTYPES, device_problem
-from ..errors import ConfigError
+from ..runtime.devices import DTYPES, device_problem
+from ..core.errors import ConfigError
 from ..eval.api_settings import JudgeAPISettings
 from ..eval.judges import judge_spec_problem
 from ..lab.make import LabConfig
 from ..lab.sentiment import SentimentConfig
-from ..models import LoraSettings
-from ..objectives import trainable_with_dpo
-from ..registry import import_plugins
+from ..models.loading import LoraSettings
+from ..models.objectives import trainable_with_dpo
+from ..core.registry import import_plugins
 from ..scoring.config import ScoreConfig, ScoreSettings
 from ..train.dpo import StageSettings
-from ..sharding import shard_field
+from ..runtime.sharding import shard_field
 from ..train.rl import RLSettings
-from .arms import CalibrationSettings, check_arms
+from ..selection.arms import ArmContext, check_arms
+from .probed_arms import CalibrationSettings
 from .judging import budget_problem
 
 # Neutral defaults, where the data is not the lab's (`preset`): TRL's β, learning rate and batch size,
@@ -32,7 +33,7 @@ NEUTRAL = {"beta": 0.1, "judge": None, "max_new_tokens": 256,
            "warmup": {"epochs": 1, "learning_rate": 1e-6, "batch_size": 8},
            "final": {"epochs": 2, "learning_rate": 1e-6, "batch_size": 8}}
 
-# The default arms; every registered selection rule (`prefsift.selection.RULES`, which a plugin can
+# The default arms; every registered selection rule (`prefsift.selection.rules.RULES`, which a plugin can
 # extend) may be an arm. `clean` is an oracle arm, for the lab (or any file with `pair_type` and
 # `label_correct` columns): the clean pairs whose label is right, at their own count. Not irm, lossdiff:
 # 7 arms x 3 seeds at 1,000 prompts x 4 answers keep `prefsift demo` near 20 minutes on 2 CPU cores.
@@ -98,7 +99,7 @@ class RunConfig:
     keep: float = field(default=0.64, metadata={"help": "kept fraction of every selection arm, in (0, 1]", "check": "(0, 1]"})
     arms: list = field(default_factory=lambda: list(DEFAULT_ARMS), metadata={
         "help": "arms to train: selection rules (`prefsift select --help` lists them; a plugin may add more), "
-                "treatments (prefsift.treatments.TREATMENTS: weights, swapped labels, robust losses), auto (the "
+                "treatments (prefsift.selection.treatments.TREATMENTS: weights, swapped labels, robust losses), auto (the "
                 "recommendation among calibration.candidates) and the names in `imported` and `windows`"})
     label_noise: float | None = field(default=None, metadata={
         "help": "ε of the robust_dpo and cdpo arms: the share of wrong labels, in [0, 0.5); null: estimated as the "
@@ -126,7 +127,7 @@ class RunConfig:
                                                   "check": ">= 0"})
 
     def __post_init__(self):
-        from ..checks import check_fields, check_value
+        from ..core.checks import check_fields, check_value
 
         if not isinstance(self.plugins, list):
             raise ConfigError(key="plugins", problem=f"must be a list of module names or .py files, got {self.plugins!r}")
@@ -156,7 +157,7 @@ class RunConfig:
                         else f"must be a list of whole numbers, got {v!r} at position {i + 1}")
         self._check_sources()
         try:  # the scores' cross-field rules, with the values the run will set (before the arms that need them)
-            wanted = ScoreConfig(**self.score_config_fixed(), **asdict(self.scores)).wanted
+            wanted = self.score_config().wanted
         except ConfigError as e:
             raise e.within("scores") from None
         self._check_names(wanted)
@@ -167,11 +168,16 @@ class RunConfig:
             raise ConfigError(key="scores.if_params", problem="'lora' cannot work in a run: each stage is saved with its "
                               "adapters merged, so θ has none; use 'all' or regular expressions over parameter names")
 
-    def score_config_fixed(self) -> dict:
-        """The ScoreConfig fields the run sets (placeholders for paths it knows only when it runs)."""
+    def score_config(self, policy: str = "-", reference: str = "-", train: str = "-", validation: str = "-",
+                     out: str | None = None) -> ScoreConfig:
+        """The `ScoreConfig` of the run's scores stage: the `scores:` section, and what the run sets
+        itself: its models and files (given here; "-" while only the settings are checked), the
+        objective (bt on route rm_rl), β, the kept fraction and the placement."""
         objective = "bt" if self.route == "rm_rl" else self.objective
-        return dict(policy="-", reference="-", train="-", validation="-", objective=objective, beta=self.beta,
-                    keep=self.keep, device=self.device, dtype=self.dtype, shard=self.shard)
+        return ScoreConfig(policy=policy, reference=reference, train=train, validation=validation,
+                           **({"out": out} if out is not None else {}), objective=objective, beta=self.beta,
+                           keep=self.keep, device=self.device, dtype=self.dtype, shard=self.shard,
+                           **asdict(self.scores))
 
     def _check_sources(self):
         if self.sentiment is not None and self.lab is not None:
@@ -216,8 +222,7 @@ class RunConfig:
         for key, spec in (("judge", self.judge), ("calibration.judge", self.calibration.judge or None)):
             if spec is not None and (problem := judge_spec_problem(spec)) and not deferred:
                 raise ConfigError(key=key, problem=problem)
-        check_arms(self.arms, self.imported, self.windows, wanted, self.route, defer_unknown=deferred,
-                   objective=self.objective, candidates=self.calibration.candidates)
+        check_arms(self.arms, replace(ArmContext.of(self), scores=tuple(wanted)), defer_unknown=deferred)
 
     def load_plugins(self) -> "RunConfig":
         """Import the `plugins` (their rules and judges register themselves), then check the names
@@ -225,7 +230,7 @@ class RunConfig:
         if self.plugins and not getattr(self, "_plugins_loaded", False):
             import_plugins(self.plugins)
             self._plugins_loaded = True
-            self._check_names(ScoreConfig(**self.score_config_fixed(), **asdict(self.scores)).wanted)
+            self._check_names(self.score_config().wanted)
         return self
 
     def to_dict(self) -> dict:
@@ -240,7 +245,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, raw: dict) -> "RunConfig":
         """A RunConfig from a mapping of settings, unknown keys refused with the known ones listed."""
-        from ..checks import check_known_keys
+        from ..core.checks import check_known_keys
 
         if not isinstance(raw, dict):
             raise ConfigError(f"expected a mapping of settings (`key: value` lines), got a {type(raw).__name__}")
@@ -254,7 +259,7 @@ class RunConfig:
         the file and line of the key (or the override)."""
         import yaml
 
-        from ..errors import require_path
+        from ..core.errors import require_path
 
         p = require_path(path, "config file", hint="give the path of a YAML file of RunConfig settings")
         try:
@@ -309,7 +314,7 @@ def build_section(f, given: dict, base: dict | None = None):
     """The dataclass of section field ``f`` from the mapping ``given``, merged onto ``base`` (the
     preset's settings of the section), else onto the section's default (or the dataclass's defaults
     when the section is off by default); errors keyed ``section.key``."""
-    from ..checks import check_known_keys
+    from ..core.checks import check_known_keys
 
     cls, refused = f.metadata["section"], f.metadata["refused"]
     check_known_keys(given, cls, section=f.name, refused=refused)
@@ -367,7 +372,7 @@ def apply_override(raw: dict, item: str) -> str:
     value read as YAML (``beta=0.1``, ``seeds=[0,1]``, ``lab=null``); returns the key path."""
     import yaml
 
-    from ..checks import check_known_keys
+    from ..core.checks import check_known_keys
 
     key, eq, value = item.partition("=")
     key = key.strip()

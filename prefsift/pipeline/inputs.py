@@ -6,16 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
+from ..selection.imported import check_imported
 
 
 def read_test_prompts(path, limit: int | None = None, key: str = "test_prompts") -> list:
     """The prompts of a JSONL file with a `prompt` per line (blank lines skipped), the first
     ``limit``; a line that is not such an object is a `ConfigError` naming the file and line."""
-    from ..errors import require_path
+    from ..core.errors import require_path
 
     p = require_path(path, "test prompts file", key)
     prompts = []
@@ -49,11 +48,11 @@ def check_run_inputs(cfg) -> dict:
     the test prompts, and every imported selection exists. Returns what it read
     (``{"train": PairSet, "validation": PairSet}`` for your files). Raises a `UserError`."""
     from ..data import load_pairs
-    from ..errors import require_path
+    from ..core.errors import require_path
     from ..eval.judges import check_judge
-    from ..models import ModelSourceError, resolve_model_path
+    from ..models.loading import ModelSourceError, resolve_model_path
 
-    from ..devices import placement
+    from ..runtime.devices import placement
     from .judging import check_api_judge_use, judge_context
 
     placement(cfg.device, cfg.dtype)  # a CUDA device asked for where there is none
@@ -102,53 +101,5 @@ def check_run_inputs(cfg) -> dict:
     check_api_judge_use(cfg)
     for name, spec in cfg.imported.items():
         if name in cfg.arms:
-            _imported_table(name, *_imported_source(name, spec))
+            check_imported(name, spec)
     return read
-
-
-def _imported_source(name: str, spec: str) -> tuple[Path, str]:
-    """'RUN/selection.parquet:COLUMN' → (file, column), the file checked to exist."""
-    from ..errors import MissingFileError
-
-    path, _, column = spec.rpartition(":")
-    if not Path(path).exists():
-        raise MissingFileError(key=f"imported.{name}", problem=f": {path} does not exist; run the other config first")
-    return Path(path), column
-
-
-def _imported_table(name: str, path: Path, column: str) -> pd.DataFrame:
-    """Another run's selection table, checked to hold ``id`` and a true/false ``column``."""
-    key = f"imported.{name}"
-    try:
-        other = pd.read_parquet(path)
-    except Exception as e:  # pyarrow raises several kinds for a file that is not Parquet
-        raise ConfigError(key=key, problem=f": {path} is not a readable Parquet file ({type(e).__name__}); use a "
-                                           "run's selection.parquet") from None
-    if "id" not in other.columns:
-        raise ConfigError(key=key, problem=f": {path} has no `id` column; use a run's selection.parquet")
-    if column not in other.columns:
-        choices = [c for c in other.columns if c not in ("id", "valid", "reason")]
-        raise ConfigError(key=key, problem=f": {path} has no column {column!r}; it has {choices}")
-    if not pd.api.types.is_bool_dtype(other[column]):
-        raise ConfigError(key=key, problem=f": column {column!r} of {path} is {other[column].dtype}, not a "
-                                           "selection (true/false per pair); use a selection.parquet column")
-    return other
-
-
-def imported_selection(table: pd.DataFrame, name: str, spec: str) -> np.ndarray:
-    """The mask of another run's selection column over this run's pairs, matched by pair id.
-
-    Every pair id of this run must be in the other run. Only the ids are compared: the lab's ids are
-    positions (`lab-train-000123`), so the other run must have read the same pair file. A pair that
-    is invalid here is never kept, whatever the other run chose."""
-    path, column = _imported_source(name, spec)
-    other = _imported_table(name, path, column)
-    ids = table["id"].astype(str)
-    other_ids = set(other["id"].astype(str))
-    missing = (~ids.isin(other_ids)).sum()
-    if missing:
-        raise ConfigError(key=f"imported.{name}", problem=f": {missing} of this run's {len(ids)} pair ids are not in "
-                                                          f"{path}; an imported selection must come from a run over "
-                                                          "the same pairs")
-    kept = set(other.loc[other[column].to_numpy(dtype=bool), "id"].astype(str))
-    return ids.isin(kept).to_numpy() & table["valid"].to_numpy(dtype=bool)

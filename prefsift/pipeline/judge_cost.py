@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .judging import is_api_judge, parse_budget
 
 
@@ -34,8 +34,8 @@ class JudgeCost:
 def judge_cost(cfg, n_prompts: int, prompts: list[str] | None = None, tokenizer=None) -> JudgeCost:
     """The judge calls of a run with `cfg` on `n_prompts` held-out prompts (and, given the prompts
     and a tokenizer, the tokens)."""
-    from .arms import AUTO, calibrated_family
-    from .calibrate import probe_count
+    from ..selection.kinds import ArmContext
+    from .probed_arms import probe_plan
 
     k, arms, seeds = cfg.answers_per_prompt, list(cfg.arms), list(cfg.seeds)
     api = cfg.judge_api
@@ -50,9 +50,8 @@ def judge_cost(cfg, n_prompts: int, prompts: list[str] | None = None, tokenizer=
         calls += n_prompts * k * (jobs + len(seeds))
         parts.append("single scores")
     st = cfg.calibration
-    calibrated = [a for a in arms if calibrated_family(a) or a == AUTO]
-    if calibrated and st.by == "judge":
-        probes = sum(probe_count(a, st) for a in calibrated if a != AUTO) + (len(st.candidates) if AUTO in arms else 0)
+    probes, _ = probe_plan(arms, st, ArmContext.of(cfg))
+    if probes and st.by == "judge":
         calls += probes * st.prompts * st.answers * (3 if scores else 2)
         parts.append(f"{probes} calibration probes on at most {st.prompts} validation prompts x {st.answers} answers")
     if cfg.route == "rm_rl" and scores:
@@ -87,7 +86,7 @@ def judge_tokenizer(cfg, reference):
     if is_api_judge(cfg.judge) and cfg.judge_api.tokenizer:
         from pathlib import Path
 
-        from ..models import ModelSourceError, resolve_model_path, tokenizer_from_folder
+        from ..models.loading import ModelSourceError, resolve_model_path, tokenizer_from_folder
 
         spec = cfg.judge_api.tokenizer
         try:  # a folder with a tokenizer (a model's, or the tokenizer's files alone), or smollm2
@@ -114,7 +113,7 @@ def check_budget_before_work(cfg) -> None:
         if cfg.lab is not None else cfg.eval_prompts
     tok = None
     if prompts is not None and "tokens" in parse_budget(cfg.judge_budget) and is_api_judge(cfg.judge):
-        from ..models import load_tokenizer
+        from ..models.loading import load_tokenizer
 
         tok = judge_tokenizer(cfg, lambda: load_tokenizer(reference) if reference else None)
     check_judge_budget(cfg, judge_cost(cfg, n, prompts, tok))

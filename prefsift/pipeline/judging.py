@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import re
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
 _PART = re.compile(r"^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([kmgb]?)\s*(calls?|tokens?)?\s*$", re.IGNORECASE)

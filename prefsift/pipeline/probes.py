@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .rundir import stage_key
 
 

@@ -24,8 +24,10 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .. import artifacts
-from .arms import arm_data, arm_needs, is_plain, training_data
+from ..core import artifacts
+from ..selection.arms import arm_data, arm_needs
+from ..selection.kinds import ArmContext, is_plain
+from ..selection.rows import training_data
 from .probes import reusable_probe, run_probe
 from .rundir import stage_key
 
@@ -105,7 +107,7 @@ def recommendation_stage(run, inp, theta_key: str, table, probe_judge):
                                                     else f"validation loss {done['val_loss']:.4f}"))
     # A candidate that reads the teacher θ_c is compared on the validation data θ_c did not train on.
     unseen = probe_judge.unseen
-    only = {n: unseen for n in probes if unseen is not None and "teacher" in arm_needs(n, cfg.imported, cfg.windows)}
+    only = {n: unseen for n in probes if unseen is not None and "teacher" in arm_needs(n, ArmContext.of(cfg))}
     chosen, why, gains = choose(probes, only=only)
     cost = sum(r["train_seconds"] + r["judge_seconds"] for r in probes.values())
     rows = [{"candidate": n, **{k: v for k, v in r.items() if k not in ("key", "per_prompt")},

@@ -41,14 +41,12 @@ def rm_warmup_stage(run: Run, inp: Inputs) -> tuple[str, dict]:
 
 def rm_scores_stage(run: Run, inp: Inputs, warmup_key: str, warmup_info: dict) -> pd.DataFrame:
     """The reward model's scores table (`scoring.table` with the reward-model backend), in run/score/."""
-    from ..scoring.table import ScoreConfig, score_pairs
+    from ..scoring.table import score_pairs
 
     t = time.time()
     cfg, rd = run.cfg, run.dir
     model = str(rd.root / "rm_warmup" / "model")
-    scfg = ScoreConfig(policy=model, reference=model, train=str(inp.data.train), validation=str(inp.data.validation),
-                       out=str(rd.score), objective="bt", beta=cfg.beta, keep=cfg.keep, device=cfg.device,
-                       dtype=cfg.dtype, **asdict(cfg.scores))
+    scfg = cfg.score_config(model, model, str(inp.data.train), str(inp.data.validation), out=str(rd.score))
     return reused_or_scored(run, scfg, warmup_key, warmup_info, t, lambda: score_pairs(
         scfg, copy.deepcopy(inp.train), copy.deepcopy(inp.validation), progress=run.progress, log=run.log))
 

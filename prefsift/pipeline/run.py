@@ -8,12 +8,13 @@ import time
 import pandas as pd
 import yaml
 
-from .. import artifacts
-from ..devices import machine_line, model_precision, placement
-from ..distributed import barrier, world
-from ..sharding import use_shard
-from ..errors import ConfigError
-from .arms import AUTO, calibrated_family
+from ..core import artifacts
+from ..runtime.devices import machine_line, model_precision, placement
+from ..runtime.distributed import barrier, world
+from ..runtime.sharding import use_shard
+from ..core.errors import ConfigError
+from ..selection.kinds import ArmContext
+from .probed_arms import AUTO, probed_arms
 from .calibrate import calibration_stage
 from .probes import ProbeJudge
 from .probes import probe_judge as probe_judge_for  # (run.py names its ProbeJudge probe_judge)
@@ -53,7 +54,7 @@ def check_run_sharding(cfg: RunConfig, processes: int) -> None:
 
     if processes > 1 and cfg.route == "rm_rl":
         raise ConfigError(key="route", problem="rm_rl runs in one process for now: drop --processes (or the launcher)")
-    calibrated = [a for a in cfg.arms if calibrated_family(a) or a == AUTO]
+    calibrated = probed_arms(cfg.arms, ArmContext.of(cfg))
     if processes > 1 and calibrated:
         raise ConfigError(key="arms", problem=f"lists arms chosen by probes {calibrated}, which run in one process for now: "
                                               "drop --processes (or the launcher), or those arms")
@@ -67,8 +68,8 @@ def check_run_sharding(cfg: RunConfig, processes: int) -> None:
 def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
     from ..eval.judges import make_judge
     from ..eval.tables import format_arms
-    from ..models import load_model
-    from ..quiet import quiet_libraries
+    from ..models.loading import load_model
+    from ..core.quiet import quiet_libraries
     from ..scoring.logprobs import model_fingerprint
 
     quiet_libraries()
@@ -104,12 +105,12 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
         del theta  # every arm starts from θ's folder
         train_arm = lambda arm, seed, mask, ids: arm_stage(run, inp, theta_key, arm, seed, mask, ids,  # noqa: E731
                                                            treated.get(arm))
-    calibrate = recommend = None
-    if cfg.route == "dpo" and any(calibrated_family(a) or a == AUTO for a in cfg.arms):
+    choosers = {}  # kind of arm -> its choice by probes: a mask (calibrated) or an `ArmData` (auto)
+    if cfg.route == "dpo" and probed_arms(cfg.arms, ArmContext.of(cfg)):
         probe_judge = ProbeJudge(run, inp, probe_judge_for(cfg, judge))
-        calibrate = lambda arm: calibration_stage(run, inp, theta_key, table, probe_judge, arm)  # noqa: E731
-        recommend = lambda: recommendation_stage(run, inp, theta_key, table, probe_judge)  # noqa: E731
-    masks, seeded, treated = selections_stage(run, table, calibrate, recommend)
+        choosers = {"calibrated": lambda arm: calibration_stage(run, inp, theta_key, table, probe_judge, arm),
+                    "auto": lambda arm: recommendation_stage(run, inp, theta_key, table, probe_judge)}
+    masks, seeded, treated = selections_stage(run, table, choosers)
 
     answers = Answers(run, inp, test_prompts)
     # `full` is always a selection (every scored pair) but is trained only when listed in `arms`.

@@ -8,8 +8,8 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import artifacts
-from ..distributed import world
+from ..core import artifacts
+from ..runtime.distributed import world
 
 
 def stage_key(*parts) -> str:
@@ -82,8 +82,8 @@ def _versions() -> dict:
     import transformers
     import trl
 
-    from ..devices import machine
-    from ..version import __version__
+    from ..runtime.devices import machine
+    from ..core.version import __version__
 
     return {"prefsift": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "trl": trl.__version__, "python": platform.python_version(), "machine": platform.machine(),

@@ -18,9 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import artifacts, faults
-from ..errors import ConfigError
-from ..devices import machine, placement
+from ..core import artifacts, faults
+from ..core.errors import ConfigError
+from ..eval.tables import format_selections
+from ..runtime.devices import machine, placement
+from ..runtime.distributed import world
+from ..selection.kinds import ArmContext, is_plain, kind_of
+from ..selection.rows import training_data, treatments_frame
 from .config import RunConfig
 from .answers import Answers  # noqa: F401  (re-exported)
 from .rundir import Manifest, RunDir, stage_key
@@ -94,7 +98,7 @@ def data_stage(run: Run) -> Data:
 
 def _on_rank0(make) -> None:
     """Files made once: by rank 0, while the other ranks of a launcher wait for them."""
-    from ..distributed import barrier, world
+    from ..runtime.distributed import barrier, world
 
     if world().is_main:
         make()
@@ -117,8 +121,8 @@ class Inputs:
 def load_inputs(run: Run, data: Data, read: dict) -> Inputs:
     """π_ref and its tokenizer, and the pairs (your files were already read by `check_run_inputs`)."""
     from ..data import load_pairs
-    from ..models import load_model, load_tokenizer
-    from ..objectives import PairwiseObjective
+    from ..models.loading import load_model, load_tokenizer
+    from ..models.objectives import PairwiseObjective
 
     cfg = run.cfg
     strict = cfg.scores.strict
@@ -147,14 +151,12 @@ def warmup_stage(run: Run, inp: Inputs) -> tuple[str, dict]:
 
 def scores_stage(run: Run, inp: Inputs, theta, warmup_key: str, warmup_info: dict) -> pd.DataFrame:
     """IRM, LossDiff, IF and TIF of every pair at θ (`scoring.table.score_pairs`), in run/score/."""
-    from ..scoring.table import ScoreConfig, score_pairs
+    from ..scoring.table import score_pairs
 
     t = time.time()
     cfg, rd = run.cfg, run.dir
-    scfg = ScoreConfig(policy=str(rd.warmup_model), reference=inp.data.reference, train=str(inp.data.train),
-                       validation=str(inp.data.validation), out=str(rd.score), objective=cfg.objective,
-                       beta=cfg.beta, keep=cfg.keep, device=cfg.device, dtype=cfg.dtype, shard=cfg.shard,
-                       **asdict(cfg.scores))
+    scfg = cfg.score_config(str(rd.warmup_model), inp.data.reference, str(inp.data.train),
+                            str(inp.data.validation), out=str(rd.score))
     # Copies: scoring marks over-length rows in its pairs, and the arms must read the same pairs
     # whether the scores were computed now or reused.
     from .probes import score_validation
@@ -191,11 +193,12 @@ def reused_or_scored(run: Run, scfg, warmup_key: str, warmup_info: dict, t: floa
     return table
 
 
-def selections_stage(run: Run, table: pd.DataFrame, calibrate=None,
-                     recommend=None) -> tuple[dict[str, np.ndarray], dict, dict]:
-    """Every arm's selection (registered rule, window, imported from another run, treatment,
-    calibrated by ``calibrate(arm) -> mask``, see `calibrate.py`, or the `auto` arm's recommendation
-    ``recommend() -> ArmData``, see `recommend.py`) → selection.parquet.
+def selections_stage(run: Run, table: pd.DataFrame, choosers: dict | None = None
+                     ) -> tuple[dict[str, np.ndarray], dict, dict]:
+    """Every arm's selection (`prefsift.selection.kinds`: a registered rule, a window, imported from
+    another run, a treatment, or chosen by probes: ``choosers[kind](arm)`` returns a calibrated
+    arm's mask, see `calibrate.py`, or the `auto` arm's `ArmData`, see `recommend.py`) →
+    selection.parquet.
 
     Returns the masks by arm, and by (arm, seed) those of seeded rules (`random`), which are drawn
     anew for every training seed so that an arm's spread over seeds holds the draw of its subset;
@@ -203,61 +206,47 @@ def selections_stage(run: Run, table: pd.DataFrame, calibrate=None,
     the `ArmData` of the arms that train other than plainly (weights, swapped labels, a loss, an
     order), whose weights and swaps are written to treatments.parquet (the mask, its pairs, is in
     selection.parquet as any arm's)."""
-    from ..eval.tables import format_selections
-    from ..selection import RULES
-    from .arms import arm_data, arm_kind, is_plain
-
-    cfg = run.cfg
+    cfg, ctx = run.cfg, ArmContext.of(run.cfg)
     masks = {"full": table["valid"].to_numpy(dtype=bool)}
     seeded: dict[tuple[str, int], np.ndarray] = {}
     treated = {}
     for arm in cfg.arms:
-        kind = arm_kind(arm, cfg.imported, cfg.windows)
-        if kind == "full":
+        kind = kind_of(arm, ctx)
+        if arm == "full":
             continue
-        if kind in ("calibrated", "auto"):
-            chooser = calibrate if kind == "calibrated" else recommend
-            if chooser is None:
+        if kind.probed:
+            if (chooser := (choosers or {}).get(kind.name)) is None:
                 raise ConfigError(key="arms", problem=f"{arm!r} is chosen by probe trainings, which route "
                                                       f"{cfg.route!r} does not run; drop it")
-            if kind == "calibrated":
-                masks[arm] = chooser(arm)
+            data = chooser(arm)
+            if isinstance(data, np.ndarray):
+                masks[arm] = data
                 continue
-            data = chooser()
-        elif kind == "rule" and arm in RULES and RULES.get(arm).seeded and cfg.seeds:
-            drawn = {int(s): arm_data(cfg, table, arm, seed=int(s)) for s in cfg.seeds}
+        elif kind.seeded(arm) and cfg.seeds:
+            drawn = {int(s): kind.data(arm, table, ctx, seed=int(s)) for s in cfg.seeds}
             if not any(isinstance(d, str) for d in drawn.values()):
                 seeded.update({(arm, s): d.mask for s, d in drawn.items()})
                 masks[arm] = seeded[(arm, int(cfg.seeds[0]))]
                 continue
             data = drawn[int(cfg.seeds[0])]
         else:
-            if kind == "treatment":
-                from .arms import check_treatment_columns
-
-                check_treatment_columns(table, arm)
-            data = arm_data(cfg, table, arm)
+            data = kind.data(arm, table, ctx)
         if isinstance(data, str):
             run.log(f"  {arm} arm skipped: {data}")
             continue
         masks[arm] = data.mask
-        if kind in ("treatment", "auto") or data.order is not None:
-            if data.note:
-                run.log(f"  {arm}: {data.note}")
-            if kind != "auto" or not is_plain(data):
-                treated[arm] = data
+        if data.note:
+            run.log(f"  {arm}: {data.note}")
+        if kind.treats or not is_plain(data):
+            treated[arm] = data
     sel = table[["id", "valid", "reason"]].copy()
     for a, m in masks.items():
         sel[a] = m
     for (a, s), m in seeded.items():
         sel[f"{a}@seed{s}"] = m
-    from ..distributed import world
-
     if world().is_main:
         artifacts.write_parquet(run.dir.selection, sel)
         if treated:
-            from .arms import treatments_frame
-
             artifacts.write_parquet(run.dir.root / "treatments.parquet", treatments_frame(table, treated))
     run.log(format_selections(table, masks))
     return masks, seeded, treated
@@ -269,7 +258,6 @@ def arm_stage(run: Run, inp: Inputs, theta_key: str, arm: str, seed: int, mask: 
     of θ in memory); a treatment arm (``treated``, its `ArmData`) with its pairs' weights, swapped
     labels and loss. Returns (model, stage info)."""
     from ..train import train_stage
-    from .arms import training_data
 
     cfg = run.cfg
     settings = dataclasses.replace(cfg.final, seed=int(seed))
@@ -362,7 +350,7 @@ def report_stage(run: Run, table: pd.DataFrame, masks: dict, evaluation: pd.Data
     """report.html: the scores, the selections, the training curves and the WinRate table, plotted,
     and the training pairs themselves (`pairs`, the PairSet scored): a browser and examples; an API
     `judge`'s calls under the WinRate table."""
-    from ..errors import UserError
+    from ..core.errors import UserError
     from ..browser.report import report_extras
     from .calibrate import read_calibrations
 

@@ -32,8 +32,8 @@ class Shape:
 
     @classmethod
     def of(cls, model, trainable: int | None = None) -> "Shape":
-        from ..errors import UserError
-        from ..sharding import decoder_layers
+        from ..core.errors import UserError
+        from ..runtime.sharding import decoder_layers
 
         total = sum(p.numel() for p in model.parameters())
         try:
@@ -89,7 +89,7 @@ def capacity_bytes(device: str, processes: int) -> tuple[float, str]:
 def check_fits(plan, shard: str, lora: bool) -> None:
     """A `UserError` before any work when a stage's predicted peak exceeds what a process has,
     naming what to change."""
-    from ..errors import UserError
+    from ..core.errors import UserError
 
     cap, what = capacity_bytes(plan.device, plan.processes)
     over = [s for s in plan.stages if s.peak_gib * GIB > cap]

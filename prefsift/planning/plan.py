@@ -64,7 +64,7 @@ class Plan:
         return "\n".join(lines)
 
     def save(self, folder: Path) -> Path:
-        from .. import artifacts
+        from ..core import artifacts
 
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "plan.json"

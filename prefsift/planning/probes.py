@@ -126,7 +126,7 @@ def probe_training(start, ref_model, tokenizer, records: list[dict], objective, 
     from transformers import TrainerCallback
     from trl import DPOTrainer
 
-    from ..devices import model_device, model_precision
+    from ..runtime.devices import model_device, model_precision
     from ..train.dpo import _trainable_start, _trl_config, _without_patched_forward
 
     device = model_device(ref_model)
@@ -160,7 +160,7 @@ def probe_training(start, ref_model, tokenizer, records: list[dict], objective, 
         t0 = time.perf_counter()
         model = _trainable_start(start, device)
         if lora is not None:
-            from ..models import add_lora
+            from ..models.loading import add_lora
 
             model = add_lora(model, lora)
         model.train()

@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 
-from ..treatments import TREATMENTS
 from .memory import Shape
 from .plan import GIB, Plan, StagePlan
 from .probes import _timed, engine_tokens, pair_lengths, probe_engine, probe_training, training_stage, weight_bytes, weights
@@ -20,17 +19,18 @@ from .scores import plan_scores
 
 def plan_run(cfg, processes: int = 1, log=print) -> Plan:
     """Each stage of `prefsift run` with `cfg` (a RunConfig) over `processes` processes."""
-    from .. import artifacts
+    from ..core import artifacts
     from ..eval.judges import make_judge
-    from ..models import resolve_model_path
+    from ..models.loading import resolve_model_path
     from ..pipeline.inputs import check_run_inputs, read_test_prompts
     from ..pipeline.rundir import Manifest, RunDir
     from ..pipeline.stages import Answers, Run, data_stage, load_inputs
-    from ..scoring.table import ScoreConfig, _tokenized
+    from ..scoring.table import _tokenized
 
-    from ..errors import ConfigError
-    from ..pipeline.arms import AUTO, calibrated_family
-    from ..pipeline.calibrate import probe_count, validation_prompts
+    from ..core.errors import ConfigError
+    from ..pipeline.probed_arms import probe_plan
+    from ..selection.kinds import ArmContext, kind_of
+    from ..pipeline.calibrate import validation_prompts
     from ..pipeline.judge_cost import judge_cost, judge_tokenizer
     from ..pipeline.judging import judge_context
     from ..pipeline.probes import probe_judge
@@ -71,10 +71,7 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
                                           val_tokens, cfg.eval_steps, trainable=trainable, reference=cfg.lora is None,
                                           **mem))
 
-        scfg = ScoreConfig(policy=start, reference=start, train=str(data.train), validation=str(data.validation),
-                           out=str(rd.score), objective=cfg.objective, beta=cfg.beta, keep=cfg.keep,
-                           device=cfg.device, dtype=cfg.dtype, shard=cfg.shard,
-                           **dataclasses.asdict(cfg.scores))
+        scfg = cfg.score_config(start, start, str(data.train), str(data.validation), out=str(rd.score))
         scores = plan_scores(scfg, processes, models=(tok, ref, ref), log=log)
         plan.stages.append(StagePlan("scores", scores.seconds, sum(s.flops for s in scores.stages),
                                      max(s.peak_gib for s in scores.stages), "the score plan (" + ", ".join(
@@ -95,19 +92,19 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
         arms = list(cfg.arms)
         jobs = [(a, s) for s in cfg.seeds for a in arms]
         total = StagePlan("arms", 0.0, 0.0, 0.0, "")
-        treatment = {a: TREATMENTS.get(a) for a in arms if a in TREATMENTS}  # what a treatment's training costs
+        ctx = ArmContext.of(cfg)
+        costs = {a: kind_of(a, ctx).cost(a) for a in arms}  # what each arm's training costs
         for arm, seed in jobs:
-            t = treatment.get(arm)
-            subset = _sized_like(lengths, len(lengths) if arm == "full" or (t and t.every_pair) else kept, rng)
+            c = costs[arm]
+            subset = _sized_like(lengths, len(lengths) if c.every_pair else kept, rng)
             one = training_stage(arm, final, rate, subset, dataclasses.replace(cfg.final, seed=seed), processes, n_w,
                                  w_bytes, val_tokens, cfg.eval_steps, trainable=trainable, **mem)
-            passes = t.passes if t else 1  # (cDPO: TRL's loss of each batch both ways round)
-            total.seconds += passes * one.seconds
-            total.flops += passes * one.flops
+            total.seconds += c.passes * one.seconds  # (cDPO: TRL's loss of each batch both ways round)
+            total.flops += c.passes * one.flops
             total.peak_gib = max(total.peak_gib, one.peak_gib)
         total.basis = (f"{len(jobs)} arm stages ({len(arms)} arms x {len(cfg.seeds)} seeds), {cfg.keep:.0%} of the "
                        "pairs each (full and the every-pair treatments: all; cdpo twice); TRL probe")
-        if any(t.per_pair for t in treatment.values()):
+        if any(c.per_pair for c in costs.values()):
             total.basis += "; the weighted arms run one pair per forward pass, which the batched probe does not time"
         plan.stages.append(total)
 
@@ -137,16 +134,11 @@ def plan_run(cfg, processes: int = 1, log=print) -> Plan:
                                      f"answers, {len(jobs)} judgings; " + (
                                          "probe: one whole call (the API judge's time is not probed: see its calls)"
                                          if paid else "probe: one whole call and its judging")))
-        calibrated = [a for a in arms if calibrated_family(a) or a == AUTO]
-        if calibrated:  # each calibrated arm's probes, and auto's: short trainings, judged on the validation prompts
-            st = cfg.calibration
-            n_probes = sum(probe_count(a, st) for a in calibrated if a != AUTO)
-            trainings = float(n_probes)  # in probes of the kept size
-            if AUTO in arms:  # one probe per candidate (at most: a candidate the run cannot give is left out);
-                # a candidate that trains on every pair is len/kept probes of the kept size
-                whole = [c for c in st.candidates if c == "full" or (c in TREATMENTS and TREATMENTS.get(c).every_pair)]
-                n_probes += len(st.candidates)
-                trainings += len(st.candidates) - len(whole) + len(whole) * len(lengths) / kept
+        st = cfg.calibration
+        n_probes, whole = probe_plan(arms, st, ctx)
+        if n_probes:  # each calibrated arm's probes, and auto's: short trainings, judged on the validation prompts
+            # in probes of the kept size: a probe that trains on every pair is len/kept of them
+            trainings = n_probes - whole + whole * len(lengths) / kept
             subset = _sized_like(lengths, kept, rng)
             one = training_stage("probe", final, rate, subset, dataclasses.replace(cfg.final, epochs=st.probe_epochs),
                                  processes, n_w, w_bytes, 0, None, trainable=trainable, **mem)
@@ -221,7 +213,7 @@ def _lora_weights(model, lora) -> int | None:
         return None
     import copy
 
-    from ..models import add_lora
+    from ..models.loading import add_lora
 
     adapted = add_lora(copy.deepcopy(model), lora)  # a copy: adapters are injected in place
     return sum(p.numel() for p in adapted.parameters() if p.requires_grad)

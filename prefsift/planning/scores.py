@@ -16,9 +16,9 @@ from .probes import (_timed, engine_tokens, pair_lengths, probe_engine, probe_tr
 def plan_scores(cfg, processes: int = 1, models=None, log=print) -> Plan:
     """Each stage of `prefsift score` with `cfg` (a ScoreConfig) over `processes` processes."""
     from ..data import check_lengths, load_pairs
-    from ..devices import model_device, model_precision, placement
-    from ..models import load_model, load_tokenizer
-    from ..objectives import PairwiseObjective
+    from ..runtime.devices import model_device, model_precision, placement
+    from ..models.loading import load_model, load_tokenizer
+    from ..models.objectives import PairwiseObjective
     from ..scoring.table import _tokenized, check_score_inputs
     from ..train.dpo import StageSettings
 
@@ -78,7 +78,7 @@ def _influence_stage(cfg, policy, tok, tr, va, processes: int, n_weights: int, s
                      fsdp: bool = False) -> StagePlan:
     """IF's time from one probe of its route on a few pairs, and of the validation gradient. Under
     FSDP the route is the loop, and every process runs every pair (each for its shard)."""
-    from ..objectives import PairwiseObjective
+    from ..models.objectives import PairwiseObjective
     from ..scoring.gradients import validation_gradient
     from ..scoring.influence import InfluenceSettings, compute_influence, select_parameters
 

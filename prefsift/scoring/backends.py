@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from ..data import DataError, check_lengths, load_pairs
-from ..devices import model_device, model_precision, placement
-from ..objectives import PairwiseObjective
-from ..sharding import fsdp_on, shard_for_scoring
+from ..runtime.devices import model_device, model_precision, placement
+from ..models.objectives import PairwiseObjective
+from ..runtime.sharding import fsdp_on, shard_for_scoring
 from .columns import tokenized
 from .from_reference import folder_of as _folder_of
 from .logprobs import EngineStats, LogprobSettings, PairLogps, cached_pair_logps, data_fingerprint, model_fingerprint
@@ -35,7 +35,7 @@ from .logprobs import EngineStats, LogprobSettings, PairLogps, cached_pair_logps
 
 def is_reward_model(spec) -> bool:
     """Whether a model folder holds a sequence classifier (a reward model), from its config.json."""
-    from ..models import resolve_model_path
+    from ..models.loading import resolve_model_path
 
     archs = json.loads((Path(resolve_model_path(spec)) / "config.json").read_text()).get("architectures") or []
     return any(a.endswith("ForSequenceClassification") for a in archs)
@@ -59,7 +59,7 @@ class PolicyBackend:
 
     def __init__(self, cfg, train_pairs, val_pairs, out: Path, progress: bool, log, models=None, timings=None,
                  warmup=None):
-        from ..models import load_model, load_tokenizer
+        from ..models.loading import load_model, load_tokenizer
 
         # (StageSettings, LoraSettings | None) of the warm-up, which Selective DPO's fold models repeat;
         # None: `prefsift score`'s own warm-up settings (warmup_epochs, warmup_lr, warmup_batch_size)
@@ -80,7 +80,7 @@ class PolicyBackend:
         log(self.train.summary())
         self.tr_tok = tokenized(self.train, self.tok)
         if "heldout" in cfg.wanted and len(self.tr_tok) < 2 * cfg.folds:  # before any model runs
-            from ..errors import UserError
+            from ..core.errors import UserError
 
             raise UserError(f"Selective DPO's {cfg.folds} folds need at least {2 * cfg.folds} usable pairs; there are "
                             f"{len(self.tr_tok)}: lower folds (--folds) or give more pairs")
@@ -141,7 +141,7 @@ class PolicyBackend:
         self.policy = self._models[2] if self._models else self._load(cfg.policy)
         self.pol_key = model_fingerprint(self.policy)
         if self.pol_key == self.ref_key and "irm" in wanted:
-            from ..errors import ConfigError
+            from ..core.errors import ConfigError
 
             raise ConfigError(key="policy", problem="has the reference's own weights, so IRM would be 0 for every "
                                                     "pair: score θ, the warmed-up model (`prefsift warmup` makes it, "
@@ -185,7 +185,7 @@ class PolicyBackend:
         return self.objective.loss(self._margin_of(self.pol_tr)).numpy()
 
     def theta_val_losses(self) -> tuple[np.ndarray, np.ndarray]:
-        from ..models import load_model
+        from ..models.loading import load_model
         from ..train.dpo import StageSettings, train_stage
 
         cfg, policy = self.cfg, self.policy
@@ -280,8 +280,8 @@ class RewardBackend:
     kind = "reward"
 
     def __init__(self, cfg, train_pairs, val_pairs, out: Path, progress: bool, log, timings=None):
-        from ..errors import ConfigError
-        from ..models import load_tokenizer
+        from ..core.errors import ConfigError
+        from ..models.loading import load_tokenizer
         from ..train.reward import load_reward_model
         from .rewards import pair_rewards
 
@@ -330,13 +330,13 @@ class RewardBackend:
         return self.loss(), np.logaddexp(0.0, -(vc - vr))
 
     def heldout_losses(self):
-        from ..errors import ConfigError
+        from ..core.errors import ConfigError
 
         raise ConfigError(key="scores", problem="asks for heldout, Selective DPO's cross-fitted DPO loss, which a reward "
                                                 "model (objective bt) has no route to yet; drop it")
 
     def teacher_margin(self):
-        from ..errors import ConfigError
+        from ..core.errors import ConfigError
 
         raise ConfigError(key="scores", problem="asks for teacher, a DPO model trained from π_ref on the careful pairs, "
                                                 "which a reward model (objective bt) has no route to yet; drop it")

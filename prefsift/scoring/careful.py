@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 MIN_CAREFUL = 20  # careful pairs of differing lengths a stratum needs for its p (SE ≲ 0.11)
 

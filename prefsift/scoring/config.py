@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..checks import check_fields
-from ..devices import DTYPES, device_problem
-from ..errors import ConfigError, did_you_mean
-from ..objectives import trainable_with_dpo
+from ..core.checks import check_fields
+from ..runtime.devices import DTYPES, device_problem
+from ..core.errors import ConfigError, did_you_mean
+from ..models.objectives import trainable_with_dpo
 from ..train.dpo import optimizer_problem
-from ..sharding import shard_field
+from ..runtime.sharding import shard_field
 from .kinds import SCORES
 
 

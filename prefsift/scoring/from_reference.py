@@ -76,7 +76,7 @@ def teacher_margin(b) -> tuple[np.ndarray, int]:
 
 def folder_of(spec: str) -> Path | None:
     """The model folder a policy spec names, None for a model only in memory."""
-    from ..models import ModelSourceError, resolve_model_path
+    from ..models.loading import ModelSourceError, resolve_model_path
 
     try:
         return Path(resolve_model_path(spec))

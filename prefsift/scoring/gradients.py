@@ -16,10 +16,10 @@ from typing import Sequence
 import torch
 
 from ..data.tokenization import TokenizedPair
-from ..devices import accumulation_dtype
-from ..distributed import mine, sum_tensors
-from ..sharding import is_sharded, local_part
-from ..objectives import PairwiseObjective
+from ..runtime.devices import accumulation_dtype
+from ..runtime.distributed import mine, sum_tensors
+from ..runtime.sharding import is_sharded, local_part
+from ..models.objectives import PairwiseObjective
 from .batching import pair_sequences
 from .logprobs import batch_logps
 

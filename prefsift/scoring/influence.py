@@ -26,12 +26,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .. import artifacts, faults
-from ..devices import accumulation_dtype
-from ..errors import ConfigError
-from ..distributed import barrier, every_rank, merge_arrays, mine, world
-from ..sharding import is_sharded
-from ..objectives import PairwiseObjective
+from ..core import artifacts, faults
+from ..runtime.devices import accumulation_dtype
+from ..core.errors import ConfigError
+from ..runtime.distributed import barrier, every_rank, merge_arrays, mine, world
+from ..runtime.sharding import is_sharded
+from ..models.objectives import PairwiseObjective
 from . import gradients
 from .gradients import pair_inputs, pair_losses, validation_gradient  # noqa: F401  (IF's building blocks, re-exported)
 

@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .. import faults
+from ..core import faults
 from .logprobs import batch_logps, pair_sequences, plan_batches
 
 

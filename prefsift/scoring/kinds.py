@@ -20,8 +20,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..registry import Registry
-from ..windows import keep_middle, window
+from ..core.registry import Registry
+from ..core.windows import keep_middle, window
 
 
 @dataclass

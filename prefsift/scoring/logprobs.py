@@ -25,13 +25,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .. import artifacts, faults
+from ..core import artifacts, faults
 from ..data.tokenization import TokenizedPair
 from .batching import PairSequences, pair_sequences, plan_batches, plan_shared_batches  # noqa: F401  (re-exported)
-from ..devices import model_device
-from ..distributed import World, merge_arrays, shares, world
-from ..sharding import is_sharded
-from ..models import model_fingerprint  # noqa: F401  (re-exported: stages key their inputs with it)
+from ..runtime.devices import model_device
+from ..runtime.distributed import World, merge_arrays, shares, world
+from ..runtime.sharding import is_sharded
+from ..models.loading import model_fingerprint  # noqa: F401  (re-exported: stages key their inputs with it)
 
 
 @dataclass(frozen=True)

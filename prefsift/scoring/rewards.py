@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..devices import accumulation_dtype
+from ..runtime.devices import accumulation_dtype
 from ..train.reward import batch_rewards, padded as _padded  # noqa: F401
 from .batching import plan_batches
 

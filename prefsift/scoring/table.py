@@ -18,16 +18,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import artifacts
+from ..core import artifacts
 from ..data import ColumnMap, DataError, PairSet, load_pairs
 from .config import ScoreConfig  # noqa: F401  (the scores table's config, re-exported)
 from .columns import spread as _spread, summarize, tokenized as _tokenized  # noqa: F401  (re-exported)
 from .backends import PolicyBackend, RewardBackend
 from .kinds import SCORES, ScoreContext, constant_problem
-from ..devices import placement
-from ..distributed import barrier, world
-from ..sharding import use_shard
-from ..errors import ConfigError, UserError, require_path
+from ..runtime.devices import placement
+from ..runtime.distributed import barrier, world
+from ..runtime.sharding import use_shard
+from ..core.errors import ConfigError, UserError, require_path
 from ..train.dpo import per_process_batch
 
 
@@ -35,7 +35,7 @@ def check_score_inputs(cfg: ScoreConfig, columns: ColumnMap | None = None) -> tu
     """What `compute_scores` checks before it makes a folder or loads a model: both models resolve
     to loadable folders, the pair files exist and parse, and each has a usable pair. Returns the (train, validation) pairs, lengths not yet checked.
     A problem is a `UserError` naming the setting (the CLI shows it as its flag)."""
-    from ..models import ModelSourceError, resolve_model_path
+    from ..models.loading import ModelSourceError, resolve_model_path
 
     placement(cfg.device, cfg.dtype)  # a CUDA device asked for where there is none
     for key in ("policy", "reference"):

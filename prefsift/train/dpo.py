@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from .. import artifacts, faults
-from ..devices import model_device, model_precision, torch_dtype
-from ..distributed import barrier, broadcast_object, world
-from ..objectives import PairwiseObjective, trainable_with_dpo
-from ..sharding import fsdp_on, fsdp_trainer, fsdp_training_args, gathered_state_dict, is_sharded, local_part
+from ..core import artifacts, faults
+from ..runtime.devices import model_device, model_precision, torch_dtype
+from ..runtime.distributed import barrier, broadcast_object, world
+from ..models.objectives import PairwiseObjective, trainable_with_dpo
+from ..runtime.sharding import fsdp_on, fsdp_trainer, fsdp_training_args, gathered_state_dict, is_sharded, local_part
 from .weighted import WEIGHT
 
 # Optimizer names checked without importing transformers (slow); any other name is looked up there.
@@ -35,7 +35,7 @@ def optimizer_problem(name: str) -> str | None:
     known = [o.value for o in OptimizerNames]
     if name in known:
         return None
-    from ..errors import did_you_mean
+    from ..core.errors import did_you_mean
 
     hint = did_you_mean(name, _COMMON_OPTIMIZERS) or did_you_mean(name, known)
     return (f"is not a transformers optimizer{hint}: got {name!r}; "
@@ -65,7 +65,7 @@ class StageSettings:
                                                      "check": ">= 0"})
 
     def __post_init__(self):
-        from ..checks import check_fields
+        from ..core.checks import check_fields
 
         check_fields(self)
 
@@ -74,7 +74,7 @@ def per_process_batch(batch_size: int, processes: int, key: str = "batch_size") 
     """Pairs per process and step, so that a step sees `batch_size` pairs however many processes
     share it (the results then do not depend on the number of processes, up to reduction order)."""
     if batch_size % processes:
-        from ..errors import ConfigError
+        from ..core.errors import ConfigError
 
         lower = batch_size // processes * processes
         raise ConfigError(key=key, problem=f"is {batch_size}, which {processes} processes cannot share evenly; use a "
@@ -84,7 +84,7 @@ def per_process_batch(batch_size: int, processes: int, key: str = "batch_size") 
 
 @dataclass(frozen=True)
 class LossVariant:
-    """How an arm's training departs from the run's objective (prefsift.treatments): TRL's robust
+    """How an arm's training departs from the run's objective (prefsift.selection.treatments): TRL's robust
     DPO (``loss_type="robust"``, flip rate ``epsilon``), conservative DPO (``conservative``: the
     label is wrong with probability ``epsilon``, train/weighted.py), or the pairs in the order
     given (``in_order``: Selective DPO's easy-to-hard curriculum)."""
@@ -187,7 +187,7 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)  # the Trainer places the model on the current CUDA device
     if info is not None:
-        from ..models import load_pretrained
+        from ..models.loading import load_pretrained
 
         return as_given(load_pretrained(AutoModelForCausalLM, out_dir / "model", dtype=torch.float32)), info
     if here.is_main:
@@ -201,7 +201,7 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
     # its device.
     model = _trainable_start(policy, torch.device("cpu") if fsdp else device, precision if half_base else "fp32")
     if lora is not None:
-        from ..models import add_lora
+        from ..models.loading import add_lora
 
         # Fresh adapters drawn from the stage's seed: the same stage gives the same θ in every run
         # and on every rank (the global generator's state would differ).
@@ -258,7 +258,7 @@ def train_stage(policy, ref_model, tokenizer, records: list[dict], objective: Pa
         _save_stage(to_save, tokenizer, out_dir, info, name)
     barrier(here)  # no rank goes on (or reads the folder) before it is written
     if fsdp:  # every rank takes back the whole model rank 0 saved
-        from ..models import load_pretrained
+        from ..models.loading import load_pretrained
 
         del model
         return as_given(load_pretrained(AutoModelForCausalLM, out_dir / "model", dtype=torch.float32)), info
@@ -270,7 +270,7 @@ def _trainable_start(policy, device, precision: str = "fp32"):
     """The stage's own copy of its starting weights, fp32 unless `precision` says otherwise:
     loaded from the folder, or (a model in memory) copied and cast."""
     if isinstance(policy, (str, Path)):
-        from ..models import load_model
+        from ..models.loading import load_model
 
         return load_model(policy, dtype="float32" if precision == "fp32" else precision, device=device)
     model = _without_patched_forward(copy.deepcopy(policy))
@@ -297,7 +297,7 @@ def _rebuilt(policy, trained: dict, lora):
     if lora is None:
         model.load_state_dict(trained)
         return model
-    from ..models import add_lora
+    from ..models.loading import add_lora
 
     model = add_lora(model, lora)
     adapters = {k: v for k, v in trained.items() if "lora_" in k}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..quiet import verbose
+from ..core.quiet import verbose
 
 LOG_NAME = "train_log.jsonl"
 

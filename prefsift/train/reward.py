@@ -15,9 +15,9 @@ from typing import Sequence
 
 import torch
 
-from .. import artifacts
-from ..devices import accumulation_dtype, model_device, model_precision
-from ..distributed import barrier, broadcast_object, world
+from ..core import artifacts
+from ..runtime.devices import accumulation_dtype, model_device, model_precision
+from ..runtime.distributed import barrier, broadcast_object, world
 from .dpo import StageSettings, _fault_point_callback, _reusable_stage, _save_stage, _without_patched_forward, \
     per_process_batch
 
@@ -27,7 +27,7 @@ def reward_model_from(spec, tokenizer, *, seed: int = 0, device="cpu", attn_impl
     scalar head, seeded; its pad id is the tokenizer's (the reward is read at the last non-pad token)."""
     from transformers import AutoModelForSequenceClassification
 
-    from ..models import load_pretrained, resolve_model_path
+    from ..models.loading import load_pretrained, resolve_model_path
 
     torch.manual_seed(seed)  # the head's initialisation
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
@@ -40,7 +40,7 @@ def reward_model_from(spec, tokenizer, *, seed: int = 0, device="cpu", attn_impl
 def load_reward_model(folder, device="cpu"):
     from transformers import AutoModelForSequenceClassification
 
-    from ..models import load_pretrained
+    from ..models.loading import load_pretrained
 
     return load_pretrained(AutoModelForSequenceClassification, Path(folder), dtype=torch.float32).to(device).eval()
 

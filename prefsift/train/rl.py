@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from .. import artifacts
-from ..distributed import barrier, broadcast_object, world
+from ..core import artifacts
+from ..runtime.distributed import barrier, broadcast_object, world
 from .dpo import _fault_point_callback, optimizer_problem, _reusable_stage, _save_stage, _without_patched_forward
 
 
@@ -41,7 +41,7 @@ class RLSettings:
     seed: int = field(default=0, metadata={"help": "seed of sampling and data order"})
 
     def __post_init__(self):
-        from ..checks import check_fields
+        from ..core.checks import check_fields
 
         check_fields(self)
 
@@ -87,7 +87,7 @@ def _rl_config(s: RLSettings, out_dir: Path, on_cpu: bool, processes: int):
     cls = GRPOConfig if s.algorithm == "grpo" else RLOOConfig
     completions = s.prompts_per_step * s.num_generations
     if completions % processes:
-        from ..errors import ConfigError
+        from ..core.errors import ConfigError
 
         raise ConfigError(key="rl.prompts_per_step", problem=f"x num_generations is {completions} completions a "
                                                              f"step, which {processes} processes cannot share evenly")
@@ -111,7 +111,7 @@ def train_rl_stage(start, reward_model, tokenizer, prompts: list, settings: RLSe
     from datasets import Dataset
     from trl import GRPOTrainer, RLOOTrainer
 
-    from ..models import load_model
+    from ..models.loading import load_model
     from .progress import attach as attach_progress
 
     out_dir = Path(out_dir)

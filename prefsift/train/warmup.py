@@ -13,10 +13,10 @@ import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..checks import check_fields
-from ..devices import DTYPES, device_problem
-from ..objectives import trainable_with_dpo
-from ..sharding import shard_field
+from ..core.checks import check_fields
+from ..runtime.devices import DTYPES, device_problem
+from ..models.objectives import trainable_with_dpo
+from ..runtime.sharding import shard_field
 from .dpo import StageSettings, optimizer_problem, train_stage
 
 
@@ -67,7 +67,7 @@ class WarmupConfig:
 
     @property
     def lora(self):
-        from ..models import LoraSettings
+        from ..models.loading import LoraSettings
 
         return LoraSettings(r=self.lora_r, alpha=self.lora_alpha) if self.lora_r else None
 
@@ -80,7 +80,7 @@ def warm_up(reference, ref_model, tokenizer, records, objective, settings: Stage
             eval_records=None, eval_steps=None, lora=None, log=print, progress: bool = True):
     """θ: `reference` (a folder, loaded as the stage's own trainable copy) trained on every record
     with `ref_model` as the frozen reference. Returns (θ, stage info); θ is in OUT_DIR/model."""
-    from ..models import model_fingerprint
+    from ..models.loading import model_fingerprint
 
     return train_stage(reference, ref_model, tokenizer, records, objective, settings, out_dir,
                        start_key=model_fingerprint(ref_model), data_key=data_key, name="warmup",
@@ -92,8 +92,8 @@ def check_warmup_inputs(cfg: WarmupConfig, columns=None):
     """The reference resolves to a loadable folder and the pair files parse with a usable pair; a
     `UserError` naming the setting otherwise. Returns (train, validation or None)."""
     from ..data import DataError, load_pairs
-    from ..errors import ConfigError, require_path
-    from ..models import ModelSourceError, resolve_model_path
+    from ..core.errors import ConfigError, require_path
+    from ..models.loading import ModelSourceError, resolve_model_path
 
     try:
         resolve_model_path(cfg.reference)
@@ -117,15 +117,15 @@ def warmup_from_files(cfg: WarmupConfig, columns=None, log=print, pairs=None) ->
     """`prefsift warmup`: θ from the reference on the training pairs, in OUT/warmup/model (reused
     when it exists with the same inputs). Over-length rows are left out, as scoring leaves them out;
     `pairs`: (train, validation) already read. Returns θ's folder."""
-    from .. import artifacts
+    from ..core import artifacts
     from ..data import check_lengths
-    from ..devices import placement
-    from ..distributed import barrier, world
-    from ..models import load_model, load_tokenizer
-    from ..objectives import PairwiseObjective
+    from ..runtime.devices import placement
+    from ..runtime.distributed import barrier, world
+    from ..models.loading import load_model, load_tokenizer
+    from ..models.objectives import PairwiseObjective
 
-    from ..quiet import quiet_libraries
-    from ..sharding import use_shard
+    from ..core.quiet import quiet_libraries
+    from ..runtime.sharding import use_shard
 
     train, val = pairs if pairs is not None else check_warmup_inputs(cfg, columns)
     quiet_libraries()

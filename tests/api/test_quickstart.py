@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import prefsift
-from prefsift.errors import UserError
+from prefsift.core.errors import UserError
 from prefsift.lab import LabConfig, make_lab
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -65,7 +65,7 @@ def test_the_readme_quick_start_runs_on_the_lab_model(lab, tmp_path, monkeypatch
     from datasets import load_dataset
     from trl import DPOConfig, DPOTrainer
 
-    from prefsift.models import load_model, load_tokenizer
+    from prefsift.models.loading import load_model, load_tokenizer
 
     data = load_dataset("json", data_files="selected.jsonl", split="train")
     assert len(data) == int(mask.sum())

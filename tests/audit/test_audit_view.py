@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import prefsift
-from prefsift.errors import ConfigError
+from prefsift.core.errors import ConfigError
 
 from ..browser.chromium import needs_chromium, run_harness
 from .files import careful_pairs, ultrafeedback

@@ -180,5 +180,5 @@ def test_scores_theta_disagrees_and_auc_by_length(tmp_path):
     assert by.stats["by_score"]["if"]["chosen longer"]["median"] == 2.0
     other = table.iloc[::-1]
     other.to_parquet(tmp_path / "o.parquet")
-    with pytest.raises(prefsift.errors.ConfigError, match="scores"):
+    with pytest.raises(prefsift.core.errors.ConfigError, match="scores"):
         prefsift.audit(path, scores=tmp_path / "o.parquet")

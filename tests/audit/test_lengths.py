@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import prefsift
-from prefsift.errors import UserError
+from prefsift.core.errors import UserError
 
 
 def _write(path, pairs):

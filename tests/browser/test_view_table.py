@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import prefsift
-from prefsift.errors import ConfigError
+from prefsift.core.errors import ConfigError
 
 from .synthetic import make_run
 

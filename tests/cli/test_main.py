@@ -246,7 +246,7 @@ def test_a_mistake_is_one_error_line_and_exit_2(case, inputs, tmp_path, capsys, 
 
 
 def test_debug_shows_the_traceback(inputs, capsys, monkeypatch):
-    from prefsift.errors import ConfigError, UserError
+    from prefsift.core.errors import ConfigError, UserError
 
     argv = ["select", "--scores", str(inputs / "irm_only.parquet"), "--rule", "irm", "--keep", "1.5", "--out",
             str(inputs / "sel")]
@@ -299,7 +299,7 @@ def test_overrides_and_yaml_numbers_are_read_and_checked(inputs):
 
     path = inputs / "files_ok.yaml"
     cfg = RunConfig.from_yaml(path, ["beta=0.2", "seeds=[3]", "warmup.learning_rate=2e-4", "lora.r=4"], out="x")
-    from prefsift.models import LoraSettings
+    from prefsift.models.loading import LoraSettings
     from prefsift.train import StageSettings
 
     assert (cfg.beta, cfg.seeds, cfg.out, cfg.lora) == (0.2, [3], "x", LoraSettings(r=4))
@@ -330,12 +330,12 @@ def test_a_section_in_a_file_is_merged_onto_its_default(tmp_path):
 
 
 def test_the_same_checks_hold_for_the_python_api():
-    from prefsift.errors import ConfigError, UserError
+    from prefsift.core.errors import ConfigError, UserError
     from prefsift.lab import LabConfig
-    from prefsift.models import LoraSettings
+    from prefsift.models.loading import LoraSettings
     from prefsift.pipeline import RunConfig
     from prefsift.scoring.table import ScoreConfig
-    from prefsift.selection import apply_rule
+    from prefsift.selection.rules import apply_rule
     from prefsift.train.dpo import StageSettings
 
     for make, key in [(lambda: StageSettings(epochs=0), "epochs"), (lambda: StageSettings(learning_rate=-1), "learning_rate"),

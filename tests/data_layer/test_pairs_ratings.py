@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from prefsift.cli import main
 from prefsift.data import load_pairs
-from prefsift.selection import apply_rule
+from prefsift.selection.rules import apply_rule
 
 GOOD = [(4.5, 2.0), (3, 1), (5.0, 4.75)]  # (score_chosen, score_rejected)
 

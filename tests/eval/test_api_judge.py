@@ -11,7 +11,7 @@ import torch
 
 pytest.importorskip("openai", reason="pip install 'prefsift[api]' (in the dev extra)")
 
-from prefsift.errors import ConfigError, UserError  # noqa: E402
+from prefsift.core.errors import ConfigError, UserError  # noqa: E402
 from prefsift.eval.api_calls import EndpointRefused, Unreadable, read_verdict  # noqa: E402
 from prefsift.eval.api_judge import APIJudge, JudgeFailed, check_openai  # noqa: E402
 from prefsift.eval.api_settings import PREFSIFT, JudgeAPISettings  # noqa: E402

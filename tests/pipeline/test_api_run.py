@@ -17,7 +17,7 @@ import yaml
 
 pytest.importorskip("openai", reason="pip install 'prefsift[api]' (in the dev extra)")
 
-from prefsift.errors import ConfigError  # noqa: E402
+from prefsift.core.errors import ConfigError  # noqa: E402
 from prefsift.pipeline import RunConfig, run_pipeline  # noqa: E402
 from prefsift.pipeline.judge_cost import judge_cost  # noqa: E402
 from tests.judge_server import JudgeServer, judge_model, judge_tokenizer  # noqa: E402
@@ -166,7 +166,7 @@ def test_a_run_over_its_judge_budget_is_refused_before_any_work(served):
 
 def test_the_plan_counts_the_judge_calls_and_tokens_and_asks_the_judge_nothing(served):
     from prefsift import api
-    from prefsift.errors import UserError
+    from prefsift.core.errors import UserError
     from prefsift.eval.api_settings import PREFSIFT
 
     server, cfg, tmp = served

@@ -2,7 +2,7 @@
 
 import pytest
 
-from prefsift.errors import ConfigError
+from prefsift.core.errors import ConfigError
 from prefsift.pipeline import RunConfig
 from prefsift.pipeline.judge_cost import check_judge_budget, judge_cost
 from prefsift.pipeline.judging import check_api_judge_use, parse_budget

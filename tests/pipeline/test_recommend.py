@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefsift.errors import ConfigError
+from prefsift.core.errors import ConfigError
 from prefsift.pipeline import RunConfig
 from prefsift.pipeline.recommend import choose
 
@@ -95,7 +95,7 @@ def test_bad_candidate_lists_are_refused_before_any_work():
 
 
 def test_a_default_candidate_the_run_cannot_give_is_left_out_with_its_reason():
-    from prefsift.pipeline.arms import arm_data
+    from prefsift.selection.arms import arm_data
 
     table = pd.DataFrame({"id": ["a", "b", "c", "d"], "valid": True, "irm": [0.1, -0.2, 0.3, 0.4]})
     cfg = _config(arms=["auto"], objective="ipo")

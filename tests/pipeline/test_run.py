@@ -152,7 +152,7 @@ def test_a_registered_rule_is_an_arm_named_in_a_config(finished, tmp_path):
     table = pd.read_parquet(a / "score" / "scores.parquet")
     expected = table["valid"] & (table["pair_type"] == "clean") & table["label_correct"].fillna(False).astype(bool)
     assert sel["clean_again"].tolist() == expected.tolist() and sel["clean_again"].any()
-    from prefsift.selection import RULES
+    from prefsift.selection.rules import RULES
 
     RULES.unregister("clean_again")
 
@@ -261,7 +261,7 @@ def test_a_calibrated_arm_trains_on_its_best_probe_and_a_rerun_trains_no_probe(f
 def test_probe_validation_loss_is_trls_eval_loss(finished):
     """With `by: loss` a probe is valued by the objective's loss on the validation pairs; for θ this
     is the eval_loss TRL logged at the warm-up's last step (same model, same pairs)."""
-    from prefsift.models import load_model
+    from prefsift.models.loading import load_model
     from prefsift.pipeline.calibrate import ProbeJudge
     from prefsift.pipeline.stages import Run, data_stage, load_inputs
 
@@ -342,7 +342,7 @@ def test_treatment_arms_train_with_their_weights_swaps_and_losses(finished, tmp_
 
 
 def test_treatment_arms_are_refused_where_they_cannot_train():
-    from prefsift.errors import ConfigError
+    from prefsift.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="robust_dpo.*not 'ipo'"):
         RunConfig.from_dict({**TINY, "arms": ["robust_dpo"], "objective": "ipo"})

@@ -7,8 +7,8 @@ import json
 import numpy as np
 
 import prefsift
-from prefsift.pipeline.arms import treated_records
-from prefsift.treatments import ArmData
+from prefsift.selection.rows import treated_records
+from prefsift.selection.treatments import ArmData
 
 
 def test_rows_swaps_weights_and_key(tmp_path):

@@ -3,7 +3,7 @@ own parameter counts, and its refusal of a plan that cannot fit."""
 
 import pytest
 
-from prefsift.errors import UserError
+from prefsift.core.errors import UserError
 from prefsift.planning import memory
 from prefsift.planning.memory import Shape, scoring_bytes, training_bytes
 from prefsift.planning.plan import GIB, Plan, StagePlan

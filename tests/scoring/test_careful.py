@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import prefsift
-from prefsift.errors import ConfigError
+from prefsift.core.errors import ConfigError
 from prefsift.scoring.careful import group_flip_rates, length_direction, one_way_rates, teacher_prompts
 
 from tests.scoring.test_logprobs_trl import _trl_margins
@@ -40,7 +40,7 @@ def _write(path, records):
 def test_the_teacher_is_dpo_from_the_reference_on_the_last_share_of_the_validation_prompts(word_tokenizer, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from prefsift.objectives import PairwiseObjective
+    from prefsift.models.objectives import PairwiseObjective
     from prefsift.train.dpo import StageSettings, train_stage
 
     tok = word_tokenizer

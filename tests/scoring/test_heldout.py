@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import prefsift
-from prefsift.errors import UserError
+from prefsift.core.errors import UserError
 
 from tests.scoring.test_logprobs_trl import _trl_margins
 from tests.tiny import save_word_model
@@ -46,7 +46,7 @@ def test_heldout_loss_is_trls_loss_under_the_fold_model_that_did_not_see_the_pai
         expected = np.logaddexp(0.0, -_trl_margins(model, ref_model, tok, [records[i] for i in held]))
         np.testing.assert_allclose(table["heldout"].to_numpy()[held], expected, atol=1e-4, rtol=0)
     # Fold 0's model is the warm-up's training on exactly the other fold's pairs, in file order.
-    from prefsift.objectives import PairwiseObjective
+    from prefsift.models.objectives import PairwiseObjective
     from prefsift.train.dpo import StageSettings, train_stage
 
     by_hand, _ = train_stage(ref, ref_model, tok, [records[i] for i in np.flatnonzero(fold == 1)],

@@ -8,7 +8,7 @@ from scipy.stats import spearmanr
 from prefsift.scoring.influence import InfluenceSettings, compute_influence, layer_group
 from prefsift.scoring.gradients import pair_inputs as _pair_inputs, pair_losses
 from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
-from prefsift.objectives import PairwiseObjective
+from prefsift.models.objectives import PairwiseObjective
 from prefsift.data.tokenization import TokenizedPair
 
 from tests.float64 import true_float64
@@ -134,7 +134,7 @@ def test_auto_takes_the_loop_for_a_few_parameters_of_a_large_model():
     """LoRA-sized parameter sets of a large model: vmap would hold every pair's activations of the
     whole model, so `auto` takes the loop; on a small model it takes vmap. Both give the same IF."""
     import torch
-    from prefsift.objectives import PairwiseObjective
+    from prefsift.models.objectives import PairwiseObjective
     from prefsift.scoring import influence as inf
 
     # transformers' own defaults for the position count and the attention, not the tiny ones

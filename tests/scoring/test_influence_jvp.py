@@ -8,8 +8,8 @@ import torch
 from prefsift.scoring.influence import InfluenceSettings, compute_influence
 from prefsift.scoring.gradients import pair_inputs as _pair_inputs, pair_losses
 from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
-from prefsift.models import LoraSettings, add_lora
-from prefsift.objectives import PairwiseObjective
+from prefsift.models.loading import LoraSettings, add_lora
+from prefsift.models.objectives import PairwiseObjective
 from prefsift.data.tokenization import TokenizedPair
 
 from tests.float64 import true_float64

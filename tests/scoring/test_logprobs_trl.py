@@ -10,7 +10,7 @@ from datasets import Dataset
 
 from prefsift.data import load_pairs
 from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
-from prefsift.objectives import PairwiseObjective
+from prefsift.models.objectives import PairwiseObjective
 from prefsift.data.tokenization import tokenize_pairs
 
 from tests.data_layer.test_tokenization import CHAT_TEMPLATE

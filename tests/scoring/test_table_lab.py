@@ -12,8 +12,8 @@ from prefsift.scoring import gradients
 from prefsift.data import load_pairs
 from prefsift.lab import LabConfig, make_lab
 from prefsift.scoring.logprobs import model_fingerprint
-from prefsift.models import load_model, load_tokenizer
-from prefsift.objectives import PairwiseObjective
+from prefsift.models.loading import load_model, load_tokenizer
+from prefsift.models.objectives import PairwiseObjective
 from prefsift.scoring.table import ScoreConfig, compute_scores
 from prefsift.train.dpo import StageSettings, train_stage
 

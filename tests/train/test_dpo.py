@@ -3,8 +3,8 @@
 import numpy as np
 import torch
 
-from prefsift.models import LoraSettings, add_lora
-from prefsift.objectives import PairwiseObjective
+from prefsift.models.loading import LoraSettings, add_lora
+from prefsift.models.objectives import PairwiseObjective
 from prefsift.train.dpo import StageSettings, train_stage
 
 from tests.tiny import tiny_model, word_model

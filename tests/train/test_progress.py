@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from prefsift.models import build_tiny_model
-from prefsift.objectives import PairwiseObjective
-from prefsift.quiet import VERBOSE_ENV
+from prefsift.models.loading import build_tiny_model
+from prefsift.models.objectives import PairwiseObjective
+from prefsift.core.quiet import VERBOSE_ENV
 from prefsift.train.dpo import StageSettings, train_stage
 from prefsift.train.progress import LOG_NAME, read_log
 
@@ -85,7 +85,7 @@ def test_a_stage_trained_again_starts_a_fresh_log_file(word_tokenizer, tmp_path,
 @pytest.mark.parametrize("where", ["before", "after"])
 def test_verbose_flag_sets_the_switch_workers_inherit(where, monkeypatch, data_dir, capsys):
     from prefsift.cli import main
-    from prefsift.quiet import verbose
+    from prefsift.core.quiet import verbose
 
     monkeypatch.setenv(VERBOSE_ENV, "0")  # restored after the test
     cmd = ["data", "check", str(data_dir / "good" / "standard_explicit.jsonl")]

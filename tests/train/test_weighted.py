@@ -183,7 +183,7 @@ def test_an_ordered_stage_is_fed_in_the_order_given(word_tokenizer, models, tmp_
     from torch.utils.data import RandomSampler, SequentialSampler
     from trl import DPOTrainer
 
-    from prefsift.objectives import PairwiseObjective
+    from prefsift.models.objectives import PairwiseObjective
     from prefsift.train.dpo import LossVariant, StageSettings, _trl_config
 
     model, ref = models

@@ -1,6 +1,6 @@
 """Selection rules over a scores table, registered by name: each reads some columns of the table
 and returns a boolean mask over its rows (a pair that was not scored is never kept). The window
-arithmetic they share is in `prefsift.windows`."""
+arithmetic they share is in `prefsift.core.windows`."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
 from .margins import alignment_potential, combined_margin
-from .registry import Registry
-from .scoring.kinds import SCORES
+from ..core.registry import Registry
+from ..scoring.kinds import SCORES
 from .treatments import ONE_SIDED, _column as _col
-from .windows import (_scored, keep_middle, lossdiff_irm, middle_window, overlap_coefficient,  # noqa: F401
+from ..core.windows import (_scored, keep_middle, lossdiff_irm, middle_window, overlap_coefficient,  # noqa: F401
                       random_fraction, rank_third, solve_width, split_windows, tail_grid, top_fraction, window)
 
 
@@ -164,7 +164,7 @@ def check_rule_columns(table, rule: str, key: str = "rule") -> None:
 
 def check_keep(keep, key: str = "keep") -> float:
     """``keep`` if it is a kept fraction in (0, 1], else a `ConfigError`."""
-    from .checks import check_value
+    from ..core.checks import check_value
 
     if isinstance(keep, bool) or not isinstance(keep, (int, float, np.integer, np.floating)):
         raise ConfigError(key=key, problem=f"must be a number in (0, 1], got {keep!r}")
@@ -194,7 +194,7 @@ def kept_fraction_tolerance(n_scored: int) -> int:
 def check_kept_fraction(table, rule: str, needs, mask, keep: float) -> None:
     """A `UserError` when `rule` kept a fraction other than `keep` of the scored pairs, saying what it
     kept and why (a constant score, or ties that no window can split)."""
-    from .errors import UserError
+    from ..core.errors import UserError
 
     valid = table["valid"].to_numpy(dtype=bool) if "valid" in table else np.ones(len(table), dtype=bool)
     # The pairs the rule could keep: usable and with every score it reads (a pair without a rating
@@ -270,7 +270,7 @@ def read_scores_table(path, key: str = "scores"):
     """A scores table written by `prefsift score` (id, valid, reason and the scores), or a `ConfigError`."""
     import pandas as pd
 
-    from .errors import require_path
+    from ..core.errors import require_path
 
     require_path(path, "scores table", key, hint="give the scores.parquet that `prefsift score` wrote")
     try:

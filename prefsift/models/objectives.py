@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .registry import Registry
+from ..core.registry import Registry
 
 @dataclass(frozen=True)
 class Objective:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .windows import _scored
+from ..core.windows import _scored
 
 
 def _both(external, implicit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -32,7 +32,7 @@ def _both(external, implicit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _check_spread(values: np.ndarray, ok: np.ndarray, what: str) -> float:
     """The standard deviation of ``values`` over the rows ``ok``; a constant margin cannot be
     standardized, and is a `UserError` naming it."""
-    from .errors import UserError
+    from ..core.errors import UserError
 
     v = values[ok]
     if len(v) < 2:

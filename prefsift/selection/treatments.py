@@ -20,8 +20,8 @@ from typing import Callable
 
 import numpy as np
 
-from .registry import Registry
-from .windows import _scored, lossdiff_irm, mean_rank, middle_window, percentile_rank, top_fraction  # noqa: F401
+from ..core.registry import Registry
+from ..core.windows import _scored, lossdiff_irm, mean_rank, middle_window, percentile_rank, top_fraction  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,24 @@ class Treatment:
 
 TREATMENTS: Registry[Treatment] = Registry("treatment", key="arms")
 
+
+def register_treatment(name: str, needs=(), help: str = "", objectives=("dpo", "ipo", "hinge"),
+                       every_pair: bool = False, passes: int = 1, per_pair: bool = False,
+                       missing: str | None = None, replace: bool = False):
+    """Register a treatment; use as a decorator over ``make(table, keep, label_noise) -> ArmData``.
+
+    ``needs``: the scores-table columns it reads; ``objectives``: the run objectives it can train;
+    ``every_pair``, ``passes``, ``per_pair``: what its training costs the planner (on every scored
+    pair, batched passes per step, one pair per forward pass); ``missing``: what the data must carry
+    when that is not a score (an oracle's truth). The name can then be listed under a run config's
+    `arms` (with the module under `plugins`) and among `calibration.candidates`."""
+    return TREATMENTS.decorator(name, lambda make: Treatment(name, tuple(needs), make, help, tuple(objectives),
+                                                             every_pair, passes, per_pair, missing),
+                                replace=replace)
+
 # One-sided orders over the scores (docs/method.md, "One-sided rules"): a pair ranks high when θ's own
 # scores say the careful set agrees with its label. Each is a drop rule `NAME` (keep the top `keep`,
-# prefsift.selection) and a relabel treatment `NAME_relabel` (the same top as labelled, the rest swapped).
+# prefsift.selection.rules) and a relabel treatment `NAME_relabel` (the same top as labelled, the rest swapped).
 ONE_SIDED: dict[str, tuple[tuple[str, ...], Callable, str]] = {
     "top_if": (("if",), lambda t: _column(t, "if"), "the largest IF"),
     "top_lossdiff": (("lossdiff",), lambda t: _column(t, "lossdiff"), "the largest LossDiff"),

@@ -144,7 +144,7 @@ def broadcast_object(obj, w: World | None = None):
 
 def check_processes(n: int, here: World | None = None) -> int:
     """`--processes N` checked: N >= 1, and not given inside a launcher that already started the workers."""
-    from .errors import ConfigError
+    from ..core.errors import ConfigError
 
     here = here or world()
     if n < 1:

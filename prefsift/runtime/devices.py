@@ -12,7 +12,7 @@ import re
 
 import torch
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
 
 DEVICES = "auto, cpu, cuda or cuda:N"
 DTYPES = ("auto", "fp32", "bf16", "fp16")

@@ -10,7 +10,7 @@ from ``1e-4`` becomes ``0.0001``, a float ``2.0`` for an int field becomes ``2``
 - a bound: ``"> 0"``, ``">= 0"``, ``">= 1"``
 - an interval: ``"(0, 1]"``, ``"[0, 1]"``, ``"[0, 1)"``
 
-A failed check raises :class:`~prefsift.errors.ConfigError` with the field's name as its key, so
+A failed check raises :class:`~prefsift.core.errors.ConfigError` with the field's name as its key, so
 the CLI can name the flag, and a YAML config the key path and line."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from ..core.errors import UserError
 
 SMOLLM2_NAME = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -171,7 +171,7 @@ class LoraSettings:
         metadata={"help": "names of the modules to adapt (a list; null: peft's choice)"})
 
     def __post_init__(self):
-        from .checks import check_fields
+        from ..core.checks import check_fields
 
         check_fields(self)  # also turns a YAML list of target_modules into a tuple
 

@@ -43,7 +43,7 @@ def shard_field():
 def set_shard(mode: str) -> None:
     """This process's sharding (and that of the workers it starts): `ddp` or `fsdp`."""
     if mode not in SHARDS:
-        from .errors import ConfigError
+        from ..core.errors import ConfigError
 
         raise ConfigError(key="shard", problem=f"must be one of {', '.join(SHARDS)}; got {mode!r}")
     os.environ[ENV] = mode
@@ -79,7 +79,7 @@ def decoder_layers(model) -> list[torch.nn.Module]:
     names = set(getattr(base, "_no_split_modules", None) or ())
     layers = [m for m in model.modules() if type(m).__name__ in names]
     if not layers:
-        from .errors import UserError
+        from ..core.errors import UserError
 
         raise UserError(f"shard fsdp: {type(base).__name__} names no decoder-layer class in `_no_split_modules`, so "
                         "prefsift cannot tell which modules to shard; use shard ddp for this model")
