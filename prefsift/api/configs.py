@@ -7,5 +7,7 @@ from ..lab.sentiment import SentimentConfig  # noqa: F401
 from ..pipeline import RunConfig  # noqa: F401
 from ..scoring.config import ScoreConfig  # noqa: F401
 from ..scoring.kinds import SCORES  # noqa: F401
+from ..selection.kinds import ARM_KINDS  # noqa: F401
 from ..selection.rules import RULES  # noqa: F401
+from ..selection.treatments import TREATMENTS  # noqa: F401
 from ..train.warmup import WarmupConfig  # noqa: F401

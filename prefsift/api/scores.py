@@ -204,9 +204,9 @@ def load_scores(run_dir: str | Path) -> pd.DataFrame:
 
 def select(table, rule: str = "lossdiff_irm", keep: float = 0.64, *, seed: int = 0) -> np.ndarray:
     """A boolean mask over the rows of a scores table (one entry per input pair; a pair that was not
-    scored is never selected) by a registered rule: lossdiff_irm (the paper's), tif, lossdiff, irm,
-    top_if, abs_irm_small, score_gap, alignment_potential, small_margin, large_margin, random, if_small/if_medium/if_large, lossdiff_irm_complement,
-    clean, full, or one of your own (`register_rule`); `prefsift select --help` describes each.
+    scored is never selected) by a rule of the registry `prefsift.selection.rules.RULES`
+    (lossdiff_irm is the paper's; `prefsift select --help` lists and describes every one), or one of
+    your own (`register_rule`).
     `keep` is the kept fraction of the scored pairs; `seed` seeds the random rule. A rule that cannot
     keep that fraction (a constant score, heavy ties) is refused with what it kept and why."""
     from ..selection.arms import check_selectable

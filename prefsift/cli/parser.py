@@ -84,6 +84,21 @@ def _rules_help() -> str:
     return "\n".join(lines)
 
 
+def _arms_help() -> str:
+    """The names an arm can take, from the registries: the treatments with their help, and the
+    other kinds' names (the rules are described by `prefsift select --help`)."""
+    from ..api.configs import ARM_KINDS, TREATMENTS
+
+    lines = ["arms (prefsift.selection.kinds.ARM_KINDS): a rule (`prefsift select --help`), or", "treatments "
+             "(prefsift.selection.treatments.TREATMENTS; a module can add its own with prefsift.register_treatment):"]
+    lines += [f"  {name:<24} {t.help}" for name, t in TREATMENTS.items()]
+    for name, kind in ARM_KINDS.items():
+        if kind.probed:
+            lines.append(f"chosen by probes ({name}): {', '.join(kind.names())}")
+    lines.append("and the names defined under `imported` and `windows`")
+    return "\n".join(lines)
+
+
 def _run_settings_help() -> str:
     """The config file's settings, from RunConfig's own field help (so the two cannot drift)."""
     from dataclasses import MISSING, fields
@@ -307,7 +322,7 @@ def _add_run_commands(sub, c) -> None:
                     "against the reference → report) over a run directory. A finished stage is not redone; a "
                     "changed setting redoes the stages it affects; a killed run started again continues. See "
                     "configs/ and experiments/ for examples.",
-        epilog=_run_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=_run_settings_help() + "\n\n" + _arms_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("config", help="YAML file of RunConfig settings")
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                      help="settings over the file's, values read as YAML: beta=0.1 seeds=[0] lab.n_train=600 "
@@ -332,7 +347,7 @@ def _add_run_commands(sub, c) -> None:
                     "the candidates apart and the answer is all the data. The choice is then trained for every "
                     "seed and judged on the test prompts. RUN/recommend/recommendation.json keeps every probe, the "
                     "choice and its reason, and the probes' cost; a rerun reuses them.",
-        epilog=_run_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=_run_settings_help() + "\n\n" + _arms_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     rec.add_argument("config", help="YAML file of RunConfig settings (its `arms` are replaced by [auto])")
     rec.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                      help="settings over the file's: calibration.candidates=[full,lossdiff_irm,robust_dpo] "
