@@ -4,7 +4,7 @@
 
 Each setting runs in fresh torchrun workers. Every worker measures two things:
 
-- **training**: one DPO stage through prefsift's `train_stage` (TRL's DPOTrainer; AdamW; full fine-tuning;
+- **training**: one DPO stage through prefsift's `TrainingStage` (TRL's DPOTrainer; AdamW; full fine-tuning;
   a separate frozen reference), 2 optimizer steps of 4 pairs per process. It reports the bytes held in
   tensors at the end of the last step: this process's parameters (policy and reference), their
   gradients, and the Adam state. These are exact counts of tensor bytes (`to_local()` for FSDP
@@ -34,7 +34,8 @@ from prefsift.runtime.distributed import world
 from prefsift.runtime.sharding import local_part, set_shard, shard_for_scoring, fsdp_on
 from prefsift.models.loading import load_model, load_tokenizer
 from prefsift.models.objectives import PairwiseObjective
-from prefsift.train.dpo import StageSettings, train_stage
+from prefsift.train.dpo import StageSettings
+from prefsift.train.stage import TrainingStage
 
 shard, out, pairs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 set_shard(shard)
@@ -86,9 +87,10 @@ trl.DPOTrainer = Spy
 ref = load_model("smollm2")
 peak = Peak()
 t0 = time.time()
-train_stage("smollm2", ref, tok, records, PairwiseObjective("dpo", 0.1),
-            StageSettings(epochs=1, learning_rate=1e-6, batch_size=4 * here.size, max_length=64), out,
-            start_key="bench", data_key=f"{shard}{here.size}", name="bench", log=lambda *a: None, progress=False)
+TrainingStage("smollm2", ref, tok, records, PairwiseObjective("dpo", 0.1),
+              StageSettings(epochs=1, learning_rate=1e-6, batch_size=4 * here.size, max_length=64), out,
+              start_key="bench", data_key=f"{shard}{here.size}", name="bench", log=lambda *a: None,
+              progress=False).run()
 train_peak, train_s = peak.stop(), time.time() - t0
 del ref
 import gc; gc.collect()

@@ -101,7 +101,8 @@ def bench(name: str, n_pairs: int, n_val: int, max_length: int, groups: bool) ->
     from prefsift.scoring.influence import InfluenceSettings, compute_influence
     from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps, model_fingerprint
     from prefsift.models.objectives import PairwiseObjective
-    from prefsift.train.dpo import StageSettings, train_stage
+    from prefsift.train.dpo import StageSettings
+    from prefsift.train.stage import TrainingStage
 
     tok, ref, policy, train, val, val_recs = _setup(name, n_pairs, n_val, max_length)
     pad = tok.pad_token_id
@@ -124,12 +125,12 @@ def bench(name: str, n_pairs: int, n_val: int, max_length: int, groups: bool) ->
         import tempfile
 
         with tempfile.TemporaryDirectory() as d:
-            theta_val, _ = train_stage(policy, ref, tok, [{"prompt": r["prompt"], "chosen": r["chosen"],
+            theta_val, _ = TrainingStage(policy, ref, tok, [{"prompt": r["prompt"], "chosen": r["chosen"],
                                                            "rejected": r["rejected"]} for r in val_recs],
                                        obj, StageSettings(epochs=1, learning_rate=1e-2, batch_size=8,
                                                           max_length=max_length, optimizer="sgd"),
                                        d, start_key=model_fingerprint(policy), data_key="bench", name="theta_val",
-                                       log=lambda *_: None)
+                                       log=lambda *_: None).run()
             compute_pair_logps(policy, train, pad, ls, progress=False)
             compute_pair_logps(theta_val, train, pad, ls, progress=False)
 

@@ -60,7 +60,7 @@ def main() -> None:
     from prefsift.core.quiet import quiet_libraries
     from prefsift.selection.rules import overlap_coefficient
     from prefsift.scoring.logprobs import model_fingerprint
-    from prefsift.train import StageSettings, train_stage
+    from prefsift.train import StageSettings, TrainingStage
 
     quiet_libraries()
     if args.threads:
@@ -72,10 +72,10 @@ def main() -> None:
     tok, ref = load_tokenizer("smollm2"), load_model("smollm2")
     t0 = time.perf_counter()
     recs = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
-    train_stage(ref, ref, tok, recs, PairwiseObjective("dpo", 0.1),
+    TrainingStage(ref, ref, tok, recs, PairwiseObjective("dpo", 0.1),
                 StageSettings(epochs=1, learning_rate=2e-4, batch_size=8, max_length=192), out / "theta",
                 start_key=model_fingerprint(ref), data_key=f"precision-{args.pairs}", name="warmup",
-                lora=LoraSettings(r=8, alpha=16), log=lambda *a: None)
+                lora=LoraSettings(r=8, alpha=16), log=lambda *a: None).run()
     print(f"θ: LoRA warm-up on {args.pairs} pairs in {time.perf_counter() - t0:.0f} s")
     settings = dict(beta=0.1, max_length=192, val_lr=1e-3, if_params=r"layers\.(28|29)\.", device="cpu")
     tables, seconds = {}, {}

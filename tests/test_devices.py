@@ -59,7 +59,7 @@ def test_a_bf16_training_stage_keeps_fp32_master_weights(tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     from prefsift.models.objectives import PairwiseObjective
-    from prefsift.train import StageSettings, train_stage
+    from prefsift.train import StageSettings, TrainingStage
 
     words = [f"w{i}" for i in range(90)]
     tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(["<pad>", "<s>", "</s>"] + words)}, unk_token="<pad>"))
@@ -69,9 +69,9 @@ def test_a_bf16_training_stage_keeps_fp32_master_weights(tmp_path):
     rng = np.random.default_rng(0)
     recs = [{"prompt": " ".join(rng.choice(words, 5)), "chosen": " " + " ".join(rng.choice(words, 4)),
              "rejected": " " + " ".join(rng.choice(words, 4))} for _ in range(16)]
-    theta_val, info = train_stage(policy, policy, tok, recs, PairwiseObjective("dpo", 0.1),
+    theta_val, info = TrainingStage(policy, policy, tok, recs, PairwiseObjective("dpo", 0.1),
                                   StageSettings(epochs=1, learning_rate=1e-4, batch_size=8, optimizer="sgd"),
-                                  tmp_path / "stage", start_key="bf16-start", data_key="d", name="theta_val")
+                                  tmp_path / "stage", start_key="bf16-start", data_key="d", name="theta_val").run()
     assert next(theta_val.parameters()).dtype == torch.bfloat16
     saved = AutoModelForCausalLM.from_pretrained(tmp_path / "stage" / "model", dtype=torch.float32)
     start = {n: p.float() for n, p in policy.named_parameters()}

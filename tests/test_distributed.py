@@ -60,15 +60,16 @@ def lab_with_theta(root: Path) -> Path:
     from prefsift.models.loading import load_model, load_tokenizer
     from prefsift.models.objectives import PairwiseObjective
     from prefsift.scoring.logprobs import model_fingerprint
-    from prefsift.train.dpo import StageSettings, train_stage
+    from prefsift.train.dpo import StageSettings
+    from prefsift.train.stage import TrainingStage
 
     make_lab(LabConfig(**LAB), root / "lab")
     tok, ref = load_tokenizer(root / "lab" / "sft_model"), load_model(root / "lab" / "sft_model")
     recs = [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected}
             for r in load_pairs(root / "lab" / "train.jsonl").valid_rows]
-    train_stage(ref, ref, tok, recs, PairwiseObjective("dpo", 0.1),
+    TrainingStage(ref, ref, tok, recs, PairwiseObjective("dpo", 0.1),
                 StageSettings(epochs=1, learning_rate=1e-3, batch_size=16), root / "theta",
-                start_key=model_fingerprint(ref), data_key="lab", name="warmup", log=lambda *a: None)
+                start_key=model_fingerprint(ref), data_key="lab", name="warmup", log=lambda *a: None).run()
     return root
 
 

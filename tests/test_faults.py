@@ -21,7 +21,8 @@ from prefsift.lab import LabConfig, make_lab
 from prefsift.scoring.logprobs import model_fingerprint
 from prefsift.models.loading import load_model, load_tokenizer
 from prefsift.models.objectives import PairwiseObjective
-from prefsift.train.dpo import StageSettings, train_stage
+from prefsift.train.dpo import StageSettings
+from prefsift.train.stage import TrainingStage
 
 pytestmark = pytest.mark.slow
 
@@ -51,9 +52,9 @@ def score_inputs(tmp_path_factory):
     make_lab(LabConfig(**LAB), root / "lab")
     tok, ref = load_tokenizer(root / "lab" / "sft_model"), load_model(root / "lab" / "sft_model")
     recs = [json.loads(line) for line in (root / "lab" / "train.jsonl").read_text().splitlines()]
-    train_stage(ref, ref, tok, recs, PairwiseObjective("dpo", 0.5),
+    TrainingStage(ref, ref, tok, recs, PairwiseObjective("dpo", 0.5),
                 StageSettings(epochs=1, learning_rate=1e-3, batch_size=16), root / "theta",
-                start_key=model_fingerprint(ref), data_key="lab", name="warmup", log=lambda *_: None)
+                start_key=model_fingerprint(ref), data_key="lab", name="warmup", log=lambda *_: None).run()
     return root
 
 

@@ -100,21 +100,24 @@ def _arms_help() -> str:
 
 
 def _run_settings_help() -> str:
-    """The config file's settings, from RunConfig's own field help (so the two cannot drift)."""
+    """The config file's settings by group, from RunConfig's own field help (so the two cannot drift)."""
     from dataclasses import MISSING, fields
 
-    from ..api.configs import RunConfig
+    from ..api.configs import RUN_GROUPS, RunConfig
 
     lines = ["settings of the YAML config (prefsift.pipeline.RunConfig); a section (lab, warmup, ...) is a mapping",
              "merged onto that section's defaults, and any setting can be overridden as KEY=VALUE or SECTION.KEY=VALUE:"]
-    for f in fields(RunConfig):
-        text = f.metadata.get("help", "")
-        if "section" in f.metadata:
-            keys = ", ".join(g.name for g in fields(f.metadata["section"]) if g.name not in f.metadata["refused"])
-            lines.append(f"  {f.name:<14} {text}; keys: {keys}")
-            continue
-        default = f.default if f.default is not MISSING else f.default_factory()
-        lines.append(f"  {f.name:<14} {text}" + ("" if "default" in text else f" (default: {default!r})"))
+    by_name = {f.name: f for f in fields(RunConfig)}
+    for group, names in RUN_GROUPS.items():
+        lines.append(f"{group}:")
+        for f in (by_name[n] for n in names):
+            text = f.metadata.get("help", "")
+            if "section" in f.metadata:
+                keys = ", ".join(g.name for g in fields(f.metadata["section"]) if g.name not in f.metadata["refused"])
+                lines.append(f"  {f.name:<14} {text}; keys: {keys}")
+                continue
+            default = f.default if f.default is not MISSING else f.default_factory()
+            lines.append(f"  {f.name:<14} {text}" + ("" if "default" in text else f" (default: {default!r})"))
     return "\n".join(lines)
 
 

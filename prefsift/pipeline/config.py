@@ -8,9 +8,9 @@ from a file, its line."""
 from __future__ import annotations
 
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
-from ..runtime.devices import DTYPES, device_problem
+from ..core.checks import check_fields, check_known_keys, check_value
 from ..core.errors import ConfigError
 from ..eval.api_settings import JudgeAPISettings
 from ..eval.judges import judge_spec_problem
@@ -21,10 +21,12 @@ from ..models.objectives import trainable_with_dpo
 from ..core.registry import import_plugins
 from ..scoring.config import ScoreConfig, ScoreSettings
 from ..train.dpo import StageSettings
-from ..runtime.sharding import shard_field
+from ..runtime.placement import PlacementSettings
 from ..train.rl import RLSettings
 from ..selection.arms import ArmContext, check_arms
 from .probed_arms import CalibrationSettings
+from . import config_yaml
+from .config_yaml import build_section, plain, read_yaml, where_of
 from .judging import budget_problem
 
 # Neutral defaults, where the data is not the lab's (`preset`): TRL's β, learning rate and batch size,
@@ -56,8 +58,41 @@ def _section(cls, default=None, help="", refused=None, **kw):
     return field(default_factory=default, metadata=meta) if default is not None else field(default=None, metadata=meta)
 
 
+# RunConfig's settings as the run uses them (`prefsift run --help` lists them so); each setting is
+# in exactly one group (tested).
+GROUPS = {
+    "the data": ("lab", "sentiment", "train", "validation", "test_prompts", "reference", "plugins"),
+    "the model, and where it runs": ("route", "objective", "preset", "beta", "device", "dtype", "shard", "lora"),
+    "training": ("warmup", "final", "rl"),
+    "scores": ("scores",),
+    "selection": ("keep", "arms", "label_noise", "imported", "windows", "calibration"),
+    "evaluation": ("seeds", "judge", "judge_api", "judge_budget", "eval_prompts", "answers_per_prompt",
+                   "temperature", "max_new_tokens", "eval_steps"),
+    "output": ("out",),
+}
+
+
 @dataclass
-class RunConfig:
+class RunConfig(PlacementSettings):
+    """Every setting of `prefsift run` and `prefsift recommend`, each spelled once; a YAML file of
+    them is read by `from_yaml`. Grouped as the run uses them (`GROUPS`):
+
+    * the data: the embedded `lab` (LabConfig), `sentiment` samples, or your files (`train`,
+      `validation`, `test_prompts`, `reference`); `plugins` imported first;
+    * the model, and where it runs: `route` (dpo, or rm_rl: a reward model and online RL), the
+      pairwise `objective` and its `beta` (defaults by `preset`), `device`/`dtype`/`shard`
+      (PlacementSettings, shared with `prefsift warmup` and `prefsift score`), `lora`;
+    * training: `warmup` and `final` (StageSettings: epochs, learning rate, batch, lengths,
+      optimizer), `rl` (RLSettings, route rm_rl);
+    * scores: `scores` (ScoreSettings; the run sets the rest of a ScoreConfig, `score_config`);
+    * selection: `keep`, `arms` (any kind of arm: `prefsift.selection.kinds`), `label_noise`,
+      `imported`, `windows`, `calibration` (the arms chosen by probes);
+    * evaluation: `seeds`, the `judge` (`judge_api`, `judge_budget`), `eval_prompts`,
+      `answers_per_prompt`, `temperature`, `max_new_tokens`, `eval_steps`;
+    * output: `out`, the run directory.
+
+    Each field's help text is its documentation and `prefsift run --help`'s line."""
+
     out: str = field(default="runs/demo", metadata={"help": "run directory"})
     plugins: list = field(default_factory=list, metadata={"help": "modules (dotted names or .py files) imported first, "
                                                                   "so the rules and judges they register can be named here"})
@@ -79,12 +114,6 @@ class RunConfig:
                 "lab's, e.g. with the lab's files), or none (neutral)", "check": ("auto", "lab", "none")})
     beta: float | None = field(default=None, metadata={"help": "β of the objective (default: by preset; 0.1, "
                                                                "TRL's, or 0.5 on the lab)", "check": "> 0"})
-    device: str = field(default="auto", metadata={"help": "where every model runs: auto (CUDA when present), cpu, "
-                                                          "cuda, cuda:N", "check": device_problem})
-    dtype: str = field(default="auto", metadata={"help": "weights' precision: auto (fp32 on CPU), fp32, bf16, fp16; "
-                                                         "training keeps fp32 master weights under autocast",
-                                                 "check": DTYPES})
-    shard: str = shard_field()
     warmup: StageSettings | None = _section(StageSettings, None, "StageSettings of the warm-up (merged onto the "
                                             "preset's: 1 epoch; lr 1e-6, batch 8, or on the lab 1e-4, 16)")
     final: StageSettings | None = _section(StageSettings, None, "StageSettings of each arm, from θ (merged onto the "
@@ -127,8 +156,6 @@ class RunConfig:
                                                   "check": ">= 0"})
 
     def __post_init__(self):
-        from ..core.checks import check_fields, check_value
-
         if not isinstance(self.plugins, list):
             raise ConfigError(key="plugins", problem=f"must be a list of module names or .py files, got {self.plugins!r}")
         # No plugin is imported here (building a config runs no code of yours): `load_plugins` does, when
@@ -235,7 +262,7 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         """Every setting as plain values (what config.yaml holds; `from_dict` reads it back)."""
-        out = _plain(asdict(self))
+        out = plain(asdict(self))
         for f in fields(self):  # a key a section refuses (final.seed) is not the user's to set
             if "section" in f.metadata and out[f.name] is not None:
                 for k in f.metadata["refused"]:
@@ -245,8 +272,6 @@ class RunConfig:
     @classmethod
     def from_dict(cls, raw: dict) -> "RunConfig":
         """A RunConfig from a mapping of settings, unknown keys refused with the known ones listed."""
-        from ..core.checks import check_known_keys
-
         if not isinstance(raw, dict):
             raise ConfigError(f"expected a mapping of settings (`key: value` lines), got a {type(raw).__name__}")
         check_known_keys(raw, cls)
@@ -257,28 +282,7 @@ class RunConfig:
         """Read a YAML config, then apply ``overrides`` (``"key=value"`` or ``"section.key=value"``,
         values read as YAML) and ``out`` (the CLI's --out). A mistake is a `ConfigError` that names
         the file and line of the key (or the override)."""
-        import yaml
-
-        from ..core.errors import require_path
-
-        p = require_path(path, "config file", hint="give the path of a YAML file of RunConfig settings")
-        try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not a UTF-8 text file; give a YAML file of RunConfig settings") from None
-        try:
-            node = yaml.compose(text)
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-            where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise ConfigError(f"{where}: not valid YAML ({problem}); check the indentation and the `key: value` "
-                              "syntax there") from None
-        raw = {} if raw is None else raw
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected settings as `key: value` lines, got a YAML {type(raw).__name__}")
-        where = {k: f"{path}, line {n}" for k, n in _key_lines(node).items()}
+        raw, where = read_yaml(path)
         for item in overrides or ():
             key = apply_override(raw, item)
             where[key] = f"override {item!r}"
@@ -288,7 +292,7 @@ class RunConfig:
         try:
             cfg = cls.from_dict(raw)
         except ConfigError as e:
-            raise e.at(_where_of(e.key, where, str(path))) from None
+            raise e.at(where_of(e.key, where, str(path))) from None
         cfg._where = where  # so later checks (files, judge) can name the line too
         cfg._source = str(path)
         return cfg
@@ -298,7 +302,7 @@ class RunConfig:
         where = getattr(self, "_where", None)
         if where is None or error.where:
             return error
-        return error.at(_where_of(error.key, where, self._source))
+        return error.at(where_of(error.key, where, self._source))
 
 
 def _optional(f) -> bool:
@@ -306,100 +310,7 @@ def _optional(f) -> bool:
     return type(None) in typing.get_args(tp)
 
 
-def _default_of(f):
-    return f.default_factory() if f.default_factory is not MISSING else f.default
-
-
-def build_section(f, given: dict, base: dict | None = None):
-    """The dataclass of section field ``f`` from the mapping ``given``, merged onto ``base`` (the
-    preset's settings of the section), else onto the section's default (or the dataclass's defaults
-    when the section is off by default); errors keyed ``section.key``."""
-    from ..core.checks import check_known_keys
-
-    cls, refused = f.metadata["section"], f.metadata["refused"]
-    check_known_keys(given, cls, section=f.name, refused=refused)
-    if base is None:
-        default = _default_of(f)
-        base = asdict(default) if default is not None else {}
-    values = {**base, **given}
-    try:
-        return cls(**values)
-    except ConfigError as e:
-        raise e.within(f.name) from None
-    except TypeError as e:  # a field the dataclass does not take (refused above, so a bug)
-        raise ConfigError(key=f.name, problem=f"has a setting it cannot take ({e})") from None
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _key_lines(node, prefix: str = "") -> dict[str, int]:
-    """{"warmup.learning_rate": 7, ...}: the 1-based line of every mapping key of a composed YAML node."""
-    import yaml
-
-    lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            key = f"{prefix}{k.value}"
-            lines[key] = k.start_mark.line + 1
-            lines.update(_key_lines(v, key + "."))
-    return lines
-
-
-def _where_of(key: str | None, where: dict[str, str], default: str) -> str:
-    """The place of ``key`` (or of the nearest section above it) in ``where``, else ``default``."""
-    import re
-
-    if key:
-        parts = re.sub(r"\[\d+\]$", "", key).split(".")
-        for n in range(len(parts), 0, -1):
-            found = where.get(".".join(parts[:n]))
-            if found:
-                return found
-    return default
-
-
-SECTIONS = tuple(f.name for f in fields(RunConfig) if "section" in f.metadata) + ("imported", "windows")
-
-
 def apply_override(raw: dict, item: str) -> str:
-    """Apply one ``key=value`` (or ``section.key=value``) override to a mapping of settings, the
+    """Apply one ``key=value`` (or ``section.key=value``) override to a mapping of run settings, the
     value read as YAML (``beta=0.1``, ``seeds=[0,1]``, ``lab=null``); returns the key path."""
-    import yaml
-
-    from ..core.checks import check_known_keys
-
-    key, eq, value = item.partition("=")
-    key = key.strip()
-    if not eq or not key:
-        raise ConfigError(f"override {item!r} must be KEY=VALUE or SECTION.KEY=VALUE, e.g. beta=0.1 or "
-                          "warmup.learning_rate=1e-4")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
-        parsed = value  # not YAML: the text as a string
-    top, dot, sub = key.partition(".")
-    try:
-        check_known_keys({top: None}, RunConfig)
-    except ConfigError as e:
-        raise e.at(f"override {item!r}") from None
-    if not dot:
-        raw[top] = parsed
-        return key
-    if top not in SECTIONS or not sub or "." in sub:
-        raise ConfigError(key=top, problem=f"has no sub-settings to override; write {top}=VALUE "
-                                           f"(sections: {', '.join(SECTIONS)})", where=f"override {item!r}")
-    # A section not in the file is the empty mapping: the loader merges it onto the section's default.
-    section = raw.get(top, {})
-    if section is None:
-        section = {}
-    elif not isinstance(section, dict):
-        raise ConfigError(key=top, problem=f"is not a mapping in the config, so {key} cannot be set",
-                          where=f"override {item!r}")
-    raw[top] = {**section, sub: parsed}
-    return key
+    return config_yaml.apply_override(raw, item, RunConfig)

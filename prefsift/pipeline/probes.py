@@ -162,12 +162,12 @@ def run_probe(run, inp, theta_key: str, records: list[dict], data_key: str, sett
     """θ trained by `settings` on `records` into `folder`, valued by `probe_judge`, the model folder
     then deleted (its result is all a rerun needs). Returns the probe's row: its metrics, steps and
     the seconds of training and judging."""
-    from ..train import train_stage
+    from ..train import TrainingStage
 
     t = time.time()
-    model, info = train_stage(run.dir.warmup_model, inp.reference, inp.tokenizer, records, inp.objective, settings,
+    model, info = TrainingStage(run.dir.warmup_model, inp.reference, inp.tokenizer, records, inp.objective, settings,
                               folder, start_key=theta_key, data_key=data_key, name=name, lora=inp.lora,
-                              log=lambda *a, **k: None, label=label, progress=run.progress, variant=variant)
+                              log=lambda *a, **k: None, label=label, progress=run.progress, variant=variant).run()
     t_train = time.time() - t
     t = time.time()
     row = {**probe_judge.value(model), "steps": info["steps"], "train_seconds": t_train,

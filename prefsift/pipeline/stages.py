@@ -257,7 +257,7 @@ def arm_stage(run: Run, inp: Inputs, theta_key: str, arm: str, seed: int, mask: 
     """One arm: θ trained further (`final`) on its selection with ``seed``, from θ's folder (no copy
     of θ in memory); a treatment arm (``treated``, its `ArmData`) with its pairs' weights, swapped
     labels and loss. Returns (model, stage info)."""
-    from ..train import train_stage
+    from ..train import TrainingStage
 
     cfg = run.cfg
     settings = dataclasses.replace(cfg.final, seed=int(seed))
@@ -268,10 +268,10 @@ def arm_stage(run: Run, inp: Inputs, theta_key: str, arm: str, seed: int, mask: 
 
         chosen = read_recommendation(run.dir)["chosen"]
         name, same_as = f"arm-{chosen}", run.dir.arm(chosen, seed)
-    return train_stage(run.dir.warmup_model, inp.reference, inp.tokenizer, records, inp.objective, settings,
+    return TrainingStage(run.dir.warmup_model, inp.reference, inp.tokenizer, records, inp.objective, settings,
                        run.dir.arm(arm, seed), start_key=theta_key, data_key=data_key, name=name, same_as=same_as,
                        eval_records=inp.validation.records(), eval_steps=cfg.eval_steps, lora=inp.lora, log=run.log,
-                       label=f"arm {arm} seed {seed}", progress=run.progress, variant=variant)
+                       label=f"arm {arm} seed {seed}", progress=run.progress, variant=variant).run()
 
 
 def evaluation_stage(run: Run, answers: Answers, judge, arm: str, seed: int, n_pairs: int, model,

@@ -127,7 +127,8 @@ def probe_training(start, ref_model, tokenizer, records: list[dict], objective, 
     from trl import DPOTrainer
 
     from ..runtime.devices import model_device, model_precision
-    from ..train.dpo import _trainable_start, _trl_config, _without_patched_forward
+    from ..train.dpo import trl_config
+    from ..train.stage import trainable_start, without_patched_forward
 
     device = model_device(ref_model)
     per_step = max(1, settings.batch_size // processes)
@@ -158,13 +159,13 @@ def probe_training(start, ref_model, tokenizer, records: list[dict], objective, 
     with tempfile.TemporaryDirectory(prefix="prefsift-plan-") as tmp:
         probe = dataclasses.replace(settings, batch_size=per_step, epochs=1.0, gradient_accumulation=1)
         t0 = time.perf_counter()
-        model = _trainable_start(start, device)
+        model = trainable_start(start, device)
         if lora is not None:
             from ..models.loading import add_lora
 
             model = add_lora(model, lora)
         model.train()
-        args = _trl_config(objective, probe, Path(tmp), precision=model_precision(ref_model),
+        args = trl_config(objective, probe, Path(tmp), precision=model_precision(ref_model),
                            on_cpu=device.type == "cpu")
         args.logging_steps, args.disable_tqdm = 10**9, True
         trainer = DPOTrainer(model=model, ref_model=ref_model.eval(), args=args, train_dataset=Dataset.from_list(sample),
@@ -173,7 +174,7 @@ def probe_training(start, ref_model, tokenizer, records: list[dict], objective, 
         try:
             trainer.train()
         finally:
-            _without_patched_forward(ref_model)
+            without_patched_forward(ref_model)
         del trainer, model
     counted = range(1, len(marks["end"]))  # step 0 initialises lazily
     passes = [marks["pre"][i] - marks["begin"][i] + marks["end"][i] - marks["opt"][i] for i in counted]

@@ -113,9 +113,9 @@ class PolicyBackend:
         if given:
             import copy
 
-            from ..train.dpo import _without_patched_forward
+            from ..train.stage import without_patched_forward
 
-            model = copy.deepcopy(_without_patched_forward(model))
+            model = copy.deepcopy(without_patched_forward(model))
         return shard_for_scoring(model)
 
     def _logps(self, model, pairs, key, what, stats=None) -> PairLogps:
@@ -186,7 +186,8 @@ class PolicyBackend:
 
     def theta_val_losses(self) -> tuple[np.ndarray, np.ndarray]:
         from ..models.loading import load_model
-        from ..train.dpo import StageSettings, train_stage
+        from ..train.dpo import StageSettings
+        from ..train.stage import TrainingStage
 
         cfg, policy = self.cfg, self.policy
         half = model_precision(policy) != "fp32"
@@ -197,12 +198,12 @@ class PolicyBackend:
         # A half-precision θ in memory is the folder's weights rounded: the folder's fp32 weights are
         # another start, with another key.
         start_key = self.pol_key + (":folder-fp32" if half and isinstance(start, Path) else "")
-        theta_val, info = train_stage(
+        theta_val, info = TrainingStage(
             start, self.ref, self.tok, self.val.records(), self.objective,
             StageSettings(epochs=cfg.val_epochs, learning_rate=cfg.val_lr, batch_size=cfg.val_batch_size,
                           max_length=cfg.max_length, seed=cfg.seed, optimizer=cfg.val_optimizer),
             self.out / "theta_val", start_key=start_key, data_key=data_fingerprint(self.va_tok), name="theta_val",
-            log=self.log, hand_back_fp32=half, label="θ_val", progress=self.progress)
+            log=self.log, hand_back_fp32=half, label="θ_val", progress=self.progress).run()
         theta_val = self._sharded(theta_val)
         tv = self._logps(theta_val, self.tr_tok, info["key"] + (":fp32" if half else ""), "θ_val log-probs")
         loss_val = self.objective.loss(self._margin_of(tv)).numpy()

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..core.checks import check_fields
-from ..runtime.devices import DTYPES, device_problem
 from ..core.errors import ConfigError, did_you_mean
 from ..models.objectives import trainable_with_dpo
 from ..train.dpo import optimizer_problem
-from ..runtime.sharding import shard_field
+from ..runtime.placement import PlacementSettings
 from .kinds import SCORES
 
 
@@ -94,7 +93,7 @@ class ScoreSettings:
 
 
 @dataclass(kw_only=True)
-class ScoreConfig(ScoreSettings):
+class ScoreConfig(ScoreSettings, PlacementSettings):
     """Every setting of `prefsift score`: the `ScoreSettings`, and the models, files, objective and
     placement (a run sets these itself)."""
 
@@ -119,12 +118,6 @@ class ScoreConfig(ScoreSettings):
         "check": trainable_with_dpo() + ("bt",)})
     beta: float = field(default=0.1, metadata={"help": "β of the objective", "check": "> 0"})
     keep: float = field(default=0.64, metadata={"help": "kept fraction for the TIF column", "check": "(0, 1]"})
-    device: str = field(default="auto", metadata={"help": "where the models run: auto (CUDA when present), cpu, cuda, "
-                                                          "cuda:N", "check": device_problem})
-    dtype: str = field(default="auto", metadata={"help": "weights' precision: auto (fp32 on CPU), fp32, bf16, fp16 "
-                                                         "(sums, margins and IF products stay fp32)",
-                                                 "check": DTYPES})
-    shard: str = shard_field()
 
     def __post_init__(self):
         check_fields(self)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..train.dpo import StageSettings, train_stage
+from ..train.dpo import StageSettings
+from ..train.stage import TrainingStage
 from .logprobs import data_fingerprint
 
 
@@ -38,12 +39,12 @@ def heldout_losses(b) -> tuple[np.ndarray, np.ndarray]:
     loss = np.full(n, np.nan)
     for k in range(k_folds):
         seen, held = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-        model, info = train_stage(
+        model, info = TrainingStage(
             start, b.ref, b.tok, [records[i] for i in seen], b.objective, settings,
             b.out / "selective" / f"fold{k}", start_key=b.ref_key,
             data_key=data_fingerprint([b.tr_tok[i] for i in seen]), name=f"fold{k}", log=b.log,
             label=f"Selective DPO reference {k + 1}/{k_folds}", progress=b.progress, lora=lora,
-            start_is_reference=lora is not None)
+            start_is_reference=lora is not None).run()
         lp = b._logps(b._sharded(model), [b.tr_tok[i] for i in held], info["key"], f"fold {k + 1} log-probs")
         loss[held] = b.objective.loss(b._margin_of(lp, held)).numpy()
         del model
@@ -63,11 +64,11 @@ def teacher_margin(b) -> tuple[np.ndarray, int]:
     start, (settings, lora) = _start_and_settings(b)
     settings = dataclasses.replace(settings, epochs=cfg.teacher_epochs)
     t = time.perf_counter()
-    model, info = train_stage(
+    model, info = TrainingStage(
         start, b.ref, b.tok, [records[i] for i in rows], b.objective, settings, b.out / "teacher",
         start_key=b.ref_key, data_key=data_fingerprint([b.va_tok[i] for i in rows]), name="teacher",
         log=b.log, label=f"teacher θ_c ({len(rows)} validation pairs)", progress=b.progress, lora=lora,
-        start_is_reference=lora is not None)
+        start_is_reference=lora is not None).run()
     lp = b._logps(b._sharded(model), b.tr_tok, info["key"], "teacher log-probs")
     b.timings["teacher"] = time.perf_counter() - t
     del model

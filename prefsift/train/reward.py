@@ -18,8 +18,9 @@ import torch
 from ..core import artifacts
 from ..runtime.devices import accumulation_dtype, model_device, model_precision
 from ..runtime.distributed import barrier, broadcast_object, world
-from .dpo import StageSettings, _fault_point_callback, _reusable_stage, _save_stage, _without_patched_forward, \
-    per_process_batch
+from .dpo import StageSettings, per_process_batch
+from .stage import fault_point_callback, without_patched_forward
+from .stage_folder import reusable_stage, save_stage
 
 
 def reward_model_from(spec, tokenizer, *, seed: int = 0, device="cpu", attn_implementation: str | None = None):
@@ -81,7 +82,7 @@ def train_reward_stage(start, tokenizer, records: list[dict], settings: StageSet
     key = artifacts.stable_key({"start": start_key, "data": data_key, "settings": asdict(settings), "name": name,
                                 "trainer": "reward", "eval_steps": eval_steps, "n_eval": len(eval_records or [])})
     here = world()
-    info = broadcast_object(_reusable_stage(out_dir, key, name, log) if here.is_main else None, here)
+    info = broadcast_object(reusable_stage(out_dir, key, name, log) if here.is_main else None, here)
     in_memory = not isinstance(start, (str, Path))
     device = model_device(start) if in_memory else torch.device("cpu")
     if info is not None:
@@ -89,14 +90,14 @@ def train_reward_stage(start, tokenizer, records: list[dict], settings: StageSet
     if here.is_main:
         (out_dir / "stage.json").unlink(missing_ok=True)
     t0 = time.time()
-    model = _without_patched_forward(copy.deepcopy(start)).float() if in_memory else load_reward_model(start, device)
+    model = without_patched_forward(copy.deepcopy(start)).float() if in_memory else load_reward_model(start, device)
     model.train()
     args = _reward_config(settings, out_dir, eval_steps if eval_records else None, on_cpu=device.type == "cpu",
                           processes=here.size, precision=model_precision(start) if in_memory else "fp32")
     trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(records),
                             processing_class=tokenizer,
                             eval_dataset=Dataset.from_list(eval_records) if eval_records else None,
-                            callbacks=[_fault_point_callback(f"train:{name}")])
+                            callbacks=[fault_point_callback(f"train:{name}")])
     attach_progress(trainer, label or name, out_dir, show=progress)
     start_log = [{**trainer.evaluate(), "step": 0}] if eval_records else []
     result = trainer.train()
@@ -106,9 +107,9 @@ def train_reward_stage(start, tokenizer, records: list[dict], settings: StageSet
             "log": start_log + trainer.state.log_history, "processes": here.size}
     del trainer
     if here.is_main:
-        _save_stage(model, tokenizer, out_dir, info, name)
+        save_stage(model, tokenizer, out_dir, info, name)
     barrier(here)
-    return _without_patched_forward(model), info
+    return without_patched_forward(model), info
 
 
 def padded(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,7 +16,9 @@ import torch
 
 from ..core import artifacts
 from ..runtime.distributed import barrier, broadcast_object, world
-from .dpo import _fault_point_callback, optimizer_problem, _reusable_stage, _save_stage, _without_patched_forward
+from .dpo import optimizer_problem
+from .stage import fault_point_callback, without_patched_forward
+from .stage_folder import reusable_stage, save_stage
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def train_rl_stage(start, reward_model, tokenizer, prompts: list, settings: RLSe
     key = artifacts.stable_key({"start": start_key, "reward": reward_key, "data": data_key, "name": name,
                                 "settings": asdict(settings), "trainer": settings.algorithm})
     here = world()
-    info = broadcast_object(_reusable_stage(out_dir, key, name, log) if here.is_main else None, here)
+    info = broadcast_object(reusable_stage(out_dir, key, name, log) if here.is_main else None, here)
     device = next(reward_model.parameters()).device
     if info is not None:
         return load_model(out_dir / "model", device=device), info
@@ -137,7 +139,7 @@ def train_rl_stage(start, reward_model, tokenizer, prompts: list, settings: RLSe
         trainer = cls(model=model, reward_funcs=RewardModelReward(reward_model, tokenizer),
                       args=_rl_config(settings, out_dir, device.type == "cpu", here.size),
                       train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]), processing_class=tokenizer,
-                      callbacks=[_fault_point_callback(f"train:{name}")])
+                      callbacks=[fault_point_callback(f"train:{name}")])
         attach_progress(trainer, label or name, out_dir, show=progress)
         result = trainer.train()
     finally:
@@ -148,6 +150,6 @@ def train_rl_stage(start, reward_model, tokenizer, prompts: list, settings: RLSe
             "log": trainer.state.log_history, "processes": here.size}
     del trainer
     if here.is_main:
-        _save_stage(model, tokenizer, out_dir, info, name)
+        save_stage(model, tokenizer, out_dir, info, name)
     barrier(here)
-    return _without_patched_forward(model), info
+    return without_patched_forward(model), info

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.checks import check_fields
-from ..runtime.devices import DTYPES, device_problem
 from ..models.objectives import trainable_with_dpo
-from ..runtime.sharding import shard_field
-from .dpo import StageSettings, optimizer_problem, train_stage
+from ..runtime.placement import PlacementSettings
+from .dpo import StageSettings, optimizer_problem
+from .stage import TrainingStage
 
 
 @dataclass
-class WarmupConfig:
+class WarmupConfig(PlacementSettings):
     """Every setting of `prefsift warmup` (defaults: TRL's DPOConfig where it has one)."""
 
     reference: str = field(metadata={"help": "π_ref, the SFT model the warm-up starts from (a folder or `smollm2`)"})
@@ -49,11 +49,6 @@ class WarmupConfig:
     eval_steps: int = field(default=20, metadata={"help": "validation loss every N steps, with --validation (0: "
                                                           "never)", "check": ">= 0"})
     seed: int = field(default=0, metadata={"help": "seed of the data order"})
-    device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu, cuda, cuda:N",
-                                                  "check": device_problem})
-    dtype: str = field(default="auto", metadata={"help": "weights' precision: auto (fp32 on CPU), fp32, bf16, fp16 "
-                                                         "(training keeps fp32 master weights)", "check": DTYPES})
-    shard: str = shard_field()
     strict: bool = field(default=False, metadata={"help": "stop at the first bad row"})
 
     def __post_init__(self):
@@ -82,10 +77,10 @@ def warm_up(reference, ref_model, tokenizer, records, objective, settings: Stage
     with `ref_model` as the frozen reference. Returns (θ, stage info); θ is in OUT_DIR/model."""
     from ..models.loading import model_fingerprint
 
-    return train_stage(reference, ref_model, tokenizer, records, objective, settings, out_dir,
+    return TrainingStage(reference, ref_model, tokenizer, records, objective, settings, out_dir,
                        start_key=model_fingerprint(ref_model), data_key=data_key, name="warmup",
                        eval_records=eval_records, eval_steps=eval_steps, lora=lora, log=log, start_is_reference=True,
-                       label="warm-up", progress=progress)
+                       label="warm-up", progress=progress).run()
 
 
 def check_warmup_inputs(cfg: WarmupConfig, columns=None):

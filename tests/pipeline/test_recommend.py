@@ -112,7 +112,8 @@ def test_the_auto_arm_trains_its_recommendation_and_a_rerun_probes_nothing(tmp_p
     group_cdpo left out, with the reason: the run asks no `teacher` or `group_noise` score), each on its
     own data; the auto arm
     trains on the chosen candidate's pairs; `prefsift recommend` on the same folder trains nothing."""
-    from prefsift import api, train
+    from prefsift import api
+    from prefsift.train import TrainingStage
     from prefsift.pipeline.probes import ProbeJudge
 
     seen = []
@@ -162,8 +163,8 @@ def test_the_auto_arm_trains_its_recommendation_and_a_rerun_probes_nothing(tmp_p
 
     treated = pd.read_parquet(out / "treatments.parquet")
     calls = []
-    real = train.train_stage
-    monkeypatch.setattr(train, "train_stage", lambda *a, **k: calls.append(k["name"]) or real(*a, **k))
+    real = TrainingStage.run
+    monkeypatch.setattr(TrainingStage, "run", lambda stage: calls.append(stage.name) or real(stage))
     monkeypatch.setattr(rec_module, "choose", lambda probes, only=None: ("cdpo", "forced by the test", {}))
     again = api.recommend({**cfg, "calibration": {**cfg["calibration"], "candidates": ["full", "cdpo"]}},
                           out=out, progress=False, log=QUIET)

@@ -236,7 +236,7 @@ def test_a_calibrated_arm_trains_on_its_best_probe_and_a_rerun_trains_no_probe(f
     """calibrated_lossdiff_irm probes two windows at the run's keep (split 0.5 is the paper's rule,
     so its pairs are run a's lossdiff_irm arm's); the arm trains on the one whose probe won on the
     validation prompts; a rerun reuses both probes."""
-    from prefsift import train
+    from prefsift.train import TrainingStage
 
     a, _ = finished
     cfg = {**TINY, "lab": None, "preset": "lab", **_lab_files(a), "arms": ["calibrated_lossdiff_irm"],
@@ -252,8 +252,8 @@ def test_a_calibrated_arm_trains_on_its_best_probe_and_a_rerun_trains_no_probe(f
     assert not list((tmp_path / "b" / "calibrate" / "calibrated_lossdiff_irm").glob("probe*/"))  # models deleted
     assert "Calibrated arms: the probes" in (tmp_path / "b" / "report.html").read_text()
     calls = []
-    real = train.train_stage
-    monkeypatch.setattr(train, "train_stage", lambda *a, **k: calls.append(k["name"]) or real(*a, **k))
+    real = TrainingStage.run
+    monkeypatch.setattr(TrainingStage, "run", lambda stage: calls.append(stage.name) or real(stage))
     again = run_pipeline(RunConfig(out=str(tmp_path / "b"), **cfg), progress=False, log=QUIET)
     assert not [c for c in calls if c.startswith("probe")] and again["win_rate"].item() == ev["win_rate"].item()
 

@@ -41,7 +41,8 @@ def test_the_teacher_is_dpo_from_the_reference_on_the_last_share_of_the_validati
     from transformers import AutoModelForCausalLM
 
     from prefsift.models.objectives import PairwiseObjective
-    from prefsift.train.dpo import StageSettings, train_stage
+    from prefsift.train.dpo import StageSettings
+    from prefsift.train.stage import TrainingStage
 
     tok = word_tokenizer
     train, val = _pairs(10, 3), _pairs(8, 4, prefix="V")
@@ -59,9 +60,9 @@ def test_the_teacher_is_dpo_from_the_reference_on_the_last_share_of_the_validati
     np.testing.assert_allclose(table["teacher"].to_numpy(), _trl_margins(teacher, ref_model, tok, train),
                                atol=1e-4, rtol=0)
     # θ_c by hand: DPO from π_ref (not θ) on validation pairs 4..7, in file order.
-    by_hand, _ = train_stage(ref, ref_model, tok, val[4:], PairwiseObjective("dpo", 0.1),
+    by_hand, _ = TrainingStage(ref, ref_model, tok, val[4:], PairwiseObjective("dpo", 0.1),
                              StageSettings(epochs=2.0, learning_rate=5e-2, batch_size=2), tmp_path / "by_hand",
-                             start_key="r", data_key="d", name="by_hand", progress=False)
+                             start_key="r", data_key="d", name="by_hand", progress=False).run()
     for (name, a), b in zip(by_hand.named_parameters(), teacher.parameters()):
         assert np.allclose(a.detach().numpy(), b.detach().numpy(), atol=1e-6), name
     kept = prefsift.select(table, "top_teacher", 0.5)

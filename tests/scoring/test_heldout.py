@@ -47,11 +47,12 @@ def test_heldout_loss_is_trls_loss_under_the_fold_model_that_did_not_see_the_pai
         np.testing.assert_allclose(table["heldout"].to_numpy()[held], expected, atol=1e-4, rtol=0)
     # Fold 0's model is the warm-up's training on exactly the other fold's pairs, in file order.
     from prefsift.models.objectives import PairwiseObjective
-    from prefsift.train.dpo import StageSettings, train_stage
+    from prefsift.train.dpo import StageSettings
+    from prefsift.train.stage import TrainingStage
 
-    by_hand, _ = train_stage(ref, ref_model, tok, [records[i] for i in np.flatnonzero(fold == 1)],
+    by_hand, _ = TrainingStage(ref, ref_model, tok, [records[i] for i in np.flatnonzero(fold == 1)],
                              PairwiseObjective("dpo", 0.1), StageSettings(epochs=1.0, learning_rate=5e-2, batch_size=2),
-                             tmp_path / "by_hand", start_key="r", data_key="d", name="by_hand", progress=False)
+                             tmp_path / "by_hand", start_key="r", data_key="d", name="by_hand", progress=False).run()
     fold0 = AutoModelForCausalLM.from_pretrained(tmp_path / "s" / "selective" / "fold0" / "model")
     for (name, a), b in zip(by_hand.named_parameters(), fold0.parameters()):
         assert np.allclose(a.detach().numpy(), b.detach().numpy(), atol=1e-6), name

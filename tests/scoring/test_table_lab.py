@@ -15,7 +15,8 @@ from prefsift.scoring.logprobs import model_fingerprint
 from prefsift.models.loading import load_model, load_tokenizer
 from prefsift.models.objectives import PairwiseObjective
 from prefsift.scoring.table import ScoreConfig, compute_scores
-from prefsift.train.dpo import StageSettings, train_stage
+from prefsift.train.dpo import StageSettings
+from prefsift.train.stage import TrainingStage
 
 LAB = dict(seed=5, preset="tiny", n_train=160, n_validation=40, n_test_prompts=10, sft_steps=40,
            sft_warmup_steps=5, threads=1, progress=False, share_sft=False)
@@ -28,9 +29,9 @@ def lab_run(tmp_path_factory):
     tok, ref = load_tokenizer(root / "lab" / "sft_model"), load_model(root / "lab" / "sft_model")
     pairs = load_pairs(root / "lab" / "train.jsonl")
     recs = [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in pairs.valid_rows]
-    train_stage(ref, ref, tok, recs, PairwiseObjective("dpo", 0.1),
+    TrainingStage(ref, ref, tok, recs, PairwiseObjective("dpo", 0.1),
                 StageSettings(epochs=1, learning_rate=1e-3, batch_size=16), root / "theta",
-                start_key=model_fingerprint(ref), data_key="lab", name="warmup")
+                start_key=model_fingerprint(ref), data_key="lab", name="warmup").run()
     # The training file gets three bad rows: they must stay in every table, with their reason.
     lines = (root / "lab" / "train.jsonl").read_text().splitlines()
     lines.insert(5, '{"prompt": "sort : 1 2 =", "chosen": " 1 2"}')

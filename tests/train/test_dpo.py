@@ -5,7 +5,8 @@ import torch
 
 from prefsift.models.loading import LoraSettings, add_lora
 from prefsift.models.objectives import PairwiseObjective
-from prefsift.train.dpo import StageSettings, train_stage
+from prefsift.train.dpo import StageSettings
+from prefsift.train.stage import TrainingStage
 
 from tests.tiny import tiny_model, word_model
 
@@ -20,9 +21,9 @@ def test_every_trainable_parameter_changes_and_stage_is_reused(word_tokenizer, t
         before = {n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}
         for obj, sft in ((("dpo", 0.0), ("ipo", 0.0), ("hinge", 0.0), ("dpo", 1.0)) if name == "full"
                          else (("dpo", 0.0),)):
-            model, info = train_stage(policy, ref, tok, RECORDS, PairwiseObjective(obj, 0.1),
+            model, info = TrainingStage(policy, ref, tok, RECORDS, PairwiseObjective(obj, 0.1),
                                       StageSettings(epochs=1, learning_rate=1e-2, batch_size=8, sft_weight=sft),
-                                      tmp_path / f"{name}-{obj}-{sft}", start_key="s", data_key="d", name=obj)
+                                      tmp_path / f"{name}-{obj}-{sft}", start_key="s", data_key="d", name=obj).run()
             after = dict(model.named_parameters())
             if name == "lora":
                 # The stage returns the merged model: every weight LoRA adapted must differ from the
@@ -37,9 +38,9 @@ def test_every_trainable_parameter_changes_and_stage_is_reused(word_tokenizer, t
                 assert not unchanged, f"{name}/{obj}: parameters that did not change: {unchanged[:5]}"
             assert info["steps"] == 4 and np.isfinite(info["train_loss"])
     # The same stage again loads the saved (merged) model instead of training.
-    again, info2 = train_stage(policy, ref, tok, RECORDS, PairwiseObjective("dpo", 0.1),
+    again, info2 = TrainingStage(policy, ref, tok, RECORDS, PairwiseObjective("dpo", 0.1),
                                StageSettings(epochs=1, learning_rate=1e-2, batch_size=8), tmp_path / "lora-dpo-0.0",
-                               start_key="s", data_key="d", name="dpo")
+                               start_key="s", data_key="d", name="dpo").run()
     assert info2["key"] == info["key"] and info2["seconds"] == info["seconds"]
     x = torch.tensor([[1, 5, 6, 7]])
     with torch.no_grad():
@@ -55,10 +56,10 @@ def test_a_stage_can_continue_from_the_model_a_stage_returned(word_tokenizer, tm
     tok = word_tokenizer
     ref = word_model(tok, seed=0)
     settings = StageSettings(epochs=1, learning_rate=1e-2, batch_size=8)
-    first, _ = train_stage(ref, ref, tok, RECORDS, PairwiseObjective("dpo", 0.1), settings, tmp_path / "a",
-                           start_key="s", data_key="d", name="a")
-    second, _ = train_stage(first, ref, tok, RECORDS[:16], PairwiseObjective("dpo", 0.1), settings, tmp_path / "b",
-                            start_key="a", data_key="d2", name="b")
+    first, _ = TrainingStage(ref, ref, tok, RECORDS, PairwiseObjective("dpo", 0.1), settings, tmp_path / "a",
+                           start_key="s", data_key="d", name="a").run()
+    second, _ = TrainingStage(first, ref, tok, RECORDS[:16], PairwiseObjective("dpo", 0.1), settings, tmp_path / "b",
+                            start_key="a", data_key="d2", name="b").run()
     x = torch.tensor([[1, 5, 6, 7]])
     with torch.no_grad():
         saved_a = AutoModelForCausalLM.from_pretrained(tmp_path / "a" / "model")(x).logits
@@ -73,9 +74,9 @@ def test_validation_curve_starts_at_the_starting_weights(word_tokenizer, tmp_pat
     DPO loss of θ against itself as reference, log 2, for every pair (margin 0)."""
     tok = word_tokenizer
     ref = word_model(tok, seed=0)
-    _, info = train_stage(ref, ref, tok, RECORDS, PairwiseObjective("dpo", 0.1),
+    _, info = TrainingStage(ref, ref, tok, RECORDS, PairwiseObjective("dpo", 0.1),
                           StageSettings(epochs=1, learning_rate=1e-2, batch_size=8), tmp_path / "s",
-                          start_key="s", data_key="d", name="s", eval_records=RECORDS[:8], eval_steps=2)
+                          start_key="s", data_key="d", name="s", eval_records=RECORDS[:8], eval_steps=2).run()
     first = info["log"][0]
     assert first["step"] == 0 and abs(first["eval_loss"] - np.log(2)) < 1e-6
     assert [e["step"] for e in info["log"] if "eval_loss" in e][:3] == [0, 2, 4]
@@ -89,7 +90,7 @@ def test_a_stage_from_a_folder_copies_no_model_and_shares_the_reference(word_tok
 
     import trl
 
-    from prefsift.train import dpo
+    from prefsift.train import stage
 
     tok = word_tokenizer
     ref = word_model(tok, seed=0)
@@ -100,7 +101,7 @@ def test_a_stage_from_a_folder_copies_no_model_and_shares_the_reference(word_tok
     def no_copy(*a, **k):
         raise AssertionError("a whole model was deep-copied")
 
-    monkeypatch.setattr(dpo, "copy", types.SimpleNamespace(deepcopy=no_copy))  # prefsift's own copies
+    monkeypatch.setattr(stage, "copy", types.SimpleNamespace(deepcopy=no_copy))  # prefsift's own copies
     seen = []
     real = trl.DPOTrainer
 
@@ -111,11 +112,11 @@ def test_a_stage_from_a_folder_copies_no_model_and_shares_the_reference(word_tok
 
     monkeypatch.setattr(trl, "DPOTrainer", Spy)
     settings = StageSettings(epochs=1, learning_rate=1e-2, batch_size=8)
-    full, _ = dpo.train_stage(tmp_path / "start", ref, tok, RECORDS, PairwiseObjective("dpo", 0.1), settings,
-                              tmp_path / "full", start_key="s", data_key="d", name="full")
-    lora, _ = dpo.train_stage(tmp_path / "start", ref, tok, RECORDS, PairwiseObjective("dpo", 0.1), settings,
+    full, _ = TrainingStage(tmp_path / "start", ref, tok, RECORDS, PairwiseObjective("dpo", 0.1), settings,
+                              tmp_path / "full", start_key="s", data_key="d", name="full").run()
+    lora, _ = TrainingStage(tmp_path / "start", ref, tok, RECORDS, PairwiseObjective("dpo", 0.1), settings,
                               tmp_path / "lora", start_key="s", data_key="d", name="lora",
-                              lora=LoraSettings(r=4, alpha=8), start_is_reference=True)
+                              lora=LoraSettings(r=4, alpha=8), start_is_reference=True).run()
     assert seen[0] is ref and seen[1] is None
     assert all(torch.equal(p, before[n]) for n, p in ref.named_parameters())
     assert not any("forward" in m.__dict__ for m in ref.modules() if not hasattr(m, "_hf_hook"))
@@ -153,9 +154,9 @@ def test_lora_over_a_bf16_reference_keeps_the_base_in_bf16_and_merges_into_fp32(
     settings = StageSettings(epochs=1, learning_rate=1e-2, batch_size=8)
     got = {}
     for name, ref in (("fp32", word_model(tok, seed=0)), ("bf16", word_model(tok, seed=0).to(torch.bfloat16))):
-        model, _ = train_stage(tmp_path / "start", ref, tok, RECORDS, PairwiseObjective("dpo", 0.1), settings,
+        model, _ = TrainingStage(tmp_path / "start", ref, tok, RECORDS, PairwiseObjective("dpo", 0.1), settings,
                                tmp_path / name, start_key="s", data_key="d", name=name,
-                               lora=LoraSettings(r=4, alpha=8), start_is_reference=True, hand_back_fp32=True)
+                               lora=LoraSettings(r=4, alpha=8), start_is_reference=True, hand_back_fp32=True).run()
         got[name] = dict(model.named_parameters())
         if name == "bf16":
             assert seen == {"base": {torch.bfloat16}, "adapters": {torch.float32}, "state": {torch.float32}}

@@ -9,7 +9,8 @@ import torch
 from prefsift.models.loading import build_tiny_model
 from prefsift.models.objectives import PairwiseObjective
 from prefsift.core.quiet import VERBOSE_ENV
-from prefsift.train.dpo import StageSettings, train_stage
+from prefsift.train.dpo import StageSettings
+from prefsift.train.stage import TrainingStage
 from prefsift.train.progress import LOG_NAME, read_log
 
 RECORDS = [{"prompt": f"Q{i % 10}?", "chosen": " good answer", "rejected": f" bad {i % 10}"} for i in range(32)]
@@ -19,9 +20,9 @@ def _stage(tok, folder, **kw):
     """16 optimizer steps (32 pairs, 2 a step): TRL logs the loss at step 10 (logging_steps=10),
     the validation loss every 4 steps, and the summary at the end."""
     ref = build_tiny_model("tiny", len(tok), seed=0, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    return train_stage(ref, ref, tok, RECORDS, PairwiseObjective("dpo", 0.1),
+    return TrainingStage(ref, ref, tok, RECORDS, PairwiseObjective("dpo", 0.1),
                        StageSettings(epochs=1, learning_rate=1e-2, batch_size=2), folder, start_key="s",
-                       data_key="d", name="s", eval_records=RECORDS[:8], eval_steps=4, **kw)
+                       data_key="d", name="s", eval_records=RECORDS[:8], eval_steps=4, **kw).run()
 
 
 def test_stage_log_file_is_the_trainers_log_and_the_terminal_shows_one_bar(word_tokenizer, tmp_path, capfd,

@@ -184,11 +184,11 @@ def test_an_ordered_stage_is_fed_in_the_order_given(word_tokenizer, models, tmp_
     from trl import DPOTrainer
 
     from prefsift.models.objectives import PairwiseObjective
-    from prefsift.train.dpo import LossVariant, StageSettings, _trl_config
+    from prefsift.train.dpo import LossVariant, StageSettings, trl_config
 
     model, ref = models
     for variant, sampler in ((LossVariant(in_order=True), SequentialSampler), (None, RandomSampler)):
-        args = _trl_config(PairwiseObjective("dpo", BETA), StageSettings(batch_size=2), tmp_path / str(sampler.__name__),
+        args = trl_config(PairwiseObjective("dpo", BETA), StageSettings(batch_size=2), tmp_path / str(sampler.__name__),
                            variant=variant)
         trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=Dataset.from_list(PAIRS),
                              processing_class=word_tokenizer)
