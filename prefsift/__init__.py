@@ -14,9 +14,8 @@ The public API is `prefsift.api` (every command of the CLI is one of its functio
     register_rule / register_score / register_judge  your own rules, scores and judges
 """
 
-from .core.version import __version__  # noqa: E402
-
 from .api import *  # noqa: E402,F401,F403
 from .api import __all__ as _api
+from .core.version import __version__  # noqa: E402
 
 __all__ = ["__version__", *_api]

@@ -18,13 +18,24 @@ raises a `prefsift.core.errors.UserError` that says what to fix."""
 
 from __future__ import annotations
 
-from ..data import ColumnMap
 from ..core.quiet import set_verbose
+from ..data import ColumnMap
 from ..pipeline import probed_arms  # noqa: F401  (registers the kinds of arm chosen by probes)
+from ..selection.rules import register_rule as register
 from .audit import audit
 from .models import describe_model, warmup
 from .pairs import check_pairs, load_pairs, subset, write_subset
-from .runs import LabSummary, RunResult, demo, make_lab, make_sentiment_lab, open_run, plan, recommend, run
+from .runs import (
+    LabSummary,
+    RunResult,
+    demo,
+    make_lab,
+    make_sentiment_lab,
+    open_run,
+    plan,
+    recommend,
+    run,
+)
 from .scores import load_scores, plan_scores, score, select
 from .selections import Selection, select_to_folder
 from .views import view
@@ -41,8 +52,6 @@ def register_rule(name: str, needs=(), help: str = "", replace: bool = False, si
         def low_margin(table, keep, seed):
             return prefsift.selection.rules.top_fraction(table["irm"].to_numpy(), keep, largest=False)
     """
-    from ..selection.rules import register_rule as register
-
     return register(name, needs=needs, help=help, replace=replace, sized=sized)
 
 

@@ -6,8 +6,11 @@ from pathlib import Path
 from typing import Iterable
 
 from ..audit import AuditReport, Thresholds, run_audit
+from ..audit.texts import as_text
+from ..core.errors import ConfigError, UserError, require_path
 from ..data import ColumnMap, PairSet
-from ..core.errors import ConfigError, UserError
+from ..data.readers import read_raw
+from .pairs import load_pairs
 
 
 def _test_prompts(test_prompts, prompt_key: str) -> list[str] | None:
@@ -17,9 +20,6 @@ def _test_prompts(test_prompts, prompt_key: str) -> list[str] | None:
         return None
     if not isinstance(test_prompts, (str, Path)):
         return [str(p) for p in test_prompts]
-    from ..audit.texts import as_text
-    from ..data.readers import read_raw
-    from ..core.errors import require_path
 
     require_path(
         test_prompts,
@@ -88,8 +88,6 @@ def audit(
 
     Returns an `AuditReport` (`.lines()` as the CLI prints them, `.get(key)`, `.to_json()`);
     `json_out` writes audit.json, `html_out` the pairs browser with the audit's panel."""
-    from .pairs import load_pairs
-
     if max_length is not None and max_length < 1:
         raise ConfigError(key="max_length", problem=f"must be >= 1, got {max_length}")
     if max_prompt_length is not None and max_prompt_length < 1:

@@ -12,8 +12,8 @@ from .settings import checked_settings
 
 def describe_model(spec: str, device: str = "auto", dtype: str = "auto") -> str:
     """`prefsift model`: load `spec` (a folder, or `smollm2`, converted once) and say what it is."""
-    from ..runtime.devices import placement
     from ..models.loading import load_model, load_tokenizer, resolve_model_path
+    from ..runtime.devices import placement
 
     t0 = time.time()
     place = placement(device, dtype)

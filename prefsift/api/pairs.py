@@ -8,8 +8,11 @@ from typing import Iterable
 
 import numpy as np
 
-from ..data import ColumnMap, PairSet
-from ..core.errors import ConfigError, UserError
+from ..core.errors import ConfigError, UserError, require_path
+from ..data import ColumnMap, PairSet, write_pairs
+from ..data import load_pairs as load_file
+from ..data.pairs import parse_pairs
+from ..data.readers import RawFile, RawRow, _columns_of
 
 
 def load_pairs(path_or_rows: str | Path | Iterable[dict], *, columns: ColumnMap | None = None, strict: bool = False,
@@ -19,10 +22,6 @@ def load_pairs(path_or_rows: str | Path | Iterable[dict], *, columns: ColumnMap 
     Every row is kept, in order, with a stable id and, when it cannot be used, a reason (`strict`
     raises at the first bad row instead). Rows (dicts with prompt/chosen/rejected, standard or
     conversational) behave as a JSONL file would, and `write_subset` writes them as JSONL."""
-    from ..data import load_pairs as load_file
-    from ..data.pairs import parse_pairs
-    from ..data.readers import RawFile, RawRow, _columns_of
-
     if isinstance(path_or_rows, (str, Path)):
         return load_file(path_or_rows, columns=columns, strict=strict, file_format=file_format, split=split)
     if isinstance(path_or_rows, PairSet):
@@ -68,9 +67,6 @@ def subset(path: str | Path, ids: str | Path | Iterable[str], out: str | Path, *
     """`prefsift data subset`: write the rows of `path` whose id is in `ids` (a text file with one id
     per line, or the ids) to `out`, in the input's format. Returns (rows written, ids requested,
     the format)."""
-    from ..data import write_pairs
-    from ..core.errors import require_path
-
     if isinstance(ids, (str, Path)):
         ids_path = require_path(ids, "ids file", "ids", hint="give a text file with one pair id per line")
         try:
@@ -88,8 +84,6 @@ def subset(path: str | Path, ids: str | Path | Iterable[str], out: str | Path, *
 def write_subset(pairs: PairSet, mask, path: str | Path) -> int:
     """Write the usable pairs where `mask` (one entry per row of `pairs`) is true to `path`, in the
     input's own format and column names. Returns the number of rows written."""
-    from ..data import write_pairs
-
     mask = np.asarray(mask, dtype=bool)
     if len(mask) != len(pairs):
         raise UserError(f"write_subset: the mask has {len(mask)} entries but the pairs have {len(pairs)} rows; "

@@ -10,6 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.errors import ConfigError
+from ..core.quiet import quiet_libraries
+from .scores import load_scores
+from .settings import checked_settings
 
 
 def _config(config, overrides=(), out=None, settings=None):
@@ -35,10 +38,10 @@ def run(config, *, overrides=(), out: str | Path | None = None, progress: bool =
     keyword `settings` set any field (`seeds=[0]`); `out` the run directory. With `processes` > 1
     the training and scoring are shared by that many local workers (torchrun). Returns the
     evaluation table (one row per arm and seed); `open_run(out)` reopens everything else."""
-    from ..runtime.distributed import check_processes, world
     from ..pipeline import run_pipeline
-    from ..planning import actual_run_seconds, predicted_vs_actual
     from ..pipeline.rundir import RunDir
+    from ..planning import actual_run_seconds, predicted_vs_actual
+    from ..runtime.distributed import check_processes, world
 
     cfg = _config(config, overrides, out, settings)
     here = world()
@@ -89,10 +92,10 @@ def plan(config, *, overrides=(), out: str | Path | None = None, processes: int 
     """`prefsift plan`: each stage of `run(config)` with its predicted time, FLOPs and peak memory
     per process on this machine (from short probes of the real models on the real pairs), saved as
     OUT/plan.json. Returns the `Plan` (`.describe()`, `.saved_to`)."""
-    from ..runtime.distributed import check_processes
     from ..pipeline.run import check_run_sharding
     from ..planning import plan_run
     from ..planning.memory import check_fits
+    from ..runtime.distributed import check_processes
 
     cfg = _config(config, overrides, out, settings)
     processes = check_processes(processes)
@@ -155,8 +158,8 @@ class LabSummary(dict):
 def make_lab(out: str | Path, **settings) -> LabSummary:
     """`prefsift lab make`: the embedded lab (task, tokenizer, SFT model, pairs with their true types,
     test prompts) built into `out`; `settings`: any `prefsift.lab.LabConfig` field."""
-    from ..lab import LabConfig, make_lab as build
-    from .settings import checked_settings
+    from ..lab import LabConfig
+    from ..lab import make_lab as build
 
     _check_folder(out)
     return LabSummary(build(LabConfig(**checked_settings(LabConfig, settings, "make_lab")), out))
@@ -165,9 +168,8 @@ def make_lab(out: str | Path, **settings) -> LabSummary:
 def make_sentiment_lab(out: str | Path, *, progress: bool = True, **settings) -> dict:
     """`prefsift lab sentiment`: pairs from a real model's own samples rated by VADER, into `out`
     (train.jsonl, validation.jsonl, test_prompts.jsonl); `settings`: any `SentimentConfig` field."""
-    from ..lab.sentiment import SentimentConfig, make_sentiment_lab as build
-    from ..core.quiet import quiet_libraries
-    from .settings import checked_settings
+    from ..lab.sentiment import SentimentConfig
+    from ..lab.sentiment import make_sentiment_lab as build
 
     quiet_libraries()
     _check_folder(out)
@@ -193,8 +195,6 @@ class RunResult:
     @property
     def scores(self) -> pd.DataFrame | None:
         """The scores table (one row per input pair), checked against its checksum."""
-        from .scores import load_scores
-
         try:
             return load_scores(self.folder)
         except ConfigError:

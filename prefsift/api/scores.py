@@ -4,6 +4,7 @@ mask by a registered rule, and a selection written out (`prefsift select`)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,8 +13,11 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from ..data import ColumnMap
+from ..core import artifacts
 from ..core.errors import ConfigError, UserError
+from ..data import ColumnMap
+from ..selection.arms import check_selectable
+from ..selection.rules import apply_rule, read_scores_table
 from .pairs import load_pairs
 from .settings import checked_settings
 
@@ -69,9 +73,13 @@ def score(policy, reference, pairs, validation=None, *, scores: Iterable[str] = 
             max_length, keep, seed, device, dtype, warmup, ...); `prefsift score --help` explains each.
             A model given by name is loaded on `device` in `dtype`; a model object is used where it is.
     """
-    from ..core import artifacts
     from ..runtime.distributed import barrier, world
-    from ..scoring.table import check_score_inputs, check_sharding, compute_scores, score_pairs
+    from ..scoring.table import (
+        check_score_inputs,
+        check_sharding,
+        compute_scores,
+        score_pairs,
+    )
 
     settings = checked_settings(_config_class(), settings, "score", taken=_OWN)
     tok_p, pol_obj, pol_spec = _model_and_tokenizer(policy, tokenizer, "policy")
@@ -120,8 +128,6 @@ def score(policy, reference, pairs, validation=None, *, scores: Iterable[str] = 
 
 def _say_where(folder: Path, log) -> None:
     """The table's path, and predicted against actual seconds when the folder holds a plan."""
-    import json
-
     from ..planning import predicted_vs_actual
 
     log(f"\nscores table: {folder / 'scores.parquet'}")
@@ -152,8 +158,8 @@ def _run_directory(out):
 
 def _in_memory_models(tok, ref_obj, ref_spec, pol_obj, pol_spec, settings):
     """(tokenizer, reference, policy), loading the ones given by name."""
-    from ..runtime.devices import placement
     from ..models.loading import load_model, load_tokenizer
+    from ..runtime.devices import placement
 
     tok = tok or (load_tokenizer(pol_spec) if pol_spec else None)
     if tok is None:
@@ -171,9 +177,9 @@ def plan_scores(policy, reference, pairs, validation=None, *, out: str | Path = 
     """`prefsift score --plan`: each scoring stage's predicted time, FLOPs and peak memory per process
     (from short probes of the models on these pairs), saved as OUT/plan.json (a later `score` into
     OUT prints predicted vs actual). Returns the `Plan` (`.describe()`)."""
-    from ..runtime.distributed import check_processes, world
     from ..planning import plan_scores as make_plan
     from ..planning.memory import check_fits
+    from ..runtime.distributed import check_processes, world
 
     settings = checked_settings(_config_class(), settings, "plan_scores", taken=_OWN)
     if world().sharded:
@@ -192,8 +198,6 @@ def plan_scores(policy, reference, pairs, validation=None, *, out: str | Path = 
 def load_scores(run_dir: str | Path) -> pd.DataFrame:
     """The scores table of a finished `prefsift score` (RUN/scores.parquet) or `prefsift run`
     (RUN/score/scores.parquet), checked against its checksum."""
-    from ..selection.rules import read_scores_table
-
     run_dir = Path(run_dir)
     for path in (run_dir / "scores.parquet", run_dir / "score" / "scores.parquet", run_dir):
         if path.is_file():
@@ -209,8 +213,5 @@ def select(table, rule: str = "lossdiff_irm", keep: float = 0.64, *, seed: int =
     your own (`register_rule`).
     `keep` is the kept fraction of the scored pairs; `seed` seeds the random rule. A rule that cannot
     keep that fraction (a constant score, heavy ties) is refused with what it kept and why."""
-    from ..selection.arms import check_selectable
-    from ..selection.rules import apply_rule
-
     check_selectable(rule)
     return np.asarray(apply_rule(table, rule, keep, seed=seed), dtype=bool)

@@ -8,7 +8,21 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core import artifacts
+from ..core.errors import require_path
 from ..data import ColumnMap
+from ..selection.arms import check_selectable
+from ..selection.rules import (
+    apply_rule,
+    check_keep,
+    check_rule_columns,
+    check_windows,
+    overlap_coefficient,
+    read_scores_table,
+    selection_frame,
+    window_of,
+)
+from .pairs import load_pairs, write_subset
 
 
 @dataclass
@@ -43,13 +57,6 @@ def select_to_folder(scores: str | Path, out: str | Path, *, rule: str = "lossdi
     "if:20:80" or "lossdiff:10:90,irm:0:80") and write OUT/selection.parquet and
     OUT/selected_ids.txt; with `train` (the scored pair file), also OUT/selected.EXT in its format,
     which TRL's DPOTrainer reads unchanged. `overlap`: rules to report the overlap coefficient with."""
-    from ..core import artifacts
-    from ..core.errors import require_path
-    from ..selection.arms import check_selectable
-    from ..selection.rules import (apply_rule, check_keep, check_rule_columns, check_windows, overlap_coefficient,
-                             read_scores_table, selection_frame, window_of)
-    from .pairs import load_pairs, write_subset
-
     # Every argument checked before the table is read.
     check_keep(keep)
     if window:

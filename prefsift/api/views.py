@@ -3,10 +3,25 @@ self-contained HTML page: texts, scores, what each rule kept, and why a row was 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from ..browser import build_table, check_same_pairs, masks_from_selection, page
+from ..browser.frame import with_findings
+from ..core import artifacts
+from ..core.errors import ConfigError, require_path
 from ..data import ColumnMap
-from ..core.errors import ConfigError
+from ..selection.arms import check_selectable
+from ..selection.rules import (
+    apply_rule,
+    check_keep,
+    check_rule_columns,
+    read_scores_table,
+)
+from .pairs import load_pairs
 
 
 def _run_train(folder: Path, config: dict) -> Path | None:
@@ -24,8 +39,6 @@ def _run_train(folder: Path, config: dict) -> Path | None:
 
 
 def _json(path: Path) -> dict:
-    import json
-
     try:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except (OSError, ValueError):
@@ -78,8 +91,6 @@ def _inputs(run, scores, train):
 def _with_treatments(table, treated):
     """The scores table with each treatment arm's weight (a score column: sortable, a range filter)
     and swap ("swapped" / "as labelled": a filter menu), matched by pair id."""
-    import numpy as np
-
     if treated["id"].astype(str).tolist() != table["id"].astype(str).tolist():
         raise ConfigError(key="run", problem=": its treatments.parquet is not of the pairs of its scores table; "
                                              "rerun the run's selections (`prefsift run` again)")
@@ -104,15 +115,6 @@ def view(run: str | Path | None = None, *, scores: str | Path | None = None, tra
     shown for `prefsift data subset --ids`. With `audit` (the audit.json of `prefsift audit` on the
     same pairs), a panel lists its findings and each one filters the table to its pairs. Returns the
     page's path (default RUN/view.html, or view.html next to the scores table)."""
-    import pandas as pd
-
-    from ..core import artifacts
-    from ..core.errors import require_path
-    from ..selection.arms import check_selectable
-    from ..selection.rules import apply_rule, check_keep, check_rule_columns, read_scores_table
-    from ..browser import build_table, check_same_pairs, masks_from_selection, page
-    from ..browser.frame import with_findings
-    from .pairs import load_pairs
 
     rules = [rules] if isinstance(rules, str) else list(rules or [])
     for rule in rules:
@@ -153,9 +155,6 @@ def view(run: str | Path | None = None, *, scores: str | Path | None = None, tra
 
 def _audit_findings(path) -> list[dict]:
     """The findings of an audit.json that `prefsift audit --json` wrote."""
-    import json
-
-    from ..core.errors import require_path
 
     require_path(path, "audit", "audit", hint="give the audit.json that `prefsift audit --json` wrote")
     try:
@@ -171,11 +170,6 @@ def audit_view(report, out: str | Path, scores=None, title: str | None = None) -
     """The pairs browser of an audit (`prefsift audit --html`): every input pair with its texts, its
     reason when unusable, its answers' lengths, the scores table's columns when given, and the
     audit's panel, whose findings filter the table."""
-    import numpy as np
-
-    from ..core import artifacts
-    from ..browser import build_table, page
-    from ..browser.frame import with_findings
 
     pairs, t = report.pairs, report.texts
     frame = pairs.to_frame().drop(columns=["n_tokens"])

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core import artifacts
+from ..core.errors import ConfigError, UserError
+from ..core.version import __version__
 from ..data import PairSet
 from .duplicates import identical_pairs, near_identical, prompt_leaks, same_answers
 from .finding import CHECKS, Finding, _plain, rows_finding
@@ -69,7 +72,6 @@ class AuditReport:
         for r in p.rows:
             if not r.valid:
                 reasons[r.code] = reasons.get(r.code, 0) + 1
-        from ..core.version import __version__
 
         return {
             "prefsift_version": __version__,
@@ -97,8 +99,6 @@ class AuditReport:
         }
 
     def write_json(self, path) -> Path:
-        from ..core import artifacts
-
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         artifacts.write_text(
@@ -137,8 +137,6 @@ def unusable(pairs: PairSet) -> Finding:
 def group_columns(pairs: PairSet, group_by) -> list[str]:
     """The group columns: those asked for (each must be a column of the file), else DEFAULT_GROUPS
     that the file has."""
-    from ..core.errors import ConfigError
-
     cols = pairs.raw.columns
     if group_by:
         for c in group_by:
@@ -169,8 +167,6 @@ def run_audit(
 ) -> AuditReport:
     """Every check over `pairs` (a `PairSet`). `scores`: a scores table of these pairs (rows in the
     same order, as `prefsift score` writes it); `test_prompts`: prompt texts."""
-    from ..core.errors import UserError
-
     th = thresholds or Thresholds()
     if len(pairs) == 0:
         raise UserError(

@@ -9,6 +9,8 @@ import os
 import sys
 import traceback
 
+from ..core.errors import ConfigError, UserError
+from ..core.version import __version__
 from . import commands  # noqa: F401  (the commands, reachable as prefsift.cli.commands)
 from .parser import build_parser
 
@@ -41,7 +43,6 @@ def main(argv: list[str] | None = None) -> int:
             parser.parse_args([target, "--help"])
         parser.print_help()
         return 0
-    from ..core.errors import ConfigError, UserError
 
     debug = args.debug or os.environ.get("PREFSIFT_DEBUG", "").strip() not in ("", "0")
     try:
@@ -83,8 +84,6 @@ def _one_line(message: str) -> str:
 
 
 def _version() -> str:
-    from ..core.version import __version__
-
     return __version__
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 
 from .. import api
 from ..api import configs
@@ -78,8 +79,6 @@ def cmd_lab_make(args) -> int:
 
 
 def cmd_lab_sentiment(args) -> int:
-    import json
-
     summary = api.make_sentiment_lab(args.out, progress=not args.quiet, **_settings(configs.SentimentConfig, args))
     print(json.dumps(summary["splits"], indent=1))
     print(f"wrote {args.out}/train.jsonl, validation.jsonl, test_prompts.jsonl in {summary['seconds']:.0f} s")

@@ -5,7 +5,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import typing
+from dataclasses import MISSING, fields
 
+from ..api.configs import (
+    ARM_KINDS,
+    DEVICES,
+    DTYPES,
+    RULES,
+    RUN_GROUPS,
+    TREATMENTS,
+    LabConfig,
+    RunConfig,
+    ScoreConfig,
+    SentimentConfig,
+    WarmupConfig,
+)
+from ..core.version import __version__
+from . import commands as c
 from .audit import add_audit_command
 
 DESCRIPTION = """\
@@ -23,8 +40,6 @@ config, and `demo`, which is `run` on the lab with its defaults."""
 
 def _flag_type(cls, name: str, default):
     """The argparse type of a field: its annotation's (``int | None`` → int), else its default's."""
-    import typing
-
     tp = typing.get_type_hints(cls).get(name)
     if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType):
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -75,8 +90,6 @@ def _add_column_args(p: argparse.ArgumentParser) -> None:
 
 
 def _rules_help() -> str:
-    from ..api.configs import RULES
-
     lines = ["rules (prefsift.selection.rules.RULES; a module can add its own with prefsift.register_rule):"]
     for name, rule in RULES.items():
         needs = f" [needs {', '.join(rule.needs)}]" if rule.needs else ""
@@ -87,8 +100,6 @@ def _rules_help() -> str:
 def _arms_help() -> str:
     """The names an arm can take, from the registries: the treatments with their help, and the
     other kinds' names (the rules are described by `prefsift select --help`)."""
-    from ..api.configs import ARM_KINDS, TREATMENTS
-
     lines = ["arms (prefsift.selection.kinds.ARM_KINDS): a rule (`prefsift select --help`), or", "treatments "
              "(prefsift.selection.treatments.TREATMENTS; a module can add its own with prefsift.register_treatment):"]
     lines += [f"  {name:<24} {t.help}" for name, t in TREATMENTS.items()]
@@ -101,9 +112,6 @@ def _arms_help() -> str:
 
 def _run_settings_help() -> str:
     """The config file's settings by group, from RunConfig's own field help (so the two cannot drift)."""
-    from dataclasses import MISSING, fields
-
-    from ..api.configs import RUN_GROUPS, RunConfig
 
     lines = ["settings of the YAML config (prefsift.pipeline.RunConfig); a section (lab, warmup, ...) is a mapping",
              "merged onto that section's defaults, and any setting can be overridden as KEY=VALUE or SECTION.KEY=VALUE:"]
@@ -122,8 +130,6 @@ def _run_settings_help() -> str:
 
 
 def _add_placement_args(p: argparse.ArgumentParser) -> None:
-    from ..api.configs import DEVICES, DTYPES
-
     p.add_argument("--device", default="auto", help=f"where the models run: {DEVICES} (default: auto, CUDA when "
                                                     "present)")
     p.add_argument("--dtype", default="auto", choices=DTYPES, help="weights' precision (default: auto, fp32 on CPU); "
@@ -139,9 +145,6 @@ def _add_processes_arg(p: argparse.ArgumentParser, what: str, command: str) -> N
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..core.version import __version__
-    from . import commands as c
-
     parser = argparse.ArgumentParser(prog="prefsift", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"prefsift {__version__}")
@@ -218,7 +221,6 @@ def _add_lab_commands(sub, c) -> None:
                     "oracle plus controlled noise, and write train.jsonl, validation.jsonl and "
                     "test_prompts.jsonl (standard TRL format) and the SFT model folder.")
     make.add_argument("--out", default="runs/lab", help="output folder (default: runs/lab)")
-    from ..api.configs import LabConfig
 
     _add_dataclass_args(make, LabConfig)
     make.set_defaults(func=c.cmd_lab_make)
@@ -229,7 +231,6 @@ def _add_lab_commands(sub, c) -> None:
                     "and deliberately flipped labels), and write train.jsonl / validation.jsonl "
                     "(conversational) and test_prompts.jsonl. Needs `pip install vaderSentiment`.")
     senti.add_argument("--out", default="runs/sentiment-lab", help="output folder (default: runs/sentiment-lab)")
-    from ..api.configs import SentimentConfig
 
     _add_dataclass_args(senti, SentimentConfig)
     senti.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -244,7 +245,6 @@ def _add_scoring_commands(sub, c) -> None:
                     "through TRL's DPOTrainer and save θ, the model the scores are taken at, as a plain Hugging "
                     "Face folder in OUT/warmup/model (then `prefsift score --policy OUT/warmup/model`). A rerun "
                     "with the same inputs reuses it. Defaults are TRL's DPOConfig defaults.")
-    from ..api.configs import WarmupConfig
 
     _add_dataclass_args(warm, WarmupConfig, skip=("strict",))
     _add_column_args(warm)
@@ -257,7 +257,6 @@ def _add_scoring_commands(sub, c) -> None:
         description="Write RUN/scores.parquet: one row per input pair with every score as a column (NaN and a "
                     "reason for rows that could not be scored). Stages are cached in the run directory, so a "
                     "killed run started again continues where it stopped, with identical results.")
-    from ..api.configs import ScoreConfig
 
     _add_dataclass_args(score, ScoreConfig, skip=("strict",))
     _add_column_args(score)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -173,8 +174,6 @@ class RunLock:
         self._fh = None
 
     def __enter__(self) -> "RunLock":
-        import fcntl
-
         self._created = not self.dir.exists()
         self.dir.mkdir(parents=True, exist_ok=True)
         fh = open(self.path, "a+", encoding="utf-8")

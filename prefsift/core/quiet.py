@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import warnings
+
 
 def quiet_libraries() -> None:
-    import warnings
-
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="trl")
     try:
@@ -27,13 +28,9 @@ VERBOSE_ENV = "PREFSIFT_VERBOSE"
 
 def verbose() -> bool:
     """Whether `--verbose` (or PREFSIFT_VERBOSE=1) is on in this process."""
-    import os
-
     return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def set_verbose(on: bool = True) -> None:
     """Turn `verbose` on or off for this process and the processes it starts."""
-    import os
-
     os.environ[VERBOSE_ENV] = "1" if on else "0"

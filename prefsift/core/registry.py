@@ -6,6 +6,12 @@ up, so adding a rule or a judge means one `register` call, in prefsift or in a u
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import sys
+import warnings
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from .errors import ConfigError, did_you_mean
@@ -88,8 +94,6 @@ def load_entry_point_plugins() -> None:
     if _ENTRY_POINTS_LOADED:
         return
     _ENTRY_POINTS_LOADED = True
-    import warnings
-    from importlib.metadata import entry_points
 
     for ep in entry_points(group="prefsift.plugins"):
         try:
@@ -114,11 +118,6 @@ def import_plugins(modules, key: str = "plugins") -> None:
 
 
 def _import_one(spec, where: str) -> None:
-    import hashlib
-    import importlib
-    import importlib.util
-    import sys
-    from pathlib import Path
 
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(key=where, problem=f"must be a module name or a .py file, got {spec!r}")

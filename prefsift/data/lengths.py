@@ -5,9 +5,9 @@ TRL drops a row whose prompt alone reaches `max_length` and truncates the rest s
 
 from __future__ import annotations
 
-from .tokenization import tokenize_pairs
 from .pairset import PairSet
 from .readers import DataError
+from .tokenization import tokenize_pairs
 
 LENGTH_POLICIES = ("truncate", "drop")
 _BATCH = 512

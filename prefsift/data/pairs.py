@@ -11,11 +11,11 @@ of the other format is reported instead of crashing the run."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 from collections import Counter
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 

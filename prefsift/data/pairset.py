@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
+import pandas as pd
+
 from .pairs import RATING_FIELDS, ColumnMap, PairRow, parse_pairs
 from .readers import DataError, RawFile, read_raw
 
@@ -52,8 +55,6 @@ class PairSet:
 
     def rating_gaps(self):
         """score_chosen − score_rejected per input row; NaN where the row is unusable or a rating is bad."""
-        import numpy as np
-
         return np.array([r.rating_gap if r.valid and r.rating_gap is not None else np.nan for r in self.rows])
 
     def reason_counts(self) -> Counter:
@@ -65,8 +66,6 @@ class PairSet:
 
     def to_frame(self, extras: bool = True):
         """One row per input row: id, validity and reason, the pair, and the file's other columns."""
-        import pandas as pd
-
         records = []
         extra_cols = self.extra_columns() if extras else []
         for r, raw in zip(self.rows, self.raw.rows):

@@ -11,6 +11,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from ..core.checks import check_fields
 from ..core.errors import ConfigError
 
 OPENAI_URL = "https://api.openai.com/v1"  # the openai client's own default
@@ -109,8 +110,6 @@ class JudgeAPISettings:
                 "unknown model is an error then, not after the training"})
 
     def __post_init__(self):
-        from ..core.checks import check_fields
-
         check_fields(self)
 
     def prompt_texts(self) -> tuple[str, str]:

@@ -16,8 +16,18 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..core.errors import UserError
+from ..core.errors import ConfigError, UserError, did_you_mean, require_path
 from ..core.registry import Registry
+from ..models.loading import (
+    ModelSourceError,
+    check_safe_weights,
+    load_model,
+    load_pretrained,
+    load_tokenizer,
+    resolve_model_path,
+    tokenizer_from_folder,
+)
+from .api_judge import check_openai, make_openai
 
 
 class Judge:
@@ -96,7 +106,6 @@ class RewardModelJudge(Judge):
     def __init__(self, folder: str, max_length: int = 1024, batch_size: int = 8):
         from transformers import AutoModelForSequenceClassification
 
-        from ..models.loading import load_pretrained, tokenizer_from_folder
 
         self.model = load_pretrained(AutoModelForSequenceClassification, folder, dtype=torch.float32).eval()
         self.tok = tokenizer_from_folder(folder)
@@ -210,8 +219,6 @@ def _split(spec) -> tuple[str, str | None]:
 
 def judge_spec_problem(spec) -> str | None:
     """Why ``spec`` does not name a judge (None: it does); checks the form only, touches nothing."""
-    from ..core.errors import did_you_mean
-
     if not isinstance(spec, str):
         return f"must be {judge_specs()}; got {spec!r}"
     name, arg = _split(spec)
@@ -230,8 +237,6 @@ def check_judge(spec: str, prompts: Sequence[str] | None = None, where: str = "t
     """Everything about a judge that can be checked before any work: the spec's form, that what it
     needs is installed or exists (VADER, the reward model's folder, the LLM), and that it can judge
     ``prompts`` (the lab's oracle knows only the lab's prompts). Raises a `ConfigError` keyed `judge`."""
-    from ..core.errors import ConfigError
-
     problem = judge_spec_problem(spec)
     if problem:
         raise ConfigError(key="judge", problem=problem)
@@ -245,8 +250,6 @@ def make_judge(spec: str, context: JudgeContext | None = None) -> Judge:
     """The judge a spec names: `lexicon`, `reward:FOLDER`, `llm:MODEL` (a folder or `smollm2`, asked
     in both orders), `openai:MODEL` (an OpenAI-compatible endpoint, `context.settings`), the lab's
     `oracle` (registered by `prefsift.lab`), or a registered one."""
-    from ..core.errors import ConfigError
-
     problem = judge_spec_problem(spec)
     if problem:
         raise ConfigError(key="judge", problem=problem)
@@ -256,8 +259,6 @@ def make_judge(spec: str, context: JudgeContext | None = None) -> Judge:
 
 
 def _check_lexicon(arg, prompts, where):
-    from ..core.errors import ConfigError
-
     try:
         import vaderSentiment.vaderSentiment  # noqa: F401
     except ImportError:
@@ -266,9 +267,6 @@ def _check_lexicon(arg, prompts, where):
 
 
 def _check_reward(folder, prompts, where):
-    from ..core.errors import ConfigError, require_path
-    from ..models.loading import check_safe_weights
-
     require_path(folder, "reward model folder", "judge", kind="dir")
     if not (Path(folder).expanduser() / "config.json").exists():
         raise ConfigError(key="judge", problem=f": {folder!r} has no config.json, so it is not a Hugging Face "
@@ -277,9 +275,6 @@ def _check_reward(folder, prompts, where):
 
 
 def _check_llm(target, prompts, where):
-    from ..core.errors import ConfigError
-    from ..models.loading import ModelSourceError, load_tokenizer, resolve_model_path
-
     try:
         resolve_model_path(target)
     except ModelSourceError as e:
@@ -293,8 +288,6 @@ def _check_llm(target, prompts, where):
 
 
 def _make_llm(target):
-    from ..models.loading import load_model, load_tokenizer
-
     return Swapped(LLMPairwiseJudge(load_model(target), load_tokenizer(target), name=f"LLM judge {target}"))
 
 
@@ -304,14 +297,10 @@ register_judge("reward", lambda folder: RewardModelJudge(folder), takes="FOLDER"
 register_judge("llm", _make_llm, takes="MODEL", check=_check_llm,
                help="a causal LM asked which answer is better, in both orders")
 def _check_openai(model, prompts, where, context=None):
-    from .api_judge import check_openai
-
     check_openai(model, prompts, where, context)
 
 
 def _make_openai(model, context=None):
-    from .api_judge import make_openai
-
     return make_openai(model, context)
 
 

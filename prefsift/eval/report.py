@@ -18,6 +18,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from .tables import BASELINES
+from .truth import detection_table, rating_leak_share
+
 SCORE_LABELS = {"irm": "IRM", "lossdiff": "LossDiff", "if": "IF"}
 CURVE_KEYS = (("loss", "train loss"), ("rewards/margins", "train margin"),
               ("eval_loss", "eval loss"), ("eval_rewards/margins", "eval margin"))
@@ -230,8 +233,6 @@ def _lab(scores, masks, figs) -> str:
 
 
 def _truth(scores) -> str:
-    from .truth import detection_table, rating_leak_share
-
     out, leak, table = "", rating_leak_share(scores), detection_table(scores)
     if leak is not None:
         verdict = ("the ratings agree with the labels, as the rater who labelled would rate" if leak[0] == 0 else
@@ -275,8 +276,6 @@ def _winrate(evaluation, figs) -> str:
 
 def _paired(summary, figs) -> str:
     """Each arm's paired difference from `random` and `full`, with its two-way bootstrap interval."""
-    from .tables import BASELINES
-
     bases = [b for b in BASELINES if summary is not None and f"d_wr_{b}" in summary]
     if not bases:
         return ""

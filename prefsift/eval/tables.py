@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.windows import overlap_coefficient
+from .paired import headroom_share, paired_difference, per_prompt
 
 
 def format_selections(table: pd.DataFrame, masks: dict) -> str:
@@ -53,8 +54,6 @@ def paired_columns(evaluations: list[dict], n_prompts: int, baselines=BASELINES)
     """Per arm, its paired difference from each baseline arm on the seeds both were trained with:
     WinRate (``d_wr_<base>``, percentage points as a fraction) and mean single score
     (``d_score_<base>``), each with ``_low``/``_high`` from the two-way bootstrap over seeds and prompts."""
-    from .paired import paired_difference, per_prompt
-
     by = {(r["arm"], r["seed"]): r for r in evaluations}
     arms = list(dict.fromkeys(r["arm"] for r in evaluations))
     rows = []
@@ -111,8 +110,6 @@ def best_oracle(by: dict, arms: list) -> str | None:
 
 def _headroom_share(by: dict, arm: str, oracle: str, n_prompts: int):
     """`paired.headroom_share` of an arm against ``oracle`` on the seeds it shares with both."""
-    from .paired import headroom_share, per_prompt
-
     seeds = _seeds_with(by, (arm, "full", oracle))
     if not seeds:
         return None

@@ -4,6 +4,7 @@ how much the data's ratings leak the truth its labels hide."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy.stats import rankdata
 
 
@@ -51,8 +52,6 @@ def detection_table(scores):
     """Per score of a scores table with the lab's truth: its detection AUC over every scored pair and
     within each length group (where the table has `length_direction`), the wrong labels' count in
     each; None without the truth or any wrong label."""
-    import pandas as pd
-
     if "label_correct" not in scores or "valid" not in scores:
         return None
     valid = scores["valid"].astype(bool).to_numpy()

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from .judges import Judge, Swapped
+from .paired import per_prompt
 
 
 @dataclass
@@ -57,8 +58,6 @@ def evaluate_answers(judge: Judge, prompts: Sequence[str], aligned: Sequence[str
 
     ``prompts`` holds each answer's prompt; with several answers per prompt, give ``n_prompts``
     (answers ordered answer-major) and the interval resamples prompts."""
-    from .paired import per_prompt
-
     if not (len(prompts) == len(aligned) == len(reference)):
         raise ValueError("prompts, aligned and reference answers must have one entry per prompt")
     # (a judge that asks both orders itself, as the API judge does with its cache, is not wrapped)

@@ -7,6 +7,7 @@ which builds all of it into a folder in a few minutes on a laptop CPU with no do
 Importing it registers the oracle judge (`judge: oracle`) and the lab's answer sampler (`lab/judge.py`).
 """
 
+from .judge import OracleJudge  # registers the oracle judge and the lab sampler
 from .make import LabConfig, format_summary, make_lab
 from .pairs import PAIR_TYPES, PairConfig, build_pairs, type_counts
 from .sample import sample_responses
@@ -21,7 +22,6 @@ from .task import (
     random_response,
 )
 from .tokenizer import build_lab_tokenizer, lab_vocab
-from .judge import OracleJudge  # registers the oracle judge and the lab sampler
 
 __all__ = [
     "LabConfig", "make_lab", "format_summary",

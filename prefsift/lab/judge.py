@@ -9,7 +9,9 @@ import hashlib
 from ..core.errors import ConfigError
 from ..eval.answers import SAMPLERS, Sampler
 from ..eval.judges import Judge, register_judge
+from .sample import sample_responses
 from .task import oracle_reward, parse_prompt
+from .tokenizer import lab_vocab
 
 
 class OracleJudge(Judge):
@@ -71,15 +73,11 @@ def _check_oracle(arg, prompts, where):
 
 
 def _lab_answers(model, tokenizer, prompts, *, temperature, max_new_tokens, seed):
-    from .sample import sample_responses
-
     return [s[0] for s in sample_responses(model, tokenizer, prompts, 1, temperature=temperature,
                                            max_new_tokens=max_new_tokens, seed=seed)]
 
 
 def _is_lab_tokenizer(tokenizer) -> bool:
-    from .tokenizer import lab_vocab
-
     return tokenizer.get_vocab() == lab_vocab()
 
 

@@ -27,13 +27,23 @@ from pathlib import Path
 
 import numpy as np
 
+from prefsift.models.loading import cache_dir
+
 from ..core import artifacts
+from ..core.checks import check_fields
+from ..core.errors import ConfigError
 from ..eval.truth import gap_below_zero
 from ..models.loading import TINY_PRESETS
 from .pairs import PAIR_TYPES, PairConfig, build_pairs
 from .sample import sample_responses
 from .sft import SFTConfig, load_sft, save_sft, torch_threads, train_sft
-from .task import PromptGenerator, best_response, oracle_reward, parse_prompt, random_response
+from .task import (
+    PromptGenerator,
+    best_response,
+    oracle_reward,
+    parse_prompt,
+    random_response,
+)
 from .tokenizer import build_lab_tokenizer, lab_vocab
 
 SFT_STAMP = "lab_sft.json"
@@ -81,9 +91,6 @@ class LabConfig:
     progress: bool = field(default=True, metadata={"help": "show tqdm progress bars"})
 
     def __post_init__(self):
-        from ..core.checks import check_fields
-        from ..core.errors import ConfigError
-
         check_fields(self)  # types and the ranges in each field's "check"
         total = sum(self.proportions().values())
         if abs(total - 1.0) > 1e-6:
@@ -113,8 +120,6 @@ SFT_CODE_VERSION = 2
 
 
 def _shared_sft_dir(sft_hash: str) -> Path:
-    from prefsift.models.loading import cache_dir
-
     return cache_dir() / "lab_sft" / sft_hash
 
 

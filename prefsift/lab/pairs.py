@@ -47,7 +47,16 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from .task import DIGITS, END, SEPARATOR, TASKS, parse_prompt, score_words, solve, words_to_response
+from .task import (
+    DIGITS,
+    END,
+    SEPARATOR,
+    TASKS,
+    parse_prompt,
+    score_words,
+    solve,
+    words_to_response,
+)
 
 PAIR_TYPES: tuple[str, ...] = ("clean", "flipped", "near_tie", "near_duplicate", "easy")
 

@@ -8,6 +8,7 @@ and EOS is not allowed as the first token, so every response has at least one wo
 
 from __future__ import annotations
 
+import inspect
 from collections import defaultdict
 
 import torch
@@ -110,7 +111,5 @@ def _sample_batch(model, ids, eos, banned, temperature, max_new_tokens, gen) -> 
 
 def _cache_kwarg(model) -> str:
     """transformers 5.x renamed ``past_key_values`` to ``cache``; support both spellings."""
-    import inspect
-
     params = inspect.signature(model.forward).parameters
     return "cache" if "cache" in params else "past_key_values"

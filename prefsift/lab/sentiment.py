@@ -24,6 +24,19 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
+from ..core.checks import check_fields
+from ..core.errors import ConfigError, UserError
+from ..eval.answers import generate_answers
+from ..eval.judges import LexiconJudge
+from ..models.loading import (
+    ModelSourceError,
+    load_model,
+    load_tokenizer,
+    resolve_model_path,
+)
+
 TOPICS = (
     "rainy Mondays", "a long queue at the bank", "a job interview", "morning traffic", "cold coffee",
     "a delayed train", "doing the laundry", "a power cut", "a dentist visit", "tax forms",
@@ -69,9 +82,6 @@ class SentimentConfig:
     batch_size: int = field(default=16, metadata={"help": "prompts per generation batch", "check": ">= 1"})
 
     def __post_init__(self):
-        from ..core.checks import check_fields
-        from ..core.errors import ConfigError
-
         check_fields(self)  # types and the ranges in each field's "check" (samples_per_prompt >= 2: a pair needs two)
         total = self.n_train + self.n_validation + self.n_test_prompts
         if total > len(TOPICS) * len(TEMPLATES):
@@ -120,9 +130,6 @@ def build_sentiment_pairs(prompts, answers, ratings, *, split: str, flip_rate: f
 def check_sentiment_inputs(cfg: SentimentConfig) -> None:
     """The checks `make_sentiment_lab` makes before any work: the model resolves to a loadable
     folder and VADER is installed. A problem is a `UserError` naming the setting."""
-    from ..core.errors import ConfigError, UserError
-    from ..models.loading import ModelSourceError, resolve_model_path
-
     try:
         resolve_model_path(cfg.model)
     except ModelSourceError as e:
@@ -136,11 +143,6 @@ def check_sentiment_inputs(cfg: SentimentConfig) -> None:
 
 def make_sentiment_lab(cfg: SentimentConfig, out_dir, progress: bool = True) -> dict:
     """Sample, rate and pair (see the module docstring); returns the summary it writes."""
-    from tqdm.auto import tqdm
-
-    from ..eval.answers import generate_answers
-    from ..eval.judges import LexiconJudge
-    from ..models.loading import load_model, load_tokenizer
 
     check_sentiment_inputs(cfg)  # before any folder or model
     out = Path(out_dir)

@@ -22,8 +22,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
-from .task import FLAWS, PromptGenerator, best_response, flawed_words, parse_prompt, words_to_response
+from prefsift.models.loading import build_tiny_model
+
+from ..models.loading import load_pretrained, tokenizer_from_folder
+from .task import (
+    FLAWS,
+    PromptGenerator,
+    best_response,
+    flawed_words,
+    parse_prompt,
+    words_to_response,
+)
 
 
 @dataclass
@@ -58,8 +69,6 @@ def torch_threads(threads: int | None):
 
 def build_lab_model(tokenizer, preset: str = "lab-a", seed: int = 0):
     """A fresh seeded tiny causal LM sized for the lab tokenizer."""
-    from prefsift.models.loading import build_tiny_model
-
     model = build_tiny_model(
         preset,
         len(tokenizer),
@@ -119,8 +128,6 @@ def train_sft(tokenizer, cfg: SFTConfig, *, exclude_prompts=(), threads: int | N
               progress: bool = True):
     """Train a fresh ``cfg.preset`` model on (prompt, `demonstration`) and return ``(model, log)``;
     ``log`` holds the loss curve (every 10 steps), the final loss and the wall time."""
-    from tqdm.auto import tqdm
-
     with torch_threads(threads):
         t0 = time.perf_counter()
         model = build_lab_model(tokenizer, cfg.preset, cfg.seed)
@@ -170,7 +177,6 @@ def load_sft(folder: str | Path):
     """``(model, tokenizer)`` from a folder written by `save_sft`, in fp32 and eval mode."""
     from transformers import AutoModelForCausalLM
 
-    from ..models.loading import load_pretrained, tokenizer_from_folder
 
     model = load_pretrained(AutoModelForCausalLM, folder, dtype=torch.float32)
     model.eval()

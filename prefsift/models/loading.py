@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..core.checks import check_fields
 from ..core.errors import UserError
 
 SMOLLM2_NAME = "smollm2-135m-instruct"
@@ -57,7 +58,12 @@ def build_tiny_model(
 
     Eager attention by default: `torch.func.vmap` over sdpa with an attention mask fails, and at
     this size eager is as fast on a CPU."""
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     if preset not in TINY_PRESETS:
         raise ValueError(f"unknown tiny preset {preset!r}; choose one of {sorted(TINY_PRESETS)}")
@@ -171,8 +177,6 @@ class LoraSettings:
         metadata={"help": "names of the modules to adapt (a list; null: peft's choice)"})
 
     def __post_init__(self):
-        from ..core.checks import check_fields
-
         check_fields(self)  # also turns a YAML list of target_modules into a tuple
 
 
@@ -251,8 +255,6 @@ def tokenizer_from_folder(path: str | Path, **kwargs):
     comes back as a `Qwen2Tokenizer`, whose own pre-tokenizer drops words (the lab's task words) from
     every prompt. A folder that saved a generic tokenizer is loaded as that generic class, from its
     tokenizer.json, as transformers 4 did."""
-    import json
-
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     path = Path(path)

@@ -17,10 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..core.registry import Registry
+
 
 @dataclass(frozen=True)
 class Objective:
@@ -90,6 +92,5 @@ class PairwiseObjective:
 def _clamp1(lengths):
     if isinstance(lengths, torch.Tensor):
         return lengths.clamp(min=1)
-    import numpy as np
 
     return np.maximum(np.asarray(lengths), 1)

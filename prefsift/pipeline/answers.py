@@ -3,6 +3,8 @@ arm's own, on the same sampling seeds (the evaluation stage and the calibration 
 
 from __future__ import annotations
 
+from ..eval.answers import sampler_for
+
 
 class Answers:
     """The held-out prompts, and π_ref's answers sampled once per seed and shared by every arm.
@@ -12,8 +14,6 @@ class Answers:
     Answer k of every model is sampled with the same seed, so arms are compared on equal draws."""
 
     def __init__(self, run, inp, prompts: list[str], per_prompt: int | None = None):
-        from ..eval.answers import sampler_for
-
         self.run, self.inp, self.prompts = run, inp, prompts
         self.per_prompt = run.cfg.answers_per_prompt if per_prompt is None else per_prompt
         self.asked = list(prompts) * self.per_prompt

@@ -28,16 +28,14 @@ from dataclasses import asdict
 import numpy as np
 
 from ..core import artifacts
-from .rundir import stage_key
-
+from ..selection.rules import split_windows, tail_grid, window_of
 from .probed_arms import FAMILIES, CalibrationSettings, calibrated_family, probe_count  # noqa: F401  (re-exported)
 from .probes import ProbeJudge, reusable_probe, run_probe, validation_prompts  # noqa: F401  (re-exported)
+from .rundir import stage_key
 
 
 def candidates(table, arm: str, keep: float, settings: CalibrationSettings) -> list[tuple[dict, np.ndarray]]:
     """The candidate windows of a calibrated arm over a scores table: (description, mask) each."""
-    from ..selection.rules import split_windows, tail_grid, window_of
-
     family, free = calibrated_family(arm)
     scores = FAMILIES[family]
     out = []

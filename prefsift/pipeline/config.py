@@ -12,22 +12,23 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from ..core.checks import check_fields, check_known_keys, check_value
 from ..core.errors import ConfigError
+from ..core.registry import import_plugins
 from ..eval.api_settings import JudgeAPISettings
 from ..eval.judges import judge_spec_problem
 from ..lab.make import LabConfig
+from ..lab.preset import LAB_RUN_SETTINGS
 from ..lab.sentiment import SentimentConfig
 from ..models.loading import LoraSettings
 from ..models.objectives import trainable_with_dpo
-from ..core.registry import import_plugins
-from ..scoring.config import ScoreConfig, ScoreSettings
-from ..train.dpo import StageSettings
 from ..runtime.placement import PlacementSettings
-from ..train.rl import RLSettings
+from ..scoring.config import ScoreConfig, ScoreSettings
 from ..selection.arms import ArmContext, check_arms
-from .probed_arms import CalibrationSettings
+from ..train.dpo import StageSettings
+from ..train.rl import RLSettings
 from . import config_yaml
 from .config_yaml import build_section, plain, read_yaml, where_of
 from .judging import budget_problem
+from .probed_arms import CalibrationSettings
 
 # Neutral defaults, where the data is not the lab's (`preset`): TRL's β, learning rate and batch size,
 # the paper's epochs (a one-epoch warm-up, two more epochs per arm).
@@ -230,8 +231,6 @@ class RunConfig(PlacementSettings):
 
     def _preset_settings(self) -> dict:
         """The defaults of the preset: the lab's tuned settings, or neutral ones (TRL's)."""
-        from ..lab.preset import LAB_RUN_SETTINGS
-
         if self.preset not in ("auto", "lab", "none"):
             raise ConfigError(key="preset", problem=f"must be auto, lab or none, got {self.preset!r}")
         lab = self.preset == "lab" or (self.preset == "auto" and self.lab is not None)

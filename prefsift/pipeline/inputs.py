@@ -6,16 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, require_path
+from ..data import load_pairs
 from ..selection.imported import check_imported
+from .judging import check_api_judge_use, judge_context
 
 
 def read_test_prompts(path, limit: int | None = None, key: str = "test_prompts") -> list:
     """The prompts of a JSONL file with a `prompt` per line (blank lines skipped), the first
     ``limit``; a line that is not such an object is a `ConfigError` naming the file and line."""
-    from ..core.errors import require_path
-
     p = require_path(path, "test prompts file", key)
     prompts = []
     with open(p, "rb") as fh:
@@ -47,13 +46,9 @@ def check_run_inputs(cfg) -> dict:
     input files exist and parse, the reference model resolves, the judge is installed and can judge
     the test prompts, and every imported selection exists. Returns what it read
     (``{"train": PairSet, "validation": PairSet}`` for your files). Raises a `UserError`."""
-    from ..data import load_pairs
-    from ..core.errors import require_path
     from ..eval.judges import check_judge
     from ..models.loading import ModelSourceError, resolve_model_path
-
     from ..runtime.devices import placement
-    from .judging import check_api_judge_use, judge_context
 
     placement(cfg.device, cfg.dtype)  # a CUDA device asked for where there is none
     read: dict = {}

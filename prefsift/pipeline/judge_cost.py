@@ -17,7 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.errors import ConfigError
+from ..selection.kinds import ArmContext
+from .inputs import read_test_prompts
 from .judging import is_api_judge, parse_budget
+from .probed_arms import probe_plan
 
 
 @dataclass
@@ -34,9 +37,6 @@ class JudgeCost:
 def judge_cost(cfg, n_prompts: int, prompts: list[str] | None = None, tokenizer=None) -> JudgeCost:
     """The judge calls of a run with `cfg` on `n_prompts` held-out prompts (and, given the prompts
     and a tokenizer, the tokens)."""
-    from ..selection.kinds import ArmContext
-    from .probed_arms import probe_plan
-
     k, arms, seeds = cfg.answers_per_prompt, list(cfg.arms), list(cfg.seeds)
     api = cfg.judge_api
     scores = is_api_judge(cfg.judge) and api.single_score
@@ -86,7 +86,11 @@ def judge_tokenizer(cfg, reference):
     if is_api_judge(cfg.judge) and cfg.judge_api.tokenizer:
         from pathlib import Path
 
-        from ..models.loading import ModelSourceError, resolve_model_path, tokenizer_from_folder
+        from ..models.loading import (
+            ModelSourceError,
+            resolve_model_path,
+            tokenizer_from_folder,
+        )
 
         spec = cfg.judge_api.tokenizer
         try:  # a folder with a tokenizer (a model's, or the tokenizer's files alone), or smollm2
@@ -104,7 +108,6 @@ def check_budget_before_work(cfg) -> None:
     prompts are known already (your files); the lab's are counted once the lab has made them."""
     if cfg.judge_budget is None:
         return
-    from .inputs import read_test_prompts
 
     files = cfg.lab is None and cfg.sentiment is None
     prompts = read_test_prompts(cfg.test_prompts, cfg.eval_prompts) if files else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..core.checks import check_fields
 from ..core.errors import ConfigError
 from ..core.windows import tail_grid
 from ..selection.arms import check_candidates
@@ -167,8 +168,6 @@ class CalibrationSettings:
                                                      "The test evaluation always uses the run's judge"})
 
     def __post_init__(self):
-        from ..core.checks import check_fields
-
         check_fields(self)
         if self.judge and self.by != "judge":
             raise ConfigError(key="judge", problem="is set, but by is loss (the default), which values the probes "

@@ -12,10 +12,17 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..core.errors import ConfigError
+from ..eval.judges import make_judge
+from ..scoring.careful import last_share, only_prompts, prompt_key, teacher_prompts
+from ..scoring.logprobs import LogprobSettings, compute_pair_logps
+from ..train import TrainingStage
+from .judging import judge_context
 from .rundir import stage_key
 
 
@@ -27,8 +34,6 @@ def validation_prompts(pairs, n: int) -> list[str]:
 def probe_prompts(cfg, validation) -> set | None:
     """The validation prompts held out from the scores for the probes (`calibration.holdout`: the
     last share of the prompts, in file order), or None when the scores and the probes share them all."""
-    from ..scoring.careful import last_share
-
     h = cfg.calibration.holdout
     return last_share([r.prompt for r in validation.rows], h, "calibration.holdout") if h else None
 
@@ -36,8 +41,6 @@ def probe_prompts(cfg, validation) -> set | None:
 def score_validation(cfg, validation):
     """The validation pairs the scores read (θ_val, IF's gradient, the teacher): all of them, or with
     `calibration.holdout` those of the prompts the probes are not valued on."""
-    from ..scoring.careful import only_prompts
-
     held = probe_prompts(cfg, validation)
     return validation if held is None else only_prompts(validation, lambda p: p not in held)
 
@@ -45,8 +48,6 @@ def score_validation(cfg, validation):
 def probe_validation(cfg, validation):
     """The validation pairs the probes are valued on: all of them, or with `calibration.holdout` those
     of the held-out prompts alone."""
-    from ..scoring.careful import only_prompts
-
     held = probe_prompts(cfg, validation)
     return validation if held is None else only_prompts(validation, lambda p: p in held)
 
@@ -56,8 +57,6 @@ def unseen_by_teacher(cfg, validation, prompts: list) -> np.ndarray | None:
     is free of the teacher, i.e. its prompt did not train θ_c (scoring/careful.py). None when the
     run computes no `teacher` score. A candidate that reads the teacher is compared with all the data
     on these alone (`recommend.choose`): θ_c would look right on the pairs that trained it."""
-    from ..scoring.careful import prompt_key, teacher_prompts
-
     if "teacher" not in [s.strip() for s in cfg.scores.scores.split(",")] or cfg.calibration.holdout:
         return None  # (with a holdout the probes' pairs trained no score, the teacher's none)
     theirs = teacher_prompts([r.prompt for r in validation.rows], cfg.scores.teacher_share)  # (as θ_c's stage)
@@ -67,10 +66,6 @@ def unseen_by_teacher(cfg, validation, prompts: list) -> np.ndarray | None:
 def probe_judge(cfg, judge):
     """The judge that values the probes: `calibration.judge` with `by: judge` when it names another
     judge than the run's, else the run's ``judge`` (already made)."""
-    from pathlib import Path
-
-    from ..eval.judges import make_judge
-    from .judging import judge_context
 
     st = cfg.calibration
     if st.by == "judge" and st.judge and st.judge != cfg.judge:
@@ -122,8 +117,6 @@ class ProbeJudge:
                 f"(judge {self.spec})" if self.by == "judge" else "the validation loss on the validation pairs (no judge)")
 
     def _logps(self, model):
-        from ..scoring.logprobs import LogprobSettings, compute_pair_logps
-
         pad = self.inp.tokenizer.pad_token_id
         return compute_pair_logps(model, self.pairs, pad if pad is not None else 0,
                                   LogprobSettings(max_length=self.max_length), progress=False)
@@ -142,7 +135,6 @@ class ProbeJudge:
             return {"value": e.win_rate.win_rate, "win_rate": e.win_rate.win_rate, "wr_low": e.win_rate.low,
                     "wr_high": e.win_rate.high, "score": e.score_aligned,
                     "per_prompt": [round(float(v), 6) for v in per_prompt(e.prefs, len(a.prompts))]}
-        import torch
 
         if self._ref is None:
             self._ref = self._logps(self.inp.reference)
@@ -162,8 +154,6 @@ def run_probe(run, inp, theta_key: str, records: list[dict], data_key: str, sett
     """θ trained by `settings` on `records` into `folder`, valued by `probe_judge`, the model folder
     then deleted (its result is all a rerun needs). Returns the probe's row: its metrics, steps and
     the seconds of training and judging."""
-    from ..train import TrainingStage
-
     t = time.time()
     model, info = TrainingStage(run.dir.warmup_model, inp.reference, inp.tokenizer, records, inp.objective, settings,
                               folder, start_key=theta_key, data_key=data_key, name=name, lora=inp.lora,

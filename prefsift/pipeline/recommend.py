@@ -25,6 +25,7 @@ from dataclasses import asdict
 import numpy as np
 
 from ..core import artifacts
+from ..eval.paired import paired_difference
 from ..selection.arms import arm_data, arm_needs
 from ..selection.kinds import ArmContext, is_plain
 from ..selection.rows import training_data
@@ -42,8 +43,6 @@ def choose(probes: dict[str, dict], n_boot: int = 2000, only: dict | None = None
     prompts (or pairs), has a 95 % interval above zero; of those, the one of highest value (gain, with ``only``). ``only``:
     {candidate: a mask over the prompts (or pairs)} for candidates compared on those alone (those
     that read the teacher: not on the pairs that trained it)."""
-    from ..eval.paired import paired_difference
-
     base = np.asarray(probes[FALLBACK]["per_prompt"], dtype=float)
     gains = {}
     for name, row in probes.items():

@@ -18,14 +18,17 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
+from ..scoring.columns import tokenized
+from ..scoring.rewards import pair_rewards
+from ..scoring.table import score_pairs
+from ..train.reward import reward_model_from, train_reward_stage
+from ..train.rl import train_rl_stage
 from .rundir import stage_key
 from .stages import Inputs, Run, reused_or_scored
 
 
 def rm_warmup_stage(run: Run, inp: Inputs) -> tuple[str, dict]:
     """The warm-up reward model: π_ref's backbone with a fresh head, `warmup` of RewardTrainer on all pairs."""
-    from ..train.reward import reward_model_from, train_reward_stage
-
     t = time.time()
     cfg = run.cfg
     key = stage_key(inp.data.key, "rm", asdict(cfg.warmup))
@@ -41,8 +44,6 @@ def rm_warmup_stage(run: Run, inp: Inputs) -> tuple[str, dict]:
 
 def rm_scores_stage(run: Run, inp: Inputs, warmup_key: str, warmup_info: dict) -> pd.DataFrame:
     """The reward model's scores table (`scoring.table` with the reward-model backend), in run/score/."""
-    from ..scoring.table import score_pairs
-
     t = time.time()
     cfg, rd = run.cfg, run.dir
     model = str(rd.root / "rm_warmup" / "model")
@@ -54,9 +55,6 @@ def rm_scores_stage(run: Run, inp: Inputs, warmup_key: str, warmup_info: dict) -
 def rm_arm_stage(run: Run, inp: Inputs, warmup_info: dict, judge, arm: str, seed: int, mask: np.ndarray, ids: list):
     """One arm of route rm_rl: its reward model, then the policy's RL against it. Returns (policy,
     stage info of the RL stage, with the RM's accuracy on judge-labelled validation pairs)."""
-    from ..train.reward import train_reward_stage
-    from ..train.rl import train_rl_stage
-
     cfg, rd = run.cfg, run.dir
     final = dataclasses.replace(cfg.final, seed=int(seed))
     rm, rm_info = train_reward_stage(rd.root / "rm_warmup" / "model", inp.tokenizer, inp.train.records(mask), final,
@@ -75,9 +73,6 @@ def rm_arm_stage(run: Run, inp: Inputs, warmup_info: dict, judge, arm: str, seed
 
 def judged_accuracy(rm, inp: Inputs, judge) -> float:
     """How often the RM prefers the side of a validation pair that the judge scores higher."""
-    from ..scoring.columns import tokenized
-    from ..scoring.rewards import pair_rewards
-
     rows = inp.validation.valid_rows
     prompts = [r.prompt for r in rows]
     js_c = np.asarray(judge.scores(prompts, [r.chosen for r in rows]), dtype=float)

@@ -9,23 +9,47 @@ import pandas as pd
 import yaml
 
 from ..core import artifacts
+from ..core.errors import ConfigError
+from ..core.quiet import quiet_libraries
+from ..eval.judges import make_judge
+from ..eval.tables import format_arms
+from ..models.loading import load_model
 from ..runtime.devices import machine_line, model_precision, placement
 from ..runtime.distributed import barrier, world
 from ..runtime.sharding import use_shard
-from ..core.errors import ConfigError
+from ..scoring.logprobs import model_fingerprint
 from ..selection.kinds import ArmContext
-from .probed_arms import AUTO, probed_arms
+from ..train.dpo import per_process_batch
 from .calibrate import calibration_stage
-from .probes import ProbeJudge
-from .probes import probe_judge as probe_judge_for  # (run.py names its ProbeJudge probe_judge)
-from .recommend import recommendation_stage
 from .config import RunConfig
 from .inputs import check_run_inputs, read_test_prompts
-from .judge_cost import check_budget_before_work, check_judge_budget, judge_cost, judge_tokenizer
+from .judge_cost import (
+    check_budget_before_work,
+    check_judge_budget,
+    judge_cost,
+    judge_tokenizer,
+)
 from .judging import calls_line, judge_context
+from .probed_arms import AUTO, probed_arms
+from .probes import ProbeJudge
+from .probes import (
+    probe_judge as probe_judge_for,  # (run.py names its ProbeJudge probe_judge)
+)
+from .recommend import recommendation_stage
 from .rundir import Manifest, RunDir
-from .stages import (Answers, Run, arm_stage, data_stage, evaluation_stage, load_inputs, report_stage, results_stage,
-                     scores_stage, selections_stage, warmup_stage)
+from .stages import (
+    Answers,
+    Run,
+    arm_stage,
+    data_stage,
+    evaluation_stage,
+    load_inputs,
+    report_stage,
+    results_stage,
+    scores_stage,
+    selections_stage,
+    warmup_stage,
+)
 
 
 def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFrame:
@@ -50,8 +74,6 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
 
 def check_run_sharding(cfg: RunConfig, processes: int) -> None:
     """What `processes` processes need of a run's settings: every training batch shared evenly."""
-    from ..train.dpo import per_process_batch
-
     if processes > 1 and cfg.route == "rm_rl":
         raise ConfigError(key="route", problem="rm_rl runs in one process for now: drop --processes (or the launcher)")
     calibrated = probed_arms(cfg.arms, ArmContext.of(cfg))
@@ -66,12 +88,6 @@ def check_run_sharding(cfg: RunConfig, processes: int) -> None:
 
 
 def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
-    from ..eval.judges import make_judge
-    from ..eval.tables import format_arms
-    from ..models.loading import load_model
-    from ..core.quiet import quiet_libraries
-    from ..scoring.logprobs import model_fingerprint
-
     quiet_libraries()
     rd = RunDir(cfg.out)
     here = world()

@@ -8,7 +8,11 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ..core import artifacts
+from ..core.version import __version__
+from ..runtime.devices import machine
 from ..runtime.distributed import world
 
 
@@ -78,12 +82,9 @@ class Manifest:
 
 
 def _versions() -> dict:
-    import torch
     import transformers
     import trl
 
-    from ..runtime.devices import machine
-    from ..core.version import __version__
 
     return {"prefsift": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "trl": trl.__version__, "python": platform.python_version(), "machine": platform.machine(),

@@ -18,15 +18,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..browser.report import report_extras
 from ..core import artifacts, faults
-from ..core.errors import ConfigError
-from ..eval.tables import format_selections
+from ..core.errors import ConfigError, UserError
+from ..data import load_pairs
+from ..eval.paired import per_prompt
+from ..eval.tables import format_selections, paired_columns, summarize_arms
+from ..eval.winrate import evaluate_answers, win_rate
+from ..models.loading import load_model, load_tokenizer
+from ..models.objectives import PairwiseObjective
 from ..runtime.devices import machine, placement
-from ..runtime.distributed import world
+from ..runtime.distributed import barrier, world
+from ..scoring.table import score_pairs
 from ..selection.kinds import ArmContext, is_plain, kind_of
 from ..selection.rows import training_data, treatments_frame
-from .config import RunConfig
+from ..train import TrainingStage
+from ..train.warmup import warm_up
 from .answers import Answers  # noqa: F401  (re-exported)
+from .calibrate import read_calibrations
+from .config import RunConfig
+from .probes import score_validation
 from .rundir import Manifest, RunDir, stage_key
 
 
@@ -98,8 +109,6 @@ def data_stage(run: Run) -> Data:
 
 def _on_rank0(make) -> None:
     """Files made once: by rank 0, while the other ranks of a launcher wait for them."""
-    from ..runtime.distributed import barrier, world
-
     if world().is_main:
         make()
     barrier()
@@ -120,10 +129,6 @@ class Inputs:
 
 def load_inputs(run: Run, data: Data, read: dict) -> Inputs:
     """π_ref and its tokenizer, and the pairs (your files were already read by `check_run_inputs`)."""
-    from ..data import load_pairs
-    from ..models.loading import load_model, load_tokenizer
-    from ..models.objectives import PairwiseObjective
-
     cfg = run.cfg
     strict = cfg.scores.strict
     train = read["train"] if "train" in read else load_pairs(data.train, strict=strict)
@@ -135,8 +140,6 @@ def load_inputs(run: Run, data: Data, read: dict) -> Inputs:
 def warmup_stage(run: Run, inp: Inputs) -> tuple[str, dict]:
     """θ = π_ref + `warmup` of DPO on all training pairs, through TRL (`prefsift warmup`'s own stage,
     `train.warmup.warm_up`). Returns (key, stage info)."""
-    from ..train.warmup import warm_up
-
     t = time.time()
     cfg = run.cfg
     key = stage_key(inp.data.key, asdict(inp.objective), asdict(cfg.warmup), asdict(cfg.lora) if cfg.lora else None)
@@ -151,15 +154,12 @@ def warmup_stage(run: Run, inp: Inputs) -> tuple[str, dict]:
 
 def scores_stage(run: Run, inp: Inputs, theta, warmup_key: str, warmup_info: dict) -> pd.DataFrame:
     """IRM, LossDiff, IF and TIF of every pair at θ (`scoring.table.score_pairs`), in run/score/."""
-    from ..scoring.table import score_pairs
-
     t = time.time()
     cfg, rd = run.cfg, run.dir
     scfg = cfg.score_config(str(rd.warmup_model), inp.data.reference, str(inp.data.train),
                             str(inp.data.validation), out=str(rd.score))
     # Copies: scoring marks over-length rows in its pairs, and the arms must read the same pairs
     # whether the scores were computed now or reused.
-    from .probes import score_validation
 
     holdout = {"holdout": cfg.calibration.holdout} if cfg.calibration.holdout else {}  # (in the key only if set)
     return reused_or_scored(run, scfg, warmup_key, warmup_info, t, lambda: score_pairs(
@@ -257,8 +257,6 @@ def arm_stage(run: Run, inp: Inputs, theta_key: str, arm: str, seed: int, mask: 
     """One arm: θ trained further (`final`) on its selection with ``seed``, from θ's folder (no copy
     of θ in memory); a treatment arm (``treated``, its `ArmData`) with its pairs' weights, swapped
     labels and loss. Returns (model, stage info)."""
-    from ..train import TrainingStage
-
     cfg = run.cfg
     settings = dataclasses.replace(cfg.final, seed=int(seed))
     records, data_key, variant = training_data(inp.train, mask, treated, ids, int(seed), cfg.final.batch_size)
@@ -277,8 +275,6 @@ def arm_stage(run: Run, inp: Inputs, theta_key: str, arm: str, seed: int, mask: 
 def evaluation_stage(run: Run, answers: Answers, judge, arm: str, seed: int, n_pairs: int, model,
                      arm_info: dict) -> dict:
     """The arm's answers judged against π_ref's on the same prompts and sampling seeds → its eval.json."""
-    from ..eval.winrate import evaluate_answers
-
     cfg, rd = run.cfg, run.dir
     t = time.time()
     # The prompts themselves are in the key: another test file with the same θ is another evaluation.
@@ -311,10 +307,6 @@ def results_stage(run: Run, judge, answers: Answers, evaluations: list[dict]) ->
     """One row per arm and seed, with the head-to-head against the full-data arm of the same seed
     (same sampling seeds, same prompts) → eval.csv; and one row per arm, the mean over seeds with
     the paired differences against `random` and `full` → eval.json. Returns both tables."""
-    from ..eval.tables import paired_columns, summarize_arms
-    from ..eval.paired import per_prompt
-    from ..eval.winrate import win_rate
-
     by = {(r["arm"], r["seed"]): r for r in evaluations}
     n_prompts = len(answers.prompts)
     rows = []
@@ -350,10 +342,6 @@ def report_stage(run: Run, table: pd.DataFrame, masks: dict, evaluation: pd.Data
     """report.html: the scores, the selections, the training curves and the WinRate table, plotted,
     and the training pairs themselves (`pairs`, the PairSet scored): a browser and examples; an API
     `judge`'s calls under the WinRate table."""
-    from ..core.errors import UserError
-    from ..browser.report import report_extras
-    from .calibrate import read_calibrations
-
     extras = None
     if pairs is not None:
         try:

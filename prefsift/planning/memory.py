@@ -18,6 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
+from ..core.errors import UserError
+from ..runtime.sharding import decoder_layers
+
 GIB = 2**30
 OPTIMIZER_BYTES = {"sgd": 0, "adafactor": 4}  # per fp32 trained weight; Adam-like: 8
 
@@ -32,9 +37,6 @@ class Shape:
 
     @classmethod
     def of(cls, model, trainable: int | None = None) -> "Shape":
-        from ..core.errors import UserError
-        from ..runtime.sharding import decoder_layers
-
         total = sum(p.numel() for p in model.parameters())
         try:
             layers = [sum(p.numel() for p in m.parameters()) for m in decoder_layers(model)]
@@ -77,8 +79,6 @@ def scoring_bytes(shape: Shape, *, models: int, processes: int = 1, fsdp: bool =
 
 def capacity_bytes(device: str, processes: int) -> tuple[float, str]:
     """What one process may hold: its GPU's memory, or on a CPU its share of the machine's memory."""
-    import torch
-
     if device.startswith("cuda") and torch.cuda.is_available():
         return float(torch.cuda.get_device_properties(0).total_memory), f"one GPU's {torch.cuda.get_device_name(0)}"
     import psutil
@@ -89,8 +89,6 @@ def capacity_bytes(device: str, processes: int) -> tuple[float, str]:
 def check_fits(plan, shard: str, lora: bool) -> None:
     """A `UserError` before any work when a stage's predicted peak exceeds what a process has,
     naming what to change."""
-    from ..core.errors import UserError
-
     cap, what = capacity_bytes(plan.device, plan.processes)
     over = [s for s in plan.stages if s.peak_gib * GIB > cap]
     if not over:

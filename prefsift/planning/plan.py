@@ -20,6 +20,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..core import artifacts
+
 GIB = 2**30
 
 
@@ -64,8 +66,6 @@ class Plan:
         return "\n".join(lines)
 
     def save(self, folder: Path) -> Path:
-        from ..core import artifacts
-
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "plan.json"
         artifacts.write_json(path, {**asdict(self), "seconds": self.seconds}, seal=False)

@@ -3,7 +3,9 @@ timings (probes) of the real models on a sample of the real pairs."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,10 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.tokenization import tokenize_pairs
+from ..runtime.devices import model_device, model_precision
+from ..scoring.logprobs import batch_logps, pair_sequences, plan_batches
+from ..train.dpo import trl_config
+from ..train.stage import trainable_start, without_patched_forward
 from .memory import Shape, training_bytes
 from .plan import GIB, StagePlan
-
-
 
 # ---------------------------------------------------------------------------------------------
 # Token counts: exact, from the tokenized pairs and the engine's and TRL's own batching.
@@ -22,8 +27,6 @@ from .plan import GIB, StagePlan
 
 def engine_tokens(pairs, max_length: int | None, token_budget: int, max_batch: int = 64) -> int:
     """Padded tokens of one log-prob pass over `pairs`, batched exactly as the engine batches them."""
-    from ..scoring.logprobs import pair_sequences, plan_batches
-
     seqs = pair_sequences(pairs, max_length)
     lengths = [seqs.length(k) for k in range(len(seqs))]
     return sum(len(b) * max(lengths[i] for i in b) for b in plan_batches(lengths, token_budget, max_batch))
@@ -88,8 +91,6 @@ def _activation_peak(device) -> float:
 def probe_engine(model, pairs, pad_id: int, max_length, token_budget: int, head_chunk: int) -> float:
     """Seconds per padded token of the log-prob engine: three of its real batches (the longest, a
     middle one, the shortest) timed after a warm-up on the longest (whose shapes allocate the most)."""
-    from ..scoring.logprobs import batch_logps, pair_sequences, plan_batches
-
     seqs = pair_sequences(pairs, max_length)
     lengths = [seqs.length(k) for k in range(len(seqs))]
     batches = plan_batches(lengths, token_budget, 64)
@@ -119,16 +120,10 @@ def probe_training(start, ref_model, tokenizer, records: list[dict], objective, 
     adapters with `lora`), on a seeded sample of the stage's pairs, in a temporary folder; one
     optimizer update a step (the stage's gradient accumulation is counted by `training_stage`), the
     first step (lazy initialisation) not counted."""
-    import dataclasses
-    import tempfile
-
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import DPOTrainer
 
-    from ..runtime.devices import model_device, model_precision
-    from ..train.dpo import trl_config
-    from ..train.stage import trainable_start, without_patched_forward
 
     device = model_device(ref_model)
     per_step = max(1, settings.batch_size // processes)
@@ -184,8 +179,6 @@ def probe_training(start, ref_model, tokenizer, records: list[dict], objective, 
 
 
 def _mean_step_tokens(tokenizer, records: list[dict], per_step: int, max_length) -> float:
-    from ..data.tokenization import tokenize_pairs
-
     kind = "conversational" if isinstance(records[0]["prompt"], list) else "standard"
     toks = tokenize_pairs(tokenizer, [r["prompt"] for r in records], [r["chosen"] for r in records],
                           [r["rejected"] for r in records], kind)

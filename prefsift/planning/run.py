@@ -6,7 +6,9 @@ scores are probed on π_ref, which has θ's architecture and therefore its cost.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 import time
 
 import numpy as np
@@ -14,20 +16,31 @@ import numpy as np
 from ..core import artifacts
 from ..core.errors import ConfigError
 from ..eval.judges import make_judge
-from ..models.loading import resolve_model_path
-from ..pipeline.calibrate import validation_prompts
+from ..models.loading import add_lora, resolve_model_path
+from ..pipeline.calibrate import read_calibrations, validation_prompts
 from ..pipeline.inputs import check_run_inputs, read_test_prompts
 from ..pipeline.judge_cost import judge_cost, judge_tokenizer
 from ..pipeline.judging import judge_context
 from ..pipeline.probed_arms import probe_plan
-from ..pipeline.probes import probe_judge
+from ..pipeline.probes import probe_judge, score_validation
+from ..pipeline.recommend import read_recommendation
 from ..pipeline.rundir import Manifest, RunDir
 from ..pipeline.stages import Answers, Run, data_stage, load_inputs
+from ..scoring.careful import teacher_rows
 from ..scoring.table import _tokenized
 from ..selection.kinds import ArmContext, kind_of
 from .memory import Shape
 from .plan import GIB, Plan, StagePlan
-from .probes import _timed, engine_tokens, pair_lengths, probe_engine, probe_training, training_stage, weight_bytes, weights
+from .probes import (
+    _timed,
+    engine_tokens,
+    pair_lengths,
+    probe_engine,
+    probe_training,
+    training_stage,
+    weight_bytes,
+    weights,
+)
 from .scores import plan_scores
 
 
@@ -220,9 +233,6 @@ def _teacher_stage(inp, warm, rate: float, lengths: list, train, cfg, processes:
                    trainable, rng, mem: dict) -> StagePlan:
     """The teacher θ_c: a training of `teacher_epochs` on its share of the validation pairs (sized
     like training pairs), and one log-prob pass over the training pairs."""
-    from ..pipeline.probes import score_validation
-    from ..scoring.careful import teacher_rows
-
     n = len(teacher_rows(score_validation(cfg, inp.validation), cfg.scores.teacher_share))
     settings = dataclasses.replace(cfg.warmup, epochs=cfg.scores.teacher_epochs)
     one = training_stage("teacher", warm, rate, _sized_like(lengths, min(n, len(lengths)), rng), settings, processes,
@@ -249,9 +259,7 @@ def _lora_weights(model, lora) -> int | None:
     """How many weights LoRA adapters add to `model` (None without LoRA: every weight trains)."""
     if lora is None:
         return None
-    import copy
 
-    from ..models.loading import add_lora
 
     adapted = add_lora(copy.deepcopy(model), lora)  # a copy: adapters are injected in place
     return sum(p.numel() for p in adapted.parameters() if p.requires_grad)
@@ -260,8 +268,6 @@ def _lora_weights(model, lora) -> int | None:
 def actual_run_seconds(rd, arms: list, seeds: list) -> dict[str, float]:
     """A finished run's seconds per planned stage, from its manifest and the stage files of its own
     arms and seeds (not those an earlier config of the same folder left)."""
-    import json
-
     man = json.loads(rd.manifest.read_text())["stages"]
     out = {k: man[k]["seconds"] for k in ("data", "warmup", "scores") if k in man}
     jobs = [(a, s) for s in seeds for a in arms]
@@ -272,9 +278,7 @@ def actual_run_seconds(rd, arms: list, seeds: list) -> dict[str, float]:
     evals = [man[f"eval/{a}/{s}"]["seconds"] for a, s in jobs if f"eval/{a}/{s}" in man]
     if evals:
         out["evaluation"] = float(sum(evals))
-    from ..pipeline.calibrate import read_calibrations
 
-    from ..pipeline.recommend import read_recommendation
 
     cals = read_calibrations(rd, arms)
     probes = [c["probe_seconds"] for c in cals.values()]
@@ -287,11 +291,8 @@ def actual_run_seconds(rd, arms: list, seeds: list) -> dict[str, float]:
 
 def _copied(rd, arm: str, seed) -> bool:
     """Whether an arm's stage is a copy of another arm's (the auto arm's choice, trained by that arm)."""
-    import json
-
     if arm != "auto" or not (rd.arm(arm, seed) / "stage.json").exists():
         return False
-    from ..pipeline.recommend import read_recommendation
 
     rec = read_recommendation(rd)
     own = rd.arm(rec["chosen"], seed) / "stage.json" if rec else None

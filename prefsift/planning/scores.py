@@ -7,21 +7,36 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..data import check_lengths, load_pairs
+from ..models.loading import load_model, load_tokenizer
+from ..models.objectives import PairwiseObjective
+from ..runtime.devices import model_device, model_precision, placement
+from ..scoring.gradients import validation_gradient
+from ..scoring.influence import (
+    VMAP_MAX_MODEL,
+    VMAP_MAX_SELECTED,
+    InfluenceSettings,
+    compute_influence,
+    select_parameters,
+)
+from ..scoring.table import _tokenized, check_score_inputs
+from ..train.dpo import StageSettings
 from .memory import Shape, scoring_bytes
 from .plan import GIB, Plan, StagePlan
-from .probes import (_timed, engine_tokens, pair_lengths, probe_engine, probe_training, training_stage, weight_bytes,
-                     weights)
+from .probes import (
+    _timed,
+    engine_tokens,
+    pair_lengths,
+    probe_engine,
+    probe_training,
+    training_stage,
+    weight_bytes,
+    weights,
+)
 
 
 def plan_scores(cfg, processes: int = 1, models=None, log=print) -> Plan:
     """Each stage of `prefsift score` with `cfg` (a ScoreConfig) over `processes` processes."""
-    from ..data import check_lengths, load_pairs
-    from ..runtime.devices import model_device, model_precision, placement
-    from ..models.loading import load_model, load_tokenizer
-    from ..models.objectives import PairwiseObjective
-    from ..scoring.table import _tokenized, check_score_inputs
-    from ..train.dpo import StageSettings
-
     t_probe = time.perf_counter()
     train, val = check_score_inputs(cfg) if models is None else (load_pairs(cfg.train), load_pairs(cfg.validation)
                                                                   if cfg.validation else None)
@@ -78,17 +93,12 @@ def _influence_stage(cfg, policy, tok, tr, va, processes: int, n_weights: int, s
                      fsdp: bool = False) -> StagePlan:
     """IF's time from one probe of its route on a few pairs, and of the validation gradient. Under
     FSDP the route is the loop, and every process runs every pair (each for its shard)."""
-    from ..models.objectives import PairwiseObjective
-    from ..scoring.gradients import validation_gradient
-    from ..scoring.influence import InfluenceSettings, compute_influence, select_parameters
-
     device = next(policy.parameters()).device
     objective = PairwiseObjective(cfg.objective, cfg.beta)
     settings = InfluenceSettings(params=cfg.if_params, projection_dim=cfg.projection_dim or None,
                                  precondition=cfg.precondition, max_length=cfg.max_length, method=cfg.if_method,
                                  jvp_token_budget=cfg.batch_tokens, head_chunk=cfg.head_chunk)
     params = select_parameters(policy, cfg.if_params)
-    from ..scoring.influence import VMAP_MAX_MODEL, VMAP_MAX_SELECTED
 
     n_sel = sum(p.numel() for p in params.values())
     vmap = not fsdp and (cfg.if_method == "vmap" or (cfg.if_method == "auto" and n_sel <= VMAP_MAX_SELECTED

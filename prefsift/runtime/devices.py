@@ -8,6 +8,7 @@ master weights and run the half precision under autocast (TRL's `bf16`/`fp16`), 
 from __future__ import annotations
 
 import os
+import platform
 import re
 
 import torch
@@ -104,8 +105,6 @@ def machine() -> dict:
     """Where a result was computed: the CPU's model, its SIMD flags, the kernels torch dispatches
     to (they decide float rounding, so the lab's SFT model, its samples and every pair depend on
     them), the cores and threads, and the GPU if one is used."""
-    import platform
-
     model, flags = platform.processor() or platform.machine(), []
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:

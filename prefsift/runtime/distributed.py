@@ -11,11 +11,16 @@ changes with the number of processes (relative differences of order 1e-7)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
+
+from ..core.errors import ConfigError
 
 LAUNCH_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
@@ -46,7 +51,6 @@ def world() -> World:
     if size <= 1:
         return World()
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    import torch.distributed as dist
 
     if not dist.is_initialized():
         from datetime import timedelta
@@ -84,7 +88,6 @@ def merge_arrays(arrays: dict[str, np.ndarray], w: World | None = None) -> dict[
     w = w or world()
     if not w.sharded:
         return arrays
-    import torch.distributed as dist
 
     out = {}
     for k, a in arrays.items():
@@ -99,7 +102,6 @@ def every_rank(flags: np.ndarray, w: World | None = None) -> np.ndarray:
     w = w or world()
     if not w.sharded:
         return flags
-    import torch.distributed as dist
 
     t = torch.from_numpy(np.asarray(flags, dtype=np.int64).copy())
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
@@ -111,7 +113,6 @@ def sum_tensors(tensors: Sequence[torch.Tensor], w: World | None = None) -> None
     w = w or world()
     if not w.sharded:
         return
-    import torch.distributed as dist
 
     for t in tensors:
         if t.device.type == "cpu" or torch.cuda.is_available():
@@ -135,7 +136,6 @@ def broadcast_object(obj, w: World | None = None):
     w = w or world()
     if not w.sharded:
         return obj
-    import torch.distributed as dist
 
     box = [obj]
     dist.broadcast_object_list(box, src=0)
@@ -144,8 +144,6 @@ def broadcast_object(obj, w: World | None = None):
 
 def check_processes(n: int, here: World | None = None) -> int:
     """`--processes N` checked: N >= 1, and not given inside a launcher that already started the workers."""
-    from ..core.errors import ConfigError
-
     here = here or world()
     if n < 1:
         raise ConfigError(key="processes", problem=f"must be >= 1, got {n}")
@@ -165,9 +163,6 @@ def launch_local(n: int, argv: Sequence[str], threads: int | None = None) -> int
     """Run ``prefsift ARGV`` in `n` local processes through torchrun (torch.distributed.run, the
     same rendezvous as ``torchrun --standalone --nproc_per_node N``) and return its exit code. On
     the CPU each worker gets an equal share of the cores unless `threads` says otherwise."""
-    import subprocess
-    import sys
-
     env = {**os.environ, "PREFSIFT_WORKER": "1"}
     if "OMP_NUM_THREADS" not in env:  # torchrun would otherwise give each worker one thread
         env["OMP_NUM_THREADS"] = str(threads or max(1, (os.cpu_count() or 1) // n))

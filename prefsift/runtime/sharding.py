@@ -21,8 +21,14 @@ One process has nothing to shard. There `fsdp` is the same as `ddp`, and the run
 from __future__ import annotations
 
 import os
+from dataclasses import field
 
 import torch
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+)
+from torch.distributed.fsdp import FSDPModule, fully_shard
 
 from .distributed import World, world
 
@@ -32,8 +38,6 @@ ENV = "PREFSIFT_SHARD"  # the launch's choice, inherited by the workers `--proce
 
 def shard_field():
     """The `shard` setting of every config that trains or scores (run, score, warmup)."""
-    from dataclasses import field
-
     return field(default="ddp", metadata={
         "help": "how several processes hold each model: ddp (whole, on every process) or fsdp (FSDP2: each decoder "
                 "layer split over the processes, gathered for its own forward and backward; the same as ddp in one "
@@ -141,8 +145,6 @@ def fsdp_trainer(trainer_class):
 def gathered_state_dict(model) -> dict:
     """The whole state dict of an FSDP-sharded model, on the CPU, on rank 0 ({} on the other ranks).
     Every rank must call it: it is a collective."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
@@ -155,8 +157,6 @@ def shard_for_scoring(model):
     layer, plus the root (embeddings, final norm, output head). Between forwards, every weight is a
     shard (the root too: it reshards after forward), so `named_parameters` always names the shards
     that a backward fills with this process's part of a gradient. Returns `model`."""
-    from torch.distributed.fsdp import fully_shard
-
     if is_sharded(model):
         return model
     for layer in decoder_layers(model):
@@ -166,8 +166,6 @@ def shard_for_scoring(model):
 
 
 def is_sharded(model) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
     return isinstance(model, FSDPModule)
 
 

@@ -24,19 +24,37 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.errors import ConfigError
 from ..data import DataError, check_lengths, load_pairs
-from ..runtime.devices import model_device, model_precision, placement
+from ..models.loading import load_model, load_tokenizer, resolve_model_path
 from ..models.objectives import PairwiseObjective
+from ..runtime.devices import model_device, model_precision, placement
 from ..runtime.sharding import fsdp_on, shard_for_scoring
+from ..train.dpo import StageSettings
+from ..train.reward import load_reward_model, train_reward_stage
+from ..train.stage import TrainingStage
 from .columns import tokenized
 from .from_reference import folder_of as _folder_of
-from .logprobs import EngineStats, LogprobSettings, PairLogps, cached_pair_logps, data_fingerprint, model_fingerprint
+from .from_reference import heldout_losses, teacher_margin
+from .influence import (
+    InfluenceSettings,
+    compute_influence,
+    layer_group,
+    select_parameters,
+)
+from .logprobs import (
+    EngineStats,
+    LogprobSettings,
+    PairLogps,
+    cached_pair_logps,
+    data_fingerprint,
+    model_fingerprint,
+)
+from .rewards import pair_rewards, reward_influence, reward_influence_jvp
 
 
 def is_reward_model(spec) -> bool:
     """Whether a model folder holds a sequence classifier (a reward model), from its config.json."""
-    from ..models.loading import resolve_model_path
-
     archs = json.loads((Path(resolve_model_path(spec)) / "config.json").read_text()).get("architectures") or []
     return any(a.endswith("ForSequenceClassification") for a in archs)
 
@@ -59,8 +77,6 @@ class PolicyBackend:
 
     def __init__(self, cfg, train_pairs, val_pairs, out: Path, progress: bool, log, models=None, timings=None,
                  warmup=None):
-        from ..models.loading import load_model, load_tokenizer
-
         # (StageSettings, LoraSettings | None) of the warm-up, which Selective DPO's fold models repeat;
         # None: `prefsift score`'s own warm-up settings (warmup_epochs, warmup_lr, warmup_batch_size)
         self.warmup = warmup
@@ -185,10 +201,6 @@ class PolicyBackend:
         return self.objective.loss(self._margin_of(self.pol_tr)).numpy()
 
     def theta_val_losses(self) -> tuple[np.ndarray, np.ndarray]:
-        from ..models.loading import load_model
-        from ..train.dpo import StageSettings
-        from ..train.stage import TrainingStage
-
         cfg, policy = self.cfg, self.policy
         half = model_precision(policy) != "fp32"
         # θ_val starts from θ (not from π_ref): then ℓ(θ) − ℓ(θ_val) ≈ η·⟨∇ℓ(θ; d), ∇L_val(θ)⟩ to first
@@ -228,14 +240,10 @@ class PolicyBackend:
 
     def heldout_losses(self) -> tuple[np.ndarray, np.ndarray]:
         """Selective DPO's held-out loss of each scored pair, and its fold (`from_reference.py`)."""
-        from .from_reference import heldout_losses
-
         return heldout_losses(self)
 
     def teacher_margin(self) -> tuple[np.ndarray, int]:
         """θ_c's margin on each scored pair, and its pairs' count (`from_reference.py`)."""
-        from .from_reference import teacher_margin
-
         return teacher_margin(self)
 
     def influence(self):
@@ -249,8 +257,6 @@ class PolicyBackend:
         return res.total, res.groups, res.extra or {}
 
     def _compute_influence(self):
-        from .influence import InfluenceSettings, compute_influence
-
         cfg = self.cfg
         jvp = self.if_method == "jvp"
         settings = InfluenceSettings(params=cfg.if_params, projection_dim=cfg.projection_dim or None,
@@ -281,11 +287,6 @@ class RewardBackend:
     kind = "reward"
 
     def __init__(self, cfg, train_pairs, val_pairs, out: Path, progress: bool, log, timings=None):
-        from ..core.errors import ConfigError
-        from ..models.loading import load_tokenizer
-        from ..train.reward import load_reward_model
-        from .rewards import pair_rewards
-
         if not is_reward_model(cfg.policy):
             raise ConfigError(key="policy", problem=f"is {cfg.policy!r}, a causal LM: objective bt scores a reward "
                                                     "model (a one-label sequence classifier, e.g. a reward stage's "
@@ -315,10 +316,6 @@ class RewardBackend:
         return np.logaddexp(0.0, -self.margin())  # softplus(−m), stable
 
     def theta_val_losses(self) -> tuple[np.ndarray, np.ndarray]:
-        from ..train.dpo import StageSettings
-        from ..train.reward import train_reward_stage
-        from .rewards import pair_rewards
-
         cfg = self.cfg
         settings = StageSettings(epochs=cfg.val_epochs, learning_rate=cfg.val_lr, batch_size=cfg.val_batch_size,
                                  max_length=cfg.max_length, seed=cfg.seed, optimizer=cfg.val_optimizer)
@@ -331,21 +328,14 @@ class RewardBackend:
         return self.loss(), np.logaddexp(0.0, -(vc - vr))
 
     def heldout_losses(self):
-        from ..core.errors import ConfigError
-
         raise ConfigError(key="scores", problem="asks for heldout, Selective DPO's cross-fitted DPO loss, which a reward "
                                                 "model (objective bt) has no route to yet; drop it")
 
     def teacher_margin(self):
-        from ..core.errors import ConfigError
-
         raise ConfigError(key="scores", problem="asks for teacher, a DPO model trained from π_ref on the careful pairs, "
                                                 "which a reward model (objective bt) has no route to yet; drop it")
 
     def influence(self):
-        from .influence import layer_group, select_parameters
-        from .rewards import reward_influence, reward_influence_jvp
-
         t = time.perf_counter()
         cfg = self.cfg
         params = select_parameters(self.rm, cfg.if_params)

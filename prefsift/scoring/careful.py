@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -52,8 +53,6 @@ def teacher_prompts(prompts: list, share: float) -> set[str]:
 def only_prompts(pairs, keep):
     """A copy of the `PairSet` ``pairs`` holding only its rows of a prompt ``keep(prompt_key)``
     accepts (the rows themselves shared, unchanged; each keeps its index into the file)."""
-    import dataclasses
-
     return dataclasses.replace(pairs, rows=[r for r in pairs.rows if keep(prompt_key(r.prompt))])
 
 

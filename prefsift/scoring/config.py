@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ..core.checks import check_fields
 from ..core.errors import ConfigError, did_you_mean
 from ..models.objectives import trainable_with_dpo
-from ..train.dpo import optimizer_problem
 from ..runtime.placement import PlacementSettings
+from ..train.dpo import optimizer_problem
 from .kinds import SCORES
 
 
@@ -16,7 +17,6 @@ def _if_params_problem(spec: str) -> str | None:
     """Why an IF parameter set is not `all`, `lora` or valid regular expressions (None: it is)."""
     if spec in ("all", "lora"):
         return None
-    import re
 
     patterns = [p.strip() for p in spec.split(",") if p.strip()]
     if not patterns:

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models.loading import ModelSourceError, resolve_model_path
 from ..train.dpo import StageSettings
 from ..train.stage import TrainingStage
+from .careful import teacher_rows
 from .logprobs import data_fingerprint
 
 
@@ -56,8 +58,6 @@ def teacher_margin(b) -> tuple[np.ndarray, int]:
     DPO from π_ref (never from θ) on the teacher's share of the validation pairs alone
     (`careful.teacher_prompts`), trained as the warm-up is but for `teacher_epochs` epochs; a
     stage of its own (`out`/teacher, keyed, reused)."""
-    from .careful import teacher_rows
-
     cfg = b.cfg
     rows = teacher_rows(b.val, cfg.teacher_share)
     records = b.val.records()
@@ -77,8 +77,6 @@ def teacher_margin(b) -> tuple[np.ndarray, int]:
 
 def folder_of(spec: str) -> Path | None:
     """The model folder a policy spec names, None for a model only in memory."""
-    from ..models.loading import ModelSourceError, resolve_model_path
-
     try:
         return Path(resolve_model_path(spec))
     except ModelSourceError:

@@ -14,12 +14,14 @@ import warnings
 from typing import Sequence
 
 import torch
+from torch.func import functional_call, grad, vmap
+from tqdm.auto import tqdm
 
 from ..data.tokenization import TokenizedPair
+from ..models.objectives import PairwiseObjective
 from ..runtime.devices import accumulation_dtype
 from ..runtime.distributed import mine, sum_tensors
 from ..runtime.sharding import is_sharded, local_part
-from ..models.objectives import PairwiseObjective
 from .batching import pair_sequences
 from .logprobs import batch_logps
 
@@ -112,7 +114,6 @@ def per_pair_grads(model, params, seqs_batch, ref_c, ref_r, objective, pad_id, u
     if is_sharded(model):
         raise ValueError("per-pair gradients by vmap need whole weights; an FSDP model takes the loop")
 
-    from torch.func import functional_call, grad, vmap
 
     # Pad every sequence of the batch to one length (right padding, no mask: causal models ignore
     # what comes after a token) and describe scored positions by a mask, which vmap can batch.
@@ -151,8 +152,6 @@ def inverse_fisher(model, params, seqs, ref_train, objective, pad_id, damping: f
                    progress: bool):
     """(F + λ·mean F)⁻¹ per parameter, F the mean squared per-pair gradient over the training pairs
     (empirical Fisher diagonal), λ = `damping`: one pass of per-pair gradients, `batch` pairs at a time."""
-    from tqdm.auto import tqdm
-
     sharded = is_sharded(model)
     fisher = [torch.zeros_like(local_part(p), dtype=accumulation_dtype(p)) for p in params.values()]
     starts = list(range(0, len(seqs), batch))

@@ -18,22 +18,25 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from ..core import artifacts, faults
-from ..runtime.devices import accumulation_dtype
 from ..core.errors import ConfigError
+from ..models.objectives import PairwiseObjective
+from ..runtime.devices import accumulation_dtype
 from ..runtime.distributed import barrier, every_rank, merge_arrays, mine, world
 from ..runtime.sharding import is_sharded
-from ..models.objectives import PairwiseObjective
 from . import gradients
 from .gradients import pair_inputs, pair_losses, validation_gradient  # noqa: F401  (IF's building blocks, re-exported)
+from .influence_jvp import jvp_influence
 
 
 @dataclass(frozen=True)
@@ -152,8 +155,6 @@ def _merged(columns: dict, owned: np.ndarray) -> "OrderedDict[str, np.ndarray]":
 def _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objective, pad_id, settings, progress,
                   checkpoint_dir, checkpoint_every, log, t0, extra=None) -> "InfluenceResult":
     """IF by forward mode (influence_jvp.py) in checkpointed chunks of pairs."""
-    from .influence_jvp import jvp_influence
-
     group_names = list(OrderedDict.fromkeys(groups))
     per_group = settings.jvp_groups
     if per_group is None:  # per group when all groups' tangents fit in one pass
@@ -213,8 +214,6 @@ class InfluenceResult:
     extra: "OrderedDict[str, np.ndarray] | None" = None
 
     def group_frame(self, ids=None):
-        import pandas as pd
-
         df = pd.DataFrame({f"if_{g}": v for g, v in self.groups.items()})
         if ids is not None:
             df.insert(0, "id", list(ids))
@@ -232,8 +231,6 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
 
     `extra_validation` ({name: (pairs, (ref_chosen, ref_rejected))}, method "jvp" only) adds one IF
     column per further validation set (`InfluenceResult.extra`), as more tangents of the same pass."""
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     params = select_parameters(model, settings.params)
     names = list(params)

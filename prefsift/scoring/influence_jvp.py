@@ -27,6 +27,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from torch.func import functional_call, jvp, vmap
+from tqdm.auto import tqdm
 
 from ..core import faults
 from .logprobs import batch_logps, pair_sequences, plan_batches
@@ -107,9 +109,6 @@ def jvp_influence(model, params: "OrderedDict[str, torch.nn.Parameter]", tangent
     parameters); else the total only, under the name "total". `extra_tangents` adds one column per
     entry (e.g. the gradient of another validation set), each along its whole tangent. Columns are
     computed several per pass (vmap) as far as they fit in `group_memory_gb`."""
-    from torch.func import functional_call, jvp
-    from tqdm.auto import tqdm
-
     names = list(params)
     group_names = list(OrderedDict.fromkeys(groups))
     wrapper = _LogpsOf(model)
@@ -225,8 +224,6 @@ def tangent_bytes(model, params, token_budget: int, head_chunk: int) -> int:
 
 def _vmapped(f, primals, stacked):
     """jvp of `f` at `primals` along each of the stacked tangents: (primal outputs, stacked tangent outputs)."""
-    from torch.func import jvp, vmap
-
     def one(t):
         return jvp(f, (primals,), (t,))
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..core.registry import Registry
 from ..core.windows import keep_middle, window
+from .careful import group_noise
 
 
 @dataclass
@@ -139,8 +140,6 @@ def _teacher(ctx: ScoreContext) -> dict:
                 when_constant="the training labels favour longer answers as often as the validation labels do: no "
                               "group has a flip rate to correct (train all the data, or cDPO)")
 def _group_noise(ctx: ScoreContext) -> dict:
-    from .careful import group_noise
-
     val = getattr(ctx.backend, "val", None)
     columns = [c.strip() for c in ctx.cfg.group_by.split(",") if c.strip()]
     eps, direction, rates = group_noise(ctx.pairs, val, columns)

@@ -16,6 +16,7 @@ Positions scored match TRL: tokens of the completion, prompt masked, token 0 nev
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -24,14 +25,15 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..core import artifacts, faults
 from ..data.tokenization import TokenizedPair
-from .batching import PairSequences, pair_sequences, plan_batches, plan_shared_batches  # noqa: F401  (re-exported)
+from ..models.loading import model_fingerprint  # noqa: F401  (re-exported: stages key their inputs with it)
 from ..runtime.devices import model_device
 from ..runtime.distributed import World, merge_arrays, shares, world
 from ..runtime.sharding import is_sharded
-from ..models.loading import model_fingerprint  # noqa: F401  (re-exported: stages key their inputs with it)
+from .batching import PairSequences, pair_sequences, plan_batches, plan_shared_batches  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,6 @@ def batch_logps(model, seqs: Sequence[tuple[list[int], int]], pad_id: int, head_
 
 def _cache_kwarg(backbone) -> str:
     """transformers 5.x names the KV-cache argument `cache`; earlier versions `past_key_values`."""
-    import inspect
-
     params = inspect.signature(backbone.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
@@ -217,8 +217,6 @@ def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, setti
     With a sharded `shard`, only that rank's batches are computed (0 elsewhere; `merge_logps` sums
     the ranks'): the batches are planned over all pairs first, so every sequence is computed in the
     batch it has in a one-process run."""
-    from tqdm.auto import tqdm
-
     seqs = pair_sequences(pairs, settings.max_length)
     lengths = [seqs.length(k) for k in range(len(seqs))]
     out = np.zeros(len(seqs), dtype=np.float64)

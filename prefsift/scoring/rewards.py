@@ -15,9 +15,13 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call, jvp
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from tqdm.auto import tqdm
 
 from ..runtime.devices import accumulation_dtype
-from ..train.reward import batch_rewards, padded as _padded  # noqa: F401
+from ..train.reward import batch_rewards  # noqa: F401
+from ..train.reward import padded as _padded
 from .batching import plan_batches
 
 
@@ -56,8 +60,6 @@ def reward_influence(model, params: "OrderedDict[str, torch.nn.Parameter]", trai
                      val_batch: int = 8, progress: bool = False) -> tuple[np.ndarray, "OrderedDict[str, np.ndarray]"]:
     """Exact IF of every training pair under the BT loss: the validation gradient (mean loss over
     the validation pairs), then one backward pass per training pair. Returns (total, per group)."""
-    from tqdm.auto import tqdm
-
     was = model.training
     model.eval()  # IF is a property of the weights, not of a dropout mask
     names = list(params)
@@ -93,10 +95,6 @@ def reward_influence_jvp(model, params: "OrderedDict[str, torch.nn.Parameter]", 
     """The same IF by forward mode: IF(d) = d/dε ℓ(θ + ε·∇L_val; d), for a batch of pairs in one
     pass per layer group (the tangent restricted to the group), no per-pair gradient. SDPA runs on
     its math backend (its flash kernel has no forward-mode derivative)."""
-    from torch.func import functional_call, jvp
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from tqdm.auto import tqdm
-
     was = model.training
     model.eval()
     names = list(params)

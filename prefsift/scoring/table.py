@@ -19,24 +19,26 @@ import numpy as np
 import pandas as pd
 
 from ..core import artifacts
+from ..core.errors import ConfigError, UserError, require_path
 from ..data import ColumnMap, DataError, PairSet, load_pairs
-from .config import ScoreConfig  # noqa: F401  (the scores table's config, re-exported)
-from .columns import spread as _spread, summarize, tokenized as _tokenized  # noqa: F401  (re-exported)
-from .backends import PolicyBackend, RewardBackend
-from .kinds import SCORES, ScoreContext, constant_problem
+from ..models.loading import ModelSourceError, resolve_model_path
 from ..runtime.devices import placement
 from ..runtime.distributed import barrier, world
 from ..runtime.sharding import use_shard
-from ..core.errors import ConfigError, UserError, require_path
 from ..train.dpo import per_process_batch
+from ..train.warmup import WarmupConfig, warmup_from_files
+from .backends import PolicyBackend, RewardBackend
+from .columns import spread as _spread  # noqa: F401  (re-exported)
+from .columns import summarize
+from .columns import tokenized as _tokenized  # noqa: F401  (re-exported)
+from .config import ScoreConfig  # noqa: F401  (the scores table's config, re-exported)
+from .kinds import SCORES, ScoreContext, constant_problem
 
 
 def check_score_inputs(cfg: ScoreConfig, columns: ColumnMap | None = None) -> tuple[PairSet, PairSet | None]:
     """What `compute_scores` checks before it makes a folder or loads a model: both models resolve
     to loadable folders, the pair files exist and parse, and each has a usable pair. Returns the (train, validation) pairs, lengths not yet checked.
     A problem is a `UserError` naming the setting (the CLI shows it as its flag)."""
-    from ..models.loading import ModelSourceError, resolve_model_path
-
     placement(cfg.device, cfg.dtype)  # a CUDA device asked for where there is none
     for key in ("policy", "reference"):
         if getattr(cfg, key) is None:  # θ made by the warm-up
@@ -97,8 +99,6 @@ def compute_scores(cfg: ScoreConfig, columns: ColumnMap | None = None, progress:
 def with_warmup(cfg: ScoreConfig, pairs, log=print) -> ScoreConfig:
     """`cfg` with θ = the warm-up of its reference on its training pairs (made in OUT/warmup, or
     reused there), by `prefsift warmup`'s own function with the score's objective, β and lengths."""
-    from ..train.warmup import WarmupConfig, warmup_from_files
-
     wcfg = WarmupConfig(reference=cfg.reference, train=cfg.train, out=cfg.out, objective=cfg.objective,
                         beta=cfg.beta, epochs=cfg.warmup_epochs, learning_rate=cfg.warmup_lr,
                         batch_size=cfg.warmup_batch_size, max_length=cfg.max_length, seed=cfg.seed, device=cfg.device,

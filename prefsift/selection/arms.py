@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from ..core.errors import ConfigError, did_you_mean
 from ..scoring.kinds import SCORES
-from .kinds import ArmContext, known_arms, kind_of  # noqa: F401  (ArmContext: re-exported)
-from .rules import check_windows
+from .kinds import ArmContext, kind_of, known_arms  # noqa: F401  (ArmContext: re-exported)
+from .rules import check_rule, check_windows
 
 _TABLE_COLUMNS = ("id", "valid", "reason")  # selection.parquet's own columns: no arm may take their names
 
@@ -34,7 +34,6 @@ def check_selectable(rule: str, key: str = "rule") -> str:
     kind = kind_of(rule)
     if (problem := kind.selectable_problem(rule)) is not None:
         raise ConfigError(key=key, problem=problem)
-    from .rules import check_rule
 
     return check_rule(rule, key=key)
 

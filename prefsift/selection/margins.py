@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.errors import UserError
 from ..core.windows import _scored
 
 
@@ -32,8 +33,6 @@ def _both(external, implicit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _check_spread(values: np.ndarray, ok: np.ndarray, what: str) -> float:
     """The standard deviation of ``values`` over the rows ``ok``; a constant margin cannot be
     standardized, and is a `UserError` naming it."""
-    from ..core.errors import UserError
-
     v = values[ok]
     if len(v) < 2:
         return 1.0  # one pair (or none) has nothing to rank against

@@ -8,14 +8,29 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 
-from ..core.errors import ConfigError
-from .margins import alignment_potential, combined_margin
+from ..core.checks import check_value
+from ..core.errors import ConfigError, UserError, require_path
 from ..core.registry import Registry
+from ..core.windows import (  # noqa: F401
+    _scored,
+    keep_middle,
+    lossdiff_irm,
+    middle_window,
+    overlap_coefficient,
+    random_fraction,
+    rank_third,
+    solve_width,
+    split_windows,
+    tail_grid,
+    top_fraction,
+    window,
+)
 from ..scoring.kinds import SCORES
-from .treatments import ONE_SIDED, _column as _col
-from ..core.windows import (_scored, keep_middle, lossdiff_irm, middle_window, overlap_coefficient,  # noqa: F401
-                      random_fraction, rank_third, solve_width, split_windows, tail_grid, top_fraction, window)
+from .margins import alignment_potential, combined_margin
+from .treatments import ONE_SIDED
+from .treatments import _column as _col
 
 
 @dataclass(frozen=True)
@@ -164,8 +179,6 @@ def check_rule_columns(table, rule: str, key: str = "rule") -> None:
 
 def check_keep(keep, key: str = "keep") -> float:
     """``keep`` if it is a kept fraction in (0, 1], else a `ConfigError`."""
-    from ..core.checks import check_value
-
     if isinstance(keep, bool) or not isinstance(keep, (int, float, np.integer, np.floating)):
         raise ConfigError(key=key, problem=f"must be a number in (0, 1], got {keep!r}")
     return check_value(key, float(keep), "(0, 1]")
@@ -194,8 +207,6 @@ def kept_fraction_tolerance(n_scored: int) -> int:
 def check_kept_fraction(table, rule: str, needs, mask, keep: float) -> None:
     """A `UserError` when `rule` kept a fraction other than `keep` of the scored pairs, saying what it
     kept and why (a constant score, or ties that no window can split)."""
-    from ..core.errors import UserError
-
     valid = table["valid"].to_numpy(dtype=bool) if "valid" in table else np.ones(len(table), dtype=bool)
     # The pairs the rule could keep: usable and with every score it reads (a pair without a rating
     # has no score_gap, and a rule keeps a fraction of the pairs it can rank).
@@ -244,8 +255,6 @@ def window_of(table, spec: str, key: str = "window") -> tuple[np.ndarray, str]:
     Several windows joined by commas (``lossdiff:10:90,irm:0:80``) are intersected, each one's
     percentiles taken over the pairs that have every named score (as `lossdiff_irm` does), so the
     two tails of each score can be cut separately: an asymmetric LossDiff-IRM."""
-    import pandas as pd
-
     parts = [parse_window(one.strip(), key) for one in str(spec).split(",")]
     for name, _, _ in parts:
         if name not in table:
@@ -268,9 +277,6 @@ def check_windows(spec: str, key: str = "window") -> str:
 
 def read_scores_table(path, key: str = "scores"):
     """A scores table written by `prefsift score` (id, valid, reason and the scores), or a `ConfigError`."""
-    import pandas as pd
-
-    from ..core.errors import require_path
 
     require_path(path, "scores table", key, hint="give the scores.parquet that `prefsift score` wrote")
     try:

@@ -21,7 +21,14 @@ from typing import Callable
 import numpy as np
 
 from ..core.registry import Registry
-from ..core.windows import _scored, lossdiff_irm, mean_rank, middle_window, percentile_rank, top_fraction  # noqa: F401
+from ..core.windows import (  # noqa: F401
+    _scored,
+    lossdiff_irm,
+    mean_rank,
+    middle_window,
+    percentile_rank,
+    top_fraction,
+)
 
 
 @dataclass(frozen=True)

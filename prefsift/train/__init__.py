@@ -3,9 +3,9 @@ with a key per stage: the DPO family (DPOTrainer), reward models (RewardTrainer)
 against a reward model (GRPOTrainer, RLOOTrainer)."""
 
 from .dpo import StageSettings
-from .stage import TrainingStage
 from .reward import reward_model_from, train_reward_stage
 from .rl import RewardModelReward, RLSettings, train_rl_stage
+from .stage import TrainingStage
 
 __all__ = ["RLSettings", "RewardModelReward", "StageSettings", "reward_model_from", "train_reward_stage",
            "train_rl_stage", "TrainingStage"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
+from ..core.checks import check_fields
+from ..core.errors import did_you_mean
 from ..models.objectives import PairwiseObjective, trainable_with_dpo
 
 # Optimizer names checked without importing transformers (slow); any other name is looked up there.
@@ -25,7 +26,6 @@ def optimizer_problem(name: str) -> str | None:
     known = [o.value for o in OptimizerNames]
     if name in known:
         return None
-    from ..core.errors import did_you_mean
 
     hint = did_you_mean(name, _COMMON_OPTIMIZERS) or did_you_mean(name, known)
     return (f"is not a transformers optimizer{hint}: got {name!r}; "
@@ -55,8 +55,6 @@ class StageSettings:
                                                      "check": ">= 0"})
 
     def __post_init__(self):
-        from ..core.checks import check_fields
-
         check_fields(self)
 
 

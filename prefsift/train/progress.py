@@ -14,14 +14,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tqdm.auto import tqdm
+from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
 from ..core.quiet import verbose
 
 LOG_NAME = "train_log.jsonl"
 
 
 def _progress_callback_classes() -> tuple[type, ...]:
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
     classes: list[type] = [PrinterCallback, ProgressCallback]
     try:
         from transformers.utils.notebook import NotebookProgressCallback
@@ -44,8 +46,6 @@ def attach(trainer, label: str, folder: str | Path, show: bool = True) -> StageP
 
 
 def _callback_base():
-    from transformers import TrainerCallback
-
     return TrainerCallback
 
 
@@ -67,8 +67,6 @@ class StageProgress(_callback_base()):
             self.path.write_text("")
 
     def _tqdm(self, **kw):
-        from tqdm.auto import tqdm
-
         return tqdm(dynamic_ncols=True, **kw)
 
     def on_train_begin(self, args, state, control, **kwargs):

@@ -8,6 +8,7 @@ the RM and every arm's RM continue from it."""
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Sequence
 import torch
 
 from ..core import artifacts
+from ..models.loading import load_pretrained, resolve_model_path
 from ..runtime.devices import accumulation_dtype, model_device, model_precision
 from ..runtime.distributed import barrier, broadcast_object, world
 from .dpo import StageSettings, per_process_batch
@@ -28,7 +30,6 @@ def reward_model_from(spec, tokenizer, *, seed: int = 0, device="cpu", attn_impl
     scalar head, seeded; its pad id is the tokenizer's (the reward is read at the last non-pad token)."""
     from transformers import AutoModelForSequenceClassification
 
-    from ..models.loading import load_pretrained, resolve_model_path
 
     torch.manual_seed(seed)  # the head's initialisation
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
@@ -41,7 +42,6 @@ def reward_model_from(spec, tokenizer, *, seed: int = 0, device="cpu", attn_impl
 def load_reward_model(folder, device="cpu"):
     from transformers import AutoModelForSequenceClassification
 
-    from ..models.loading import load_pretrained
 
     return load_pretrained(AutoModelForSequenceClassification, Path(folder), dtype=torch.float32).to(device).eval()
 
@@ -71,8 +71,6 @@ def train_reward_stage(start, tokenizer, records: list[dict], settings: StageSet
     Under a launcher every process runs the stage (DDP); `settings.batch_size` is per step over all.
     It shows one progress bar named `label` (default: `name`; none with `progress=False`) and writes
     the trainer's log to `out_dir`/train_log.jsonl (train.progress)."""
-    import copy
-
     from datasets import Dataset
     from trl import RewardTrainer
 

@@ -15,8 +15,11 @@ from pathlib import Path
 import torch
 
 from ..core import artifacts
+from ..core.checks import check_fields
+from ..models.loading import load_model
 from ..runtime.distributed import barrier, broadcast_object, world
 from .dpo import optimizer_problem
+from .reward import batch_rewards
 from .stage import fault_point_callback, without_patched_forward
 from .stage_folder import reusable_stage, save_stage
 
@@ -43,8 +46,6 @@ class RLSettings:
     seed: int = field(default=0, metadata={"help": "seed of sampling and data order"})
 
     def __post_init__(self):
-        from ..core.checks import check_fields
-
         check_fields(self)
 
 
@@ -73,8 +74,6 @@ class RewardModelReward:
         return out
 
     def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float]:
-        from .reward import batch_rewards
-
         seqs = self.sequences(prompts, completions, completion_ids)
         out = []
         with torch.no_grad():
@@ -113,7 +112,6 @@ def train_rl_stage(start, reward_model, tokenizer, prompts: list, settings: RLSe
     from datasets import Dataset
     from trl import GRPOTrainer, RLOOTrainer
 
-    from ..models.loading import load_model
     from .progress import attach as attach_progress
 
     out_dir = Path(out_dir)

@@ -22,7 +22,14 @@ from ..models.loading import add_lora, load_model, load_pretrained
 from ..models.objectives import PairwiseObjective
 from ..runtime.devices import model_device, model_precision, torch_dtype
 from ..runtime.distributed import barrier, broadcast_object, world
-from ..runtime.sharding import fsdp_on, fsdp_trainer, fsdp_training_args, gathered_state_dict, is_sharded, local_part
+from ..runtime.sharding import (
+    fsdp_on,
+    fsdp_trainer,
+    fsdp_training_args,
+    gathered_state_dict,
+    is_sharded,
+    local_part,
+)
 from .dpo import LossVariant, StageSettings, trl_config
 from .stage_folder import reusable_or_copied, save_stage
 from .weighted import WEIGHT

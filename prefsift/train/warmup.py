@@ -13,9 +13,24 @@ import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core import artifacts
 from ..core.checks import check_fields
-from ..models.objectives import trainable_with_dpo
+from ..core.errors import ConfigError, require_path
+from ..core.quiet import quiet_libraries
+from ..data import DataError, check_lengths, load_pairs
+from ..models.loading import (
+    LoraSettings,
+    ModelSourceError,
+    load_model,
+    load_tokenizer,
+    model_fingerprint,
+    resolve_model_path,
+)
+from ..models.objectives import PairwiseObjective, trainable_with_dpo
+from ..runtime.devices import placement
+from ..runtime.distributed import barrier, world
 from ..runtime.placement import PlacementSettings
+from ..runtime.sharding import use_shard
 from .dpo import StageSettings, optimizer_problem
 from .stage import TrainingStage
 
@@ -62,8 +77,6 @@ class WarmupConfig(PlacementSettings):
 
     @property
     def lora(self):
-        from ..models.loading import LoraSettings
-
         return LoraSettings(r=self.lora_r, alpha=self.lora_alpha) if self.lora_r else None
 
     @property
@@ -75,8 +88,6 @@ def warm_up(reference, ref_model, tokenizer, records, objective, settings: Stage
             eval_records=None, eval_steps=None, lora=None, log=print, progress: bool = True):
     """θ: `reference` (a folder, loaded as the stage's own trainable copy) trained on every record
     with `ref_model` as the frozen reference. Returns (θ, stage info); θ is in OUT_DIR/model."""
-    from ..models.loading import model_fingerprint
-
     return TrainingStage(reference, ref_model, tokenizer, records, objective, settings, out_dir,
                        start_key=model_fingerprint(ref_model), data_key=data_key, name="warmup",
                        eval_records=eval_records, eval_steps=eval_steps, lora=lora, log=log, start_is_reference=True,
@@ -86,10 +97,6 @@ def warm_up(reference, ref_model, tokenizer, records, objective, settings: Stage
 def check_warmup_inputs(cfg: WarmupConfig, columns=None):
     """The reference resolves to a loadable folder and the pair files parse with a usable pair; a
     `UserError` naming the setting otherwise. Returns (train, validation or None)."""
-    from ..data import DataError, load_pairs
-    from ..core.errors import ConfigError, require_path
-    from ..models.loading import ModelSourceError, resolve_model_path
-
     try:
         resolve_model_path(cfg.reference)
     except ModelSourceError as e:
@@ -112,15 +119,6 @@ def warmup_from_files(cfg: WarmupConfig, columns=None, log=print, pairs=None) ->
     """`prefsift warmup`: θ from the reference on the training pairs, in OUT/warmup/model (reused
     when it exists with the same inputs). Over-length rows are left out, as scoring leaves them out;
     `pairs`: (train, validation) already read. Returns θ's folder."""
-    from ..core import artifacts
-    from ..data import check_lengths
-    from ..runtime.devices import placement
-    from ..runtime.distributed import barrier, world
-    from ..models.loading import load_model, load_tokenizer
-    from ..models.objectives import PairwiseObjective
-
-    from ..core.quiet import quiet_libraries
-    from ..runtime.sharding import use_shard
 
     train, val = pairs if pairs is not None else check_warmup_inputs(cfg, columns)
     quiet_libraries()
