@@ -146,48 +146,95 @@ def _noise(table, label_noise: float | None) -> tuple[float, str]:
     return eps, f"ε {eps:.3f}, estimated: the share of pairs with a negative IRM (set label_noise to choose it)"
 
 
+# The built-in treatments' data (each registered in `_builtin` below).
+
+
+def soft_lossdiff_irm(table, keep, label_noise):
+    """Soft selection: w = soft_window(LossDiff, W)·soft_window(IRM, W), W the width LossDiff-IRM
+    solves for `keep`; loss Σ w·ℓ / Σ w (train/weighted.py)."""
+    ld, irm = table["lossdiff"].to_numpy(dtype=float), table["irm"].to_numpy(dtype=float)
+    _, width = lossdiff_irm(ld, irm, keep=keep)
+    return _weights_arm(soft_window(ld, width) * soft_window(irm, width))
+
+
+
+def soft_tif(table, keep, label_noise):
+    """Soft selection: w = soft_window(IF, keep), the smooth middle window of IF holding `keep`."""
+    return _weights_arm(soft_window(table["if"].to_numpy(dtype=float), keep))
+
+
+
+def relabel(table, keep, label_noise):
+    """Label correction (tested against removal, as PrefCleanBench, NeurIPS 2025, did on human
+    data): LossDiff-IRM's pairs as labelled, and the `flagged_wrong` pairs with y_w and y_l swapped."""
+    ld, irm = table["lossdiff"].to_numpy(dtype=float), table["irm"].to_numpy(dtype=float)
+    kept, _ = lossdiff_irm(ld, irm, keep=keep)
+    flip = flagged_wrong(table, keep)
+    return ArmData(mask=kept | flip, flip=flip, note=f"{int(kept.sum())} pairs kept as labelled, "
+                                                      f"{int(flip.sum())} with chosen and rejected swapped")
+
+
+
+def robust(table, keep, label_noise):
+    """rDPO (Chowdhury et al., "Provably Robust DPO", ICML 2024), TRL's loss_type "robust":
+    ℓ = ((1 − ε)·(−log σ(m)) − ε·(−log σ(−m))) / (1 − 2ε) on every pair."""
+    eps, how = _noise(table, label_noise)
+    return ArmData(mask=table["valid"].to_numpy(dtype=bool), loss_type="robust", epsilon=eps, note=how)
+
+
+
+def conservative(table, keep, label_noise):
+    """cDPO (Mitchell, "A note on DPO with noisy preferences", 2023): ℓ = (1 − ε)·ℓ(d) + ε·ℓ(d
+    swapped) on every pair; for DPO −(1 − ε)·log σ(m) − ε·log σ(−m)."""
+    eps, how = _noise(table, label_noise)
+    return ArmData(mask=table["valid"].to_numpy(dtype=bool), epsilon=eps, conservative=True, note=how)
+
+
+
+def oracle_relabel(table, keep, label_noise):
+    """The oracle's labels on every pair: the pairs whose label is wrong (column label_correct,
+    the lab's truth) trained with chosen and rejected swapped."""
+    valid = table["valid"].to_numpy(dtype=bool)
+    flip = valid & ~table["label_correct"].fillna(True).to_numpy(dtype=bool)
+    return ArmData(mask=valid, flip=flip, note=f"{int(flip.sum())} wrong labels swapped by the oracle")
+
+
+
+def one_sided_relabel(order):
+    def make(table, keep, label_noise):
+        """The top `keep` by the order as labelled, every other scored pair with y_w and y_l swapped."""
+        values = order(table)
+        top = top_fraction(values, keep, largest=True)
+        flip = _scored(values) & ~top & table["valid"].to_numpy(dtype=bool)
+        return ArmData(mask=top | flip, flip=flip, note=f"{int(top.sum())} pairs kept as labelled, "
+                                                        f"{int(flip.sum())} with chosen and rejected swapped")
+    return make
+
+
+
+def teacher_relabel(table, keep, label_noise):
+    """PerpCorrect-style correction from a teacher (Kong et al., NeurIPS 2024, from a few clean
+    pairs): every pair, swapped where θ_c prefers the rejected answer (teacher margin < 0)."""
+    m = _column(table, "teacher")
+    flip = _scored(m) & (m < 0) & table["valid"].to_numpy(dtype=bool)
+    return ArmData(mask=_scored(m) & table["valid"].to_numpy(dtype=bool), flip=flip,
+                   note=f"{int(flip.sum())} pairs the teacher disagrees with swapped")
+
+
+
+def group_conservative(table, keep, label_noise):
+    """cDPO with a flip rate per group (loss correction, Hendrycks et al. 2018):
+    ℓ = −(1 − ε_g)·log σ(m) − ε_g·log σ(−m), ε_g the pair's `group_noise`."""
+    eps = _column(table, "group_noise")
+    ok = _scored(eps) & table["valid"].to_numpy(dtype=bool)
+    rates = sorted({round(float(e), 4) for e in eps[ok]})
+    return ArmData(mask=ok, epsilons=np.where(ok, eps, 0.0), conservative=True,
+                   note=f"ε by group: {', '.join(f'{r:g}' for r in rates)} (score group_noise)")
+
+
 def _builtin() -> None:
     def add(name, needs, make, help, objectives=("dpo", "ipo", "hinge"), **cost):
         TREATMENTS.register(name, Treatment(name, needs, make, help, objectives, **cost))
-
-    def soft_lossdiff_irm(table, keep, label_noise):
-        """Soft selection: w = soft_window(LossDiff, W)·soft_window(IRM, W), W the width LossDiff-IRM
-        solves for `keep`; loss Σ w·ℓ / Σ w (train/weighted.py)."""
-        ld, irm = table["lossdiff"].to_numpy(dtype=float), table["irm"].to_numpy(dtype=float)
-        _, width = lossdiff_irm(ld, irm, keep=keep)
-        return _weights_arm(soft_window(ld, width) * soft_window(irm, width))
-
-    def soft_tif(table, keep, label_noise):
-        """Soft selection: w = soft_window(IF, keep), the smooth middle window of IF holding `keep`."""
-        return _weights_arm(soft_window(table["if"].to_numpy(dtype=float), keep))
-
-    def relabel(table, keep, label_noise):
-        """Label correction (tested against removal, as PrefCleanBench, NeurIPS 2025, did on human
-        data): LossDiff-IRM's pairs as labelled, and the `flagged_wrong` pairs with y_w and y_l swapped."""
-        ld, irm = table["lossdiff"].to_numpy(dtype=float), table["irm"].to_numpy(dtype=float)
-        kept, _ = lossdiff_irm(ld, irm, keep=keep)
-        flip = flagged_wrong(table, keep)
-        return ArmData(mask=kept | flip, flip=flip, note=f"{int(kept.sum())} pairs kept as labelled, "
-                                                          f"{int(flip.sum())} with chosen and rejected swapped")
-
-    def robust(table, keep, label_noise):
-        """rDPO (Chowdhury et al., "Provably Robust DPO", ICML 2024), TRL's loss_type "robust":
-        ℓ = ((1 − ε)·(−log σ(m)) − ε·(−log σ(−m))) / (1 − 2ε) on every pair."""
-        eps, how = _noise(table, label_noise)
-        return ArmData(mask=table["valid"].to_numpy(dtype=bool), loss_type="robust", epsilon=eps, note=how)
-
-    def conservative(table, keep, label_noise):
-        """cDPO (Mitchell, "A note on DPO with noisy preferences", 2023): ℓ = (1 − ε)·ℓ(d) + ε·ℓ(d
-        swapped) on every pair; for DPO −(1 − ε)·log σ(m) − ε·log σ(−m)."""
-        eps, how = _noise(table, label_noise)
-        return ArmData(mask=table["valid"].to_numpy(dtype=bool), epsilon=eps, conservative=True, note=how)
-
-    def oracle_relabel(table, keep, label_noise):
-        """The oracle's labels on every pair: the pairs whose label is wrong (column label_correct,
-        the lab's truth) trained with chosen and rejected swapped."""
-        valid = table["valid"].to_numpy(dtype=bool)
-        flip = valid & ~table["label_correct"].fillna(True).to_numpy(dtype=bool)
-        return ArmData(mask=valid, flip=flip, note=f"{int(flip.sum())} wrong labels swapped by the oracle")
 
     add("oracle_relabel", ("label_correct",), oracle_relabel,
         "oracle arm: every pair, each label set by the oracle (the wrong ones swapped; needs the lab's truth)",
@@ -206,37 +253,10 @@ def _builtin() -> None:
         "every pair, conservative DPO (cDPO, label smoothing ε) with ε = label_noise, or the share of pairs with "
         "IRM < 0", every_pair=True, passes=2)
 
-    def one_sided_relabel(order):
-        def make(table, keep, label_noise):
-            """The top `keep` by the order as labelled, every other scored pair with y_w and y_l swapped."""
-            values = order(table)
-            top = top_fraction(values, keep, largest=True)
-            flip = _scored(values) & ~top & table["valid"].to_numpy(dtype=bool)
-            return ArmData(mask=top | flip, flip=flip, note=f"{int(top.sum())} pairs kept as labelled, "
-                                                            f"{int(flip.sum())} with chosen and rejected swapped")
-        return make
-
     for name, (needs, order, what) in ONE_SIDED.items():
         add(f"{name}_relabel", needs, one_sided_relabel(order),
             f"every scored pair: {what} (keep of them) as labelled, the rest with chosen and rejected swapped",
             every_pair=True)
-
-    def teacher_relabel(table, keep, label_noise):
-        """PerpCorrect-style correction from a teacher (Kong et al., NeurIPS 2024, from a few clean
-        pairs): every pair, swapped where θ_c prefers the rejected answer (teacher margin < 0)."""
-        m = _column(table, "teacher")
-        flip = _scored(m) & (m < 0) & table["valid"].to_numpy(dtype=bool)
-        return ArmData(mask=_scored(m) & table["valid"].to_numpy(dtype=bool), flip=flip,
-                       note=f"{int(flip.sum())} pairs the teacher disagrees with swapped")
-
-    def group_conservative(table, keep, label_noise):
-        """cDPO with a flip rate per group (loss correction, Hendrycks et al. 2018):
-        ℓ = −(1 − ε_g)·log σ(m) − ε_g·log σ(−m), ε_g the pair's `group_noise`."""
-        eps = _column(table, "group_noise")
-        ok = _scored(eps) & table["valid"].to_numpy(dtype=bool)
-        rates = sorted({round(float(e), 4) for e in eps[ok]})
-        return ArmData(mask=ok, epsilons=np.where(ok, eps, 0.0), conservative=True,
-                       note=f"ε by group: {', '.join(f'{r:g}' for r in rates)} (score group_noise)")
 
     add("teacher_relabel", ("teacher",), teacher_relabel,
         "every pair, swapped where the teacher θ_c (trained on the careful pairs alone) prefers the rejected answer",
