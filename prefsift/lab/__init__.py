@@ -8,10 +8,11 @@ Importing it registers the oracle judge (`judge: oracle`) and the lab's answer s
 """
 
 from .judge import OracleJudge  # registers the oracle judge and the lab sampler
-from .make import LabConfig, format_summary, make_lab
+from .make import LabConfig, make_lab
 from .pairs import PAIR_TYPES, PairConfig, build_pairs, type_counts
 from .sample import sample_responses
 from .sft import SFTConfig, build_lab_model, load_sft, save_sft, train_sft
+from .summary import format_summary
 from .task import (
     TASKS,
     PromptGenerator,

@@ -16,37 +16,34 @@ The SFT stage is skipped when ``sft_model/`` already holds a model trained with 
 from __future__ import annotations
 
 import json
-import os
-import random
-import shutil
-import tempfile
 import time
-from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import numpy as np
-
-from prefsift.models.loading import cache_dir
 
 from ..core import artifacts
 from ..core.checks import check_fields
 from ..core.errors import ConfigError
-from ..eval.truth import gap_below_zero
 from ..models.loading import TINY_PRESETS
 from .pairs import PAIR_TYPES, PairConfig, build_pairs
 from .sample import sample_responses
 from .sft import SFTConfig, load_sft, save_sft, torch_threads, train_sft
+from .sft_cache import (
+    SFT_CODE_VERSION,
+    SFT_STAMP,
+    _copy_from_cache,
+    _copy_to_cache,
+    _sft_problem,
+    _shared_sft_dir,
+    _stamp_hash,
+    _write_stamp,
+)
+from .summary import _summarise
 from .task import (
     PromptGenerator,
     best_response,
-    oracle_reward,
     parse_prompt,
-    random_response,
 )
 from .tokenizer import build_lab_tokenizer, lab_vocab
-
-SFT_STAMP = "lab_sft.json"
 
 
 @dataclass
@@ -114,89 +111,8 @@ class LabConfig:
                           ratings=self.ratings)
 
 
-# Bump when a change to the SFT code (sft.py, task.py, the presets) changes the model it trains, so
-# that shared copies made by older code are not reused.
-SFT_CODE_VERSION = 2
-
-
-def _shared_sft_dir(sft_hash: str) -> Path:
-    return cache_dir() / "lab_sft" / sft_hash
-
-
-def _sft_problem(folder: Path, sft_hash: str) -> str | None:
-    """None when ``folder`` holds the SFT model of ``sft_hash`` exactly as it was saved; otherwise
-    why not ("absent" when there is no such model at all, which needs no note)."""
-    try:
-        stamp = json.loads((folder / SFT_STAMP).read_text())
-    except (OSError, ValueError):
-        return "absent" if not (folder / SFT_STAMP).exists() else "its stamp is unreadable"
-    if not isinstance(stamp, dict) or stamp.get("hash") != sft_hash:
-        return "absent"  # another lab's model
-    return artifacts.verify_folder(folder, stamp.get("files"))
-
-
-def _stamp_hash(folder: Path) -> str | None:
-    """The hash of the SFT model in ``folder`` when its files match their recorded checksums."""
-    try:
-        sft_hash = json.loads((folder / SFT_STAMP).read_text()).get("hash")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return sft_hash if _sft_problem(folder, sft_hash) is None else None
-
-
-def _write_stamp(sft_dir: Path, sft_hash: str, sft_log) -> None:
-    files = {k: v for k, v in artifacts.folder_digest(sft_dir).items() if k != SFT_STAMP}
-    artifacts.write_json(sft_dir / SFT_STAMP, {"hash": sft_hash, "log": sft_log, "files": files}, seal=False)
-
-
-def _copy_from_cache(shared: Path, sft_dir: Path, sft_hash: str) -> bool:
-    """Copy a shared SFT model into ``sft_dir`` through a temporary folder renamed into place, so a
-    killed copy never leaves a stamp without weights; False (train instead) on any problem."""
-    if _stamp_hash(shared) != sft_hash:
-        return False
-    tmp = Path(tempfile.mkdtemp(dir=sft_dir.parent, prefix=".sft-"))
-    try:
-        shutil.copytree(shared, tmp, dirs_exist_ok=True)
-        if _stamp_hash(tmp) != sft_hash:
-            return False
-        if sft_dir.exists():
-            shutil.rmtree(sft_dir)
-        os.rename(tmp, sft_dir)
-        return True
-    except OSError:
-        return False
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _copy_to_cache(sft_dir: Path, shared: Path) -> None:
-    """Publish a trained SFT model: copy to a private temporary folder, then rename it into place.
-    If another process published the same hash first, keep theirs (same settings, same model)."""
-    shared.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=shared.parent, prefix=f".{shared.name}-"))
-    try:
-        shutil.copytree(sft_dir, tmp, dirs_exist_ok=True)
-        if shared.exists() and _stamp_hash(shared) is None:
-            # A damaged published copy (it failed its checksums): replace it, or every later lab with
-            # these settings would train again.
-            print(f"note: replacing the damaged shared SFT model {shared}", flush=True)
-            aside = shared.with_name(f".{shared.name}.damaged{os.getpid()}")
-            os.rename(shared, aside)
-            shutil.rmtree(aside, ignore_errors=True)
-        os.rename(tmp, shared)
-    except OSError:
-        pass  # already published (rename onto a non-empty folder fails), or the cache is read-only
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     artifacts.write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), seal=False)
-
-
-def _mean(xs) -> float | None:
-    xs = list(xs)
-    return sum(xs) / len(xs) if xs else None
 
 
 def make_lab(cfg: LabConfig, out_dir) -> dict:
@@ -282,98 +198,3 @@ def make_lab(cfg: LabConfig, out_dir) -> dict:
     return summary
 
 
-def _summarise(cfg, prompts, samples, test, test_samples, train_rows, val_rows, sft_log, resumed,
-               timings, from_cache=False) -> dict:
-    by_task: dict[str, list[float]] = defaultdict(list)
-    for p, draws in zip(prompts, samples):
-        task = parse_prompt(p).task
-        by_task[task].extend(oracle_reward(p, s) for s in draws)
-    rng = random.Random(f"{cfg.seed}-random-baseline")
-
-    def split_stats(rows):
-        kinds = Counter(r["pair_type"] for r in rows)
-        correct = defaultdict(list)
-        for r in rows:
-            correct[r["pair_type"]].append(r["label_correct"])
-        return {
-            "pairs": len(rows),
-            "by_type": {t: kinds.get(t, 0) for t in PAIR_TYPES},
-            "label_correct_rate": _mean(r["label_correct"] for r in rows),
-            "label_correct_by_type": {t: _mean(v) for t, v in correct.items()},
-            "both_sides_sampled": _mean(r["origin_chosen"] == r["origin_rejected"] == "sample" for r in rows),
-            "ratings": rating_leak(rows),
-        }
-
-    return {
-        "config": asdict(cfg),
-        "splits": {"train": split_stats(train_rows), "validation": split_stats(val_rows),
-                   "test_prompts": len(test)},
-        "rewards": {
-            "sft_samples": _mean(x for v in by_task.values() for x in v),
-            "sft_samples_by_task": {t: _mean(v) for t, v in sorted(by_task.items())},
-            "sft_test": _mean(oracle_reward(p, s[0]) for p, s in zip(test, test_samples)),
-            "random_tokens": _mean(oracle_reward(p, random_response(rng)) for p in prompts),
-            "best": _mean(oracle_reward(p, best_response(p)) for p in prompts),
-        },
-        "sft": {"preset": cfg.preset, "steps": cfg.sft_steps, "final_loss": sft_log.get("final_loss"),
-                "resumed": resumed and not from_cache, "from_cache": from_cache},
-        "timings_s": {k: round(v, 2) for k, v in timings.items()},
-    }
-
-
-def rating_leak(rows) -> dict:
-    """How much the ratings say about the truth the labels hide: over the wrong labels, the share
-    whose rating gap (score_chosen − score_rejected) points to the truth (< 0: the rejected answer
-    rated higher); over the right labels, the share whose gap points against the label. With
-    ``ratings: rater`` both are 0 by construction; with ``independent`` the first is near 1."""
-    right = np.array([bool(r["label_correct"]) for r in rows], dtype=bool)
-    gap = np.array([r["score_chosen"] - r["score_rejected"] for r in rows], dtype=float)
-    share = lambda among: (gap_below_zero(gap, among) or (None,))[0]  # noqa: E731
-    return {"wrong_labels": int((~right).sum()), "wrong_gap_points_to_truth": share(~right),
-            "right_gap_points_against_label": share(right)}
-
-
-def _fmt(x, width: int = 8, digits: int = 3) -> str:
-    return f"{'-':>{width}}" if x is None else f"{x:>{width}.{digits}f}"
-
-
-def format_summary(summary: dict) -> str:
-    """A readable multi-line table of a `make_lab` summary, for a CLI to print."""
-    lines = []
-    rw = summary["rewards"]
-    lines.append(f"prefsift lab  ->  {summary.get('out_dir', '')}")
-    lines.append("")
-    lines.append("mean oracle reward (temperature {:.1f})".format(summary["config"]["sample_temperature"]))
-    lines.append(f"  {'random tokens':<24}{_fmt(rw['random_tokens'])}")
-    lines.append(f"  {'SFT samples (pairs)':<24}{_fmt(rw['sft_samples'])}")
-    lines.append(f"  {'SFT samples (test)':<24}{_fmt(rw['sft_test'])}")
-    lines.append(f"  {'best response':<24}{_fmt(rw['best'])}")
-    for task, v in rw["sft_samples_by_task"].items():
-        lines.append(f"    SFT on {task:<17}{_fmt(v)}")
-    lines.append("")
-    tr, va = summary["splits"]["train"], summary["splits"]["validation"]
-    lines.append(f"  {'pair type':<18}{'train':>8}{'labels ok':>11}{'validation':>12}{'labels ok':>11}")
-    for t in PAIR_TYPES:
-        a, b = tr["by_type"][t], va["by_type"][t]
-        ca = tr["label_correct_by_type"].get(t)
-        cb = va["label_correct_by_type"].get(t)
-        fa, fb = _fmt(ca, 11, 2), _fmt(cb, 11, 2)
-        lines.append(f"  {t:<18}{a:>8}{fa}{b:>12}{fb}")
-    lines.append(f"  {'total':<18}{tr['pairs']:>8}{_fmt(tr['label_correct_rate'], 11, 2)}"
-                 f"{va['pairs']:>12}{_fmt(va['label_correct_rate'], 11, 2)}")
-    lines.append(f"  test prompts: {summary['splits']['test_prompts']}   pairs with both sides "
-                 f"sampled: train {_fmt(tr['both_sides_sampled'], 0, 2)}, "
-                 f"validation {_fmt(va['both_sides_sampled'], 0, 2)}")
-    leak = tr.get("ratings") or {}
-    if leak.get("wrong_labels"):
-        lines.append(f"  ratings ({summary['config'].get('ratings', 'rater')}): on the {leak['wrong_labels']} "
-                     f"wrong labels the rating gap points to the truth for "
-                     f"{100 * leak['wrong_gap_points_to_truth']:.1f} %"
-                     + (" (a leak: rules that read ratings see what a team cannot)"
-                        if leak["wrong_gap_points_to_truth"] > 0 else ""))
-    lines.append("")
-    sft = summary["sft"]
-    state = "from the prefsift cache" if sft.get("from_cache") else ("reused" if sft["resumed"] else "trained")
-    lines.append(f"SFT model: {sft['preset']}, {sft['steps']} steps, final loss {sft['final_loss']:.3f} ({state})")
-    lines.append("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in summary["timings_s"].items()))
-    return "\n".join(lines)

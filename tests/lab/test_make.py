@@ -401,8 +401,8 @@ def test_the_rater_who_labelled_gives_the_ratings_in_every_testbed(testbed):
     wrong label's gap points to the truth with probability Φ(gap / (σ√2)) per pair, σ the rater's noise."""
     from scipy.stats import norm
 
-    from prefsift.lab.make import rating_leak
     from prefsift.lab.pairs import PairConfig, build_pairs
+    from prefsift.lab.summary import rating_leak
 
     prompts, samples = _prompts_and_samples(2000, 7)
     props = LabConfig(**{k: v for k, v in testbed.items() if k.startswith("frac_")}).proportions()
