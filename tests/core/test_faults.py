@@ -1,7 +1,8 @@
 """Faults lose nothing: `prefsift score` and `prefsift run` killed by SIGKILL at named points (see
-prefsift/core/faults.py) and started again give tables identical to an uninterrupted run's, byte for
-byte, and redo none of the work finished before the kill; corrupt artifacts are detected and recomputed; a run directory has one writer; two runs with
-the same inputs write byte-identical tables."""
+prefsift/core/faults.py) and started again give tables identical to an uninterrupted run's, byte
+for byte, and redo none of the work finished before the kill; corrupt artifacts are detected and
+recomputed; a run directory has one writer; two runs with the same inputs write byte-identical
+tables."""
 
 import json
 import os
