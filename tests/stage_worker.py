@@ -1,6 +1,6 @@
-"""One DPO training stage, run by tests/test_distributed.py and tests/test_fsdp.py in one process
-or under torchrun: python stage_worker.py MODEL_DIR OUT_DIR BATCH_SIZE OPTIMIZER [SHARD [LORA_R]].
-SHARD: ddp (the default) or fsdp; LORA_R > 0 trains LoRA adapters of that rank."""
+"""One DPO training stage, run by tests/runtime/test_distributed.py and tests/runtime/test_fsdp.py
+in one process or under torchrun: python stage_worker.py MODEL_DIR OUT_DIR BATCH_SIZE OPTIMIZER
+[SHARD [LORA_R]]. SHARD: ddp (the default) or fsdp; LORA_R > 0 trains LoRA adapters of that rank."""
 
 import sys
 from pathlib import Path

@@ -11,7 +11,7 @@ from prefsift.core.errors import ConfigError
 from prefsift.pipeline import RunConfig
 from prefsift.pipeline.recommend import choose
 
-from .test_run import QUIET, TINY
+from tests.tiny import QUIET, TINY_RUN
 
 
 def _row(per_prompt):
@@ -58,7 +58,7 @@ def test_the_rule_takes_the_best_clear_gain_and_otherwise_all_the_data():
 
 
 def _config(**over):
-    return RunConfig(**{**TINY, **over})
+    return RunConfig(**{**TINY_RUN, **over})
 
 
 def test_bad_candidate_lists_are_refused_before_any_work():
@@ -125,7 +125,7 @@ def test_the_auto_arm_trains_its_recommendation_and_a_rerun_probes_nothing(tmp_p
 
     monkeypatch.setattr(ProbeJudge, "__init__", spy)
     out = tmp_path / "r"
-    cfg = {**TINY, "arms": ["full", "auto", "lossdiff_irm", "cdpo"],  # (auto trains last all the same)
+    cfg = {**TINY_RUN, "arms": ["full", "auto", "lossdiff_irm", "cdpo"],  # (auto trains last all the same)
            "calibration": {"prompts": 16, "answers": 2, "probe_epochs": 0.5, "by": "judge"}}
     ev = api.run(cfg, out=out, progress=False, log=QUIET)
     rec = json.loads((out / "recommend" / "recommendation.json").read_text())

@@ -10,14 +10,8 @@ import pytest
 from prefsift import pipeline
 from prefsift.pipeline import RunConfig, run_pipeline
 
-TINY = dict(lab={"seed": 2, "preset": "tiny", "n_train": 96, "n_validation": 32, "n_test_prompts": 24,
-                 "sft_steps": 30, "sft_warmup_steps": 5, "threads": 1, "share_sft": False},
-            warmup={"epochs": 1, "learning_rate": 1e-3, "batch_size": 16},
-            final={"epochs": 1, "learning_rate": 1e-3, "batch_size": 16},
-            arms=["full", "random", "lossdiff_irm"], seeds=[0], eval_prompts=24, eval_steps=3)
+from tests.tiny import QUIET, TINY_RUN
 
-
-QUIET = lambda *a, **k: None
 COLS = ["arm", "seed", "n_pairs", "win_rate", "low", "high", "score", "head_to_head"]
 
 
@@ -25,7 +19,7 @@ COLS = ["arm", "seed", "n_pairs", "win_rate", "low", "high", "score", "head_to_h
 def finished(tmp_path_factory):
     """One uninterrupted run of the tiny lab, shared by the tests below: (run directory, eval table)."""
     root = tmp_path_factory.mktemp("run")
-    return root / "a", run_pipeline(RunConfig(out=str(root / "a"), **TINY), progress=False, log=QUIET)
+    return root / "a", run_pipeline(RunConfig(out=str(root / "a"), **TINY_RUN), progress=False, log=QUIET)
 
 
 def test_run_writes_every_artifact(finished):
@@ -44,7 +38,7 @@ def test_run_writes_every_artifact(finished):
     assert full.loc[full.arm == "full", "head_to_head"].item() == 0.5  # an arm against itself
     # config.yaml is a config: read back, it is the run's own
     again = RunConfig.from_yaml(a / "config.yaml")
-    assert again.to_dict() == RunConfig(out=str(a), **TINY).to_dict()
+    assert again.to_dict() == RunConfig(out=str(a), **TINY_RUN).to_dict()
 
 
 def test_paired_differences_and_per_seed_random(finished):
@@ -93,15 +87,15 @@ def test_a_run_killed_while_it_evaluates_resumes_to_the_same_table(finished, tmp
     SAMPLERS.register("dies", Sampler("lab-sampler", dies, dies.real.matches))
     try:
         with pytest.raises(KeyboardInterrupt):
-            run_pipeline(RunConfig(out=str(tmp_path / "b"), **TINY), progress=False, log=QUIET)
+            run_pipeline(RunConfig(out=str(tmp_path / "b"), **TINY_RUN), progress=False, log=QUIET)
     finally:
         SAMPLERS.unregister("dies")
     assert dies.calls == 3
-    resumed = run_pipeline(RunConfig(out=str(tmp_path / "b"), **TINY), progress=False, log=QUIET)
+    resumed = run_pipeline(RunConfig(out=str(tmp_path / "b"), **TINY_RUN), progress=False, log=QUIET)
     pd.testing.assert_frame_equal(resumed[COLS], full[COLS])
     # A rerun with nothing changed redoes nothing: the stage keys in the manifest stay as they were.
     before = json.loads((tmp_path / "b" / "manifest.json").read_text())["stages"]
-    run_pipeline(RunConfig(out=str(tmp_path / "b"), **TINY), progress=False, log=QUIET)
+    run_pipeline(RunConfig(out=str(tmp_path / "b"), **TINY_RUN), progress=False, log=QUIET)
     after = json.loads((tmp_path / "b" / "manifest.json").read_text())["stages"]
     assert {k: v["key"] for k, v in after.items()} == {k: v["key"] for k, v in before.items()}
 
@@ -111,7 +105,7 @@ def test_an_arm_imported_from_another_run_trains_on_the_same_pairs(finished, tmp
     pairs, so the same model and the same WinRate as a's own lossdiff_irm arm."""
     a, full = finished
     imported = run_pipeline(RunConfig(out=str(tmp_path / "b"), **{
-        **TINY, "arms": ["a_ldi"], "imported": {"a_ldi": f"{a / 'selection.parquet'}:lossdiff_irm"}}),
+        **TINY_RUN, "arms": ["a_ldi"], "imported": {"a_ldi": f"{a / 'selection.parquet'}:lossdiff_irm"}}),
         progress=False, log=QUIET)
     sel_a, sel_b = pd.read_parquet(a / "selection.parquet"), pd.read_parquet(tmp_path / "b" / "selection.parquet")
     assert sel_b["a_ldi"].tolist() == sel_a["lossdiff_irm"].tolist()
@@ -125,7 +119,7 @@ def test_the_lab_given_as_files_gives_the_lab_runs_numbers(finished, tmp_path):
     a, full = finished
     files = {k: str(a / "lab" / f) for k, f in (("train", "train.jsonl"), ("validation", "validation.jsonl"),
                                                   ("test_prompts", "test_prompts.jsonl"), ("reference", "sft_model"))}
-    from_files = run_pipeline(RunConfig(out=str(tmp_path / "c"), **{**TINY, "lab": None, "preset": "lab", "arms": ["full"],
+    from_files = run_pipeline(RunConfig(out=str(tmp_path / "c"), **{**TINY_RUN, "lab": None, "preset": "lab", "arms": ["full"],
                                                                  **files}),
                               progress=False, log=QUIET)
     assert from_files["win_rate"].item() == full.set_index("arm").loc["full", "win_rate"]
@@ -145,7 +139,7 @@ def test_a_registered_rule_is_an_arm_named_in_a_config(finished, tmp_path):
     import shutil
 
     shutil.copytree(a, tmp_path / "p")  # a copy of the finished run: its warm-up and scores are reused
-    cfg = RunConfig.from_dict({**TINY, "out": str(tmp_path / "p"), "plugins": [str(plugin)],
+    cfg = RunConfig.from_dict({**TINY_RUN, "out": str(tmp_path / "p"), "plugins": [str(plugin)],
                                "arms": ["clean_again"], "seeds": []})
     run_pipeline(cfg, progress=False, log=QUIET)
     sel = pd.read_parquet(tmp_path / "p" / "selection.parquet")
@@ -207,7 +201,7 @@ def test_a_run_under_two_processes_matches_one(finished, tmp_path):
 
     a, one = finished
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "out": str(tmp_path / "two")}))
+    cfg.write_text(yaml.safe_dump({**TINY_RUN, "out": str(tmp_path / "two")}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     r = subprocess.run([sys.executable, "-m", "prefsift", "run", str(cfg), "--processes", "2", "--quiet"],
                        capture_output=True, text=True, env=env, timeout=900)
@@ -239,7 +233,7 @@ def test_a_calibrated_arm_trains_on_its_best_probe_and_a_rerun_trains_no_probe(f
     from prefsift.train import TrainingStage
 
     a, _ = finished
-    cfg = {**TINY, "lab": None, "preset": "lab", **_lab_files(a), "arms": ["calibrated_lossdiff_irm"],
+    cfg = {**TINY_RUN, "lab": None, "preset": "lab", **_lab_files(a), "arms": ["calibrated_lossdiff_irm"],
            "calibration": {"splits": [0.5, 1.0], "prompts": 16, "answers": 2, "probe_epochs": 0.5, "by": "judge"}}
     ev = run_pipeline(RunConfig(out=str(tmp_path / "b"), **cfg), progress=False, log=QUIET)
     cal = json.loads((tmp_path / "b" / "calibrate" / "calibrated_lossdiff_irm" / "calibration.json").read_text())
@@ -266,7 +260,7 @@ def test_probe_validation_loss_is_trls_eval_loss(finished):
     from prefsift.pipeline.stages import Run, data_stage, load_inputs
 
     a, _ = finished
-    cfg = RunConfig(out=str(a), **{**TINY, "calibration": {"by": "loss"}})
+    cfg = RunConfig(out=str(a), **{**TINY_RUN, "calibration": {"by": "loss"}})
     run = Run(cfg, pipeline.RunDir(cfg.out), pipeline.Manifest(pipeline.RunDir(cfg.out), cfg.to_dict(), QUIET),
               QUIET, False)
     inp = load_inputs(run, data_stage(run), {})
@@ -288,7 +282,7 @@ def test_the_fields_margin_rules_are_arms_of_a_run(finished, tmp_path):
     a, _ = finished
     shutil.copytree(a, tmp_path / "m")  # its warm-up and scores are reused
     arms = ["alignment_potential", "small_margin", "large_margin"]
-    ev = run_pipeline(RunConfig.from_dict({**TINY, "out": str(tmp_path / "m"), "arms": arms}), progress=False, log=QUIET)
+    ev = run_pipeline(RunConfig.from_dict({**TINY_RUN, "out": str(tmp_path / "m"), "arms": arms}), progress=False, log=QUIET)
     sel = pd.read_parquet(tmp_path / "m" / "selection.parquet").set_index("id")
     t = pd.read_parquet(a / "score" / "scores.parquet")
     t = t[t["valid"] & t["score_gap"].notna() & t["irm"].notna()].set_index("id")
@@ -316,7 +310,7 @@ def test_treatment_arms_train_with_their_weights_swaps_and_losses(finished, tmp_
     a, _ = finished
     shutil.copytree(a, tmp_path / "t")
     arms = ["soft_lossdiff_irm", "soft_tif", "lossdiff_irm_relabel", "robust_dpo", "cdpo"]
-    ev = run_pipeline(RunConfig.from_dict({**TINY, "out": str(tmp_path / "t"), "arms": arms}), progress=False, log=QUIET)
+    ev = run_pipeline(RunConfig.from_dict({**TINY_RUN, "out": str(tmp_path / "t"), "arms": arms}), progress=False, log=QUIET)
     assert sorted(ev["arm"]) == sorted(arms)
     tr = pd.read_parquet(tmp_path / "t" / "treatments.parquet")
     eval_start = json.loads((a / "arms" / "full-seed0" / "stage.json").read_text())["log"][0]["eval_loss"]
@@ -345,9 +339,9 @@ def test_treatment_arms_are_refused_where_they_cannot_train():
     from prefsift.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="robust_dpo.*not 'ipo'"):
-        RunConfig.from_dict({**TINY, "arms": ["robust_dpo"], "objective": "ipo"})
+        RunConfig.from_dict({**TINY_RUN, "arms": ["robust_dpo"], "objective": "ipo"})
     with pytest.raises(ConfigError, match="label_noise"):
-        RunConfig.from_dict({**TINY, "arms": ["cdpo"], "label_noise": 0.5})
+        RunConfig.from_dict({**TINY_RUN, "arms": ["cdpo"], "label_noise": 0.5})
 
 
 def test_selective_dpo_is_an_arm_trained_easy_to_hard(finished, tmp_path):
@@ -357,7 +351,7 @@ def test_selective_dpo_is_an_arm_trained_easy_to_hard(finished, tmp_path):
 
     a, _ = finished
     shutil.copytree(a, tmp_path / "s")  # the warm-up is reused; the scores are recomputed (heldout is new)
-    cfg = {**TINY, "out": str(tmp_path / "s"), "arms": ["selective_dpo"],
+    cfg = {**TINY_RUN, "out": str(tmp_path / "s"), "arms": ["selective_dpo"],
            "scores": {"scores": "irm,lossdiff,if,heldout"}}
     ev = run_pipeline(RunConfig.from_dict(cfg), progress=False, log=QUIET)
     table = pd.read_parquet(tmp_path / "s" / "score" / "scores.parquet")
@@ -368,4 +362,4 @@ def test_selective_dpo_is_an_arm_trained_easy_to_hard(finished, tmp_path):
     info = json.loads((tmp_path / "s" / "arms" / "selective_dpo-seed0" / "stage.json").read_text())
     assert info["variant"]["in_order"] and ev.iloc[0]["n_pairs"] == k
     with pytest.raises(Exception, match="heldout"):
-        RunConfig.from_dict({**TINY, "arms": ["selective_dpo"]})
+        RunConfig.from_dict({**TINY_RUN, "arms": ["selective_dpo"]})

@@ -15,7 +15,7 @@ from prefsift.data.tokenization import TokenizedPair
 from prefsift.planning.probes import engine_tokens, trl_steps
 from prefsift.scoring.logprobs import EngineStats, LogprobSettings, compute_pair_logps
 
-from tests.pipeline.test_run import TINY
+from tests.tiny import TINY_RUN
 
 
 def test_engine_tokens_are_the_tokens_the_engine_processes():
@@ -55,8 +55,8 @@ def _env():
 def test_plan_then_run_prints_predicted_against_actual(tmp_path):
     cfg = tmp_path / "tiny.yaml"
     # A calibrated arm and the auto arm too: their probes are a stage of the plan of their own.
-    cfg.write_text(yaml.safe_dump({**TINY, "out": str(tmp_path / "run"),
-                                   "arms": TINY["arms"] + ["calibrated_lossdiff_irm", "auto"],
+    cfg.write_text(yaml.safe_dump({**TINY_RUN, "out": str(tmp_path / "run"),
+                                   "arms": TINY_RUN["arms"] + ["calibrated_lossdiff_irm", "auto"],
                                    "calibration": {"splits": [0.5, 1.0], "prompts": 8, "answers": 1, "by": "judge",
                                                    "candidates": ["full", "lossdiff_irm"]}}))
     r = subprocess.run([sys.executable, "-m", "prefsift", "plan", str(cfg)], capture_output=True, text=True,
@@ -80,7 +80,7 @@ def test_the_plan_shows_selective_dpos_fold_models_and_the_treatment_arms(tmp_pa
     from prefsift.pipeline import RunConfig
     from prefsift.planning.run import plan_run
 
-    cfg = RunConfig.from_dict({**TINY, "out": str(tmp_path / "run"), "arms": ["full", "cdpo", "selective_dpo", "soft_tif"],
+    cfg = RunConfig.from_dict({**TINY_RUN, "out": str(tmp_path / "run"), "arms": ["full", "cdpo", "selective_dpo", "soft_tif"],
                                "scores": {"scores": "irm,lossdiff,if,heldout", "folds": 3}})
     plan = plan_run(cfg, log=lambda *a, **k: None)
     stages = {s.stage: s for s in plan.stages}
@@ -96,7 +96,7 @@ def test_the_plan_shows_the_teacher_trained_on_its_share_of_the_validation_pairs
     from prefsift.pipeline import RunConfig
     from prefsift.planning.run import plan_run
 
-    cfg = RunConfig.from_dict({**TINY, "out": str(tmp_path / "run"), "arms": ["full", "top_teacher", "group_cdpo"],
+    cfg = RunConfig.from_dict({**TINY_RUN, "out": str(tmp_path / "run"), "arms": ["full", "top_teacher", "group_cdpo"],
                                "scores": {"scores": "irm,lossdiff,if,teacher,group_noise", "teacher_epochs": 4}})
     plan = plan_run(cfg, log=lambda *a, **k: None)
     stages = {s.stage: s for s in plan.stages}

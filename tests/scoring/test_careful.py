@@ -12,8 +12,7 @@ import prefsift
 from prefsift.core.errors import ConfigError
 from prefsift.scoring.careful import group_flip_rates, length_direction, one_way_rates, teacher_prompts
 
-from tests.scoring.test_logprobs_trl import _trl_margins
-from tests.tiny import save_word_model
+from tests.tiny import save_word_model, trl_margins
 
 WORDS = ["good", "bad", "answer", "yes", "no", "long", "w", "x", "p"]
 
@@ -57,7 +56,7 @@ def test_the_teacher_is_dpo_from_the_reference_on_the_last_share_of_the_validati
     assert info["steps"] == 4  # the last 4 of 8 prompts, 2 per step, 2 epochs
     teacher = AutoModelForCausalLM.from_pretrained(folder / "model")
     ref_model = AutoModelForCausalLM.from_pretrained(ref)
-    np.testing.assert_allclose(table["teacher"].to_numpy(), _trl_margins(teacher, ref_model, tok, train),
+    np.testing.assert_allclose(table["teacher"].to_numpy(), trl_margins(teacher, ref_model, tok, train),
                                atol=1e-4, rtol=0)
     # θ_c by hand: DPO from π_ref (not θ) on validation pairs 4..7, in file order.
     by_hand, _ = TrainingStage(ref, ref_model, tok, val[4:], PairwiseObjective("dpo", 0.1),

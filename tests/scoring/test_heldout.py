@@ -11,8 +11,7 @@ import pytest
 import prefsift
 from prefsift.core.errors import UserError
 
-from tests.scoring.test_logprobs_trl import _trl_margins
-from tests.tiny import save_word_model
+from tests.tiny import save_word_model, trl_margins
 
 WORDS = ["good", "bad", "answer", "yes", "no", "long", "w", "x", "p"]
 
@@ -43,7 +42,7 @@ def test_heldout_loss_is_trls_loss_under_the_fold_model_that_did_not_see_the_pai
         info = json.loads((folder / "stage.json").read_text())
         assert info["steps"] == 3  # 6 pairs seen (the other fold), 2 per step
         held = np.flatnonzero(fold == k)
-        expected = np.logaddexp(0.0, -_trl_margins(model, ref_model, tok, [records[i] for i in held]))
+        expected = np.logaddexp(0.0, -trl_margins(model, ref_model, tok, [records[i] for i in held]))
         np.testing.assert_allclose(table["heldout"].to_numpy()[held], expected, atol=1e-4, rtol=0)
     # Fold 0's model is the warm-up's training on exactly the other fold's pairs, in file order.
     from prefsift.models.objectives import PairwiseObjective

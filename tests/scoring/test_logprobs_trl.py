@@ -5,35 +5,15 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from datasets import Dataset
 
 from prefsift.data import load_pairs
 from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
 from prefsift.models.objectives import PairwiseObjective
 from prefsift.data.tokenization import tokenize_pairs
 
-from tests.data_layer.test_tokenization import CHAT_TEMPLATE
-from tests.tiny import word_model
+from tests.tiny import CHAT_TEMPLATE, trl_margins, word_model
 
 BETA = 0.1
-
-
-def _trl_margins(policy, ref, tok, records, max_length=None):
-    from trl import DPOConfig, DPOTrainer
-
-    args = DPOConfig(output_dir="/tmp/prefsift-trl-irm", use_cpu=True, bf16=False, report_to=[], beta=BETA,
-                     max_length=max_length, dataset_num_proc=None)
-    trainer = DPOTrainer(model=copy.deepcopy(policy), ref_model=copy.deepcopy(ref), args=args,
-                         train_dataset=Dataset.from_list(records), processing_class=tok)
-    trainer.model.eval()
-    margins = []
-    for i in range(len(trainer.train_dataset)):  # one pair per batch: TRL's logged mean is that pair's margin
-        inputs = trainer.data_collator([trainer.train_dataset[i]])
-        with torch.no_grad():
-            trainer.compute_loss(trainer.model, inputs)
-        margins.append(trainer._metrics["eval"]["rewards/margins"][-1])
-    return np.array(margins)
 
 
 @pytest.mark.parametrize("layout,max_length", [("standard_explicit", None), ("conversational_explicit", None),
@@ -55,6 +35,6 @@ def test_irm_equals_trl_reward_margin(data_dir, word_tokenizer, layout, max_leng
     rf = compute_pair_logps(ref, toks, tok.pad_token_id, settings, progress=False)
     irm = PairwiseObjective("dpo", BETA).margin(pol.chosen, pol.rejected, rf.chosen, rf.rejected)
 
-    expected = _trl_margins(policy, ref, tok, records, max_length=max_length)
+    expected = trl_margins(policy, ref, tok, records, max_length=max_length, beta=BETA)
     assert np.abs(irm).max() > 1e-3  # the two models differ: a real margin, not 0 = 0
     np.testing.assert_allclose(irm, expected, atol=1e-4, rtol=0)

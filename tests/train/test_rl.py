@@ -11,8 +11,7 @@ from prefsift.train.dpo import StageSettings
 from prefsift.train.reward import reward_model_from, train_reward_stage
 from prefsift.train.rl import RewardModelReward, RLSettings, train_rl_stage
 
-from tests.scoring.test_rewards import RECORDS
-from tests.tiny import save_word_model
+from tests.tiny import REWARD_RECORDS, save_word_model
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +19,7 @@ def setup(word_tokenizer, tmp_path_factory):
     tok = word_tokenizer
     root = tmp_path_factory.mktemp("rl")
     save_word_model(tok, root / "pi_ref", seed=0)
-    rm, _ = train_reward_stage(reward_model_from(root / "pi_ref", tok, seed=0), tok, RECORDS,
+    rm, _ = train_reward_stage(reward_model_from(root / "pi_ref", tok, seed=0), tok, REWARD_RECORDS,
                                StageSettings(batch_size=8, learning_rate=1e-2), root / "rm", start_key="s",
                                data_key="d", log=lambda *a: None)
     return tok, root, rm
@@ -28,12 +27,12 @@ def setup(word_tokenizer, tmp_path_factory):
 
 def test_the_reward_function_scores_what_reward_trainer_trained_on(setup):
     tok, _, rm = setup
-    toks = tokenize_pairs(tok, [r["prompt"] for r in RECORDS], [r["chosen"] for r in RECORDS],
-                          [r["rejected"] for r in RECORDS], "standard")
+    toks = tokenize_pairs(tok, [r["prompt"] for r in REWARD_RECORDS], [r["chosen"] for r in REWARD_RECORDS],
+                          [r["rejected"] for r in REWARD_RECORDS], "standard")
     chosen, _ = pair_rewards(rm, toks, tok.pad_token_id, max_length=None)  # RewardTrainer's ids (tests/scoring/test_rewards.py)
     fn = RewardModelReward(rm, tok)
     # As GRPO hands them over: the prompt's text and the generated ids (EOS included, or not yet).
-    got = fn([r["prompt"] for r in RECORDS], [r["chosen"] for r in RECORDS],
+    got = fn([r["prompt"] for r in REWARD_RECORDS], [r["chosen"] for r in REWARD_RECORDS],
              completion_ids=[list(t.chosen_ids)[:-1] if i % 2 else list(t.chosen_ids) for i, t in enumerate(toks)])
     np.testing.assert_allclose(got, chosen, atol=1e-6)
 

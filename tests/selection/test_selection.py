@@ -81,7 +81,7 @@ def test_the_readme_plugin_rule_is_named_in_a_config_and_selects(tmp_path, monke
     from prefsift.pipeline import RunConfig
     from prefsift.selection.rules import RULES
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "guide.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[2] / "docs" / "guide.md").read_text(encoding="utf-8")
     section = text[text.index("### Your own rules and judges"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     config = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)

@@ -9,12 +9,7 @@ from datasets import Dataset
 from prefsift.data import load_pairs
 from prefsift.data.tokenization import tokenize_pairs
 
-from tests.tiny import word_model
-
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<bos> {{ m['role'] }} : {{ m['content'] }} <eos> {% endfor %}"
-    "{% if add_generation_prompt %}<bos> assistant : {% endif %}"
-)
+from tests.tiny import CHAT_TEMPLATE, word_model
 
 
 def _trl_token_ids(tokenizer, records):

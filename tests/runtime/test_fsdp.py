@@ -16,16 +16,20 @@ Tolerances, and why:
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from tests.test_distributed import _assert_same_table, _env, _prefsift, _score_args, _torchrun, lab_with_theta
-
-HERE = Path(__file__).parent
-WORKER = str(HERE / "stage_worker.py")
+from tests.tiny import (
+    STAGE_WORKER,
+    assert_same_table,
+    lab_score_args,
+    lab_with_theta,
+    one_thread_env,
+    prefsift_cli,
+    torchrun,
+)
 
 
 def _gap(got: dict, start: dict, a: str, b: str) -> float:
@@ -40,14 +44,14 @@ def test_a_training_stage_under_fsdp_equals_one_process(word_tokenizer, tmp_path
 
     save_word_model(word_tokenizer, tmp_path / "start")
     start = str(tmp_path / "start")
-    r = subprocess.run([sys.executable, WORKER, start, str(tmp_path / "one"), "8", "sgd", "ddp", str(lora_r)],
-                       capture_output=True, text=True, env=_env(), timeout=600)
+    r = subprocess.run([sys.executable, STAGE_WORKER, start, str(tmp_path / "one"), "8", "sgd", "ddp", str(lora_r)],
+                       capture_output=True, text=True, env=one_thread_env(), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     # (DDP's full fine-tuning is test_distributed.py's; its LoRA stage with a validation curve once
     # drifted from one process, so it is checked here)
     shards = ("ddp", "fsdp") if lora_r else ("fsdp",)
     for shard in shards:
-        r = _torchrun(2, WORKER, start, str(tmp_path / shard), "8", "sgd", shard, str(lora_r))
+        r = torchrun(2, STAGE_WORKER, start, str(tmp_path / shard), "8", "sgd", shard, str(lora_r))
         assert r.returncode == 0, r.stderr[-3000:]
     begin = load_file(tmp_path / "start" / "model.safetensors")
     got = {n: load_file(tmp_path / n / "model" / "model.safetensors") for n in ("one", *shards)}
@@ -71,7 +75,7 @@ def test_a_training_stage_under_fsdp_equals_one_process(word_tokenizer, tmp_path
 def lab(tmp_path_factory):
     root = lab_with_theta(tmp_path_factory.mktemp("fsdp"))
     (root / "train.jsonl").write_text((root / "lab" / "train.jsonl").read_text())
-    one = _prefsift(*_score_args(root, "one"))
+    one = prefsift_cli(*lab_score_args(root, "one"))
     assert one.returncode == 0, one.stderr[-3000:]
     return root
 
@@ -80,11 +84,11 @@ FSDP = ("--processes", "2", "--shard", "fsdp")
 
 
 def test_fsdp_scores_equal_one_process_and_forward_mode_falls_back_to_the_loop(lab):
-    two = _prefsift(*_score_args(lab, "fsdp", *FSDP, "--if-method", "jvp"))
+    two = prefsift_cli(*lab_score_args(lab, "fsdp", *FSDP, "--if-method", "jvp"))
     assert two.returncode == 0, two.stderr[-3000:]
     assert "under shard fsdp it is computed by the loop of backward passes" in two.stdout + two.stderr
     a, b = pd.read_parquet(lab / "one" / "scores.parquet"), pd.read_parquet(lab / "fsdp" / "scores.parquet")
-    _assert_same_table(a, b, {"if": 1e-5, "lossdiff": 1e-4, "loss_theta_val": 1e-6})
+    assert_same_table(a, b, {"if": 1e-5, "lossdiff": 1e-4, "loss_theta_val": 1e-6})
     assert json.loads((lab / "fsdp" / "theta_val" / "stage.json").read_text())["shard"] == "fsdp"
     # Every rank kept its own partial inner products, so a rank resumes from its own.
     ckpt = next((lab / "fsdp" / "cache").glob("if-*"))
@@ -92,16 +96,16 @@ def test_fsdp_scores_equal_one_process_and_forward_mode_falls_back_to_the_loop(l
 
 
 def test_a_score_killed_under_fsdp_resumes_to_the_same_table(lab):
-    env = {**_env(), "PREFSIFT_KILL_AT": "influence:100"}  # both ranks, in the second chunk of IF
-    args = [sys.executable, "-m", "prefsift", *_score_args(lab, "killed", *FSDP)]
+    env = {**one_thread_env(), "PREFSIFT_KILL_AT": "influence:100"}  # both ranks, in the second chunk of IF
+    args = [sys.executable, "-m", "prefsift", *lab_score_args(lab, "killed", *FSDP)]
     killed = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert killed.returncode != 0 and not (lab / "killed" / "scores.parquet").exists()
     saved = sorted((lab / "killed" / "cache").glob("if-*/rank-*/chunk-*.npz"))
     assert saved, "the first chunk of IF was saved before the kill"
-    resumed = _prefsift(*_score_args(lab, "killed", *FSDP))
+    resumed = prefsift_cli(*lab_score_args(lab, "killed", *FSDP))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a, b = pd.read_parquet(lab / "one" / "scores.parquet"), pd.read_parquet(lab / "killed" / "scores.parquet")
-    _assert_same_table(a, b, {"if": 1e-5, "lossdiff": 1e-4, "loss_theta_val": 1e-6})
+    assert_same_table(a, b, {"if": 1e-5, "lossdiff": 1e-4, "loss_theta_val": 1e-6})
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -109,8 +113,8 @@ def test_a_score_killed_under_fsdp_resumes_to_the_same_table(lab):
     (("--shard", "zero3"), "--shard must be one of ddp, fsdp"),
 ])
 def test_fsdp_settings_it_cannot_honour_are_refused_before_any_work(lab, extra, message):
-    args = _score_args(lab, "refused", "--shard", "fsdp", *extra)
-    r = _prefsift(*args)
+    args = lab_score_args(lab, "refused", "--shard", "fsdp", *extra)
+    r = prefsift_cli(*args)
     assert r.returncode == 2 and message in r.stderr, r.stderr[-2000:]
     assert not (lab / "refused").exists()
 
@@ -121,7 +125,7 @@ def test_prefsift_warmup_under_fsdp_equals_one_process(lab):
     args = ["warmup", "--reference", str(lab / "lab" / "sft_model"), "--train", str(lab / "train.jsonl"),
             "--learning-rate", "1e-3", "--batch-size", "16", "--quiet"]
     for out, extra in (("w_one", ()), ("w_fsdp", ("--processes", "2", "--shard", "fsdp"))):
-        r = _prefsift(*args, "--out", str(lab / out), *extra)
+        r = prefsift_cli(*args, "--out", str(lab / out), *extra)
         assert r.returncode == 0, r.stderr[-3000:]
     begin = load_file(lab / "lab" / "sft_model" / "model.safetensors")
     got = {n: load_file(lab / n / "warmup" / "model" / "model.safetensors") for n in ("w_one", "w_fsdp")}

@@ -146,6 +146,6 @@ def test_the_gpu_check_skips_cleanly_without_cuda():
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "no CUDA device here: skipped" in proc.stdout, proc.stderr[-2000:]
