@@ -162,13 +162,15 @@ def test_the_auto_arm_trains_its_recommendation_and_a_rerun_probes_nothing(tmp_p
     from prefsift.pipeline import recommend as rec_module
 
     treated = pd.read_parquet(out / "treatments.parquet")
-    calls = []
-    real = TrainingStage.run
-    monkeypatch.setattr(TrainingStage, "run", lambda stage: calls.append(stage.name) or real(stage))
+    calls, trained = [], []  # the stages started, and those of them that trained
+    real_run, real_train = TrainingStage.run, TrainingStage._train
+    monkeypatch.setattr(TrainingStage, "run", lambda stage: calls.append(stage.name) or real_run(stage))
+    monkeypatch.setattr(TrainingStage, "_train", lambda stage, *a: trained.append(stage.name) or real_train(stage, *a))
     monkeypatch.setattr(rec_module, "choose", lambda probes, only=None: ("cdpo", "forced by the test", {}))
     again = api.recommend({**cfg, "calibration": {**cfg["calibration"], "candidates": ["full", "cdpo"]}},
                           out=out, progress=False, log=QUIET)
-    assert not [c for c in calls if c.startswith("probe")] and calls == ["arm-cdpo"]
+    # no probe again; the warm-up reused; auto's stage is cdpo's, copied: nothing trains
+    assert calls == ["warmup", "arm-cdpo"] and trained == []
     assert again["chosen"] == "cdpo" and [r["arm"] for r in again["test"]] == ["auto"]
     copied, own = (json.loads((out / "arms" / f"{a}-seed0" / "stage.json").read_text()) for a in ("auto", "cdpo"))
     assert copied == own  # the very stage, its training seconds included
