@@ -23,8 +23,10 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/prefsift demo --out runs/demo
 
-# Two workers, one test file each at a time (a file's shared fixtures are built once).
+# The linter first (ruff: 100 columns, pyflakes, sorted imports; pyproject.toml), then two workers,
+# one test file each at a time (a file's shared fixtures are built once).
 test: setup
+	$(BIN)/ruff check prefsift tests benchmarks experiments
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 clean:

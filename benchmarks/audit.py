@@ -38,14 +38,16 @@ def write_file(path: Path, n: int, seed: int, vocab: np.ndarray, p: np.ndarray) 
                                  "chosen": [user, {"role": "assistant", "content": answers[0]}],
                                  "rejected": [user, {"role": "assistant", "content": answers[1]}],
                                  "score_chosen": int(rng.integers(6, 11)),
-                                 "score_rejected": int(rng.integers(1, 6)), "source": sources[i % 4]}))
+                                 "score_rejected": int(rng.integers(1, 6)),
+                                 "source": sources[i % 4]}))
         prompts.append(prompt)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return prompts
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -55,7 +57,8 @@ def main() -> None:
     import prefsift
 
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "?")
+    model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines()
+                  if line.startswith("Model name")), "?")
     print(f"CPU: {model}; {platform.python_version()}; torch threads {args.threads}")
     vocab = np.array(["the", "a", "of", "and", "to"] + [f"w{i}" for i in range(4995)])
     p = 1.0 / np.arange(1, len(vocab) + 1)
@@ -74,15 +77,18 @@ def main() -> None:
             pairs = prefsift.load_pairs(path)
             t_read = time.perf_counter() - t0
             t1 = time.perf_counter()
-            report = prefsift.audit(pairs, validation=tmp / "validation.jsonl", test_prompts=tmp / "test.jsonl")
+            report = prefsift.audit(pairs, validation=tmp / "validation.jsonl",
+                                    test_prompts=tmp / "test.jsonl")
             t_audit = time.perf_counter() - t1
             rows.append((n, t_read, report.timings, t_audit, len(report.reported)))
     checks = ["read_lengths", "length", "style", "duplicates", "truncation", "ratings"]
-    print("| pairs | read the file | " + " | ".join(checks) + " | audit total | with reading | findings |")
+    print("| pairs | read the file | " + " | ".join(checks)
+          + " | audit total | with reading | findings |")
     print("|---" * (len(checks) + 5) + "|")
     for n, t_read, timings, t_audit, found in rows:
         cells = " | ".join(f"{timings.get(c, 0):.2f}" for c in checks)
-        print(f"| {n:,} | {t_read:.2f} | {cells} | {t_audit:.2f} | **{t_read + t_audit:.1f} s** | {found} |")
+        print(f"| {n:,} | {t_read:.2f} | {cells} | {t_audit:.2f} | **{t_read + t_audit:.1f} s** | "
+              f"{found} |")
 
 
 if __name__ == "__main__":

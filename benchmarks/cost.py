@@ -1,7 +1,8 @@
 """Cost of scoring: LossDiff-IRM against exact IF on the same pairs and model, at several sizes.
 
 Each size is scored twice from a cold cache, in one process, one after the other:
-  cheap  `compute_scores(scores="irm,lossdiff")`: reference and policy log-probs, θ_val (one epoch on
+  cheap  `compute_scores(scores="irm,lossdiff")`: reference and policy log-probs, θ_val (one epoch
+  on
          the validation pairs), θ_val log-probs — everything LossDiff-IRM needs;
   exact  `compute_scores(scores="irm,if")`: the same log-probs, the validation gradient and one
          gradient per training pair — everything TIF needs.
@@ -67,13 +68,17 @@ def _run_inputs(run: Path):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", default="runs/demo", help="a finished run directory (default: runs/demo)")
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", default="runs/demo",
+                    help="a finished run directory (default: runs/demo)")
     ap.add_argument("--sizes", default="250,500,1000,2000", help="numbers of training pairs")
     ap.add_argument("--if-params", default="all", help="IF parameter set (default: all)")
     ap.add_argument("--if-method", default="auto", choices=["auto", "vmap", "loop", "jvp"],
-                    help="how exact IF is computed (default: auto, per-pair gradients); jvp: forward mode")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+                    help="how exact IF is computed (default: auto, per-pair gradients); jvp: "
+                         "forward mode")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: torch's choice)")
     ap.add_argument("--out", default="docs/figures", help="folder for NAME.json and NAME.png")
     ap.add_argument("--name", default="cost", help="file stem of the outputs (default: cost)")
     args = ap.parse_args()
@@ -90,11 +95,12 @@ def main() -> None:
     run = Path(args.run)
     policy, reference, train, val, run_cfg = _run_inputs(run)
     objective, beta = run_cfg.get("objective", "dpo"), float(run_cfg.get("beta", 0.5))
-    # The run's own scoring settings (θ_val's learning rate, max_length, ...), except what is measured.
-    # Projection, preconditioning and the TIF window are not carried over: "exact" means exact here.
+    # The run's own scoring settings (θ_val's learning rate, max_length, ...), except what is
+    # measured. Projection, preconditioning and the TIF window are not carried over: "exact" means
+    # exact here.
     settings = {k: v for k, v in (run_cfg.get("scores") or {}).items()
-                if k not in ("if_params", "scores", "out", "projection_dim", "precondition", "tif_low", "tif_high",
-                             "keep", "if_method")}
+                if k not in ("if_params", "scores", "out", "projection_dim", "precondition",
+                             "tif_low", "tif_high", "keep", "if_method")}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -103,29 +109,35 @@ def main() -> None:
             row = {"pairs": n}
             for name, scores in (("cheap", "irm,lossdiff"), ("exact", "irm,if")):
                 out = tmp / f"{name}-{n}"
-                cfg = ScoreConfig(policy=str(policy), reference=str(reference), train=str(sub), validation=str(val),
+                cfg = ScoreConfig(policy=str(policy), reference=str(reference), train=str(sub),
+                                  validation=str(val),
                                   out=str(out), objective=objective, beta=beta, scores=scores,
                                   if_params=args.if_params,
-                                  if_method=args.if_method if name == "exact" else "auto", **settings)
+                                  if_method=args.if_method if name == "exact" else "auto",
+                                  **settings)
                 t0 = time.perf_counter()
                 compute_scores(cfg, progress=False, log=lambda *a, **k: None)
                 row[f"{name}_s"] = time.perf_counter() - t0
                 row[f"{name}_stages"] = json.loads((out / "score_timings.json").read_text())
             row["ratio"] = row["exact_s"] / row["cheap_s"]
             # What the cheap scores buy: how closely they track the exact IF of the same pairs.
-            both = pd.read_parquet(tmp / f"cheap-{n}" / "scores.parquet")[["id", "lossdiff", "irm"]].merge(
-                pd.read_parquet(tmp / f"exact-{n}" / "scores.parquet")[["id", "if"]], on="id").dropna()
+            both = pd.read_parquet(tmp / f"cheap-{n}"
+                                   / "scores.parquet")[["id", "lossdiff", "irm"]].merge(
+                pd.read_parquet(tmp / f"exact-{n}" / "scores.parquet")[["id", "if"]],
+                on="id").dropna()
             for score in ("lossdiff", "irm"):
                 row[f"pearson_{score}_if"] = float(both[score].corr(both["if"]))
                 row[f"spearman_{score}_if"] = float(both[score].corr(both["if"], method="spearman"))
             rows.append(row)
-            print(f"{n:>6} pairs: LossDiff-IRM {row['cheap_s']:7.1f} s   exact IF {row['exact_s']:7.1f} s   "
-                  f"IF / LossDiff-IRM = {row['ratio']:.2f}   r(LossDiff, IF) {row['pearson_lossdiff_if']:.3f}  "
-                  f"r(IRM, IF) {row['pearson_irm_if']:.3f}", flush=True)
+            print(f"{n:>6} pairs: LossDiff-IRM {row['cheap_s']:7.1f} s   exact IF "
+                  f"{row['exact_s']:7.1f} s   IF / LossDiff-IRM = {row['ratio']:.2f}   r(LossDiff, "
+                  f"IF) {row['pearson_lossdiff_if']:.3f}  r(IRM, IF) {row['pearson_irm_if']:.3f}",
+                  flush=True)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"run": str(run), "reference": str(reference), "if_params": args.if_params, "if_method": args.if_method, "score_settings": settings,
+    meta = {"run": str(run), "reference": str(reference), "if_params": args.if_params,
+            "if_method": args.if_method, "score_settings": settings,
             "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": rows}
     (out / f"{args.name}.json").write_text(json.dumps(meta, indent=1))
     try:
@@ -142,7 +154,8 @@ def main() -> None:
             slope = np.polyfit(np.log(n), np.log(y), 1)[0] if len(n) > 1 else float("nan")
             ax.loglog(n, y, "o-", label=f"{label} (log-log slope {slope:.2f})")
         ax.set_xlabel("training pairs"), ax.set_ylabel("wall time (s)")
-        ax.set_title(f"Scoring cost, {Path(str(reference)).name}, IF over {args.if_params}", fontsize=9)
+        ax.set_title(f"Scoring cost, {Path(str(reference)).name}, IF over {args.if_params}",
+                     fontsize=9)
         ax.legend(fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
         fig.tight_layout()

@@ -1,16 +1,17 @@
-"""Memory per process, DDP against FSDP, for 1, 2 and 4 processes on SmolLM2-135M-Instruct (CPU, gloo).
+"""Memory per process, DDP against FSDP, for 1, 2 and 4 processes on SmolLM2-135M-Instruct (CPU,
+gloo).
 
     python benchmarks/fsdp_memory.py [--processes 1 2 4] [--pairs 16] [--out runs/bench-fsdp]
 
 Each setting runs in fresh torchrun workers. Every worker measures two things:
 
-- **training**: one DPO stage through prefsift's `TrainingStage` (TRL's DPOTrainer; AdamW; full fine-tuning;
-  a separate frozen reference), 2 optimizer steps of 4 pairs per process. It reports the bytes held in
-  tensors at the end of the last step: this process's parameters (policy and reference), their
-  gradients, and the Adam state. These are exact counts of tensor bytes (`to_local()` for FSDP
-  shards). It also reports the process's resident set size in that step, and its peak during the
-  whole stage, sampled every 20 ms (allocator, Python and the libraries included; the peak includes
-  loading: every process loads the whole start before it is sharded).
+- **training**: one DPO stage through prefsift's `TrainingStage` (TRL's DPOTrainer; AdamW; full
+  fine-tuning; a separate frozen reference), 2 optimizer steps of 4 pairs per process. It reports
+  the bytes held in tensors at the end of the last step: this process's parameters (policy and
+  reference), their gradients, and the Adam state. These are exact counts of tensor bytes
+  (`to_local()` for FSDP shards). It also reports the process's resident set size in that step, and
+  its peak during the whole stage, sampled every 20 ms (allocator, Python and the libraries
+  included; the peak includes loading: every process loads the whole start before it is sharded).
 - **scoring**: π_ref and θ sharded for scoring (`sharding.shard_for_scoring`, FSDP) or whole (DDP),
   then the bytes of their weights held by this process, and the peak RSS during one log-prob pass.
 
@@ -23,7 +24,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -110,26 +110,30 @@ score_peak = peak.stop()
 print("RESULT", json.dumps({"rank": here.rank, "processes": here.size, "shard": shard, **held,
                              "train_peak_rss_gib": train_peak, "train_seconds": train_s,
                              "score_weights_gib": score_weights, "score_peak_rss_gib": score_peak}), flush=True)
-'''
+'''  # noqa: E501  (the worker's script)
 
 
 def run(shard: str, n: int, out: Path, pairs: int) -> list[dict]:
     script = out / "worker.py"
     script.write_text(WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
     target = out / f"{shard}-{n}"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", str(script), shard,
-           str(target), str(pairs)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+           str(script), shard, str(target), str(pairs)]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise SystemExit(f"{shard} with {n} process(es) failed:\n{r.stderr[-4000:]}")
-    return [json.loads(line.split(" ", 1)[1]) for line in r.stdout.splitlines() if line.startswith("RESULT ")]
+    return [json.loads(line.split(" ", 1)[1]) for line in r.stdout.splitlines()
+            if line.startswith("RESULT ")]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4])
-    ap.add_argument("--pairs", type=int, default=16, help="training pairs (each process trains 2 steps of 4)")
+    ap.add_argument("--pairs", type=int, default=16,
+                    help="training pairs (each process trains 2 steps of 4)")
     ap.add_argument("--out", default="runs/bench-fsdp")
     args = ap.parse_args()
     out = Path(args.out)
@@ -147,23 +151,24 @@ def main() -> None:
             rows.append(rank0)
             print(json.dumps(rank0), flush=True)
     (out / "results.json").write_text(json.dumps(rows, indent=1))
-    print("\n| processes | shard | weights (policy+ref) | grads | Adam | sum, training | RSS in a step | peak RSS, "
-          "training | weights, scoring | peak RSS, scoring |")
+    print("\n| processes | shard | weights (policy+ref) | grads | Adam | sum, training | RSS in a "
+          "step | peak RSS, training | weights, scoring | peak RSS, scoring |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         held = r["weights_gib"] + r["grads_gib"] + r.get("adam_gib", 0.0)
-        print(f"| {r['processes']} | {r['shard']} | {r['weights_gib']:.3f} | {r['grads_gib']:.3f} | "
-              f"{r.get('adam_gib', 0.0):.3f} | {held:.3f} | {r['step_rss_gib']:.2f} | {r['max_train_peak_rss_gib']:.2f} | "
-              f"{r['score_weights_gib']:.3f} | {r['score_peak_rss_gib']:.2f} |")
+        print(f"| {r['processes']} | {r['shard']} | {r['weights_gib']:.3f} | {r['grads_gib']:.3f} "
+              f"| {r.get('adam_gib', 0.0):.3f} | {held:.3f} | {r['step_rss_gib']:.2f} | "
+              f"{r['max_train_peak_rss_gib']:.2f} | {r['score_weights_gib']:.3f} | "
+              f"{r['score_peak_rss_gib']:.2f} |")
     by = {(r["processes"], r["shard"]): r for r in rows}
     for n in args.processes:
         if (n, "ddp") in by and (n, "fsdp") in by:
             d, f = by[(n, "ddp")], by[(n, "fsdp")]
             sd = d["weights_gib"] + d["grads_gib"] + d.get("adam_gib", 0)
             sf = f["weights_gib"] + f["grads_gib"] + f.get("adam_gib", 0)
-            print(f"{n} processes: FSDP/DDP tensor bytes in training {sf / sd:.2f}, scoring weights "
-                  f"{f['score_weights_gib'] / d['score_weights_gib']:.2f}; peak RSS training "
-                  f"{f['max_train_peak_rss_gib'] / d['max_train_peak_rss_gib']:.2f}")
+            print(f"{n} processes: FSDP/DDP tensor bytes in training {sf / sd:.2f}, scoring "
+                  f"weights {f['score_weights_gib'] / d['score_weights_gib']:.2f}; peak RSS "
+                  f"training {f['max_train_peak_rss_gib'] / d['max_train_peak_rss_gib']:.2f}")
 
 
 if __name__ == "__main__":

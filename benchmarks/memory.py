@@ -30,7 +30,7 @@ t = time.perf_counter()
 rc = main(sys.argv[1:])
 print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "SECONDS", time.perf_counter() - t)
 sys.exit(rc)
-"""
+"""  # noqa: E501  (the child's script)
 
 
 def _write(path: Path, rows: list[dict]) -> None:
@@ -42,11 +42,13 @@ def score_peak(out: Path, n: int, val: Path, threads: int) -> tuple[float, float
 
     train = out / f"train-{n}.jsonl"
     _write(train, make_pairs(n, seed=1))
-    args = ["--threads", str(threads), "score", "--policy", "smollm2", "--reference", "smollm2", "--train", str(train),
+    args = ["--threads", str(threads), "score", "--policy", "smollm2", "--reference", "smollm2",
+            "--train", str(train),
             "--validation", str(val), "--out", str(out / f"run-{n}"), "--if-method", "jvp",
             "--if-params", r"layers\.29\.", "--quiet"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    r = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, env=env)
+    r = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True,
+                       env=env)
     if r.returncode != 0:
         raise SystemExit(f"prefsift score failed on {n} pairs:\n{r.stderr[-3000:]}")
     line = next(x for x in r.stdout.splitlines() if x.startswith("PEAK_RSS_KB"))
@@ -55,7 +57,8 @@ def score_peak(out: Path, n: int, val: Path, threads: int) -> tuple[float, float
 
 
 def token_memory(n: int = 2000) -> dict:
-    """Bytes per token held by the token ids (tracemalloc), prefsift's int32 arrays against lists."""
+    """Bytes per token held by the token ids (tracemalloc), prefsift's int32 arrays against
+    lists."""
     import tracemalloc
     from array import array
 
@@ -82,16 +85,19 @@ def token_memory(n: int = 2000) -> dict:
 
     as_arrays = held(lambda: [TokenizedPair(array("i", p.prompt_ids), array("i", p.chosen_ids),
                                             array("i", p.rejected_ids)) for p in pairs])
-    as_lists = held(lambda: [TokenizedPair(list(p.prompt_ids), list(p.chosen_ids), list(p.rejected_ids)) for p in pairs])
+    as_lists = held(lambda: [TokenizedPair(list(p.prompt_ids), list(p.chosen_ids),
+                                           list(p.rejected_ids)) for p in pairs])
     seqs = pair_sequences(pairs, 1024)
-    eager = held(lambda: [seqs[k] for k in range(len(seqs))])  # every sequence built at once (the old engine)
+    # every sequence built at once (the old engine)
+    eager = held(lambda: [seqs[k] for k in range(len(seqs))])
     lazy = held(lambda: pair_sequences(pairs, 1024))
     return {"pairs": n, "tokens": tokens, "int32 arrays": as_arrays, "lists of ints": as_lists,
             "sequences, all built": eager, "sequences, built per batch": lazy}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 2048])
     ap.add_argument("--val", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
@@ -103,17 +109,18 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     val = out / "validation.jsonl"
     _write(val, make_pairs(a.val, seed=3))
-    print(f"prefsift score on SmolLM2-135M-Instruct (IRM, LossDiff, IF by jvp over layer 29), {a.threads} threads, "
-          f"{a.val} validation pairs")
+    print(f"prefsift score on SmolLM2-135M-Instruct (IRM, LossDiff, IF by jvp over layer 29), "
+          f"{a.threads} threads, {a.val} validation pairs")
     print(f"{'pairs':>7} {'peak RSS (GiB)':>15} {'seconds':>9}")
     for n in a.sizes:
         gib, sec = score_peak(out, n, val, a.threads)
         print(f"{n:>7} {gib:>15.2f} {sec:>9.0f}", flush=True)
     t = time.perf_counter()
     m = token_memory()
-    print(f"\ntoken ids held, bytes per token ({m['tokens']} tokens of {m['pairs']} pairs, tracemalloc, "
-          f"{time.perf_counter() - t:.0f} s):")
-    for k in ("int32 arrays", "lists of ints", "sequences, all built", "sequences, built per batch"):
+    print(f"\ntoken ids held, bytes per token ({m['tokens']} tokens of {m['pairs']} pairs, "
+          f"tracemalloc, {time.perf_counter() - t:.0f} s):")
+    for k in ("int32 arrays", "lists of ints", "sequences, all built",
+              "sequences, built per batch"):
         print(f"  {k:<28} {m[k]:>7.1f}")
 
 

@@ -26,11 +26,11 @@ def one(pairs: int, val: int, k: int, threads: int) -> dict:
     sys.path.insert(0, os.path.dirname(__file__))
     from logprobs import mixed_pairs
 
-    from prefsift.scoring.influence import InfluenceSettings, compute_influence
-    from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
+    from prefsift.data.tokenization import tokenize_pairs
     from prefsift.models.loading import LoraSettings, add_lora, load_model, load_tokenizer
     from prefsift.models.objectives import PairwiseObjective
-    from prefsift.data.tokenization import tokenize_pairs
+    from prefsift.scoring.influence import InfluenceSettings, compute_influence
+    from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
 
     tok = load_tokenizer("smollm2")
     base = load_model("smollm2")
@@ -43,23 +43,27 @@ def one(pairs: int, val: int, k: int, threads: int) -> dict:
     model = add_lora(base, LoraSettings(r=8, alpha=16))
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    res = compute_influence(model, toks[:pairs], (ref.chosen[:pairs], ref.rejected[:pairs]), toks[pairs:],
-                            (ref.chosen[pairs:], ref.rejected[pairs:]), PairwiseObjective("dpo", 0.1),
-                            tok.pad_token_id, InfluenceSettings(params="lora", projection_dim=k or None,
-                                                                max_length=256, method="loop"), progress=False)
+    res = compute_influence(model, toks[:pairs], (ref.chosen[:pairs], ref.rejected[:pairs]),
+                            toks[pairs:], (ref.chosen[pairs:], ref.rejected[pairs:]),
+                            PairwiseObjective("dpo", 0.1), tok.pad_token_id,
+                            InfluenceSettings(params="lora", projection_dim=k or None,
+                                              max_length=256, method="loop"), progress=False)
     dt = time.perf_counter() - t0
     n_lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
-    return {"k": k, "seconds_per_pair": dt / pairs, "seconds": dt, "peak_rss_mb": resource.getrusage(
-        resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_if_mb": rss0 / 1024, "lora_params": n_lora,
-        "if": np.asarray(res.total).tolist()}
+    return {"k": k, "seconds_per_pair": dt / pairs, "seconds": dt,
+            "peak_rss_mb": resource.getrusage(
+        resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_if_mb": rss0 / 1024,
+        "lora_params": n_lora, "if": np.asarray(res.total).tolist()}
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=32)
     ap.add_argument("--val", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--k", default="2048,8192", help="projection dimensions to compare with exact IF")
+    ap.add_argument("--k", default="2048,8192",
+                    help="projection dimensions to compare with exact IF")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child is not None:
@@ -70,18 +74,20 @@ def main():
 
     rows = []
     for k in [0] + [int(x) for x in a.k.split(",") if x]:
-        out = subprocess.run([sys.executable, __file__, "--child", str(k), "--pairs", str(a.pairs), "--val",
-                              str(a.val), "--threads", str(a.threads)], capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, __file__, "--child", str(k), "--pairs", str(a.pairs),
+                              "--val", str(a.val), "--threads", str(a.threads)],
+                             capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     exact = np.array(rows[0]["if"])
     print(f"SmolLM2-135M-Instruct + LoRA r=8 on q,k,v,o ({rows[0]['lora_params']:,} parameters), "
           f"{a.pairs} pairs, {a.val} validation pairs, max 256 tokens, {a.threads} threads")
-    print(f"{'setting':<16} {'s/pair':>8} {'peak RSS MB':>12} {'RSS before IF':>14} {'Spearman vs exact':>18}")
+    print(f"{'setting':<16} {'s/pair':>8} {'peak RSS MB':>12} {'RSS before IF':>14} "
+          f"{'Spearman vs exact':>18}")
     for r in rows:
         rho = 1.0 if r["k"] == 0 else spearmanr(exact, r["if"])[0]
         name = "exact" if r["k"] == 0 else f"projected k={r['k']}"
-        print(f"{name:<16} {r['seconds_per_pair']:>8.3f} {r['peak_rss_mb']:>12.0f} {r['rss_before_if_mb']:>14.0f} "
-              f"{rho:>18.3f}")
+        print(f"{name:<16} {r['seconds_per_pair']:>8.3f} {r['peak_rss_mb']:>12.0f} "
+              f"{r['rss_before_if_mb']:>14.0f} {rho:>18.3f}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """`prefsift view` at 10⁴ and 10⁵ pairs, side by side in one run: the page's size, and in headless
 Chromium the time to open it (navigation start → table drawn) and to filter, search and sort it.
 
-    .venv/bin/python benchmarks/view.py                 # --rows 10000,100000 --chars 300 --repeats 3
+    .venv/bin/python benchmarks/view.py       # --rows 10000,100000 --chars 300 --repeats 3
 
 Synthetic pairs (a prompt of about a third of --chars, two answers of --chars characters, drawn from
-a vocabulary so no two texts repeat), three scores, a pair type and four rules. Needs /usr/bin/chromium
-(.ci/install-browser). Chromium runs without --virtual-time-budget so that performance.now() is real."""
+a vocabulary so no two texts repeat), three scores, a pair type and four rules. Needs
+/usr/bin/chromium (.ci/install-browser). Chromium runs without --virtual-time-budget so that
+performance.now() is real."""
 
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ time('sort',function(){q('#pv-table th[data-col="if"]').click();});
 time('bar',function(){q('#pv-hist-if rect.hit[data-bin="3"]').dispatchEvent(new MouseEvent('click',{bubbles:true}));});
 time('open_row',function(){q('#pv-table tbody tr[data-id] td').click();});
 var p=document.createElement('pre');p.id='bench';p.textContent=JSON.stringify(o);document.body.appendChild(p);}catch(e){var p=document.createElement('pre');p.id='bench';
-p.textContent=JSON.stringify({error:String(e)});document.body.appendChild(p);}})();</script>"""
-WORDS = ("alpha beta gamma delta epsilon eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau upsilon phi "
-         "chi psi omega river stone cloud apple engine copper meadow lantern harbor saddle violet quantum").split()
+p.textContent=JSON.stringify({error:String(e)});document.body.appendChild(p);}})();</script>"""  # noqa: E501  (a script, as the page runs it)
+WORDS = ("alpha beta gamma delta epsilon eta theta iota kappa lambda mu nu xi omicron pi rho sigma "
+         "tau upsilon phi chi psi omega river stone cloud apple engine copper meadow lantern "
+         "harbor saddle violet quantum").split()
 
 
 def synthetic(folder: Path, n: int, chars: int, seed: int = 0) -> Path:
@@ -50,15 +52,19 @@ def synthetic(folder: Path, n: int, chars: int, seed: int = 0) -> Path:
 
     with open(folder / "train.jsonl", "w", encoding="utf-8") as f:
         for i in range(n):
-            f.write(json.dumps({"id": f"s{i:06d}", "prompt": f"{i}: " + text(chars // 3), "chosen": text(chars),
-                                "rejected": text(chars), "pair_type": ["clean", "flipped", "near_tie"][i % 3]}) + "\n")
+            f.write(json.dumps({"id": f"s{i:06d}", "prompt": f"{i}: " + text(chars // 3),
+                                "chosen": text(chars), "rejected": text(chars),
+                                "pair_type": ["clean", "flipped", "near_tie"][i % 3]}) + "\n")
     table = pd.DataFrame({"id": [f"s{i:06d}" for i in range(n)], "valid": True, "reason": "",
                           "pair_type": [["clean", "flipped", "near_tie"][i % 3] for i in range(n)],
-                          "if": rng.normal(size=n), "lossdiff": rng.normal(size=n), "irm": rng.normal(size=n)})
+                          "if": rng.normal(size=n), "lossdiff": rng.normal(size=n),
+                          "irm": rng.normal(size=n)})
     table.to_parquet(folder / "scores.parquet")
     r = table["if"].rank(pct=True)
-    sel = table[["id", "valid", "reason"]].assign(full=True, tif=r.between(0.18, 0.82), top_if=r > 0.36,
-                                                  lossdiff_irm=table["lossdiff"].rank(pct=True).between(0.1, 0.9)
+    sel = table[["id", "valid", "reason"]].assign(full=True, tif=r.between(0.18, 0.82),
+                                                  top_if=r > 0.36,
+                                                  lossdiff_irm=table[
+                                                      "lossdiff"].rank(pct=True).between(0.1, 0.9)
                                                   & table["irm"].rank(pct=True).between(0.1, 0.9))
     sel.to_parquet(folder / "selection.parquet")
     (folder / "score_config.json").write_text(json.dumps({"train": str(folder / "train.jsonl")}))
@@ -67,14 +73,16 @@ def synthetic(folder: Path, n: int, chars: int, seed: int = 0) -> Path:
 
 def measure(page: Path) -> dict:
     driven = page.with_name("bench.html")
-    driven.write_text(page.read_text(encoding="utf-8").replace("</body>", HARNESS + "</body>"), encoding="utf-8")
+    driven.write_text(page.read_text(encoding="utf-8").replace("</body>", HARNESS + "</body>"),
+                      encoding="utf-8")
     with tempfile.TemporaryDirectory() as profile:
         t = time.perf_counter()
-        proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                               "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--dump-dom",
-                               driven.resolve().as_uri()], capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "HOME": profile})
+        proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                               "--no-first-run", "--disable-background-networking",
+                               "--disable-component-update", "--disable-sync",
+                               "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+                               "--dump-dom", driven.resolve().as_uri()], capture_output=True,
+                              text=True, timeout=600, env={**os.environ, "HOME": profile})
         wall = time.perf_counter() - t
     m = re.search(r'<pre id="bench">(.*?)</pre>', proc.stdout, re.S)
     if not m:
@@ -88,7 +96,8 @@ def measure(page: Path) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", default="10000,100000")
-    ap.add_argument("--chars", type=int, default=300, help="characters of each answer (default: 300)")
+    ap.add_argument("--chars", type=int, default=300,
+                    help="characters of each answer (default: 300)")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     import prefsift
@@ -98,15 +107,17 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             folder = synthetic(Path(tmp), n, args.chars)
             t = time.perf_counter()
-            page = prefsift.view(folder)  # a score directory: scores.parquet, selection.parquet, score_config.json
+            # a score directory: scores.parquet, selection.parquet, score_config.json
+            page = prefsift.view(folder)
             write_s = time.perf_counter() - t
             runs = [measure(page) for _ in range(args.repeats)]
             med = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
             rows.append({"pairs": n, "MB": page.stat().st_size / 1e6, "write s": write_s, **med})
     df = pd.DataFrame(rows)
-    cols = ["pairs", "MB", "write s", "open", "rule", "search", "reset", "sort", "bar", "open_row", "chromium_wall",
-            "ruleShown", "searchShown"]
-    print(f"median of {args.repeats} Chromium runs, milliseconds (open: navigation start to the table drawn)")
+    cols = ["pairs", "MB", "write s", "open", "rule", "search", "reset", "sort", "bar", "open_row",
+            "chromium_wall", "ruleShown", "searchShown"]
+    print(f"median of {args.repeats} Chromium runs, milliseconds (open: navigation start to the "
+          f"table drawn)")
     print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.1f}"))
 
 

@@ -23,12 +23,14 @@ def main(labs: list[str]) -> None:
         truth = sum(bool(x.get("biased", False)) for x in differ) / len(differ)
         ci, bi = s["difference_interval"], s["length_decided_interval"]
         print(f"{lab}: p_t {s['share_chosen_longer']:.3f} (n {s['differ_in_length']}), "
-              f"p_v {s['validation_share_chosen_longer']:.3f} (n {s['validation']['differ_in_length']}), "
-              f"difference {s['difference']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}], "
-              f"b̂ {s['length_decided_share']:.3f} [{bi[0]:.3f}, {bi[1]:.3f}], "
-              f"labelled by length: {truth:.3f} of the differing pairs, reported {f.reported}")
+              f"p_v {s['validation_share_chosen_longer']:.3f} (n "
+              f"{s['validation']['differ_in_length']}), difference {s['difference']:+.3f} "
+              f"[{ci[0]:+.3f}, {ci[1]:+.3f}], b̂ {s['length_decided_share']:.3f} [{bi[0]:.3f}, "
+              f"{bi[1]:.3f}], labelled by length: {truth:.3f} of the differing pairs, reported "
+              f"{f.reported}")
         for key in ("style.chosen_habits", "style.rejected_habits"):
-            print(f"    {key}: {[(x['feature'], round(x['z'], 1)) for x in r.get(key).stats['features']][:6]}")
+            print(f"    {key}: "
+                  f"{[(x['feature'], round(x['z'], 1)) for x in r.get(key).stats['features']][:6]}")
         print(f"    reported: {[x.key for x in r.reported]}")
 
 

@@ -38,14 +38,16 @@ def summary(rows: list[dict]) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("testbed", help="the testbed's name, for the table")
     ap.add_argument("judges", nargs="+", metavar="JUDGE=RUN,RUN,...")
-    ap.add_argument("--seeds", help="only these training seeds, comma-separated (default: every finished one; give "
-                                    "the seeds every judge's runs have, so that the judges are compared alike)")
+    ap.add_argument("--seeds", help="only these training seeds, comma-separated (default: every "
+                                    "finished one; give the seeds every judge's runs have, so that "
+                                    "the judges are compared alike)")
     args = ap.parse_args()
-    print(f"| testbed | probe judge | lab: chose / test-best / regret / − full | hit rate | mean regret | "
-          "mean − full | labs below full |\n|---|---|---|---|---|---|---|")
+    print("| testbed | probe judge | lab: chose / test-best / regret / − full | hit rate | mean "
+          "regret | mean − full | labs below full |\n|---|---|---|---|---|---|---|")
     for spec in args.judges:
         name, sep, paths = spec.partition("=")
         if not sep or not paths:
@@ -54,12 +56,13 @@ def main() -> None:
         missing = [str(r) for r in runs if not (r / "manifest.json").exists()]
         if missing:
             raise SystemExit(f"{name}: not a finished run directory: {', '.join(missing)}")
-        rows = judge_rows(runs, None if args.seeds is None else [int(x) for x in args.seeds.split(",")])
+        rows = judge_rows(runs, None if args.seeds is None
+                          else [int(x) for x in args.seeds.split(",")])
         s = summary(rows)
         labs = "; ".join(f"{r['lab']}: {r['chosen']} / {r['best']} / {100 * r['regret']:.1f} / "
                          f"{100 * r['vs_full']:+.1f}" for r in rows)
-        print(f"| {args.testbed} | {name} | {labs} | {s['hits']}/{s['labs']} | {100 * s['regret']:.1f} | "
-              f"{100 * s['vs_full']:+.1f} | {s['below_full']} |")
+        print(f"| {args.testbed} | {name} | {labs} | {s['hits']}/{s['labs']} | "
+              f"{100 * s['regret']:.1f} | {100 * s['vs_full']:+.1f} | {s['below_full']} |")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""The headroom of every testbed, its best and worst contestant, and the recommendation's hit rate over
-all of them, read from finished runs (nothing is retrained).
+"""The headroom of every testbed, its best and worst contestant, and the recommendation's hit rate
+over all of them, read from finished runs (nothing is retrained).
 
     python experiments/testbeds.py bias=runs/e12/bias-lab0,runs/e12/bias-lab1 \\
         flips20=runs/e13/flips20-lab0,runs/e13/flips20-lab1 flips10=runs/e13/flips10-lab0
@@ -44,33 +44,42 @@ def testbed_row(name: str, runs: list[Path], oracle: str, n_boot: int) -> tuple[
     o = rows[oracle]
     # pooled and in every lab (its own paired interval), the oracle clears all the data
     can_rank = o["d_full"].within_low > 0 and all(lab.low > 0 for lab in o["d_full"].per_lab)
-    contestants = [r for a, r in rows.items() if a not in (*ORACLES, *BASELINES) and a != "auto" and "d_full" in r]
+    contestants = [r for a, r in rows.items()
+                   if a not in (*ORACLES, *BASELINES) and a != "auto" and "d_full" in r]
     best = max(contestants, key=lambda r: r["win_rate"]) if contestants else None
-    out = {"name": name, "labs": len(runs), "seeds": [len(lab["values"][oracle]) for lab in labs], "oracle": oracle,
-           "oracles": {x: rows[x]["d_full"] for x in ORACLES if x in rows and rows[x].get("d_full") is not None},
-           "oracle_full": o["d_full"], "oracle_random": o.get("d_random"), "full_random": rows["full"].get("d_random"),
+    out = {"name": name, "labs": len(runs), "seeds": [len(lab["values"][oracle]) for lab in labs],
+           "oracle": oracle, "oracles": {x: rows[x]["d_full"] for x in ORACLES
+                                         if x in rows and rows[x].get("d_full") is not None},
+           "oracle_full": o["d_full"], "oracle_random": o.get("d_random"),
+           "full_random": rows["full"].get("d_random"),
            "can_rank": can_rank, "contestants": len(contestants),
-           "losers": sorted((r for r in contestants if r["d_full"].within_high < 0), key=lambda r: r["d_full"].mean)}
+           "losers": sorted((r for r in contestants if r["d_full"].within_high < 0),
+                            key=lambda r: r["d_full"].mean)}
     if best is not None:
         out["best"] = best["arm"]
         out["best_full"] = best["d_full"]
-        out["best_share"] = best["d_full"].mean / o["d_full"].mean if o["d_full"].mean > 0 else float("nan")
+        out["best_share"] = (best["d_full"].mean / o["d_full"].mean if o["d_full"].mean > 0
+                             else float("nan"))
         out["best_lab_shares"] = shares(labs, best["arm"], oracle)
     return out, recommendation_rows(runs, labs)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("testbeds", nargs="+", metavar="NAME=RUN,RUN,...", help="a testbed and its labs' run directories")
-    ap.add_argument("--oracle", default="best", help="the oracle arm shares are taken against (default: best, "
-                                                     "the oracle arm of largest pooled gain over all the data)")
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("testbeds", nargs="+", metavar="NAME=RUN,RUN,...",
+                    help="a testbed and its labs' run directories")
+    ap.add_argument("--oracle", default="best",
+                    help="the oracle arm shares are taken against (default: best, "
+                         "the oracle arm of largest pooled gain over all the data)")
     ap.add_argument("--boot", type=int, default=2000, help="bootstrap draws (default 2000)")
     args = ap.parse_args()
     results, recs = [], []
     for spec in args.testbeds:
         name, sep, paths = spec.partition("=")
         if not sep or not paths:
-            raise SystemExit(f"{spec!r}: write NAME=RUN,RUN,... (a testbed's name, then its run directories)")
+            raise SystemExit(f"{spec!r}: write NAME=RUN,RUN,... (a testbed's name, then its run "
+                             f"directories)")
         runs = [Path(p) for p in paths.split(",")]
         missing = [str(r) for r in runs if not (r / "config.yaml").exists()]
         if missing:
@@ -81,8 +90,8 @@ def main() -> None:
     n = lambda r: r["labs"]  # noqa: E731
     print("| testbed | labs × seeds (per lab) | " + " | ".join(f"{x} − full" for x in ORACLES)
           + " | the headroom: best oracle − random | full − random | "
-          "can rank? | best contestant | its − full | its share of the best oracle's headroom: pooled (per lab) | "
-          "contestants below full (− full) |")
+          "can rank? | best contestant | its − full | its share of the best oracle's headroom: "
+          "pooled (per lab) | contestants below full (− full) |")
     print("|---|---|" + "---|" * len(ORACLES) + "---|---|---|---|---|---|---|")
     for r in results:
         seeds = "/".join(map(str, r["seeds"]))  # the oracle's seeds in each lab
@@ -90,21 +99,28 @@ def main() -> None:
         if r["can_rank"] and "best" in r:
             best, best_full = r["best"], _diff(r["best_full"], n(r))
             share = f"{r['best_share']:+.2f} (" + " / ".join(
-                "–" if s is None else f"{s.mean:+.2f} [{s.low:+.2f}, {s.high:+.2f}]" for s in r["best_lab_shares"]) + ")"
-        losers = ", ".join(f"{x['arm']} {_pct(x['d_full'].mean, True)}" for x in r["losers"]) or "none"
-        heads = " | ".join(_diff(r["oracles"].get(x), n(r)) + (" ←" if x == r["oracle"] else "") for x in ORACLES)
-        print(f"| {r['name']} | {r['labs']} × {seeds} | {heads} | {r['oracle']} {_diff(r['oracle_random'], n(r))} | "
-              f"{_diff(r['full_random'], n(r))} | {'yes' if r['can_rank'] else 'no: the headroom is inside its interval'} | "
-              f"{best} | {best_full} | {share} | {losers} ({r['contestants']} contestants) |")
+                "–" if s is None else f"{s.mean:+.2f} [{s.low:+.2f}, {s.high:+.2f}]"
+                    for s in r["best_lab_shares"]) + ")"
+        losers = (", ".join(f"{x['arm']} {_pct(x['d_full'].mean, True)}" for x in r["losers"])
+                  or "none")
+        heads = " | ".join(_diff(r["oracles"].get(x), n(r)) + (" ←" if x == r["oracle"] else "")
+                           for x in ORACLES)
+        print(f"| {r['name']} | {r['labs']} × {seeds} | {heads} | {r['oracle']} "
+              f"{_diff(r['oracle_random'], n(r))} | {_diff(r['full_random'], n(r))} | "
+              f"{'yes' if r['can_rank'] else 'no: the headroom is inside its interval'} | {best} | "
+              f"{best_full} | {share} | {losers} ({r['contestants']} contestants) |")
     if recs:
-        print(f"\nThe recommendation over {len(recs)} labs of {len({x['testbed'] for x in recs})} testbed(s):")
+        print(f"\nThe recommendation over {len(recs)} labs of {len({x['testbed'] for x in recs})} "
+              f"testbed(s):")
         for x in recs:
-            print(f"  {x['testbed']:<10} {x['lab']:<16} chose {x['chosen']:<22} test-best {x['best']:<22} "
-                  f"regret {100 * x['regret']:4.1f}  − full {100 * x['vs_full']:+5.1f}  probes {x['probe_seconds']:.0f} s")
+            print(f"  {x['testbed']:<10} {x['lab']:<16} chose {x['chosen']:<22} test-best "
+                  f"{x['best']:<22} regret {100 * x['regret']:4.1f}  − full "
+                  f"{100 * x['vs_full']:+5.1f}  probes {x['probe_seconds']:.0f} s")
         print(f"Hit rate {sum(x['hit'] for x in recs)}/{len(recs)} labs, "
-              f"{sum(x['seed_hits'] for x in recs)}/{sum(x['seeds'] for x in recs)} lab-seeds; mean regret "
-              f"{100 * np.mean([x['regret'] for x in recs]):.1f} points against the test-best, "
-              f"{100 * np.mean([x['vs_full'] for x in recs]):+.1f} points against always using all the data.")
+              f"{sum(x['seed_hits'] for x in recs)}/{sum(x['seeds'] for x in recs)} lab-seeds; "
+              f"mean regret {100 * np.mean([x['regret'] for x in recs]):.1f} points against the "
+              f"test-best, {100 * np.mean([x['vs_full'] for x in recs]):+.1f} points against "
+              f"always using all the data.")
 
 
 if __name__ == "__main__":

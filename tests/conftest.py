@@ -33,14 +33,19 @@ def word_tokenizer():
     import json
     import re
 
-    words = ["Q?", "yes", "no", "w", "x", "p", "long", "good", "bad", "answer", "user", "assistant", ":"]
-    for path in sorted((DATA / "good").glob("*.jsonl")):  # so the test files tokenize to real ids, not <unk>
-        words += re.findall(r"[^\s\"{}\[\],]+", " ".join(json.dumps(json.loads(l)) for l in path.read_text().splitlines()))
+    words = ["Q?", "yes", "no", "w", "x", "p", "long", "good", "bad", "answer", "user", "assistant",
+             ":"]
+    # so the test files tokenize to real ids, not <unk>
+    for path in sorted((DATA / "good").glob("*.jsonl")):
+        words += re.findall(r"[^\s\"{}\[\],]+",
+                            " ".join(json.dumps(json.loads(l))
+                                     for l in path.read_text().splitlines()))
     words = list(dict.fromkeys(w for w in words if w not in ("<pad>", "<bos>", "<eos>", "<unk>")))
     vocab = {t: i for i, t in enumerate(specials + words)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit()])
-    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A",
+                                                       special_tokens=[("<bos>", 1)])
     tok.add_special_tokens(specials)
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>",
                                    eos_token="<eos>", unk_token="<unk>")

@@ -29,7 +29,8 @@ def _rotary_in_own_dtype(self, x: torch.Tensor, position_ids: torch.Tensor):
     return emb.cos() * self.attention_scaling, emb.sin() * self.attention_scaling
 
 
-def _eager_attention_in_own_dtype(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+def _eager_attention_in_own_dtype(module, query, key, value, attention_mask, scaling, dropout=0.0,
+                                  **kwargs):
     groups = getattr(module, "num_key_value_groups", 1)
     if groups > 1:
         key = key.repeat_interleave(groups, dim=1)
@@ -54,11 +55,13 @@ def _register_attention() -> None:
 
 
 def true_float64(model):
-    """`model` in float64 with its norms and rotary embedding in float64 too (in place; returned)."""
+    """`model` in float64 with its norms and rotary embedding in float64 too (in place;
+    returned)."""
     model = model.double()
     _register_attention()
     if model.config._attn_implementation != "eager":
-        raise ValueError("true_float64 replaces eager attention; build the model with attn_implementation='eager'")
+        raise ValueError("true_float64 replaces eager attention; build the model with "
+                         "attn_implementation='eager'")
     model.config._attn_implementation = OWN_DTYPE_ATTENTION
     patched = 0
     for module in model.modules():

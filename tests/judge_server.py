@@ -11,7 +11,8 @@ question is seen), checks a bearer key when given one, and plays a queue of faul
     ("sleep", seconds) the reply only after `seconds` (past the client's timeout)
     ("garbage",)       HTTP 200 whose body is not JSON
     ("text", words)    a reply whose text is `words`, without log-probabilities
-    ("kill", seconds)  the connection dropped unanswered, the server down for `seconds`, then restarted
+    ("kill", seconds)  the connection dropped unanswered, the server down for `seconds`, then
+    restarted
 
 Standalone (for a `prefsift run` by hand): `python -m tests.judge_server --port 8765` serves
 `tiny-judge` until interrupted, and prints how many requests it answered.
@@ -43,13 +44,16 @@ def judge_tokenizer():
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
-    words = (PREFSIFT + " " + ALPACA + " " + ALPACA_SYSTEM).split() + ["A", "B", "user", "assistant", "system",
-                                                                     "good", "bad", "yes", "no", "maybe"] + LAB_WORDS
-    vocab = {t: i for i, t in enumerate(specials + list(dict.fromkeys(w for w in words if w not in specials)))}
+    words = (PREFSIFT + " " + ALPACA + " " + ALPACA_SYSTEM).split() + ["A", "B", "user",
+                                                                     "assistant", "system", "good",
+                                                                     "bad", "yes", "no",
+                                                                     "maybe"] + LAB_WORDS
+    vocab = {t: i for i, t in enumerate(specials + list(dict.fromkeys(w for w in words
+                                                                      if w not in specials)))}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    out = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
-                                  unk_token="<unk>")
+    out = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>",
+                                  eos_token="<eos>", unk_token="<unk>")
     out.chat_template = CHAT_TEMPLATE
     return out
 
@@ -69,19 +73,21 @@ def judge_model(tokenizer, seed: int = 1, sharpness: float = 30.0):
 
 def fingerprint(body: dict) -> str:
     """What makes two requests the same question."""
-    keep = {k: body.get(k) for k in ("model", "messages", "max_tokens", "temperature", "logprobs", "top_logprobs",
-                                     "seed")}
+    keep = {k: body.get(k) for k in ("model", "messages", "max_tokens", "temperature", "logprobs",
+                                     "top_logprobs", "seed")}
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
 
 
 class JudgeServer:
-    def __init__(self, model, tokenizer, name: str = "tiny-judge", key: str | None = None, port: int | None = None):
+    def __init__(self, model, tokenizer, name: str = "tiny-judge", key: str | None = None,
+                 port: int | None = None):
         self.model, self.tok, self.name, self.key = model, tokenizer, name, key
         self.faults: deque = deque()
         self.received: list[str] = []  # fingerprints of every completion request, in order
         self.answered: list[str] = []  # those that got a verdict reply
         self.keys_seen: set = set()
-        self.on_request = None  # called with the request count before each reply; True drops the request
+        # called with the request count before each reply; True drops the request
+        self.on_request = None
         self.lock, self.model_lock = threading.Lock(), threading.Lock()
         self.port = port or _free_port()
         self._server = None
@@ -94,7 +100,8 @@ class JudgeServer:
     def start(self):
         server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
         server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                         daemon=True).start()
         self._server = server
 
     def stop(self):
@@ -125,27 +132,33 @@ class JudgeServer:
     @torch.no_grad()
     def complete(self, body: dict) -> dict:
         """The reply vLLM would give: greedy tokens, with the top log-probabilities of each."""
-        enc = self.tok.apply_chat_template(body["messages"], add_generation_prompt=True, return_tensors="pt",
-                                           return_dict=True)
+        enc = self.tok.apply_chat_template(body["messages"], add_generation_prompt=True,
+                                           return_tensors="pt", return_dict=True)
         ids = enc["input_ids"]
         k = int(body.get("top_logprobs") or 0) if body.get("logprobs") else 0
         content, text = [], []
         for _ in range(int(body.get("max_tokens") or 1)):
             with self.model_lock:
-                logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1].float()
+                logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0,
+                        -1].float()
             lp = torch.log_softmax(logits, dim=-1)
             best = int(lp.argmax())
             top = torch.topk(lp, min(k, lp.numel()))
             name = self.tok.convert_ids_to_tokens
             content.append({"token": name(best), "logprob": float(lp[best]), "bytes": None,
-                            "top_logprobs": [{"token": name(int(i)), "logprob": float(v), "bytes": None}
-                                             for v, i in zip(top.values.tolist(), top.indices.tolist())]})
+                            "top_logprobs": [{"token": name(int(i)), "logprob": float(v),
+                                              "bytes": None}
+                                             for v, i in zip(top.values.tolist(),
+                                                             top.indices.tolist())]})
             text.append(name(best))
             ids = torch.cat([ids, torch.tensor([[best]])], dim=1)
-        return {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": " ".join(text)},
-                             "logprobs": {"content": content} if k else None, "finish_reason": "length"}],
-                "usage": {"prompt_tokens": int(enc["input_ids"].shape[1]), "completion_tokens": len(text),
+        return {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
+                "model": body["model"], "choices": [{"index": 0, "message": {"role": "assistant",
+                "content": " ".join(text)},
+                             "logprobs": {"content": content} if k else None,
+                             "finish_reason": "length"}],
+                "usage": {"prompt_tokens": int(enc["input_ids"].shape[1]),
+                          "completion_tokens": len(text),
                           "total_tokens": int(enc["input_ids"].shape[1]) + len(text)}}
 
 
@@ -176,20 +189,23 @@ def _handler(server: JudgeServer):
             given = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
             server.keys_seen.add(given)
             if server.key is not None and given != server.key:
-                self._send(401, {"error": {"message": "invalid key", "type": "invalid_request_error"}})
+                self._send(401, {"error": {"message": "invalid key",
+                                           "type": "invalid_request_error"}})
                 return False
             return True
 
         def do_GET(self):
             if self._authorized():
-                self._send(200, {"object": "list", "data": [{"id": server.name, "object": "model"}]})
+                self._send(200, {"object": "list",
+                                 "data": [{"id": server.name, "object": "model"}]})
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
             if not self._authorized():
                 return
             if body.get("model") != server.name:
-                return self._send(404, {"error": {"message": f"model {body.get('model')} not found"}})
+                return self._send(404,
+                                  {"error": {"message": f"model {body.get('model')} not found"}})
             fp = fingerprint(body)
             with server.lock:
                 server.received.append(fp)
@@ -200,20 +216,23 @@ def _handler(server: JudgeServer):
             fault = server.next_fault()
             kind = fault[0] if fault else None
             if kind == "429":
-                return self._send(429, {"error": {"message": "rate limited"}}, {"Retry-After": str(fault[1])})
+                return self._send(429, {"error": {"message": "rate limited"}},
+                                  {"Retry-After": str(fault[1])})
             if kind == "500":
                 return self._send(500, {"error": {"message": "internal error"}})
             if kind == "garbage":
                 return self._send(200, b'{"choices": [{"index": 0, "message": ')
             if kind == "kill":
                 self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)  # no reply, as a crashed server gives none
+                # no reply, as a crashed server gives none
+                self.connection.shutdown(socket.SHUT_RDWR)
                 return server.kill_for(fault[1])
             if kind == "sleep":
                 time.sleep(fault[1])
             reply = server.complete(body)
             if kind == "text":
-                reply["choices"][0].update(message={"role": "assistant", "content": fault[1]}, logprobs=None)
+                reply["choices"][0].update(message={"role": "assistant", "content": fault[1]},
+                                           logprobs=None)
             try:
                 self._send(200, reply)
             except OSError:  # the client is gone (killed, or it timed out)
@@ -240,7 +259,8 @@ if __name__ == "__main__":
             time.sleep(5)
             if len(served.received) != seen:
                 seen = len(served.received)
-                print(f"{seen} requests, {len(served.answered)} answered, {seen - len(set(served.received))} "
+                print(f"{seen} requests, {len(served.answered)} answered, "
+                      f"{seen - len(set(served.received))} "
                       "repeated", flush=True)
     except KeyboardInterrupt:
         served.stop()

@@ -11,13 +11,17 @@ ROOT = Path(prefsift.__file__).parent
 
 # Lowest first: a module may import from its own layer and the layers before it.
 LAYERS = [
-    {"core"},  # errors, checks, registries, artifacts, faults, quiet logging, version, percentile windows
-    {"data", "models", "runtime"},  # pairs; the policy and its objectives; devices, processes, sharding
+    # errors, checks, registries, artifacts, faults, quiet logging, version, percentile windows
+    {"core"},
+    # pairs; the policy and its objectives; devices, processes, sharding
+    {"data", "models", "runtime"},
     {"train", "eval"},
     {"scoring"},
     {"selection"},  # rules, margins, treatments, the arm kinds, the training rows of an arm
     {"lab"},
-    {"browser"},  # the pairs browser (prefsift view): reads pairs, scores and selections; the pipeline's report embeds it
+    # the pairs browser (prefsift view): reads pairs, scores and selections; the pipeline's report
+    # embeds it
+    {"browser"},
     {"audit"},  # prefsift audit: reads pairs (data), checks a scores table's rows (browser.frame)
     {"pipeline"},
     {"planning"},
@@ -65,7 +69,8 @@ def _imports() -> dict[str, set[str]]:
                 if node.level:
                     base = pkg[: len(pkg) - (node.level - 1)] if node.level > 1 else pkg
                     target = ".".join(base + ([node.module] if node.module else []))
-                elif node.module and (node.module == "prefsift" or node.module.startswith("prefsift.")):
+                elif (node.module
+                      and (node.module == "prefsift" or node.module.startswith("prefsift."))):
                     target = node.module[len("prefsift."):] if node.module != "prefsift" else ""
                 else:
                     continue
@@ -122,7 +127,8 @@ def test_no_circle_between_units():
 
 
 def test_no_circle_between_files():
-    """Between the files inside a package too (`pipeline/config.py` -> `pipeline/calibrate.py` -> ...)."""
+    """Between the files inside a package too (`pipeline/config.py` -> `pipeline/calibrate.py` ->
+    ...)."""
     graph = _imports()
     files = {mod: {t for t in targets if t in graph} for mod, targets in graph.items()}
     assert not _circles(files)
@@ -139,7 +145,8 @@ def test_no_module_is_over_400_lines():
 
 
 def test_the_cli_goes_through_the_public_api_only():
-    """Every command is parse -> one call of `prefsift.api` -> print: the CLI imports nothing else."""
+    """Every command is parse -> one call of `prefsift.api` -> print: the CLI imports nothing
+    else."""
     allowed = {"api", "cli"}
     reach = {mod: sorted(t for t in targets if _unit(t) not in allowed
                          and t not in ("core.errors", "core.version"))

@@ -13,15 +13,18 @@ Models:
 - `llama`: a LlamaForCausalLM from a LlamaConfig built here, independent of prefsift's presets.
 
 Runs, records and TRL references:
-- `TINY_RUN`: a `prefsift run` config on a tiny lab (three arms, one seed); `QUIET`: a log that drops all.
+- `TINY_RUN`: a `prefsift run` config on a tiny lab (three arms, one seed); `QUIET`: a log that
+  drops all.
 - `REWARD_RECORDS`: 24 preference records for the reward-model route's tests.
 - `CHAT_TEMPLATE`: a chat template in `word_tokenizer`'s words, for the conversational layouts.
 - `trl_margins`: TRL's DPOTrainer's reward margin for each record, one pair at a time.
 
 Several processes (torchrun, gloo on the CPU):
-- `one_thread_env`, `torchrun`, `prefsift_cli`: a subprocess's environment, and the two ways to start one.
+- `one_thread_env`, `torchrun`, `prefsift_cli`: a subprocess's environment, and the two ways to
+  start one.
 - `STAGE_WORKER`: the script that runs one training stage (tests/stage_worker.py).
-- `lab_with_theta`, `lab_score_args`: a lab with a warmed-up θ, and `prefsift score`'s arguments on it.
+- `lab_with_theta`, `lab_score_args`: a lab with a warmed-up θ, and `prefsift score`'s arguments on
+  it.
 - `assert_same_table`: two scores tables equal, within a tolerance where ranks reduce.
 """
 
@@ -46,8 +49,8 @@ if TYPE_CHECKING:
 WORD_IDS = dict(bos_token_id=1, eos_token_id=2, pad_token_id=0)
 
 # `llama`'s config unless a call site says otherwise.
-LLAMA = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-             max_position_embeddings=64, attn_implementation="eager")
+LLAMA = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=64, attn_implementation="eager")
 
 
 def tiny_model(vocab_size: int, seed: int = 0, *, preset: str = "tiny", **options):
@@ -85,7 +88,8 @@ def llama(vocab_size: int, seed: int, **config):
 # Runs, records and TRL references
 
 # A `prefsift run` config on a tiny lab: `RunConfig(out=..., **TINY_RUN)`.
-TINY_RUN = dict(lab={"seed": 2, "preset": "tiny", "n_train": 96, "n_validation": 32, "n_test_prompts": 24,
+TINY_RUN = dict(lab={"seed": 2, "preset": "tiny", "n_train": 96, "n_validation": 32,
+                     "n_test_prompts": 24,
                      "sft_steps": 30, "sft_warmup_steps": 5, "threads": 1, "share_sft": False},
                 warmup={"epochs": 1, "learning_rate": 1e-3, "batch_size": 16},
                 final={"epochs": 1, "learning_rate": 1e-3, "batch_size": 16},
@@ -97,7 +101,8 @@ QUIET = lambda *a, **k: None  # noqa: E731
 
 
 # Preference records (prompt, chosen, rejected) that the reward-model tests train and score on.
-REWARD_RECORDS = [{"prompt": f"Q{i % 10}?", "chosen": " good answer" + " yes" * (i % 3), "rejected": f" bad {i % 10}"}
+REWARD_RECORDS = [{"prompt": f"Q{i % 10}?", "chosen": " good answer" + " yes" * (i % 3),
+                   "rejected": f" bad {i % 10}"}
                   for i in range(24)]
 
 # A chat template in conftest's `word_tokenizer`'s words (each turn "<bos> ROLE : CONTENT <eos>").
@@ -114,13 +119,14 @@ def trl_margins(policy, ref, tok, records, max_length=None, beta: float = 0.1) -
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    args = DPOConfig(output_dir="/tmp/prefsift-trl-irm", use_cpu=True, bf16=False, report_to=[], beta=beta,
-                     max_length=max_length, dataset_num_proc=None)
+    args = DPOConfig(output_dir="/tmp/prefsift-trl-irm", use_cpu=True, bf16=False, report_to=[],
+                     beta=beta, max_length=max_length, dataset_num_proc=None)
     trainer = DPOTrainer(model=copy.deepcopy(policy), ref_model=copy.deepcopy(ref), args=args,
                          train_dataset=Dataset.from_list(records), processing_class=tok)
     trainer.model.eval()
     margins = []
-    for i in range(len(trainer.train_dataset)):  # one pair per batch: TRL's logged mean is that pair's margin
+    # one pair per batch: TRL's logged mean is that pair's margin
+    for i in range(len(trainer.train_dataset)):
         inputs = trainer.data_collator([trainer.train_dataset[i]])
         with torch.no_grad():
             trainer.compute_loss(trainer.model, inputs)
@@ -135,19 +141,22 @@ def trl_margins(policy, ref, tok, records, max_length=None, beta: float = 0.1) -
 STAGE_WORKER = str(Path(__file__).parent / "stage_worker.py")
 
 # The lab that `lab_with_theta` makes.
-DISTRIBUTED_LAB = dict(seed=5, preset="tiny", n_train=160, n_validation=40, n_test_prompts=10, sft_steps=40,
-                       sft_warmup_steps=5, threads=1, progress=False, share_sft=False)
+DISTRIBUTED_LAB = dict(seed=5, preset="tiny", n_train=160, n_validation=40, n_test_prompts=10,
+                       sft_steps=40, sft_warmup_steps=5, threads=1, progress=False, share_sft=False)
 
 
 def one_thread_env() -> dict:
     """The environment for a test's subprocesses: one thread per process (a comparison of several
     processes with one must not depend on how many cores the machine has), offline."""
-    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false"}
 
 
 def torchrun(n: int, *args) -> subprocess.CompletedProcess:
-    """`python -m torch.distributed.run --standalone --nproc_per_node=N ARGS...`, in `one_thread_env`."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", *args]
+    """`python -m torch.distributed.run --standalone --nproc_per_node=N ARGS...`, in
+    `one_thread_env`."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+           *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=one_thread_env(), timeout=600)
 
 
@@ -174,21 +183,23 @@ def lab_with_theta(root: Path) -> Path:
             for r in load_pairs(root / "lab" / "train.jsonl").valid_rows]
     TrainingStage(ref, ref, tok, recs, PairwiseObjective("dpo", 0.1),
                   StageSettings(epochs=1, learning_rate=1e-3, batch_size=16), root / "theta",
-                  start_key=model_fingerprint(ref), data_key="lab", name="warmup", log=lambda *a: None).run()
+                  start_key=model_fingerprint(ref), data_key="lab", name="warmup",
+                  log=lambda *a: None).run()
     return root
 
 
 def lab_score_args(root: Path, out: str, *extra) -> list[str]:
-    """`prefsift score`'s arguments on `lab_with_theta`'s ROOT: θ against the SFT model, the pairs in
-    ROOT/train.jsonl (the test writes it), the lab's validation pairs, the table in ROOT/OUT."""
-    return ["score", "--policy", str(root / "theta" / "model"), "--reference", str(root / "lab" / "sft_model"),
-            "--train", str(root / "train.jsonl"), "--validation", str(root / "lab" / "validation.jsonl"),
-            "--out", str(root / out), "--quiet", *extra]
+    """`prefsift score`'s arguments on `lab_with_theta`'s ROOT: θ against the SFT model, the pairs
+    in ROOT/train.jsonl (the test writes it), the lab's validation pairs, the table in ROOT/OUT."""
+    return ["score", "--policy", str(root / "theta" / "model"), "--reference",
+            str(root / "lab" / "sft_model"), "--train", str(root / "train.jsonl"), "--validation",
+            str(root / "lab" / "validation.jsonl"), "--out", str(root / out), "--quiet", *extra]
 
 
 def assert_same_table(one: pd.DataFrame, two: pd.DataFrame, loose: dict[str, float]):
     """Ids, order, reasons identical; every float column equal to 1e-6 relative, except the columns
-    in `loose` (a reduction over the ranks in them), equal to that fraction of the column's scale."""
+    in `loose` (a reduction over the ranks in them), equal to that fraction of the column's
+    scale."""
     assert list(one["id"]) == list(two["id"]) and list(one.columns) == list(two.columns)
     assert one["valid"].equals(two["valid"]) and one["reason_code"].equals(two["reason_code"])
     for c in one.columns:

@@ -4,13 +4,14 @@ here, and the pipeline's stages use the same library functions underneath.
 From an SFT model to a selection:
 
     import prefsift
-    theta = prefsift.warmup("smollm2", "train.jsonl", out="runs/mine")        # θ: the paper's warm-up
-    table = prefsift.score(theta, "smollm2", "train.jsonl", validation="val.jsonl", out="runs/mine")
+    theta = prefsift.warmup("smollm2", "train.jsonl", out="runs/mine")  # θ: the warm-up
+    table = prefsift.score(theta, "smollm2", "train.jsonl", validation="val.jsonl",
+                           out="runs/mine")
     mask = prefsift.select(table, "lossdiff_irm", keep=0.64)
     prefsift.write_subset(prefsift.load_pairs("train.jsonl"), mask, "selected.jsonl")
-    run = prefsift.open_run("runs/mine")                                      # later: run.scores, run.models
-    prefsift.view("runs/mine")                                                # every pair, in one HTML page
-    prefsift.audit("train.jsonl", validation="val.jsonl").lines()             # what is wrong with the file
+    run = prefsift.open_run("runs/mine")  # later: run.scores, run.models
+    prefsift.view("runs/mine")  # every pair, in one HTML page
+    prefsift.audit("train.jsonl", validation="val.jsonl").lines()  # what is wrong with the file
 
 Models are objects (a transformers causal LM, with `tokenizer=`) or specs (a local folder, or
 `smollm2`); pairs are a `PairSet`, a path, or rows. Every function checks its inputs first and
@@ -50,24 +51,27 @@ def register_rule(name: str, needs=(), help: str = "", replace: bool = False, si
 
         @prefsift.register_rule("low_margin", needs=("irm",), help="the smallest IRM", sized=True)
         def low_margin(table, keep, seed):
-            return prefsift.selection.rules.top_fraction(table["irm"].to_numpy(), keep, largest=False)
+            irm = table["irm"].to_numpy()
+            return prefsift.selection.rules.top_fraction(irm, keep, largest=False)
     """
     return register(name, needs=needs, help=help, replace=replace, sized=sized)
 
 
 def register_treatment(name: str, needs=(), help: str = "", objectives=("dpo", "ipo", "hinge"),
-                       every_pair: bool = False, passes: int = 1, per_pair: bool = False, replace: bool = False):
+                       every_pair: bool = False, passes: int = 1, per_pair: bool = False,
+                       replace: bool = False):
     """Register a treatment of your own, as a decorator over ``make(table, keep, label_noise) ->
     ArmData`` (`prefsift.selection.treatments.ArmData`: the pairs in its data, which of them are
-    swapped, a weight per pair, the loss). Then `arms: [name]` in a run config with your module under
-    `plugins`; docs/guide.md, "Your own treatment", has a worked example."""
+    swapped, a weight per pair, the loss). Then `arms: [name]` in a run config with your module
+    under `plugins`; docs/guide.md, "Your own treatment", has a worked example."""
     from ..selection.treatments import register_treatment as register
 
-    return register(name, needs=needs, help=help, objectives=objectives, every_pair=every_pair, passes=passes,
-                    per_pair=per_pair, replace=replace)
+    return register(name, needs=needs, help=help, objectives=objectives, every_pair=every_pair,
+                    passes=passes, per_pair=per_pair, replace=replace)
 
 
-def register_score(name: str, help: str = "", needs_validation: bool = False, columns=(), replace: bool = False,
+def register_score(name: str, help: str = "", needs_validation: bool = False, columns=(),
+                   replace: bool = False,
                    when_constant: str = "check the models and the data it is computed from"):
     """Register a score of your own, as a decorator over ``compute(ctx) -> {column: array over every
     input row}`` (`prefsift.scoring.kinds.ScoreContext`: ``ctx.backend.margin()``, ``.loss()``,
@@ -76,22 +80,24 @@ def register_score(name: str, help: str = "", needs_validation: bool = False, co
     where its first column is constant is refused with `when_constant` as the fix."""
     from ..scoring.kinds import register_score as register
 
-    return register(name, help=help, needs_validation=needs_validation, columns=columns, replace=replace,
-                    when_constant=when_constant)
+    return register(name, help=help, needs_validation=needs_validation, columns=columns,
+                    replace=replace, when_constant=when_constant)
 
 
-def register_judge(name: str, make, *, takes: str | None = None, check=None, help: str = "", replace: bool = False):
+def register_judge(name: str, make, *, takes: str | None = None, check=None, help: str = "",
+                   replace: bool = False):
     """Register a judge of your own: ``make(arg)`` returns a `prefsift.eval.judges.Judge` (a `score`
     method, higher is better; `prefer` for a pairwise judge). ``takes``: the name of the argument
     after ``name:`` in the spec (e.g. "FOLDER"), None for none; ``check(arg, prompts, where)`` may
-    raise a `ConfigError` before any work. Then `judge: name` in a run config, with your module under
-    `plugins`."""
+    raise a `ConfigError` before any work. Then `judge: name` in a run config, with your module
+    under `plugins`."""
     from ..eval.judges import register_judge as register
 
     return register(name, make, takes=takes, check=check, help=help, replace=replace)
 
 
-__all__ = ["ColumnMap", "LabSummary", "audit", "RunResult", "Selection", "check_pairs", "demo", "describe_model", "load_pairs",
-           "load_scores", "make_lab", "make_sentiment_lab", "open_run", "plan", "plan_scores", "recommend", "register_judge",
-           "register_rule", "register_score", "register_treatment", "run", "score", "select", "select_to_folder", "set_verbose", "subset", "view",
-           "warmup", "write_subset"]
+__all__ = ["ColumnMap", "LabSummary", "audit", "RunResult", "Selection", "check_pairs", "demo",
+           "describe_model", "load_pairs", "load_scores", "make_lab", "make_sentiment_lab",
+           "open_run", "plan", "plan_scores", "recommend", "register_judge", "register_rule",
+           "register_score", "register_treatment", "run", "score", "select", "select_to_folder",
+           "set_verbose", "subset", "view", "warmup", "write_subset"]

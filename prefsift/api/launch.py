@@ -17,8 +17,10 @@ def config_flags(cfg, skip=()) -> list[str]:
             continue
         value = getattr(cfg, f.name)
         default = f.default if f.default is not MISSING else (
-            f.default_factory() if f.default_factory is not MISSING else MISSING)  # type: ignore[misc]
-        if value is None or (default is not MISSING and value == default and type(value) is type(default)):
+            f.default_factory() if f.default_factory is not MISSING  # type: ignore[misc]
+                else MISSING)
+        if (value is None
+            or (default is not MISSING and value == default and type(value) is type(default))):
             continue
         flag = "--" + f.name.replace("_", "-")
         if isinstance(value, bool):
@@ -33,15 +35,20 @@ def column_flags(columns) -> list[str]:
     if columns is None:
         return []
     out = ["--implicit-prompt"] if columns.prompt is None else ["--prompt-key", columns.prompt]
-    return out + ["--chosen-key", columns.chosen, "--rejected-key", columns.rejected, "--id-key", columns.id]
+    return (out
+            + ["--chosen-key", columns.chosen, "--rejected-key", columns.rejected, "--id-key",
+               columns.id])
 
 
-def launch(processes: int, argv: list[str], threads: int | None = None, progress: bool = True) -> None:
-    """Run `prefsift ARGV` in `processes` workers and wait; a `UserError` if they did not all finish."""
+def launch(processes: int, argv: list[str], threads: int | None = None,
+           progress: bool = True) -> None:
+    """Run `prefsift ARGV` in `processes` workers and wait; a `UserError` if they did not all
+    finish."""
     from ..runtime.distributed import launch_local
 
     head = ["--threads", str(threads)] if threads else []
-    rc = launch_local(processes, head + list(argv) + ([] if progress else ["--quiet"]), threads=threads)
+    rc = launch_local(processes, head + list(argv) + ([] if progress else ["--quiet"]),
+                      threads=threads)
     if rc != 0:
-        raise UserError(f"{argv[0]}: the {processes} worker processes stopped (exit code {rc}); their messages are "
-                        "above")
+        raise UserError(f"{argv[0]}: the {processes} worker processes stopped (exit code {rc}); "
+                        "their messages are above")

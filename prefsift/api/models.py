@@ -22,17 +22,17 @@ def describe_model(spec: str, device: str = "auto", dtype: str = "auto") -> str:
     tok = load_tokenizer(spec)
     n = sum(p.numel() for p in model.parameters())
     return "\n".join([
-        f"{spec}: {type(model).__name__}, {n / 1e6:.1f} M parameters, {next(model.parameters()).dtype} on "
-        f"{place['device']}",
+        f"{spec}: {type(model).__name__}, {n / 1e6:.1f} M parameters, "
+        f"{next(model.parameters()).dtype} on {place['device']}",
         f"  folder: {path}",
-        f"  tokenizer: vocab {len(tok)}, bos={tok.bos_token!r} eos={tok.eos_token!r} pad={tok.pad_token!r}, "
-        f"chat template: {'yes' if tok.chat_template else 'no'}",
+        f"  tokenizer: vocab {len(tok)}, bos={tok.bos_token!r} eos={tok.eos_token!r} "
+        f"pad={tok.pad_token!r}, chat template: {'yes' if tok.chat_template else 'no'}",
         f"  loaded in {time.time() - t0:.1f} s"])
 
 
 def warmup(reference: str | Path, pairs: str | Path, *, out: str | Path = "runs/warmup",
-           validation: str | Path | None = None, columns: ColumnMap | None = None, log=print, processes: int = 1,
-           threads: int | None = None, **settings) -> Path:
+           validation: str | Path | None = None, columns: ColumnMap | None = None, log=print,
+           processes: int = 1, threads: int | None = None, **settings) -> Path:
     """θ, the model the scores are taken at: the paper's warm-up, `epochs` (default 1) of DPO on all
     the pairs from the SFT model `reference`, through TRL's DPOTrainer. Returns θ's folder,
     OUT/warmup/model (a plain Hugging Face folder; a rerun with the same inputs reuses it).
@@ -47,14 +47,16 @@ def warmup(reference: str | Path, pairs: str | Path, *, out: str | Path = "runs/
         processes: local worker processes to train in (torchrun): DDP, or with shard="fsdp" each
             model split over them.
         threads: torch threads per worker (default: an equal share of the cores).
-        **settings: any `prefsift.train.warmup.WarmupConfig` field: objective, beta (0.1), epochs (1),
+        **settings: any `prefsift.train.warmup.WarmupConfig` field: objective, beta (0.1), epochs
+        (1),
             learning_rate (1e-6, TRL's default), batch_size (8), max_length, lora_r (0: full
             fine-tuning), seed, device, dtype, ...; `prefsift warmup --help` explains each.
     """
     from ..runtime.distributed import check_processes, world
     from ..train.warmup import WarmupConfig, warmup_from_files
 
-    settings = checked_settings(WarmupConfig, settings, "warmup", taken=("reference", "train", "out", "validation"))
+    settings = checked_settings(WarmupConfig, settings, "warmup",
+                                taken=("reference", "train", "out", "validation"))
     cfg = WarmupConfig(reference=str(reference), train=str(pairs), out=str(out),
                        validation=str(validation) if validation is not None else None, **settings)
     here = world()

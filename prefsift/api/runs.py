@@ -16,23 +16,26 @@ from .settings import checked_settings
 
 
 def _config(config, overrides=(), out=None, settings=None):
-    """A RunConfig from a path (with KEY=VALUE `overrides` and keyword `settings`), a RunConfig or a dict."""
+    """A RunConfig from a path (with KEY=VALUE `overrides` and keyword `settings`), a RunConfig or a
+    dict."""
     from ..pipeline import RunConfig
 
     settings = settings or {}
     if isinstance(config, (str, Path)):
         # JSON is YAML: each keyword setting is read back exactly as given.
         items = list(overrides) + [f"{k}={json.dumps(v)}" for k, v in settings.items()]
-        return RunConfig.from_yaml(config, overrides=items, out=str(out) if out is not None else None)
+        return RunConfig.from_yaml(config, overrides=items,
+                                   out=str(out) if out is not None else None)
     if overrides:
-        raise ConfigError(key="overrides", problem="are KEY=VALUE texts for a config file; with a RunConfig or a dict, "
-                                                   "pass keyword settings")
+        raise ConfigError(key="overrides", problem="are KEY=VALUE texts for a config file; with a "
+                                                   "RunConfig or a dict, pass keyword settings")
     base = config.to_dict() if isinstance(config, RunConfig) else dict(config or {})
-    return RunConfig.from_dict({**base, **settings, **({"out": str(out)} if out is not None else {})})
+    return RunConfig.from_dict({**base, **settings,
+                                **({"out": str(out)} if out is not None else {})})
 
 
-def run(config, *, overrides=(), out: str | Path | None = None, progress: bool = True, log=print, processes: int = 1,
-        threads: int | None = None, **settings) -> pd.DataFrame:
+def run(config, *, overrides=(), out: str | Path | None = None, progress: bool = True, log=print,
+        processes: int = 1, threads: int | None = None, **settings) -> pd.DataFrame:
     """The whole protocol (warm-up → scores → selections → arms → judging → report) from a
     `RunConfig`, a dict of its settings, or a YAML path (with `overrides`, "KEY=VALUE" texts);
     keyword `settings` set any field (`seeds=[0]`); `out` the run directory. With `processes` > 1
@@ -58,27 +61,30 @@ def run(config, *, overrides=(), out: str | Path | None = None, progress: bool =
         except ConfigError as e:
             raise cfg.locate(e) from None
         if not isinstance(config, (str, Path)):
-            raise ConfigError(key="processes", problem="starts workers on a config file: save the config as YAML "
-                                                       "(RunConfig.to_dict) and pass its path")
-        launch(processes, ["run", str(config), *overrides, *[f"{k}={json.dumps(v)}" for k, v in settings.items()],
+            raise ConfigError(key="processes",
+                              problem="starts workers on a config file: save the config as YAML "
+                                      "(RunConfig.to_dict) and pass its path")
+        launch(processes, ["run", str(config), *overrides,
+                           *[f"{k}={json.dumps(v)}" for k, v in settings.items()],
                            "--out", str(cfg.out)], threads, progress)
         return pd.read_csv(RunDir(cfg.out).eval_csv)
     table = run_pipeline(cfg, progress=progress, log=log)
     if here.is_main:
-        compared = predicted_vs_actual(Path(cfg.out), actual_run_seconds(RunDir(cfg.out), cfg.arms, cfg.seeds))
+        compared = predicted_vs_actual(Path(cfg.out),
+                                       actual_run_seconds(RunDir(cfg.out), cfg.arms, cfg.seeds))
         if compared:
             log("\n" + compared)
     return table
 
 
-def recommend(config, *, overrides=(), out: str | Path | None = None, progress: bool = True, log=print,
-              threads: int | None = None, **settings) -> dict:
-    """Which answer to train this model on: `run` with the one arm ``auto`` (`pipeline/recommend.py`).
-    Every candidate of `calibration.candidates` is probed briefly from θ and judged on validation
-    data only; the best is chosen when its gain over all the data is clear, else all the data. The
-    choice is trained for every seed and judged on the test prompts. Returns recommendation.json
-    (every candidate's probe, the choice and why, the probes' cost), with "test": the trained
-    choice's rows of the evaluation table."""
+def recommend(config, *, overrides=(), out: str | Path | None = None, progress: bool = True,
+              log=print, threads: int | None = None, **settings) -> dict:
+    """Which answer to train this model on: `run` with the one arm ``auto``
+    (`pipeline/recommend.py`). Every candidate of `calibration.candidates` is probed briefly from θ
+    and judged on validation data only; the best is chosen when its gain over all the data is clear,
+    else all the data. The choice is trained for every seed and judged on the test prompts. Returns
+    recommendation.json (every candidate's probe, the choice and why, the probes' cost), with
+    "test": the trained choice's rows of the evaluation table."""
     from ..pipeline.recommend import read_recommendation
     from ..pipeline.rundir import RunDir
 
@@ -88,7 +94,8 @@ def recommend(config, *, overrides=(), out: str | Path | None = None, progress: 
     return {**found, "out": str(cfg.out), "test": table.to_dict("records")}
 
 
-def plan(config, *, overrides=(), out: str | Path | None = None, processes: int = 1, log=print, **settings):
+def plan(config, *, overrides=(), out: str | Path | None = None, processes: int = 1, log=print,
+         **settings):
     """`prefsift plan`: each stage of `run(config)` with its predicted time, FLOPs and peak memory
     per process on this machine (from short probes of the real models on the real pairs), saved as
     OUT/plan.json. Returns the `Plan` (`.describe()`, `.saved_to`)."""
@@ -106,7 +113,8 @@ def plan(config, *, overrides=(), out: str | Path | None = None, processes: int 
     except ConfigError as e:
         raise cfg.locate(e) from None
     made.saved_to = made.save(Path(cfg.out))
-    check_fits(made, cfg.shard, lora=cfg.lora is not None)  # a plan that cannot fit is an error, not a table
+    # a plan that cannot fit is an error, not a table
+    check_fits(made, cfg.shard, lora=cfg.lora is not None)
     if made.judge:  # nor one whose judging costs more than its judge_budget
         from ..core.errors import UserError
         from ..pipeline.judge_cost import JudgeCost, check_judge_budget
@@ -118,30 +126,31 @@ def plan(config, *, overrides=(), out: str | Path | None = None, processes: int 
     return made
 
 
-# The demo: the regime where the choice matters (docs/results.md, "One-sided scores"). A rater labels
-# half the pairs whose answers differ in length "the longer is better"; the arms are all the data,
-# random, the oracle's labels, the paper's rule, the best one-sided rule there (top-IF, which loses
-# badly under random flips) and `auto`, the recommendation among the default candidates valued on the
-# careful pairs' loss, with no judge. Before 2026-12-07 (3) the demo was the 10 %-flip lab with
-# DEFAULT_ARMS.
+# The demo: the regime where the choice matters (docs/results.md, "One-sided scores"). A rater
+# labels half the pairs whose answers differ in length "the longer is better"; the arms are all the
+# data, random, the oracle's labels, the paper's rule, the best one-sided rule there (top-IF, which
+# loses badly under random flips) and `auto`, the recommendation among the default candidates valued
+# on the careful pairs' loss, with no judge. Before 2026-12-07 (3) the demo was the 10 %-flip lab
+# with DEFAULT_ARMS.
 DEMO_LAB = {"rater_bias": 0.5}
 DEMO_ARMS = ["full", "random", "oracle_relabel", "lossdiff_irm", "top_if", "auto"]
-DEMO_SCORES = "irm,lossdiff,if,teacher,group_noise"  # every default candidate of `auto` can be given
+# every default candidate of `auto` can be given
+DEMO_SCORES = "irm,lossdiff,if,teacher,group_noise"
 
 
-def demo(out: str | Path = "runs/demo", *, keep: float = 0.64, device: str = "auto", dtype: str = "auto",
-         progress: bool = True, log=print) -> pd.DataFrame:
-    """`prefsift demo`: `run` on the embedded lab's length-biased testbed (`DEMO_LAB`) with the lab's
-    own settings (its tuned β, learning rates and judge, `prefsift.lab.preset`) and `DEMO_ARMS`,
-    into `out`."""
+def demo(out: str | Path = "runs/demo", *, keep: float = 0.64, device: str = "auto",
+         dtype: str = "auto", progress: bool = True, log=print) -> pd.DataFrame:
+    """`prefsift demo`: `run` on the embedded lab's length-biased testbed (`DEMO_LAB`) with the
+    lab's own settings (its tuned β, learning rates and judge, `prefsift.lab.preset`) and
+    `DEMO_ARMS`, into `out`."""
     from ..lab import LabConfig
     from ..pipeline import RunConfig, ScoreSettings, run_pipeline
 
     cfg = RunConfig(out=str(out), keep=keep, device=device, dtype=dtype, lab=LabConfig(**DEMO_LAB),
                     arms=list(DEMO_ARMS), scores=ScoreSettings(scores=DEMO_SCORES))
     log(f"prefsift demo: the whole protocol on the embedded lab -> {out}\n"
-        f"  testbed: a rater labels {DEMO_LAB['rater_bias']:.0%} of the pairs whose answers differ in length 'the "
-        "longer is better'; the validation pairs are careful\n"
+        f"  testbed: a rater labels {DEMO_LAB['rater_bias']:.0%} of the pairs whose answers differ "
+        "in length 'the longer is better'; the validation pairs are careful\n"
         f"  arms {cfg.arms}, seeds {cfg.seeds}, kept fraction {cfg.keep}, judge {cfg.judge}")
     return run_pipeline(cfg, progress=progress, log=log)
 
@@ -156,8 +165,8 @@ class LabSummary(dict):
 
 
 def make_lab(out: str | Path, **settings) -> LabSummary:
-    """`prefsift lab make`: the embedded lab (task, tokenizer, SFT model, pairs with their true types,
-    test prompts) built into `out`; `settings`: any `prefsift.lab.LabConfig` field."""
+    """`prefsift lab make`: the embedded lab (task, tokenizer, SFT model, pairs with their true
+    types, test prompts) built into `out`; `settings`: any `prefsift.lab.LabConfig` field."""
     from ..lab import LabConfig
     from ..lab import make_lab as build
 
@@ -173,7 +182,8 @@ def make_sentiment_lab(out: str | Path, *, progress: bool = True, **settings) ->
 
     quiet_libraries()
     _check_folder(out)
-    return build(SentimentConfig(**checked_settings(SentimentConfig, settings, "make_sentiment_lab")), out,
+    return build(SentimentConfig(**checked_settings(SentimentConfig, settings,
+                                                    "make_sentiment_lab")), out,
                  progress=progress)
 
 
@@ -185,8 +195,8 @@ def _check_folder(path) -> None:
 
 @dataclass
 class RunResult:
-    """A finished run directory, reopened: `prefsift score` / `warmup` / `select` outputs, or a whole
-    `prefsift run`. Every attribute is read from the folder (None or empty when absent)."""
+    """A finished run directory, reopened: `prefsift score` / `warmup` / `select` outputs, or a
+    whole `prefsift run`. Every attribute is read from the folder (None or empty when absent)."""
 
     folder: Path
     config: dict = field(default_factory=dict)
@@ -234,7 +244,8 @@ def open_run(folder: str | Path) -> RunResult:
     and a run's arms as ARM-seedS)."""
     root = Path(folder)
     if not root.is_dir():
-        raise ConfigError(key="folder", problem=f": {str(root)!r} is not a folder; give the --out of a prefsift command")
+        raise ConfigError(key="folder", problem=f": {str(root)!r} is not a folder; give the --out "
+                                                f"of a prefsift command")
     config = {}
     for name in ("config.yaml", "score_config.json", "score/score_config.json"):
         path = root / name
@@ -244,7 +255,8 @@ def open_run(folder: str | Path) -> RunResult:
             config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             break
     models = {}
-    for name, path in (("warmup", root / "warmup" / "model"), ("theta_val", root / "theta_val" / "model"),
+    for name, path in (("warmup", root / "warmup" / "model"),
+                       ("theta_val", root / "theta_val" / "model"),
                        ("theta_val", root / "score" / "theta_val" / "model")):
         if (path / "config.json").is_file():
             models[name] = path

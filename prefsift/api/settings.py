@@ -14,8 +14,9 @@ def checked_settings(cls, settings: dict, where: str, taken=()) -> dict:
     known = [f.name for f in fields(cls) if f.name not in taken]
     for name in settings:
         if name in taken:
-            raise UserError(f"{where}: {name!r} is an argument of its own here; pass it as {name}=..., once")
+            raise UserError(f"{where}: {name!r} is an argument of its own here; pass it as "
+                            f"{name}=..., once")
         if name not in known:
-            raise UserError(f"{where}: unknown setting {name!r}{did_you_mean(name, known)}; the settings are "
-                            f"{', '.join(known)}")
+            raise UserError(f"{where}: unknown setting {name!r}{did_you_mean(name, known)}; the "
+                            f"settings are {', '.join(known)}")
     return settings

@@ -124,8 +124,9 @@ def length_findings(
     longer = np.flatnonzero(train.usable & (train.len_chosen > train.len_rejected))
     try_ = (
         "a length bias: the careful set decides. Offer `prefsift recommend` (calibration.by: loss, "
-        "the careful pairs) the one-sided top_if, cdpo and lossdiff_irm beside all the data: on the "
-        "bias testbed top_if took most of the oracle's headroom and lossdiff_irm lost (docs/results.md)"
+        "the careful pairs) the one-sided top_if, cdpo and lossdiff_irm beside all the data: on "
+        "the bias testbed top_if took most of the oracle's headroom and lossdiff_irm lost "
+        "(docs/results.md)"
     )
     f = rows_finding(
         pairs,

@@ -22,7 +22,8 @@ def _levels(values: list) -> dict:
     """Distinct values and one code per row (texts repeat: a prompt answered twice, a category)."""
     index, levels, codes = {}, [], []
     for v in values:
-        key = v if isinstance(v, str) or v is None else json.dumps(v, sort_keys=True, ensure_ascii=False)
+        key = (v if isinstance(v, str) or v is None
+               else json.dumps(v, sort_keys=True, ensure_ascii=False))
         if key not in index:
             index[key] = len(levels)
             levels.append(v)
@@ -34,8 +35,8 @@ def _turns(value):
     """A text cell: a string as it is, a list of messages as [[role, content], ...]."""
     if isinstance(value, list):
         return [[str(m.get("role", "")), m.get("content") if isinstance(m.get("content"), str)
-                 else json.dumps(m.get("content"), ensure_ascii=False)] if isinstance(m, dict) else ["", str(m)]
-                for m in value]
+                 else json.dumps(m.get("content"), ensure_ascii=False)] if isinstance(m, dict)
+                else ["", str(m)] for m in value]
     if value is None or isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False, default=str)
@@ -46,10 +47,12 @@ def encode(table: ViewTable) -> dict:
     f = table.frame
     cols = [{"name": "id", "role": "id", "kind": "str", "values": f["id"].tolist()}]
     for t in TEXTS:
-        cols.append({"name": t, "role": "text", "kind": "text", **_levels([_turns(v) for v in f[t]])})
+        cols.append({"name": t, "role": "text", "kind": "text",
+                     **_levels([_turns(v) for v in f[t]])})
     for r in table.rules:
         kept = f[table.rule_column(r)].to_numpy(dtype=bool)
-        cols.append({"name": r, "role": "rule", "kind": "bool", "bits": "".join("1" if k else "0" for k in kept)})
+        cols.append({"name": r, "role": "rule", "kind": "bool",
+                     "bits": "".join("1" if k else "0" for k in kept)})
     for found in table.findings:  # the audit's findings: a bit per row, filtered from the panel
         on = f[table.finding_column(found["key"])].to_numpy(dtype=bool)
         cols.append({"name": found["key"], "role": "finding", "kind": "bool",

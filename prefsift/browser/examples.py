@@ -17,8 +17,8 @@ SHORT = 160
 
 def _short(value) -> str:
     if isinstance(value, list):
-        value = " | ".join(f"{m.get('role', '')}: {m.get('content', '')}" if isinstance(m, dict) else str(m)
-                           for m in value)
+        value = " | ".join(f"{m.get('role', '')}: {m.get('content', '')}" if isinstance(m, dict)
+                           else str(m) for m in value)
     text = "" if value is None else str(value)
     return html.escape(text[:SHORT] + ("…" if len(text) > SHORT else ""))
 
@@ -27,9 +27,11 @@ def _card(table: ViewTable, i: int, score: str | None) -> str:
     f = table.frame
     rid = str(f["id"].iat[i])
     value = f"{score} = {f[score].iat[i]:.4g}<br>" if score else ""
-    return (f'<div class="card"><a href="#pv" data-pv-open="{html.escape(rid)}"><b>{html.escape(rid)}</b></a><br>'
-            f"{value}<i>prompt</i> <div>{_short(f['prompt'].iat[i])}</div><i>chosen</i> <div>{_short(f['chosen'].iat[i])}"
-            f"</div><i>rejected</i> <div>{_short(f['rejected'].iat[i])}</div></div>")
+    return (f'<div class="card"><a href="#pv" '
+            f'data-pv-open="{html.escape(rid)}"><b>{html.escape(rid)}</b></a><br>'
+            f"{value}<i>prompt</i> <div>{_short(f['prompt'].iat[i])}</div><i>chosen</i> "
+            f"<div>{_short(f['chosen'].iat[i])}</div><i>rejected</i> "
+            f"<div>{_short(f['rejected'].iat[i])}</div></div>")
 
 
 def _link(text: str, spec: dict) -> str:
@@ -37,7 +39,8 @@ def _link(text: str, spec: dict) -> str:
 
 
 def example_score(table: ViewTable) -> str | None:
-    """The score the examples are drawn on: IF, else LossDiff, else IRM, the first one with values."""
+    """The score the examples are drawn on: IF, else LossDiff, else IRM, the first one with
+    values."""
     for c in ("if", "lossdiff", "irm"):
         if c in table.scores and np.isfinite(table.frame[c].to_numpy(dtype=float)).any():
             return c
@@ -61,7 +64,8 @@ def examples_html(table: ViewTable) -> str:
     out = [f"<h3>Pairs at the bottom, middle and top of {html.escape(score)}</h3>"]
     for place, rows in places(v).items():
         ids = [str(table.frame["id"].iat[i]) for i in rows]
-        out.append(f"<p><b>{place}</b> ({_link(f'show these {len(ids)} in the pairs browser', {'ids': ids})})</p>"
+        out.append(f"<p><b>{place}</b> "
+                   f"({_link(f'show these {len(ids)} in the pairs browser', {'ids': ids})})</p>"
                    f'<div class="pv-ex">{"".join(_card(table, i, score) for i in rows)}</div>')
     return "".join(out)
 
@@ -79,6 +83,6 @@ def flipped_kept_html(table: ViewTable, column: str = "pair_type", kind: str = "
         out.append(f"<p><b>{html.escape(rule)}</b> kept {len(kept)} "
                    f"({_link('show them in the pairs browser', spec)})</p>")
         if len(kept):
-            out.append(f'<div class="pv-ex">{"".join(_card(table, i, example_score(table)) for i in kept[:PER_PLACE])}'
-                       "</div>")
+            cards = "".join(_card(table, i, example_score(table)) for i in kept[:PER_PLACE])
+            out.append(f'<div class="pv-ex">{cards}</div>')
     return "".join(out)

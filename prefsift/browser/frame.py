@@ -35,7 +35,8 @@ class ViewTable:
     info: list[str] = field(default_factory=list)
     main: list[str] = field(default_factory=list)  # score columns shown at first
     keep: float | None = None  # the run's kept fraction: the middle window drawn on each score
-    findings: list[dict] = field(default_factory=list)  # the audit's findings, each with a `finding:KEY` column
+    # the audit's findings, each with a `finding:KEY` column
+    findings: list[dict] = field(default_factory=list)
 
     def rule_column(self, rule: str) -> str:
         return f"kept:{rule}"
@@ -54,12 +55,14 @@ def with_findings(table: ViewTable, findings: list[dict]) -> ViewTable:
     for f in findings:
         missing = [i for i in f.get("ids", []) if i not in known]
         if missing:
-            raise ConfigError(key="audit", problem=f": its finding {f['key']!r} names {len(missing)} pair id(s) that are "
-                                                   f"not in the view's pairs (e.g. {missing[0]!r}); give the audit.json "
-                                                   "of these pairs (`prefsift audit` on the same file)")
+            raise ConfigError(key="audit", problem=f": its finding {f['key']!r} names "
+                                                   f"{len(missing)} pair id(s) that are not in the "
+                              f"view's pairs (e.g. {missing[0]!r}); give the audit.json "
+                                                   "of these pairs (`prefsift audit` on the same "
+                                                   "file)")
         table.frame[table.finding_column(f["key"])] = ids.isin(set(f.get("ids", []))).to_numpy()
-        meta.append({k: f.get(k) for k in ("key", "check", "title", "line", "reported", "cannot_tell", "count",
-                                           "share", "try", "threshold")})
+        meta.append({k: f.get(k) for k in ("key", "check", "title", "line", "reported",
+                                           "cannot_tell", "count", "share", "try", "threshold")})
     table.findings = meta
     return table
 
@@ -89,17 +92,21 @@ def check_same_pairs(scores: pd.DataFrame, pairs, key: str = "train") -> None:
         return
     ids = [str(i) for i in scores["id"]]
     if len(pairs) != len(ids) or pairs.ids != ids:
-        bad = next((i for i, (a, b) in enumerate(zip(pairs.ids, ids)) if a != b), min(len(pairs), len(ids)))
-        raise ConfigError(key=key, problem=f": {str(pairs.raw.path)!r} has {len(pairs)} rows and the scores table "
-                                           f"{len(ids)}; they differ first at row {bad}; give the pairs file the "
-                                           "table was scored from (with the same --prompt-key/--id-key flags)")
+        bad = next((i for i, (a, b) in enumerate(zip(pairs.ids, ids)) if a != b),
+                   min(len(pairs), len(ids)))
+        raise ConfigError(key=key, problem=f": {str(pairs.raw.path)!r} has {len(pairs)} rows and "
+                                           f"the scores table {len(ids)}; they differ first at row "
+                                           f"{bad}; give the pairs file the "
+                                           "table was scored from (with the same "
+                                           "--prompt-key/--id-key flags)")
 
 
 def _is_numeric(s: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
 
 
-def build_table(scores: pd.DataFrame, pairs=None, masks: dict | None = None, keep: float | None = None) -> ViewTable:
+def build_table(scores: pd.DataFrame, pairs=None, masks: dict | None = None,
+                keep: float | None = None) -> ViewTable:
     """The view's table from a scores table (one row per input pair, as `prefsift score` writes it),
     the pairs file it was scored from (a `PairSet`, or None: no texts) and {rule: mask}."""
     check_same_pairs(scores, pairs)
@@ -108,15 +115,18 @@ def build_table(scores: pd.DataFrame, pairs=None, masks: dict | None = None, kee
     for t, values in _texts(pairs, n).items():
         frame[t] = values
     valid = scores["valid"].astype(bool).to_numpy() if "valid" in scores else np.ones(n, bool)
-    code = scores["reason_code"] if "reason_code" in scores else scores.get("reason", pd.Series([""] * n))
+    code = (scores["reason_code"] if "reason_code" in scores
+            else scores.get("reason", pd.Series([""] * n)))
     frame["reason"] = np.where(valid, "", code.fillna("").astype(str).to_numpy())
     frame.loc[~valid & (frame["reason"] == ""), "reason"] = "not scored"
     rules = []
     for name, mask in (masks or {}).items():
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != (n,):
-            raise ConfigError(key="selection", problem=f" {name!r} has {mask.shape[0]} rows and the scores table {n}; "
-                                                       "give the selection made from this scores table")
+            raise ConfigError(key="selection", problem=f" {name!r} has {mask.shape[0]} rows and "
+                                                       f"the scores table {n}; "
+                                                       "give the selection made from this scores "
+                                                       "table")
         frame[f"kept:{name}"] = mask
         rules.append(name)
     score_cols, categories, info = [], ["reason"], []
@@ -145,7 +155,8 @@ def masks_from_selection(selection: pd.DataFrame, scores: pd.DataFrame, prefix: 
     """{rule: mask} from a selection.parquet (a bool column per arm, or `selected` with its `rule`),
     aligned to the scores table by id."""
     if "id" not in selection:
-        raise ConfigError(key="selection", problem="has no id column; give a selection.parquet prefsift wrote")
+        raise ConfigError(key="selection",
+                          problem="has no id column; give a selection.parquet prefsift wrote")
     by_id = selection.set_index(selection["id"].astype(str))
     if not by_id.index.is_unique:
         by_id = by_id[~by_id.index.duplicated()]
@@ -156,7 +167,7 @@ def masks_from_selection(selection: pd.DataFrame, scores: pd.DataFrame, prefix: 
             continue
         name = f"{prefix}{c}" if prefix else c
         if c == "selected":  # a `prefsift select` folder: named by the folder, or by its rule
-            name = prefix.rstrip(":") or (str(selection["rule"].iloc[0]) if "rule" in selection and len(selection)
-                                          else c)
+            name = prefix.rstrip(":") or (str(selection["rule"].iloc[0])
+                                          if "rule" in selection and len(selection) else c)
         out[name] = by_id[c].reindex(ids).fillna(False).astype(bool).to_numpy()
     return out

@@ -67,15 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if debug:
             raise
-        print("error: interrupted; `prefsift run` and `prefsift score` continue where they stopped when run again",
+        print("error: interrupted; `prefsift run` and `prefsift score` continue where they stopped "
+              "when run again",
               file=sys.stderr)
         return 130
     except Exception:  # anything else is a bug in prefsift
         if debug:
             raise
         traceback.print_exc()
-        print(f"error: this is a bug in prefsift {_version()}, not a mistake in your input; please report it with "
-              "the traceback above", file=sys.stderr)
+        print(f"error: this is a bug in prefsift {_version()}, not a mistake in your input; please "
+              "report it with the traceback above", file=sys.stderr)
         return 1
 
 

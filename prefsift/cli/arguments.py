@@ -30,12 +30,15 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ..
             continue
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "")
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+        if (f.default is dataclasses.MISSING  # type: ignore[misc]
+            and f.default_factory is dataclasses.MISSING):
             parser.add_argument(flag, dest=f.name, required=True, help=f"{help_text} (required)")
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = (f.default if f.default is not dataclasses.MISSING  # type: ignore[misc]
+                   else f.default_factory())
         if isinstance(default, bool):
-            parser.add_argument(flag, dest=f.name, default=default, action=argparse.BooleanOptionalAction,
+            parser.add_argument(flag, dest=f.name, default=default,
+                                action=argparse.BooleanOptionalAction,
                                 help=f"{help_text} (default: {default})")
         elif isinstance(default, (int, float, str)) or default is None:
             kind = flag_type(cls, f.name, default)
@@ -46,25 +49,30 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ..
 def add_column_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("columns and format")
     g.add_argument("--prompt-key", default="prompt",
-                   help="column with the prompt; if the file has no such column the prompt is implicit "
-                        "(the shared beginning of chosen and rejected) (default: prompt)")
+                   help="column with the prompt; if the file has no such column the prompt is "
+                        "implicit (the shared beginning of chosen and rejected) (default: prompt)")
     g.add_argument("--implicit-prompt", action="store_true",
                    help="ignore any prompt column and take the prompt from chosen/rejected")
-    g.add_argument("--chosen-key", default="chosen", help="column with the preferred response (default: chosen)")
-    g.add_argument("--rejected-key", default="rejected", help="column with the other response (default: rejected)")
+    g.add_argument("--chosen-key", default="chosen",
+                   help="column with the preferred response (default: chosen)")
+    g.add_argument("--rejected-key", default="rejected",
+                   help="column with the other response (default: rejected)")
     g.add_argument("--id-key", default="id",
-                   help="column with row ids, used when present; otherwise each pair's id is a hash of its "
-                        "content (default: id)")
-    g.add_argument("--format", dest="file_format", choices=["jsonl", "json", "parquet", "csv", "hf"],
-                   help="file format (default: from the extension; a folder is a save_to_disk dataset)")
+                   help="column with row ids, used when present; otherwise each pair's id is a "
+                        "hash of its content (default: id)")
+    g.add_argument("--format", dest="file_format",
+                   choices=["jsonl", "json", "parquet", "csv", "hf"], help="file format (default: "
+                   "from the extension; a folder is a save_to_disk dataset)")
     g.add_argument("--split", help="split to read from a save_to_disk DatasetDict (default: train)")
     g.add_argument("--strict", action="store_true",
-                   help="stop at the first bad row with its file, line and field (default: lenient, every bad "
-                        "row is listed with its reason and the good ones are kept)")
+                   help="stop at the first bad row with its file, line and field (default: "
+                        "lenient, every bad row is listed with its reason and the good ones are "
+                        "kept)")
 
 
 def rules_help() -> str:
-    lines = ["rules (prefsift.selection.rules.RULES; a module can add its own with prefsift.register_rule):"]
+    lines = ["rules (prefsift.selection.rules.RULES; a module can add its own with "
+             "prefsift.register_rule):"]
     for name, rule in RULES.items():
         needs = f" [needs {', '.join(rule.needs)}]" if rule.needs else ""
         lines.append(f"  {name:<24} {rule.help}{needs}")
@@ -74,8 +82,10 @@ def rules_help() -> str:
 def arms_help() -> str:
     """The names an arm can take, from the registries: the treatments with their help, and the
     other kinds' names (the rules are described by `prefsift select --help`)."""
-    lines = ["arms (prefsift.selection.kinds.ARM_KINDS): a rule (`prefsift select --help`), or", "treatments "
-             "(prefsift.selection.treatments.TREATMENTS; a module can add its own with prefsift.register_treatment):"]
+    lines = ["arms (prefsift.selection.kinds.ARM_KINDS): a rule (`prefsift select --help`), or",
+             "treatments "
+             "(prefsift.selection.treatments.TREATMENTS; a module can add its own with "
+             "prefsift.register_treatment):"]
     lines += [f"  {name:<24} {t.help}" for name, t in TREATMENTS.items()]
     for name, kind in ARM_KINDS.items():
         if kind.probed:
@@ -85,34 +95,42 @@ def arms_help() -> str:
 
 
 def run_settings_help() -> str:
-    """The config file's settings by group, from RunConfig's own field help (so the two cannot drift)."""
+    """The config file's settings by group, from RunConfig's own field help (so the two cannot
+    drift)."""
 
-    lines = ["settings of the YAML config (prefsift.pipeline.RunConfig); a section (lab, warmup, ...) is a mapping",
-             "merged onto that section's defaults, and any setting can be overridden as KEY=VALUE or SECTION.KEY=VALUE:"]
+    lines = ["settings of the YAML config (prefsift.pipeline.RunConfig); a section (lab, warmup, "
+             "...) is a mapping",
+             "merged onto that section's defaults, and any setting can be overridden as KEY=VALUE "
+             "or SECTION.KEY=VALUE:"]
     by_name = {f.name: f for f in fields(RunConfig)}
     for group, names in RUN_GROUPS.items():
         lines.append(f"{group}:")
         for f in (by_name[n] for n in names):
             text = f.metadata.get("help", "")
             if "section" in f.metadata:
-                keys = ", ".join(g.name for g in fields(f.metadata["section"]) if g.name not in f.metadata["refused"])
+                keys = ", ".join(g.name for g in fields(f.metadata["section"])
+                                 if g.name not in f.metadata["refused"])
                 lines.append(f"  {f.name:<14} {text}; keys: {keys}")
                 continue
             default = f.default if f.default is not MISSING else f.default_factory()
-            lines.append(f"  {f.name:<14} {text}" + ("" if "default" in text else f" (default: {default!r})"))
+            lines.append(f"  {f.name:<14} {text}"
+                         + ("" if "default" in text else f" (default: {default!r})"))
     return "\n".join(lines)
 
 
 def add_placement_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help=f"where the models run: {DEVICES} (default: auto, CUDA when "
-                                                    "present)")
-    p.add_argument("--dtype", default="auto", choices=DTYPES, help="weights' precision (default: auto, fp32 on CPU); "
-                                                                  "sums, margins and IF products stay fp32")
+    p.add_argument("--device", default="auto",
+                   help=f"where the models run: {DEVICES} (default: auto, CUDA when "
+                        "present)")
+    p.add_argument("--dtype", default="auto", choices=DTYPES,
+                   help="weights' precision (default: auto, fp32 on CPU); "
+                        "sums, margins and IF products stay fp32")
 
 
 def add_processes_arg(p: argparse.ArgumentParser, what: str, command: str) -> None:
     p.add_argument("--processes", type=int, default=1,
-                   help=f"local worker processes to {what} (started through torchrun; each gets an equal share of "
-                        f"the CPU cores, or one GPU each). Under a launcher of your own (torchrun --nproc_per_node N "
-                        f"-m prefsift {command} ..., accelerate launch) leave it at 1: the launcher's processes share "
-                        "the work (default: 1)")
+                   help=f"local worker processes to {what} (started through torchrun; each gets an "
+                        f"equal share of the CPU cores, or one GPU each). Under a launcher of your "
+                        f"own (torchrun --nproc_per_node N -m prefsift {command} ..., accelerate "
+                        "launch) leave it at 1: the launcher's processes share the work (default: "
+                        "1)")

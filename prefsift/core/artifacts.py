@@ -62,8 +62,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], *, seal: bool 
         faults.point(f"write:{path.name}")  # a test may kill the process here, mid-write
         digest = file_digest(tmp) if seal else None
         if seal:
-            # The old record goes first: a kill between the two renames leaves a file with no record,
-            # which is recomputed, never a new file under an old record that happens to be trusted.
+            # The old record goes first: a kill between the two renames leaves a file with no
+            # record, which is recomputed, never a new file under an old record that happens to be
+            # trusted.
             _sidecar(path).unlink(missing_ok=True)
         os.replace(tmp, path)
     finally:
@@ -183,18 +184,21 @@ class RunLock:
             holder = self._holder(fh)
             fh.close()
             who = (f"process {holder.get('pid')} ({holder.get('command', '?')}, started "
-                   f"{holder.get('started', '?')} on {holder.get('host', '?')})") if holder else "another process"
-            raise RunDirBusy(f"{self.dir} is in use by {who}; wait for it to finish or stop it, or give another "
-                             "run directory (--out)") from None
+                   f"{holder.get('started', '?')} on "
+                   f"{holder.get('host', '?')})") if holder else "another process"
+            raise RunDirBusy(f"{self.dir} is in use by {who}; wait for it to finish or stop it, or "
+                             "give another run directory (--out)") from None
         previous = self._holder(fh)
         if previous and previous.get("pid") != os.getpid():
             # We hold the flock, so its holder is gone: a stale lock of a process that died.
             self.log(f"note: {self.dir} was last locked by process {previous.get('pid')} "
-                     f"({previous.get('command', '?')}), which is no longer running; taking it over")
+                     f"({previous.get('command', '?')}), which is no longer running; taking it "
+                     f"over")
         fh.seek(0)
         fh.truncate()
         fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                             "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:200],
+                             "command": " ".join(Path(sys.argv[0]).name.split()
+                                                 + sys.argv[1:])[:200],
                              "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
         fh.flush()
         self._fh = fh
@@ -216,7 +220,8 @@ class RunLock:
         self._fh.seek(0)
         self._fh.truncate()
         self._fh.flush()
-        if exc_type is not None and self._created and [p.name for p in self.dir.iterdir()] == [self.NAME]:
+        if (exc_type is not None and self._created
+            and [p.name for p in self.dir.iterdir()] == [self.NAME]):
             # Refused before any work (a bad setting, a missing file): leave no empty run directory.
             self.path.unlink(missing_ok=True)
             self.dir.rmdir()

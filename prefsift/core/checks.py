@@ -10,8 +10,8 @@ from ``1e-4`` becomes ``0.0001``, a float ``2.0`` for an int field becomes ``2``
 - a bound: ``"> 0"``, ``">= 0"``, ``">= 1"``
 - an interval: ``"(0, 1]"``, ``"[0, 1]"``, ``"[0, 1)"``
 
-A failed check raises :class:`~prefsift.core.errors.ConfigError` with the field's name as its key, so
-the CLI can name the flag, and a YAML config the key path and line."""
+A failed check raises :class:`~prefsift.core.errors.ConfigError` with the field's name as its key,
+so the CLI can name the flag, and a YAML config the key path and line."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ def _hints(cls) -> dict:
 
 
 def _type_name(tp) -> str:
-    return {float: "a number", int: "a whole number", str: "a string", bool: "true or false", dict: "a mapping",
-            list: "a list"}.get(tp, getattr(tp, "__name__", str(tp)))
+    return {float: "a number", int: "a whole number", str: "a string", bool: "true or false",
+            dict: "a mapping", list: "a list"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def _coerce(key: str, value, tp):
@@ -121,22 +121,26 @@ def check_value(key: str, value, rule):
     m = _BOUND.match(rule)
     if m:
         op, bound = m.group(1), float(m.group(2))
-        ok = {">": value > bound, ">=": value >= bound, "<": value < bound, "<=": value <= bound}[op]
+        ok = {">": value > bound, ">=": value >= bound, "<": value < bound,
+              "<=": value <= bound}[op]
         if not ok:
             raise ConfigError(key=key, problem=f"must be {op} {m.group(2)}, got {value!r}")
         return value
     m = _INTERVAL.match(rule)
     if m:
         lo, hi = float(m.group(2)), float(m.group(3))
-        ok = (value > lo if m.group(1) == "(" else value >= lo) and (value < hi if m.group(4) == ")" else value <= hi)
+        ok = ((value > lo if m.group(1) == "(" else value >= lo)
+              and (value < hi if m.group(4) == ")" else value <= hi))
         if not ok:
             raise ConfigError(key=key, problem=f"must be in {rule}, got {value!r}")
         return value
-    raise AssertionError(f"unknown check rule {rule!r} for {key}")  # a bug in a dataclass's metadata
+    # a bug in a dataclass's metadata
+    raise AssertionError(f"unknown check rule {rule!r} for {key}")
 
 
 def check_fields(obj) -> None:
-    """Check and normalise every field of the dataclass instance ``obj`` (see the module docstring)."""
+    """Check and normalise every field of the dataclass instance ``obj`` (see the module
+    docstring)."""
     hints = _hints(type(obj))
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
@@ -147,7 +151,8 @@ def check_fields(obj) -> None:
             object.__setattr__(obj, f.name, new)  # frozen dataclasses too
 
 
-def check_known_keys(given, cls, section: str | None = None, refused: dict[str, str] | None = None) -> None:
+def check_known_keys(given, cls, section: str | None = None,
+                     refused: dict[str, str] | None = None) -> None:
     """Refuse keys of the mapping ``given`` that are not fields of dataclass ``cls`` (``refused``:
     field names that may not be given here, with the reason)."""
     known = [f.name for f in dataclasses.fields(cls) if f.name not in (refused or {})]

@@ -13,7 +13,8 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-__all__ = ["UserError", "ConfigError", "MissingFileError", "missing_file_error", "require_path", "did_you_mean"]
+__all__ = ["UserError", "ConfigError", "MissingFileError", "missing_file_error", "require_path",
+           "did_you_mean"]
 
 
 class UserError(ValueError):
@@ -30,8 +31,8 @@ class ConfigError(UserError):
     under a section (``warmup.learning_rate``), :meth:`at` prefixes where it was read (``run.yaml,
     line 3``), :meth:`as_flag` names the command-line flag instead (``--learning-rate``)."""
 
-    def __init__(self, message: str | None = None, *, key: str | None = None, problem: str | None = None,
-                 where: str | None = None):
+    def __init__(self, message: str | None = None, *, key: str | None = None,
+                 problem: str | None = None, where: str | None = None):
         self.key, self.problem, self.where = key, problem, where
         if message is None:
             sep = "" if str(problem).startswith((":", ",", ";")) else " "
@@ -41,10 +42,12 @@ class ConfigError(UserError):
         super().__init__(message)
 
     def _replace(self, **changes) -> "ConfigError":
-        return type(self)(**{"key": self.key, "problem": self.problem, "where": self.where, **changes})
+        return type(self)(**{"key": self.key, "problem": self.problem, "where": self.where,
+                             **changes})
 
     def within(self, section: str) -> "ConfigError":
-        """The same error for the key inside ``section`` (``warmup`` + ``epochs`` → ``warmup.epochs``)."""
+        """The same error for the key inside ``section`` (``warmup`` + ``epochs`` →
+        ``warmup.epochs``)."""
         if self.key is None:
             return type(self)(f"{section}: {self}", where=self.where)
         return self._replace(key=f"{section}.{self.key}")
@@ -64,7 +67,8 @@ class ConfigError(UserError):
 
 
 class MissingFileError(ConfigError, FileNotFoundError):
-    """A user-given path that does not exist (still a FileNotFoundError for callers that catch one)."""
+    """A user-given path that does not exist (still a FileNotFoundError for callers that catch
+    one)."""
 
 
 def missing_file_error(path, what: str = "file", key: str | None = None, exc: OSError | None = None,
@@ -91,8 +95,8 @@ def missing_file_error(path, what: str = "file", key: str | None = None, exc: OS
 
 def require_path(path, what: str = "file", key: str | None = None, kind: str = "file",
                  hint: str = "check the path") -> Path:
-    """``path`` as a Path, checked to exist (``kind``: ``"file"``, ``"dir"`` or ``"any"``) and, for a
-    file, to be readable; otherwise the error of :func:`missing_file_error`."""
+    """``path`` as a Path, checked to exist (``kind``: ``"file"``, ``"dir"`` or ``"any"``) and, for
+    a file, to be readable; otherwise the error of :func:`missing_file_error`."""
     p = Path(path).expanduser()
     if not p.exists():
         raise missing_file_error(path, what, key, hint=hint)

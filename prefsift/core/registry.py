@@ -1,4 +1,5 @@
-"""Named entries of one kind — selection rules, objectives, judges, answer samplers — registered once.
+"""Named entries of one kind — selection rules, objectives, judges, answer samplers — registered
+once.
 
 A registry is where a name in a config (`arms: [tif]`, `objective: ipo`, `judge: oracle`) is looked
 up, so adding a rule or a judge means one `register` call, in prefsift or in a user's own module
@@ -21,21 +22,25 @@ _ALL: list["Registry"] = []  # every registry, so a plugin that fails to import 
 
 
 class Registry(Generic[T]):
-    """An ordered mapping name → entry; the order is the order of registration (help texts list it)."""
+    """An ordered mapping name → entry; the order is the order of registration (help texts list
+    it)."""
 
     def __init__(self, kind: str, key: str, plugins: bool = False):
         self.kind, self.key = kind, key  # key: the config field that names an entry, for errors
         self._entries: dict[str, T] = {}
-        self._plugins = plugins  # load the "prefsift.plugins" entry points before a miss or a listing
+        # load the "prefsift.plugins" entry points before a miss or a listing
+        self._plugins = plugins
         _ALL.append(self)
 
     def register(self, name: str, entry: T, *, replace: bool = False) -> T:
         if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(key=self.key, problem=f"cannot register {self.kind} {name!r}: use letters, digits, "
-                                                    "'_' and '-' only")
+            raise ConfigError(key=self.key,
+                              problem=f"cannot register {self.kind} {name!r}: use letters, digits, "
+                                      "'_' and '-' only")
         if name in self._entries and not replace:
-            raise ConfigError(key=self.key, problem=f"{self.kind} {name!r} is registered already; pass replace=True "
-                                                    "to replace it, or choose another name")
+            raise ConfigError(key=self.key, problem=f"{self.kind} {name!r} is registered already; "
+                                                    "pass replace=True to replace it, or choose "
+                                                    "another name")
         self._entries[name] = entry
         return entry
 
@@ -50,7 +55,8 @@ class Registry(Generic[T]):
             return self._entries[name]
         except (KeyError, TypeError):
             raise ConfigError(key=key or self.key,
-                              problem=f"must name a {self.kind}: {', '.join(self._entries)}; got {name!r}"
+                              problem=f"must name a {self.kind}: {', '.join(self._entries)}; got "
+                                      f"{name!r}"
                                       f"{did_you_mean(str(name), tuple(self._entries))}") from None
 
     def names(self) -> tuple[str, ...]:
@@ -74,8 +80,10 @@ class Registry(Generic[T]):
             self._plugins = False  # once; a plugin that fails to import is reported and skipped
             load_entry_point_plugins()
 
-    def decorator(self, name: str, make: Callable[[Callable], T], replace: bool = False) -> Callable:
-        """``@registry.decorator(name, make)``: register ``make(fn)`` and return ``fn`` unchanged."""
+    def decorator(self, name: str, make: Callable[[Callable], T],
+                  replace: bool = False) -> Callable:
+        """``@registry.decorator(name, make)``: register ``make(fn)`` and return ``fn``
+        unchanged."""
 
         def wrap(fn):
             self.register(name, make(fn), replace=replace)
@@ -88,7 +96,8 @@ _ENTRY_POINTS_LOADED = False
 
 
 def load_entry_point_plugins() -> None:
-    """Import every module of the "prefsift.plugins" entry-point group (once per process): prefsift's
+    """Import every module of the "prefsift.plugins" entry-point group (once per process):
+    prefsift's
     own lab, and any installed package that registers judges, rules or samplers."""
     global _ENTRY_POINTS_LOADED
     if _ENTRY_POINTS_LOADED:
@@ -99,7 +108,8 @@ def load_entry_point_plugins() -> None:
         try:
             ep.load()
         except Exception as e:  # a broken third-party plugin must not break prefsift
-            warnings.warn(f"prefsift plugin {ep.name!r} ({ep.value}) failed to import: {type(e).__name__}: {e}")
+            warnings.warn(f"prefsift plugin {ep.name!r} ({ep.value}) failed to import: "
+                          f"{type(e).__name__}: {e}")
 
 
 def import_plugins(modules, key: str = "plugins") -> None:
@@ -125,8 +135,10 @@ def _import_one(spec, where: str) -> None:
         if spec.endswith(".py"):
             path = Path(spec).expanduser()
             if not path.is_file():
-                raise ConfigError(key=where, problem=f": {spec!r} does not exist; give the path of your .py file")
-            # One module per file (not per file name): two plugins both called rules.py do not clash.
+                raise ConfigError(key=where, problem=f": {spec!r} does not exist; give the path of "
+                                                     f"your .py file")
+            # One module per file (not per file name): two plugins both called rules.py do not
+            # clash.
             digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
             name = f"prefsift_plugin_{path.stem}_{digest}"
             if name in sys.modules:
@@ -144,7 +156,9 @@ def _import_one(spec, where: str) -> None:
     except ConfigError:
         raise
     except ImportError as e:
-        raise ConfigError(key=where, problem=f": cannot import {spec!r} ({e}); give an importable module name "
-                                             "or the path of a .py file") from None
+        raise ConfigError(key=where,
+                          problem=f": cannot import {spec!r} ({e}); give an importable module name "
+                                  "or the path of a .py file") from None
     except Exception as e:
-        raise ConfigError(key=where, problem=f": importing {spec!r} failed with {type(e).__name__}: {e}") from None
+        raise ConfigError(key=where, problem=f": importing {spec!r} failed with "
+                                             f"{type(e).__name__}: {e}") from None

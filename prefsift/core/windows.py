@@ -29,14 +29,16 @@ def window(values, low_pct: float, high_pct: float) -> np.ndarray:
 
 
 def middle_window(values, width: float) -> np.ndarray:
-    """The symmetric middle window holding a fraction `width` of the scored pairs' percentile range."""
+    """The symmetric middle window holding a fraction `width` of the scored pairs' percentile
+    range."""
     if not 0 < width <= 1:
         raise ValueError(f"window width must be in (0, 1], got {width}")
     tail = (1 - width) / 2 * 100
     return window(values, tail, 100 - tail)
 
 
-def solve_width(mask_of_width, target: float, n_scored: int, tol: float = 1e-4) -> tuple[float, np.ndarray]:
+def solve_width(mask_of_width, target: float, n_scored: int, tol: float = 1e-4) -> tuple[float,
+        np.ndarray]:
     """Bisect the window width so the kept fraction of the scored pairs is as close as possible to
     `target` (the kept fraction grows with the width)."""
     lo, hi = 0.0, 1.0
@@ -59,7 +61,8 @@ def solve_width(mask_of_width, target: float, n_scored: int, tol: float = 1e-4) 
 
 
 def keep_middle(values, keep: float) -> np.ndarray:
-    """Middle window of one score that keeps a fraction `keep` of the scored pairs (e.g. TIF, LossDiff)."""
+    """Middle window of one score that keeps a fraction `keep` of the scored pairs (e.g. TIF,
+    LossDiff)."""
     n = int(_scored(values).sum())
     return solve_width(lambda w: middle_window(values, w), keep, n)[1]
 
@@ -84,7 +87,8 @@ def lossdiff_irm(lossdiff, irm, keep: float | None = None, width: float | None =
     return mask, w
 
 
-def split_windows(columns, keep: float | None = None, split: float = 0.5, width: float | None = None):
+def split_windows(columns, keep: float | None = None, split: float = 0.5,
+                  width: float | None = None):
     """Windows of one width on every score in ``columns``, intersected over the pairs scored by all:
     each score's window cuts a share ``split`` of its dropped percentile range from the bottom tail
     and the rest from the top (0: only the top is cut, 1: only the bottom, 0.5: the middle window,
@@ -118,7 +122,8 @@ def tail_grid(scores, tails) -> list[str]:
 
 
 def top_fraction(values, keep: float, largest: bool = True) -> np.ndarray:
-    """The `keep` fraction of scored pairs with the largest (or smallest) values; ties by position."""
+    """The `keep` fraction of scored pairs with the largest (or smallest) values; ties by
+    position."""
     v = np.asarray(values, dtype=float)
     ok = np.flatnonzero(_scored(v))
     k = int(round(keep * len(ok)))
@@ -129,7 +134,8 @@ def top_fraction(values, keep: float, largest: bool = True) -> np.ndarray:
 
 
 def random_fraction(n_or_valid, keep: float, seed: int = 0) -> np.ndarray:
-    valid = np.ones(n_or_valid, dtype=bool) if np.isscalar(n_or_valid) else np.asarray(n_or_valid, dtype=bool)
+    valid = (np.ones(n_or_valid, dtype=bool) if np.isscalar(n_or_valid)
+             else np.asarray(n_or_valid, dtype=bool))
     idx = np.flatnonzero(valid)
     k = int(round(keep * len(idx)))
     rng = np.random.default_rng(seed)

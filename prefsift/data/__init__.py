@@ -8,6 +8,6 @@ from .readers import FILE_FORMATS, DataError
 from .writers import write_pairs
 
 __all__ = [
-    "FILE_FORMATS", "LENGTH_POLICIES", "ColumnMap", "check_lengths", "DataError", "PairRow", "PairSet", "content_id",
-    "extract_implicit_prompt_text", "load_pairs", "write_pairs",
+    "FILE_FORMATS", "LENGTH_POLICIES", "ColumnMap", "check_lengths", "DataError", "PairRow",
+    "PairSet", "content_id", "extract_implicit_prompt_text", "load_pairs", "write_pairs",
 ]

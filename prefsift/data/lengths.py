@@ -13,8 +13,8 @@ LENGTH_POLICIES = ("truncate", "drop")
 _BATCH = 512
 
 
-def check_lengths(pairs: PairSet, tokenizer, max_length: int | None = 1024, policy: str = "truncate",
-                  strict: bool = False) -> PairSet:
+def check_lengths(pairs: PairSet, tokenizer, max_length: int | None = 1024,
+                  policy: str = "truncate", strict: bool = False) -> PairSet:
     """Tokenize every usable pair, record `n_tokens`, and apply the over-length policy in place."""
     if policy not in LENGTH_POLICIES:
         raise ValueError(f"unknown over-length policy {policy!r}; choose one of {LENGTH_POLICIES}")
@@ -30,14 +30,16 @@ def check_lengths(pairs: PairSet, tokenizer, max_length: int | None = 1024, poli
             n_prompt = len(tp.prompt_ids)
             if n_prompt >= max_length:
                 row.fail("over_length", pairs.columns.prompt or pairs.columns.chosen,
-                         f"the prompt alone is {n_prompt} tokens >= max_length {max_length}: no response token "
-                         "would remain, so the row is dropped (raise --max-length to keep it)")
+                         f"the prompt alone is {n_prompt} tokens >= max_length {max_length}: no "
+                         "response token would remain, so the row is dropped (raise --max-length "
+                         "to keep it)")
             elif policy == "drop":
                 row.fail("over_length", pairs.columns.chosen,
-                         f"prompt+response is {tp.longest} tokens > max_length {max_length}; dropped "
-                         "(--overlength truncate keeps it, cut to max_length)")
+                         f"prompt+response is {tp.longest} tokens > max_length {max_length}; "
+                         "dropped (--overlength truncate keeps it, cut to max_length)")
             else:
-                row.notes.append(f"truncated: {tp.longest} tokens > max_length {max_length} (keep_start)")
+                row.notes.append(f"truncated: {tp.longest} tokens > max_length {max_length} "
+                                 f"(keep_start)")
             if strict and not row.valid:
                 raise DataError(f"{pairs.raw.path}: {row.where}, field '{row.field}': {row.reason}")
     return pairs

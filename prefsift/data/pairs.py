@@ -50,7 +50,8 @@ class PairRow:
     code: str | None = None  # machine-readable reason: missing_field, empty_response, ...
     field: str | None = None  # the field the reason is about
     reason: str | None = None  # for a person: what is wrong and the fix
-    notes: list[str] = dataclasses.field(default_factory=list)  # non-fatal: e.g. truncated to max_length
+    # non-fatal: e.g. truncated to max_length
+    notes: list[str] = dataclasses.field(default_factory=list)
     n_tokens: int | None = None  # longest of prompt+chosen / prompt+rejected, once tokenized
     rating_gap: float | None = None  # score_chosen − score_rejected, when both are usable numbers
     rating_problem: str | None = None  # why the ratings are not usable (the pair itself still is)
@@ -83,20 +84,25 @@ def _message_problem(messages: list, name: str) -> str | None:
         return f"'{name}' is an empty message list"
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
-            return f"message {i} of '{name}' is a {type(m).__name__}, expected {{'role': ..., 'content': ...}}"
+            return (f"message {i} of '{name}' is a {type(m).__name__}, expected {{'role': ..., "
+                    f"'content': ...}}")
         if "role" not in m or "content" not in m:
             missing = "role" if "role" not in m else "content"
             return f"message {i} of '{name}' has no '{missing}'"
-        if not isinstance(m["role"], str) or m["role"] not in ROLES:  # a list or dict role is unhashable
-            return f"message {i} of '{name}' has role {m['role']!r}; expected one of {sorted(ROLES)}"
+        # a list or dict role is unhashable
+        if not isinstance(m["role"], str) or m["role"] not in ROLES:
+            return (f"message {i} of '{name}' has role {m['role']!r}; expected one of "
+                    f"{sorted(ROLES)}")
         if not isinstance(m["content"], str):
-            return f"message {i} of '{name}' has content of type {type(m['content']).__name__}, expected a string"
+            return (f"message {i} of '{name}' has content of type {type(m['content']).__name__}, "
+                    f"expected a string")
     return None
 
 
 def content_id(prompt: Any, chosen: Any, rejected: Any) -> str:
     """Stable id from the pair's content: the same pair gets the same id in any file format."""
-    blob = json.dumps([prompt, chosen, rejected], ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    blob = json.dumps([prompt, chosen, rejected], ensure_ascii=False, sort_keys=True,
+                      separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
@@ -133,13 +139,15 @@ def _parse_row(raw: RawRow, cols: ColumnMap, implicit: bool, from_csv: bool) -> 
     for role, col in names.items():
         if col not in rec or _is_missing(rec[col]):
             flag = f"--{role}-key"
-            return row.fail("missing_field", col, f"missing field '{col}' (map another column with {flag})")
+            return row.fail("missing_field", col,
+                            f"missing field '{col}' (map another column with {flag})")
         values[role] = _maybe_messages(rec[col], from_csv)
 
     for role, v in values.items():
         if not isinstance(v, (str, list)):
             return row.fail("wrong_type", names[role],
-                            f"field '{names[role]}' is a {type(v).__name__}; expected a string or a list of messages")
+                            f"field '{names[role]}' is a {type(v).__name__}; expected a string or "
+                            f"a list of messages")
         if isinstance(v, list):
             problem = _message_problem(v, names[role])
             if problem:
@@ -154,52 +162,62 @@ def _parse_row(raw: RawRow, cols: ColumnMap, implicit: bool, from_csv: bool) -> 
 
     if row.kind == "standard":
         if prompt is not None and not isinstance(prompt, str):
-            return row.fail("wrong_type", cols.prompt, f"'{cols.prompt}' is a message list but the responses are strings")
+            return row.fail("wrong_type", cols.prompt,
+                            f"'{cols.prompt}' is a message list but the responses are strings")
         if implicit:
             prompt, chosen, rejected = extract_implicit_prompt_text(chosen, rejected)
             if not prompt:
                 return row.fail("prompt_mismatch", cols.chosen,
-                                "implicit prompt: chosen and rejected share no common beginning, so there is no prompt; "
-                                "add a prompt column or check that the rows hold the whole conversation")
+                                "implicit prompt: chosen and rejected share no common beginning, "
+                                "so there is no prompt; add a prompt column or check that the rows "
+                                "hold the whole conversation")
     else:
         if prompt is None or isinstance(prompt, str):
             # Implicit prompt, or the UltraFeedback layout (string prompt + full conversations).
             k = _common_message_prefix(chosen, rejected)
             if k == 0:
                 return row.fail("prompt_mismatch", cols.chosen,
-                                "chosen and rejected differ from the first message: they do not share a prompt")
-            if chosen[k - 1]["role"] == "assistant" or (k < len(chosen) and chosen[k]["role"] != "assistant") or (
+                                "chosen and rejected differ from the first message: they do not "
+                                "share a prompt")
+            if chosen[k - 1]["role"] == "assistant" or (k < len(chosen)
+                                                        and chosen[k]["role"] != "assistant") or (
                 k < len(rejected) and rejected[k]["role"] != "assistant"
             ):
                 return row.fail("prompt_mismatch", cols.chosen,
-                                f"chosen and rejected first differ at message {k}, which is not the answer to a "
-                                "shared prompt: their prompts do not match")
+                                f"chosen and rejected first differ at message {k}, which is not "
+                                "the answer to a shared prompt: their prompts do not match")
             if isinstance(prompt, str):
                 users = [m["content"] for m in chosen[:k] if m["role"] == "user"]
                 if users and users[-1].strip() != prompt.strip():
-                    row.notes.append(f"'{cols.prompt}' differs from the user turn inside '{cols.chosen}'; "
+                    row.notes.append(f"'{cols.prompt}' differs from the user turn inside "
+                                     f"'{cols.chosen}'; "
                                      "the messages were used")
             prompt, chosen, rejected = chosen[:k], chosen[k:], rejected[k:]
         elif (len(chosen) > len(prompt) and chosen[: len(prompt)] == prompt
               and rejected[: len(prompt)] == prompt):
-            chosen, rejected = chosen[len(prompt):], rejected[len(prompt):]  # responses that repeat the prompt
+            # responses that repeat the prompt
+            chosen, rejected = chosen[len(prompt):], rejected[len(prompt):]
 
         if not prompt:
             return row.fail("bad_message", cols.prompt, f"'{cols.prompt}' is an empty message list")
         for role, msgs in (("chosen", chosen), ("rejected", rejected)):
             if not msgs:
-                return row.fail("empty_response", names[role], f"'{names[role]}' has no message after the prompt")
+                return row.fail("empty_response", names[role],
+                                f"'{names[role]}' has no message after the prompt")
             if msgs[-1]["role"] != "assistant":
                 return row.fail("no_final_assistant", names[role],
-                                f"'{names[role]}' ends with a {msgs[-1]['role']} turn, not an assistant turn: "
-                                "there is no answer to score")
+                                f"'{names[role]}' ends with a {msgs[-1]['role']} turn, not an "
+                                "assistant turn: there is no answer to score")
 
     for role, resp in (("chosen", chosen), ("rejected", rejected)):
-        text = resp if isinstance(resp, str) else "".join(m["content"] for m in resp if m["role"] == "assistant")
+        text = (resp if isinstance(resp, str)
+                else "".join(m["content"] for m in resp if m["role"] == "assistant"))
         if not text.strip():
-            return row.fail("empty_response", names[role], f"'{names[role]}' is empty or whitespace only")
+            return row.fail("empty_response", names[role],
+                            f"'{names[role]}' is empty or whitespace only")
     if chosen == rejected:
-        return row.fail("identical", cols.chosen, "chosen and rejected are identical: the pair carries no preference")
+        return row.fail("identical", cols.chosen,
+                        "chosen and rejected are identical: the pair carries no preference")
 
     row.prompt, row.chosen, row.rejected = prompt, chosen, rejected
     return row
@@ -210,22 +228,26 @@ def _assign_ids(rows: list[PairRow], raw: RawFile, cols: ColumnMap, from_csv: bo
     first_seen: dict[str, str] = {}
     for row, rawrow in zip(rows, raw.rows):
         rec = rawrow.record
-        if has_id_col and rec is not None and not _is_missing(rec.get(cols.id)) and str(rec.get(cols.id)) != "":
+        if (has_id_col and rec is not None and not _is_missing(rec.get(cols.id))
+            and str(rec.get(cols.id)) != ""):
             row.id = str(rec[cols.id])
             by = "id"
         elif rec is not None:
-            # Hash decoded values, so a pair has the same id in a CSV (JSON text cells) as elsewhere.
+            # Hash decoded values, so a pair has the same id in a CSV (JSON text cells) as
+            # elsewhere.
             row.id = content_id(*(_maybe_messages(rec.get(c), from_csv) if c else None
                                   for c in (cols.prompt, cols.chosen, cols.rejected)))
             by = "content"
         else:  # unreadable: still needs an id so it appears in every table
-            row.id = "unreadable-" + hashlib.sha256((rawrow.raw_text or rawrow.where).encode("utf-8", "replace")
+            row.id = "unreadable-" + hashlib.sha256((rawrow.raw_text
+                                                     or rawrow.where).encode("utf-8", "replace")
                                                     + rawrow.where.encode()).hexdigest()[:12]
             by = "position"
         if row.id in first_seen:
             what = "the same content as" if by == "content" else "already used by"
             row.fail("duplicate_id", cols.id if by == "id" else None,
-                     f"id {row.id!r} is {what} {first_seen[row.id]}; remove the duplicate or give it its own id")
+                     f"id {row.id!r} is {what} {first_seen[row.id]}; remove the duplicate or give "
+                     f"it its own id")
         else:
             first_seen[row.id] = row.where
 
@@ -271,8 +293,9 @@ def _check_ratings(rows: list[PairRow], raw: RawFile, from_csv: bool) -> None:
             value, problem = _rating_value(rawrow.record.get(fld), from_csv)
             if problem:
                 row.rating_field = fld
-                row.rating_problem = (f"field '{fld}' {problem}: the pair is scored, but left out of the "
-                                      "score_gap baseline; give both ratings as numbers to include it")
+                row.rating_problem = (f"field '{fld}' {problem}: the pair is scored, but left out "
+                                      "of the score_gap baseline; give both ratings as numbers to "
+                                      "include it")
                 row.notes.append(f"bad_rating: {row.rating_problem}")
                 break
             values.append(value)
@@ -295,7 +318,8 @@ def parse_pairs(raw: RawFile, cols: ColumnMap, strict: bool) -> tuple[list[PairR
     for r in rows:
         if r.kind is not None and r.kind != kind:
             r.fail("mixed_format", cols.chosen,
-                   f"this row is {r.kind} but most of the file is {kind}; one file must use one format")
+                   f"this row is {r.kind} but most of the file is {kind}; one file must use one "
+                   f"format")
 
     if strict:
         for r in rows:

@@ -40,7 +40,8 @@ class PairSet:
     def records(self, mask=None) -> list[dict]:
         """The usable pairs as TRL dataset rows ({prompt, chosen, rejected}, prompt made explicit),
         optionally only those whose position in `mask` (one entry per input row) is true."""
-        rows = self.valid_rows if mask is None else [r for r, m in zip(self.rows, mask) if m and r.valid]
+        rows = (self.valid_rows if mask is None
+                else [r for r, m in zip(self.rows, mask) if m and r.valid])
         return [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in rows]
 
     @property
@@ -54,8 +55,10 @@ class PairSet:
         return [r for r in self.rows if r.valid and r.rating_problem]
 
     def rating_gaps(self):
-        """score_chosen − score_rejected per input row; NaN where the row is unusable or a rating is bad."""
-        return np.array([r.rating_gap if r.valid and r.rating_gap is not None else np.nan for r in self.rows])
+        """score_chosen − score_rejected per input row; NaN where the row is unusable or a rating is
+        bad."""
+        return np.array([r.rating_gap if r.valid and r.rating_gap is not None else np.nan
+                         for r in self.rows])
 
     def reason_counts(self) -> Counter:
         return Counter(r.code for r in self.rows if not r.valid)
@@ -65,7 +68,8 @@ class PairSet:
         return [c for c in self.raw.columns if c not in used]
 
     def to_frame(self, extras: bool = True):
-        """One row per input row: id, validity and reason, the pair, and the file's other columns."""
+        """One row per input row: id, validity and reason, the pair, and the file's other
+        columns."""
         records = []
         extra_cols = self.extra_columns() if extras else []
         for r, raw in zip(self.rows, self.raw.rows):
@@ -94,7 +98,8 @@ class PairSet:
         if noted:
             lines.append(f"  rows with notes (still usable): {noted}")
         if self.bad_rating_rows:
-            lines.append(f"  usable rows with a bad rating (left out of score_gap only): {len(self.bad_rating_rows)}")
+            lines.append(f"  usable rows with a bad rating (left out of score_gap only): "
+                         f"{len(self.bad_rating_rows)}")
         for code, count in sorted(self.reason_counts().items(), key=lambda kv: -kv[1]):
             lines.append(f"    {code:<20} {count}")
         extras = self.extra_columns()
@@ -106,7 +111,8 @@ class PairSet:
         return _row_report(self.invalid_rows, lambda r: f"[{r.code}] {r.reason}", limit)
 
     def bad_ratings_report(self, limit: int | None = None) -> str:
-        return _row_report(self.bad_rating_rows, lambda r: f"[bad_rating] {r.rating_problem}", limit)
+        return _row_report(self.bad_rating_rows, lambda r: f"[bad_rating] {r.rating_problem}",
+                           limit)
 
     def subset(self, ids: Iterable[str]) -> list[int]:
         """Row positions of the given ids, in file order."""
@@ -114,14 +120,16 @@ class PairSet:
         missing = wanted - set(self.ids)
         if missing:
             raise DataError(f"{len(missing)} of the requested ids are not in {self.raw.path}, e.g. "
-                            f"{sorted(missing)[:3]}; check that the ids come from this file (its `id` column, or "
-                            "the content ids prefsift gives rows without one)")
+                            f"{sorted(missing)[:3]}; check that the ids come from this file (its "
+                            "`id` column, or the content ids prefsift gives rows without one)")
         return [r.index for r in self.rows if r.id in wanted]
 
 
 def _row_report(rows: list[PairRow], what, limit: int | None) -> str:
-    """One line per row (where, id, `what(row)`), the first `limit` of them and a count of the rest."""
-    lines = [f"  {r.where:<12} id={r.id}  {what(r)}" for r in (rows if limit is None else rows[:limit])]
+    """One line per row (where, id, `what(row)`), the first `limit` of them and a count of the
+    rest."""
+    lines = [f"  {r.where:<12} id={r.id}  {what(r)}"
+             for r in (rows if limit is None else rows[:limit])]
     if limit is not None and len(rows) > limit:
         lines.append(f"  ... and {len(rows) - limit} more (see --report)")
     return "\n".join(lines)

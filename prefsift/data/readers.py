@@ -75,11 +75,13 @@ def read_raw(path: str | Path, file_format: str | None = None, split: str | None
     try:
         raw = reader(path, split) if file_format == "hf" else reader(path)
     except PermissionError:
-        raise DataError(f"{path}: cannot be read (permission denied); fix its permissions") from None
+        raise DataError(f"{path}: cannot be read (permission denied); fix its "
+                        f"permissions") from None
     except IsADirectoryError:
         raise DataError(f"{path} is a folder; with --format {file_format} give a file") from None
     if not raw.rows:
-        raise DataError(f"{path} holds no rows: it is empty{' (only blank lines)' if raw.blank_lines else ''}.")
+        raise DataError(f"{path} holds no rows: it is "
+                        f"empty{' (only blank lines)' if raw.blank_lines else ''}.")
     return raw
 
 
@@ -110,8 +112,8 @@ def _lone_surrogate(record: Any) -> str | None:
     try:
         json.dumps(record, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as e:
-        return (f"holds a lone surrogate \\u{ord(e.object[e.start]):04x} (half of a character, e.g. an emoji cut "
-                "in two), which is not text; fix or remove it")
+        return (f"holds a lone surrogate \\u{ord(e.object[e.start]):04x} (half of a character, "
+                "e.g. an emoji cut in two), which is not text; fix or remove it")
     return None
 
 
@@ -124,7 +126,8 @@ def _read_jsonl(path: Path) -> RawFile:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                # The bytes are kept (undecodable ones as surrogate escapes) so a writer gives the line back.
+                # The bytes are kept (undecodable ones as surrogate escapes) so a writer gives the
+                # line back.
                 rows.append(RawRow(len(rows), f"line {lineno}", None,
                                    raw.decode("utf-8", "surrogateescape").rstrip("\r\n"),
                                    _utf8_hint(path, e, f"line {lineno}")))
@@ -140,17 +143,19 @@ def _read_jsonl(path: Path) -> RawFile:
                 rec = json.loads(stripped)
             except json.JSONDecodeError as e:
                 rows.append(RawRow(len(rows), f"line {lineno}", None, text,
-                                   f"line {lineno} is not valid JSON ({e.msg} at column {e.colno}); "
+                                   f"line {lineno} is not valid JSON ({e.msg} at column "
+                                   f"{e.colno}); "
                                    "fix or remove the line"))
                 continue
             if not isinstance(rec, dict):
                 rows.append(RawRow(len(rows), f"line {lineno}", None, text,
-                                   f"line {lineno} is a JSON {type(rec).__name__}, expected an object "
-                                   '{"prompt": ..., "chosen": ..., "rejected": ...}'))
+                                   f"line {lineno} is a JSON {type(rec).__name__}, expected an "
+                                   'object {"prompt": ..., "chosen": ..., "rejected": ...}'))
                 continue
             problem = _lone_surrogate(rec) if _SURROGATE_ESCAPE.search(text) else None
             if problem:
-                rows.append(RawRow(len(rows), f"line {lineno}", None, text, f"line {lineno} {problem}"))
+                rows.append(RawRow(len(rows), f"line {lineno}", None, text,
+                                   f"line {lineno} {problem}"))
                 continue
             rows.append(RawRow(len(rows), f"line {lineno}", rec, text))
     return RawFile(path, "jsonl", rows, _columns_of([r.record for r in rows]), blank_lines=blank)
@@ -172,19 +177,22 @@ def _read_json(path: Path) -> RawFile:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
         hint = " (one object per line? name it .jsonl)" if e.msg == "Extra data" else ""
-        raise DataError(f"{path}: not valid JSON at line {e.lineno} column {e.colno}: {e.msg}{hint}") from None
+        raise DataError(f"{path}: not valid JSON at line {e.lineno} column {e.colno}: "
+                        f"{e.msg}{hint}") from None
     layout, keys = "records", None
     if isinstance(obj, dict):
         if all(isinstance(v, list) for v in obj.values()) and obj:
             lengths = {len(v) for v in obj.values()}
             if len(lengths) != 1:
-                raise DataError(f"{path}: a JSON object of columns must have columns of one length, got {sorted(lengths)}")
+                raise DataError(f"{path}: a JSON object of columns must have columns of one "
+                                f"length, got {sorted(lengths)}")
             n = lengths.pop()
             keys = list(obj)
             obj = [{k: obj[k][i] for k in keys} for i in range(n)]
             layout = "columns"
         else:
-            raise DataError(f"{path}: expected a JSON list of objects (or an object of equal-length columns)")
+            raise DataError(f"{path}: expected a JSON list of objects (or an object of "
+                            f"equal-length columns)")
     if not isinstance(obj, list):
         raise DataError(f"{path}: expected a JSON list of objects, got a {type(obj).__name__}")
     rows = []
@@ -192,7 +200,8 @@ def _read_json(path: Path) -> RawFile:
     for i, rec in enumerate(obj):
         problem = _lone_surrogate(rec) if escapes and isinstance(rec, dict) else None
         if problem:
-            rows.append(RawRow(i, f"row {i}", None, json.dumps(rec, ensure_ascii=False), f"row {i} {problem}"))
+            rows.append(RawRow(i, f"row {i}", None, json.dumps(rec, ensure_ascii=False),
+                               f"row {i} {problem}"))
         elif isinstance(rec, dict):
             rows.append(RawRow(i, f"row {i}", rec))
         else:

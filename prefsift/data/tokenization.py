@@ -51,14 +51,14 @@ def _chat_ids(tokenizer, messages: list, **kw) -> list[int]:
     return list(out["input_ids"])
 
 
-def tokenize_pairs(tokenizer, prompts: Sequence[Any], chosens: Sequence[Any], rejecteds: Sequence[Any],
-                   kind: str) -> list[TokenizedPair]:
+def tokenize_pairs(tokenizer, prompts: Sequence[Any], chosens: Sequence[Any],
+                   rejecteds: Sequence[Any], kind: str) -> list[TokenizedPair]:
     """Batch version of TRL's per-example tokenization (identical ids, much faster for strings)."""
     if kind == "standard":
         eos = tokenizer.eos_token
         if eos is None:
-            raise UserError("the tokenizer has no eos_token, and TRL appends EOS to standard responses: use a "
-                            "model whose tokenizer sets eos_token")
+            raise UserError("the tokenizer has no eos_token, and TRL appends EOS to standard "
+                            "responses: use a model whose tokenizer sets eos_token")
         c = [x if x.endswith(eos) else x + eos for x in chosens]
         r = [x if x.endswith(eos) else x + eos for x in rejecteds]
         p_ids = tokenizer(text=list(prompts))["input_ids"]
@@ -67,8 +67,9 @@ def tokenize_pairs(tokenizer, prompts: Sequence[Any], chosens: Sequence[Any], re
         return [_split(list(a), list(b), list(d)) for a, b, d in zip(p_ids, pc_ids, pr_ids)]
     if kind == "conversational":
         if getattr(tokenizer, "chat_template", None) is None:
-            raise UserError("conversational pairs (message lists) need a tokenizer with a chat template, and this "
-                            "model's has none: use a chat model, or give the pairs as plain strings")
+            raise UserError("conversational pairs (message lists) need a tokenizer with a chat "
+                            "template, and this model's has none: use a chat model, or give the "
+                            "pairs as plain strings")
         out = []
         for p, ch, rj in zip(prompts, chosens, rejecteds):
             out.append(_split(_chat_ids(tokenizer, p, add_generation_prompt=True),

@@ -10,7 +10,8 @@ from .pairset import PairSet
 from .readers import DataError
 
 
-def write_pairs(pairs: PairSet, path: str | Path, ids=None, *, include_invalid: bool = False) -> int:
+def write_pairs(pairs: PairSet, path: str | Path, ids=None, *,
+                include_invalid: bool = False) -> int:
     """Write the rows whose id is in `ids` (all rows if None) to `path`, in the input's format.
 
     Rows are given back as they were read, so the output is the input's content, column names and
@@ -23,14 +24,17 @@ def write_pairs(pairs: PairSet, path: str | Path, ids=None, *, include_invalid: 
     path.parent.mkdir(parents=True, exist_ok=True)
     records = [raw.rows[i].record for i in chosen]
     if fmt != "jsonl" and any(r is None for r in records):
-        raise DataError("unreadable rows cannot be written in a structured format; leave include_invalid off")
+        raise DataError("unreadable rows cannot be written in a structured format; leave "
+                        "include_invalid off")
 
     if fmt == "jsonl":
-        with open(path, "w", encoding="utf-8", errors="surrogateescape") as fh:  # a non-UTF-8 line, as read
+        # a non-UTF-8 line, as read
+        with open(path, "w", encoding="utf-8", errors="surrogateescape") as fh:
             for i in chosen:
                 rr = raw.rows[i]
                 # Verbatim when we have the line: the output is byte-for-byte the input's row.
-                fh.write((rr.raw_text if rr.raw_text is not None else json.dumps(rr.record, ensure_ascii=False)) + "\n")
+                fh.write((rr.raw_text if rr.raw_text is not None
+                          else json.dumps(rr.record, ensure_ascii=False)) + "\n")
     elif fmt == "json":
         if raw.extras.get("layout") == "columns":
             obj = {c: [r.get(c) for r in records] for c in raw.columns}
@@ -53,7 +57,8 @@ def write_pairs(pairs: PairSet, path: str | Path, ids=None, *, include_invalid: 
 
         # By columns: from_list cannot build a dataset of no rows. An empty one is saved as one
         # empty shard, because load_from_disk cannot read back a folder of none.
-        ds = Dataset.from_dict({c: [r.get(c) for r in records] for c in raw.columns}, features=raw.extras["features"])
+        ds = Dataset.from_dict({c: [r.get(c) for r in records] for c in raw.columns},
+                               features=raw.extras["features"])
         ds.save_to_disk(str(path), num_shards=1 if not records else None)
     else:  # pragma: no cover - readers only produce the formats above
         raise DataError(f"cannot write format {fmt!r}")

@@ -70,7 +70,8 @@ def _label(token) -> str | None:
     return t if t in LABELS else None
 
 
-_TEXT = re.compile(r"^\W*(?:(?:the\s+)?(?:better\s+)?(?:output|answer)(?:\s+is)?\W*)?([AB])\b", re.IGNORECASE)
+_TEXT = re.compile(r"^\W*(?:(?:the\s+)?(?:better\s+)?(?:output|answer)(?:\s+is)?\W*)?([AB])\b",
+                   re.IGNORECASE)
 
 
 def read_verdict(data) -> tuple[float, str]:
@@ -81,13 +82,15 @@ def read_verdict(data) -> tuple[float, str]:
         choice = data["choices"][0]
     except (KeyError, IndexError, TypeError):
         raise Unreadable(f"the reply has no choice: {json.dumps(data)[:120]}") from None
-    content = ((choice.get("logprobs") or {}).get("content") or []) if isinstance(choice, dict) else []
+    content = (((choice.get("logprobs") or {}).get("content") or []) if isinstance(choice, dict)
+               else [])
     for position in content:
         if not isinstance(position, dict):
             continue
         seen, mass = set(), {label: 0.0 for label in LABELS}
         for entry in [position, *(position.get("top_logprobs") or [])]:
-            token, lp = (entry.get("token"), entry.get("logprob")) if isinstance(entry, dict) else (None, None)
+            token, lp = ((entry.get("token"), entry.get("logprob")) if isinstance(entry, dict)
+                         else (None, None))
             label = _label(token)
             if label and token not in seen and isinstance(lp, (int, float)) and math.isfinite(lp):
                 seen.add(token)
@@ -132,12 +135,14 @@ class Endpoint:
         try:
             import openai
         except ImportError:  # pragma: no cover - depends on the install
-            raise UserError("the openai judge needs the openai client: pip install 'prefsift[api]' (or openai>=1.0)") \
+            raise UserError("the openai judge needs the openai client: pip install 'prefsift[api]' "
+                            "(or openai>=1.0)") \
                 from None
         self.openai, self.model, self.settings, self.sleep = openai, model, settings, sleep
         self.url = url
         # A local server needs no key, but the client wants one: "EMPTY" is vLLM's convention.
-        self.client = openai.OpenAI(base_url=url, api_key=key or "EMPTY", timeout=settings.timeout, max_retries=0)
+        self.client = openai.OpenAI(base_url=url, api_key=key or "EMPTY", timeout=settings.timeout,
+                                    max_retries=0)
         self.counts = CallCounts()
         self._lock = threading.Lock()
         self._random = random.Random()
@@ -149,7 +154,8 @@ class Endpoint:
 
     def body(self, messages: list[dict]) -> dict:
         st = self.settings
-        body = dict(model=self.model, messages=messages, max_tokens=st.max_tokens, temperature=st.temperature)
+        body = dict(model=self.model, messages=messages, max_tokens=st.max_tokens,
+                    temperature=st.temperature)
         if st.top_logprobs > 0:
             body.update(logprobs=True, top_logprobs=st.top_logprobs)
         if st.seed is not None:
@@ -167,7 +173,8 @@ class Endpoint:
             delay = max(delay, min(server_asked, self.MAX_RETRY_AFTER))
         return delay
 
-    def ask(self, messages: list[dict], stop: threading.Event | None = None) -> Verdict | Failed | None:
+    def ask(self, messages: list[dict],
+            stop: threading.Event | None = None) -> Verdict | Failed | None:
         """One verdict: the request sent until a reply is read, or `Failed` after the retries (None:
         ``stop`` was set first). Raises `EndpointRefused` for what no retry can fix."""
         openai, st = self.openai, self.settings
@@ -191,23 +198,28 @@ class Endpoint:
                 status = e.status_code
                 reason = f"HTTP {status}"
                 if status in (401, 403):
-                    raise EndpointRefused(f"the judge's endpoint {self.url} refused the key (HTTP {status}): export a "
-                                          f"valid key in ${st.key_env}") from None
+                    raise EndpointRefused(f"the judge's endpoint {self.url} refused the key (HTTP "
+                                          f"{status}): export a valid key in "
+                                          f"${st.key_env}") from None
                 if status == 404:
-                    raise EndpointRefused(f"the judge's endpoint {self.url} knows no model {self.model!r} (HTTP 404): "
+                    raise EndpointRefused(f"the judge's endpoint {self.url} knows no model "
+                                          f"{self.model!r} (HTTP 404): "
                                           "name a served model in `judge: openai:MODEL`") from None
                 if status not in (408, 409, 429) and status < 500:
                     text = _message(e)
                     if "logprob" in text.lower():
-                        raise EndpointRefused(f"the judge's endpoint refused log-probabilities (HTTP {status}: "
-                                              f"{text}): set judge_api.top_logprobs: 0 (or at most what it allows)") \
+                        raise EndpointRefused(f"the judge's endpoint refused log-probabilities "
+                                              f"(HTTP {status}: {text}): set "
+                                f"judge_api.top_logprobs: 0 (or at most what it allows)") \
                             from None
-                    return Failed(f"HTTP {status}: {text}", attempt + 1)  # this request only (e.g. too long)
+                    # this request only (e.g. too long)
+                    return Failed(f"HTTP {status}: {text}", attempt + 1)
                 asked = retry_after(getattr(e.response, "headers", None))
             except openai.APITimeoutError:
                 reason = f"no reply in {st.timeout:g} s (judge_api.timeout)"
             except openai.APIConnectionError as e:
-                reason = f"connection failed ({type(e.__cause__).__name__ if e.__cause__ else 'no reply'})"
+                reason = (f"connection failed "
+                          f"({type(e.__cause__).__name__ if e.__cause__ else 'no reply'})")
             except Unreadable as e:
                 reason = f"unreadable reply: {e}"
             if attempt < st.retries:
@@ -222,7 +234,8 @@ class Endpoint:
 def _message(e) -> str:
     try:
         body = e.response.json()
-        msg = body.get("error", {}).get("message") if isinstance(body.get("error"), dict) else body.get("error")
+        msg = (body.get("error", {}).get("message") if isinstance(body.get("error"), dict)
+               else body.get("error"))
         return str(msg or body)[:200]
     except Exception:  # noqa: BLE001 - any body a server sends; its text is enough
         return str(getattr(e.response, "text", e))[:200]

@@ -29,25 +29,30 @@ from .verdicts import VerdictCache, verdict_key
 
 
 class JudgeFailed(UserError):
-    """Some verdicts could not be had after their retries (recorded, with their reasons, in the cache)."""
+    """Some verdicts could not be had after their retries (recorded, with their reasons, in the
+    cache)."""
 
 
 class APIJudge:
-    asks_both_orders = True  # `evaluate_answers` does not wrap it in `Swapped`: it asks both orders itself
-    # A paid judge: the planner counts its calls instead of timing it, and a run keys its evaluations by
-    # `key`, records its `counts` per evaluation and its `totals()` in eval.json and the report.
+    # `evaluate_answers` does not wrap it in `Swapped`: it asks both orders itself
+    asks_both_orders = True
+    # A paid judge: the planner counts its calls instead of timing it, and a run keys its
+    # evaluations by `key`, records its `counts` per evaluation and its `totals()` in eval.json and
+    # the report.
     paid = True
 
-    def __init__(self, model: str, settings: JudgeAPISettings | None = None, folder: str | Path | None = None,
-                 log=print, environ=None, sleep=time.sleep):
+    def __init__(self, model: str, settings: JudgeAPISettings | None = None,
+                 folder: str | Path | None = None, log=print, environ=None, sleep=time.sleep):
         self.model = model
         self.settings = settings if settings is not None else JudgeAPISettings()
         self.name = f"openai:{model} (both orders)"
         url, key = endpoint(self.settings, model, environ)
         self.endpoint = Endpoint(url, key, model, self.settings, sleep=sleep)
         self.counts = self.endpoint.counts
-        # What the verdicts depend on: the model and what is sent, never the URL, the key or the retries.
-        self.key = artifacts.stable_key({"judge": "openai", "model": model, **self.settings.verdict_settings()})
+        # What the verdicts depend on: the model and what is sent, never the URL, the key or the
+        # retries.
+        self.key = artifacts.stable_key({"judge": "openai", "model": model,
+                                         **self.settings.verdict_settings()})
         self.cache = VerdictCache(Path(folder) / "verdicts.sqlite" if folder else None,
                                   self.settings.shared_cache or None)
         self.log = log
@@ -57,9 +62,11 @@ class APIJudge:
 
     def prefers(self, prompts, a, b) -> list[float]:
         items = [(p.strip(), x.strip(), y.strip()) for p, x, y in zip(prompts, a, b)]
-        asked = [(p, x, y) for p, x, y in items if x != y] + [(p, y, x) for p, x, y in items if x != y]
+        asked = ([(p, x, y) for p, x, y in items if x != y]
+                 + [(p, y, x) for p, x, y in items if x != y])
         got = self.verdicts(asked)
-        return [0.5 if x == y else 0.5 * (got[(p, x, y)] + 1.0 - got[(p, y, x)]) for p, x, y in items]
+        return [0.5 if x == y else 0.5 * (got[(p, x, y)] + 1.0 - got[(p, y, x)])
+                for p, x, y in items]
 
     def prefer(self, prompt, a, b) -> float:
         return self.prefers([prompt], [a], [b])[0]
@@ -119,7 +126,8 @@ class APIJudge:
             for k, got in pool.map(one, todo.items()):
                 if got is not None and not isinstance(got, Failed):
                     out[todo[k]] = got.p
-        except BaseException:  # a refused key or model, Ctrl-C: what was paid for is cached, nothing more is sent
+        # a refused key or model, Ctrl-C: what was paid for is cached, nothing more is sent
+        except BaseException:
             stop.set()
             raise
         finally:
@@ -127,16 +135,20 @@ class APIJudge:
         if failed:
             reasons = "; ".join(f"{n}x {r}" for r, n in Counter(failed.values()).most_common(4))
             where = f" in {self.cache.path}" if self.cache.path else ""
-            raise JudgeFailed(f"judge openai:{self.model} gave no verdict for {len(failed)} of {len(keys)} questions "
-                              f"({reasons}; up to {self.settings.retries} retries each); they are recorded{where}, "
-                              f"and the other verdicts are cached, so a rerun asks for these {len(failed)} only (more "
-                              "judge_api.retries or a longer judge_api.timeout help a flaky endpoint)")
+            raise JudgeFailed(f"judge openai:{self.model} gave no verdict for {len(failed)} of "
+                              f"{len(keys)} questions ({reasons}; up to {self.settings.retries} "
+                              f"retries each); they are recorded{where}, and the other verdicts "
+                              f"are cached, so a rerun asks for these {len(failed)} only (more "
+                              "judge_api.retries or a longer judge_api.timeout help a flaky "
+                              "endpoint)")
         return out
 
     def totals(self) -> dict:
-        """This process's counts and, over every process that judged into the run's cache, its totals."""
-        return {"judge": f"openai:{self.model}", "endpoint_model": self.model, "this_process": self.counts.as_dict(),
-                "cache": self.cache.totals(), "cache_file": str(self.cache.path) if self.cache.path else None}
+        """This process's counts and, over every process that judged into the run's cache, its
+        totals."""
+        return {"judge": f"openai:{self.model}", "endpoint_model": self.model,
+                "this_process": self.counts.as_dict(), "cache": self.cache.totals(),
+                "cache_file": str(self.cache.path) if self.cache.path else None}
 
 
 class _Progress:
@@ -152,8 +164,8 @@ class _Progress:
             self.done += 1
             if time.time() - self.last > 30 and self.done < self.total:
                 self.last = time.time()
-                self.log(f"  judge openai:{self.model}: {self.done}/{self.total} verdicts asked ({counts.retried} "
-                         f"retries, {counts.failed} failed so far)")
+                self.log(f"  judge openai:{self.model}: {self.done}/{self.total} verdicts asked "
+                         f"({counts.retried} retries, {counts.failed} failed so far)")
 
 
 def check_openai(model: str, prompts, where, context=None) -> None:
@@ -163,8 +175,9 @@ def check_openai(model: str, prompts, where, context=None) -> None:
     try:
         import openai  # noqa: F401
     except ImportError:
-        raise ConfigError(key="judge", problem=f"openai:{model} needs the openai client, which is not installed: "
-                                               "pip install 'prefsift[api]' (or openai>=1.0)") from None
+        raise ConfigError(key="judge", problem=f"openai:{model} needs the openai client, which is "
+                                               "not installed: pip install 'prefsift[api]' (or "
+                                               "openai>=1.0)") from None
     url, key = endpoint(settings, model)
     if not settings.preflight:
         return
@@ -173,19 +186,23 @@ def check_openai(model: str, prompts, where, context=None) -> None:
         served = probe.models()
     except probe.openai.APIStatusError as e:
         if e.status_code in (401, 403):
-            raise ConfigError(key="judge", problem=f": the endpoint {url} refused the key (HTTP {e.status_code}): "
-                                                   f"export a valid one in ${settings.key_env}") from None
+            raise ConfigError(key="judge", problem=f": the endpoint {url} refused the key (HTTP "
+                                                   f"{e.status_code}): export a valid one in "
+                                                   f"${settings.key_env}") from None
         return  # a server without GET /models (some proxies): the first request will tell
     except probe.openai.APIConnectionError as e:
-        raise ConfigError(key="judge", problem=f": cannot reach the judge's endpoint {url} ({type(e).__name__}): start "
-                                               "the server, or set judge_api.base_url (or $OPENAI_BASE_URL); "
-                                               "judge_api.preflight: false skips this check") from None
+        raise ConfigError(key="judge", problem=f": cannot reach the judge's endpoint {url} "
+                                               f"({type(e).__name__}): start "
+                                               "the server, or set judge_api.base_url (or "
+                                               "$OPENAI_BASE_URL); judge_api.preflight: false "
+                                               "skips this check") from None
     if served and model not in served:
         from ..core.errors import did_you_mean
 
-        raise ConfigError(key="judge", problem=f": the endpoint {url} serves {sorted(served)[:8]}, not {model!r}"
-                                               f"{did_you_mean(model, served)}: write judge: openai:NAME with a "
-                                               "served name")
+        raise ConfigError(key="judge",
+                          problem=f": the endpoint {url} serves {sorted(served)[:8]}, not {model!r}"
+                                  f"{did_you_mean(model, served)}: write judge: openai:NAME with a "
+                                  "served name")
 
 
 def make_openai(model: str, context=None) -> APIJudge:

@@ -64,7 +64,8 @@ class Swapped(Judge):
 
 
 class ConstantJudge(Judge):
-    """Scores every answer the same: every comparison is a tie (a check of the WinRate arithmetic)."""
+    """Scores every answer the same: every comparison is a tie (a check of the WinRate
+    arithmetic)."""
 
     name = "constant"
 
@@ -85,7 +86,8 @@ class FirstPositionJudge(Judge):
 
 
 class LexiconJudge(Judge):
-    """Positive sentiment by the VADER lexicon (compound score in [-1, 1]); needs `vaderSentiment`."""
+    """Positive sentiment by the VADER lexicon (compound score in [-1, 1]); needs
+    `vaderSentiment`."""
 
     name = "VADER sentiment"
 
@@ -93,7 +95,8 @@ class LexiconJudge(Judge):
         try:
             from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
         except ImportError as e:  # pragma: no cover - depends on the install
-            raise UserError("the lexicon judge (VADER) is not installed: `pip install vaderSentiment`") from e
+            raise UserError("the lexicon judge (VADER) is not installed: `pip install "
+                            "vaderSentiment`") from e
         self._analyzer = SentimentIntensityAnalyzer()
 
     def score(self, prompt, answer):
@@ -107,7 +110,8 @@ class RewardModelJudge(Judge):
         from transformers import AutoModelForSequenceClassification
 
 
-        self.model = load_pretrained(AutoModelForSequenceClassification, folder, dtype=torch.float32).eval()
+        self.model = load_pretrained(AutoModelForSequenceClassification, folder,
+                                     dtype=torch.float32).eval()
         self.tok = tokenizer_from_folder(folder)
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
@@ -117,7 +121,8 @@ class RewardModelJudge(Judge):
 
     def _texts(self, prompts, answers):
         if self.tok.chat_template:
-            return [self.tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": a}],
+            return [self.tok.apply_chat_template([{"role": "user", "content": p},
+                                                  {"role": "assistant", "content": a}],
                                                  tokenize=False) for p, a in zip(prompts, answers)]
         return [p + a for p, a in zip(prompts, answers)]
 
@@ -126,8 +131,8 @@ class RewardModelJudge(Judge):
         texts = self._texts(prompts, answers)
         out = []
         for s in range(0, len(texts), self.batch_size):
-            enc = self.tok(texts[s:s + self.batch_size], return_tensors="pt", padding=True, truncation=True,
-                           max_length=self.max_length)
+            enc = self.tok(texts[s:s + self.batch_size], return_tensors="pt", padding=True,
+                           truncation=True, max_length=self.max_length)
             out += self.model(**enc).logits[:, 0].float().tolist()
         return out
 
@@ -149,15 +154,16 @@ class LLMPairwiseJudge(Judge):
     def _letter_id(self, letter):
         ids = self.tok.encode(letter, add_special_tokens=False)
         if len(ids) != 1:
-            raise UserError(f"the judge's tokenizer splits {letter!r} into {len(ids)} tokens, so it cannot answer A "
-                            "or B; use another judge model")
+            raise UserError(f"the judge's tokenizer splits {letter!r} into {len(ids)} tokens, so "
+                            "it cannot answer A or B; use another judge model")
         return ids[0]
 
     @torch.no_grad()
     def prefer(self, prompt, a, b):
         text = self.TEMPLATE.format(prompt=prompt.strip(), a=a.strip(), b=b.strip())
         if self.tok.chat_template:
-            enc = self.tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+            enc = self.tok.apply_chat_template([{"role": "user", "content": text}],
+                                               add_generation_prompt=True,
                                                return_tensors="pt", return_dict=True)
         else:
             enc = self.tok(text + "\nAnswer:", return_tensors="pt")
@@ -198,17 +204,21 @@ class JudgeContext:
 JUDGES: Registry[JudgeKind] = Registry("judge", key="judge", plugins=True)
 
 
-def register_judge(name: str, make: Callable, *, takes: str | None = None, check: Callable | None = None,
-                   help: str = "", listed: bool = True, replace: bool = False, configured: bool = False) -> JudgeKind:
+def register_judge(name: str, make: Callable, *, takes: str | None = None,
+                   check: Callable | None = None, help: str = "", listed: bool = True,
+                   replace: bool = False, configured: bool = False) -> JudgeKind:
     """Register a judge. ``make(arg)`` returns a `Judge` (``arg``: the text after ``name:`` in the
     spec, or None); a run config then names it (`judge: NAME` or `judge: NAME:ARG`), with the
     registering module under `plugins`."""
-    return JUDGES.register(name, JudgeKind(name, make, takes, check, help, listed, configured), replace=replace)
+    return JUDGES.register(name, JudgeKind(name, make, takes, check, help, listed, configured),
+                           replace=replace)
 
 
 def judge_specs() -> str:
-    """'lexicon, reward:FOLDER, ... or oracle': the specs of the listed judges, for help and errors."""
-    specs = [k.name + (f":{k.takes}" if k.takes else "") for k in (JUDGES.get(n) for n in JUDGES) if k.listed]
+    """'lexicon, reward:FOLDER, ... or oracle': the specs of the listed judges, for help and
+    errors."""
+    specs = [k.name + (f":{k.takes}" if k.takes else "") for k in (JUDGES.get(n) for n in JUDGES)
+             if k.listed]
     return specs[0] if len(specs) == 1 else ", ".join(specs[:-1]) + " or " + specs[-1]
 
 
@@ -236,7 +246,8 @@ def check_judge(spec: str, prompts: Sequence[str] | None = None, where: str = "t
                 context: JudgeContext | None = None) -> None:
     """Everything about a judge that can be checked before any work: the spec's form, that what it
     needs is installed or exists (VADER, the reward model's folder, the LLM), and that it can judge
-    ``prompts`` (the lab's oracle knows only the lab's prompts). Raises a `ConfigError` keyed `judge`."""
+    ``prompts`` (the lab's oracle knows only the lab's prompts). Raises a `ConfigError` keyed
+    `judge`."""
     problem = judge_spec_problem(spec)
     if problem:
         raise ConfigError(key="judge", problem=problem)
@@ -269,9 +280,12 @@ def _check_lexicon(arg, prompts, where):
 def _check_reward(folder, prompts, where):
     require_path(folder, "reward model folder", "judge", kind="dir")
     if not (Path(folder).expanduser() / "config.json").exists():
-        raise ConfigError(key="judge", problem=f": {folder!r} has no config.json, so it is not a Hugging Face "
-                                               "model folder; give a sequence-classification reward model folder")
-    check_safe_weights(Path(folder).expanduser())  # a pickle-only folder is refused now, not after training
+        raise ConfigError(key="judge",
+                          problem=f": {folder!r} has no config.json, so it is not a Hugging Face "
+                                  "model folder; give a sequence-classification reward model "
+                                  "folder")
+    # a pickle-only folder is refused now, not after training
+    check_safe_weights(Path(folder).expanduser())
 
 
 def _check_llm(target, prompts, where):
@@ -279,21 +293,25 @@ def _check_llm(target, prompts, where):
         resolve_model_path(target)
     except ModelSourceError as e:
         raise ConfigError(key="judge", problem=f": {e}") from None
-    tok = load_tokenizer(target)  # the tokenizer only: cheap, and it decides whether the judge can answer
+    # the tokenizer only: cheap, and it decides whether the judge can answer
+    tok = load_tokenizer(target)
     for letter in ("A", "B"):
         n = len(tok.encode(letter, add_special_tokens=False))
         if n != 1:
-            raise ConfigError(key="judge", problem=f": the tokenizer of {target!r} splits {letter!r} into {n} "
-                                                   "tokens, so it cannot answer A or B; use another judge model")
+            raise ConfigError(key="judge",
+                              problem=f": the tokenizer of {target!r} splits {letter!r} into {n} "
+                                      "tokens, so it cannot answer A or B; use another judge model")
 
 
 def _make_llm(target):
-    return Swapped(LLMPairwiseJudge(load_model(target), load_tokenizer(target), name=f"LLM judge {target}"))
+    return Swapped(LLMPairwiseJudge(load_model(target), load_tokenizer(target),
+                                    name=f"LLM judge {target}"))
 
 
-register_judge("lexicon", lambda arg: LexiconJudge(), check=_check_lexicon, help="VADER sentiment of the answer")
-register_judge("reward", lambda folder: RewardModelJudge(folder), takes="FOLDER", check=_check_reward,
-               help="a sequence-classification reward model's logit")
+register_judge("lexicon", lambda arg: LexiconJudge(), check=_check_lexicon,
+               help="VADER sentiment of the answer")
+register_judge("reward", lambda folder: RewardModelJudge(folder), takes="FOLDER",
+               check=_check_reward, help="a sequence-classification reward model's logit")
 register_judge("llm", _make_llm, takes="MODEL", check=_check_llm,
                help="a causal LM asked which answer is better, in both orders")
 def _check_openai(model, prompts, where, context=None):
@@ -305,5 +323,7 @@ def _make_openai(model, context=None):
 
 
 register_judge("openai", _make_openai, takes="MODEL", check=_check_openai, configured=True,
-               help="a model behind an OpenAI-compatible endpoint (judge_api settings), in both orders, cached")
-register_judge("constant", lambda arg: ConstantJudge(), listed=False, help="every comparison a tie (for tests)")
+               help="a model behind an OpenAI-compatible endpoint (judge_api settings), in both "
+                    "orders, cached")
+register_judge("constant", lambda arg: ConstantJudge(), listed=False,
+               help="every comparison a tie (for tests)")

@@ -29,14 +29,16 @@ class PairedDifference:
         return f"{100 * self.mean:+.1f} [{100 * self.low:+.1f}, {100 * self.high:+.1f}]"
 
 
-def paired_difference(a, b, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> PairedDifference:
+def paired_difference(a, b, n_boot: int = 2000, seed: int = 0,
+                      level: float = 0.95) -> PairedDifference:
     """Mean of ``a − b`` and its two-way bootstrap interval.
 
     ``a`` and ``b``: arrays of shape (seeds, prompts), the two arms' per-prompt values for the same
     seeds (rows) and prompts (columns)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape or a.ndim != 2 or a.size == 0:
-        raise ValueError(f"need two (seeds, prompts) arrays of one shape, got {a.shape} and {b.shape}")
+        raise ValueError(f"need two (seeds, prompts) arrays of one shape, got {a.shape} and "
+                         f"{b.shape}")
     d = a - b
     n_s, n_p = d.shape
     rng = np.random.default_rng(seed)
@@ -44,7 +46,8 @@ def paired_difference(a, b, n_boot: int = 2000, seed: int = 0, level: float = 0.
     for k in range(n_boot):
         s = rng.integers(0, n_s, size=n_s)
         p = rng.integers(0, n_p, size=n_p)
-        # mean over the resampled grid = mean over resampled seeds of each seed's mean over the prompts drawn
+        # mean over the resampled grid = mean over resampled seeds of each seed's mean over the
+        # prompts drawn
         boots[k] = d[np.ix_(s, p)].mean()
     lo, hi = np.quantile(boots, [(1 - level) / 2, 1 - (1 - level) / 2])
     return PairedDifference(float(d.mean()), float(lo), float(hi), n_s, n_p)
@@ -55,7 +58,8 @@ class LabsDifference:
     """A paired difference pooled over independently built labs (each lab weighs the same)."""
 
     mean: float
-    low: float  # across labs: the labs resampled (each lab's mean carries its own seeds' and prompts' noise)
+    # across labs: the labs resampled (each lab's mean carries its own seeds' and prompts' noise)
+    low: float
     high: float
     within_low: float  # these labs: each lab's seeds and prompts resampled, the labs held fixed
     within_high: float
@@ -66,17 +70,18 @@ class LabsDifference:
         return f"{100 * self.mean:+.1f} [{100 * self.low:+.1f}, {100 * self.high:+.1f}]"
 
 
-def paired_difference_over_labs(labs, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> LabsDifference:
+def paired_difference_over_labs(labs, n_boot: int = 2000, seed: int = 0,
+                                level: float = 0.95) -> LabsDifference:
     """Mean over labs of each lab's mean ``a − b``, with two bootstrap intervals.
 
     ``labs``: one (a, b) per lab, each a pair of (seeds, prompts) arrays as `paired_difference`
     takes (labs may differ in seeds and prompts). A lab is a replication of the whole experiment
     (another SFT model, other pairs, other prompts).
 
-    * ``low, high`` (across labs) resample the labs with replacement and average their means: a lab's
-      mean already holds the noise of its seeds and prompts, so resampling inside it again would
-      count that noise twice. With few labs this interval is coarse: with three it is the range of
-      the labs' means.
+    * ``low, high`` (across labs) resample the labs with replacement and average their means: a
+      lab's mean already holds the noise of its seeds and prompts, so resampling inside it again
+      would count that noise twice. With few labs this interval is coarse: with three it is the
+      range of the labs' means.
     * ``within_low, within_high`` (these labs) hold the labs fixed and resample each lab's seeds and
       prompts (`paired_difference`'s two-way bootstrap inside every lab): is the mean over *these*
       labs distinguishable from zero."""
@@ -84,7 +89,8 @@ def paired_difference_over_labs(labs, n_boot: int = 2000, seed: int = 0, level: 
     for a, b in labs:
         a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
         if a.shape != b.shape or a.ndim != 2 or a.size == 0:
-            raise ValueError(f"need two (seeds, prompts) arrays of one shape per lab, got {a.shape} and {b.shape}")
+            raise ValueError(f"need two (seeds, prompts) arrays of one shape per lab, got "
+                             f"{a.shape} and {b.shape}")
         diffs.append(a - b)
     if not diffs:
         raise ValueError("no labs to pool")
@@ -101,21 +107,23 @@ def paired_difference_over_labs(labs, n_boot: int = 2000, seed: int = 0, level: 
     lo, hi = np.quantile(across, q)
     w_lo, w_hi = np.quantile(within, q)
     per_lab = [paired_difference(d, np.zeros_like(d), n_boot=n_boot, seed=seed) for d in diffs]
-    return LabsDifference(float(means.mean()), float(lo), float(hi), float(w_lo), float(w_hi), per_lab,
-                          float(means.std(ddof=1)) if len(means) > 1 else 0.0)
+    return LabsDifference(float(means.mean()), float(lo), float(hi), float(w_lo), float(w_hi),
+                          per_lab, float(means.std(ddof=1)) if len(means) > 1 else 0.0)
 
 
 def headroom_share(arm, full, oracle, n_boot: int = 2000, seed: int = 0, level: float = 0.95):
     """The share of the oracle's headroom an arm captures, (arm − full) / (oracle − full), with the
     same two-way bootstrap as `paired_difference` (seeds and prompts resampled together for all
-    three arms; the ratio of the resampled mean differences). 1: all of it; 0: no better than all the
-    data; negative: worse. None when the testbed has no headroom to share: the oracle's mean gain
-    over the full data is not positive, or its interval reaches zero (a testbed that cannot rank).
+    three arms; the ratio of the resampled mean differences). 1: all of it; 0: no better than all
+    the data; negative: worse. None when the testbed has no headroom to share: the oracle's mean
+    gain over the full data is not positive, or its interval reaches zero (a testbed that cannot
+    rank).
 
     Each argument: a (seeds, prompts) array of per-prompt values, the same seeds and prompts."""
     a, f, o = (np.asarray(x, dtype=float) for x in (arm, full, oracle))
     if not a.shape == f.shape == o.shape or a.ndim != 2 or a.size == 0:
-        raise ValueError(f"need three (seeds, prompts) arrays of one shape, got {a.shape}, {f.shape}, {o.shape}")
+        raise ValueError(f"need three (seeds, prompts) arrays of one shape, got {a.shape}, "
+                         f"{f.shape}, {o.shape}")
     gain, room = a - f, o - f
     if paired_difference(o, f, n_boot=n_boot, seed=seed, level=level).low <= 0:
         return None
@@ -140,6 +148,7 @@ def per_prompt(values, n_prompts: int) -> np.ndarray:
 
 def smallest_detectable(d: PairedDifference, z_power: float = 0.84) -> float:
     """The smallest true difference this design detects with 80 % power at the interval's level:
-    (z_α/2 + z_power) · SE, with the SE read off the interval's half-width (half-width = 1.96 SE)."""
+    (z_α/2 + z_power) · SE, with the SE read off the interval's half-width (half-width = 1.96
+    SE)."""
     se = (d.high - d.low) / (2 * 1.96)
     return float((1.96 + z_power) * se)

@@ -23,7 +23,8 @@ SCORE_LABELS = {"irm": "IRM", "lossdiff": "LossDiff", "if": "IF"}
 CURVE_KEYS = (("loss", "train loss"), ("rewards/margins", "train margin"),
               ("eval_loss", "eval loss"), ("eval_rewards/margins", "eval margin"))
 # Online RL stages (route rm_rl) log the reward model's reward and the KL to π_ref instead.
-RL_CURVE_KEYS = (("loss", "train loss (GRPO's is ≈ 0 with one iteration)"), ("reward", "reward (the arm's RM)"),
+RL_CURVE_KEYS = (("loss", "train loss (GRPO's is ≈ 0 with one iteration)"),
+                 ("reward", "reward (the arm's RM)"),
                  ("kl", "KL to π_ref"), ("reward_std", "reward sd within a group"))
 
 
@@ -61,7 +62,8 @@ def _histograms(scores, figs) -> str:
         ax.set_title(SCORE_LABELS[c]), ax.set_ylabel("pairs")
     fig.tight_layout()
     return section("histograms", "Score distributions",
-                    figs.embed(fig, "histograms", "Histograms of the scores over the scored pairs."))
+                    figs.embed(fig, "histograms",
+                               "Histograms of the scores over the scored pairs."))
 
 
 def _scatters(scores, figs) -> str:
@@ -76,10 +78,12 @@ def _scatters(scores, figs) -> str:
         ok = np.isfinite(x) & np.isfinite(y)
         ax.scatter(x[ok], y[ok], s=8, alpha=0.5, color="#dd8452")
         ax.set_xlabel("IF"), ax.set_ylabel(SCORE_LABELS[c])
-        ax.set_title(f"{SCORE_LABELS[c]} vs IF: Pearson r={r:.3f}, Spearman ρ={rho:.3f} (n={n})", fontsize=9)
+        ax.set_title(f"{SCORE_LABELS[c]} vs IF: Pearson r={r:.3f}, Spearman ρ={rho:.3f} (n={n})",
+                     fontsize=9)
     fig.tight_layout()
     return section("scatter", "Cheap scores against the influence function",
-                    figs.embed(fig, "scatter_if", "Each dot is a scored pair; correlations in the titles."))
+                    figs.embed(fig, "scatter_if",
+                               "Each dot is a scored pair; correlations in the titles."))
 
 
 def _layers(scores, figs) -> str:
@@ -104,8 +108,10 @@ def _layers(scores, figs) -> str:
     ax.set_xticks(pos, table["layer group"], rotation=45, ha="right")
     ax.set_ylabel("Spearman ρ with IF of group"), ax.set_ylim(-1, 1), ax.legend()
     fig.tight_layout()
-    cap = "Spearman correlation of LossDiff and IRM with each layer group's IF: which layers the cheap scores track."
-    return section("layers", "IF by layer group", figs.embed(fig, "if_by_layer", cap) + html_table(table))
+    cap = ("Spearman correlation of LossDiff and IRM with each layer group's IF: which layers the "
+           "cheap scores track.")
+    return section("layers", "IF by layer group",
+                   figs.embed(fig, "if_by_layer", cap) + html_table(table))
 
 
 def _masks(scores, selections) -> dict[str, np.ndarray]:
@@ -139,8 +145,10 @@ def _overlap(scores, masks, figs) -> str:
     ax.set_ylim(0, 1.05), ax.set_ylabel("|A∩TIF| / min(|A|,|TIF|)")
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
-    cap = "Overlap coefficient of each selection with the TIF selection (1 = the smaller set lies inside the other)."
-    return section("overlap", "Overlap with TIF", figs.embed(fig, "overlap_tif", cap) + html_table(table))
+    cap = ("Overlap coefficient of each selection with the TIF selection (1 = the smaller set lies "
+           "inside the other).")
+    return section("overlap", "Overlap with TIF",
+                   figs.embed(fig, "overlap_tif", cap) + html_table(table))
 
 
 def _lab(scores, masks, figs) -> str:
@@ -157,26 +165,33 @@ def _lab(scores, masks, figs) -> str:
     for i in range(share.shape[0]):
         for j in range(share.shape[1]):
             v = share.iat[i, j]
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.6 else "k", fontsize=9)
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right"), ax.set_yticks(range(len(rows)), list(rows))
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.6 else "k",
+                    fontsize=9)
+    (ax.set_xticks(range(len(names)), names, rotation=30, ha="right"),
+     ax.set_yticks(range(len(rows)), list(rows)))
     fig.colorbar(im, ax=ax, label="share kept")
     fig.tight_layout()
-    cap = "Share of each true pair type kept by each selection; (scored) is the share that could be scored at all."
+    cap = ("Share of each true pair type kept by each selection; (scored) is the share that could "
+           "be scored at all.")
     counts = pd.Series(types).value_counts().rename_axis("pair type").rename("pairs").reset_index()
     return section("lab", "On the lab: what each selection keeps",
-                    figs.embed(fig, "lab_kept", cap) + html_table(share, index=True) + html_table(counts)
-                    + _truth(scores))
+                    figs.embed(fig, "lab_kept", cap) + html_table(share, index=True)
+                    + html_table(counts) + _truth(scores))
 
 
 def _truth(scores) -> str:
     out, leak, table = "", rating_leak_share(scores), detection_table(scores)
     if leak is not None:
-        verdict = ("the ratings agree with the labels, as the rater who labelled would rate" if leak[0] == 0 else
-                   "a leak: rules that read the ratings see part of the truth the labels hide, as a team's would not")
+        verdict = ("the ratings agree with the labels, as the rater who labelled would rate"
+                   if leak[0] == 0 else
+                   "a leak: rules that read the ratings see part of the truth the labels hide, as "
+                   "a team's would not")
         out += (f"<p>Ratings: on the {leak[1]} wrong labels the rating gap points to the truth for "
                 f"{100 * leak[0]:.1f} % of them ({esc(verdict)}).</p>")
-    return out + ("" if table is None else "<p>How well each score finds the wrong labels: the AUC of \"a low score, "
-                  "a wrong label\" (0.5: chance), over all pairs and by length group.</p>" + html_table(table.round(3), True))
+    return out + ("" if table is None
+                  else "<p>How well each score finds the wrong labels: the AUC of \"a low score, "
+                  "a wrong label\" (0.5: chance), over all pairs and by length group.</p>"
+                  + html_table(table.round(3), True))
 
 
 def _winrate(evaluation, figs) -> str:
@@ -186,14 +201,16 @@ def _winrate(evaluation, figs) -> str:
     agg = ev.groupby("arm", sort=False)["win_rate"].agg(["mean", "min", "max", "count"])
     use_ci = {"low", "high"} <= set(ev) and ev[["low", "high"]].notna().all().all()
     if use_ci:
-        agg["lo"], agg["hi"] = ev.groupby("arm", sort=False)["low"].mean(), ev.groupby("arm", sort=False)["high"].mean()
+        agg["lo"], agg["hi"] = (ev.groupby("arm", sort=False)["low"].mean(),
+                                ev.groupby("arm", sort=False)["high"].mean())
         how = "error bars: mean over seeds of the bootstrap 95% interval bounds"
     else:
         agg["lo"], agg["hi"] = agg["min"], agg["max"]
         how = "error bars: min–max over seeds"
     y = np.arange(len(agg))
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(agg) + 1.6))
-    err = np.vstack([(agg["mean"] - agg["lo"]).clip(lower=0), (agg["hi"] - agg["mean"]).clip(lower=0)])
+    err = np.vstack([(agg["mean"] - agg["lo"]).clip(lower=0),
+                     (agg["hi"] - agg["mean"]).clip(lower=0)])
     ax.errorbar(agg["mean"], y, xerr=err, fmt="o", capsize=4, label="win rate")
     if "head_to_head" in ev and ev["head_to_head"].notna().any():
         ax.plot(ev.groupby("arm", sort=False)["head_to_head"].mean().reindex(agg.index), y, "s",
@@ -203,39 +220,51 @@ def _winrate(evaluation, figs) -> str:
     ax.set_yticks(y, agg.index), ax.invert_yaxis(), ax.set_xlim(0, 1), ax.set_xlabel("win rate")
     fig.tight_layout()
     cap = f"Win rate per arm; point = mean over seeds, {how}; dashed line = 50%."
-    cols = [c for c in ("arm", "seed", "win_rate", "low", "high", "score", "head_to_head") if c in ev]
-    per_arm = agg.rename(columns={"mean": "mean win_rate", "count": "seeds", "lo": "bar low", "hi": "bar high"})
+    cols = [c for c in ("arm", "seed", "win_rate", "low", "high", "score", "head_to_head")
+            if c in ev]
+    per_arm = agg.rename(columns={"mean": "mean win_rate", "count": "seeds", "lo": "bar low",
+                                  "hi": "bar high"})
     return section("winrate", "Win rate per arm", figs.embed(fig, "winrate", cap)
-                    + html_table(per_arm[["mean win_rate", "bar low", "bar high", "seeds"]], index=True)
+                    + html_table(per_arm[["mean win_rate", "bar low", "bar high", "seeds"]],
+                                 index=True)
                     + "<h3>Every arm × seed</h3>" + html_table(ev[cols]))
 
 
 def _paired(summary, figs) -> str:
-    """Each arm's paired difference from `random` and `full`, with its two-way bootstrap interval."""
+    """Each arm's paired difference from `random` and `full`, with its two-way bootstrap
+    interval."""
     bases = [b for b in BASELINES if summary is not None and f"d_wr_{b}" in summary]
     if not bases:
         return ""
-    fig, axes = plt.subplots(1, len(bases), figsize=(5 * len(bases), 0.45 * len(summary) + 1.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(bases), figsize=(5 * len(bases), 0.45 * len(summary) + 1.6),
+                             squeeze=False)
     y = np.arange(len(summary))
     for ax, b in zip(axes[0], bases):
-        m, lo, hi = (100 * summary[f"d_wr_{b}{x}"].to_numpy(dtype=float) for x in ("", "_low", "_high"))
-        ax.errorbar(m, y, xerr=np.vstack([(m - lo).clip(min=0), (hi - m).clip(min=0)]), fmt="o", capsize=4)
+        m, lo, hi = (100 * summary[f"d_wr_{b}{x}"].to_numpy(dtype=float)
+                     for x in ("", "_low", "_high"))
+        ax.errorbar(m, y, xerr=np.vstack([(m - lo).clip(min=0), (hi - m).clip(min=0)]), fmt="o",
+                    capsize=4)
         ax.axvline(0, color="gray", ls="--", lw=1)
-        ax.set_yticks(y, summary["arm"]), ax.invert_yaxis(), ax.set_xlabel(f"WinRate − {b} (points)")
+        (ax.set_yticks(y, summary["arm"]), ax.invert_yaxis(),
+         ax.set_xlabel(f"WinRate − {b} (points)"))
     fig.tight_layout()
-    cap = ("Paired difference of each arm's WinRate from the random and full arms on the same prompts and sampling "
-           "seeds; bars: 95% interval of a bootstrap resampling prompts and training seeds together.")
-    cols = ["arm"] + [c for b in bases for c in (f"d_wr_{b}", f"d_wr_{b}_low", f"d_wr_{b}_high", f"d_score_{b}",
-                                                    f"d_score_{b}_low", f"d_score_{b}_high") if c in summary]
-    return section("paired", "Paired differences against random and full", figs.embed(fig, "paired", cap)
-                    + html_table(summary[cols]))
+    cap = ("Paired difference of each arm's WinRate from the random and full arms on the same "
+           "prompts and sampling seeds; bars: 95% interval of a bootstrap resampling prompts and "
+           "training seeds together.")
+    cols = ["arm"] + [c for b in bases
+                      for c in (f"d_wr_{b}", f"d_wr_{b}_low", f"d_wr_{b}_high", f"d_score_{b}",
+                                   f"d_score_{b}_low", f"d_score_{b}_high") if c in summary]
+    return section("paired", "Paired differences against random and full",
+                    figs.embed(fig, "paired", cap) + html_table(summary[cols]))
 
 
 def _calibration(calibrations, figs) -> str:
-    """Each calibrated arm's probes: the validation value of every candidate window, the choice, the cost."""
+    """Each calibrated arm's probes: the validation value of every candidate window, the choice, the
+    cost."""
     if not calibrations:
         return ""
-    fig, axes = plt.subplots(1, len(calibrations), figsize=(5.5 * len(calibrations), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(calibrations), figsize=(5.5 * len(calibrations), 3.6),
+                             squeeze=False)
     body = ""
     for ax, (arm, cal) in zip(axes[0], calibrations.items()):
         rows = pd.DataFrame(cal["candidates"])
@@ -243,7 +272,8 @@ def _calibration(calibrations, figs) -> str:
         if not judged and "val_loss" not in rows:  # every window was empty: nothing was probed
             ax.set_axis_off(), ax.set_title(f"{arm}: no window held a pair", fontsize=9)
             continue
-        v = 100 * rows["win_rate"].to_numpy(dtype=float) if judged else rows["val_loss"].to_numpy(dtype=float)
+        v = (100 * rows["win_rate"].to_numpy(dtype=float) if judged
+             else rows["val_loss"].to_numpy(dtype=float))
         x = np.arange(len(rows))
         colours = ["C3" if i == cal["chosen"] else "C0" for i in x]
         if judged:
@@ -251,23 +281,27 @@ def _calibration(calibrations, figs) -> str:
                              100 * rows["wr_high"].to_numpy(dtype=float) - v])
             ax.errorbar(x, v, yerr=err.clip(min=0), fmt="none", ecolor="gray", capsize=3)
         ax.scatter(x, v, c=colours, zorder=3)
-        ax.set_xticks(x, [f"{lo:.0f}/{hi:.0f}" for lo, hi in zip(rows["low"], rows["high"])], rotation=60, fontsize=7)
+        ax.set_xticks(x, [f"{lo:.0f}/{hi:.0f}" for lo, hi in zip(rows["low"], rows["high"])],
+                      rotation=60, fontsize=7)
         ax.set_xlabel("% cut from the bottom / top"), ax.set_title(arm, fontsize=9)
         ax.set_ylabel("probe WinRate on validation (%)" if judged else "probe validation loss")
-        cols = [c for c in ("window", "n_pairs", "win_rate", "wr_low", "wr_high", "val_loss", "val_margin", "steps",
-                            "train_seconds", "judge_seconds") if c in rows]
+        cols = [c for c in ("window", "n_pairs", "win_rate", "wr_low", "wr_high", "val_loss",
+                            "val_margin", "steps", "train_seconds", "judge_seconds") if c in rows]
         shown = rows[cols].copy()
         shown.insert(0, "chosen", ["yes" if i == cal["chosen"] else "" for i in x])
         arm_s = cal.get("arm_seconds")
-        body += (f"<h3>{esc(arm)}</h3><p>{len(rows)} probes of {cal['probe_epochs']:g} epoch, judged by "
-                 f"{'WinRate vs π_ref on the validation prompts' if judged else 'the validation loss'}; they took "
+        by = "WinRate vs π_ref on the validation prompts" if judged else "the validation loss"
+        body += (f"<h3>{esc(arm)}</h3><p>{len(rows)} probes of {cal['probe_epochs']:g} epoch, "
+                 f"judged by {by}; they took "
                  f"{cal['probe_seconds']:.0f} s ({cal['probe_steps']} steps)"
                  + (f", the arm's own training {arm_s:.0f} s over its seeds" if arm_s else "")
-                 + f". Chosen: {esc(cal['window'])} ({cal['n_pairs']} pairs).</p>" + html_table(shown))
+                 + f". Chosen: {esc(cal['window'])} ({cal['n_pairs']} pairs).</p>"
+                 + html_table(shown))
     fig.tight_layout()
-    cap = ("Each candidate window's probe (a short training from θ on its pairs), valued on validation data only; "
-           "red: the window the arm was then trained on.")
-    return section("calibration", "Calibrated arms: the probes", figs.embed(fig, "calibration", cap) + body)
+    cap = ("Each candidate window's probe (a short training from θ on its pairs), valued on "
+           "validation data only; red: the window the arm was then trained on.")
+    return section("calibration", "Calibrated arms: the probes",
+                   figs.embed(fig, "calibration", cap) + body)
 
 
 def _curves(curves, figs) -> str:
@@ -295,19 +329,22 @@ def _curves(curves, figs) -> str:
                     alpha=0.8, color=colour[arm])
         ax.set_title(label), ax.set_xlabel("step")
         if not series[key]:
-            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="gray")
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes,
+                    color="gray")
     handles = [plt.Line2D([], [], color=colour[g], lw=2, label=g) for g in groups]
     fig.legend(handles=handles, loc="center right", fontsize=8, title="arm (all seeds)")
     fig.tight_layout(rect=(0, 0, 0.86, 1))
     return section("curves", "Training curves",
-                    figs.embed(fig, "curves", ("Online RL per arm: loss, the RM's reward, the KL to π_ref and "
-                                               "the reward's spread in a group; " if rl else
-                                               "Training and validation DPO loss and reward margin per arm; ")
+                    figs.embed(fig, "curves",
+                               ("Online RL per arm: loss, the RM's reward, the KL to π_ref and "
+                                "the reward's spread in a group; " if rl else
+                                "Training and validation DPO loss and reward margin per arm; ")
                                + "each seed is one line in its arm's colour."))
 
 
 def write_report(out_dir, scores: pd.DataFrame, selections: dict[str, np.ndarray] | None = None,
-                 evaluation: pd.DataFrame | None = None, curves: dict[str, list[dict]] | None = None,
+                 evaluation: pd.DataFrame | None = None,
+                 curves: dict[str, list[dict]] | None = None,
                  title: str = "prefsift report", notes: list[str] | None = None,
                  paired: pd.DataFrame | None = None, calibrations: dict[str, dict] | None = None,
                  extras: dict[str, str] | None = None) -> Path:
@@ -318,7 +355,8 @@ def write_report(out_dir, scores: pd.DataFrame, selections: dict[str, np.ndarray
     out_dir.mkdir(parents=True, exist_ok=True)
     figs = Figures(out_dir)
     masks = _masks(scores, selections)
-    parts = [_summary(scores), _histograms(scores, figs), _scatters(scores, figs), _layers(scores, figs),
+    parts = [_summary(scores), _histograms(scores, figs), _scatters(scores, figs),
+             _layers(scores, figs),
              _overlap(scores, masks, figs), _lab(scores, masks, figs), _winrate(evaluation, figs),
              _paired(paired, figs), _calibration(calibrations, figs), _curves(curves, figs)]
     extras = dict(extras or {})
@@ -326,8 +364,10 @@ def write_report(out_dir, scores: pd.DataFrame, selections: dict[str, np.ndarray
         parts.insert(1, section("pairs", "The pairs", extras.pop("pairs")))
     parts = [p[:-len("</section>")] + extras[p[13:p.index('"', 13)]] + "</section>"
              if p and p[13:p.index('"', 13)] in extras else p for p in parts]
-    note_html = ("<ul class=\"notes\">" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>") if notes else ""
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+    note_html = (("<ul class=\"notes\">" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
+                 if notes else "")
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta '
+            f'charset="utf-8"><title>{esc(title)}</title>'
             f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>{note_html}"
             + "".join(p for p in parts if p) + RENDER_CHECK + "</body></html>\n")
     path = out_dir / "report.html"

@@ -15,9 +15,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;\
+color:#222}
 h1{border-bottom:2px solid #444}h2{margin-top:2em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;margin:.8em 0;font-size:.9em}th,td{border:1px solid #bbb;padding:.25em .6em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.9em}\
+th,td{border:1px solid #bbb;padding:.25em .6em}
 th{background:#eee}td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:1em 0}img{max-width:100%;height:auto}figcaption{font-size:.9em;color:#555}
 .notes li{color:#333}"""
@@ -52,7 +54,8 @@ def html_table(df: pd.DataFrame, index: bool = False) -> str:
     for rec in df.itertuples(index=False):
         cells = []
         for v in rec:
-            num = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+            num = (isinstance(v, (int, float, np.integer, np.floating))
+                   and not isinstance(v, (bool, np.bool_)))
             cells.append(f'<td class="num">{fmt(v)}</td>' if num else f"<td>{fmt(v)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"

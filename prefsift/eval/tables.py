@@ -1,4 +1,5 @@
-"""The printed tables of a run: each selection's size and overlap with TIF, and the arms' WinRate."""
+"""The printed tables of a run: each selection's size and overlap with TIF, and the arms'
+WinRate."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def summarize_arms(evaluation: pd.DataFrame, paired: pd.DataFrame | None = None)
     differences against the random and full arms."""
     g = evaluation.groupby("arm", sort=False)
     out = pd.DataFrame({
-        "n_pairs": g["n_pairs"].first(), "win_rate": g["win_rate"].mean(), "seed_sd": g["win_rate"].std(ddof=1),
+        "n_pairs": g["n_pairs"].first(), "win_rate": g["win_rate"].mean(),
+        "seed_sd": g["win_rate"].std(ddof=1),
         "low": g["low"].mean(), "high": g["high"].mean(), "score": g["score"].mean(),
         "vs_full": g["head_to_head"].mean(), "seeds": g["seed"].count(),
     })
@@ -53,7 +55,8 @@ BASELINES = ("random", "full")
 def paired_columns(evaluations: list[dict], n_prompts: int, baselines=BASELINES) -> pd.DataFrame:
     """Per arm, its paired difference from each baseline arm on the seeds both were trained with:
     WinRate (``d_wr_<base>``, percentage points as a fraction) and mean single score
-    (``d_score_<base>``), each with ``_low``/``_high`` from the two-way bootstrap over seeds and prompts."""
+    (``d_score_<base>``), each with ``_low``/``_high`` from the two-way bootstrap over seeds and
+    prompts."""
     by = {(r["arm"], r["seed"]): r for r in evaluations}
     arms = list(dict.fromkeys(r["arm"] for r in evaluations))
     rows = []
@@ -72,7 +75,8 @@ def paired_columns(evaluations: list[dict], n_prompts: int, baselines=BASELINES)
                 row.update({f"d_{name}_{base}": d.mean, f"d_{name}_{base}_low": d.low,
                             f"d_{name}_{base}_high": d.high})
         oracle = best_oracle(by, arms)
-        share = _headroom_share(by, arm, oracle, n_prompts) if oracle and arm not in ORACLES else None
+        share = (_headroom_share(by, arm, oracle, n_prompts) if oracle and arm not in ORACLES
+                 else None)
         if share is not None:
             row.update({"headroom_share": share.mean, "headroom_share_low": share.low,
                         "headroom_share_high": share.high, "headroom_oracle": oracle})
@@ -81,20 +85,22 @@ def paired_columns(evaluations: list[dict], n_prompts: int, baselines=BASELINES)
 
 
 ORACLE = "clean"  # the lab's first oracle arm (the clean pairs whose label is right)
-# The lab's oracle arms (each needs the lab's truth): `clean` drops the wrong labels and every near-tie,
-# near-duplicate and easy pair; `drop_wrong` only the wrong labels; `oracle_relabel` keeps every pair
-# with the oracle's label. The headroom is the best of those a run has, named wherever it is used, so
-# no contestant passes it by keeping a pair type one oracle drops.
+# The lab's oracle arms (each needs the lab's truth): `clean` drops the wrong labels and every
+# near-tie, near-duplicate and easy pair; `drop_wrong` only the wrong labels; `oracle_relabel` keeps
+# every pair with the oracle's label. The headroom is the best of those a run has, named wherever it
+# is used, so no contestant passes it by keeping a pair type one oracle drops.
 ORACLES = ("clean", "drop_wrong", "oracle_relabel")
 
 
 def _seeds_with(by: dict, arms) -> list:
-    return sorted(s for (a, s) in by if a == arms[0] and all((x, s) in by and "prefs" in by[(x, s)] for x in arms))
+    return sorted(s for (a, s) in by
+                  if a == arms[0] and all((x, s) in by and "prefs" in by[(x, s)] for x in arms))
 
 
 def best_oracle(by: dict, arms: list) -> str | None:
-    """The oracle arm of `ORACLES` in ``arms`` with the largest mean WinRate gain over `full`, on the
-    seeds every such oracle shares with `full` (else each on its own; None without `full` or an oracle)."""
+    """The oracle arm of `ORACLES` in ``arms`` with the largest mean WinRate gain over `full`, on
+    the seeds every such oracle shares with `full` (else each on its own; None without `full` or an
+    oracle)."""
     if "full" not in arms:
         return None
     present = [x for x in ORACLES if x in arms and _seeds_with(by, (x, "full"))]
@@ -103,8 +109,8 @@ def best_oracle(by: dict, arms: list) -> str | None:
     for o in present:  # compared on the seeds they all share with full, else each on its own
         seeds = shared or _seeds_with(by, (o, "full"))
         if seeds:
-            gains[o] = float(np.mean([np.mean(by[(o, s)]["prefs"]) - np.mean(by[("full", s)]["prefs"])
-                                      for s in seeds]))
+            gains[o] = float(np.mean([np.mean(by[(o, s)]["prefs"])
+                                      - np.mean(by[("full", s)]["prefs"]) for s in seeds]))
     return max(gains, key=gains.get) if gains else None
 
 
@@ -113,7 +119,8 @@ def _headroom_share(by: dict, arm: str, oracle: str, n_prompts: int):
     seeds = _seeds_with(by, (arm, "full", oracle))
     if not seeds:
         return None
-    a, f, o = ([per_prompt(by[(x, s)]["prefs"], n_prompts) for s in seeds] for x in (arm, "full", oracle))
+    a, f, o = ([per_prompt(by[(x, s)]["prefs"], n_prompts) for s in seeds]
+               for x in (arm, "full", oracle))
     return headroom_share(a, f, o, seed=len(seeds))
 
 
@@ -122,8 +129,10 @@ def format_arms(summary: pd.DataFrame) -> str:
     rm = "rm_accuracy" in summary
     diffs = [b for b in BASELINES if f"d_wr_{b}" in summary]
     share = "headroom_share" in summary and summary["headroom_share"].notna().any()
-    lines = [f"  {'arm':<{w}}{'pairs':>6}{'WinRate':>9}{'95% CI (mean)':>17}{'sd seeds':>10}{'score':>8}{'vs full':>9}"
-             + (f"{'RM acc.':>9}" if rm else "") + "".join(f"{'WinRate − ' + b + ' [95% CI]':>28}" for b in diffs)
+    lines = [f"  {'arm':<{w}}{'pairs':>6}{'WinRate':>9}{'95% CI (mean)':>17}{'sd seeds':>10}"
+             f"{'score':>8}{'vs full':>9}"
+             + (f"{'RM acc.':>9}" if rm else "")
+             + "".join(f"{'WinRate − ' + b + ' [95% CI]':>28}" for b in diffs)
              + (f"{'share of headroom [95% CI]':>30}" if share else "")]
     for _, r in summary.iterrows():
         sd = "" if np.isnan(r["seed_sd"]) else f"{100 * r['seed_sd']:.1f}"
@@ -133,19 +142,22 @@ def format_arms(summary: pd.DataFrame) -> str:
                 + (f"{100 * r['rm_accuracy']:>8.1f}%" if rm else ""))
         for b in diffs:
             m, lo, hi = (r[f"d_wr_{b}{x}"] for x in ("", "_low", "_high"))
-            cell = "" if r["arm"] == b or m != m else f"{100 * m:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+            cell = ("" if r["arm"] == b or m != m
+                    else f"{100 * m:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]")
             line += f"{cell:>28}"
         if share:
             m, lo, hi = (r[f"headroom_share{x}"] for x in ("", "_low", "_high"))
-            cell = "" if r["arm"] == "full" or r["arm"] in ORACLES or m != m else f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+            cell = ("" if r["arm"] == "full" or r["arm"] in ORACLES or m != m
+                    else f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]")
             line += f"{cell:>30}"
         lines.append(line)
     oracles = [o for o in ORACLES if o in set(summary["arm"])]
     if oracles and "full" in set(summary["arm"]) and not share:
-        lines.append(f"  (no share of headroom: the best oracle arm of {', '.join(oracles)} does not beat all the data "
-                     "beyond its interval, so this testbed cannot rank the arms)")
+        lines.append(f"  (no share of headroom: the best oracle arm of {', '.join(oracles)} does "
+                     "not beat all the data beyond its interval, so this testbed cannot rank the "
+                     "arms)")
     elif share:
         best = summary["headroom_oracle"].dropna().iloc[0]
-        lines.append(f"  share of headroom: (arm − full) / ({best} − full), against the best oracle arm of this run "
-                     f"({', '.join(oracles)})")
+        lines.append(f"  share of headroom: (arm − full) / ({best} − full), against the best "
+                     f"oracle arm of this run ({', '.join(oracles)})")
     return "\n".join(lines)

@@ -17,19 +17,21 @@ def gap_below_zero(gap, among) -> tuple[float, int] | None:
 
 
 def rating_leak_share(scores) -> tuple[float, int] | None:
-    """(the share of the scored wrong labels whose rating gap points to the truth, their count), from
-    a scores table with the lab's truth and the data's ratings; None without them or wrong labels.
-    0 where the rater who labelled gave the ratings (its gap never points against its label)."""
+    """(the share of the scored wrong labels whose rating gap points to the truth, their count),
+    from a scores table with the lab's truth and the data's ratings; None without them or wrong
+    labels. 0 where the rater who labelled gave the ratings (its gap never points against its
+    label)."""
     if not {"label_correct", "score_gap", "valid"} <= set(scores.columns):
         return None
     wrong = scores["valid"].astype(bool) & ~scores["label_correct"].fillna(True).astype(bool)
     return gap_below_zero(scores["score_gap"], wrong)
 
 
-# Each score's direction: +1 where a larger value means the label is more likely right (the rules keep
-# the top), −1 where smaller does (Selective DPO keeps the smallest held-out loss; a larger group ε).
-SCORE_DIRECTION = {"irm": 1, "lossdiff": 1, "if": 1, "tif": 1, "teacher": 1, "heldout": -1, "group_noise": -1,
-                   "score_gap": 1}
+# Each score's direction: +1 where a larger value means the label is more likely right (the rules
+# keep the top), −1 where smaller does (Selective DPO keeps the smallest held-out loss; a larger
+# group ε).
+SCORE_DIRECTION = {"irm": 1, "lossdiff": 1, "if": 1, "tif": 1, "teacher": 1, "heldout": -1,
+                   "group_noise": -1, "score_gap": 1}
 LENGTH_GROUPS = {1: "chosen longer", -1: "chosen shorter", 0: "as long"}
 
 
@@ -49,9 +51,9 @@ def detection_auc(score, wrong) -> float:
 
 
 def detection_table(scores):
-    """Per score of a scores table with the lab's truth: its detection AUC over every scored pair and
-    within each length group (where the table has `length_direction`), the wrong labels' count in
-    each; None without the truth or any wrong label."""
+    """Per score of a scores table with the lab's truth: its detection AUC over every scored pair
+    and within each length group (where the table has `length_direction`), the wrong labels' count
+    in each; None without the truth or any wrong label."""
     if "label_correct" not in scores or "valid" not in scores:
         return None
     valid = scores["valid"].astype(bool).to_numpy()
@@ -61,7 +63,8 @@ def detection_table(scores):
     groups = {"all pairs": valid}
     if "length_direction" in scores:
         d = scores["length_direction"].to_numpy(dtype=float)
-        groups.update({name: valid & (d == k) for k, name in LENGTH_GROUPS.items() if (valid & (d == k)).any()})
+        groups.update({name: valid & (d == k) for k, name in LENGTH_GROUPS.items()
+                       if (valid & (d == k)).any()})
     rows = {}
     for name, sign in SCORE_DIRECTION.items():
         if name in scores:

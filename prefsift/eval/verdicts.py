@@ -20,10 +20,10 @@ import threading
 import time
 from pathlib import Path
 
-SCHEMA = ("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, p REAL NOT NULL, how TEXT NOT NULL, "
-          "attempts INTEGER NOT NULL, at REAL NOT NULL)",
-          "CREATE TABLE IF NOT EXISTS failures (key TEXT PRIMARY KEY, reason TEXT NOT NULL, attempts INTEGER NOT NULL, "
-          "at REAL NOT NULL)")
+SCHEMA = ("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, p REAL NOT NULL, how TEXT "
+          "NOT NULL, attempts INTEGER NOT NULL, at REAL NOT NULL)",
+          "CREATE TABLE IF NOT EXISTS failures (key TEXT PRIMARY KEY, reason TEXT NOT NULL, "
+          "attempts INTEGER NOT NULL, at REAL NOT NULL)")
 
 
 def verdict_key(judge_key: str, prompt: str, first: str, second: str) -> str:
@@ -39,11 +39,12 @@ class _Store:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         # (a shared cache may be used by two runs at once: wait for the other's write, do not fail)
-        self.db = sqlite3.connect(":memory:" if path is None else str(path), timeout=60, check_same_thread=False,
-                                  isolation_level=None)
+        self.db = sqlite3.connect(":memory:" if path is None else str(path), timeout=60,
+                                  check_same_thread=False, isolation_level=None)
         if path is not None:
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")  # committed verdicts survive the process being killed
+            # committed verdicts survive the process being killed
+            self.db.execute("PRAGMA synchronous=NORMAL")
         for statement in SCHEMA:
             self.db.execute(statement)
         self.lock = threading.Lock()
@@ -53,7 +54,8 @@ class _Store:
         with self.lock:
             for s in range(0, len(keys), 500):  # (SQLite's limit on bound parameters)
                 chunk = keys[s:s + 500]
-                rows = self.db.execute(f"SELECT key, p FROM verdicts WHERE key IN ({','.join('?' * len(chunk))})",
+                rows = self.db.execute(f"SELECT key, p FROM verdicts WHERE key IN "
+                                       f"({','.join('?' * len(chunk))})",
                                        chunk).fetchall()
                 out.update(rows)
         return out
@@ -61,14 +63,16 @@ class _Store:
     def put(self, key: str, p: float, how: str, attempts: int) -> None:
         with self.lock:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)", (key, p, how, attempts, time.time()))
+            self.db.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)",
+                            (key, p, how, attempts, time.time()))
             self.db.execute("DELETE FROM failures WHERE key = ?", (key,))
             self.db.execute("COMMIT")
 
     def fail(self, key: str, reason: str, attempts: int) -> None:
         with self.lock:
-            self.db.execute("INSERT INTO failures VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET reason = "
-                            "excluded.reason, attempts = attempts + excluded.attempts, at = excluded.at",
+            self.db.execute("INSERT INTO failures VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE "
+                            "SET reason = excluded.reason, attempts = attempts + "
+                            "excluded.attempts, at = excluded.at",
                             (key, reason, attempts, time.time()))
 
     def close(self) -> None:
@@ -85,8 +89,8 @@ class VerdictCache:
         self.shared = _Store(Path(shared).expanduser()) if shared else None
 
     def get(self, keys: list[str]) -> dict[str, float]:
-        """The cached verdicts among ``keys``; those found only in the shared cache are copied into the
-        run's (as verdicts that cost this run no call)."""
+        """The cached verdicts among ``keys``; those found only in the shared cache are copied into
+        the run's (as verdicts that cost this run no call)."""
         found = self.run.get(keys)
         if self.shared is not None:
             rest = [k for k in keys if k not in found]
@@ -110,12 +114,13 @@ class VerdictCache:
         with self.run.lock:
             db = self.run.db
             how = dict(db.execute("SELECT how, COUNT(*) FROM verdicts GROUP BY how").fetchall())
-            ok = db.execute("SELECT COUNT(*), COALESCE(SUM(attempts), 0), COALESCE(SUM(MAX(attempts - 1, 0)), 0) "
-                            "FROM verdicts").fetchone()
+            ok = db.execute("SELECT COUNT(*), COALESCE(SUM(attempts), 0), "
+                            "COALESCE(SUM(MAX(attempts - 1, 0)), 0) FROM verdicts").fetchone()
             bad = db.execute("SELECT COUNT(*), COALESCE(SUM(attempts), 0) FROM failures").fetchone()
-            reasons = dict(db.execute("SELECT reason, COUNT(*) FROM failures GROUP BY reason").fetchall())
-        return {"verdicts": ok[0], "by_how": how, "requests": ok[1] + bad[1], "retried": ok[2] + max(bad[1] - bad[0], 0),
-                "failed": bad[0], "failures": reasons}
+            reasons = dict(db.execute("SELECT reason, COUNT(*) FROM failures GROUP BY "
+                                      "reason").fetchall())
+        return {"verdicts": ok[0], "by_how": how, "requests": ok[1] + bad[1],
+                "retried": ok[2] + max(bad[1] - bad[0], 0), "failed": bad[0], "failures": reasons}
 
     def close(self) -> None:
         self.run.close()

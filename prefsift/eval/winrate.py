@@ -24,10 +24,12 @@ class WinRate:
     n: int
 
     def __str__(self):
-        return f"{100 * self.win_rate:.1f}% [{100 * self.low:.1f}, {100 * self.high:.1f}] (n={self.n})"
+        return (f"{100 * self.win_rate:.1f}% [{100 * self.low:.1f}, {100 * self.high:.1f}] "
+                f"(n={self.n})")
 
 
-def win_rate(prefs: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> WinRate:
+def win_rate(prefs: Sequence[float], n_boot: int = 2000, seed: int = 0,
+             level: float = 0.95) -> WinRate:
     p = np.asarray(prefs, dtype=float)
     if len(p) == 0:
         raise ValueError("no comparisons to average")
@@ -52,8 +54,9 @@ class Evaluation:
         return d
 
 
-def evaluate_answers(judge: Judge, prompts: Sequence[str], aligned: Sequence[str], reference: Sequence[str],
-                     both_orders: bool = True, seed: int = 0, n_prompts: int | None = None) -> Evaluation:
+def evaluate_answers(judge: Judge, prompts: Sequence[str], aligned: Sequence[str],
+                     reference: Sequence[str], both_orders: bool = True, seed: int = 0,
+                     n_prompts: int | None = None) -> Evaluation:
     """Judge aligned against reference answers, answer by answer (in both orders by default).
 
     ``prompts`` holds each answer's prompt; with several answers per prompt, give ``n_prompts``

@@ -4,7 +4,8 @@ A digit-list task family with a graded programmatic oracle (`task`), a word-leve
 in code (`tokenizer`), an SFT stage that teaches a tiny causal LM the task imperfectly (`sft`),
 seeded sampling (`sample`), preference pairs with tagged imperfections (`pairs`), and `make_lab`,
 which builds all of it into a folder in a few minutes on a laptop CPU with no downloads (`make`).
-Importing it registers the oracle judge (`judge: oracle`) and the lab's answer sampler (`lab/judge.py`).
+Importing it registers the oracle judge (`judge: oracle`) and the lab's answer sampler
+(`lab/judge.py`).
 """
 
 from .judge import OracleJudge  # registers the oracle judge and the lab sampler

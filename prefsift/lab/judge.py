@@ -57,8 +57,9 @@ def _biased_share(arg) -> float | None:
 
 def _check_biased(arg, prompts, where):
     if _biased_share(arg) is None:
-        raise ConfigError(key="judge", problem=f"biased:{arg}: the share of length-decided verdicts must be a number "
-                                               "in [0, 1], e.g. biased:0.5")
+        raise ConfigError(key="judge", problem=f"biased:{arg}: the share of length-decided "
+                                               "verdicts must be a number in [0, 1], e.g. "
+                                               "biased:0.5")
     _check_oracle(None, prompts, where)
 
 
@@ -67,8 +68,9 @@ def _check_oracle(arg, prompts, where):
         try:
             parse_prompt(p)
         except (ValueError, TypeError):
-            raise ConfigError(key="judge", problem=f"`oracle` scores the lab's prompts only, and prompt {i + 1} of "
-                                                   f"{where} is not one ({str(p)[:40]!r}); use lexicon, "
+            raise ConfigError(key="judge", problem=f"`oracle` scores the lab's prompts only, and "
+                                                   f"prompt {i + 1} of {where} is not one "
+                                                   f"({str(p)[:40]!r}); use lexicon, "
                                                    "reward:FOLDER or llm:MODEL") from None
 
 
@@ -81,8 +83,10 @@ def _is_lab_tokenizer(tokenizer) -> bool:
     return tokenizer.get_vocab() == lab_vocab()
 
 
-register_judge("oracle", lambda arg: OracleJudge(), check=_check_oracle, help="the lab's programmatic oracle reward")
-register_judge("biased", lambda arg: BiasedOracleJudge(_biased_share(arg)), takes="SHARE", check=_check_biased,
-               help="the lab's oracle, but the longer answer wins a share SHARE of the verdicts whose answers "
-                    "differ in length (a judge with the raters' length bias)")
+register_judge("oracle", lambda arg: OracleJudge(), check=_check_oracle,
+               help="the lab's programmatic oracle reward")
+register_judge("biased", lambda arg: BiasedOracleJudge(_biased_share(arg)), takes="SHARE",
+               check=_check_biased, help="the lab's oracle, but the longer answer wins a share "
+                    "SHARE of the verdicts whose answers differ in length (a judge with the "
+                    "raters' length bias)")
 SAMPLERS.register("lab-sampler", Sampler("lab-sampler", _lab_answers, _is_lab_tokenizer))

@@ -65,15 +65,26 @@ PAIR_TYPES: tuple[str, ...] = ("clean", "flipped", "near_tie", "near_duplicate",
 class PairConfig:
     """How pairs are picked, labelled and rated."""
 
-    bt_temperature: float = field(default=0.1, metadata={"help": "Bradley–Terry labeller temperature: P(correct) = sigmoid(gap / T)"})
-    clean_min_gap: float = field(default=0.2, metadata={"help": "minimum oracle gap of clean and flipped pairs"})
-    tie_max_gap: float = field(default=0.02, metadata={"help": "maximum oracle gap of near_tie pairs"})
-    easy_min_reward: float = field(default=0.5, metadata={"help": "an easy pair's good side scores at least this"})
-    rater_noise: float = field(default=0.1, metadata={"help": "std of the Gaussian noise of the external rater's scores"})
-    labels_from_ratings: bool = field(default=False, metadata={"help": "label every pair by the rater (chosen = higher rated)"})
-    rater_agreement: float = field(default=0.85, metadata={"help": "with labels_from_ratings: the rater's agreement with the oracle's preference on non-tied pairs"})
-    rater_bias: float = field(default=0.0, metadata={"help": "share of the pairs (of those whose answers differ in length) that a length-biased rater labels: the longer answer is chosen, right or wrong"})
-    ratings: str = field(default="rater", metadata={"help": "rater: the rater who labelled gives the ratings, in its label's order; independent: each answer's own noisy rating, whatever the label (leaks the truth)"})
+    bt_temperature: float = field(default=0.1, metadata={"help": "Bradley–Terry labeller "
+            "temperature: P(correct) = sigmoid(gap / T)"})
+    clean_min_gap: float = field(default=0.2,
+                                 metadata={"help": "minimum oracle gap of clean and flipped pairs"})
+    tie_max_gap: float = field(default=0.02,
+                               metadata={"help": "maximum oracle gap of near_tie pairs"})
+    easy_min_reward: float = field(default=0.5, metadata={"help": "an easy pair's good side scores "
+                                                                  "at least this"})
+    rater_noise: float = field(default=0.1, metadata={"help": "std of the Gaussian noise of the "
+                                                              "external rater's scores"})
+    labels_from_ratings: bool = field(default=False, metadata={"help": "label every pair by the "
+                                                               "rater (chosen = higher rated)"})
+    rater_agreement: float = field(default=0.85, metadata={"help": "with labels_from_ratings: the "
+            "rater's agreement with the oracle's preference on non-tied pairs"})
+    rater_bias: float = field(default=0.0, metadata={"help": "share of the pairs (of those whose "
+            "answers differ in length) that a length-biased rater labels: the longer answer is "
+            "chosen, right or wrong"})
+    ratings: str = field(default="rater", metadata={"help": "rater: the rater who labelled gives "
+            "the ratings, in its label's order; independent: each answer's own noisy rating, "
+            "whatever the label (leaks the truth)"})
 
 
 def type_counts(n: int, proportions: dict[str, float]) -> dict[str, int]:
@@ -154,7 +165,8 @@ class _PromptPairs:
         if got:
             return got
         n = len(self.target)
-        with_wrong = [s for s in self.pool if len(s) > n or any(a != b for a, b in zip(s, self.target))]
+        with_wrong = [s for s in self.pool
+                      if len(s) > n or any(a != b for a, b in zip(s, self.target))]
         if with_wrong:
             base, origin = self.rng.choice(with_wrong), "sample"
         else:  # every sample is perfect: spoil one position of the reference first
@@ -204,10 +216,12 @@ def rater_noise_for(gaps, agreement: float) -> float:
     mean Φ(|gap| / (σ√2)) = agreement (solved by bisection)."""
     g = [abs(x) for x in gaps if x != 0]
     if not g or not 0.5 < agreement < 1:
-        raise ValueError(f"need non-tied pairs and an agreement in (0.5, 1), got {len(g)} pairs and {agreement}")
+        raise ValueError(f"need non-tied pairs and an agreement in (0.5, 1), got {len(g)} pairs "
+                         f"and {agreement}")
 
     def agree(sigma):
-        return sum(0.5 * (1 + math.erf(x / (2 * sigma))) for x in g) / len(g)  # Φ(x/(σ√2)) = ½(1+erf(x/2σ))
+        # Φ(x/(σ√2)) = ½(1+erf(x/2σ))
+        return sum(0.5 * (1 + math.erf(x / (2 * sigma))) for x in g) / len(g)
 
     lo, hi = 1e-9, 100.0
     for _ in range(200):
@@ -251,17 +265,22 @@ def build_pairs(
             swap = False
         else:
             swap = rng.random() >= _sigmoid((r_b - r_w) / cfg.bt_temperature)
-        noise_chosen, noise_rejected = rng.gauss(0.0, cfg.rater_noise), rng.gauss(0.0, cfg.rater_noise)
-        s_b, s_w = (r_b + noise_rejected, r_w + noise_chosen) if swap else (r_b + noise_chosen, r_w + noise_rejected)
-        # (the draw only when there is a bias, so that the labs without one stay byte for byte as they were)
+        noise_chosen, noise_rejected = (rng.gauss(0.0, cfg.rater_noise),
+                                        rng.gauss(0.0, cfg.rater_noise))
+        s_b, s_w = ((r_b + noise_rejected, r_w + noise_chosen) if swap
+                    else (r_b + noise_chosen, r_w + noise_rejected))
+        # (the draw only when there is a bias, so that the labs without one stay byte for byte as
+        # they were)
         by_bias = biased and len(better) != len(worse) and rng.random() < cfg.rater_bias
         if by_bias:
             swap = len(worse) > len(better)  # the longer answer is chosen
-        # The rater who labelled gives the ratings: it rates the answer it chose higher (else a rating-based
-        # rule reads the truth the label hides). The biased rater always did; no draw, so labels stay as they were.
+        # The rater who labelled gives the ratings: it rates the answer it chose higher (else a
+        # rating-based rule reads the truth the label hides). The biased rater always did; no draw,
+        # so labels stay as they were.
         if (by_bias or cfg.ratings == "rater") and (s_w > s_b) != swap:
             s_b, s_w = s_w, s_b
-        row = _row(split, k, prompt, pair_type, (better, origin_b, r_b, s_b), (worse, origin_w, r_w, s_w), swap)
+        row = _row(split, k, prompt, pair_type, (better, origin_b, r_b, s_b),
+                   (worse, origin_w, r_w, s_w), swap)
         if biased:
             row["biased"] = by_bias
         rows.append(row)
@@ -283,15 +302,17 @@ def _rated_pairs(prompts, samples, types, cfg, rng, split) -> list[dict]:
     built = [_one_pair(p, t, d, cfg, rng) for p, t, d in zip(prompts, types, samples)]
     sigma = rater_noise_for([b[2] - b[5] for b in built], cfg.rater_agreement)
     rows = []
-    for k, (prompt, pair_type, (better, origin_b, r_b, worse, origin_w, r_w)) in enumerate(zip(prompts, types, built)):
+    for k, (prompt, pair_type, (better, origin_b, r_b, worse, origin_w, r_w)) in enumerate(zip(
+            prompts, types, built)):
         s_b, s_w = r_b + rng.gauss(0.0, sigma), r_w + rng.gauss(0.0, sigma)
-        rows.append(_row(split, k, prompt, pair_type, (better, origin_b, r_b, s_b), (worse, origin_w, r_w, s_w),
-                         swap=s_w > s_b))
+        rows.append(_row(split, k, prompt, pair_type, (better, origin_b, r_b, s_b),
+                         (worse, origin_w, r_w, s_w), swap=s_w > s_b))
     return rows
 
 
 def _row(split, k, prompt, pair_type, better, worse, swap) -> dict:
-    """A pair's record: the two sides (words, origin, oracle reward, rating), ``worse`` chosen when swapped."""
+    """A pair's record: the two sides (words, origin, oracle reward, rating), ``worse`` chosen when
+    swapped."""
     (c, oc, rc, sc), (r, orj, rr, sr) = (worse, better) if swap else (better, worse)
     return {
         "id": f"lab-{split}-{k:06d}",

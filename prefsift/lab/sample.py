@@ -43,7 +43,8 @@ def sample_responses(
     was_training = model.training
     model.eval()
     eos = tokenizer.eos_token_id
-    banned = sorted({tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id} - {None})
+    banned = sorted({tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id}
+                    - {None})
     vocab_words = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     gen = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
@@ -52,7 +53,8 @@ def sample_responses(
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, ids in enumerate(encoded):
         by_length[len(ids)].append(i)
-    jobs = [(i, j) for length in sorted(by_length) for i in by_length[length] for j in range(n_samples)]
+    jobs = [(i, j) for length in sorted(by_length) for i in by_length[length]
+            for j in range(n_samples)]
     out: list[list[str]] = [[""] * n_samples for _ in prompts]
 
     bar = None
@@ -64,7 +66,8 @@ def sample_responses(
     while start < len(jobs):
         length = len(encoded[jobs[start][0]])
         stop = start
-        while stop < len(jobs) and stop - start < batch_size and len(encoded[jobs[stop][0]]) == length:
+        while (stop < len(jobs) and stop - start < batch_size
+               and len(encoded[jobs[stop][0]]) == length):
             stop += 1
         chunk = jobs[start:stop]
         ids = torch.tensor([encoded[i] for i, _ in chunk], dtype=torch.long, device=device)
@@ -81,7 +84,8 @@ def sample_responses(
 
 
 def _sample_batch(model, ids, eos, banned, temperature, max_new_tokens, gen) -> list[list[int]]:
-    """Sample continuations of equal-length prompts; returns the new ids of each row, EOS cut off."""
+    """Sample continuations of equal-length prompts; returns the new ids of each row, EOS cut
+    off."""
     batch = ids.shape[0]
     finished = [False] * batch
     rows: list[list[int]] = [[] for _ in range(batch)]

@@ -41,15 +41,20 @@ from .task import (
 class SFTConfig:
     """How the lab's reference (SFT) model is trained."""
 
-    preset: str = field(default="lab-a", metadata={"help": "tiny model preset (prefsift.models.loading.TINY_PRESETS)"})
-    seed: int = field(default=0, metadata={"help": "seed of the initial weights and of the training prompts"})
-    steps: int = field(default=300, metadata={"help": "optimizer steps; few on purpose, so the model stays imperfect"})
+    preset: str = field(default="lab-a", metadata={"help": "tiny model preset "
+                                                   "(prefsift.models.loading.TINY_PRESETS)"})
+    seed: int = field(default=0,
+                      metadata={"help": "seed of the initial weights and of the training prompts"})
+    steps: int = field(default=300, metadata={"help": "optimizer steps; few on purpose, so the "
+                                                      "model stays imperfect"})
     batch_size: int = field(default=64, metadata={"help": "sequences per step"})
     lr: float = field(default=3e-3, metadata={"help": "peak AdamW learning rate"})
-    warmup_steps: int = field(default=20, metadata={"help": "linear warm-up steps before the cosine decay"})
+    warmup_steps: int = field(default=20,
+                              metadata={"help": "linear warm-up steps before the cosine decay"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     grad_clip: float = field(default=1.0, metadata={"help": "max global gradient norm (0 = off)"})
-    flaw_rate: float = field(default=0.0, metadata={"help": "share of demonstrations with a systematic habit (task.FLAWS)"})
+    flaw_rate: float = field(default=0.0, metadata={"help": "share of demonstrations with a "
+                                                            "systematic habit (task.FLAWS)"})
 
 
 @contextlib.contextmanager

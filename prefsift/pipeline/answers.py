@@ -17,8 +17,8 @@ class Answers:
         self.run, self.inp, self.prompts = run, inp, prompts
         self.per_prompt = run.cfg.answers_per_prompt if per_prompt is None else per_prompt
         self.asked = list(prompts) * self.per_prompt
-        # A lab model (the lab's word-level tokenizer) is answered by the lab's sampler even from files,
-        # as the lab's own runs are: the same answers for the same model and seed.
+        # A lab model (the lab's word-level tokenizer) is answered by the lab's sampler even from
+        # files, as the lab's own runs are: the same answers for the same model and seed.
         self.sampler = sampler_for(inp.tokenizer)
         self._reference: dict[int, list[str]] = {}
 
@@ -26,8 +26,10 @@ class Answers:
         cfg = self.run.cfg
         out = []
         for k in range(self.per_prompt):  # answer 0 keeps the seed a one-answer evaluation used
-            out += self.sampler.answer(model, self.inp.tokenizer, self.prompts, temperature=cfg.temperature,
-                                       max_new_tokens=cfg.max_new_tokens, seed=seed + 10_000 + 100_000 * k)
+            out += self.sampler.answer(model, self.inp.tokenizer, self.prompts,
+                                       temperature=cfg.temperature,
+                                       max_new_tokens=cfg.max_new_tokens,
+                                       seed=seed + 10_000 + 100_000 * k)
         return out
 
     def reference(self, seed: int) -> list[str]:

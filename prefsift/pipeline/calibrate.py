@@ -29,12 +29,17 @@ import numpy as np
 
 from ..core import artifacts
 from ..selection.rules import split_windows, tail_grid, window_of
-from .probed_arms import FAMILIES, CalibrationSettings, calibrated_family, probe_count  # noqa: F401  (re-exported)
-from .probes import ProbeJudge, reusable_probe, run_probe, validation_prompts  # noqa: F401  (re-exported)
+
+# re-exported
+from .probed_arms import FAMILIES, CalibrationSettings, calibrated_family, probe_count  # noqa: F401
+
+# re-exported
+from .probes import ProbeJudge, reusable_probe, run_probe, validation_prompts  # noqa: F401
 from .rundir import stage_key
 
 
-def candidates(table, arm: str, keep: float, settings: CalibrationSettings) -> list[tuple[dict, np.ndarray]]:
+def candidates(table, arm: str, keep: float,
+               settings: CalibrationSettings) -> list[tuple[dict, np.ndarray]]:
     """The candidate windows of a calibrated arm over a scores table: (description, mask) each."""
     family, free = calibrated_family(arm)
     scores = FAMILIES[family]
@@ -48,18 +53,19 @@ def candidates(table, arm: str, keep: float, settings: CalibrationSettings) -> l
     for split in settings.splits:
         mask, w = split_windows(cols, keep=keep, split=float(split))
         lo, hi = (1 - w) * split * 100, (1 - w) * (1 - split) * 100
-        # (10 digits: the window as written selects the same pairs, so it can be copied into `windows:`)
-        out.append(({"window": ",".join(f"{c}:{lo:.10g}:{100 - hi:.10g}" for c in scores), "split": float(split),
-                     "low": lo, "high": hi, "width": w}, mask))
+        # (10 digits: the window as written selects the same pairs, so it can be copied into
+        # `windows:`)
+        out.append(({"window": ",".join(f"{c}:{lo:.10g}:{100 - hi:.10g}" for c in scores),
+                     "split": float(split), "low": lo, "high": hi, "width": w}, mask))
     return out
 
 
 def read_calibrations(rd, arms=None, seeds=()) -> dict[str, dict]:
-    """{arm: its calibration.json} for the calibrated arms of run directory `rd` that have one (every
-    such arm when `arms` is None), each with "arm_seconds": the arm's own training summed over the
-    `seeds` whose stage.json exists, and "arm_seeds": how many those were."""
-    folders = (sorted(p.parent for p in (rd.root / "calibrate").glob("*/calibration.json")) if arms is None
-               else [rd.calibration(a) for a in arms])
+    """{arm: its calibration.json} for the calibrated arms of run directory `rd` that have one
+    (every such arm when `arms` is None), each with "arm_seconds": the arm's own training summed
+    over the `seeds` whose stage.json exists, and "arm_seeds": how many those were."""
+    folders = (sorted(p.parent for p in (rd.root / "calibrate").glob("*/calibration.json"))
+               if arms is None else [rd.calibration(a) for a in arms])
     out = {}
     for folder in folders:
         path = folder / "calibration.json"
@@ -73,7 +79,8 @@ def read_calibrations(rd, arms=None, seeds=()) -> dict[str, dict]:
     return out
 
 
-def calibration_stage(run, inp, theta_key: str, table, probe_judge: ProbeJudge, arm: str) -> np.ndarray:
+def calibration_stage(run, inp, theta_key: str, table, probe_judge: ProbeJudge,
+                      arm: str) -> np.ndarray:
     """Probe every candidate window of ``arm`` (reusing finished probes), choose the best on
     validation data, write calibrate/ARM/calibration.json; returns the chosen window's mask."""
     cfg, log = run.cfg, run.log
@@ -82,7 +89,8 @@ def calibration_stage(run, inp, theta_key: str, table, probe_judge: ProbeJudge, 
     folder = run.dir.calibration(arm)
     settings = dataclasses.replace(cfg.final, epochs=st.probe_epochs, seed=int(cfg.seeds[0]))
     how = probe_judge.describe(st)
-    log(f"[calibrate] {arm}: {len(cands)} probes of {st.probe_epochs:g} epoch from θ, judged by {how}")
+    log(f"[calibrate] {arm}: {len(cands)} probes of {st.probe_epochs:g} epoch from θ, judged by "
+        f"{how}")
     results = []
     for i, (desc, mask) in enumerate(cands):
         ids = table.loc[mask, "id"].tolist()
@@ -95,25 +103,29 @@ def calibration_stage(run, inp, theta_key: str, table, probe_judge: ProbeJudge, 
         else:
             row = {"key": key, **desc, "n_pairs": int(mask.sum())}
             if mask.any():
-                found = run_probe(run, inp, theta_key, inp.train.records(mask), stage_key(ids), settings,
-                                  folder / f"probe{i}", f"probe-{arm}-{i}", f"probe {i + 1}/{len(cands)} {arm}",
-                                  probe_judge)
-                row.update({k: v for k, v in found.items() if k != "per_prompt"})  # (windows: compared by value)
+                found = run_probe(run, inp, theta_key, inp.train.records(mask), stage_key(ids),
+                                  settings, folder / f"probe{i}", f"probe-{arm}-{i}",
+                                  f"probe {i + 1}/{len(cands)} {arm}", probe_judge)
+                # (windows: compared by value)
+                row.update({k: v for k, v in found.items() if k != "per_prompt"})
             else:
-                row.update(value=float("-inf"), note="no pair in this window", steps=0, train_seconds=0.0,
-                           judge_seconds=0.0)
+                row.update(value=float("-inf"), note="no pair in this window", steps=0,
+                           train_seconds=0.0, judge_seconds=0.0)
             artifacts.write_json(path, row)
             done = row
         results.append(done)
         log(f"  probe {i + 1}/{len(cands)} {done['window']}: {done['n_pairs']} pairs, "
             + (f"WinRate {100 * done['win_rate']:.1f} %" if "win_rate" in done else
-               f"validation loss {done['val_loss']:.4f}" if "val_loss" in done else done.get("note", "")))
+               f"validation loss {done['val_loss']:.4f}" if "val_loss" in done
+               else done.get("note", "")))
     values = np.array([r["value"] for r in results], dtype=float)
-    best = int(np.argmax(np.where(np.isnan(values), -np.inf, values)))  # a diverged probe never wins
+    # a diverged probe never wins
+    best = int(np.argmax(np.where(np.isnan(values), -np.inf, values)))
     cost = sum(r["train_seconds"] + r["judge_seconds"] for r in results)
     artifacts.write_json(folder / "calibration.json", {
-        "arm": arm, "by": st.by, "probe_epochs": st.probe_epochs, "candidates": results, "chosen": best,
-        "window": results[best]["window"], "n_pairs": results[best]["n_pairs"], "probe_seconds": cost,
-        "probe_steps": int(sum(r["steps"] for r in results))})
-    log(f"  {arm} chose {results[best]['window']} ({results[best]['n_pairs']} pairs); probes took {cost:.0f} s")
+        "arm": arm, "by": st.by, "probe_epochs": st.probe_epochs, "candidates": results,
+        "chosen": best, "window": results[best]["window"], "n_pairs": results[best]["n_pairs"],
+        "probe_seconds": cost, "probe_steps": int(sum(r["steps"] for r in results))})
+    log(f"  {arm} chose {results[best]['window']} ({results[best]['n_pairs']} pairs); probes took "
+        f"{cost:.0f} s")
     return cands[best][1]

@@ -19,7 +19,8 @@ def read_yaml(path) -> tuple[dict, dict]:
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file; give a YAML file of RunConfig settings") from None
+        raise ConfigError(f"{path}: not a UTF-8 text file; give a YAML file of RunConfig "
+                          f"settings") from None
     try:
         node = yaml.compose(text)
         raw = yaml.safe_load(text)
@@ -27,11 +28,12 @@ def read_yaml(path) -> tuple[dict, dict]:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{where}: not valid YAML ({problem}); check the indentation and the `key: value` "
-                          "syntax there") from None
+        raise ConfigError(f"{where}: not valid YAML ({problem}); check the indentation and the "
+                          "`key: value` syntax there") from None
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected settings as `key: value` lines, got a YAML {type(raw).__name__}")
+        raise ConfigError(f"{path}: expected settings as `key: value` lines, got a YAML "
+                          f"{type(raw).__name__}")
     return raw, {k: f"{path}, line {n}" for k, n in _key_lines(node).items()}
 
 
@@ -71,7 +73,8 @@ def plain(value):
 
 
 def _key_lines(node, prefix: str = "") -> dict[str, int]:
-    """{"warmup.learning_rate": 7, ...}: the 1-based line of every mapping key of a composed YAML node."""
+    """{"warmup.learning_rate": 7, ...}: the 1-based line of every mapping key of a composed YAML
+    node."""
     lines: dict[str, int] = {}
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
@@ -98,8 +101,8 @@ def apply_override(raw: dict, item: str, cls) -> str:
     key, eq, value = item.partition("=")
     key = key.strip()
     if not eq or not key:
-        raise ConfigError(f"override {item!r} must be KEY=VALUE or SECTION.KEY=VALUE, e.g. beta=0.1 or "
-                          "warmup.learning_rate=1e-4")
+        raise ConfigError(f"override {item!r} must be KEY=VALUE or SECTION.KEY=VALUE, e.g. "
+                          "beta=0.1 or warmup.learning_rate=1e-4")
     try:
         parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError:
@@ -115,13 +118,16 @@ def apply_override(raw: dict, item: str, cls) -> str:
     sections = sections_of(cls)
     if top not in sections or not sub or "." in sub:
         raise ConfigError(key=top, problem=f"has no sub-settings to override; write {top}=VALUE "
-                                           f"(sections: {', '.join(sections)})", where=f"override {item!r}")
-    # A section not in the file is the empty mapping: the loader merges it onto the section's default.
+                                           f"(sections: {', '.join(sections)})",
+                          where=f"override {item!r}")
+    # A section not in the file is the empty mapping: the loader merges it onto the section's
+    # default.
     section = raw.get(top, {})
     if section is None:
         section = {}
     elif not isinstance(section, dict):
-        raise ConfigError(key=top, problem=f"is not a mapping in the config, so {key} cannot be set",
+        raise ConfigError(key=top,
+                          problem=f"is not a mapping in the config, so {key} cannot be set",
                           where=f"override {item!r}")
     raw[top] = {**section, sub: parsed}
     return key

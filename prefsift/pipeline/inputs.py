@@ -19,16 +19,20 @@ def read_test_prompts(path, limit: int | None = None, key: str = "test_prompts")
     prompts = []
     with open(p, "rb") as fh:
         for n, raw in enumerate(fh, start=1):
-            try:  # strictly, as the evaluation reads it later: a bad byte is found now, not after training
+            # strictly, as the evaluation reads it later: a bad byte is found now, not after
+            # training
+            try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
-                raise ConfigError(key=key, problem=f": {path}, line {n} is not UTF-8; re-save the file as UTF-8") from None
+                raise ConfigError(key=key, problem=f": {path}, line {n} is not UTF-8; re-save the "
+                                                   f"file as UTF-8") from None
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ConfigError(key=key, problem=f": {path}, line {n} is not valid JSON ({e.msg}); give one "
+                raise ConfigError(key=key, problem=f": {path}, line {n} is not valid JSON "
+                                                   f"({e.msg}); give one "
                                                    '{"prompt": ...} object per line') from None
             if not isinstance(record, dict) or "prompt" not in record:
                 raise ConfigError(key=key, problem=f": {path}, line {n} has no `prompt`; give one "
@@ -37,7 +41,8 @@ def read_test_prompts(path, limit: int | None = None, key: str = "test_prompts")
             if limit is not None and len(prompts) >= limit:
                 break
     if not prompts:
-        raise ConfigError(key=key, problem=f": {path} holds no prompt; give one " '{"prompt": ...} object per line')
+        raise ConfigError(key=key, problem=f": {path} holds no prompt; give one " '{"prompt": ...} '
+                                           'object per line')
     return prompts
 
 
@@ -67,7 +72,8 @@ def check_run_inputs(cfg) -> dict:
         for k in ("train", "validation"):
             if not read[k].valid_rows:
                 path = getattr(cfg, k)
-                raise ConfigError(key=k, problem=f": {path} has no usable pair; `prefsift data check {path}` lists why")
+                raise ConfigError(key=k, problem=f": {path} has no usable pair; `prefsift data "
+                                                 f"check {path}` lists why")
     elif cfg.sentiment is not None:
         from ..lab.sentiment import check_sentiment_inputs
 
@@ -83,7 +89,8 @@ def check_run_inputs(cfg) -> dict:
             raise ConfigError(key="reference", problem=f": {e}") from None
     # The judge is made even when no arm is trained; it judges prompts only when one is.
     context = judge_context(cfg)
-    check_judge(cfg.judge, prompts if (cfg.seeds and cfg.arms) else None, where=str(cfg.test_prompts), context=context)
+    check_judge(cfg.judge, prompts if (cfg.seeds and cfg.arms) else None,
+                where=str(cfg.test_prompts), context=context)
     if cfg.calibration.judge:  # (the lab's validation prompts are made later, and are the lab's)
         from .probes import validation_prompts
 

@@ -53,15 +53,18 @@ def judge_cost(cfg, n_prompts: int, prompts: list[str] | None = None, tokenizer=
     probes, _ = probe_plan(arms, st, ArmContext.of(cfg))
     if probes and st.by == "judge":
         calls += probes * st.prompts * st.answers * (3 if scores else 2)
-        parts.append(f"{probes} calibration probes on at most {st.prompts} validation prompts x {st.answers} answers")
+        parts.append(f"{probes} calibration probes on at most {st.prompts} validation prompts x "
+                     f"{st.answers} answers")
     if cfg.route == "rm_rl" and scores:
         parts.append("plus each reward model's judged validation pairs")
     tokens = None
     if is_api_judge(cfg.judge) and prompts and tokenizer is not None and n_prompts:
         template, system = api.prompt_texts()
-        sent = [len(tokenizer.encode(system + template.format(prompt=p.strip(), a="", b=""), add_special_tokens=False))
+        sent = [len(tokenizer.encode(system + template.format(prompt=p.strip(), a="", b=""),
+                                     add_special_tokens=False))
                 for p in prompts[:n_prompts]]
-        tokens = int(round(calls * (sum(sent) / len(sent) + 2 * cfg.max_new_tokens + api.max_tokens)))
+        tokens = int(round(calls * (sum(sent) / len(sent) + 2 * cfg.max_new_tokens
+                                    + api.max_tokens)))
     return JudgeCost(calls, tokens, "; ".join(parts))
 
 
@@ -76,13 +79,15 @@ def check_judge_budget(cfg, cost: JudgeCost) -> None:
     if "tokens" in budget and cost.tokens is not None and cost.tokens > budget["tokens"]:
         over.append(f"about {cost.tokens:,} judge tokens, over the budget's {budget['tokens']:,}")
     if over:
-        raise ConfigError(key="judge_budget", problem=f": the run needs {' and '.join(over)} ({cost.basis}); nothing "
-                                                      "was run. Fewer eval_prompts, answers_per_prompt, arms or seeds, "
-                                                      "or a larger judge_budget")
+        raise ConfigError(key="judge_budget",
+                          problem=f": the run needs {' and '.join(over)} ({cost.basis}); nothing "
+                                  "was run. Fewer eval_prompts, answers_per_prompt, arms or seeds, "
+                                  "or a larger judge_budget")
 
 
 def judge_tokenizer(cfg, reference):
-    """The tokenizer that counts the judge's tokens: `judge_api.tokenizer`, else ``reference()``'s."""
+    """The tokenizer that counts the judge's tokens: `judge_api.tokenizer`, else
+    ``reference()``'s."""
     if is_api_judge(cfg.judge) and cfg.judge_api.tokenizer:
         from pathlib import Path
 
@@ -97,9 +102,10 @@ def judge_tokenizer(cfg, reference):
             return tokenizer_from_folder(Path(spec).expanduser() if Path(spec).expanduser().is_dir()
                                          else resolve_model_path(spec))
         except (ModelSourceError, OSError, ValueError) as e:
-            raise ConfigError(key="judge_api.tokenizer", problem=f": {spec!r} has no tokenizer to load ({e}); give "
-                                                                 "the judge model's folder, a folder with its "
-                                                                 "tokenizer files, or smollm2") from None
+            raise ConfigError(key="judge_api.tokenizer",
+                              problem=f": {spec!r} has no tokenizer to load ({e}); give "
+                                      "the judge model's folder, a folder with its "
+                                      "tokenizer files, or smollm2") from None
     return reference()
 
 
@@ -115,7 +121,8 @@ def check_budget_before_work(cfg) -> None:
     n = len(prompts) if prompts is not None else min(cfg.eval_prompts, cfg.lab.n_test_prompts) \
         if cfg.lab is not None else cfg.eval_prompts
     tok = None
-    if prompts is not None and "tokens" in parse_budget(cfg.judge_budget) and is_api_judge(cfg.judge):
+    if (prompts is not None and "tokens" in parse_budget(cfg.judge_budget)
+        and is_api_judge(cfg.judge)):
         from ..models.loading import load_tokenizer
 
         tok = judge_tokenizer(cfg, lambda: load_tokenizer(reference) if reference else None)

@@ -27,27 +27,29 @@ from .rundir import stage_key
 
 
 def validation_prompts(pairs, n: int) -> list[str]:
-    """The first `n` distinct prompts of the validation ``pairs``, in file order: what probes are judged on."""
+    """The first `n` distinct prompts of the validation ``pairs``, in file order: what probes are
+    judged on."""
     return list(dict.fromkeys(r["prompt"] for r in pairs.records()))[:n]
 
 
 def probe_prompts(cfg, validation) -> set | None:
     """The validation prompts held out from the scores for the probes (`calibration.holdout`: the
-    last share of the prompts, in file order), or None when the scores and the probes share them all."""
+    last share of the prompts, in file order), or None when the scores and the probes share them
+    all."""
     h = cfg.calibration.holdout
     return last_share([r.prompt for r in validation.rows], h, "calibration.holdout") if h else None
 
 
 def score_validation(cfg, validation):
-    """The validation pairs the scores read (θ_val, IF's gradient, the teacher): all of them, or with
-    `calibration.holdout` those of the prompts the probes are not valued on."""
+    """The validation pairs the scores read (θ_val, IF's gradient, the teacher): all of them, or
+    with `calibration.holdout` those of the prompts the probes are not valued on."""
     held = probe_prompts(cfg, validation)
     return validation if held is None else only_prompts(validation, lambda p: p not in held)
 
 
 def probe_validation(cfg, validation):
-    """The validation pairs the probes are valued on: all of them, or with `calibration.holdout` those
-    of the held-out prompts alone."""
+    """The validation pairs the probes are valued on: all of them, or with `calibration.holdout`
+    those of the held-out prompts alone."""
     held = probe_prompts(cfg, validation)
     return validation if held is None else only_prompts(validation, lambda p: p in held)
 
@@ -55,11 +57,13 @@ def probe_validation(cfg, validation):
 def unseen_by_teacher(cfg, validation, prompts: list) -> np.ndarray | None:
     """Over the probes' values (one per validation prompt or pair, of these ``prompts``): whether it
     is free of the teacher, i.e. its prompt did not train θ_c (scoring/careful.py). None when the
-    run computes no `teacher` score. A candidate that reads the teacher is compared with all the data
-    on these alone (`recommend.choose`): θ_c would look right on the pairs that trained it."""
-    if "teacher" not in [s.strip() for s in cfg.scores.scores.split(",")] or cfg.calibration.holdout:
+    run computes no `teacher` score. A candidate that reads the teacher is compared with all the
+    data on these alone (`recommend.choose`): θ_c would look right on the pairs that trained it."""
+    if ("teacher" not in [s.strip() for s in cfg.scores.scores.split(",")]
+        or cfg.calibration.holdout):
         return None  # (with a holdout the probes' pairs trained no score, the teacher's none)
-    theirs = teacher_prompts([r.prompt for r in validation.rows], cfg.scores.teacher_share)  # (as θ_c's stage)
+    # (as θ_c's stage)
+    theirs = teacher_prompts([r.prompt for r in validation.rows], cfg.scores.teacher_share)
     return np.array([prompt_key(p) not in theirs for p in prompts], dtype=bool)
 
 
@@ -82,39 +86,50 @@ class ProbeJudge:
         self.run, self.inp, self.judge = run, inp, judge
         st = run.cfg.calibration if settings is None else settings
         self.by = st.by
-        self.spec = (st.judge or run.cfg.judge) if st.by == "judge" else None  # the judge that values the probes
+        # the judge that values the probes
+        self.spec = (st.judge or run.cfg.judge) if st.by == "judge" else None
         self.seed = int(run.cfg.seeds[0])
-        validation = probe_validation(run.cfg, inp.validation)  # (calibration.holdout: the probes' own share)
+        # (calibration.holdout: the probes' own share)
+        validation = probe_validation(run.cfg, inp.validation)
         if self.by == "judge":
             from .answers import Answers
 
             prompts = validation_prompts(validation, st.prompts)
             if not prompts:
-                raise ConfigError(key="validation", problem="holds no pairs, so the probes have no prompts to be "
-                                                            "judged on: give validation pairs")
+                raise ConfigError(key="validation",
+                                  problem="holds no pairs, so the probes have no prompts to be "
+                                          "judged on: give validation pairs")
             self.answers = Answers(run, inp, prompts, per_prompt=st.answers)
             self.unseen = unseen_by_teacher(run.cfg, validation, prompts)
-            # What the test evaluation's key holds: the judge as configured, the sampler, the sampling.
-            self.key = stage_key("judge", self.spec, judge.name, self.answers.sampler.name, stage_key(prompts),
+            # What the test evaluation's key holds: the judge as configured, the sampler, the
+            # sampling.
+            self.key = stage_key("judge", self.spec, judge.name, self.answers.sampler.name,
+                                 stage_key(prompts),
                                  st.answers, run.cfg.temperature, run.cfg.max_new_tokens, self.seed,
-                                 *([judge.key] if getattr(judge, "paid", False) else []))  # (an API judge's settings)
+                                 # (an API judge's settings)
+                                 *([judge.key] if getattr(judge, "paid", False) else []))
         else:
             from ..scoring.columns import tokenized
 
             self.pairs = tokenized(validation, inp.tokenizer)
-            self.unseen = unseen_by_teacher(run.cfg, validation, [r.prompt for r in validation.valid_rows])
+            self.unseen = unseen_by_teacher(run.cfg, validation,
+                                            [r.prompt for r in validation.valid_rows])
             if not self.pairs:
-                raise ConfigError(key="validation", problem="holds no usable pairs, so `calibration.by: loss` has "
-                                                            "nothing to value the probes on: give validation pairs")
+                raise ConfigError(key="validation",
+                                  problem="holds no usable pairs, so `calibration.by: loss` has "
+                                          "nothing to value the probes on: give validation pairs")
             self._ref = None
-            # TRL's max_length: the loss is over the tokens the probe trained on (as TRL's eval_loss is).
+            # TRL's max_length: the loss is over the tokens the probe trained on (as TRL's eval_loss
+            # is).
             self.max_length = run.cfg.final.max_length
-            self.key = stage_key("loss", self.max_length, stage_key([r["prompt"] + r["chosen"] + r["rejected"]
-                                                                     for r in validation.records()]))
+            self.key = stage_key("loss", self.max_length,
+                                 stage_key([r["prompt"] + r["chosen"] + r["rejected"]
+                                            for r in validation.records()]))
 
     def describe(self, settings) -> str:
-        return (f"WinRate vs π_ref on {len(self.answers.prompts)} validation prompts x {settings.answers} answers "
-                f"(judge {self.spec})" if self.by == "judge" else "the validation loss on the validation pairs (no judge)")
+        return (f"WinRate vs π_ref on {len(self.answers.prompts)} validation prompts x "
+                f"{settings.answers} answers (judge {self.spec})" if self.by == "judge"
+                else "the validation loss on the validation pairs (no judge)")
 
     def _logps(self, model):
         pad = self.inp.tokenizer.pad_token_id
@@ -130,10 +145,10 @@ class ProbeJudge:
             from ..eval.winrate import evaluate_answers
 
             a = self.answers
-            e = evaluate_answers(self.judge, a.asked, a.of(model, self.seed), a.reference(self.seed), seed=self.seed,
-                                 n_prompts=len(a.prompts))
-            return {"value": e.win_rate.win_rate, "win_rate": e.win_rate.win_rate, "wr_low": e.win_rate.low,
-                    "wr_high": e.win_rate.high, "score": e.score_aligned,
+            e = evaluate_answers(self.judge, a.asked, a.of(model, self.seed),
+                                 a.reference(self.seed), seed=self.seed, n_prompts=len(a.prompts))
+            return {"value": e.win_rate.win_rate, "win_rate": e.win_rate.win_rate,
+                    "wr_low": e.win_rate.low, "wr_high": e.win_rate.high, "score": e.score_aligned,
                     "per_prompt": [round(float(v), 6) for v in per_prompt(e.prefs, len(a.prompts))]}
 
         if self._ref is None:
@@ -141,23 +156,25 @@ class ProbeJudge:
         p, r = self._logps(model), self._ref
         obj = self.inp.objective
         t = torch.as_tensor
-        margin = obj.margin(t(p.chosen), t(p.rejected), t(r.chosen), t(r.rejected), t(p.chosen_tokens),
-                            t(p.rejected_tokens))
+        margin = obj.margin(t(p.chosen), t(p.rejected), t(r.chosen), t(r.rejected),
+                            t(p.chosen_tokens), t(p.rejected_tokens))
         losses = obj.loss(margin)  # the preference loss only (no sft_weight term)
         loss = float(losses.mean())
         return {"value": -loss if np.isfinite(loss) else float("-inf"), "val_loss": loss,
-                "val_margin": float(margin.mean()), "per_prompt": [round(-float(v), 8) for v in losses]}
+                "val_margin": float(margin.mean()),
+                "per_prompt": [round(-float(v), 8) for v in losses]}
 
 
-def run_probe(run, inp, theta_key: str, records: list[dict], data_key: str, settings, folder, name: str,
-              label: str, probe_judge: ProbeJudge, variant=None) -> dict:
+def run_probe(run, inp, theta_key: str, records: list[dict], data_key: str, settings, folder,
+              name: str, label: str, probe_judge: ProbeJudge, variant=None) -> dict:
     """θ trained by `settings` on `records` into `folder`, valued by `probe_judge`, the model folder
     then deleted (its result is all a rerun needs). Returns the probe's row: its metrics, steps and
     the seconds of training and judging."""
     t = time.time()
-    model, info = TrainingStage(run.dir.warmup_model, inp.reference, inp.tokenizer, records, inp.objective, settings,
-                              folder, start_key=theta_key, data_key=data_key, name=name, lora=inp.lora,
-                              log=lambda *a, **k: None, label=label, progress=run.progress, variant=variant).run()
+    model, info = TrainingStage(run.dir.warmup_model, inp.reference, inp.tokenizer, records,
+                              inp.objective, settings, folder, start_key=theta_key,
+                              data_key=data_key, name=name, lora=inp.lora, log=lambda *a, **k: None,
+                              label=label, progress=run.progress, variant=variant).run()
     t_train = time.time() - t
     t = time.time()
     row = {**probe_judge.value(model), "steps": info["steps"], "train_seconds": t_train,
@@ -168,7 +185,8 @@ def run_probe(run, inp, theta_key: str, records: list[dict], data_key: str, sett
 
 
 def reusable_probe(path, key: str) -> dict | None:
-    """A probe's result written under `key` at `path`, or None (none yet, another key, unreadable)."""
+    """A probe's result written under `key` at `path`, or None (none yet, another key,
+    unreadable)."""
     try:
         row = json.loads(path.read_text())
     except (OSError, ValueError):

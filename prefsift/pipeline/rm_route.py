@@ -28,46 +28,58 @@ from .stages import Inputs, Run, reused_or_scored
 
 
 def rm_warmup_stage(run: Run, inp: Inputs) -> tuple[str, dict]:
-    """The warm-up reward model: π_ref's backbone with a fresh head, `warmup` of RewardTrainer on all pairs."""
+    """The warm-up reward model: π_ref's backbone with a fresh head, `warmup` of RewardTrainer on
+    all pairs."""
     t = time.time()
     cfg = run.cfg
     key = stage_key(inp.data.key, "rm", asdict(cfg.warmup))
-    run.log("[warm-up] reward model through TRL's RewardTrainer from π_ref's backbone on all training pairs")
+    run.log("[warm-up] reward model through TRL's RewardTrainer from π_ref's backbone on all "
+            "training pairs")
     start = reward_model_from(inp.data.reference, inp.tokenizer, seed=cfg.warmup.seed)
-    _, info = train_reward_stage(start, inp.tokenizer, inp.train.records(), cfg.warmup, run.dir.root / "rm_warmup",
-                                 start_key=stage_key(inp.data.key, "rm-start", cfg.warmup.seed), data_key=inp.data.key,
-                                 name="rm_warmup", eval_records=inp.validation.records(), eval_steps=cfg.eval_steps,
+    _, info = train_reward_stage(start, inp.tokenizer, inp.train.records(), cfg.warmup,
+                                 run.dir.root / "rm_warmup", start_key=stage_key(inp.data.key,
+            "rm-start", cfg.warmup.seed), data_key=inp.data.key,
+                                 name="rm_warmup", eval_records=inp.validation.records(),
+                                 eval_steps=cfg.eval_steps,
                                  log=run.log, label="warm-up (reward model)", progress=run.progress)
     run.manifest.record("warmup", key, time.time() - t, steps=info["steps"])
     return key, info
 
 
 def rm_scores_stage(run: Run, inp: Inputs, warmup_key: str, warmup_info: dict) -> pd.DataFrame:
-    """The reward model's scores table (`scoring.table` with the reward-model backend), in run/score/."""
+    """The reward model's scores table (`scoring.table` with the reward-model backend), in
+    run/score/."""
     t = time.time()
     cfg, rd = run.cfg, run.dir
     model = str(rd.root / "rm_warmup" / "model")
-    scfg = cfg.score_config(model, model, str(inp.data.train), str(inp.data.validation), out=str(rd.score))
+    scfg = cfg.score_config(model, model, str(inp.data.train), str(inp.data.validation),
+                            out=str(rd.score))
     return reused_or_scored(run, scfg, warmup_key, warmup_info, t, lambda: score_pairs(
-        scfg, copy.deepcopy(inp.train), copy.deepcopy(inp.validation), progress=run.progress, log=run.log))
+        scfg, copy.deepcopy(inp.train), copy.deepcopy(inp.validation), progress=run.progress,
+        log=run.log))
 
 
-def rm_arm_stage(run: Run, inp: Inputs, warmup_info: dict, judge, arm: str, seed: int, mask: np.ndarray, ids: list):
+def rm_arm_stage(run: Run, inp: Inputs, warmup_info: dict, judge, arm: str, seed: int,
+                 mask: np.ndarray, ids: list):
     """One arm of route rm_rl: its reward model, then the policy's RL against it. Returns (policy,
     stage info of the RL stage, with the RM's accuracy on judge-labelled validation pairs)."""
     cfg, rd = run.cfg, run.dir
     final = dataclasses.replace(cfg.final, seed=int(seed))
-    rm, rm_info = train_reward_stage(rd.root / "rm_warmup" / "model", inp.tokenizer, inp.train.records(mask), final,
-                                     rd.arm(arm, seed) / "rm", start_key=warmup_info["key"], data_key=stage_key(ids),
-                                     name=f"rm-{arm}", log=run.log, label=f"arm {arm} seed {seed}: reward model",
+    rm, rm_info = train_reward_stage(rd.root / "rm_warmup" / "model", inp.tokenizer,
+                                     inp.train.records(mask), final, rd.arm(arm, seed) / "rm",
+                                     start_key=warmup_info["key"], data_key=stage_key(ids),
+                                     name=f"rm-{arm}", log=run.log,
+                                     label=f"arm {arm} seed {seed}: reward model",
                                      progress=run.progress)
     prompts = [r.prompt for r in inp.train.valid_rows]
     policy, info = train_rl_stage(inp.data.reference, rm, inp.tokenizer, prompts,
                                   dataclasses.replace(cfg.rl, seed=int(seed)), rd.arm(arm, seed),
-                                  start_key=inp.data.key, reward_key=rm_info["key"], data_key=stage_key(prompts),
-                                  name=f"rl-{arm}", log=run.log,
-                                  label=f"arm {arm} seed {seed}: {cfg.rl.algorithm.upper()}", progress=run.progress)
-    info = {**info, "rm_accuracy": judged_accuracy(rm, inp, judge), "rm_seconds": rm_info["seconds"]}
+                                  start_key=inp.data.key, reward_key=rm_info["key"],
+                                  data_key=stage_key(prompts), name=f"rl-{arm}", log=run.log,
+                                  label=f"arm {arm} seed {seed}: {cfg.rl.algorithm.upper()}",
+                                  progress=run.progress)
+    info = {**info, "rm_accuracy": judged_accuracy(rm, inp, judge),
+            "rm_seconds": rm_info["seconds"]}
     return policy, info
 
 

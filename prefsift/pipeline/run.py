@@ -53,9 +53,10 @@ from .stages import (
 
 
 def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFrame:
-    """The whole protocol over the run directory `cfg.out`; returns the evaluation table (one row per
-    arm and seed). Every input is checked before the directory is made or a model loaded; one
-    process at a time may write a run directory; a finished stage with an unchanged key is reused."""
+    """The whole protocol over the run directory `cfg.out`; returns the evaluation table (one row
+    per arm and seed). Every input is checked before the directory is made or a model loaded; one
+    process at a time may write a run directory; a finished stage with an unchanged key is
+    reused."""
     here = world()
     use_shard(cfg.shard, here, log)
     try:
@@ -65,7 +66,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
         check_run_sharding(cfg, here.size)
     except ConfigError as e:
         raise cfg.locate(e) from None
-    if not here.is_main:  # under a launcher: every rank trains and scores its share, rank 0 speaks and judges
+    # under a launcher: every rank trains and scores its share, rank 0 speaks and judges
+    if not here.is_main:
         progress, log = False, (lambda *a, **k: None)
     with artifacts.RunLock(cfg.out, log) if here.is_main else contextlib.nullcontext():
         barrier(here)  # the others start once rank 0 holds the run directory
@@ -75,11 +77,13 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log=print) -> pd.DataFra
 def check_run_sharding(cfg: RunConfig, processes: int) -> None:
     """What `processes` processes need of a run's settings: every training batch shared evenly."""
     if processes > 1 and cfg.route == "rm_rl":
-        raise ConfigError(key="route", problem="rm_rl runs in one process for now: drop --processes (or the launcher)")
+        raise ConfigError(key="route", problem="rm_rl runs in one process for now: drop "
+                                               "--processes (or the launcher)")
     calibrated = probed_arms(cfg.arms, ArmContext.of(cfg))
     if processes > 1 and calibrated:
-        raise ConfigError(key="arms", problem=f"lists arms chosen by probes {calibrated}, which run in one process for now: "
-                                              "drop --processes (or the launcher), or those arms")
+        raise ConfigError(key="arms", problem=f"lists arms chosen by probes {calibrated}, which "
+                                              "run in one process for now: drop --processes (or "
+                                              "the launcher), or those arms")
     if processes > 1:
         per_process_batch(cfg.warmup.batch_size, processes, key="warmup.batch_size")
         per_process_batch(cfg.final.batch_size, processes, key="final.batch_size")
@@ -101,7 +105,8 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
     inp = load_inputs(run, data, read)
     judge = make_judge(cfg.judge, judge_context(cfg, rd.root / "judge", log))
     test_prompts = read_test_prompts(data.test_prompts, cfg.eval_prompts)
-    if cfg.judge_budget is not None:  # again, with the held-out prompts' tokens (the lab's exist only now)
+    # again, with the held-out prompts' tokens (the lab's exist only now)
+    if cfg.judge_budget is not None:
         check_judge_budget(cfg, judge_cost(cfg, len(test_prompts), test_prompts,
                                            judge_tokenizer(cfg, lambda: inp.tokenizer)))
     if cfg.route == "rm_rl":
@@ -110,22 +115,26 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
         warmup_key, warmup_info = rm_warmup_stage(run, inp)
         log(f"[scores] the reward model's IRM, LossDiff, IF, TIF ({clock.eta(0.15)})")
         table = rm_scores_stage(run, inp, warmup_key, warmup_info)
-        train_arm = lambda arm, seed, mask, ids: rm_arm_stage(run, inp, warmup_info, judge, arm, seed, mask, ids)  # noqa: E731
+        train_arm = lambda arm, seed, mask, ids: rm_arm_stage(run, inp, warmup_info,  # noqa: E731
+                                                              judge, arm, seed, mask, ids)
     else:
         warmup_key, warmup_info = warmup_stage(run, inp)
         theta = load_model(rd.warmup_model, **placement(cfg.device, cfg.dtype))  # θ, to score
         # The arms start from θ's folder in fp32; a half-precision θ in memory is that rounded.
-        theta_key = model_fingerprint(theta) + ("" if model_precision(theta) == "fp32" else ":folder-fp32")
+        theta_key = (model_fingerprint(theta)
+                     + ("" if model_precision(theta) == "fp32" else ":folder-fp32"))
         log(f"[scores] IRM, LossDiff, IF, TIF ({clock.eta(0.15)})")
         table = scores_stage(run, inp, theta, warmup_key, warmup_info)
         del theta  # every arm starts from θ's folder
-        train_arm = lambda arm, seed, mask, ids: arm_stage(run, inp, theta_key, arm, seed, mask, ids,  # noqa: E731
-                                                           treated.get(arm))
+        train_arm = lambda arm, seed, mask, ids: arm_stage(run, inp, theta_key, arm,  # noqa: E731
+                                                           seed, mask, ids, treated.get(arm))
     choosers = {}  # kind of arm -> its choice by probes: a mask (calibrated) or an `ArmData` (auto)
     if cfg.route == "dpo" and probed_arms(cfg.arms, ArmContext.of(cfg)):
         probe_judge = ProbeJudge(run, inp, probe_judge_for(cfg, judge))
-        choosers = {"calibrated": lambda arm: calibration_stage(run, inp, theta_key, table, probe_judge, arm),
-                    "auto": lambda arm: recommendation_stage(run, inp, theta_key, table, probe_judge)}
+        choosers = {"calibrated": lambda arm: calibration_stage(run, inp, theta_key, table,
+                                                                probe_judge, arm),
+                    "auto": lambda arm: recommendation_stage(run, inp, theta_key, table,
+                                                             probe_judge)}
     masks, seeded, treated = selections_stage(run, table, choosers)
 
     answers = Answers(run, inp, test_prompts)
@@ -133,19 +142,22 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
     empty = [a for a in masks if a in cfg.arms and not masks[a].any()]
     for a in empty:
         log(f"  {a} arm skipped: its selection holds no pair (is its score column empty?)")
-    # (auto last in each seed: its choice's own arm trains first, and auto's training is then a copy)
+    # (auto last in each seed: its choice's own arm trains first, and auto's training is then a
+    # copy)
     order = sorted((a for a in masks if a in cfg.arms and a not in empty), key=lambda a: a == AUTO)
     jobs = [(a, s) for s in cfg.seeds for a in order]
     evaluations, curves = [], {}
     for n, (arm, seed) in enumerate(jobs):
         mask = seeded.get((arm, int(seed)), masks[arm])
         n_pairs = int(mask.sum())
-        log(f"[arm {n + 1}/{len(jobs)}] {arm}, seed {seed}: {n_pairs} pairs ({clock.eta(0.2 + 0.8 * n / len(jobs))})")
+        log(f"[arm {n + 1}/{len(jobs)}] {arm}, seed {seed}: {n_pairs} pairs "
+            f"({clock.eta(0.2 + 0.8 * n / len(jobs))})")
         ids = table.loc[mask, "id"].tolist()
         model, info = train_arm(arm, seed, mask, ids)
         curves[f"{arm}/seed{seed}"] = info["log"]
         if here.is_main:  # judged once; the other ranks go on to the next arm's training
-            evaluations.append(evaluation_stage(run, answers, judge, arm, seed, n_pairs, model, info))
+            evaluations.append(evaluation_stage(run, answers, judge, arm, seed, n_pairs, model,
+                                                info))
         del model
 
     if here.is_main:
@@ -155,9 +167,11 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
     if not here.is_main:
         return pd.read_csv(rd.eval_csv)
     if len(evaluation):
-        log(f"\nWinRate against π_ref ({judge.name}, {len(answers.prompts)} held-out prompts x {answers.per_prompt} "
-            f"answers, mean over seeds {cfg.seeds}; differences paired on prompts and seeds):\n{format_arms(summary)}\n"
-            f"machine: {machine_line()} (another CPU builds another lab: compare labs, not single runs)")
+        log(f"\nWinRate against π_ref ({judge.name}, {len(answers.prompts)} held-out prompts x "
+            f"{answers.per_prompt} answers, mean over seeds {cfg.seeds}; differences paired on "
+            f"prompts and seeds):\n{format_arms(summary)}\n"
+            f"machine: {machine_line()} (another CPU builds another lab: compare labs, not single "
+            f"runs)")
     else:
         log("\nno arm trained (`arms` lists none of the selections)")
     if getattr(judge, "paid", False):  # an API judge: what it paid for, and what its cache saved
@@ -172,4 +186,5 @@ class _Clock:
 
     def eta(self, done_frac: float) -> str:
         spent = time.time() - self.start
-        return f"{spent:.0f} s so far" + (f", about {spent / done_frac - spent:.0f} s left" if done_frac > 0.05 else "")
+        return (f"{spent:.0f} s so far"
+                + (f", about {spent / done_frac - spent:.0f} s left" if done_frac > 0.05 else ""))

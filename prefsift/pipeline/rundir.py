@@ -33,7 +33,8 @@ class RunDir:
     config = property(lambda self: self.root / "config.yaml")
     manifest = property(lambda self: self.root / "manifest.json")
     lab = property(lambda self: self.root / "lab")  # the embedded lab's files and SFT model
-    sentiment = property(lambda self: self.root / "sentiment-lab")  # pairs from a real model's samples
+    # pairs from a real model's samples
+    sentiment = property(lambda self: self.root / "sentiment-lab")
     warmup = property(lambda self: self.root / "warmup")  # θ: stage.json and model/
     warmup_model = property(lambda self: self.root / "warmup" / "model")
     score = property(lambda self: self.root / "score")  # the scoring stages' run directory
@@ -66,7 +67,8 @@ class Manifest:
                 if not isinstance(self.data, dict) or not isinstance(self.data.get("stages"), dict):
                     raise ValueError("no stages")
             except (OSError, ValueError) as e:
-                # Every stage re-checks its own artifacts, so a lost manifest costs only re-reading them.
+                # Every stage re-checks its own artifacts, so a lost manifest costs only re-reading
+                # them.
                 log(f"note: {self.path} is unreadable ({e or 'no stages'}); starting a new one")
                 self.data = {"stages": {}}
         self.data["config"] = config
@@ -86,6 +88,6 @@ def _versions() -> dict:
     import trl
 
 
-    return {"prefsift": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "trl": trl.__version__, "python": platform.python_version(), "machine": platform.machine(),
-            "host": machine()}
+    return {"prefsift": __version__, "torch": torch.__version__,
+            "transformers": transformers.__version__, "trl": trl.__version__,
+            "python": platform.python_version(), "machine": platform.machine(), "host": machine()}

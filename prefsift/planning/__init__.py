@@ -5,4 +5,5 @@ from .plan import Plan, StagePlan, predicted_vs_actual
 from .run import actual_run_seconds, plan_run
 from .scores import plan_scores
 
-__all__ = ["Plan", "StagePlan", "actual_run_seconds", "plan_run", "plan_scores", "predicted_vs_actual"]
+__all__ = ["Plan", "StagePlan", "actual_run_seconds", "plan_run", "plan_scores",
+           "predicted_vs_actual"]

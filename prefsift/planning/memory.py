@@ -2,8 +2,8 @@
 planner's `peak GiB` column and of docs/scale.md's tables (activations are not in them).
 
 A training stage holds, per process:
-- the policy's master weights (fp32), the trained weights' gradients (fp32) and their optimizer state
-  (Adam: 8 bytes a weight);
+- the policy's master weights (fp32), the trained weights' gradients (fp32) and their optimizer
+  state (Adam: 8 bytes a weight);
 - the frozen reference in its own precision (none under LoRA from π_ref: the reference is the
   policy with its adapters off), and under LoRA the frozen base in the reference's precision.
 
@@ -29,7 +29,8 @@ OPTIMIZER_BYTES = {"sgd": 0, "adafactor": 4}  # per fp32 trained weight; Adam-li
 
 @dataclass(frozen=True)
 class Shape:
-    """What the formulas read of a model: its weights, its largest FSDP unit, the weights that train."""
+    """What the formulas read of a model: its weights, its largest FSDP unit, the weights that
+    train."""
 
     weights: int
     largest_unit: int
@@ -49,12 +50,13 @@ def optimizer_bytes(name: str) -> int:
     return OPTIMIZER_BYTES.get(name, 8)
 
 
-def training_bytes(shape: Shape, *, optimizer: str, processes: int = 1, fsdp: bool = False, weight_bytes: int = 4,
-                   reference: bool = True, lora: bool = False) -> float:
+def training_bytes(shape: Shape, *, optimizer: str, processes: int = 1, fsdp: bool = False,
+                   weight_bytes: int = 4, reference: bool = True, lora: bool = False) -> float:
     """Bytes per process of one training stage (activations not counted). `weight_bytes`: of the
     reference's (and under LoRA the base's) precision, 4 for fp32, 2 for bf16."""
     trained = shape.weights if shape.trainable is None else shape.trainable
-    if lora:  # the frozen base in the reference's precision; fp32 adapters, their gradients and state
+    # the frozen base in the reference's precision; fp32 adapters, their gradients and state
+    if lora:
         held = shape.weights * weight_bytes + trained * (4 + 4 + optimizer_bytes(optimizer))
     else:
         held = shape.weights * 4 + trained * (4 + optimizer_bytes(optimizer))
@@ -62,25 +64,29 @@ def training_bytes(shape: Shape, *, optimizer: str, processes: int = 1, fsdp: bo
         held += shape.weights * weight_bytes
     if not fsdp or processes == 1:
         return float(held)
-    gathered = 2 * shape.largest_unit * weight_bytes + shape.largest_unit * 4  # two units' weights, one's gradient
+    # two units' weights, one's gradient
+    gathered = 2 * shape.largest_unit * weight_bytes + shape.largest_unit * 4
     return held / processes + gathered
 
 
-def scoring_bytes(shape: Shape, *, models: int, processes: int = 1, fsdp: bool = False, weight_bytes: int = 4,
-                  influence: int = 0) -> float:
-    """Bytes per process of scoring with `models` models resident (π_ref, θ, and θ_val for LossDiff);
-    `influence`: the weights IF is taken over, whose validation gradient and one pair's gradient
-    (fp32) the IF loop holds."""
+def scoring_bytes(shape: Shape, *, models: int, processes: int = 1, fsdp: bool = False,
+                  weight_bytes: int = 4, influence: int = 0) -> float:
+    """Bytes per process of scoring with `models` models resident (π_ref, θ, and θ_val for
+    LossDiff); `influence`: the weights IF is taken over, whose validation gradient and one pair's
+    gradient (fp32) the IF loop holds."""
     held = models * shape.weights * weight_bytes + 2 * influence * 4
     if not fsdp or processes == 1:
         return float(held)
-    return held / processes + 2 * shape.largest_unit * weight_bytes + (shape.largest_unit * 4 if influence else 0)
+    return (held / processes + 2 * shape.largest_unit * weight_bytes
+            + (shape.largest_unit * 4 if influence else 0))
 
 
 def capacity_bytes(device: str, processes: int) -> tuple[float, str]:
-    """What one process may hold: its GPU's memory, or on a CPU its share of the machine's memory."""
+    """What one process may hold: its GPU's memory, or on a CPU its share of the machine's
+    memory."""
     if device.startswith("cuda") and torch.cuda.is_available():
-        return float(torch.cuda.get_device_properties(0).total_memory), f"one GPU's {torch.cuda.get_device_name(0)}"
+        return (float(torch.cuda.get_device_properties(0).total_memory),
+                f"one GPU's {torch.cuda.get_device_name(0)}")
     import psutil
 
     return psutil.virtual_memory().total / processes, f"1/{processes} of this machine's memory"
@@ -96,12 +102,15 @@ def check_fits(plan, shard: str, lora: bool) -> None:
     worst = max(over, key=lambda s: s.peak_gib)
     fixes = []
     if shard != "fsdp":
-        fixes.append("shard fsdp with more processes (each holds 1/N of the weights, gradients and optimizer state)")
+        fixes.append("shard fsdp with more processes (each holds 1/N of the weights, gradients and "
+                     "optimizer state)")
     else:
         fixes.append("more processes (--processes N)")
     if not lora:
-        fixes.append("LoRA (`lora: {r: 16}`: no gradients or optimizer state for the base, which stays in bf16)")
+        fixes.append("LoRA (`lora: {r: 16}`: no gradients or optimizer state for the base, which "
+                     "stays in bf16)")
     fixes.append("dtype bf16 on a GPU")
-    raise UserError(f"{plan.describe()}\nthe plan does not fit: stage {worst.stage} needs about {worst.peak_gib:.1f} "
-                    f"GiB per process, more than {what} ({cap / GIB:.1f} GiB); nothing was run. Try: "
+    raise UserError(f"{plan.describe()}\n"
+                    f"the plan does not fit: stage {worst.stage} needs about {worst.peak_gib:.1f} "
+            f"GiB per process, more than {what} ({cap / GIB:.1f} GiB); nothing was run. Try: "
                     + "; or ".join(fixes))

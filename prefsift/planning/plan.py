@@ -34,8 +34,8 @@ class StagePlan:
     basis: str  # what the number was scaled from
 
     def row(self) -> str:
-        return (f"  {self.stage:<14} {_duration(self.seconds):>10} {self.flops:>10.2e} {self.peak_gib:>9.2f}   "
-                f"{self.basis}")
+        return (f"  {self.stage:<14} {_duration(self.seconds):>10} {self.flops:>10.2e} "
+                f"{self.peak_gib:>9.2f}   {self.basis}")
 
 
 @dataclass
@@ -46,23 +46,27 @@ class Plan:
     stages: list = field(default_factory=list)
     probe_seconds: float = 0.0
     activations_counted: bool = False
-    judge: dict = field(default_factory=dict)  # a run's judge calls and tokens (`pipeline.judge_cost.JudgeCost`)
+    # a run's judge calls and tokens (`pipeline.judge_cost.JudgeCost`)
+    judge: dict = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
         return sum(s.seconds for s in self.stages)
 
     def describe(self) -> str:
-        mem = "weights, gradients, optimizer state and activations" if self.activations_counted else \
-            "weights, gradients and optimizer state (activations not counted on a CPU)"
-        lines = [f"plan of {self.what}: {self.device}, {self.processes} process(es); the probes took "
-                 f"{self.probe_seconds:.0f} s; peak memory per process = {mem}",
+        mem = ("weights, gradients, optimizer state and activations" if self.activations_counted
+               else "weights, gradients and optimizer state (activations not counted on a CPU)")
+        lines = [f"plan of {self.what}: {self.device}, {self.processes} process(es); the probes "
+                 f"took {self.probe_seconds:.0f} s; peak memory per process = {mem}",
                  f"  {'stage':<14} {'time':>10} {'FLOPs':>10} {'peak GiB':>9}   scaled from"]
         lines += [s.row() for s in self.stages]
-        lines.append(f"  {'total':<14} {_duration(self.seconds):>10} {sum(s.flops for s in self.stages):>10.2e}")
+        lines.append(f"  {'total':<14} {_duration(self.seconds):>10} "
+                     f"{sum(s.flops for s in self.stages):>10.2e}")
         if self.judge:
-            tokens = f", about {self.judge['tokens']:,} tokens" if self.judge.get("tokens") is not None else ""
-            lines.append(f"judge: at most {self.judge['calls']:,} calls{tokens} ({self.judge['basis']})")
+            tokens = (f", about {self.judge['tokens']:,} tokens"
+                      if self.judge.get("tokens") is not None else "")
+            lines.append(f"judge: at most {self.judge['calls']:,} calls{tokens} "
+                         f"({self.judge['basis']})")
         return "\n".join(lines)
 
     def save(self, folder: Path) -> Path:

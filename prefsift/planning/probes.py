@@ -26,10 +26,12 @@ from .plan import GIB, StagePlan
 
 
 def engine_tokens(pairs, max_length: int | None, token_budget: int, max_batch: int = 64) -> int:
-    """Padded tokens of one log-prob pass over `pairs`, batched exactly as the engine batches them."""
+    """Padded tokens of one log-prob pass over `pairs`, batched exactly as the engine batches
+    them."""
     seqs = pair_sequences(pairs, max_length)
     lengths = [seqs.length(k) for k in range(len(seqs))]
-    return sum(len(b) * max(lengths[i] for i in b) for b in plan_batches(lengths, token_budget, max_batch))
+    return sum(len(b) * max(lengths[i] for i in b)
+               for b in plan_batches(lengths, token_budget, max_batch))
 
 
 def pair_lengths(pairs, max_length: int | None) -> list[int]:
@@ -88,9 +90,11 @@ def _activation_peak(device) -> float:
     return torch.cuda.max_memory_allocated(device) / GIB if device.type == "cuda" else 0.0
 
 
-def probe_engine(model, pairs, pad_id: int, max_length, token_budget: int, head_chunk: int) -> float:
+def probe_engine(model, pairs, pad_id: int, max_length, token_budget: int,
+                 head_chunk: int) -> float:
     """Seconds per padded token of the log-prob engine: three of its real batches (the longest, a
-    middle one, the shortest) timed after a warm-up on the longest (whose shapes allocate the most)."""
+    middle one, the shortest) timed after a warm-up on the longest (whose shapes allocate the
+    most)."""
     seqs = pair_sequences(pairs, max_length)
     lengths = [seqs.length(k) for k in range(len(seqs))]
     batches = plan_batches(lengths, token_budget, 64)
@@ -100,7 +104,8 @@ def probe_engine(model, pairs, pad_id: int, max_length, token_budget: int, head_
     model.eval()
     with torch.no_grad():
         batch_logps(model, [seqs[i] for i in batches[0]], pad_id, head_chunk)  # warm-up
-        seconds, _ = _timed(device, lambda: [batch_logps(model, [seqs[i] for i in b], pad_id, head_chunk)
+        seconds, _ = _timed(device, lambda: [batch_logps(model, [seqs[i] for i in b], pad_id,
+                                                         head_chunk)
                                              for b in picks])
     model.train(was)
     return seconds / sum(len(b) * max(lengths[i] for i in b) for b in picks)
@@ -114,8 +119,8 @@ class TrainingProbe:
     peak_gib: float  # activations and the rest, allocated on a GPU (0 on a CPU)
 
 
-def probe_training(start, ref_model, tokenizer, records: list[dict], objective, settings, processes: int = 1,
-                   steps: int = 4, seed: int = 0, lora=None) -> TrainingProbe:
+def probe_training(start, ref_model, tokenizer, records: list[dict], objective, settings,
+                   processes: int = 1, steps: int = 4, seed: int = 0, lora=None) -> TrainingProbe:
     """A few steps of TRL's DPOTrainer at the stage's batch size per process and optimizer (LoRA
     adapters with `lora`), on a seeded sample of the stage's pairs, in a temporary folder; one
     optimizer update a step (the stage's gradient accumulation is counted by `training_stage`), the
@@ -128,7 +133,8 @@ def probe_training(start, ref_model, tokenizer, records: list[dict], objective, 
     device = model_device(ref_model)
     per_step = max(1, settings.batch_size // processes)
     rng = np.random.default_rng(seed)
-    want = per_step * steps  # a small stage's pairs are drawn again, so that there are steps to time
+    # a small stage's pairs are drawn again, so that there are steps to time
+    want = per_step * steps
     sample = [records[i] for i in rng.choice(len(records), size=want, replace=len(records) < want)]
     marks: dict[str, list[float]] = {"begin": [], "pre": [], "opt": [], "end": []}
 
@@ -152,7 +158,8 @@ def probe_training(start, ref_model, tokenizer, records: list[dict], objective, 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     with tempfile.TemporaryDirectory(prefix="prefsift-plan-") as tmp:
-        probe = dataclasses.replace(settings, batch_size=per_step, epochs=1.0, gradient_accumulation=1)
+        probe = dataclasses.replace(settings, batch_size=per_step, epochs=1.0,
+                                    gradient_accumulation=1)
         t0 = time.perf_counter()
         model = trainable_start(start, device)
         if lora is not None:
@@ -163,7 +170,8 @@ def probe_training(start, ref_model, tokenizer, records: list[dict], objective, 
         args = trl_config(objective, probe, Path(tmp), precision=model_precision(ref_model),
                            on_cpu=device.type == "cpu")
         args.logging_steps, args.disable_tqdm = 10**9, True
-        trainer = DPOTrainer(model=model, ref_model=ref_model.eval(), args=args, train_dataset=Dataset.from_list(sample),
+        trainer = DPOTrainer(model=model, ref_model=ref_model.eval(), args=args,
+                             train_dataset=Dataset.from_list(sample),
                              processing_class=tokenizer, callbacks=[Clock()])
         setup = time.perf_counter() - t0
         try:
@@ -172,10 +180,12 @@ def probe_training(start, ref_model, tokenizer, records: list[dict], objective, 
             without_patched_forward(ref_model)
         del trainer, model
     counted = range(1, len(marks["end"]))  # step 0 initialises lazily
-    passes = [marks["pre"][i] - marks["begin"][i] + marks["end"][i] - marks["opt"][i] for i in counted]
+    passes = [marks["pre"][i] - marks["begin"][i] + marks["end"][i] - marks["opt"][i]
+              for i in counted]
     update = float(np.median([marks["opt"][i] - marks["pre"][i] for i in counted]))
     step_tokens = _mean_step_tokens(tokenizer, sample, per_step, settings.max_length)
-    return TrainingProbe(setup, float(np.median(passes)) / step_tokens, update, _activation_peak(device))
+    return TrainingProbe(setup, float(np.median(passes)) / step_tokens, update,
+                         _activation_peak(device))
 
 
 def _mean_step_tokens(tokenizer, records: list[dict], per_step: int, max_length) -> float:
@@ -187,9 +197,10 @@ def _mean_step_tokens(tokenizer, records: list[dict], per_step: int, max_length)
                           for s in range(0, len(lengths), per_step)]))
 
 
-def training_stage(name: str, probe: TrainingProbe, engine_rate: float, lengths: list[int], settings, processes: int,
-                   n_weights: int, weight_bytes: int, eval_tokens: int = 0, eval_steps: int | None = None,
-                   save_seconds: float = 0.0, trainable: int | None = None, largest_unit: int | None = None,
+def training_stage(name: str, probe: TrainingProbe, engine_rate: float, lengths: list[int],
+                   settings, processes: int, n_weights: int, weight_bytes: int,
+                   eval_tokens: int = 0, eval_steps: int | None = None, save_seconds: float = 0.0,
+                   trainable: int | None = None, largest_unit: int | None = None,
                    fsdp: bool = False, lora: bool = False, reference: bool = True) -> StagePlan:
     """One TRL stage from its probe: setup, each simulated micro-batch (its share of the padded
     tokens on each process), one update per `gradient_accumulation` micro-batches, the validation
@@ -202,9 +213,11 @@ def training_stage(name: str, probe: TrainingProbe, engine_rate: float, lengths:
     n_evals = (updates // eval_steps + 1) if eval_steps else 0
     # A validation pass runs the policy and the reference forward.
     evals = n_evals * 2 * engine_rate * eval_tokens / processes
-    seconds = probe.setup + tokens / processes * probe.per_token + updates * probe.update + evals + save_seconds
+    seconds = (probe.setup + tokens / processes * probe.per_token + updates * probe.update + evals
+               + save_seconds)
     shape = Shape(n_weights, largest_unit or n_weights, trainable)
     mem = training_bytes(shape, optimizer=settings.optimizer, processes=processes, fsdp=fsdp,
-                         weight_bytes=round(weight_bytes / max(n_weights, 1)), reference=reference, lora=lora)
+                         weight_bytes=round(weight_bytes / max(n_weights, 1)), reference=reference,
+                         lora=lora)
     return StagePlan(name, seconds, 8 * n_weights * tokens, mem / GIB + probe.peak_gib,
                      f"{updates} steps, {tokens:,} padded tokens; TRL probe")

@@ -1,5 +1,6 @@
 """The processes a command runs in: one, or several started by `torchrun`, `accelerate launch` or
-`prefsift score --processes N` (torch.distributed's usual environment: RANK, WORLD_SIZE, LOCAL_RANK).
+`prefsift score --processes N` (torch.distributed's usual environment: RANK, WORLD_SIZE,
+LOCAL_RANK).
 
 Work is split so that a sharded run computes every number exactly as one process does: the unit
 handed to a rank is a whole batch of the log-prob engine or a whole checkpoint chunk of IF, so each
@@ -91,7 +92,8 @@ def merge_arrays(arrays: dict[str, np.ndarray], w: World | None = None) -> dict[
 
     out = {}
     for k, a in arrays.items():
-        t = torch.from_numpy(np.array(a, dtype=np.float64, copy=True))  # the caller's array stays as it was
+        # the caller's array stays as it was
+        t = torch.from_numpy(np.array(a, dtype=np.float64, copy=True))
         dist.all_reduce(t)
         out[k] = t.numpy().astype(a.dtype, copy=False)
     return out
@@ -109,7 +111,8 @@ def every_rank(flags: np.ndarray, w: World | None = None) -> np.ndarray:
 
 
 def sum_tensors(tensors: Sequence[torch.Tensor], w: World | None = None) -> None:
-    """In place: each tensor replaced by its sum over the ranks (a partial gradient → the gradient)."""
+    """In place: each tensor replaced by its sum over the ranks (a partial gradient → the
+    gradient)."""
     w = w or world()
     if not w.sharded:
         return
@@ -143,19 +146,23 @@ def broadcast_object(obj, w: World | None = None):
 
 
 def check_processes(n: int, here: World | None = None) -> int:
-    """`--processes N` checked: N >= 1, and not given inside a launcher that already started the workers."""
+    """`--processes N` checked: N >= 1, and not given inside a launcher that already started the
+    workers."""
     here = here or world()
     if n < 1:
         raise ConfigError(key="processes", problem=f"must be >= 1, got {n}")
     if here.sharded and os.environ.get("PREFSIFT_WORKER") == "1":
         return 1  # one of the workers `launch_local` started: the launcher has done its part
     if n > 1 and torch.cuda.is_available() and n > torch.cuda.device_count():
-        raise ConfigError(key="processes", problem=f"is {n}, but this machine has {torch.cuda.device_count()} CUDA "
-                                                   "device(s), one per process")
+        raise ConfigError(key="processes",
+                          problem=f"is {n}, but this machine has {torch.cuda.device_count()} CUDA "
+                                  "device(s), one per process")
     if n > 1 and here.sharded:
-        raise ConfigError(key="processes", problem=f"is {n}, but this process is already one of {here.size} started by "
-                                                   "a launcher (torchrun, accelerate launch); drop --processes, the "
-                                                   "launcher's processes share the work")
+        raise ConfigError(key="processes", problem=f"is {n}, but this process is already one of "
+                                                   f"{here.size} started by "
+                                                   "a launcher (torchrun, accelerate launch); drop "
+                                                   "--processes, the launcher's processes share "
+                                                   "the work")
     return n
 
 
@@ -166,6 +173,6 @@ def launch_local(n: int, argv: Sequence[str], threads: int | None = None) -> int
     env = {**os.environ, "PREFSIFT_WORKER": "1"}
     if "OMP_NUM_THREADS" not in env:  # torchrun would otherwise give each worker one thread
         env["OMP_NUM_THREADS"] = str(threads or max(1, (os.cpu_count() or 1) // n))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", "-m", "prefsift",
-           *argv]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+           "-m", "prefsift", *argv]
     return subprocess.call(cmd, env=env)

@@ -1,4 +1,5 @@
-"""How the processes of a launch hold a model: `ddp` or `fsdp` (`--shard`, `shard:` in a run config).
+"""How the processes of a launch hold a model: `ddp` or `fsdp` (`--shard`, `shard:` in a run
+config).
 
 - ``ddp`` (the default): every process holds the whole model, and training stages run
   DistributedDataParallel. This is what prefsift has always done.
@@ -39,9 +40,9 @@ ENV = "PREFSIFT_SHARD"  # the launch's choice, inherited by the workers `--proce
 def shard_field():
     """The `shard` setting of every config that trains or scores (run, score, warmup)."""
     return field(default="ddp", metadata={
-        "help": "how several processes hold each model: ddp (whole, on every process) or fsdp (FSDP2: each decoder "
-                "layer split over the processes, gathered for its own forward and backward; the same as ddp in one "
-                "process)", "check": SHARDS})
+        "help": "how several processes hold each model: ddp (whole, on every process) or fsdp "
+                "(FSDP2: each decoder layer split over the processes, gathered for its own forward "
+                "and backward; the same as ddp in one process)", "check": SHARDS})
 
 
 def set_shard(mode: str) -> None:
@@ -57,14 +58,15 @@ _NOTED = False  # the one-process note is said once
 
 
 def use_shard(mode: str, w: World | None = None, log=print) -> None:
-    """`set_shard(mode)` at the start of a command, and the note when one process has nothing to shard."""
+    """`set_shard(mode)` at the start of a command, and the note when one process has nothing to
+    shard."""
     global _NOTED
     set_shard(mode)
     w = w or world()
     if mode == "fsdp" and not w.sharded and not _NOTED:
         _NOTED = True
-        log("note: shard fsdp in one process is the same as ddp: there is nothing to shard over (give --processes N "
-            "or start N processes with torchrun)")
+        log("note: shard fsdp in one process is the same as ddp: there is nothing to shard over "
+            "(give --processes N or start N processes with torchrun)")
 
 
 def shard_mode() -> str:
@@ -85,8 +87,9 @@ def decoder_layers(model) -> list[torch.nn.Module]:
     if not layers:
         from ..core.errors import UserError
 
-        raise UserError(f"shard fsdp: {type(base).__name__} names no decoder-layer class in `_no_split_modules`, so "
-                        "prefsift cannot tell which modules to shard; use shard ddp for this model")
+        raise UserError(f"shard fsdp: {type(base).__name__} names no decoder-layer class in "
+                        "`_no_split_modules`, so prefsift cannot tell which modules to shard; use "
+                        "shard ddp for this model")
     return layers
 
 
@@ -102,8 +105,8 @@ def fsdp_training_args(model) -> dict:
     """The `TrainingArguments` fields that make a TRL trainer shard `model` with FSDP2: one unit per
     decoder layer. After forward, a layer's gathered weights are dropped. State dicts are gathered
     whole, so a stage saves a plain model folder."""
-    # TRL checkpoints activations by default; under FSDP it is FSDP's own checkpointing (one all-gather
-    # fewer in backward than the model's), the same recomputation.
+    # TRL checkpoints activations by default; under FSDP it is FSDP's own checkpointing (one
+    # all-gather fewer in backward than the model's), the same recomputation.
     return {"fsdp": True, "activation_checkpointing": False,
             "fsdp_config": {"version": 2, "transformer_layer_cls_to_wrap": layer_class_names(model),
                             "reshard_after_forward": True, "state_dict_type": "FULL_STATE_DICT",
@@ -145,7 +148,8 @@ def fsdp_trainer(trainer_class):
 def gathered_state_dict(model) -> dict:
     """The whole state dict of an FSDP-sharded model, on the CPU, on rank 0 ({} on the other ranks).
     Every rank must call it: it is a collective."""
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return get_model_state_dict(model,
+                                options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 # ---------------------------------------------------------------------------------------------

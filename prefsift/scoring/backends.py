@@ -55,7 +55,8 @@ from .rewards import pair_rewards, reward_influence, reward_influence_jvp
 
 def is_reward_model(spec) -> bool:
     """Whether a model folder holds a sequence classifier (a reward model), from its config.json."""
-    archs = json.loads((Path(resolve_model_path(spec)) / "config.json").read_text()).get("architectures") or []
+    archs = json.loads((Path(resolve_model_path(spec))
+                        / "config.json").read_text()).get("architectures") or []
     return any(a.endswith("ForSequenceClassification") for a in archs)
 
 
@@ -64,8 +65,8 @@ def fitted(pairs, tok, cfg, what: str):
     no pair left is an error."""
     out = check_lengths(pairs, tok, cfg.max_length, cfg.overlength, cfg.strict)
     if what != "train" and not out.valid_rows:
-        raise DataError(f"{pairs.raw.path}: no {what} pair fits max_length {cfg.max_length}; raise max_length or "
-                        f"give shorter {what} pairs")
+        raise DataError(f"{pairs.raw.path}: no {what} pair fits max_length {cfg.max_length}; raise "
+                        f"max_length or give shorter {what} pairs")
     return out
 
 
@@ -75,10 +76,11 @@ class PolicyBackend:
 
     kind = "policy"
 
-    def __init__(self, cfg, train_pairs, val_pairs, out: Path, progress: bool, log, models=None, timings=None,
-                 warmup=None):
-        # (StageSettings, LoraSettings | None) of the warm-up, which Selective DPO's fold models repeat;
-        # None: `prefsift score`'s own warm-up settings (warmup_epochs, warmup_lr, warmup_batch_size)
+    def __init__(self, cfg, train_pairs, val_pairs, out: Path, progress: bool, log, models=None,
+                 timings=None, warmup=None):
+        # (StageSettings, LoraSettings | None) of the warm-up, which Selective DPO's fold models
+        # repeat; None: `prefsift score`'s own warm-up settings (warmup_epochs, warmup_lr,
+        # warmup_batch_size)
         self.warmup = warmup
 
         self.cfg, self.out, self.progress, self.log = cfg, out, progress, log
@@ -98,13 +100,14 @@ class PolicyBackend:
         if "heldout" in cfg.wanted and len(self.tr_tok) < 2 * cfg.folds:  # before any model runs
             from ..core.errors import UserError
 
-            raise UserError(f"Selective DPO's {cfg.folds} folds need at least {2 * cfg.folds} usable pairs; there are "
-                            f"{len(self.tr_tok)}: lower folds (--folds) or give more pairs")
+            raise UserError(f"Selective DPO's {cfg.folds} folds need at least {2 * cfg.folds} "
+                            f"usable pairs; there are {len(self.tr_tok)}: lower folds (--folds) or "
+                            f"give more pairs")
         self.va_tok = tokenized(self.val, self.tok) if self.val is not None else None
         self.extra_tok = {}
         for name, path in cfg.validation_set_paths.items():
-            extra = check_lengths(load_pairs(path, strict=cfg.strict), self.tok, cfg.max_length, cfg.overlength,
-                                  cfg.strict)
+            extra = check_lengths(load_pairs(path, strict=cfg.strict), self.tok, cfg.max_length,
+                                  cfg.overlength, cfg.strict)
             if not extra.valid_rows:
                 raise DataError(f"{path}: no usable pair in validation set {name!r}")
             self.extra_tok[name] = tokenized(extra, self.tok)
@@ -114,10 +117,11 @@ class PolicyBackend:
         self.fsdp = fsdp_on()
         # FSDP has no forward mode (torch.func cannot differentiate through its sharded weights)
         # and no vmap over whole weights: its exact IF is the loop of backward passes.
-        self.if_method = "loop" if self.fsdp and cfg.if_method in ("jvp", "vmap", "auto") else cfg.if_method
+        self.if_method = ("loop" if self.fsdp and cfg.if_method in ("jvp", "vmap", "auto")
+                          else cfg.if_method)
         if self.fsdp and "if" in cfg.wanted and cfg.if_method in ("jvp", "vmap"):
-            log(f"note: IF by {cfg.if_method} needs whole weights; under shard fsdp it is computed by the loop of "
-                "backward passes (the same numbers, up to summation order)")
+            log(f"note: IF by {cfg.if_method} needs whole weights; under shard fsdp it is computed "
+                "by the loop of backward passes (the same numbers, up to summation order)")
         self._reference()
         self._policy_pass()
 
@@ -135,19 +139,22 @@ class PolicyBackend:
         return shard_for_scoring(model)
 
     def _logps(self, model, pairs, key, what, stats=None) -> PairLogps:
-        return cached_pair_logps(model, pairs, self.tok.pad_token_id, self.cache, self.settings, key, self.progress,
-                                 what, stats, log=self.log)
+        return cached_pair_logps(model, pairs, self.tok.pad_token_id, self.cache, self.settings,
+                                 key, self.progress, what, stats, log=self.log)
 
     def _reference(self) -> None:
         t = time.perf_counter()
         self.ref = self._models[1] if self._models else self._load(self.cfg.reference)
         self.ref_key = model_fingerprint(self.ref)
         self.ref = self._sharded(self.ref, given=bool(self._models))
-        self.ref_tr = self._logps(self.ref, self.tr_tok, self.ref_key, "reference log-probs", self.stats)
-        self.ref_va = (self._logps(self.ref, self.va_tok, self.ref_key, "reference log-probs (val)", self.stats)
+        self.ref_tr = self._logps(self.ref, self.tr_tok, self.ref_key, "reference log-probs",
+                                  self.stats)
+        self.ref_va = (self._logps(self.ref, self.va_tok, self.ref_key, "reference log-probs (val)",
+                                   self.stats)
                        if self.va_tok else None)
         self.extra_val = {name: (t_, self._pair(self._logps(self.ref, t_, self.ref_key,
-                                                            f"reference log-probs (validation set {name})", self.stats)))
+                                                            f"reference log-probs (validation set "
+                                                            f"{name})", self.stats)))
                           for name, t_ in self.extra_tok.items()}
         self._ref_seconds = time.perf_counter() - t
 
@@ -159,21 +166,23 @@ class PolicyBackend:
         if self.pol_key == self.ref_key and "irm" in wanted:
             from ..core.errors import ConfigError
 
-            raise ConfigError(key="policy", problem="has the reference's own weights, so IRM would be 0 for every "
-                                                    "pair: score θ, the warmed-up model (`prefsift warmup` makes it, "
-                                                    "or `prefsift score --warmup`)")
+            raise ConfigError(key="policy", problem="has the reference's own weights, so IRM would "
+                                                    "be 0 for every pair: score θ, the warmed-up "
+                                                    "model (`prefsift warmup` makes it, or "
+                                                    "`prefsift score --warmup`)")
         self.policy = self._sharded(self.policy, given=bool(self._models))
         if "if" in wanted and self.if_method == "jvp" and "lossdiff" not in wanted:
-            # Forward mode gives IF and the policy's log-probs in one pass: no separate policy pass. (With
-            # LossDiff, ℓ(θ) and ℓ(θ_val) both come from the engine, so that their small difference is not
-            # a difference of two batchings.)
+            # Forward mode gives IF and the policy's log-probs in one pass: no separate policy pass.
+            # (With LossDiff, ℓ(θ) and ℓ(θ_val) both come from the engine, so that their small
+            # difference is not a difference of two batchings.)
             self.timings["logprobs"] = self._ref_seconds + time.perf_counter() - t
             self.influence()
             res = self._influence
             self.pol_tr = PairLogps(res.logp_chosen, res.logp_rejected, self.ref_tr.chosen_tokens,
                                     self.ref_tr.rejected_tokens)
         else:
-            self.pol_tr = self._logps(self.policy, self.tr_tok, self.pol_key, "policy log-probs", self.stats)
+            self.pol_tr = self._logps(self.policy, self.tr_tok, self.pol_key, "policy log-probs",
+                                      self.stats)
             self.timings["logprobs"] = self._ref_seconds + time.perf_counter() - t
         if self.stats.sequences:
             self.log(f"log-prob engine: {self.stats.describe()}")
@@ -187,7 +196,8 @@ class PolicyBackend:
         (``rows``: indices of the scored pairs) over those the log-probs were taken on."""
         t, ref = torch.tensor, self.ref_tr
         rows = slice(None) if rows is None else rows
-        return self.objective.margin(t(policy.chosen), t(policy.rejected), t(ref.chosen[rows]), t(ref.rejected[rows]),
+        return self.objective.margin(t(policy.chosen), t(policy.rejected), t(ref.chosen[rows]),
+                                     t(ref.rejected[rows]),
                                      t(policy.chosen_tokens), t(policy.rejected_tokens))
 
     def base_columns(self) -> dict[str, np.ndarray]:
@@ -203,27 +213,31 @@ class PolicyBackend:
     def theta_val_losses(self) -> tuple[np.ndarray, np.ndarray]:
         cfg, policy = self.cfg, self.policy
         half = model_precision(policy) != "fp32"
-        # θ_val starts from θ (not from π_ref): then ℓ(θ) − ℓ(θ_val) ≈ η·⟨∇ℓ(θ; d), ∇L_val(θ)⟩ to first
-        # order for one SGD step, i.e. LossDiff is proportional to IF (with Adam, a preconditioned IF).
-        # θ_val starts from θ's folder when θ has one (the stage loads its own copy), else from θ in memory.
+        # θ_val starts from θ (not from π_ref): then ℓ(θ) − ℓ(θ_val) ≈ η·⟨∇ℓ(θ; d), ∇L_val(θ)⟩ to
+        # first order for one SGD step, i.e. LossDiff is proportional to IF (with Adam, a
+        # preconditioned IF). θ_val starts from θ's folder when θ has one (the stage loads its own
+        # copy), else from θ in memory.
         start = _folder_of(cfg.policy) or policy
-        # A half-precision θ in memory is the folder's weights rounded: the folder's fp32 weights are
-        # another start, with another key.
+        # A half-precision θ in memory is the folder's weights rounded: the folder's fp32 weights
+        # are another start, with another key.
         start_key = self.pol_key + (":folder-fp32" if half and isinstance(start, Path) else "")
         theta_val, info = TrainingStage(
             start, self.ref, self.tok, self.val.records(), self.objective,
-            StageSettings(epochs=cfg.val_epochs, learning_rate=cfg.val_lr, batch_size=cfg.val_batch_size,
+            StageSettings(epochs=cfg.val_epochs, learning_rate=cfg.val_lr,
+                          batch_size=cfg.val_batch_size,
                           max_length=cfg.max_length, seed=cfg.seed, optimizer=cfg.val_optimizer),
-            self.out / "theta_val", start_key=start_key, data_key=data_fingerprint(self.va_tok), name="theta_val",
+            self.out / "theta_val", start_key=start_key, data_key=data_fingerprint(self.va_tok),
+            name="theta_val",
             log=self.log, hand_back_fp32=half, label="θ_val", progress=self.progress).run()
         theta_val = self._sharded(theta_val)
-        tv = self._logps(theta_val, self.tr_tok, info["key"] + (":fp32" if half else ""), "θ_val log-probs")
+        tv = self._logps(theta_val, self.tr_tok, info["key"] + (":fp32" if half else ""),
+                         "θ_val log-probs")
         loss_val = self.objective.loss(self._margin_of(tv)).numpy()
         loss_from = self.loss()
         if half:
-            # θ_val's step from θ is far below bf16's resolution: ℓ(θ) and ℓ(θ_val) are both taken with
-            # fp32 weights (θ upcast exactly), so their difference is the step and not rounding.
-            # (From θ_val's own start, so that the difference is θ_val's step alone.)
+            # θ_val's step from θ is far below bf16's resolution: ℓ(θ) and ℓ(θ_val) are both taken
+            # with fp32 weights (θ upcast exactly), so their difference is the step and not
+            # rounding. (From θ_val's own start, so that the difference is θ_val's step alone.)
             if isinstance(start, Path):
                 theta32 = load_model(start, dtype="float32", device=model_device(policy))
             else:
@@ -231,8 +245,8 @@ class PolicyBackend:
 
                 theta32 = copy.deepcopy(policy).float()
             key32 = model_fingerprint(theta32)
-            p32 = self._logps(self._sharded(theta32), self.tr_tok, key32, "policy log-probs (fp32, for LossDiff)",
-                              self.stats)
+            p32 = self._logps(self._sharded(theta32), self.tr_tok, key32,
+                              "policy log-probs (fp32, for LossDiff)", self.stats)
             loss_from = self.objective.loss(self._margin_of(p32)).numpy()
             del theta32
         del theta_val
@@ -259,38 +273,44 @@ class PolicyBackend:
     def _compute_influence(self):
         cfg = self.cfg
         jvp = self.if_method == "jvp"
-        settings = InfluenceSettings(params=cfg.if_params, projection_dim=cfg.projection_dim or None,
+        settings = InfluenceSettings(params=cfg.if_params,
+                                     projection_dim=cfg.projection_dim or None,
                                      projection_seed=cfg.seed, precondition=cfg.precondition,
                                      max_length=cfg.max_length, method=self.if_method,
                                      jvp_token_budget=cfg.batch_tokens, head_chunk=cfg.head_chunk,
-                                     jvp_groups={"auto": None, "yes": True, "no": False}[cfg.if_groups])
+                                     jvp_groups={"auto": None, "yes": True,
+                                                 "no": False}[cfg.if_groups])
         s_key = asdict(settings)
         if not jvp:  # the forward-mode settings do not change the other routes' numbers
             for k in ("jvp_groups", "group_memory_gb", "jvp_token_budget"):
                 s_key.pop(k)
         extra = self.extra_val
         key = json.dumps({"m": self.pol_key, "r": self.ref_key, "t": data_fingerprint(self.tr_tok),
-                          "v": data_fingerprint(self.va_tok), "s": s_key, "o": asdict(self.objective),
-                          **({"x": {k: data_fingerprint(t) for k, (t, _) in extra.items()}} if extra else {})},
+                          "v": data_fingerprint(self.va_tok), "s": s_key,
+                          "o": asdict(self.objective),
+                          **({"x": {k: data_fingerprint(t) for k, (t, _) in extra.items()}} if extra
+                             else {})},
                          sort_keys=True)
         ckpt = self.cache / f"if-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
         return compute_influence(self.policy, self.tr_tok, self._pair(self.ref_tr), self.va_tok,
-                                 self._pair(self.ref_va), self.objective, self.tok.pad_token_id, settings,
-                                 self.progress, checkpoint_dir=ckpt, log=self.log, extra_validation=extra or None)
+                                 self._pair(self.ref_va), self.objective, self.tok.pad_token_id,
+                                 settings, self.progress, checkpoint_dir=ckpt, log=self.log,
+                                 extra_validation=extra or None)
 
 
 class RewardBackend:
     """A Bradley–Terry reward model θ (`objective: bt`, `policy` a one-label sequence classifier):
-    m = r(x, y_w) − r(x, y_l), ℓ = softplus(−m); θ_val by TRL's RewardTrainer; IF exact, one backward
-    pass per pair or (`if_method: jvp`) one forward-mode pass per batch and layer group."""
+    m = r(x, y_w) − r(x, y_l), ℓ = softplus(−m); θ_val by TRL's RewardTrainer; IF exact, one
+    backward pass per pair or (`if_method: jvp`) one forward-mode pass per batch and layer group."""
 
     kind = "reward"
 
     def __init__(self, cfg, train_pairs, val_pairs, out: Path, progress: bool, log, timings=None):
         if not is_reward_model(cfg.policy):
-            raise ConfigError(key="policy", problem=f"is {cfg.policy!r}, a causal LM: objective bt scores a reward "
-                                                    "model (a one-label sequence classifier, e.g. a reward stage's "
-                                                    "model/ folder)")
+            raise ConfigError(key="policy", problem=f"is {cfg.policy!r}, a causal LM: objective bt "
+                                                    "scores a reward model (a one-label sequence "
+                                                    "classifier, e.g. a reward stage's model/ "
+                                                    "folder)")
         self.cfg, self.out, self.progress, self.log = cfg, out, progress, log
         self.timings = timings if timings is not None else {}
         t = time.perf_counter()
@@ -303,7 +323,8 @@ class RewardBackend:
         self.rm = load_reward_model(cfg.policy)
         self.timings["load"] = time.perf_counter() - t
         t = time.perf_counter()
-        self.rc, self.rr = pair_rewards(self.rm, self.tr, self.tok.pad_token_id, cfg.max_length, cfg.batch_tokens)
+        self.rc, self.rr = pair_rewards(self.rm, self.tr, self.tok.pad_token_id, cfg.max_length,
+                                        cfg.batch_tokens)
         self.timings["rewards"] = time.perf_counter() - t
 
     def base_columns(self) -> dict[str, np.ndarray]:
@@ -317,30 +338,37 @@ class RewardBackend:
 
     def theta_val_losses(self) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.cfg
-        settings = StageSettings(epochs=cfg.val_epochs, learning_rate=cfg.val_lr, batch_size=cfg.val_batch_size,
-                                 max_length=cfg.max_length, seed=cfg.seed, optimizer=cfg.val_optimizer)
-        rm_val, _ = train_reward_stage(self.rm, self.tok, self.val.records(), settings, self.out / "theta_val",
-                                       start_key=model_fingerprint(self.rm), data_key=data_fingerprint(self.va),
+        settings = StageSettings(epochs=cfg.val_epochs, learning_rate=cfg.val_lr,
+                                 batch_size=cfg.val_batch_size, max_length=cfg.max_length,
+                                 seed=cfg.seed, optimizer=cfg.val_optimizer)
+        rm_val, _ = train_reward_stage(self.rm, self.tok, self.val.records(), settings,
+                                       self.out / "theta_val", start_key=model_fingerprint(self.rm),
+                                       data_key=data_fingerprint(self.va),
                                        name="rm_val", log=self.log, label="θ_val (reward model)",
                                        progress=self.progress)
-        vc, vr = pair_rewards(rm_val, self.tr, self.tok.pad_token_id, cfg.max_length, cfg.batch_tokens)
+        vc, vr = pair_rewards(rm_val, self.tr, self.tok.pad_token_id, cfg.max_length,
+                              cfg.batch_tokens)
         del rm_val
         return self.loss(), np.logaddexp(0.0, -(vc - vr))
 
     def heldout_losses(self):
-        raise ConfigError(key="scores", problem="asks for heldout, Selective DPO's cross-fitted DPO loss, which a reward "
-                                                "model (objective bt) has no route to yet; drop it")
+        raise ConfigError(key="scores", problem="asks for heldout, Selective DPO's cross-fitted "
+                                                "DPO loss, which a reward model (objective bt) has "
+                                                "no route to yet; drop it")
 
     def teacher_margin(self):
-        raise ConfigError(key="scores", problem="asks for teacher, a DPO model trained from π_ref on the careful pairs, "
-                                                "which a reward model (objective bt) has no route to yet; drop it")
+        raise ConfigError(key="scores", problem="asks for teacher, a DPO model trained from π_ref "
+                                                "on the careful pairs, which a reward model "
+                                                "(objective bt) has no route to yet; drop it")
 
     def influence(self):
         t = time.perf_counter()
         cfg = self.cfg
         params = select_parameters(self.rm, cfg.if_params)
-        route = reward_influence_jvp if cfg.if_method == "jvp" else reward_influence  # (vmap: the loop, for RMs)
-        total, groups = route(self.rm, params, self.tr, self.va, self.tok.pad_token_id, cfg.max_length,
+        # (vmap: the loop, for RMs)
+        route = reward_influence_jvp if cfg.if_method == "jvp" else reward_influence
+        total, groups = route(self.rm, params, self.tr, self.va, self.tok.pad_token_id,
+                              cfg.max_length,
                               groups=[layer_group(n) for n in params], progress=self.progress)
         self.timings["if"] = time.perf_counter() - t
         return total, groups, {}

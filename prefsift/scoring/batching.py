@@ -65,11 +65,14 @@ def plan_batches(lengths: Sequence[int], token_budget: int, max_batch: int) -> l
 
 
 def plan_shared_batches(items: Sequence[int], prompt_lens: Sequence[int], cont_lens: Sequence[int],
-                        token_budget: int, max_batch: int, min_efficiency: float = 0.8) -> list[list[int]]:
+                        token_budget: int, max_batch: int,
+                        min_efficiency: float = 0.8) -> list[list[int]]:
     """Batches for the shared-prompt route, whose padded cost is B·(longest prompt + 2·longest
     response). Pairs are taken in order of total length; a batch closes at the token budget or when
-    the next pair would bring its padding efficiency (real / padded tokens) under `min_efficiency`."""
-    order = sorted(range(len(items)), key=lambda j: (-(prompt_lens[j] + 2 * cont_lens[j]), -prompt_lens[j]))
+    the next pair would bring its padding efficiency (real / padded tokens) under
+    `min_efficiency`."""
+    order = sorted(range(len(items)),
+                   key=lambda j: (-(prompt_lens[j] + 2 * cont_lens[j]), -prompt_lens[j]))
     batches, cur, mp, mc, real = [], [], 0, 0, 0
     for j in order:
         np_, nc = max(mp, prompt_lens[j]), max(mc, cont_lens[j])

@@ -39,14 +39,16 @@ def last_share(prompts: list, share: float, key: str = "teacher_share") -> set[s
     with fewer than 2 prompts."""
     distinct = list(dict.fromkeys(prompt_key(p) for p in prompts))
     if len(distinct) < 2:
-        raise ConfigError(key=key, problem=f"needs validation pairs of at least 2 prompts (one share for each "
-                                           f"side of the split); there are {len(distinct)}")
+        raise ConfigError(key=key, problem=f"needs validation pairs of at least 2 prompts (one "
+                                           f"share for each side of the split); there are "
+                                           f"{len(distinct)}")
     n_last = min(len(distinct) - 1, max(1, math.ceil(share * len(distinct))))
     return set(distinct[len(distinct) - n_last:])
 
 
 def teacher_prompts(prompts: list, share: float) -> set[str]:
-    """The prompts whose validation pairs train the teacher: the last ``share`` of them (`last_share`)."""
+    """The prompts whose validation pairs train the teacher: the last ``share`` of them
+    (`last_share`)."""
     return last_share(prompts, share, "teacher_share")
 
 
@@ -57,28 +59,33 @@ def only_prompts(pairs, keep):
 
 
 def teacher_rows(pairs, share: float) -> list[int]:
-    """Positions among ``pairs.valid_rows`` (a validation `PairSet`) of the pairs that train the teacher."""
+    """Positions among ``pairs.valid_rows`` (a validation `PairSet`) of the pairs that train the
+    teacher."""
     theirs = teacher_prompts([r.prompt for r in pairs.rows], share)
     rows = [i for i, r in enumerate(pairs.valid_rows) if prompt_key(r.prompt) in theirs]
     if not rows:
-        raise ConfigError(key="teacher_share", problem="leaves the teacher no usable validation pair: raise it")
+        raise ConfigError(key="teacher_share",
+                          problem="leaves the teacher no usable validation pair: raise it")
     return rows
 
 
 def prompt_key(prompt) -> str:
-    return prompt if isinstance(prompt, str) else repr(prompt)  # (a conversational prompt: its messages)
+    # (a conversational prompt: its messages)
+    return prompt if isinstance(prompt, str) else repr(prompt)
 
 
 def _text(answer) -> str:
     if isinstance(answer, str):
         return answer
     if isinstance(answer, list):  # conversational: the messages' contents
-        return " ".join(str(m.get("content", "")) if isinstance(m, dict) else str(m) for m in answer)
+        return " ".join(str(m.get("content", "")) if isinstance(m, dict) else str(m)
+                        for m in answer)
     return str(answer)
 
 
 def length_direction(chosen, rejected) -> int:
-    """+1 when the chosen answer has more words than the rejected one, −1 when fewer, 0 when as many."""
+    """+1 when the chosen answer has more words than the rejected one, −1 when fewer, 0 when as
+    many."""
     a, b = len(_text(chosen).split()), len(_text(rejected).split())
     return (a > b) - (a < b)
 
@@ -100,9 +107,11 @@ def group_flip_rates(train: list[tuple[int, tuple]], careful: list[tuple[int, tu
         tr = [d for d, s in train if s == stratum and d]
         ca = [d for d, s in careful if s == stratum and d]
         if tr and len(ca) < MIN_CAREFUL:
-            raise ConfigError(key="group_by", problem=f"leaves stratum {stratum!r} with {len(ca)} validation pairs of "
-                                                      f"differing lengths; its flip rate needs at least {MIN_CAREFUL}: "
-                                                      "group by fewer columns, or give more validation pairs")
+            raise ConfigError(key="group_by", problem=f"leaves stratum {stratum!r} with {len(ca)} "
+                                                      f"validation pairs of differing lengths; its "
+                                                      f"flip rate needs at least {MIN_CAREFUL}: "
+                                                      "group by fewer columns, or give more "
+                                                      "validation pairs")
         p = sum(d > 0 for d in ca) / len(ca) if ca else 0.0
         s = sum(d > 0 for d in tr) / len(tr) if tr else 0.0
         eps_long, eps_short = one_way_rates(p, s) if tr else (0.0, 0.0)
@@ -110,7 +119,8 @@ def group_flip_rates(train: list[tuple[int, tuple]], careful: list[tuple[int, tu
     return rates
 
 
-def group_noise(train_pairs, careful_pairs, columns: list[str]) -> tuple[np.ndarray, np.ndarray, dict]:
+def group_noise(train_pairs, careful_pairs, columns: list[str]) -> tuple[np.ndarray, np.ndarray,
+                                                                         dict]:
     """(ε per valid training pair, its length direction, the rates by group) over the valid rows
     of two `PairSet`s; ``columns`` name the input fields that split the pairs into strata."""
     def described(pairs, what):
@@ -119,12 +129,15 @@ def group_noise(train_pairs, careful_pairs, columns: list[str]) -> tuple[np.ndar
             rec = pairs.raw.rows[r.index].record or {}
             missing = [c for c in columns if c not in rec]
             if missing:
-                raise ConfigError(key="group_by", problem=f"names {missing}, which {what} {r.where} does not have; "
-                                                          "name fields every training and validation pair carries")
-            out.append((length_direction(r.chosen, r.rejected), tuple(str(rec[c]) for c in columns)))
+                raise ConfigError(key="group_by",
+                                  problem=f"names {missing}, which {what} {r.where} does not have; "
+                                          "name fields every training and validation pair carries")
+            out.append((length_direction(r.chosen, r.rejected),
+                        tuple(str(rec[c]) for c in columns)))
         return out
 
-    train, careful = described(train_pairs, "training pair"), described(careful_pairs, "validation pair")
+    train, careful = (described(train_pairs, "training pair"),
+                      described(careful_pairs, "validation pair"))
     rates = group_flip_rates(train, careful)
-    return (np.array([rates[(s, d)] for d, s in train], dtype=float), np.array([d for d, _ in train], dtype=float),
-            rates)
+    return (np.array([rates[(s, d)] for d, s in train], dtype=float),
+            np.array([d for d, _ in train], dtype=float), rates)

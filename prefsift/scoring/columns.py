@@ -12,8 +12,8 @@ from ..data.tokenization import tokenize_pairs
 
 def tokenized(pairs: PairSet, tok):
     rows = pairs.valid_rows
-    return tokenize_pairs(tok, [r.prompt for r in rows], [r.chosen for r in rows], [r.rejected for r in rows],
-                          pairs.kind)
+    return tokenize_pairs(tok, [r.prompt for r in rows], [r.chosen for r in rows],
+                          [r.rejected for r in rows], pairs.kind)
 
 
 def spread(pairs: PairSet, values) -> np.ndarray:

@@ -20,11 +20,12 @@ from .logprobs import data_fingerprint
 
 
 def _start_and_settings(b):
-    """(where the stage starts: π_ref's folder or π_ref in memory, (StageSettings, LoRA or None))."""
+    """(where the stage starts: π_ref's folder or π_ref in memory, (StageSettings, LoRA or
+    None))."""
     cfg = b.cfg
     settings = b.warmup or (StageSettings(epochs=cfg.warmup_epochs, learning_rate=cfg.warmup_lr,
-                                          batch_size=cfg.warmup_batch_size, max_length=cfg.max_length,
-                                          seed=cfg.seed), None)
+                                          batch_size=cfg.warmup_batch_size,
+                                          max_length=cfg.max_length, seed=cfg.seed), None)
     return folder_of(cfg.reference) or b.ref, settings
 
 
@@ -32,8 +33,9 @@ def heldout_losses(b) -> tuple[np.ndarray, np.ndarray]:
     """Selective DPO (Gao et al., ICML 2025): the scored pairs split at random (seeded) into
     `folds` folds; for each fold a reference model trained from π_ref, as the warm-up is (a
     run's warm-up settings and LoRA; `prefsift score`'s warmup_* settings), on the other folds;
-    each pair's loss under the model that did not see it. Each fold model is a stage of its own (`out`/selective/foldK, keyed,
-    reused), and its log-probs are taken on its held-out pairs only. Returns (loss, fold)."""
+    each pair's loss under the model that did not see it. Each fold model is a stage of its own
+    (`out`/selective/foldK, keyed, reused), and its log-probs are taken on its held-out pairs only.
+    Returns (loss, fold)."""
     cfg, n, k_folds = b.cfg, len(b.tr_tok), b.cfg.folds
     fold = np.random.default_rng(cfg.seed).permutation(n) % k_folds
     records = b.train.records()
@@ -47,7 +49,8 @@ def heldout_losses(b) -> tuple[np.ndarray, np.ndarray]:
             data_key=data_fingerprint([b.tr_tok[i] for i in seen]), name=f"fold{k}", log=b.log,
             label=f"Selective DPO reference {k + 1}/{k_folds}", progress=b.progress, lora=lora,
             start_is_reference=lora is not None).run()
-        lp = b._logps(b._sharded(model), [b.tr_tok[i] for i in held], info["key"], f"fold {k + 1} log-probs")
+        lp = b._logps(b._sharded(model), [b.tr_tok[i] for i in held], info["key"],
+                      f"fold {k + 1} log-probs")
         loss[held] = b.objective.loss(b._margin_of(lp, held)).numpy()
         del model
     return loss, fold.astype(float)
@@ -67,8 +70,8 @@ def teacher_margin(b) -> tuple[np.ndarray, int]:
     model, info = TrainingStage(
         start, b.ref, b.tok, [records[i] for i in rows], b.objective, settings, b.out / "teacher",
         start_key=b.ref_key, data_key=data_fingerprint([b.va_tok[i] for i in rows]), name="teacher",
-        log=b.log, label=f"teacher θ_c ({len(rows)} validation pairs)", progress=b.progress, lora=lora,
-        start_is_reference=lora is not None).run()
+        log=b.log, label=f"teacher θ_c ({len(rows)} validation pairs)", progress=b.progress,
+        lora=lora, start_is_reference=lora is not None).run()
     lp = b._logps(b._sharded(model), b.tr_tok, info["key"], "teacher log-probs")
     b.timings["teacher"] = time.perf_counter() - t
     del model

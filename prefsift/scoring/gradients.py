@@ -50,7 +50,8 @@ def pair_inputs(pairs: Sequence[TokenizedPair], max_length: int | None) -> PairI
     return PairInputs(pairs, max_length)
 
 
-def pair_losses(model, pair_seqs, ref_chosen, ref_rejected, objective: PairwiseObjective, pad_id: int):
+def pair_losses(model, pair_seqs, ref_chosen, ref_rejected, objective: PairwiseObjective,
+                pad_id: int):
     """Per-pair loss ℓ(θ; d) with gradients (reference log-probs are constants)."""
     flat = [s for pair in pair_seqs for s in pair]
     logps = batch_logps(model, flat, pad_id)
@@ -74,7 +75,8 @@ def validation_gradient(model, params, val_pairs, ref_chosen, ref_rejected, obje
     n = len(seqs)
     starts = list(range(0, n, batch_pairs))
     # (FSDP: every rank runs every batch; its gradient shard is the whole gradient's)
-    ours = [True] * len(starts) if sharded else mine([seqs.tokens(s, s + batch_pairs) for s in starts])
+    ours = ([True] * len(starts) if sharded
+            else mine([seqs.tokens(s, s + batch_pairs) for s in starts]))
     for s, own in zip(starts, ours):
         if not own:  # another rank's batch
             continue
@@ -112,7 +114,8 @@ def per_pair_grads(model, params, seqs_batch, ref_c, ref_r, objective, pad_id, u
                 out[j].append(torch.zeros_like(local_part(p)) if g is None else g)
         return [torch.stack(o) for o in out]
     if is_sharded(model):
-        raise ValueError("per-pair gradients by vmap need whole weights; an FSDP model takes the loop")
+        raise ValueError("per-pair gradients by vmap need whole weights; an FSDP model takes the "
+                         "loop")
 
 
     # Pad every sequence of the batch to one length (right padding, no mask: causal models ignore
@@ -124,16 +127,20 @@ def per_pair_grads(model, params, seqs_batch, ref_c, ref_r, objective, pad_id, u
     for b, (seq, start) in enumerate(flat):
         ids[b, : len(seq)] = torch.tensor(seq)
         mask[b, start:len(seq)] = 1.0
-    dtype = accumulation_dtype(next(iter(params.values())))  # log-probs and margins in fp32 or better
-    ids, mask = ids.view(len(seqs_batch), 2, longest), mask.view(len(seqs_batch), 2, longest).to(dtype)
-    refs = torch.stack([torch.as_tensor(ref_c, dtype=dtype), torch.as_tensor(ref_r, dtype=dtype)], dim=1)
+    # log-probs and margins in fp32 or better
+    dtype = accumulation_dtype(next(iter(params.values())))
+    ids, mask = (ids.view(len(seqs_batch), 2, longest),
+                 mask.view(len(seqs_batch), 2, longest).to(dtype))
+    refs = torch.stack([torch.as_tensor(ref_c, dtype=dtype), torch.as_tensor(ref_r, dtype=dtype)],
+                       dim=1)
     device = next(iter(params.values())).device
     ids, mask, refs = ids.to(device), mask.to(device), refs.to(device)
     frozen = {n: p.detach() for n, p in model.named_parameters() if n not in params}
     frozen.update({n: b for n, b in model.named_buffers()})
 
     def loss_of(p, ids_i, mask_i, refs_i):
-        logits = functional_call(model, {**frozen, **p}, (ids_i,), {"use_cache": False}).logits[:, :-1].to(dtype)
+        logits = functional_call(model, {**frozen, **p}, (ids_i,), {"use_cache": False}).logits[:,
+                :-1].to(dtype)
         logp = torch.log_softmax(logits, dim=-1).gather(-1, ids_i[:, 1:, None])[..., 0]
         sums = (logp * mask_i[:, 1:]).sum(-1)
         lens = mask_i[:, 1:].sum(-1)
@@ -148,17 +155,19 @@ def per_pair_grads(model, params, seqs_batch, ref_c, ref_r, objective, pad_id, u
     return [g[n] for n in names]
 
 
-def inverse_fisher(model, params, seqs, ref_train, objective, pad_id, damping: float, batch: int, use_vmap: bool,
-                   progress: bool):
+def inverse_fisher(model, params, seqs, ref_train, objective, pad_id, damping: float, batch: int,
+                   use_vmap: bool, progress: bool):
     """(F + λ·mean F)⁻¹ per parameter, F the mean squared per-pair gradient over the training pairs
-    (empirical Fisher diagonal), λ = `damping`: one pass of per-pair gradients, `batch` pairs at a time."""
+    (empirical Fisher diagonal), λ = `damping`: one pass of per-pair gradients, `batch` pairs at a
+    time."""
     sharded = is_sharded(model)
     fisher = [torch.zeros_like(local_part(p), dtype=accumulation_dtype(p)) for p in params.values()]
     starts = list(range(0, len(seqs), batch))
     ours = [True] * len(starts) if sharded else mine([seqs.tokens(s, s + batch) for s in starts])
-    for s in tqdm([s for s, own in zip(starts, ours) if own], desc="IF: Fisher diagonal", disable=not progress):
-        gs = per_pair_grads(model, params, seqs[s:s + batch], ref_train[0][s:s + batch], ref_train[1][s:s + batch],
-                             objective, pad_id, use_vmap)
+    for s in tqdm([s for s, own in zip(starts, ours) if own], desc="IF: Fisher diagonal",
+                  disable=not progress):
+        gs = per_pair_grads(model, params, seqs[s:s + batch], ref_train[0][s:s + batch],
+                             ref_train[1][s:s + batch], objective, pad_id, use_vmap)
         for f, g in zip(fisher, gs):
             f += (g.detach().to(f.dtype) ** 2).sum(0) / len(seqs)
     if sharded:  # the mean is over every rank's shard

@@ -35,18 +35,22 @@ from ..runtime.devices import accumulation_dtype
 from ..runtime.distributed import barrier, every_rank, merge_arrays, mine, world
 from ..runtime.sharding import is_sharded
 from . import gradients
-from .gradients import pair_inputs, pair_losses, validation_gradient  # noqa: F401  (IF's building blocks, re-exported)
+
+# IF's building blocks, re-exported
+from .gradients import pair_inputs, pair_losses, validation_gradient  # noqa: F401
 from .influence_jvp import jvp_influence
 
 
 @dataclass(frozen=True)
 class InfluenceSettings:
-    params: str = "all"  # "all", "lora", or comma-separated regular expressions over parameter names
+    # "all", "lora", or comma-separated regular expressions over parameter names
+    params: str = "all"
     projection_dim: int | None = None  # k; None = exact inner products
     projection_seed: int = 0
     precondition: str = "none"  # "none" | "diag"
     damping: float = 0.1  # λ as a fraction of the mean Fisher diagonal
-    method: str = "auto"  # "vmap" | "loop" | "jvp" (forward mode, influence_jvp.py) | "auto" (vmap or loop)
+    # "vmap" | "loop" | "jvp" (forward mode, influence_jvp.py) | "auto" (vmap or loop)
+    method: str = "auto"
     vmap_batch: int = 16
     max_length: int | None = 1024
     # Forward mode: IF per layer group costs one tangent per group; None = per group when every
@@ -64,14 +68,15 @@ def select_parameters(model, spec: str = "all") -> "OrderedDict[str, torch.nn.Pa
     elif spec == "lora":
         chosen = [(n, p) for n, p in named if "lora_" in n]
         if not chosen:
-            raise ConfigError(key="if_params", problem="is 'lora' but the model has no LoRA adapters; train with LoRA "
-                                                       "or use 'all'")
+            raise ConfigError(key="if_params", problem="is 'lora' but the model has no LoRA "
+                                                       "adapters; train with LoRA or use 'all'")
     else:
         patterns = [re.compile(s.strip()) for s in spec.split(",") if s.strip()]
         chosen = [(n, p) for n, p in named if any(pt.search(n) for pt in patterns)]
         if not chosen:
-            raise ConfigError(key="if_params", problem=f"{spec!r} matches no parameter name; names look like "
-                                                       f"{named[0][0]!r}")
+            raise ConfigError(key="if_params",
+                              problem=f"{spec!r} matches no parameter name; names look like "
+                                      f"{named[0][0]!r}")
     return OrderedDict(chosen)
 
 
@@ -79,7 +84,8 @@ _LAYER = re.compile(r"(?:layers|h|blocks|layer)\.(\d+)\.")
 
 
 def layer_group(name: str) -> str:
-    """A parameter's layer group: `layer.03`, `embeddings`, or `head` (final norm and output head)."""
+    """A parameter's layer group: `layer.03`, `embeddings`, or `head` (final norm and output
+    head)."""
     m = _LAYER.search(name)
     if m:
         return f"layer.{int(m.group(1)):02d}"
@@ -88,7 +94,8 @@ def layer_group(name: str) -> str:
     return "head"
 
 
-# `method="auto"` takes the vmap route up to these sizes (selected parameters, whole model), else the loop.
+# `method="auto"` takes the vmap route up to these sizes (selected parameters, whole model), else
+# the loop.
 VMAP_MAX_SELECTED = 5_000_000
 VMAP_MAX_MODEL = 20_000_000
 
@@ -100,15 +107,18 @@ class SignSketch:
         gen = torch.Generator().manual_seed(seed)
         self.k = k
         self.buckets = [torch.randint(0, k, (n,), generator=gen) for n in sizes]
-        self.signs = [torch.randint(0, 2, (n,), generator=gen).to(torch.float32) * 2 - 1 for n in sizes]
+        self.signs = [torch.randint(0, 2, (n,), generator=gen).to(torch.float32) * 2 - 1
+                      for n in sizes]
 
     def project(self, idx: Sequence[int], flats: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Sketch of the parameters `idx` (their flat (..., n_j) gradients in `flats`) → (..., k)."""
+        """Sketch of the parameters `idx` (their flat (..., n_j) gradients in `flats`) → (...,
+        k)."""
         lead = flats[0].shape[:-1]
         acc = accumulation_dtype(flats[0])  # bf16 gradients are summed into buckets in fp32
         out = flats[0].new_zeros(*lead, self.k, dtype=acc)
         for j, f in zip(idx, flats):
-            out.index_add_(out.dim() - 1, self.buckets[j].to(f.device), f.to(acc) * self.signs[j].to(f.device, acc))
+            out.index_add_(out.dim() - 1, self.buckets[j].to(f.device),
+                           f.to(acc) * self.signs[j].to(f.device, acc))
         return out
 
 
@@ -147,12 +157,14 @@ def _owned(seqs, chunk: int, everyone: bool = False) -> np.ndarray:
 def _merged(columns: dict, owned: np.ndarray) -> "OrderedDict[str, np.ndarray]":
     """Each rank's columns over its own chunks (zero elsewhere, whatever chunk files it read),
     summed over the ranks: the whole columns, on every rank."""
-    if not world().sharded:  # (a per-rank test such as owned.all() would let one rank skip the collective)
+    # (a per-rank test such as owned.all() would let one rank skip the collective)
+    if not world().sharded:
         return OrderedDict(columns)
     return OrderedDict(merge_arrays({c: np.where(owned, v, 0.0) for c, v in columns.items()}))
 
 
-def _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objective, pad_id, settings, progress,
+def _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objective, pad_id, settings,
+                  progress,
                   checkpoint_dir, checkpoint_every, log, t0, extra=None) -> "InfluenceResult":
     """IF by forward mode (influence_jvp.py) in checkpointed chunks of pairs."""
     group_names = list(OrderedDict.fromkeys(groups))
@@ -163,8 +175,9 @@ def _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objectiv
         need = len(group_names) * tangent_bytes(model, params, settings.jvp_token_budget, 1024)
         per_group = need <= settings.group_memory_gb * 2**30
         if not per_group:
-            log(f"note: IF by forward mode in total only: {len(group_names)} layer groups would need about "
-                f"{need / 2**30:.1f} GB of tangents in one pass; set if_groups yes to compute them in several")
+            log(f"note: IF by forward mode in total only: {len(group_names)} layer groups would "
+                f"need about {need / 2**30:.1f} GB of tangents in one pass; set if_groups yes to "
+                f"compute them in several")
     extra = extra or {}
     columns = (group_names if per_group else ["total"]) + [f"val:{k}" for k in extra]
     n = len(train_pairs)
@@ -182,12 +195,14 @@ def _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objectiv
         if done[c0:c1].all() or not owned[c0]:
             continue
         got, lc, lr = jvp_influence(model, params, g_val, train_pairs[c0:c1], ref_train[0][c0:c1],
-                                    ref_train[1][c0:c1], objective, pad_id, groups=groups, per_group=per_group,
-                                    group_memory_gb=settings.group_memory_gb, max_length=settings.max_length,
-                                    token_budget=settings.jvp_token_budget, head_chunk=settings.head_chunk,
-                                    progress=progress,
+                                    ref_train[1][c0:c1], objective, pad_id, groups=groups,
+                                    per_group=per_group, group_memory_gb=settings.group_memory_gb,
+                                    max_length=settings.max_length,
+                                    token_budget=settings.jvp_token_budget,
+                                    head_chunk=settings.head_chunk, progress=progress,
                                     extra_tangents={f"val:{k}": t for k, t in extra.items()},
-                                    desc=f"IF: forward mode, pairs {c0}-{c1} of {n}" if step < n else "IF: forward mode")
+                                    desc=f"IF: forward mode, pairs {c0}-{c1} of {n}" if step < n
+                                    else "IF: forward mode")
         for c in columns:
             values[c][c0:c1] = got[c]
         values["logp_chosen"][c0:c1], values["logp_rejected"][c0:c1] = lc, lr
@@ -197,7 +212,8 @@ def _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objectiv
     values = _merged(values, owned)
     per = OrderedDict((g, values[g]) for g in group_names) if per_group else OrderedDict()
     total = sum(per.values()) if per_group else values["total"]
-    return InfluenceResult(total, per, time.perf_counter() - t0, "jvp", values["logp_chosen"], values["logp_rejected"],
+    return InfluenceResult(total, per, time.perf_counter() - t0, "jvp", values["logp_chosen"],
+                           values["logp_rejected"],
                            OrderedDict((k, values[f"val:{k}"]) for k in extra))
 
 
@@ -220,63 +236,74 @@ class InfluenceResult:
         return df
 
 
-def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objective: PairwiseObjective, pad_id: int,
+def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val,
+                      objective: PairwiseObjective, pad_id: int,
                       settings: InfluenceSettings = InfluenceSettings(), progress: bool = True,
                       checkpoint_dir=None, checkpoint_every: int = 64, log=print,
                       extra_validation: dict | None = None) -> InfluenceResult:
-    """IF of every training pair. `ref_train`/`ref_val` are (chosen, rejected) reference log-prob arrays.
+    """IF of every training pair. `ref_train`/`ref_val` are (chosen, rejected) reference log-prob
+    arrays.
 
     With `checkpoint_dir`, results are saved every `checkpoint_every` pairs and a rerun skips the
     chunks already saved (the caller keys the folder by model, data and settings).
 
     `extra_validation` ({name: (pairs, (ref_chosen, ref_rejected))}, method "jvp" only) adds one IF
-    column per further validation set (`InfluenceResult.extra`), as more tangents of the same pass."""
+    column per further validation set (`InfluenceResult.extra`), as more tangents of the same
+    pass."""
     t0 = time.perf_counter()
     params = select_parameters(model, settings.params)
     names = list(params)
     groups = [layer_group(n) for n in names]
     group_names = list(OrderedDict.fromkeys(groups))
     n_params = sum(p.numel() for p in params.values())
-    # vmap keeps every per-pair gradient of a batch in memory, and every pair's activations of the whole
-    # model: worth it for small models only. A few LoRA parameters on a large model are no exception
-    # (LoRA on SmolLM2-135M by vmap needed over 15 GB), so `auto` looks at both sizes.
+    # vmap keeps every per-pair gradient of a batch in memory, and every pair's activations of the
+    # whole model: worth it for small models only. A few LoRA parameters on a large model are no
+    # exception (LoRA on SmolLM2-135M by vmap needed over 15 GB), so `auto` looks at both sizes.
     # It runs without an attention mask (right padding), which works with eager and sdpa attention.
     n_model = sum(p.numel() for p in model.parameters())
-    use_vmap = settings.method == "vmap" or (settings.method == "auto" and n_params <= VMAP_MAX_SELECTED
+    use_vmap = settings.method == "vmap" or (settings.method == "auto"
+                                             and n_params <= VMAP_MAX_SELECTED
                                              and n_model <= VMAP_MAX_MODEL)
     if settings.method == "jvp" and settings.projection_dim:
         raise ValueError("IF by forward mode (method 'jvp') is exact: it takes no projection")
     sharded = is_sharded(model)
     if sharded:
         # torch.func cannot differentiate through FSDP2's DTensor weights (forward mode fails on an
-        # operator DTensor has no rule for), and vmap needs whole weights: the loop of backward passes.
+        # operator DTensor has no rule for), and vmap needs whole weights: the loop of backward
+        # passes.
         if settings.method in ("jvp", "vmap"):
-            raise ValueError(f"IF by {settings.method} needs whole weights; an FSDP model takes method 'loop' (or auto)")
+            raise ValueError(f"IF by {settings.method} needs whole weights; an FSDP model takes "
+                             f"method 'loop' (or auto)")
         if settings.projection_dim:
-            raise ValueError("IF with a projection needs whole per-pair gradients; with FSDP use exact IF "
-                             "(projection_dim 0) or shard ddp")
+            raise ValueError("IF with a projection needs whole per-pair gradients; with FSDP use "
+                             "exact IF (projection_dim 0) or shard ddp")
         use_vmap = False
     if extra_validation and settings.method != "jvp":
-        raise ValueError("several validation sets are several tangents of one forward-mode pass: use method 'jvp'")
+        raise ValueError("several validation sets are several tangents of one forward-mode pass: "
+                         "use method 'jvp'")
     was_training = model.training
     model.eval()  # no dropout: IF is a property of θ, not of a random mask
 
-    g_val = [g.detach() for g in validation_gradient(model, params, val_pairs, ref_val[0], ref_val[1], objective,
+    g_val = [g.detach() for g in validation_gradient(model, params, val_pairs, ref_val[0],
+                                                     ref_val[1], objective,
                                                      pad_id, settings.max_length)]
     if settings.method == "jvp":
-        extra = {name: [g.detach() for g in validation_gradient(model, params, pairs, ref[0], ref[1], objective,
+        extra = {name: [g.detach() for g in validation_gradient(model, params, pairs, ref[0],
+                                                                ref[1], objective,
                                                                 pad_id, settings.max_length)]
                  for name, (pairs, ref) in (extra_validation or {}).items()}
         try:
             if settings.precondition == "diag":
-                # The preconditioner applies to the tangent: IF = d/dε ℓ(θ + ε (F + λ)⁻¹ ∇L_val). F itself
-                # needs the per-pair gradients once (the default route's first pass).
-                inv = gradients.inverse_fisher(model, params, pair_inputs(train_pairs, settings.max_length), ref_train,
-                                               objective, pad_id, settings.damping, _batch(settings, use_vmap),
-                                               use_vmap, progress)
+                # The preconditioner applies to the tangent: IF = d/dε ℓ(θ + ε (F + λ)⁻¹ ∇L_val). F
+                # itself needs the per-pair gradients once (the default route's first pass).
+                inv = gradients.inverse_fisher(model, params, pair_inputs(train_pairs,
+                                                                          settings.max_length),
+                                               ref_train, objective, pad_id, settings.damping,
+                                               _batch(settings, use_vmap), use_vmap, progress)
                 g_val = [g * h for g, h in zip(g_val, inv)]
                 extra = {k: [g * h for g, h in zip(t, inv)] for k, t in extra.items()}
-            return _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objective, pad_id, settings,
+            return _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objective,
+                                 pad_id, settings,
                                  progress, checkpoint_dir, checkpoint_every, log, t0, extra)
         finally:
             model.train(was_training)
@@ -285,8 +312,8 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
 
     inv_fisher = None
     if settings.precondition == "diag":
-        inv_fisher = gradients.inverse_fisher(model, params, seqs, ref_train, objective, pad_id, settings.damping, batch,
-                                             use_vmap, progress)
+        inv_fisher = gradients.inverse_fisher(model, params, seqs, ref_train, objective, pad_id,
+                                             settings.damping, batch, use_vmap, progress)
     elif settings.precondition != "none":
         raise ValueError(f"unknown preconditioner {settings.precondition!r}; choose none or diag")
 
@@ -295,14 +322,17 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
     sketch = None
     if settings.projection_dim:
         # Each layer group is sketched on its own, so the group IFs sum to the projected total.
-        sketch = SignSketch([p.numel() for p in params.values()], settings.projection_dim, settings.projection_seed)
-        val_proj = {gname: sketch.project(idx, [val_vec[j].reshape(-1) for j in idx]) for gname, idx in members.items()}
+        sketch = SignSketch([p.numel() for p in params.values()], settings.projection_dim,
+                            settings.projection_seed)
+        val_proj = {gname: sketch.project(idx, [val_vec[j].reshape(-1) for j in idx])
+                    for gname, idx in members.items()}
 
     per_group = {g: np.zeros(len(seqs)) for g in group_names}
     done = np.zeros(len(seqs), dtype=bool)
     ckpt = None
     if checkpoint_dir is not None:
-        # (FSDP: each rank's partial products are its own; a chunk counts as done when every rank has it)
+        # (FSDP: each rank's partial products are its own; a chunk counts as done when every rank
+        # has it)
         ckpt = Path(checkpoint_dir) / world().tag() if sharded else Path(checkpoint_dir)
         _load_chunks(ckpt, per_group, done, log)
         if sharded:
@@ -314,14 +344,15 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
     # same batches as one uninterrupted process.
     checkpoint_every = max(batch, checkpoint_every // batch * batch)
     owned = _owned(seqs, checkpoint_every, everyone=sharded)
-    bar = tqdm(total=int(owned.sum()), desc="IF: per-pair gradients", unit="pair", disable=not progress,
-               initial=int((done & owned).sum()))
+    bar = tqdm(total=int(owned.sum()), desc="IF: per-pair gradients", unit="pair",
+               disable=not progress, initial=int((done & owned).sum()))
 
     def batches():
         for s in range(0, len(seqs), batch):
             if done[s:s + batch].all() or not owned[s]:
                 continue
-            yield s, gradients.per_pair_grads(model, params, seqs[s:s + batch], ref_train[0][s:s + batch],
+            yield s, gradients.per_pair_grads(model, params, seqs[s:s + batch],
+                                              ref_train[0][s:s + batch],
                                      ref_train[1][s:s + batch], objective, pad_id, use_vmap)
 
     for s, gs in batches():
@@ -329,7 +360,8 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
         b = gs[0].shape[0]
         if sketch is None:
             for name_g, g, v in zip(groups, gs, val_vec):
-                per_group[name_g][s:s + b] += (g.reshape(b, -1).to(v.dtype) @ v.reshape(-1)).double().cpu().numpy()
+                per_group[name_g][s:s + b] += (g.reshape(b, -1).to(v.dtype)
+                                               @ v.reshape(-1)).double().cpu().numpy()
         else:
             for gname, idx in members.items():
                 proj = sketch.project(idx, [gs[j].reshape(b, -1) for j in idx])
@@ -346,5 +378,6 @@ def compute_influence(model, train_pairs, ref_train, val_pairs, ref_val, objecti
     model.train(was_training)
     per_group = _merged(per_group, owned)
     total = sum(per_group.values())
-    return InfluenceResult(total, OrderedDict(per_group), time.perf_counter() - t0, "vmap" if use_vmap else "loop")
+    return InfluenceResult(total, OrderedDict(per_group), time.perf_counter() - t0,
+                           "vmap" if use_vmap else "loop")
 

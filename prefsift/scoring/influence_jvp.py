@@ -79,7 +79,8 @@ def forward_mode_attention(model):
     if impl in (None, "eager") or not impl.startswith(("flash", "flex")):
         yield  # eager, or an implementation registered by the caller (tests' float64 attention)
         return
-    configs = [m.config for m in model.modules() if getattr(getattr(m, "config", None), "_attn_implementation", None) == impl]
+    configs = [m.config for m in model.modules()
+               if getattr(getattr(m, "config", None), "_attn_implementation", None) == impl]
     for c in configs:
         c._attn_implementation = "eager"
     try:
@@ -96,9 +97,10 @@ def plan_pair_batches(seqs, token_budget: int, max_pairs: int) -> list[list[int]
     return plan_batches(lengths, max(token_budget // 2, 1), max_pairs)
 
 
-def jvp_influence(model, params: "OrderedDict[str, torch.nn.Parameter]", tangent: Sequence[torch.Tensor],
-                  train_pairs, ref_chosen, ref_rejected, objective, pad_id: int, *, groups: Sequence[str],
-                  per_group: bool = True, group_memory_gb: float = 2.0, max_length: int | None = 1024,
+def jvp_influence(model, params: "OrderedDict[str, torch.nn.Parameter]",
+                  tangent: Sequence[torch.Tensor], train_pairs, ref_chosen, ref_rejected, objective,
+                  pad_id: int, *, groups: Sequence[str], per_group: bool = True,
+                  group_memory_gb: float = 2.0, max_length: int | None = 1024,
                   token_budget: int = 1024, max_pairs: int = 32, head_chunk: int = 1024,
                   extra_tangents: "dict[str, Sequence[torch.Tensor]] | None" = None,
                   progress: bool = True, desc: str = "IF: forward mode"):
@@ -132,7 +134,8 @@ def jvp_influence(model, params: "OrderedDict[str, torch.nn.Parameter]", tangent
         builders["total"] = lambda: v
     for name, t in (extra_tangents or {}).items():
         builders[name] = lambda t=t: {n: x.detach().to(dtype) for n, x in zip(names, t)}
-    per_pass = max(1, int(group_memory_gb * 2**30 // tangent_bytes(model, params, token_budget, head_chunk)))
+    per_pass = max(1, int(group_memory_gb * 2**30
+                          // tangent_bytes(model, params, token_budget, head_chunk)))
     order = list(builders)
     chunks = [order[i:i + per_pass] for i in range(0, len(order), per_pass)]
     if len(chunks) == 1 and len(order) > 1:  # one pass: stack once for every batch
@@ -150,7 +153,8 @@ def jvp_influence(model, params: "OrderedDict[str, torch.nn.Parameter]", tangent
         built = [builders[k]() for k in chunk]
         return {n: torch.stack([b[n] for b in built]) for n in names}
 
-    # Every vmapped tangent has its own (rows x vocabulary) logits block: fewer rows per head matmul.
+    # Every vmapped tangent has its own (rows x vocabulary) logits block: fewer rows per head
+    # matmul.
     chunk_rows = max(16, head_chunk // max(len(c) for c in chunks))
 
     def losses_and_logps(p, batch_seqs, refs_c, refs_r, lens_c, lens_r):
@@ -163,9 +167,11 @@ def jvp_influence(model, params: "OrderedDict[str, torch.nn.Parameter]", tangent
                     full["inner." + a] = torch.where(rows, t.detach(), t)
                 else:
                     full["inner." + a] = t
-        logps = functional_call(wrapper, full, (batch_seqs, pad_id, chunk_rows), tie_weights=False, strict=False)
+        logps = functional_call(wrapper, full, (batch_seqs, pad_id, chunk_rows), tie_weights=False,
+                                strict=False)
         chosen, rejected = logps[0::2], logps[1::2]
-        margin = objective.margin(chosen, rejected, refs_c.to(chosen.dtype), refs_r.to(chosen.dtype),
+        margin = objective.margin(chosen, rejected, refs_c.to(chosen.dtype),
+                                  refs_r.to(chosen.dtype),
                                   lens_c.to(chosen.dtype), lens_r.to(chosen.dtype))
         return objective.loss(margin), chosen, rejected
 
@@ -182,8 +188,10 @@ def jvp_influence(model, params: "OrderedDict[str, torch.nn.Parameter]", tangent
                 bseqs = [s for i in batch for s in (seqs[2 * i], seqs[2 * i + 1])]
                 refs_c = torch.as_tensor(np.asarray(ref_chosen)[batch], device=device)
                 refs_r = torch.as_tensor(np.asarray(ref_rejected)[batch], device=device)
-                lens_c = torch.tensor([max(len(seqs[2 * i][0]) - seqs[2 * i][1], 0) for i in batch], device=device)
-                lens_r = torch.tensor([max(len(seqs[2 * i + 1][0]) - seqs[2 * i + 1][1], 0) for i in batch],
+                lens_c = torch.tensor([max(len(seqs[2 * i][0]) - seqs[2 * i][1], 0) for i in batch],
+                                      device=device)
+                lens_r = torch.tensor([max(len(seqs[2 * i + 1][0]) - seqs[2 * i + 1][1], 0)
+                                       for i in batch],
                                       device=device)
                 f = lambda p: losses_and_logps(p, bseqs, refs_c, refs_r, lens_c, lens_r)
                 for chunk in chunks:
@@ -223,7 +231,8 @@ def tangent_bytes(model, params, token_budget: int, head_chunk: int) -> int:
 
 
 def _vmapped(f, primals, stacked):
-    """jvp of `f` at `primals` along each of the stacked tangents: (primal outputs, stacked tangent outputs)."""
+    """jvp of `f` at `primals` along each of the stacked tangents: (primal outputs, stacked tangent
+    outputs)."""
     def one(t):
         return jvp(f, (primals,), (t,))
 

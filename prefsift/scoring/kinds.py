@@ -50,24 +50,28 @@ class ScoreKind:
     needs_validation: bool
     columns: tuple[str, ...]
     compute: Callable[[ScoreContext], dict] | None = None
-    # Why the score may come out constant, and the fix: said when it does (no rule can rank the pairs then).
+    # Why the score may come out constant, and the fix: said when it does (no rule can rank the
+    # pairs then).
     when_constant: str = "check the models and the data it is computed from"
 
 
 SCORES: Registry[ScoreKind] = Registry("score", key="scores")
 
 
-def register_score(name: str, help: str = "", needs_validation: bool = False, columns=(), replace: bool = False,
-                   when_constant: str = ScoreKind.when_constant):
+def register_score(name: str, help: str = "", needs_validation: bool = False, columns=(),
+                   replace: bool = False, when_constant: str = ScoreKind.when_constant):
     """Register a score; use as a decorator over ``compute(ctx) -> {column: array over all rows}``.
     Its name can then be asked for (`scores=`, `--scores`), and rules can name its columns. The
-    first column is the score itself: a table where it is constant is refused, with `when_constant`."""
-    return SCORES.decorator(name, lambda fn: ScoreKind(name, help, needs_validation, tuple(columns) or (name,), fn,
+    first column is the score itself: a table where it is constant is refused, with
+    `when_constant`."""
+    return SCORES.decorator(name, lambda fn: ScoreKind(name, help, needs_validation,
+                                                       tuple(columns) or (name,), fn,
                                                        when_constant), replace=replace)
 
 
 def constant_problem(values) -> str | None:
-    """Why a score cannot rank pairs (every scored pair has the same value, to float precision), else None."""
+    """Why a score cannot rank pairs (every scored pair has the same value, to float precision),
+    else None."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     if len(v) < 2:
@@ -78,16 +82,17 @@ def constant_problem(values) -> str | None:
     return f"is {float(v[0]):.6g} for all {len(v)} scored pairs (spread {spread:.2g})"
 
 
-@register_score("irm", "implicit reward margin m_θ(d) (the objective's margin at θ)", columns=("irm", "abs_irm"),
-                when_constant="θ gives every pair the same margin; IRM is 0 for all pairs when θ is the reference "
-                              "itself: score the warmed-up model (`prefsift warmup`, or `prefsift score --warmup`)")
+@register_score("irm", "implicit reward margin m_θ(d) (the objective's margin at θ)",
+                columns=("irm", "abs_irm"), when_constant="θ gives every pair the same margin; IRM "
+                              "is 0 for all pairs when θ is the reference itself: score the "
+                              "warmed-up model (`prefsift warmup`, or `prefsift score --warmup`)")
 def _irm(ctx: ScoreContext) -> dict:
     irm = ctx.spread(ctx.backend.margin())
     return {"irm": irm, "abs_irm": np.abs(irm)}
 
 
-@register_score("lossdiff", "ℓ(θ; d) − ℓ(θ_val; d), θ_val = θ trained on the validation pairs", needs_validation=True,
-                columns=("lossdiff", "loss_theta_val"),
+@register_score("lossdiff", "ℓ(θ; d) − ℓ(θ_val; d), θ_val = θ trained on the validation pairs",
+                needs_validation=True, columns=("lossdiff", "loss_theta_val"),
                 when_constant="θ_val did not move from θ: raise val_lr or val_epochs")
 def _lossdiff(ctx: ScoreContext) -> dict:
     t = time.perf_counter()
@@ -96,10 +101,11 @@ def _lossdiff(ctx: ScoreContext) -> dict:
     return {"loss_theta_val": ctx.spread(loss_val), "lossdiff": ctx.spread(loss_from - loss_val)}
 
 
-@register_score("if", "⟨∇L_val(θ), ∇ℓ(θ; d)⟩ in total and per layer group, and TIF, its middle window",
+@register_score("if",
+                "⟨∇L_val(θ), ∇ℓ(θ; d)⟩ in total and per layer group, and TIF, its middle window",
                 needs_validation=True, columns=("if", "tif"),
-                when_constant="the validation gradient is zero over the chosen parameters: check if_params and the "
-                              "validation pairs")
+                when_constant="the validation gradient is zero over the chosen parameters: check "
+                              "if_params and the validation pairs")
 def _influence(ctx: ScoreContext) -> dict:
     total, groups, extra = ctx.backend.influence()
     out = {"if": ctx.spread(total)}
@@ -115,9 +121,10 @@ def _influence(ctx: ScoreContext) -> dict:
     return out
 
 
-@register_score("heldout", "Selective DPO's held-out loss: each pair's loss under a reference model trained from π_ref "
-                "on the other folds of the pairs (cross-fitted)", columns=("heldout", "heldout_fold"),
-                when_constant="the fold models give every pair the same loss: check the warm-up settings they train with")
+@register_score("heldout", "Selective DPO's held-out loss: each pair's loss under a reference "
+                "model trained from π_ref on the other folds of the pairs (cross-fitted)",
+                columns=("heldout", "heldout_fold"), when_constant="the fold models give every "
+                "pair the same loss: check the warm-up settings they train with")
 def _heldout(ctx: ScoreContext) -> dict:
     t = time.perf_counter()
     loss, fold = ctx.backend.heldout_losses()
@@ -125,20 +132,22 @@ def _heldout(ctx: ScoreContext) -> dict:
     return {"heldout": ctx.spread(loss), "heldout_fold": ctx.spread(fold)}
 
 
-@register_score("teacher", "θ_c's implicit margin: θ_c = DPO from π_ref on the careful validation pairs' teacher share "
-                "alone (the probes are valued on the other share)", needs_validation=True, columns=("teacher",),
-                when_constant="θ_c did not move from π_ref: raise teacher_epochs or give more validation pairs")
+@register_score("teacher", "θ_c's implicit margin: θ_c = DPO from π_ref on the careful validation "
+                "pairs' teacher share alone (the probes are valued on the other share)",
+                needs_validation=True, columns=("teacher",), when_constant="θ_c did not move from "
+                "π_ref: raise teacher_epochs or give more validation pairs")
 def _teacher(ctx: ScoreContext) -> dict:
     margin, _ = ctx.backend.teacher_margin()
     return {"teacher": ctx.spread(margin)}
 
 
-@register_score("group_noise", "the flip rate ε_g of each pair's group (its chosen answer longer, shorter or as long "
-                "as the rejected, within each group_by stratum), estimated from the validation pairs' labels and the "
-                "training labels (scoring/careful.py)", needs_validation=True,
-                columns=("group_noise", "length_direction"),
-                when_constant="the training labels favour longer answers as often as the validation labels do: no "
-                              "group has a flip rate to correct (train all the data, or cDPO)")
+@register_score("group_noise", "the flip rate ε_g of each pair's group (its chosen answer longer, "
+                "shorter or as long as the rejected, within each group_by stratum), estimated from "
+                "the validation pairs' labels and the training labels (scoring/careful.py)",
+                needs_validation=True, columns=("group_noise", "length_direction"),
+                when_constant="the training labels favour longer answers as often as the "
+                              "validation labels do: no group has a flip rate to correct (train "
+                              "all the data, or cDPO)")
 def _group_noise(ctx: ScoreContext) -> dict:
     val = getattr(ctx.backend, "val", None)
     columns = [c.strip() for c in ctx.cfg.group_by.split(",") if c.strip()]

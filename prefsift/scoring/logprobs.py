@@ -29,20 +29,27 @@ from tqdm.auto import tqdm
 
 from ..core import artifacts, faults
 from ..data.tokenization import TokenizedPair
-from ..models.loading import model_fingerprint  # noqa: F401  (re-exported: stages key their inputs with it)
+
+# re-exported: stages key their inputs with it
+from ..models.loading import model_fingerprint  # noqa: F401
 from ..runtime.devices import model_device
 from ..runtime.distributed import World, merge_arrays, shares, world
 from ..runtime.sharding import is_sharded
-from .batching import PairSequences, pair_sequences, plan_batches, plan_shared_batches  # noqa: F401  (re-exported)
+
+# re-exported
+from .batching import PairSequences, pair_sequences, plan_batches, plan_shared_batches  # noqa: F401
 
 
 @dataclass(frozen=True)
 class LogprobSettings:
     max_length: int | None = 1024  # TRL DPOConfig.max_length; None = no truncation
-    token_budget: int = 1024  # padded tokens per forward batch (on 2 CPU cores 512–1024 ran fastest; see benchmarks/)
+    # padded tokens per forward batch (on 2 CPU cores 512–1024 ran fastest; see benchmarks/)
+    token_budget: int = 1024
     max_batch: int = 64  # sequences per forward batch
-    head_chunk: int = 1024  # completion positions per output-head matmul (bounds memory: rows x vocab x 8 B)
-    share_prompt: bool = False  # run each prompt once (KV cache): fewer tokens, but measured slower on CPU (benchmarks/)
+    # completion positions per output-head matmul (bounds memory: rows x vocab x 8 B)
+    head_chunk: int = 1024
+    # run each prompt once (KV cache): fewer tokens, but measured slower on CPU (benchmarks/)
+    share_prompt: bool = False
 
 
 @dataclass
@@ -67,8 +74,9 @@ class EngineStats:
         return self.real_tokens / max(self.processed_tokens, 1)
 
     def describe(self) -> str:
-        return (f"{self.sequences} sequences in {self.seconds:.1f} s ({self.sequences / 2 / max(self.seconds, 1e-9):.1f} "
-                f"pairs/s), padding efficiency {self.padding_efficiency:.1%}")
+        return (f"{self.sequences} sequences in {self.seconds:.1f} s "
+                f"({self.sequences / 2 / max(self.seconds, 1e-9):.1f} pairs/s), padding efficiency "
+                f"{self.padding_efficiency:.1%}")
 
 
 def _backbone_and_head(model):
@@ -80,8 +88,8 @@ def _backbone_and_head(model):
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     cfg = getattr(base, "config", None)
     text_cfg = cfg.get_text_config() if cfg is not None and hasattr(cfg, "get_text_config") else cfg
-    for attr in ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier",
-                 "logits_scaling"):
+    for attr in ("final_logit_softcapping", "logit_scale", "output_multiplier",
+                 "lm_head_multiplier", "logits_scaling"):
         if getattr(text_cfg, attr, None) is not None:
             return None  # logits are post-processed by the model's forward
     backbone = getattr(base, "base_model", None)
@@ -92,7 +100,8 @@ def _backbone_and_head(model):
 
 
 def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
-    # fp32 for bf16/fp16 models (their log-probs drift by up to a nat); fp64 stays fp64 (finite differences).
+    # fp32 for bf16/fp16 models (their log-probs drift by up to a nat); fp64 stays fp64 (finite
+    # differences).
     return x if x.dtype == torch.float64 else x.float()
 
 
@@ -112,15 +121,17 @@ def token_logps_from_logits(logits: torch.Tensor, targets: torch.Tensor) -> torc
 
 
 def _head_logps(head, picked: torch.Tensor, targets: torch.Tensor, head_chunk: int) -> torch.Tensor:
-    """Log-probs of `targets` from the hidden states `picked` (one row each), the output head applied
-    `head_chunk` rows at a time so only chunk x vocabulary logits exist at once."""
+    """Log-probs of `targets` from the hidden states `picked` (one row each), the output head
+    applied `head_chunk` rows at a time so only chunk x vocabulary logits exist at once."""
     parts = [token_logps_from_logits(head(picked[s:s + head_chunk]), targets[s:s + head_chunk])
              for s in range(0, len(targets), head_chunk)]
     return torch.cat(parts) if parts else picked.new_zeros(0)
 
 
-def batch_logps(model, seqs: Sequence[tuple[list[int], int]], pad_id: int, head_chunk: int = 1024) -> torch.Tensor:
-    """Summed log-probs of each sequence's tokens from its first scored position on (differentiable)."""
+def batch_logps(model, seqs: Sequence[tuple[list[int], int]], pad_id: int,
+                head_chunk: int = 1024) -> torch.Tensor:
+    """Summed log-probs of each sequence's tokens from its first scored position on
+    (differentiable)."""
     device = next(model.parameters()).device
     longest = max(len(ids) for ids, _ in seqs)
     input_ids = torch.full((len(seqs), longest), pad_id, dtype=torch.long)
@@ -192,9 +203,11 @@ def _shared_prompt_batch(model, pairs: Sequence[TokenizedPair], max_length: int 
     cache_kw = _cache_kwarg(backbone)
     out = backbone(input_ids=prompt_ids.to(device), use_cache=True)
     cache = getattr(out, "cache", None) or out.past_key_values
-    last = out.last_hidden_state[torch.arange(B, device=device), torch.tensor(plens, device=device) - 1]
+    last = out.last_hidden_state[torch.arange(B, device=device),
+                                 torch.tensor(plens, device=device) - 1]
     cache.batch_repeat_interleave(2)
-    hidden = backbone(input_ids=cont_ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
+    hidden = backbone(input_ids=cont_ids.to(device), attention_mask=mask.to(device),
+                      position_ids=pos.to(device),
                       use_cache=True, **{cache_kw: cache}).last_hidden_state
     rows_h_t = torch.tensor(rows_h, dtype=torch.long, device=device)
     rows_t = torch.tensor(rows, dtype=torch.long, device=device)
@@ -204,13 +217,15 @@ def _shared_prompt_batch(model, pairs: Sequence[TokenizedPair], max_length: int 
     targets = torch.cat([cont_ids[rows_h_t, 0], cont_ids[rows_t, cols_t]])
     owners = torch.cat([rows_h_t, rows_t])
     token_logps = _head_logps(head, picked, targets, head_chunk)
-    sums = torch.zeros(2 * B, dtype=token_logps.dtype, device=device).index_add(0, owners, token_logps)
+    sums = torch.zeros(2 * B, dtype=token_logps.dtype, device=device).index_add(0, owners,
+                                                                                token_logps)
     real = sum(plens) + sum(len(c) for c in conts)
     return sums, real, B * lp + 2 * B * max(lc, 1)
 
 
-def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, settings: LogprobSettings = LogprobSettings(),
-                       progress: bool = True, desc: str = "log-probs", stats: EngineStats | None = None,
+def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int,
+                       settings: LogprobSettings = LogprobSettings(), progress: bool = True,
+                       desc: str = "log-probs", stats: EngineStats | None = None,
                        shard: World | None = None) -> PairLogps:
     """Chosen and rejected summed log-probs for every pair, in input order, without gradients.
 
@@ -235,7 +250,8 @@ def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, setti
     plain = sorted(set(range(len(pairs))) - set(shared))
     plain_seqs = [k for i in plain for k in (2 * i, 2 * i + 1)]
     batches = [[plain_seqs[j] for j in b] for b in
-               plan_batches([lengths[k] for k in plain_seqs], settings.token_budget, settings.max_batch)]
+               plan_batches([lengths[k] for k in plain_seqs], settings.token_budget,
+                            settings.max_batch)]
     shared_batches = plan_shared_batches(
         shared, [len(pairs[i].prompt_ids) for i in shared],
         [max(lengths[2 * i], lengths[2 * i + 1]) - len(pairs[i].prompt_ids) for i in shared],
@@ -244,8 +260,9 @@ def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, setti
         # Whole batches go to ranks, balanced by padded tokens (the engine's cost).
         def padded(batch, shared_route):
             if shared_route:
-                return len(batch) * max(len(pairs[i].prompt_ids) + 2 * (max(lengths[2 * i], lengths[2 * i + 1])
-                                                                        - len(pairs[i].prompt_ids)) for i in batch)
+                return len(batch) * max(len(pairs[i].prompt_ids)
+                                        + 2 * (max(lengths[2 * i], lengths[2 * i + 1])
+                                               - len(pairs[i].prompt_ids)) for i in batch)
             return len(batch) * max(lengths[k] for k in batch)
 
         every = [(b, True) for b in shared_batches] + [(b, False) for b in batches]
@@ -253,16 +270,18 @@ def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, setti
         shared_batches = [b for (b, r), o in zip(every, owner) if o == shard.rank and r]
         batches = [b for (b, r), o in zip(every, owner) if o == shard.rank and not r]
         if is_sharded(model):
-            # Every forward of an FSDP model gathers each layer from all the ranks: a rank with fewer
-            # batches runs one-token forwards until every rank has run as many as the busiest.
-            calls = [sum(2 if r else 1 for (b, r), o in zip(every, owner) if o == k) for k in range(shard.size)]
+            # Every forward of an FSDP model gathers each layer from all the ranks: a rank with
+            # fewer batches runs one-token forwards until every rank has run as many as the busiest.
+            calls = [sum(2 if r else 1 for (b, r), o in zip(every, owner) if o == k)
+                     for k in range(shard.size)]
             idle = max(calls) - calls[shard.rank]
         bar.total = sum(len(b) for b in shared_batches) + sum(len(b) for b in batches) / 2
         bar.refresh()
     try:
         with torch.no_grad():
             for batch in shared_batches:
-                sums, real, processed = _shared_prompt_batch(model, [pairs[i] for i in batch], settings.max_length,
+                sums, real, processed = _shared_prompt_batch(model, [pairs[i] for i in batch],
+                                                             settings.max_length,
                                                              pad_id, settings.head_chunk)
                 idx = [k for i in batch for k in (2 * i, 2 * i + 1)]
                 out[idx] = sums.double().cpu().numpy()
@@ -281,7 +300,8 @@ def compute_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, setti
                 bar.update(len(batch) / 2)
                 bar.set_postfix(pad_eff=f"{stats.real_tokens / max(stats.processed_tokens, 1):.0%}")
             for _ in range(idle):
-                model(input_ids=torch.full((1, 1), pad_id, dtype=torch.long, device=model_device(model)),
+                model(input_ids=torch.full((1, 1), pad_id, dtype=torch.long,
+                                           device=model_device(model)),
                       use_cache=False)
     finally:
         bar.close()
@@ -304,26 +324,30 @@ def data_fingerprint(pairs: Sequence[TokenizedPair]) -> str:
     return h.hexdigest()
 
 
-def cached_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int, cache_dir: str | Path | None,
+def cached_pair_logps(model, pairs: Sequence[TokenizedPair], pad_id: int,
+                      cache_dir: str | Path | None,
                       settings: LogprobSettings = LogprobSettings(), model_key: str | None = None,
-                      progress: bool = True, desc: str = "log-probs", stats: EngineStats | None = None,
-                      log=print) -> PairLogps:
+                      progress: bool = True, desc: str = "log-probs",
+                      stats: EngineStats | None = None, log=print) -> PairLogps:
     """`compute_pair_logps`, cached on disk under a fingerprint of (weights, token ids, settings).
     A cache file that does not match its recorded checksum is recomputed (`artifacts.trusted`).
 
     Token ids stand for (tokenizer, data): the same text under another tokenizer gives other ids."""
     here = world()
     if cache_dir is None:
-        return merge_logps(compute_pair_logps(model, pairs, pad_id, settings, progress, desc, stats, here), here)
+        return merge_logps(compute_pair_logps(model, pairs, pad_id, settings, progress, desc, stats,
+                                              here), here)
     if here.sharded:  # each rank keeps its own share, so a killed rank resumes alone
         cache_dir = Path(cache_dir) / here.tag()
-    key_src = json.dumps({"model": model_key or model_fingerprint(model), "data": data_fingerprint(pairs),
+    key_src = json.dumps({"model": model_key or model_fingerprint(model),
+                          "data": data_fingerprint(pairs),
                           "settings": asdict(settings)}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
     path = Path(cache_dir) / f"logps-{key}.npz"
     if artifacts.trusted(path, desc, log):
         with np.load(path) as z:
-            return merge_logps(PairLogps(z["chosen"], z["rejected"], z["chosen_tokens"], z["rejected_tokens"]), here)
+            return merge_logps(PairLogps(z["chosen"], z["rejected"], z["chosen_tokens"],
+                                         z["rejected_tokens"]), here)
     res = compute_pair_logps(model, pairs, pad_id, settings, progress, desc, stats, here)
     artifacts.atomic_write(path, lambda tmp: np.savez(tmp, chosen=res.chosen, rejected=res.rejected,
                                                       chosen_tokens=res.chosen_tokens,

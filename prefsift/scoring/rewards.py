@@ -37,14 +37,16 @@ def reward_sequences(pairs, max_length: int | None) -> list[list[int]]:
 
 def pair_rewards(model, pairs, pad_id: int, max_length: int | None = 1024,
                  token_budget: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """(r of each chosen, r of each rejected) in input order, batched by length under a token budget."""
+    """(r of each chosen, r of each rejected) in input order, batched by length under a token
+    budget."""
     seqs = reward_sequences(pairs, max_length)
     out = np.zeros(len(seqs))
     was = model.training
     model.eval()
     with torch.no_grad():
         for batch in plan_batches([len(s) for s in seqs], token_budget, 64):
-            out[batch] = batch_rewards(model, [seqs[i] for i in batch], pad_id).double().cpu().numpy()
+            out[batch] = batch_rewards(model, [seqs[i] for i in batch],
+                                       pad_id).double().cpu().numpy()
     model.train(was)
     return out[0::2], out[1::2]
 
@@ -55,9 +57,12 @@ def bt_losses(model, pairs, pad_id: int, max_length: int | None) -> torch.Tensor
     return F.softplus(-(r[0::2] - r[1::2]))
 
 
-def reward_influence(model, params: "OrderedDict[str, torch.nn.Parameter]", train_pairs, val_pairs, pad_id: int,
+def reward_influence(model, params: "OrderedDict[str, torch.nn.Parameter]", train_pairs, val_pairs,
+                     pad_id: int,
                      max_length: int | None = 1024, groups: Sequence[str] | None = None,
-                     val_batch: int = 8, progress: bool = False) -> tuple[np.ndarray, "OrderedDict[str, np.ndarray]"]:
+                     val_batch: int = 8, progress: bool = False) -> tuple[np.ndarray,
+                                                                          "OrderedDict[str, "
+                                                                          "np.ndarray]"]:
     """Exact IF of every training pair under the BT loss: the validation gradient (mean loss over
     the validation pairs), then one backward pass per training pair. Returns (total, per group)."""
     was = model.training
@@ -66,7 +71,8 @@ def reward_influence(model, params: "OrderedDict[str, torch.nn.Parameter]", trai
     groups = list(groups) if groups is not None else ["all"] * len(names)
     g_val = validation_gradient_bt(model, params, val_pairs, pad_id, max_length, val_batch)
     per_group = OrderedDict((g, np.zeros(len(train_pairs))) for g in dict.fromkeys(groups))
-    for i in tqdm(range(len(train_pairs)), desc="IF (reward model): per-pair gradients", disable=not progress):
+    for i in tqdm(range(len(train_pairs)), desc="IF (reward model): per-pair gradients",
+                  disable=not progress):
         loss = bt_losses(model, train_pairs[i:i + 1], pad_id, max_length)[0]
         grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
         for gname, gi, v in zip(groups, grads, g_val):
@@ -83,15 +89,18 @@ def validation_gradient_bt(model, params, val_pairs, pad_id: int, max_length: in
     n = len(val_pairs)
     for s in range(0, n, batch):
         loss = bt_losses(model, val_pairs[s:s + batch], pad_id, max_length).sum() / n
-        for g, gi in zip(grads, torch.autograd.grad(loss, list(params.values()), allow_unused=True)):
+        for g, gi in zip(grads, torch.autograd.grad(loss, list(params.values()),
+                                                    allow_unused=True)):
             if gi is not None:
                 g += gi.to(g.dtype)
     return grads
 
 
-def reward_influence_jvp(model, params: "OrderedDict[str, torch.nn.Parameter]", train_pairs, val_pairs, pad_id: int,
-                         max_length: int | None = 1024, groups: Sequence[str] | None = None, batch: int = 8,
-                         progress: bool = False) -> tuple[np.ndarray, "OrderedDict[str, np.ndarray]"]:
+def reward_influence_jvp(model, params: "OrderedDict[str, torch.nn.Parameter]", train_pairs,
+                         val_pairs, pad_id: int, max_length: int | None = 1024,
+                         groups: Sequence[str] | None = None, batch: int = 8,
+                         progress: bool = False) -> tuple[np.ndarray,
+                                                          "OrderedDict[str, np.ndarray]"]:
     """The same IF by forward mode: IF(d) = d/dε ℓ(θ + ε·∇L_val; d), for a batch of pairs in one
     pass per layer group (the tangent restricted to the group), no per-pair gradient. SDPA runs on
     its math backend (its flash kernel has no forward-mode derivative)."""
@@ -103,12 +112,14 @@ def reward_influence_jvp(model, params: "OrderedDict[str, torch.nn.Parameter]", 
     primals = {n: p.detach() for n, p in params.items()}
     device = next(model.parameters()).device
     per_group = OrderedDict((g, np.zeros(len(train_pairs))) for g in dict.fromkeys(groups))
-    for s in tqdm(range(0, len(train_pairs), batch), desc="IF (reward model): forward mode", disable=not progress):
+    for s in tqdm(range(0, len(train_pairs), batch), desc="IF (reward model): forward mode",
+                  disable=not progress):
         seqs = reward_sequences(train_pairs[s:s + batch], max_length)
         ids, mask = _padded(seqs, pad_id, device)
 
         def losses(p):
-            logits = functional_call(model, p, (), {"input_ids": ids, "attention_mask": mask, "use_cache": False}).logits
+            logits = functional_call(model, p, (), {"input_ids": ids, "attention_mask": mask,
+                                                    "use_cache": False}).logits
             r = logits[:, 0].to(accumulation_dtype(logits))
             return F.softplus(-(r[0::2] - r[1::2]))
 

@@ -35,10 +35,12 @@ from .config import ScoreConfig  # noqa: F401  (the scores table's config, re-ex
 from .kinds import SCORES, ScoreContext, constant_problem
 
 
-def check_score_inputs(cfg: ScoreConfig, columns: ColumnMap | None = None) -> tuple[PairSet, PairSet | None]:
+def check_score_inputs(cfg: ScoreConfig, columns: ColumnMap | None = None) -> tuple[PairSet,
+        PairSet | None]:
     """What `compute_scores` checks before it makes a folder or loads a model: both models resolve
-    to loadable folders, the pair files exist and parse, and each has a usable pair. Returns the (train, validation) pairs, lengths not yet checked.
-    A problem is a `UserError` naming the setting (the CLI shows it as its flag)."""
+    to loadable folders, the pair files exist and parse, and each has a usable pair. Returns the
+    (train, validation) pairs, lengths not yet checked. A problem is a `UserError` naming the
+    setting (the CLI shows it as its flag)."""
     placement(cfg.device, cfg.dtype)  # a CUDA device asked for where there is none
     for key in ("policy", "reference"):
         if getattr(cfg, key) is None:  # θ made by the warm-up
@@ -54,19 +56,23 @@ def check_score_inputs(cfg: ScoreConfig, columns: ColumnMap | None = None) -> tu
         require_path(path, f"validation set {name!r}", "validation_sets", kind="any")
     train = load_pairs(cfg.train, columns=columns, strict=cfg.strict)
     if not train.valid_rows:
-        raise DataError(f"{cfg.train}: no usable training pair; `prefsift data check {cfg.train}` lists why")
+        raise DataError(f"{cfg.train}: no usable training pair; `prefsift data check {cfg.train}` "
+                        f"lists why")
     val = None
     if cfg.validation:
         val = load_pairs(cfg.validation, columns=columns, strict=cfg.strict)
         if not val.valid_rows:
-            raise DataError(f"{cfg.validation}: no usable validation pair; `prefsift data check {cfg.validation}` "
+            raise DataError(f"{cfg.validation}: no usable validation pair; `prefsift data check "
+                            f"{cfg.validation}` "
                             "lists why")
-    # A policy's IRM is its log-ratio over the reference (0 when they are one model); a reward model's
-    # is its own reward margin and needs no second model.
+    # A policy's IRM is its log-ratio over the reference (0 when they are one model); a reward
+    # model's is its own reward margin and needs no second model.
     if cfg.policy is not None and cfg.objective != "bt" and "irm" in cfg.wanted and \
-            Path(resolve_model_path(cfg.policy)).resolve() == Path(resolve_model_path(cfg.reference)).resolve():
-        raise ConfigError(key="policy", problem="is the reference itself, so IRM would be 0 for every pair: score θ, "
-                                                "the warmed-up model (`prefsift warmup` makes it, or `prefsift score "
+            Path(resolve_model_path(cfg.policy)).resolve() == Path(resolve_model_path(
+                cfg.reference)).resolve():
+        raise ConfigError(key="policy", problem="is the reference itself, so IRM would be 0 for "
+                                                "every pair: score θ, the warmed-up model "
+                                                "(`prefsift warmup` makes it, or `prefsift score "
                                                 "--warmup`)")
     return train, val
 
@@ -99,40 +105,45 @@ def compute_scores(cfg: ScoreConfig, columns: ColumnMap | None = None, progress:
 def with_warmup(cfg: ScoreConfig, pairs, log=print) -> ScoreConfig:
     """`cfg` with θ = the warm-up of its reference on its training pairs (made in OUT/warmup, or
     reused there), by `prefsift warmup`'s own function with the score's objective, β and lengths."""
-    wcfg = WarmupConfig(reference=cfg.reference, train=cfg.train, out=cfg.out, objective=cfg.objective,
+    wcfg = WarmupConfig(reference=cfg.reference, train=cfg.train, out=cfg.out,
+                        objective=cfg.objective,
                         beta=cfg.beta, epochs=cfg.warmup_epochs, learning_rate=cfg.warmup_lr,
-                        batch_size=cfg.warmup_batch_size, max_length=cfg.max_length, seed=cfg.seed, device=cfg.device,
-                        dtype=cfg.dtype, shard=cfg.shard, strict=cfg.strict)
-    # (a copy: the warm-up marks over-length rows in its own pairs; scoring marks them by its own policy)
+                        batch_size=cfg.warmup_batch_size, max_length=cfg.max_length, seed=cfg.seed,
+                        device=cfg.device, dtype=cfg.dtype, shard=cfg.shard, strict=cfg.strict)
+    # (a copy: the warm-up marks over-length rows in its own pairs; scoring marks them by its own
+    # policy)
     folder = warmup_from_files(wcfg, log=log, pairs=(copy.deepcopy(pairs[0]), None))
     return dataclasses.replace(cfg, policy=str(folder), warmup=False)
 
 
-def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | None, progress: bool = True, log=print,
-                models=None, warmup=None) -> pd.DataFrame:
+def score_pairs(cfg: ScoreConfig, train_pairs: PairSet, val_pairs: PairSet | None,
+                progress: bool = True, log=print, models=None, warmup=None) -> pd.DataFrame:
     """The scoring stages over pairs already read, in the run directory `cfg.out` (made by the
     caller, who holds its lock). `models` = (tokenizer, reference, policy) already in memory (the
-    Python API's `prefsift.score`, a run's θ), else they are loaded from `cfg.reference` and `cfg.policy`."""
+    Python API's `prefsift.score`, a run's θ), else they are loaded from `cfg.reference` and
+    `cfg.policy`."""
     here = world()
     use_shard(cfg.shard, here, log)
     out = Path(cfg.out)
     timings: dict[str, float] = {}
     if cfg.objective == "bt":  # a reward model's table
         if models is not None or here.sharded:
-            raise ConfigError(key="objective", problem="bt scores a reward model from its folder, in one process "
-                                                       "(not sharded, not from a model object, yet)")
+            raise ConfigError(key="objective",
+                              problem="bt scores a reward model from its folder, in one process "
+                                      "(not sharded, not from a model object, yet)")
         backend = RewardBackend(cfg, train_pairs, val_pairs, out, progress, log, timings=timings)
         artifacts.write_json(out / "score_config.json", asdict(cfg), seal=False)
     else:
         if here.sharded:
-            # Every rank computes its share and receives the others'; rank 0 speaks and writes the table.
+            # Every rank computes its share and receives the others'; rank 0 speaks and writes the
+            # table.
             if not here.is_main:
                 progress, log = False, (lambda *a, **k: None)
             log(f"scoring sharded over {here.size} processes")
         if here.is_main:
             artifacts.write_json(out / "score_config.json", asdict(cfg), seal=False)
-        backend = PolicyBackend(cfg, train_pairs, val_pairs, out, progress, log, models=models, timings=timings,
-                                warmup=warmup)
+        backend = PolicyBackend(cfg, train_pairs, val_pairs, out, progress, log, models=models,
+                                timings=timings, warmup=warmup)
     table = assemble_table(backend, cfg, timings)
     if here.is_main:
         artifacts.write_parquet(out / "scores.parquet", table)
@@ -164,7 +175,8 @@ def assemble_table(backend, cfg: ScoreConfig, timings: dict) -> pd.DataFrame:
             ctx.columns = made
             problem = constant_problem(made[kind.columns[0]])
             if problem:
-                raise UserError(f"scores: {name} {problem}, so no rule can rank the pairs by it: {kind.when_constant}")
+                raise UserError(f"scores: {name} {problem}, so no rule can rank the pairs by it: "
+                                f"{kind.when_constant}")
     for c in _MARGIN_FIRST:
         if c in made:
             table[c] = made.pop(c)

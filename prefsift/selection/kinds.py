@@ -62,7 +62,8 @@ class ArmKind:
 
     name = ""
     probed = False  # chosen by probe trainings on validation data: the pipeline supplies the choice
-    treats = False  # always trains other than plainly: its weights and swaps go to treatments.parquet
+    # always trains other than plainly: its weights and swaps go to treatments.parquet
+    treats = False
     fallback = False  # the kind of every name no other kind claims (one kind: rule)
 
     def claims(self, arm: str, ctx: ArmContext) -> bool:
@@ -81,8 +82,10 @@ class ArmKind:
         return False
 
     def data(self, arm: str, table, ctx: ArmContext, seed: int = 0, candidate: bool = False):
-        """The arm's `ArmData` over the scores table, or why this table cannot give it (a string)."""
-        raise NotImplementedError(f"arms of kind {self.name!r} are chosen by probes, not made from a table")
+        """The arm's `ArmData` over the scores table, or why this table cannot give it (a
+        string)."""
+        raise NotImplementedError(f"arms of kind {self.name!r} are chosen by probes, not made from "
+                                  f"a table")
 
     def check(self, arm: str, ctx: ArmContext, defer_unknown: bool = False) -> None:
         """A `ConfigError` when a run config with ``ctx`` cannot train the arm."""
@@ -159,7 +162,8 @@ class WindowKind(ArmKind):
 
     def needs(self, arm, ctx):
         parts = ctx.windows[arm].split(",")
-        return tuple(dict.fromkeys(parse_window(p, key=f"windows.{arm}")[0] for p in parts if p.strip()))
+        return tuple(dict.fromkeys(parse_window(p, key=f"windows.{arm}")[0] for p in parts
+                                   if p.strip()))
 
     def data(self, arm, table, ctx, seed=0, candidate=False):
         return ArmData(mask=window_of(table, ctx.windows[arm], key=f"windows.{arm}")[0])
@@ -181,10 +185,13 @@ class TreatmentKind(ArmKind):
     def data(self, arm, table, ctx, seed=0, candidate=False):
         t = TREATMENTS.get(arm)
         if candidate and (lacking := _lacking(t.needs, table)):
-            return f"it needs the score(s) {', '.join(lacking)}, which this run does not compute (scores.scores)"
-        if not candidate and (lacking := [c for c in t.needs if c not in table]) and t.missing is None:
-            raise ConfigError(key="arms", problem=f"{arm!r} needs the score(s) {lacking}, which the scores table "
-                                                  "does not have: add them to scores.scores, or drop the arm")
+            return (f"it needs the score(s) {', '.join(lacking)}, which this run does not compute "
+                    f"(scores.scores)")
+        if (not candidate and (lacking := [c for c in t.needs if c not in table])
+            and t.missing is None):
+            raise ConfigError(key="arms", problem=f"{arm!r} needs the score(s) {lacking}, which "
+                                                  "the scores table does not have: add them to "
+                                                  "scores.scores, or drop the arm")
         if t.missing is not None and not set(t.needs) <= set(table.columns):
             return f"it needs {t.missing}, which the data does not have"
         if candidate and ctx.objective not in t.objectives:
@@ -194,11 +201,13 @@ class TreatmentKind(ArmKind):
     def check(self, arm, ctx, defer_unknown=False):
         t = TREATMENTS.get(arm)
         if ctx.route != "dpo":
-            raise ConfigError(key="arms", problem=f"lists {arm!r}, which trains through DPOTrainer; route "
-                                                  f"{ctx.route!r} trains a reward model: drop it")
+            raise ConfigError(key="arms",
+                              problem=f"lists {arm!r}, which trains through DPOTrainer; route "
+                                      f"{ctx.route!r} trains a reward model: drop it")
         if ctx.objective not in t.objectives:
             raise ConfigError(key="arms", problem=f"lists {arm!r}, which trains objective(s) "
-                                                  f"{', '.join(t.objectives)}, not {ctx.objective!r}; "
+                                                  f"{', '.join(t.objectives)}, not "
+                                                  f"{ctx.objective!r}; "
                                                   "drop the arm or change `objective`")
 
     def candidate_problem(self, arm, ctx, user_list):
@@ -215,7 +224,8 @@ class TreatmentKind(ArmKind):
 
     def selectable_problem(self, arm):
         return (f"{arm!r} is a treatment, not a selection: it changes how the pairs are trained on "
-                f"({TREATMENTS.get(arm).help}), which only `prefsift run` does; list it under a run config's `arms`")
+                f"({TREATMENTS.get(arm).help}), which only `prefsift run` does; list it under a "
+                f"run config's `arms`")
 
 
 class RuleKind(ArmKind):
@@ -236,7 +246,8 @@ class RuleKind(ArmKind):
 
     def data(self, arm, table, ctx, seed=0, candidate=False):
         if candidate and (lacking := _lacking(self.needs(arm, ctx), table)):
-            return f"it needs the score(s) {', '.join(lacking)}, which this run does not compute (scores.scores)"
+            return (f"it needs the score(s) {', '.join(lacking)}, which this run does not compute "
+                    f"(scores.scores)")
         rule = RULES.get(arm, key="arms")
         if rule.missing is not None and not set(rule.needs) <= set(table.columns):
             return f"it needs {rule.missing}, which the data does not have"
@@ -247,8 +258,11 @@ class RuleKind(ArmKind):
         return ArmData(mask=mask)
 
     def candidate_problem(self, arm, ctx, user_list):
-        if arm in RULES and (RULES.get(arm).seeded or {"pair_type", "label_correct"} & set(RULES.get(arm).needs)):
-            return f"lists {arm!r}, a baseline ({RULES.get(arm).help}), not an answer to recommend; drop it"
+        if (arm in RULES
+            and (RULES.get(arm).seeded or {"pair_type",
+                                           "label_correct"} & set(RULES.get(arm).needs))):
+            return (f"lists {arm!r}, a baseline ({RULES.get(arm).help}), not an answer to "
+                    f"recommend; drop it")
         return None
 
 
@@ -258,5 +272,5 @@ for _kind in (FullKind(), ImportedKind(), WindowKind(), TreatmentKind(), RuleKin
 
 def is_plain(data: ArmData) -> bool:
     """Whether an arm's data trains as a plain selection (its pairs, the run's loss, shuffled)."""
-    return (data.flip is None and data.weight is None and data.loss_type is None and not data.conservative
-            and data.order is None)
+    return (data.flip is None and data.weight is None and data.loss_type is None
+            and not data.conservative and data.order is None)

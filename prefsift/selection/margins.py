@@ -38,8 +38,9 @@ def _check_spread(values: np.ndarray, ok: np.ndarray, what: str) -> float:
         return 1.0  # one pair (or none) has nothing to rank against
     sd = float(v.std())
     if not sd > 1e-12 * max(1.0, float(np.abs(v).max())):
-        raise UserError(f"{what} is {float(v[0]):.6g} for all {len(v)} pairs that have both margins, so it cannot "
-                        "rank them; check the ratings (or reward model) and θ, or choose another rule")
+        raise UserError(f"{what} is {float(v[0]):.6g} for all {len(v)} pairs that have both "
+                        "margins, so it cannot rank them; check the ratings (or reward model) and "
+                        "θ, or choose another rule")
     return sd
 
 

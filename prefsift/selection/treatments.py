@@ -7,9 +7,9 @@ mask, as a rule's), the pairs whose chosen and rejected are swapped, a weight pe
 loss (TRL's loss type and its ε). The formulas and sources are in docs/method.md, "Beyond
 selection".
 
-What the scores call a *wrong label* is the paper's own reading of IRM (docs/method.md §6): the pairs
-below LossDiff-IRM's IRM window at the run's kept fraction (θ prefers the rejected answer more than
-the window allows); `lossdiff_irm_relabel` swaps them. The robust losses need a noise *rate*
+What the scores call a *wrong label* is the paper's own reading of IRM (docs/method.md §6): the
+pairs below LossDiff-IRM's IRM window at the run's kept fraction (θ prefers the rejected answer more
+than the window allows); `lossdiff_irm_relabel` swaps them. The robust losses need a noise *rate*
 instead, which that window cannot give (its tail is (1 − width)/2 of the pairs whatever the data):
 ε = `label_noise`, or estimated as the share of pairs whose IRM is negative."""
 
@@ -44,8 +44,10 @@ class ArmData:
     loss_type: str | None = None
     epsilon: float = 0.0
     conservative: bool = False
-    order: np.ndarray | None = None  # train the pairs in this value's ascending order (a curriculum), not shuffled
-    epsilons: np.ndarray | None = None  # with ``conservative``: each pair's own ε (cDPO by group), not ``epsilon``
+    # train the pairs in this value's ascending order (a curriculum), not shuffled
+    order: np.ndarray | None = None
+    # with ``conservative``: each pair's own ε (cDPO by group), not ``epsilon``
+    epsilons: np.ndarray | None = None
     note: str = ""  # one line for the run's log: what was estimated, how many flipped
 
 
@@ -56,8 +58,8 @@ class Treatment:
     make: Callable  # (table, keep, label_noise: float | None) -> ArmData
     help: str = ""
     objectives: tuple[str, ...] = ("dpo", "ipo", "hinge")  # the run objectives it can train
-    # What it costs to train, for the planner: on every scored pair (else about `keep` of them), in how
-    # many batched passes per step (cDPO: 2), and one pair per forward pass (weighted arms).
+    # What it costs to train, for the planner: on every scored pair (else about `keep` of them), in
+    # how many batched passes per step (cDPO: 2), and one pair per forward pass (weighted arms).
     every_pair: bool = False
     passes: int = 1
     per_pair: bool = False
@@ -77,18 +79,21 @@ def register_treatment(name: str, needs=(), help: str = "", objectives=("dpo", "
     pair, batched passes per step, one pair per forward pass); ``missing``: what the data must carry
     when that is not a score (an oracle's truth). The name can then be listed under a run config's
     `arms` (with the module under `plugins`) and among `calibration.candidates`."""
-    return TREATMENTS.decorator(name, lambda make: Treatment(name, tuple(needs), make, help, tuple(objectives),
+    return TREATMENTS.decorator(name, lambda make: Treatment(name, tuple(needs), make, help,
+                                                             tuple(objectives),
                                                              every_pair, passes, per_pair, missing),
                                 replace=replace)
 
-# One-sided orders over the scores (docs/method.md, "One-sided rules"): a pair ranks high when θ's own
-# scores say the careful set agrees with its label. Each is a drop rule `NAME` (keep the top `keep`,
-# prefsift.selection.rules) and a relabel treatment `NAME_relabel` (the same top as labelled, the rest swapped).
+# One-sided orders over the scores (docs/method.md, "One-sided rules"): a pair ranks high when θ's
+# own scores say the careful set agrees with its label. Each is a drop rule `NAME` (keep the top
+# `keep`, prefsift.selection.rules) and a relabel treatment `NAME_relabel` (the same top as
+# labelled, the rest swapped).
 ONE_SIDED: dict[str, tuple[tuple[str, ...], Callable, str]] = {
     "top_if": (("if",), lambda t: _column(t, "if"), "the largest IF"),
     "top_lossdiff": (("lossdiff",), lambda t: _column(t, "lossdiff"), "the largest LossDiff"),
     "top_irm": (("irm",), lambda t: _column(t, "irm"), "the largest IRM"),
-    "top_if_lossdiff": (("if", "lossdiff"), lambda t: mean_rank(_column(t, "if"), _column(t, "lossdiff")),
+    "top_if_lossdiff": (("if", "lossdiff"),
+                        lambda t: mean_rank(_column(t, "if"), _column(t, "lossdiff")),
                         "the largest mean of IF's and LossDiff's percentile ranks"),
     "top_teacher": (("teacher",), lambda t: _column(t, "teacher"),
                     "the largest margin of θ_c, the teacher trained on the careful pairs alone"),
@@ -99,7 +104,8 @@ def _column(table, c) -> np.ndarray:
     return table[c].to_numpy(dtype=float)
 
 SOFTNESS = 0.05  # the smooth window's edge width, in percentile rank (5 points)
-MIN_WEIGHT = 1e-3  # a pair weighted below this is left out (it would cost a forward pass for nothing)
+# a pair weighted below this is left out (it would cost a forward pass for nothing)
+MIN_WEIGHT = 1e-3
 
 
 def flagged_wrong(table, keep: float) -> np.ndarray:
@@ -136,14 +142,17 @@ def soft_window(values, width: float, softness: float = SOFTNESS) -> np.ndarray:
 def _weights_arm(weight: np.ndarray) -> ArmData:
     weight = np.where(weight >= MIN_WEIGHT, weight, 0.0)
     return ArmData(mask=weight > 0, weight=weight,
-                   note=f"{int((weight > 0).sum())} pairs weighted, total weight {weight.sum():.1f}")
+                   note=f"{int((weight > 0).sum())} pairs weighted, total weight "
+                        f"{weight.sum():.1f}")
 
 
 def _noise(table, label_noise: float | None) -> tuple[float, str]:
     if label_noise is not None:
         return float(label_noise), f"ε {label_noise:g} (label_noise)"
     eps = min(estimated_noise(table), 0.49)
-    return eps, f"ε {eps:.3f}, estimated: the share of pairs with a negative IRM (set label_noise to choose it)"
+    return (eps,
+            f"ε {eps:.3f}, estimated: the share of pairs with a negative IRM (set label_noise to "
+            f"choose it)")
 
 
 # The built-in treatments' data (each registered in `_builtin` below).
@@ -166,12 +175,14 @@ def soft_tif(table, keep, label_noise):
 
 def relabel(table, keep, label_noise):
     """Label correction (tested against removal, as PrefCleanBench, NeurIPS 2025, did on human
-    data): LossDiff-IRM's pairs as labelled, and the `flagged_wrong` pairs with y_w and y_l swapped."""
+    data): LossDiff-IRM's pairs as labelled, and the `flagged_wrong` pairs with y_w and y_l
+    swapped."""
     ld, irm = table["lossdiff"].to_numpy(dtype=float), table["irm"].to_numpy(dtype=float)
     kept, _ = lossdiff_irm(ld, irm, keep=keep)
     flip = flagged_wrong(table, keep)
     return ArmData(mask=kept | flip, flip=flip, note=f"{int(kept.sum())} pairs kept as labelled, "
-                                                      f"{int(flip.sum())} with chosen and rejected swapped")
+                                                      f"{int(flip.sum())} with chosen and rejected "
+                                                      f"swapped")
 
 
 
@@ -179,7 +190,8 @@ def robust(table, keep, label_noise):
     """rDPO (Chowdhury et al., "Provably Robust DPO", ICML 2024), TRL's loss_type "robust":
     ℓ = ((1 − ε)·(−log σ(m)) − ε·(−log σ(−m))) / (1 − 2ε) on every pair."""
     eps, how = _noise(table, label_noise)
-    return ArmData(mask=table["valid"].to_numpy(dtype=bool), loss_type="robust", epsilon=eps, note=how)
+    return ArmData(mask=table["valid"].to_numpy(dtype=bool), loss_type="robust", epsilon=eps,
+                   note=how)
 
 
 
@@ -187,7 +199,8 @@ def conservative(table, keep, label_noise):
     """cDPO (Mitchell, "A note on DPO with noisy preferences", 2023): ℓ = (1 − ε)·ℓ(d) + ε·ℓ(d
     swapped) on every pair; for DPO −(1 − ε)·log σ(m) − ε·log σ(−m)."""
     eps, how = _noise(table, label_noise)
-    return ArmData(mask=table["valid"].to_numpy(dtype=bool), epsilon=eps, conservative=True, note=how)
+    return ArmData(mask=table["valid"].to_numpy(dtype=bool), epsilon=eps, conservative=True,
+                   note=how)
 
 
 
@@ -196,18 +209,21 @@ def oracle_relabel(table, keep, label_noise):
     the lab's truth) trained with chosen and rejected swapped."""
     valid = table["valid"].to_numpy(dtype=bool)
     flip = valid & ~table["label_correct"].fillna(True).to_numpy(dtype=bool)
-    return ArmData(mask=valid, flip=flip, note=f"{int(flip.sum())} wrong labels swapped by the oracle")
+    return ArmData(mask=valid, flip=flip,
+                   note=f"{int(flip.sum())} wrong labels swapped by the oracle")
 
 
 
 def one_sided_relabel(order):
     def make(table, keep, label_noise):
-        """The top `keep` by the order as labelled, every other scored pair with y_w and y_l swapped."""
+        """The top `keep` by the order as labelled, every other scored pair with y_w and y_l
+        swapped."""
         values = order(table)
         top = top_fraction(values, keep, largest=True)
         flip = _scored(values) & ~top & table["valid"].to_numpy(dtype=bool)
         return ArmData(mask=top | flip, flip=flip, note=f"{int(top.sum())} pairs kept as labelled, "
-                                                        f"{int(flip.sum())} with chosen and rejected swapped")
+                                                        f"{int(flip.sum())} with chosen and "
+                                                        f"rejected swapped")
     return make
 
 
@@ -237,32 +253,39 @@ def _builtin() -> None:
         TREATMENTS.register(name, Treatment(name, needs, make, help, objectives, **cost))
 
     add("oracle_relabel", ("label_correct",), oracle_relabel,
-        "oracle arm: every pair, each label set by the oracle (the wrong ones swapped; needs the lab's truth)",
+        "oracle arm: every pair, each label set by the oracle (the wrong ones swapped; needs the "
+        "lab's truth)",
         every_pair=True, missing="the true labels (a label_correct column, as the lab writes)")
     add("soft_lossdiff_irm", ("lossdiff", "irm"), soft_lossdiff_irm,
-        "every pair, weighted by a smooth LossDiff-IRM window (its width solved for keep)", every_pair=True,
-        per_pair=True)
-    add("soft_tif", ("if",), soft_tif, "every pair, weighted by a smooth middle window of IF holding keep",
+        "every pair, weighted by a smooth LossDiff-IRM window (its width solved for keep)",
+        every_pair=True, per_pair=True)
+    add("soft_tif", ("if",), soft_tif,
+        "every pair, weighted by a smooth middle window of IF holding keep",
         every_pair=True, per_pair=True)
     add("lossdiff_irm_relabel", ("lossdiff", "irm"), relabel,
-        "LossDiff-IRM's pairs, plus those below its IRM window with chosen and rejected swapped (label correction)")
+        "LossDiff-IRM's pairs, plus those below its IRM window with chosen and rejected swapped "
+        "(label correction)")
     add("robust_dpo", ("irm",), robust,
-        "every pair, TRL's robust DPO loss (rDPO) with ε = label_noise, or the share of pairs with IRM < 0",
+        "every pair, TRL's robust DPO loss (rDPO) with ε = label_noise, or the share of pairs with "
+        "IRM < 0",
         objectives=("dpo",), every_pair=True)
     add("cdpo", ("irm",), conservative,
-        "every pair, conservative DPO (cDPO, label smoothing ε) with ε = label_noise, or the share of pairs with "
-        "IRM < 0", every_pair=True, passes=2)
+        "every pair, conservative DPO (cDPO, label smoothing ε) with ε = label_noise, or the share "
+        "of pairs with IRM < 0", every_pair=True, passes=2)
 
     for name, (needs, order, what) in ONE_SIDED.items():
         add(f"{name}_relabel", needs, one_sided_relabel(order),
-            f"every scored pair: {what} (keep of them) as labelled, the rest with chosen and rejected swapped",
+            f"every scored pair: {what} (keep of them) as labelled, the rest with chosen and "
+            f"rejected swapped",
             every_pair=True)
 
     add("teacher_relabel", ("teacher",), teacher_relabel,
-        "every pair, swapped where the teacher θ_c (trained on the careful pairs alone) prefers the rejected answer",
+        "every pair, swapped where the teacher θ_c (trained on the careful pairs alone) prefers "
+        "the rejected answer",
         every_pair=True)
     add("group_cdpo", ("group_noise",), group_conservative,
-        "every pair, cDPO with the flip rate of its length group (score group_noise) instead of one ε",
+        "every pair, cDPO with the flip rate of its length group (score group_noise) instead of "
+        "one ε",
         every_pair=True, passes=2)
 
 
@@ -276,7 +299,8 @@ def treatment_data(table, name: str, keep: float, label_noise: float | None = No
     valid = table["valid"].to_numpy(dtype=bool)
     if (data.mask & ~valid).any():
         raise ValueError(f"treatment {name!r} put a pair that was not scored in its data")
-    if data.weight is not None and not (np.isfinite(data.weight).all() and (data.weight >= 0).all()):
+    if (data.weight is not None
+        and not (np.isfinite(data.weight).all() and (data.weight >= 0).all())):
         raise ValueError(f"treatment {name!r} gave a weight that is negative or not a number")
     return data
 

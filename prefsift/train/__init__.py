@@ -7,5 +7,5 @@ from .reward import reward_model_from, train_reward_stage
 from .rl import RewardModelReward, RLSettings, train_rl_stage
 from .stage import TrainingStage
 
-__all__ = ["RLSettings", "RewardModelReward", "StageSettings", "reward_model_from", "train_reward_stage",
-           "train_rl_stage", "TrainingStage"]
+__all__ = ["RLSettings", "RewardModelReward", "StageSettings", "reward_model_from",
+           "train_reward_stage", "train_rl_stage", "TrainingStage"]

@@ -1,12 +1,13 @@
 """What a training stage shows and keeps: one progress bar, and its trainer's log in a file.
 
-transformers' Trainer adds a ProgressCallback (PrinterCallback with `disable_tqdm`) that prints every
-`logs` dictionary to the terminal: a hundred lines of `{'loss': ...}` per stage. `attach` replaces it
-with `StageProgress`, which shows one tqdm bar per stage, named after it (steps, rate, ETA, the latest
-loss), and appends every dictionary as one JSON line to the stage folder's `train_log.jsonl`, next
-to its stage.json (whose `log`, the trainer's `state.log_history`, stays what the report's curves
-read). With `--verbose` (PREFSIFT_VERBOSE=1) the dictionaries are printed as well, as TRL does.
-Only the world's process 0 shows a bar and writes the file. Display only: nothing here changes what
+transformers' Trainer adds a ProgressCallback (PrinterCallback with `disable_tqdm`) that prints
+every `logs` dictionary to the terminal: a hundred lines of `{'loss': ...}` per stage. `attach`
+replaces it with `StageProgress`, which shows one tqdm bar per stage, named after it (steps, rate,
+ETA, the latest loss), and appends every dictionary as one JSON line to the stage folder's
+`train_log.jsonl`, next to its stage.json (whose `log`, the trainer's `state.log_history`, stays
+what the report's curves read). With `--verbose` (PREFSIFT_VERBOSE=1) the dictionaries are printed
+as well, as TRL does. Only the world's process 0 shows a bar and writes the file. Display only:
+nothing here changes what
 is trained or logged."""
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ def _progress_callback_classes() -> tuple[type, ...]:
 
 
 def attach(trainer, label: str, folder: str | Path, show: bool = True) -> StageProgress:
-    """Replace `trainer`'s printing callbacks by a `StageProgress` for the stage `label` whose folder
-    is `folder` (its train_log.jsonl starts empty); `show=False` (--quiet) shows no bar."""
+    """Replace `trainer`'s printing callbacks by a `StageProgress` for the stage `label` whose
+    folder is `folder` (its train_log.jsonl starts empty); `show=False` (--quiet) shows no bar."""
     for cb in list(trainer.callback_handler.callbacks):
         if isinstance(cb, _progress_callback_classes()):
             trainer.remove_callback(cb)
@@ -72,7 +73,8 @@ class StageProgress(_callback_base()):
     def on_train_begin(self, args, state, control, **kwargs):
         self.step = state.global_step
         if state.is_world_process_zero and self.show:
-            self.bar = self._tqdm(total=state.max_steps, initial=state.global_step, desc=self.label, unit="step")
+            self.bar = self._tqdm(total=state.max_steps, initial=state.global_step, desc=self.label,
+                                  unit="step")
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar is not None:
@@ -87,7 +89,8 @@ class StageProgress(_callback_base()):
                 total = len(eval_dataloader)
             except TypeError:
                 total = None
-            self.eval_bar = self._tqdm(total=total, desc=f"{self.label}: validation", unit="batch", leave=False)
+            self.eval_bar = self._tqdm(total=total, desc=f"{self.label}: validation", unit="batch",
+                                       leave=False)
         self.eval_bar.update(1)
 
     def _close_eval_bar(self):
@@ -118,7 +121,8 @@ class StageProgress(_callback_base()):
             from tqdm.auto import tqdm
 
             # As transformers' ProgressCallback prints them (floats to 4 significant digits).
-            shown = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in logs.items() if k != "total_flos"}
+            shown = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in logs.items()
+                     if k != "total_flos"}
             tqdm.write(str(shown))
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -129,7 +133,8 @@ class StageProgress(_callback_base()):
 
 
 def _plain(value):
-    """A log value JSON does not know (a tensor, a numpy number) as a plain number, list or string."""
+    """A log value JSON does not know (a tensor, a numpy number) as a plain number, list or
+    string."""
     for convert in ("item", "tolist"):
         try:
             return getattr(value, convert)()

@@ -25,16 +25,18 @@ from .stage import fault_point_callback, without_patched_forward
 from .stage_folder import reusable_stage, save_stage
 
 
-def reward_model_from(spec, tokenizer, *, seed: int = 0, device="cpu", attn_implementation: str | None = None):
+def reward_model_from(spec, tokenizer, *, seed: int = 0, device="cpu",
+                      attn_implementation: str | None = None):
     """A one-label sequence classifier with π_ref's backbone (`spec`: a model folder) and a fresh
-    scalar head, seeded; its pad id is the tokenizer's (the reward is read at the last non-pad token)."""
+    scalar head, seeded; its pad id is the tokenizer's (the reward is read at the last non-pad
+    token)."""
     from transformers import AutoModelForSequenceClassification
 
 
     torch.manual_seed(seed)  # the head's initialisation
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    model = load_pretrained(AutoModelForSequenceClassification, resolve_model_path(spec), dtype=torch.float32,
-                            num_labels=1, **extra)
+    model = load_pretrained(AutoModelForSequenceClassification, resolve_model_path(spec),
+                            dtype=torch.float32, num_labels=1, **extra)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device).eval()
 
@@ -43,42 +45,47 @@ def load_reward_model(folder, device="cpu"):
     from transformers import AutoModelForSequenceClassification
 
 
-    return load_pretrained(AutoModelForSequenceClassification, Path(folder), dtype=torch.float32).to(device).eval()
+    return load_pretrained(AutoModelForSequenceClassification, Path(folder),
+                           dtype=torch.float32).to(device).eval()
 
 
-def _reward_config(s: StageSettings, out_dir: Path, eval_steps: int | None, on_cpu: bool, processes: int,
-                   precision: str = "fp32"):
+def _reward_config(s: StageSettings, out_dir: Path, eval_steps: int | None, on_cpu: bool,
+                   processes: int, precision: str = "fp32"):
     from trl import RewardConfig
 
     return RewardConfig(
-        output_dir=str(out_dir / "trainer"), learning_rate=s.learning_rate, num_train_epochs=s.epochs,
+        output_dir=str(out_dir / "trainer"), learning_rate=s.learning_rate,
+        num_train_epochs=s.epochs,
         per_device_train_batch_size=per_process_batch(s.batch_size, processes),
-        gradient_accumulation_steps=s.gradient_accumulation, max_length=s.max_length, seed=s.seed, data_seed=s.seed,
+        gradient_accumulation_steps=s.gradient_accumulation, max_length=s.max_length, seed=s.seed,
+        data_seed=s.seed,
         warmup_steps=s.warmup_ratio, weight_decay=s.weight_decay, optim=s.optimizer,
         lr_scheduler_type="constant" if s.warmup_ratio == 0 else "linear",
         bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=on_cpu,  # TRL defaults to bf16
-        save_strategy="no", report_to=[], logging_steps=10, disable_tqdm=False, dataset_num_proc=None,
-        eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps, per_device_eval_batch_size=32,
-        center_rewards_coefficient=None,
+        save_strategy="no", report_to=[], logging_steps=10, disable_tqdm=False,
+        dataset_num_proc=None, eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps,
+        per_device_eval_batch_size=32, center_rewards_coefficient=None,
     )
 
 
-def train_reward_stage(start, tokenizer, records: list[dict], settings: StageSettings, out_dir: str | Path,
-                       start_key: str, data_key: str, name: str = "rm", eval_records: list[dict] | None = None,
-                       eval_steps: int | None = None, log=print, label: str | None = None, progress: bool = True):
+def train_reward_stage(start, tokenizer, records: list[dict], settings: StageSettings,
+                       out_dir: str | Path, start_key: str, data_key: str, name: str = "rm",
+                       eval_records: list[dict] | None = None, eval_steps: int | None = None,
+                       log=print, label: str | None = None, progress: bool = True):
     """Train the reward model `start` (a model in memory, copied, or a stage folder) on `records`
-    (prompt/chosen/rejected dicts) with TRL's RewardTrainer, save it, and return (model, stage info).
-    Under a launcher every process runs the stage (DDP); `settings.batch_size` is per step over all.
-    It shows one progress bar named `label` (default: `name`; none with `progress=False`) and writes
-    the trainer's log to `out_dir`/train_log.jsonl (train.progress)."""
+    (prompt/chosen/rejected dicts) with TRL's RewardTrainer, save it, and return (model, stage
+    info). Under a launcher every process runs the stage (DDP); `settings.batch_size` is per step
+    over all. It shows one progress bar named `label` (default: `name`; none with `progress=False`)
+    and writes the trainer's log to `out_dir`/train_log.jsonl (train.progress)."""
     from datasets import Dataset
     from trl import RewardTrainer
 
     from .progress import attach as attach_progress
 
     out_dir = Path(out_dir)
-    key = artifacts.stable_key({"start": start_key, "data": data_key, "settings": asdict(settings), "name": name,
-                                "trainer": "reward", "eval_steps": eval_steps, "n_eval": len(eval_records or [])})
+    key = artifacts.stable_key({"start": start_key, "data": data_key, "settings": asdict(settings),
+                                "name": name, "trainer": "reward", "eval_steps": eval_steps,
+                                "n_eval": len(eval_records or [])})
     here = world()
     info = broadcast_object(reusable_stage(out_dir, key, name, log) if here.is_main else None, here)
     in_memory = not isinstance(start, (str, Path))
@@ -88,10 +95,12 @@ def train_reward_stage(start, tokenizer, records: list[dict], settings: StageSet
     if here.is_main:
         (out_dir / "stage.json").unlink(missing_ok=True)
     t0 = time.time()
-    model = without_patched_forward(copy.deepcopy(start)).float() if in_memory else load_reward_model(start, device)
+    model = (without_patched_forward(copy.deepcopy(start)).float() if in_memory
+             else load_reward_model(start, device))
     model.train()
-    args = _reward_config(settings, out_dir, eval_steps if eval_records else None, on_cpu=device.type == "cpu",
-                          processes=here.size, precision=model_precision(start) if in_memory else "fp32")
+    args = _reward_config(settings, out_dir, eval_steps if eval_records else None,
+                          on_cpu=device.type == "cpu", processes=here.size,
+                          precision=model_precision(start) if in_memory else "fp32")
     trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(records),
                             processing_class=tokenizer,
                             eval_dataset=Dataset.from_list(eval_records) if eval_records else None,
@@ -100,7 +109,8 @@ def train_reward_stage(start, tokenizer, records: list[dict], settings: StageSet
     start_log = [{**trainer.evaluate(), "step": 0}] if eval_records else []
     result = trainer.train()
     model = trainer.model.eval()
-    info = {"key": key, "name": name, "seconds": time.time() - t0, "train_loss": result.training_loss,
+    info = {"key": key, "name": name, "seconds": time.time() - t0,
+            "train_loss": result.training_loss,
             "steps": result.global_step, "settings": asdict(settings), "trainer": "reward",
             "log": start_log + trainer.state.log_history, "processes": here.size}
     del trainer

@@ -50,9 +50,9 @@ class TrainingStage:
     fresh LoRA adapters instead of all the weights; the stage is saved merged either way. The stage
     runs on the reference's device; in the reference's precision, a bf16/fp16 one training fp32
     master weights under autocast. The model is handed back in that precision, or in fp32 with
-    `hand_back_fp32` (θ_val: its small step from θ would be rounded away in bf16). While it trains it
-    shows one progress bar named `label` (default: `name`; none with `progress=False`) and writes the
-    trainer's log to `out_dir`/train_log.jsonl (train.progress). Records that carry a
+    `hand_back_fp32` (θ_val: its small step from θ would be rounded away in bf16). While it trains
+    it shows one progress bar named `label` (default: `name`; none with `progress=False`) and writes
+    the trainer's log to `out_dir`/train_log.jsonl (train.progress). Records that carry a
     `pair_weight` train with a weight per pair, and ``variant`` changes the loss (robust or
     conservative DPO); both through train/weighted.py's extension of DPOTrainer where TRL has no
     such option. ``same_as``: another stage folder that may hold this very stage (same key: same
@@ -95,31 +95,39 @@ class TrainingStage:
         self.out_dir = Path(self.out_dir)
 
     def key(self) -> str:
-        """What decides whether a saved stage can be reused: start, data, settings, objective, name."""
-        # (a variant enters the key only when there is one, so the keys of plain stages stay as they were)
+        """What decides whether a saved stage can be reused: start, data, settings, objective,
+        name."""
+        # (a variant enters the key only when there is one, so the keys of plain stages stay as they
+        # were)
         return artifacts.stable_key({
             "start": self.start_key, "data": self.data_key, "settings": asdict(self.settings),
             "objective": asdict(self.objective), "name": self.name, "eval_steps": self.eval_steps,
-            "n_eval": len(self.eval_records or []), "lora": asdict(self.lora) if self.lora else None,
+            "n_eval": len(self.eval_records or []),
+            "lora": asdict(self.lora) if self.lora else None,
             **({"variant": asdict(self.variant)} if self.variant else {})})
 
     def run(self):
         """(model, stage info): the saved stage when it is reusable, else trained and saved now."""
-        key, here = self.key(), world()  # under torchrun/accelerate every process runs the stage (DDP)
+        # under torchrun/accelerate every process runs the stage (DDP)
+        key, here = self.key(), world()
         # Rank 0 decides whether the saved stage is reusable, for all the ranks.
-        found = reusable_or_copied(self.out_dir, key, self.name, self.log, self.same_as) if here.is_main else None
+        found = (reusable_or_copied(self.out_dir, key, self.name, self.log, self.same_as)
+                 if here.is_main else None)
         info = broadcast_object(found, here)
         place = _Placement.of(self)
         if place.device.type == "cuda" and place.device.index is not None:
-            torch.cuda.set_device(place.device)  # the Trainer places the model on the current CUDA device
+            # the Trainer places the model on the current CUDA device
+            torch.cuda.set_device(place.device)
         if info is not None:
             return place.hand_back(self._saved_model()), info
         if here.is_main:
-            (self.out_dir / "stage.json").unlink(missing_ok=True)  # from here on, the folder is not a finished stage
+            # from here on, the folder is not a finished stage
+            (self.out_dir / "stage.json").unlink(missing_ok=True)
         t0 = time.time()
         fsdp = fsdp_on(here)
         model, trainer, result = self._train(place, fsdp, here)
-        held = sum(local_part(p).numel() for p in model.parameters()) if fsdp else None  # this rank's shards
+        # this rank's shards
+        held = sum(local_part(p).numel() for p in model.parameters()) if fsdp else None
         to_save = self._to_save(model, place, fsdp, here)
         info = self._info(key, time.time() - t0, result, trainer, here, held)
         del trainer
@@ -129,7 +137,8 @@ class TrainingStage:
         if fsdp:  # every rank takes back the whole model rank 0 saved
             del model
             return place.hand_back(self._saved_model()), info
-        # A LoRA stage hands back the merged model, exactly what it saved and what a reused stage loads.
+        # A LoRA stage hands back the merged model, exactly what it saved and what a reused stage
+        # loads.
         return place.hand_back(without_patched_forward(to_save)), info
 
     def _saved_model(self):
@@ -146,14 +155,16 @@ class TrainingStage:
         if self.lora is not None:
             # Fresh adapters drawn from the stage's seed: the same stage gives the same θ in every
             # run and on every rank (the global generator's state would differ).
-            with torch.random.fork_rng(devices=[place.device] if place.device.type == "cuda" else []):
+            with torch.random.fork_rng(devices=[place.device] if place.device.type == "cuda"
+                                       else []):
                 torch.manual_seed(self.settings.seed)
                 model = add_lora(model, self.lora)
         model.train()
         return model
 
     def _trainer(self, model, place: "_Placement", fsdp: bool, here):
-        """TRL's DPOTrainer (or its weighted extension, under FSDP wrapped) over the stage's pairs."""
+        """TRL's DPOTrainer (or its weighted extension, under FSDP wrapped) over the stage's
+        pairs."""
         from datasets import Dataset  # (heavy: datasets, TRL)
         from trl import DPOTrainer
 
@@ -161,23 +172,29 @@ class TrainingStage:
 
         args = trl_config(self.objective, self.settings, self.out_dir,
                           self.eval_steps if self.eval_records else None, precision=place.precision,
-                          on_cpu=place.device.type == "cpu", processes=here.size, variant=self.variant,
+                          on_cpu=place.device.type == "cpu", processes=here.size,
+                          variant=self.variant,
                           sharding=fsdp_training_args(model) if fsdp else None)
-        shared_ref = None if self.lora is not None and self.start_is_reference else self.ref_model.eval()
+        shared_ref = (None if self.lora is not None and self.start_is_reference
+                      else self.ref_model.eval())
         if fsdp and shared_ref is not None and not is_sharded(shared_ref):
             shared_ref = _host_copy(without_patched_forward(shared_ref))  # TRL shards it in place
         trainer_class, extra = DPOTrainer, {}
-        if self.variant is not None or any(WEIGHT in r for r in self.records):  # (plain stages: TRL's own)
+        # (plain stages: TRL's own)
+        if self.variant is not None or any(WEIGHT in r for r in self.records):
             from .weighted import weighted_dpo_trainer_class
 
             trainer_class = weighted_dpo_trainer_class()
-            extra = {"conservative": self.variant.epsilon if self.variant and self.variant.conservative else 0.0,
+            extra = {"conservative": self.variant.epsilon
+                     if self.variant and self.variant.conservative else 0.0,
                      "eval_loss_type": self.objective.kind.trl_loss}
         if fsdp:
             trainer_class = fsdp_trainer(trainer_class)
         trainer = trainer_class(model=model, ref_model=shared_ref, args=args, **extra,
-                                train_dataset=Dataset.from_list(self.records), processing_class=self.tokenizer,
-                                eval_dataset=Dataset.from_list(self.eval_records) if self.eval_records else None,
+                                train_dataset=Dataset.from_list(self.records),
+                                processing_class=self.tokenizer,
+                                eval_dataset=Dataset.from_list(self.eval_records)
+                                if self.eval_records else None,
                                 callbacks=[fault_point_callback(f"train:{self.name}")])
         attach_progress(trainer, self.label or self.name, self.out_dir, show=self.progress)
         return trainer
@@ -190,7 +207,8 @@ class TrainingStage:
             trainer = self._trainer(model, place, fsdp, here)
             result = trainer.train()
         finally:
-            # The trainer may wrap the reference's forward (autocast); the caller gets it back as it was.
+            # The trainer may wrap the reference's forward (autocast); the caller gets it back as it
+            # was.
             without_patched_forward(self.ref_model)
         model = trainer.model
         model.eval()
@@ -199,8 +217,9 @@ class TrainingStage:
     def _to_save(self, model, place: "_Placement", fsdp: bool, here):
         """The whole model to save (on rank 0): gathered, rebuilt in fp32, or merged."""
         if fsdp or place.half_base:
-            # The trained weights (all, or the adapters) put back into a whole fp32 copy of the start:
-            # a sharded model is gathered, and adapters merge into the fp32 base, not a rounded one.
+            # The trained weights (all, or the adapters) put back into a whole fp32 copy of the
+            # start: a sharded model is gathered, and adapters merge into the fp32 base, not a
+            # rounded one.
             trained = gathered_state_dict(model) if fsdp else model.state_dict()
             return _rebuilt(self.policy, trained, self.lora) if here.is_main else None
         # LoRA stages are saved merged (in place: the adapters are not needed again), so every stage
@@ -210,12 +229,14 @@ class TrainingStage:
     def _info(self, key: str, seconds: float, result, trainer, here, held) -> dict:
         """stage.json: the key, the time, TRL's losses and log, and how it was trained."""
         weighted = any(WEIGHT in r for r in self.records)
-        return {"key": key, "name": self.name, "seconds": seconds, "train_loss": result.training_loss,
-                "steps": result.global_step, "settings": asdict(self.settings), "objective": asdict(self.objective),
+        return {"key": key, "name": self.name, "seconds": seconds,
+                "train_loss": result.training_loss, "steps": result.global_step,
+                "settings": asdict(self.settings), "objective": asdict(self.objective),
                 "log": trainer.state.log_history, "processes": here.size,
                 **({"shard": "fsdp", "weights_held_by_rank0": held} if held is not None else {}),
                 **({"variant": asdict(self.variant)} if self.variant else {}),
-                **({"weighted_pairs": sum(1 for r in self.records if r.get(WEIGHT, 0) > 0)} if weighted else {})}
+                **({"weighted_pairs": sum(1 for r in self.records if r.get(WEIGHT, 0) > 0)}
+                   if weighted else {})}
 
 
 @dataclass(frozen=True)
@@ -225,34 +246,39 @@ class _Placement:
 
     device: torch.device
     precision: str
-    half_base: bool  # LoRA over a bf16/fp16 base: fp32 adapters, the frozen base kept in half precision
+    # LoRA over a bf16/fp16 base: fp32 adapters, the frozen base kept in half precision
+    half_base: bool
     hand_back_fp32: bool
 
     @classmethod
     def of(cls, stage: TrainingStage) -> "_Placement":
         start = stage.ref_model if isinstance(stage.policy, (str, Path)) else stage.policy
         precision = model_precision(start)
-        return cls(model_device(stage.ref_model), precision, stage.lora is not None and precision != "fp32",
-                   stage.hand_back_fp32)
+        return cls(model_device(stage.ref_model), precision,
+                   stage.lora is not None and precision != "fp32", stage.hand_back_fp32)
 
     def hand_back(self, model):
         model = model.to(self.device)
-        return model if self.precision == "fp32" or self.hand_back_fp32 else model.to(torch_dtype(self.precision))
+        return (model if self.precision == "fp32" or self.hand_back_fp32
+                else model.to(torch_dtype(self.precision)))
 
 
 def trainable_start(policy, device, precision: str = "fp32"):
     """The stage's own copy of its starting weights, fp32 unless `precision` says otherwise:
     loaded from the folder, or (a model in memory) copied and cast."""
     if isinstance(policy, (str, Path)):
-        return load_model(policy, dtype="float32" if precision == "fp32" else precision, device=device)
+        return load_model(policy, dtype="float32" if precision == "fp32" else precision,
+                          device=device)
     model = without_patched_forward(copy.deepcopy(policy))
     if precision != "fp32":
         return model.to(torch_dtype(precision))
-    return model.float() if model_precision(model) != "fp32" else model  # (fp64 test models stay fp64)
+    # (fp64 test models stay fp64)
+    return model.float() if model_precision(model) != "fp32" else model
 
 
 def _host_copy(model):
-    """A copy of `model` in host memory, made without a second copy on its device (FSDP shards it)."""
+    """A copy of `model` in host memory, made without a second copy on its device (FSDP shards
+    it)."""
     if model_device(model).type == "cpu":
         return copy.deepcopy(model)
     with torch.device("meta"):
@@ -263,8 +289,8 @@ def _host_copy(model):
 
 
 def _rebuilt(policy, trained: dict, lora):
-    """A whole fp32 model on the CPU: the stage's start, with the `trained` state dict loaded over it.
-    Under LoRA only the adapters are taken, and they are then merged."""
+    """A whole fp32 model on the CPU: the stage's start, with the `trained` state dict loaded over
+    it. Under LoRA only the adapters are taken, and they are then merged."""
     model = trainable_start(policy, torch.device("cpu"))
     if lora is None:
         model.load_state_dict(trained)
@@ -273,7 +299,8 @@ def _rebuilt(policy, trained: dict, lora):
     adapters = {k: v for k, v in trained.items() if "lora_" in k}
     missing = [k for k in model.state_dict() if "lora_" in k and k not in adapters]
     if missing or not adapters:
-        raise RuntimeError(f"the trained adapters do not match the stage's LoRA settings (missing {missing[:3]})")
+        raise RuntimeError(f"the trained adapters do not match the stage's LoRA settings (missing "
+                           f"{missing[:3]})")
     model.load_state_dict(adapters, strict=False)
     return model.merge_and_unload()
 

@@ -26,11 +26,14 @@ def save_stage(model, tokenizer, out_dir: Path, info: dict, name: str) -> None:
 
 
 def reusable_or_copied(out_dir: Path, key: str, name: str, log, same_as) -> dict | None:
-    """The finished stage in `out_dir`, or one with the same key in `same_as` copied there, else None."""
+    """The finished stage in `out_dir`, or one with the same key in `same_as` copied there, else
+    None."""
     info = reusable_stage(out_dir, key, name, log)
-    if info is None and same_as is not None and reusable_stage(Path(same_as), key, name, log) is not None:
+    if (info is None and same_as is not None
+        and reusable_stage(Path(same_as), key, name, log) is not None):
         shutil.rmtree(out_dir, ignore_errors=True)
-        shutil.copytree(same_as, out_dir, ignore=shutil.ignore_patterns("eval.json*"))  # the training only
+        # the training only
+        shutil.copytree(same_as, out_dir, ignore=shutil.ignore_patterns("eval.json*"))
         log(f"  {name}: the same training as {same_as}, copied")
         info = reusable_stage(out_dir, key, name, log)
     return info
@@ -53,6 +56,7 @@ def reusable_stage(out_dir: Path, key: str, name: str, log) -> dict | None:
         return None  # other settings or inputs: a different stage, not a damaged one
     problem = artifacts.verify_folder(out_dir / "model", info.get("files"))
     if problem:
-        log(f"note: training stage {name} again: its model folder {out_dir / 'model'} cannot be trusted, {problem}")
+        log(f"note: training stage {name} again: its model folder {out_dir / 'model'} cannot be "
+            f"trusted, {problem}")
         return None
     return info

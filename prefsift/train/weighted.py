@@ -30,7 +30,8 @@ so that the curves of robust, conservative and weighted arms compare with the ot
 
 The price of weights is one forward and backward per pair instead of one per batch (the same
 arithmetic, more kernel launches), and TRL's `sft` extra loss, when on, is averaged per pair, not
-per token. cDPO without weights is two batched passes (its batch mean is linear in the two losses)."""
+per token. cDPO without weights is two batched passes (its batch mean is linear in the two
+losses)."""
 
 from __future__ import annotations
 
@@ -55,9 +56,11 @@ def _build():
     from trl import DPOTrainer
 
     class WeightedDPOTrainer(DPOTrainer):
-        """TRL's DPOTrainer with per-pair weights, cDPO and a plain validation loss (module docstring)."""
+        """TRL's DPOTrainer with per-pair weights, cDPO and a plain validation loss (module
+        docstring)."""
 
-        def __init__(self, *args, conservative: float = 0.0, eval_loss_type: str | None = None, **kwargs):
+        def __init__(self, *args, conservative: float = 0.0, eval_loss_type: str | None = None,
+                     **kwargs):
             if not 0 <= conservative < 0.5:
                 raise ValueError(f"conservative ε must be in [0, 0.5), got {conservative}")
             super().__init__(*args, **kwargs)
@@ -65,7 +68,8 @@ def _build():
             self.eval_loss_type = eval_loss_type
             self.data_collator = _KeepWeights(self.data_collator)
             data = self.train_dataset
-            self.mean_weight = (float(sum(data[WEIGHT]) / len(data)) if data is not None and len(data)
+            self.mean_weight = (float(sum(data[WEIGHT]) / len(data))
+                                if data is not None and len(data)
                                 and WEIGHT in data.column_names else 1.0)
             if not self.mean_weight > 0:
                 raise ValueError("every training pair has weight 0: there is nothing to train on")
@@ -78,27 +82,31 @@ def _build():
         def _compute_loss(self, model, inputs, return_outputs):
             weights = inputs.pop(WEIGHT, None)
             epsilons = inputs.pop(EPSILON, None)
-            if return_outputs or not self.model.training:  # evaluation: the run objective's plain loss
+            # evaluation: the run objective's plain loss
+            if return_outputs or not self.model.training:
                 with _plain_loss(self, self.eval_loss_type):
                     return super()._compute_loss(model, inputs, return_outputs)
             eps = self.conservative
             n = inputs["input_ids"].shape[0] // 2
             if epsilons is not None and weights is None:
-                # cDPO by group: the batch mean is the share-weighted sum of each ε's sub-batch mean, so
-                # two batched passes per distinct ε in the batch are exact.
+                # cDPO by group: the batch mean is the share-weighted sum of each ε's sub-batch
+                # mean, so two batched passes per distinct ε in the batch are exact.
                 loss = 0.0
                 for value in torch.unique(epsilons).tolist():
                     rows = torch.nonzero(epsilons == value).flatten().tolist()
                     one = super()._compute_loss(model, _pairs(inputs, rows, n), False)
                     if value:
-                        one = (1 - value) * one + value * self._swapped_loss(model, _pairs(inputs, rows, n, True))
+                        one = ((1 - value) * one
+                               + value * self._swapped_loss(model, _pairs(inputs, rows, n, True)))
                     loss = loss + len(rows) / n * one
                 return loss
-            if weights is None:  # cDPO on the whole batch: the mean is linear, so two batched passes are exact
+            # cDPO on the whole batch: the mean is linear, so two batched passes are exact
+            if weights is None:
                 loss = super()._compute_loss(model, inputs, False)
                 if eps:
                     n = inputs["input_ids"].shape[0] // 2
-                    loss = (1 - eps) * loss + eps * self._swapped_loss(model, _pairs(inputs, range(n), n, True))
+                    loss = ((1 - eps) * loss
+                            + eps * self._swapped_loss(model, _pairs(inputs, range(n), n, True)))
                 return loss
             w = [float(x) for x in weights.tolist()]
             loss = 0.0
@@ -106,13 +114,14 @@ def _build():
                 one = super()._compute_loss(model, _pairs(inputs, [i], n), False)
                 e = float(epsilons[i]) if epsilons is not None else eps
                 if e:
-                    one = (1 - e) * one + e * self._swapped_loss(model, _pairs(inputs, [i], n, True))
+                    one = ((1 - e) * one
+                           + e * self._swapped_loss(model, _pairs(inputs, [i], n, True)))
                 loss = loss + wi * one
             return loss / (n * self.mean_weight)
 
         def _swapped_loss(self, model, swapped: dict):
-            """TRL's loss of pairs with chosen and rejected swapped: no `sft` term (it would train on
-            the rejected answers), and no metrics logged (they are not the pairs' own)."""
+            """TRL's loss of pairs with chosen and rejected swapped: no `sft` term (it would train
+            on the rejected answers), and no metrics logged (they are not the pairs' own)."""
             kept = {k: len(v) for k, v in self._metrics["train"].items()}
             with _plain_loss(self, None, sft=False):
                 loss = super()._compute_loss(model, swapped, False)
@@ -140,7 +149,8 @@ def _pairs(inputs: dict, which, n: int, swapped: bool = False) -> dict:
         else:
             raise ValueError(f"batch entry {k!r} has {v.shape[0]} rows for {n} pairs")
     if swapped and "ref_chosen_logps" in out:
-        out["ref_chosen_logps"], out["ref_rejected_logps"] = out["ref_rejected_logps"], out["ref_chosen_logps"]
+        out["ref_chosen_logps"], out["ref_rejected_logps"] = (out["ref_rejected_logps"],
+                                                              out["ref_chosen_logps"])
     return out
 
 
@@ -169,13 +179,15 @@ class _plain_loss:
 
 
 class _KeepWeights:
-    """TRL's collator drops columns it does not know: take the weights (and the ε) out first, put them back."""
+    """TRL's collator drops columns it does not know: take the weights (and the ε) out first, put
+    them back."""
 
     def __init__(self, collator):
         self.collator = collator
 
     def __call__(self, examples):
-        kept = {c: torch.tensor([float(e[c]) for e in examples], dtype=torch.float32 if c == WEIGHT else torch.float64)
+        kept = {c: torch.tensor([float(e[c]) for e in examples],
+                                dtype=torch.float32 if c == WEIGHT else torch.float64)
                 for c in (WEIGHT, EPSILON) if examples and c in examples[0]}
         batch = self.collator([{k: v for k, v in e.items() if k not in kept} for e in examples])
         batch.update(kept)

@@ -27,11 +27,13 @@ def test_readme_example_runs_and_matches_the_pipeline(tmp_path, monkeypatch, cap
     out = capsys.readouterr().out
     assert "kept" in out and "lossdiff_irm" in out
     in_memory = scope["table"]
-    from_disk = pd.read_parquet(tmp_path / "runs/api/score/scores.parquet")  # the run's own scores stage
+    # the run's own scores stage
+    from_disk = pd.read_parquet(tmp_path / "runs/api/score/scores.parquet")
     assert list(in_memory["id"]) == list(from_disk["id"]) and len(in_memory) == len(scope["pairs"])
     ok = from_disk["valid"].to_numpy()
     for col in ("irm", "lossdiff", "if", "loss_theta", "loss_theta_val"):
-        np.testing.assert_array_equal(in_memory.loc[ok, col].to_numpy(), from_disk.loc[ok, col].to_numpy())
+        np.testing.assert_array_equal(in_memory.loc[ok, col].to_numpy(),
+                                      from_disk.loc[ok, col].to_numpy())
     sel = pd.read_parquet(tmp_path / "runs/api/selection.parquet")
     assert scope["mask"].tolist() == sel["lossdiff_irm"].tolist()
     written = (tmp_path / "runs/api/selected.jsonl").read_text().splitlines()
@@ -39,7 +41,8 @@ def test_readme_example_runs_and_matches_the_pipeline(tmp_path, monkeypatch, cap
 
 
 def test_rows_in_memory_behave_as_a_file(tmp_path):
-    rows = [{"prompt": "Q?", "chosen": "yes", "rejected": "no"}, {"prompt": "R?", "chosen": "a"}, "not a dict"]
+    rows = [{"prompt": "Q?", "chosen": "yes", "rejected": "no"}, {"prompt": "R?", "chosen": "a"},
+            "not a dict"]
     pairs = prefsift.load_pairs(rows)
     assert len(pairs) == 3 and [r.valid for r in pairs.rows] == [True, False, False]
     assert pairs.rows[1].code == "missing_field" and pairs.rows[2].code == "malformed"

@@ -41,9 +41,10 @@ def _plain_rows(rng, n: int, prefix: str) -> list[dict]:
     rows = []
     for i in range(n):
         prompt = f"{prefix} {i}: " + _text(rng, 8)
-        chosen, rejected = _text(rng, int(rng.integers(20, 60))), _text(rng, int(rng.integers(20, 60)))
-        rows.append(_row(i, prompt, chosen, rejected, int(rng.integers(6, 11)), int(rng.integers(1, 6)),
-                         SOURCES[i % 4]))
+        chosen, rejected = (_text(rng, int(rng.integers(20, 60))),
+                            _text(rng, int(rng.integers(20, 60))))
+        rows.append(_row(i, prompt, chosen, rejected, int(rng.integers(6, 11)),
+                         int(rng.integers(1, 6)), SOURCES[i % 4]))
     return rows
 
 

@@ -1,5 +1,5 @@
-"""A small run directory made here: a pairs file (standard and conversational rows, a few that cannot
-be used), a scores table over it and a selection table, without any model."""
+"""A small run directory made here: a pairs file (standard and conversational rows, a few that
+cannot be used), a scores table over it and a selection table, without any model."""
 
 from __future__ import annotations
 
@@ -7,18 +7,20 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-WORDS = ["apple", "river", "quantum", "violet", "engine", "harbor", "saddle", "lantern", "meadow", "copper"]
+WORDS = ["apple", "river", "quantum", "violet", "engine", "harbor", "saddle", "lantern", "meadow",
+         "copper"]
 TYPES = ["clean", "flipped", "near_tie"]
 
 
-def write_pairs(path: Path, n: int = 240, seed: int = 0, conversational: bool = False) -> list[dict]:
+def write_pairs(path: Path, n: int = 240, seed: int = 0,
+                conversational: bool = False) -> list[dict]:
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
         w = rng.choice(WORDS, size=3)
-        prompt, chosen, rejected = f"Tell me about {w[0]} number {i}.", f"A {w[1]} answer <b>{i}</b> & more.", \
+        prompt, chosen, rejected = f"Tell me about {w[0]} number {i}.", (f"A {w[1]} answer "
+                                                                         f"<b>{i}</b> & more."), \
             f"A {w[2]} reply {i}."
         if conversational:
             row = {"id": f"c{i:04d}", "prompt": [{"role": "user", "content": prompt}],
@@ -27,7 +29,8 @@ def write_pairs(path: Path, n: int = 240, seed: int = 0, conversational: bool = 
         else:
             row = {"id": f"p{i:04d}", "prompt": prompt, "chosen": chosen, "rejected": rejected}
         row["pair_type"] = TYPES[i % 3]
-        row["score_chosen"], row["score_rejected"] = float(rng.uniform(5, 9)), float(rng.uniform(1, 6))
+        row["score_chosen"], row["score_rejected"] = (float(rng.uniform(5, 9)),
+                                                      float(rng.uniform(1, 6)))
         rows.append(row)
     for i in (5, 77):  # rows that cannot be used: an empty answer, the same answer twice
         rows[i]["chosen"] = [] if conversational else ""

@@ -1,6 +1,7 @@
 """The pairs browser in a real browser (headless Chromium): sort, filter by a rule, search a word,
-click a histogram bar, filter by a reason, open a row, export ids and JSONL; every count and id shown
-is checked against the scores and selection tables and the pairs file, computed here with pandas."""
+click a histogram bar, filter by a reason, open a row, export ids and JSONL; every count and id
+shown is checked against the scores and selection tables and the pairs file, computed here with
+pandas."""
 
 from __future__ import annotations
 
@@ -39,13 +40,15 @@ q('#pv-hist-if rect.hit[data-bin="0"]').dispatchEvent(new MouseEvent('click',{bu
 out.binCount=count(); out.binRange=prefsiftView.state.ranges['if'];
 q('#pv-reset').click(); change('#pv-cat-reason','identical'); out.reasonIds=prefsiftView.shownIds();
 done(out);
-""".replace("%WORD%", WORD)
+""".replace("%WORD%", WORD)  # noqa: E501  (a script, as the page runs it)
 
 
 def _if_order(table, mask, descending):
-    """Row positions of `mask` sorted by IF (NaN last, ties in file order), as pandas does it here."""
+    """Row positions of `mask` sorted by IF (NaN last, ties in file order), as pandas does it
+    here."""
     sub = table[mask]
-    return sub.sort_values("if", ascending=not descending, na_position="last", kind="stable")["id"].tolist()
+    return sub.sort_values("if", ascending=not descending, na_position="last",
+                           kind="stable")["id"].tolist()
 
 
 @needs_chromium
@@ -68,7 +71,8 @@ def test_the_view_in_chromium_matches_pandas(tmp_path, conversational):
     assert out["ruleExport"]["text"].split() == _if_order(table, kept, True)
     # search a word, on top of the rule filter: in any text or the id, case-insensitive
     def texts(r):
-        return " ".join(json.dumps(r[k]) if not isinstance(r[k], str) else r[k] for k in ("prompt", "chosen", "rejected"))
+        return " ".join(json.dumps(r[k]) if not isinstance(r[k], str) else r[k]
+                        for k in ("prompt", "chosen", "rejected"))
     has = np.array([WORD in texts(r).lower() or WORD in r["id"].lower() for r in rows])
     assert 0 < out["searchCount"] == (kept & has).sum() < n
     assert out["searchExport"]["text"].split() == _if_order(table, kept & has, True)
@@ -76,8 +80,10 @@ def test_the_view_in_chromium_matches_pandas(tmp_path, conversational):
     assert [x["id"] for x in lines] == _if_order(table, kept & has, True)
     by_id = {r["id"]: r for r in rows}
     for x in lines:
-        assert x["prompt"] == by_id[x["id"]]["prompt"] and x["rejected"] == by_id[x["id"]]["rejected"]
-        assert x["kept:lossdiff_irm"] is True and np.isclose(x["if"], table.set_index("id").at[x["id"], "if"], rtol=1e-5)
+        assert (x["prompt"] == by_id[x["id"]]["prompt"]
+                and x["rejected"] == by_id[x["id"]]["rejected"])
+        assert (x["kept:lossdiff_irm"] is True
+                and np.isclose(x["if"], table.set_index("id").at[x["id"], "if"], rtol=1e-5))
     # open a row: its full texts and where its IF sits
     opened = out["opened"]
     assert out["detail"]["id"] == opened
@@ -85,7 +91,8 @@ def test_the_view_in_chromium_matches_pandas(tmp_path, conversational):
     if conversational:
         assert r["prompt"][0]["content"] in out["detail"]["boxes"][0]
     else:
-        assert out["detail"]["boxes"] == [f"prompt{r['prompt']}", f"chosen{r['chosen']}", f"rejected{r['rejected']}"]
+        assert (out["detail"]["boxes"]
+                == [f"prompt{r['prompt']}", f"chosen{r['chosen']}", f"rejected{r['rejected']}"])
     v = table.set_index("id").at[opened, "if"]
     finite = table["if"].dropna().to_numpy()
     assert f"percentile {100 * (finite < v).mean():.1f}" in out["detail"]["scores"][0]
@@ -104,7 +111,8 @@ def test_the_view_paints(tmp_path):
     make_run(tmp_path / "run")
     page = prefsift.view(tmp_path / "run")
     shot = tmp_path / "shot.png"
-    proc = chromium(f"--screenshot={shot}", "--window-size=1300,900", "--hide-scrollbars", page.resolve().as_uri())
+    proc = chromium(f"--screenshot={shot}", "--window-size=1300,900", "--hide-scrollbars",
+                    page.resolve().as_uri())
     assert shot.exists(), proc.stderr[-2000:]
     img = mpimg.imread(shot)[..., :3]
     assert len(np.unique((img.reshape(-1, 3) * 255).astype(np.uint8), axis=0)) > 20
@@ -113,11 +121,12 @@ def test_the_view_paints(tmp_path):
 
 @needs_chromium
 def test_the_report_shows_pairs_and_its_links_filter_the_browser(tmp_path):
-    """report.html with the pairs: the examples of IF's bottom and top, and the flipped pairs each rule
-    kept; clicking a rule's link shows exactly those pairs (pandas), clicking a card opens that pair."""
+    """report.html with the pairs: the examples of IF's bottom and top, and the flipped pairs each
+    rule kept; clicking a rule's link shows exactly those pairs (pandas), clicking a card opens that
+    pair."""
+    from prefsift.browser.report import report_extras
     from prefsift.data import load_pairs
     from prefsift.eval.report import write_report
-    from prefsift.browser.report import report_extras
 
     exp = make_run(tmp_path / "run")
     table, sel = exp["table"], exp["selection"]
@@ -135,7 +144,8 @@ def test_the_report_shows_pairs_and_its_links_filter_the_browser(tmp_path):
       var link=Array.from(document.querySelectorAll('#lab [data-pv-filter]')).filter(function(a){return a.getAttribute('data-pv-filter').indexOf('lossdiff_irm')>=0;})[0];
       link.click(); o.shown=prefsiftView.shownIds();
       var card=q('#histograms [data-pv-open]'); o.card=card.getAttribute('data-pv-open'); card.click();
-      o.detail=q('#pv-detail h3').textContent; done(o);""", tmp_path)
-    want = table.loc[sel["lossdiff_irm"].to_numpy() & (table["pair_type"] == "flipped").to_numpy(), "id"].tolist()
+      o.detail=q('#pv-detail h3').textContent; done(o);""", tmp_path)  # noqa: E501
+    want = table.loc[sel["lossdiff_irm"].to_numpy() & (table["pair_type"] == "flipped").to_numpy(),
+                     "id"].tolist()
     assert out["shown"] == want and len(want) > 0
     assert out["detail"] == out["card"] == bottom[0]

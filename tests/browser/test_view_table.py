@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import prefsift
@@ -25,7 +24,8 @@ def _embedded(page) -> dict:
 
 
 def _column(data, name, role=None):
-    return next(c for c in data["columns"] if c["name"] == name and (role is None or c["role"] == role))
+    return next(c for c in data["columns"]
+                if c["name"] == name and (role is None or c["role"] == role))
 
 
 def _cell(col, i):
@@ -38,7 +38,8 @@ def test_every_pair_every_score_and_rule_is_in_the_page(tmp_path, conversational
     page = prefsift.view(tmp_path)
     assert page == tmp_path / "view.html"
     text = page.read_text(encoding="utf-8")
-    assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', text), "the page must not reach the network"
+    assert not re.search(r'(src|href)\s*=\s*"(https?:)?//',
+                         text), "the page must not reach the network"
     data = _embedded(page)
     rows, table, sel = exp["rows"], exp["table"], exp["selection"]
     assert data["n"] == len(rows) == len(table)
@@ -47,10 +48,12 @@ def test_every_pair_every_score_and_rule_is_in_the_page(tmp_path, conversational
         col = _column(data, name)
         for i, r in enumerate(rows):
             shown = _cell(col, i)
-            want = r[name] if isinstance(r[name], str) else [[m["role"], m["content"]] for m in r[name]]
+            want = (r[name] if isinstance(r[name], str)
+                    else [[m["role"], m["content"]] for m in r[name]])
             assert shown == want
     for c in ("if", "lossdiff", "irm"):
-        got = np.array([np.nan if v is None else v for v in _column(data, c, "score")["values"]], dtype=float)
+        got = np.array([np.nan if v is None else v for v in _column(data, c, "score")["values"]],
+                       dtype=float)
         np.testing.assert_allclose(got, table[c].to_numpy(), rtol=1e-5)
         assert np.array_equal(np.isnan(got), table[c].isna().to_numpy())
     for rule in ("full", "tif", "lossdiff_irm"):
@@ -75,8 +78,8 @@ def test_no_text_can_close_the_data_element(tmp_path):
 
 def test_scores_and_train_and_a_rule_of_your_own(tmp_path):
     exp = make_run(tmp_path)
-    page = prefsift.view(scores=tmp_path / "score" / "scores.parquet", train=exp["train"], rules=["irm"], keep=0.5,
-                         out=tmp_path / "x" / "v.html")
+    page = prefsift.view(scores=tmp_path / "score" / "scores.parquet", train=exp["train"],
+                         rules=["irm"], keep=0.5, out=tmp_path / "x" / "v.html")
     data = _embedded(page)
     kept = np.array([b == "1" for b in _column(data, "irm", "rule")["bits"]])
     table = exp["table"]
@@ -105,12 +108,12 @@ def test_bad_inputs_name_the_flag(tmp_path):
 
 
 def test_cli_and_the_round_trip_to_a_file_trl_reads(tmp_path):
-    """Ids of a filter (the pairs LossDiff-IRM kept that are flipped, computed here) → `prefsift data
-    subset --ids` → a file of exactly those pairs in TRL's format."""
+    """Ids of a filter (the pairs LossDiff-IRM kept that are flipped, computed here) → `prefsift
+    data subset --ids` → a file of exactly those pairs in TRL's format."""
     exp = make_run(tmp_path)
     cli = [sys.executable, "-m", "prefsift", "--threads", "1"]
-    proc = subprocess.run(cli + ["view", str(tmp_path), "--out", str(tmp_path / "v.html")], capture_output=True,
-                          text=True)
+    proc = subprocess.run(cli + ["view", str(tmp_path), "--out", str(tmp_path / "v.html")],
+                          capture_output=True, text=True)
     assert proc.returncode == 0 and "v.html" in proc.stdout, proc.stderr
     bad = subprocess.run(cli + ["view"], capture_output=True, text=True)
     assert bad.returncode == 2 and "error: --scores" in bad.stderr
@@ -119,11 +122,13 @@ def test_cli_and_the_round_trip_to_a_file_trl_reads(tmp_path):
     ids = tmp_path / "ids.txt"
     ids.write_text("\n".join(table.loc[mask, "id"]) + "\n")
     out = tmp_path / "subset.jsonl"
-    proc = subprocess.run(cli + ["data", "subset", str(exp["train"]), "--ids", str(ids), "--out", str(out)],
+    proc = subprocess.run(cli + ["data", "subset", str(exp["train"]), "--ids", str(ids), "--out",
+                                 str(out)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     written = [json.loads(x) for x in out.read_text().splitlines()]
-    assert [r["id"] for r in written] == table.loc[mask, "id"].tolist() and len(written) == mask.sum() > 0
+    assert ([r["id"] for r in written] == table.loc[mask, "id"].tolist()
+            and len(written) == mask.sum() > 0)
     from datasets import load_dataset
 
     ds = load_dataset("json", data_files=str(out), split="train")
@@ -144,7 +149,8 @@ def test_a_runs_treatment_weights_and_swaps_are_columns_of_the_view(tmp_path):
     got = np.array(_column(data, "soft_tif:weight", "score")["values"], dtype=float)
     np.testing.assert_allclose(got, tr["soft_tif:weight"].to_numpy(), rtol=1e-5)
     swapped = _column(data, "lossdiff_irm_relabel:swapped", "category")
-    assert [_cell(swapped, i) == "swapped" for i in range(len(table))] == tr["lossdiff_irm_relabel:swapped"].tolist()
+    assert ([_cell(swapped, i) == "swapped" for i in range(len(table))]
+            == tr["lossdiff_irm_relabel:swapped"].tolist())
     tr.iloc[::-1].to_parquet(tmp_path / "treatments.parquet")
     with pytest.raises(ConfigError, match="treatments.parquet is not of the pairs"):
         prefsift.view(tmp_path)

@@ -7,8 +7,8 @@ import pytest
 
 from prefsift.cli import main
 
-COMMANDS = [[], ["data"], ["data", "check"], ["data", "subset"], ["model"], ["lab"], ["lab", "make"],
-            ["lab", "sentiment"], ["score"], ["run"],
+COMMANDS = [[], ["data"], ["data", "check"], ["data", "subset"], ["model"], ["lab"],
+            ["lab", "make"], ["lab", "sentiment"], ["score"], ["run"],
             ["select"], ["demo"]]
 
 
@@ -35,7 +35,8 @@ def test_run_help_lists_every_config_setting(capsys):
 
 def test_data_check_exit_codes(data_dir, capsys, tmp_path):
     assert main(["data", "check", str(data_dir / "good" / "standard_explicit.jsonl")]) == 0
-    assert main(["data", "check", str(data_dir / "bad" / "corpus.jsonl"), "--report", str(tmp_path / "r.csv")]) == 1
+    assert main(["data", "check", str(data_dir / "bad" / "corpus.jsonl"), "--report",
+                 str(tmp_path / "r.csv")]) == 1
     out = capsys.readouterr().out
     assert "line 6" in out and "malformed" in out and (tmp_path / "r.csv").exists()
     assert main(["data", "check", str(data_dir / "bad" / "corpus.jsonl"), "--strict"]) == 2
@@ -45,5 +46,6 @@ def test_data_check_exit_codes(data_dir, capsys, tmp_path):
 
 
 def test_console_script_runs():
-    out = subprocess.run([sys.executable, "-m", "prefsift", "--version"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "prefsift", "--version"], capture_output=True,
+                         text=True)
     assert out.returncode == 0 and "prefsift" in out.stdout

@@ -29,7 +29,8 @@ pytestmark = pytest.mark.slow
 
 LAB = dict(seed=7, preset="tiny", n_train=128, n_validation=32, n_test_prompts=8, sft_steps=30,
            sft_warmup_steps=5, threads=1, progress=False, share_sft=False)
-RUN = dict(lab={"seed": 3, "preset": "tiny", "n_train": 64, "n_validation": 24, "n_test_prompts": 16,
+RUN = dict(lab={"seed": 3, "preset": "tiny", "n_train": 64, "n_validation": 24,
+                "n_test_prompts": 16,
                 "sft_steps": 30, "sft_warmup_steps": 5, "threads": 1, "share_sft": False},
            warmup={"epochs": 1, "learning_rate": 1e-3, "batch_size": 16},
            final={"epochs": 1, "learning_rate": 1e-3, "batch_size": 16},
@@ -53,13 +54,15 @@ def score_inputs(tmp_path_factory):
     recs = [json.loads(line) for line in (root / "lab" / "train.jsonl").read_text().splitlines()]
     TrainingStage(ref, ref, tok, recs, PairwiseObjective("dpo", 0.5),
                 StageSettings(epochs=1, learning_rate=1e-3, batch_size=16), root / "theta",
-                start_key=model_fingerprint(ref), data_key="lab", name="warmup", log=lambda *_: None).run()
+                start_key=model_fingerprint(ref), data_key="lab", name="warmup",
+                log=lambda *_: None).run()
     return root
 
 
 def _score_args(root, out):
-    return ["score", "--policy", str(root / "theta" / "model"), "--reference", str(root / "lab" / "sft_model"),
-            "--train", str(root / "lab" / "train.jsonl"), "--validation", str(root / "lab" / "validation.jsonl"),
+    return ["score", "--policy", str(root / "theta" / "model"), "--reference",
+            str(root / "lab" / "sft_model"), "--train", str(root / "lab" / "train.jsonl"),
+            "--validation", str(root / "lab" / "validation.jsonl"),
             "--beta", "0.5", "--out", str(out), "--quiet"]
 
 
@@ -71,14 +74,16 @@ def score_reference(score_inputs):
     return out
 
 
-RECOMPUTED = {"selection.parquet", "treatments.parquet"}  # drawn again by every run (cheap): never reused
+# drawn again by every run (cheap): never reused
+RECOMPUTED = {"selection.parquet", "treatments.parquet"}
 
 
 def _finished_work(out: Path) -> dict[str, tuple[int, int]]:
     """What a rerun in `out` must reuse, not redo: every sealed artifact that verifies (log-prob
     caches, IF chunks, tables, evaluations; not the `RECOMPUTED` ones) and every file of a finished
-    training stage (its stage.json and the model folder that it seals). Each by (inode, mtime in ns):
-    an artifact written again, even with the same bytes, is renamed into place and changes both."""
+    training stage (its stage.json and the model folder that it seals). Each by (inode, mtime in
+    ns): an artifact written again, even with the same bytes, is renamed into place and changes
+    both."""
     files = [side.with_suffix("") for side in out.rglob("*.sha256")]
     files = [f for f in files if f.name not in RECOMPUTED and verify(f) is None]
     for info in out.rglob("stage.json"):
@@ -104,9 +109,10 @@ def _assert_reused(out: Path, finished: dict, expected: list[str]):
 SCORE_KILLS = {
     "logprobs:reference*:2": [],  # in the first log-prob pass: nothing finished yet
     "train:theta_val:2": ["cache/logps-*.npz"],
-    "influence:6": ["cache/logps-*.npz", "theta_val/stage.json", "theta_val/model/model.safetensors",
-                    "cache/if-*/chunk-00000000.npz"],
-    "write:scores.parquet": ["cache/logps-*.npz", "theta_val/stage.json", "cache/if-*/chunk-00000064.npz"],
+    "influence:6": ["cache/logps-*.npz", "theta_val/stage.json",
+                    "theta_val/model/model.safetensors", "cache/if-*/chunk-00000000.npz"],
+    "write:scores.parquet": ["cache/logps-*.npz", "theta_val/stage.json",
+                             "cache/if-*/chunk-00000064.npz"],
 }
 
 
@@ -115,7 +121,8 @@ def test_score_killed_anywhere_resumes_to_identical_table(score_inputs, score_re
     ref_out = score_reference
     out = score_inputs / f"killed-{point.replace(':', '_').replace('*', '')}"
     killed = _cli(_score_args(score_inputs, out), kill_at=point)
-    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-2000:])  # the point was reached
+    # the point was reached
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-2000:])
     assert not (out / "scores.parquet").exists()
     finished = _finished_work(out)
     rerun = _cli(_score_args(score_inputs, out))
@@ -131,7 +138,8 @@ def test_score_twice_is_byte_identical(score_inputs, score_reference):
     ref_out = score_reference
     proc = _cli(_score_args(score_inputs, score_inputs / "second"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (ref_out / "scores.parquet").read_bytes() == (score_inputs / "second" / "scores.parquet").read_bytes()
+    assert ((ref_out / "scores.parquet").read_bytes()
+            == (score_inputs / "second" / "scores.parquet").read_bytes())
 
 
 @pytest.fixture(scope="module")
@@ -146,10 +154,11 @@ def run_reference(tmp_path_factory):
 
 RUN_TABLES = ("selection.parquet", "score/scores.parquet", "eval.csv")
 
-# The arms train and are evaluated in order (full, random, lossdiff_irm): what is finished at each point.
+# The arms train and are evaluated in order (full, random, lossdiff_irm): what is finished at each
+# point.
 RUN_KILLS = {
-    "train:arm-random:2": ["warmup/stage.json", "score/scores.parquet", "arms/full-seed0/stage.json",
-                           "arms/full-seed0/eval.json"],
+    "train:arm-random:2": ["warmup/stage.json", "score/scores.parquet",
+                           "arms/full-seed0/stage.json", "arms/full-seed0/eval.json"],
     "save:arm-lossdiff_irm": ["arms/random-seed0/stage.json", "arms/random-seed0/eval.json"],
     "evaluate:2": ["arms/full-seed0/eval.json", "arms/random-seed0/model/model.safetensors"],
 }
@@ -176,7 +185,8 @@ def test_run_twice_is_byte_identical(run_reference):
     proc = _cli(["run", str(cfg), "--out", str(root / "second"), "--quiet"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in RUN_TABLES:
-        assert (root / "uninterrupted" / name).read_bytes() == (root / "second" / name).read_bytes(), name
+        assert ((root / "uninterrupted" / name).read_bytes()
+                == (root / "second" / name).read_bytes()), name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,11 +212,15 @@ def _one(folder: Path, pattern: str) -> Path:
 
 SCORE_CORRUPTIONS = {
     "truncated log-prob cache": (lambda d: _truncate(_one(d, "cache/logps-*.npz")), "log-probs"),
-    "flipped byte in an IF chunk": (lambda d: _flip_byte(_one(d, "cache/if-*/chunk-*.npz")), "a chunk of IF"),
-    "garbage stage.json": (lambda d: (d / "theta_val" / "stage.json").write_text("{not json"), "stage.json is unreadable"),
-    "truncated θ_val weights": (lambda d: _truncate(d / "theta_val" / "model" / "model.safetensors"),
+    "flipped byte in an IF chunk": (lambda d: _flip_byte(_one(d, "cache/if-*/chunk-*.npz")),
+                                    "a chunk of IF"),
+    "garbage stage.json": (lambda d: (d / "theta_val" / "stage.json").write_text("{not json"),
+                           "stage.json is unreadable"),
+    "truncated θ_val weights": (lambda d: _truncate(d / "theta_val" / "model"
+                                                    / "model.safetensors"),
                                 "model.safetensors has"),
-    "deleted θ_val config": (lambda d: (d / "theta_val" / "model" / "config.json").unlink(), "config.json is missing"),
+    "deleted θ_val config": (lambda d: (d / "theta_val" / "model" / "config.json").unlink(),
+                             "config.json is missing"),
 }
 
 
@@ -221,10 +235,13 @@ def test_corrupt_score_artifacts_are_recomputed(score_inputs, score_reference, c
     corrupt, says = SCORE_CORRUPTIONS[case]
     corrupt(out)
     lines = []
-    cfg = ScoreConfig(policy=str(score_inputs / "theta" / "model"), reference=str(score_inputs / "lab" / "sft_model"),
+    cfg = ScoreConfig(policy=str(score_inputs / "theta" / "model"),
+                      reference=str(score_inputs / "lab" / "sft_model"),
                       train=str(score_inputs / "lab" / "train.jsonl"),
-                      validation=str(score_inputs / "lab" / "validation.jsonl"), beta=0.5, out=str(out))
-    table = compute_scores(cfg, columns=ColumnMap(), progress=False, log=lambda *a: lines.append(" ".join(map(str, a))))
+                      validation=str(score_inputs / "lab" / "validation.jsonl"), beta=0.5,
+                      out=str(out))
+    table = compute_scores(cfg, columns=ColumnMap(), progress=False,
+                           log=lambda *a: lines.append(" ".join(map(str, a))))
     notes = [line for line in lines if line.startswith("note:")]
     assert len(notes) == 1 and says in notes[0], notes  # one line: what was redone and why
     assert table.equals(pd.read_parquet(ref_out / "scores.parquet"))
@@ -232,11 +249,16 @@ def test_corrupt_score_artifacts_are_recomputed(score_inputs, score_reference, c
 
 
 RUN_CORRUPTIONS = {
-    "corrupt scores.parquet": (lambda d: _flip_byte(d / "score" / "scores.parquet"), "the scores table"),
-    "truncated eval.json": (lambda d: _truncate(d / "arms" / "random-seed0" / "eval.json"), "the evaluation of random"),
-    "truncated warm-up weights": (lambda d: _truncate(d / "warmup" / "model" / "model.safetensors"), "warmup"),
-    "garbage manifest.json": (lambda d: (d / "manifest.json").write_text("]"), "manifest.json is unreadable"),
-    "truncated lab SFT weights": (lambda d: _truncate(d / "lab" / "sft_model" / "model.safetensors"), "SFT model"),
+    "corrupt scores.parquet": (lambda d: _flip_byte(d / "score" / "scores.parquet"),
+                               "the scores table"),
+    "truncated eval.json": (lambda d: _truncate(d / "arms" / "random-seed0" / "eval.json"),
+                            "the evaluation of random"),
+    "truncated warm-up weights": (lambda d: _truncate(d / "warmup" / "model" / "model.safetensors"),
+                                  "warmup"),
+    "garbage manifest.json": (lambda d: (d / "manifest.json").write_text("]"),
+                              "manifest.json is unreadable"),
+    "truncated lab SFT weights": (lambda d: _truncate(d / "lab" / "sft_model"
+                                                      / "model.safetensors"), "SFT model"),
 }
 
 
@@ -287,13 +309,15 @@ with RunLock(sys.argv[1]):
 
 def test_a_second_process_is_refused_while_the_first_lives(tmp_path, score_inputs):
     out = tmp_path / "busy"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE,
+                              text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         proc = _cli(_score_args(score_inputs, out))
         assert proc.returncode == 2
         err = [line for line in proc.stderr.splitlines() if line.strip()]
-        assert len(err) == 1 and err[0].startswith("error:") and f"process {holder.pid}" in err[0], proc.stderr
+        assert (len(err) == 1 and err[0].startswith("error:")
+                and f"process {holder.pid}" in err[0]), proc.stderr
         assert "Traceback" not in proc.stderr
         with pytest.raises(RunDirBusy):  # in-process too
             with RunLock(out):
@@ -322,8 +346,10 @@ def test_a_damaged_shared_sft_model_is_replaced(tmp_path, monkeypatch, capsys):
     _truncate(shared[0] / "model.safetensors")
     assert _stamp_hash(shared[0]) is None  # the checksums see the damage
     capsys.readouterr()
-    make_lab(LabConfig(**cfg), tmp_path / "b")  # cannot copy the damaged model: trains, then replaces it
+    # cannot copy the damaged model: trains, then replaces it
+    make_lab(LabConfig(**cfg), tmp_path / "b")
     assert "replacing the damaged shared SFT model" in capsys.readouterr().out
     assert _stamp_hash(shared[0]) is not None
-    assert (shared[0] / "model.safetensors").read_bytes() == (tmp_path / "b" / "sft_model" / "model.safetensors").read_bytes()
+    assert ((shared[0] / "model.safetensors").read_bytes()
+            == (tmp_path / "b" / "sft_model" / "model.safetensors").read_bytes())
     assert (tmp_path / "b" / "sft_model" / SFT_STAMP).exists()

@@ -87,11 +87,13 @@ def test_ten_thousand_rows_with_three_bad(tmp_path):
             if i == 1234:
                 fh.write(bad_lines[i] + "\n")
             elif i == 5000:
-                fh.write(json.dumps({"prompt": f"p{i}", "chosen": " same", "rejected": " same"}) + "\n")
+                fh.write(json.dumps({"prompt": f"p{i}", "chosen": " same", "rejected": " same"})
+                         + "\n")
             elif i == 9999:
                 fh.write(json.dumps({"prompt": f"p{i}", "chosen": " a"}) + "\n")
             else:
-                fh.write(json.dumps({"prompt": f"p{i}", "chosen": f" a{i}", "rejected": f" b{i}"}) + "\n")
+                fh.write(json.dumps({"prompt": f"p{i}", "chosen": f" a{i}", "rejected": f" b{i}"})
+                         + "\n")
     pairs = load_pairs(path)
     assert len(pairs) == 10_000 and len(pairs.to_frame()) == 10_000
     assert {r.where: r.code for r in pairs.invalid_rows} == {
@@ -115,7 +117,8 @@ def test_over_length_truncate_or_drop(data_dir, word_tokenizer):
 
 def test_column_mapping_and_id_column(data_dir):
     pairs = load_pairs(data_dir / "good" / "renamed_columns.jsonl",
-                       columns=ColumnMap(prompt="question", chosen="good", rejected="bad", id="uid"))
+                       columns=ColumnMap(prompt="question", chosen="good", rejected="bad",
+                                         id="uid"))
     assert not pairs.invalid_rows
     assert pairs.ids == ["q0", "q1", "q2"]
     assert pairs.rows[0].prompt == "Q0?" and pairs.rows[0].chosen == " right"

@@ -11,8 +11,8 @@ from datasets import Dataset, load_from_disk
 
 from prefsift.data import extract_implicit_prompt_text, load_pairs, write_pairs
 
-LAYOUTS = ["standard_explicit", "standard_implicit", "conversational_explicit", "conversational_implicit",
-           "ultrafeedback"]
+LAYOUTS = ["standard_explicit", "standard_implicit", "conversational_explicit",
+           "conversational_implicit", "ultrafeedback"]
 FORMATS = ["jsonl", "json", "json_columns", "parquet", "csv", "hf"]
 
 
@@ -27,7 +27,8 @@ def _csv_cell(v):
 
 def _write_independently(records, fmt, path):
     if fmt == "jsonl":
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                        encoding="utf-8")
     elif fmt == "json":
         path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
     elif fmt == "json_columns":
@@ -61,8 +62,8 @@ def _read_independently(fmt, path):
         return load_from_disk(str(path)).to_list()
 
 
-SUFFIX = {"jsonl": ".jsonl", "json": ".json", "json_columns": ".json", "parquet": ".parquet", "csv": ".csv",
-          "hf": ""}
+SUFFIX = {"jsonl": ".jsonl", "json": ".json", "json_columns": ".json", "parquet": ".parquet",
+          "csv": ".csv", "hf": ""}
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -109,17 +110,19 @@ def test_implicit_prompt_matches_trl(data_dir, layout):
     pairs = load_pairs(data_dir / "good" / f"{layout}.jsonl")
     for row, rec in zip(pairs.rows, _records(data_dir, layout)):
         expected = extract_prompt(rec)
-        assert (row.prompt, row.chosen, row.rejected) == (expected["prompt"], expected["chosen"], expected["rejected"])
+        assert ((row.prompt, row.chosen, row.rejected)
+                == (expected["prompt"], expected["chosen"], expected["rejected"]))
 
 
 @pytest.mark.parametrize("chosen,rejected", [
-    ("Q: x? A: yes", "Q: x? A: no"), ("abc", "abcd"), ("abc d", "abc e"), ("same start x", "same start y"),
-])
+    ("Q: x? A: yes", "Q: x? A: no"), ("abc", "abcd"), ("abc d", "abc e"),
+("same start x", "same start y"), ])
 def test_text_prompt_extraction_matches_trl(chosen, rejected):
     from trl.data_utils import extract_prompt
 
     e = extract_prompt({"chosen": chosen, "rejected": rejected})
-    assert extract_implicit_prompt_text(chosen, rejected) == (e["prompt"], e["chosen"], e["rejected"])
+    assert (extract_implicit_prompt_text(chosen, rejected)
+            == (e["prompt"], e["chosen"], e["rejected"]))
 
 
 def test_extra_columns_are_kept_through(data_dir):

@@ -52,7 +52,8 @@ _COMMON = dict(deadline=None, database=None, print_blob=True,
 settings.register_profile("ci", derandomize=True, max_examples=150, **_COMMON)
 settings.register_profile("dev", max_examples=100, **_COMMON)
 settings.register_profile("thorough", max_examples=3000, **_COMMON)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
+                      or ("ci" if os.environ.get("CI") else "dev"))
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 ROLES = ["system", "user", "assistant", "tool"]
@@ -81,7 +82,8 @@ class Case:
     json_ascii: bool = False  # ... and for the JSON files
     crlf: bool = False  # JSONL line ends
     bom: bool = False  # the JSONL, JSON and CSV files start with a UTF-8 byte order mark
-    blank_after: tuple = ()  # rows after which the JSONL and CSV files have a blank line (not a row)
+    # rows after which the JSONL and CSV files have a blank line (not a row)
+    blank_after: tuple = ()
 
     def __repr__(self) -> str:  # shorter than the dataclass repr for 100k-char strings
         def short(v):
@@ -100,13 +102,14 @@ class Case:
         p.text(repr(self))
 
 
-SPECIAL_CHARS = ["\x00", "\r", "\n", "\r\n", "\t", "\x0b", "\x0c", "\x1b", "\x7f", "\x85", "\u2028", "\u2029",
-                 "\ufeff", "\u200b", "\xa0", " ", "  ", "é", "中", "😀", "\\", '"', "'", ",", ";", "[", "]", "{",
-                 "}", "nan", "null", "a", "b", "Q?"]
+SPECIAL_CHARS = ["\x00", "\r", "\n", "\r\n", "\t", "\x0b", "\x0c", "\x1b", "\x7f", "\x85", "\u2028",
+                 "\u2029", "\ufeff", "\u200b", "\xa0", " ", "  ", "é", "中", "😀", "\\", '"', "'",
+                 ",", ";", "[", "]", "{", "}", "nan", "null", "a", "b", "Q?"]
 
 
 def _sometimes(one_in: int) -> st.SearchStrategy[bool]:
-    """True about once in `one_in` draws. False is the simple side, so examples shrink towards it."""
+    """True about once in `one_in` draws. False is the simple side, so examples shrink towards
+    it."""
     return st.integers(0, one_in - 1).map(lambda k: k == one_in - 1)
 
 
@@ -115,19 +118,22 @@ def _text(surrogates: bool, max_size: int = 10) -> st.SearchStrategy[str]:
     if surrogates:  # lone UTF-16 surrogates: only an ASCII-escaped JSON file can hold them
         chars.append(st.integers(0xD800, 0xDFFF).map(chr))
     small = st.lists(st.one_of(*chars), max_size=max_size).map("".join)
-    # Huge strings, sparingly: 100k characters, and 140k (over the csv module's default field limit).
+    # Huge strings, sparingly: 100k characters, and 140k (over the csv module's default field
+    # limit).
     huge = st.tuples(st.sampled_from(["x", "é", "😀", " ", "\x00", "\r\n", '"']),
                      st.sampled_from([100_000, 140_000])).map(lambda t: (t[0] * t[1])[: t[1]])
     return _sometimes(80).flatmap(lambda big: huge if big else small)
 
 
 def _scalars(t) -> st.SearchStrategy:
-    return st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True), t)
+    return st.one_of(st.none(), st.booleans(), st.integers(),
+                     st.floats(allow_nan=True, allow_infinity=True), t)
 
 
 def _json_values(t) -> st.SearchStrategy:
     keys = st.sampled_from(["role", "content", "x", "", "é"]) | st.text(max_size=3)
-    return st.recursive(_scalars(t), lambda kids: st.lists(kids, max_size=3) | st.dictionaries(keys, kids, max_size=3),
+    return st.recursive(_scalars(t), lambda kids: st.lists(kids, max_size=3) | st.dictionaries(keys,
+            kids, max_size=3),
                         max_leaves=4)
 
 
@@ -137,9 +143,13 @@ def _messages(t, roles, min_size: int = 0) -> st.SearchStrategy[list]:
     good = st.fixed_dictionaries({"role": st.sampled_from(roles), "content": t})
     broken = st.one_of(
         st.fixed_dictionaries({}, optional={"role": st.sampled_from(ROLES) | anything,
-                                            "content": t | anything}),  # missing or wrong-typed keys
-        st.fixed_dictionaries({"role": st.sampled_from(["User", "bot", "", "ASSISTANT"]), "content": t}),  # wrong role
-        st.fixed_dictionaries({"role": anything, "content": t}),  # role of any type, lists and dicts included
+                                            # missing or wrong-typed keys
+                                            "content": t | anything}),
+        # wrong role
+        st.fixed_dictionaries({"role": st.sampled_from(["User", "bot", "", "ASSISTANT"]),
+                               "content": t}),
+        # role of any type, lists and dicts included
+        st.fixed_dictionaries({"role": anything, "content": t}),
         st.fixed_dictionaries({"role": st.sampled_from(ROLES), "content": t},
                               optional={"name": t, "tool_calls": anything}),  # extra keys
         anything,  # not a dict at all
@@ -170,10 +180,12 @@ def _record(draw, layout: str, surrogates: bool) -> dict:
         b = draw(_messages(t, ["assistant"], min_size=1) | _messages(t, ["assistant", "user"]))
         if layout == "conversational_explicit":
             repeat = draw(st.booleans())  # responses that repeat the prompt
-            rec = {"prompt": prefix, "chosen": prefix + a if repeat else a, "rejected": prefix + b if repeat else b}
+            rec = {"prompt": prefix, "chosen": prefix + a if repeat else a,
+                   "rejected": prefix + b if repeat else b}
         elif layout == "ultrafeedback":
             users = [m["content"] for m in prefix
-                     if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str)]
+                     if isinstance(m, dict) and m.get("role") == "user"
+                     and isinstance(m.get("content"), str)]
             prompt = draw(t) if not users or draw(_sometimes(3)) else users[-1]
             rec = {"prompt": prompt, "chosen": prefix + a, "rejected": prefix + b}
         else:
@@ -191,13 +203,14 @@ def _record(draw, layout: str, surrogates: bool) -> dict:
         typed = {"source": t, "n": st.integers(-5, 5)}.get(name, st.floats(0, 10))
         rec[name] = draw(anything if draw(_sometimes(6)) else typed)
     if draw(_sometimes(3)):  # an id column
-        rec["id"] = draw(anything if draw(_sometimes(4)) else st.text(st.sampled_from("abc1-"), max_size=3))
+        rec["id"] = draw(anything if draw(_sometimes(4))
+                         else st.text(st.sampled_from("abc1-"), max_size=3))
     keys = draw(st.permutations(list(rec)))
     return {k: rec[k] for k in keys}
 
 
-LAYOUTS = ["standard_explicit", "standard_implicit", "conversational_explicit", "conversational_implicit",
-           "ultrafeedback"]
+LAYOUTS = ["standard_explicit", "standard_implicit", "conversational_explicit",
+           "conversational_implicit", "ultrafeedback"]
 
 
 @st.composite
@@ -209,20 +222,25 @@ def cases(draw) -> Case:
     for _ in range(n_rows):
         kind = draw(st.integers(0, 29))
         if kind == 29:
-            items.append(NonObject(draw(_json_values(_text(surrogates)).filter(lambda v: not isinstance(v, dict)))))
+            items.append(NonObject(draw(_json_values(_text(surrogates)).filter(
+                    lambda v: not isinstance(v, dict)))))
         elif kind == 28:
             rec = draw(_record("standard_explicit", False))
             text = json.dumps(rec, ensure_ascii=False).encode("utf-8")
             cut = draw(st.integers(1, max(1, len(text) - 1)))
-            line = draw(st.sampled_from([text[:cut], b"\xff\xfe" + text, b"{'prompt': 1}", b"nope"]))
+            line = draw(st.sampled_from([text[:cut], b"\xff\xfe" + text, b"{'prompt': 1}",
+                                         b"nope"]))
             items.append(Broken(line))
-        elif kind >= 26 and any(isinstance(i, dict) for i in items):  # an exact duplicate of an earlier row
+        # an exact duplicate of an earlier row
+        elif kind >= 26 and any(isinstance(i, dict) for i in items):
             items.append(dict(draw(st.sampled_from([i for i in items if isinstance(i, dict)]))))
         else:
             layout = draw(st.sampled_from(LAYOUTS)) if file_layout == "mixed" else file_layout
             items.append(draw(_record(layout, surrogates)))
-    blank_after = tuple(sorted(draw(st.sets(st.integers(0, len(items) - 1), max_size=2)))) if items else ()
-    return Case(items, jsonl_ascii=surrogates or draw(st.booleans()), json_ascii=draw(st.booleans()),
+    blank_after = (tuple(sorted(draw(st.sets(st.integers(0, len(items) - 1), max_size=2)))) if items
+                   else ())
+    return Case(items, jsonl_ascii=surrogates or draw(st.booleans()),
+                json_ascii=draw(st.booleans()),
                 crlf=draw(st.booleans()), bom=draw(_sometimes(4)), blank_after=blank_after)
 
 
@@ -324,7 +342,8 @@ def write_json_columns(case: Case, path: Path) -> list:
         raise Unwritable("columns need one non-empty key set shared by every row")
     cols = list(records[0])
     try:
-        data = json.dumps({c: [r[c] for r in records] for c in cols}, ensure_ascii=case.json_ascii).encode("utf-8")
+        data = json.dumps({c: [r[c] for r in records] for c in cols},
+                          ensure_ascii=case.json_ascii).encode("utf-8")
     except UnicodeEncodeError:
         raise Unwritable("a lone surrogate cannot be written as UTF-8") from None
     path.write_bytes(BOM * case.bom + data)
@@ -341,7 +360,8 @@ def _csv_cell(value: Any) -> str:
 
 
 def _csv_decode(cell: str) -> Any:
-    """What a CSV cell means as a pair field: a JSON list is a message list, anything else is text."""
+    """What a CSV cell means as a pair field: a JSON list is a message list, anything else is
+    text."""
     try:
         decoded = json.loads(cell)
     except ValueError:
@@ -366,7 +386,8 @@ def write_csv(case: Case, path: Path) -> list:
     except UnicodeEncodeError:
         raise Unwritable("a lone surrogate cannot be written as UTF-8") from None
     # Every CSV cell is text; only the pair fields are read as message lists.
-    return [{c: (_csv_decode(v) if c in PAIR_FIELDS else v) for c, v in zip(cols, row)} for row in cells]
+    return [{c: (_csv_decode(v) if c in PAIR_FIELDS else v) for c, v in zip(cols, row)}
+            for row in cells]
 
 
 ARROW_REFUSALS = (pa.lib.ArrowException, OverflowError, UnicodeError, TypeError, ValueError)
@@ -421,7 +442,8 @@ def _same(a: Any, b: Any) -> bool:
     if type(a) is not type(b):
         return False
     if isinstance(a, float):
-        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+        return ((math.isnan(a) and math.isnan(b))
+                or (a == b and math.copysign(1, a) == math.copysign(1, b)))
     if isinstance(a, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, dict):
@@ -434,7 +456,8 @@ def _missing(v: Any) -> bool:
 
 
 def _id_value(rec: dict) -> Any:
-    """The row's own id, or None when it has none (absent, null, NaN or empty: then the id is a hash)."""
+    """The row's own id, or None when it has none (absent, null, NaN or empty: then the id is a
+    hash)."""
     v = rec.get("id")
     return None if _missing(v) or v == "" else v
 
@@ -449,7 +472,8 @@ def _survived(ref: dict | None, other: dict | None) -> bool:
     content, so may have other ids, and are not compared."""
     if ref is None or other is None:
         return False  # rows that are not objects: their ids are positional, not content ids
-    return all(_same(ref.get(f), other.get(f)) for f in PAIR_FIELDS) and _same(_id_value(ref), _id_value(other))
+    return (all(_same(ref.get(f), other.get(f)) for f in PAIR_FIELDS)
+            and _same(_id_value(ref), _id_value(other)))
 
 
 def _check_usable_pair(row, rec: dict, explicit: bool) -> None:
@@ -457,9 +481,11 @@ def _check_usable_pair(row, rec: dict, explicit: bool) -> None:
     if row.kind == "standard":
         assert all(isinstance(v, str) for v in (row.prompt, row.chosen, row.rejected))
         if explicit:
-            assert (row.prompt, row.chosen, row.rejected) == (rec["prompt"], rec["chosen"], rec["rejected"])
+            assert ((row.prompt, row.chosen, row.rejected)
+                    == (rec["prompt"], rec["chosen"], rec["rejected"]))
         else:
-            assert row.prompt and row.prompt + row.chosen == rec["chosen"] and row.prompt + row.rejected == rec["rejected"]
+            assert (row.prompt and row.prompt + row.chosen == rec["chosen"]
+                    and row.prompt + row.rejected == rec["rejected"])
     else:
         assert row.prompt and row.chosen and row.rejected
         assert row.chosen[-1]["role"] == "assistant" and row.rejected[-1]["role"] == "assistant"
@@ -468,12 +494,14 @@ def _check_usable_pair(row, rec: dict, explicit: bool) -> None:
             assert row.chosen == rec["chosen"] or row.prompt + row.chosen == rec["chosen"]
             assert row.rejected == rec["rejected"] or row.prompt + row.rejected == rec["rejected"]
         else:  # implicit prompt, or a string prompt next to whole conversations
-            assert row.prompt + row.chosen == rec["chosen"] and row.prompt + row.rejected == rec["rejected"]
+            assert (row.prompt + row.chosen == rec["chosen"]
+                    and row.prompt + row.rejected == rec["rejected"])
     assert row.chosen != row.rejected
 
 
 def check_file(path: Path, view: list, blank_lines: int) -> Any:
-    """Load one written file and check what holds for any file. Returns the PairSet (None if empty)."""
+    """Load one written file and check what holds for any file. Returns the PairSet (None if
+    empty)."""
     try:
         pairs = load_pairs(path)
     except DataError as e:
@@ -483,7 +511,8 @@ def check_file(path: Path, view: list, blank_lines: int) -> Any:
     n = len(view)
     assert len(pairs) == n, f"rows in {n}, rows out {len(pairs)}"
     assert pairs.raw.blank_lines == blank_lines
-    assert len(pairs.to_frame()) == n and pairs.summary() and isinstance(pairs.bad_rows_report(), str)
+    assert (len(pairs.to_frame()) == n and pairs.summary()
+            and isinstance(pairs.bad_rows_report(), str))
 
     explicit = any(rec is not None and "prompt" in rec for rec in view)
     assert pairs.implicit_prompt is not explicit
@@ -528,7 +557,8 @@ def check_round_trip(pairs, fmt: str, src: Path, out: Path, case: Case) -> None:
     valid = pairs.valid_rows
     assert write_pairs(pairs, out) == len(valid)
     if fmt == "jsonl":  # JSONL rows are given back verbatim (line ends normalized to \n)
-        expected = b"".join(line + b"\n" for line, r in zip(_jsonl_file_lines(case), pairs.rows) if r.valid)
+        expected = b"".join(line + b"\n" for line, r in zip(_jsonl_file_lines(case), pairs.rows)
+                            if r.valid)
         assert out.read_bytes() == expected
     if not valid:
         with pytest.raises(DataError, match="holds no rows"):
@@ -545,7 +575,8 @@ def check_round_trip(pairs, fmt: str, src: Path, out: Path, case: Case) -> None:
 def check_full_round_trip(pairs, fmt: str, out: Path, case: Case) -> None:
     """write_pairs(include_invalid=True), read back: every row again, each with the same outcome."""
     unreadable = any(r.record is None for r in pairs.raw.rows)
-    if unreadable and fmt != "jsonl":  # documented: only JSONL can give back a row it could not read
+    # documented: only JSONL can give back a row it could not read
+    if unreadable and fmt != "jsonl":
         with pytest.raises(DataError, match="unreadable rows"):
             write_pairs(pairs, out, include_invalid=True)
         return
@@ -603,9 +634,11 @@ def _run_case(case: Case) -> None:
                 # or not (for the same reason), and a usable pair must be the same pair.
                 assert (pairs.kind, pairs.implicit_prompt) == (ref.kind, ref.implicit_prompt), fmt
                 for a, b in zip(ref.rows, pairs.rows):
-                    assert (a.valid, a.code, a.field) == (b.valid, b.code, b.field), f"{fmt} {b.where}"
+                    assert ((a.valid, a.code, a.field)
+                            == (b.valid, b.code, b.field)), f"{fmt} {b.where}"
                     if a.valid:
-                        assert all(_same(getattr(a, f), getattr(b, f)) for f in PAIR_FIELDS), f"{fmt} {b.where}"
+                        assert all(_same(getattr(a, f), getattr(b, f))
+                                   for f in PAIR_FIELDS), f"{fmt} {b.where}"
         # What this example exercised, for --hypothesis-show-statistics.
         for fmt, (pairs, _) in loaded.items():
             event(f"format {fmt}: {'loaded' if pairs is not None else 'empty file'}")
@@ -622,14 +655,21 @@ def _run_case(case: Case) -> None:
 # Each @example is a dataset the fuzzer shrank a failure to (the fix is named); they run first,
 # in every profile.
 @given(cases())
-@example(Case([{"prompt": [{"role": [], "content": ""}], "chosen": [], "rejected": []}]))  # unhashable role: TypeError
-@example(Case([{"prompt": "p", "chosen": "", "rejected": "\ud800"}], jsonl_ascii=True))  # lone surrogate: content_id crashed
+# unhashable role: TypeError
+@example(Case([{"prompt": [{"role": [], "content": ""}], "chosen": [], "rejected": []}]))
+# lone surrogate: content_id crashed
+@example(Case([{"prompt": "p", "chosen": "", "rejected": "\ud800"}], jsonl_ascii=True))
 @example(Case([{"rejected": ""}]))  # a CSV row of one empty cell was dropped as blank
-@example(Case([{"prompt": "", "chosen": "", "rejected": ""}, {"chosen": " a", "rejected": " b"}]))  # and of ",,"
-@example(Case([{"prompt": "p", "chosen": " " + "x" * 140_000, "rejected": " y"}]))  # CSV cell over 131072 chars
-@example(Case([{"prompt": [], "chosen": [], "rejected": []}]))  # write_pairs of no rows to a datasets folder
-@example(Case([{"chosen": "", "rejected": "\ud800"}], jsonl_ascii=True, json_ascii=True))  # JSON columns, none readable
-@example(Case([Broken(b'\xff\xfe{"prompt": ""}'), {"prompt": "p", "chosen": " a", "rejected": " b"}],
+# and of ",,"
+@example(Case([{"prompt": "", "chosen": "", "rejected": ""}, {"chosen": " a", "rejected": " b"}]))
+# CSV cell over 131072 chars
+@example(Case([{"prompt": "p", "chosen": " " + "x" * 140_000, "rejected": " y"}]))
+# write_pairs of no rows to a datasets folder
+@example(Case([{"prompt": [], "chosen": [], "rejected": []}]))
+# JSON columns, none readable
+@example(Case([{"chosen": "", "rejected": "\ud800"}], jsonl_ascii=True, json_ascii=True))
+@example(Case([Broken(b'\xff\xfe{"prompt": ""}'),
+               {"prompt": "p", "chosen": " a", "rejected": " b"}],
               bom=True, blank_after=(0,)))  # a non-UTF-8 JSONL line came back as "null"
 def test_every_format_keeps_every_row_with_one_id(case):
     run_case(case)
@@ -638,15 +678,18 @@ def test_every_format_keeps_every_row_with_one_id(case):
 # Plain regression tests for the failures above, each on the smallest file that shows it.
 
 def _jsonl(path: Path, *lines: str | bytes) -> Path:
-    path.write_bytes(b"".join((ln if isinstance(ln, bytes) else ln.encode("utf-8")) + b"\n" for ln in lines))
+    path.write_bytes(b"".join((ln if isinstance(ln, bytes) else ln.encode("utf-8")) + b"\n"
+                              for ln in lines))
     return path
 
 
 def test_a_role_of_any_type_is_a_reason_not_a_crash(tmp_path):
     roles = [[], {"a": 1}, 1, None, True]
     path = _jsonl(tmp_path / "r.jsonl", *(json.dumps({"prompt": [{"role": r, "content": "q"}],
-                                                     "chosen": [{"role": "assistant", "content": "a"}],
-                                                     "rejected": [{"role": "assistant", "content": "b"}]})
+                                                     "chosen": [{"role": "assistant",
+                                                                 "content": "a"}],
+                                                     "rejected": [{"role": "assistant",
+                                                                   "content": "b"}]})
                                          for r in roles))
     pairs = load_pairs(path)
     assert [r.code for r in pairs.rows] == ["bad_message"] * len(roles)
@@ -654,9 +697,11 @@ def test_a_role_of_any_type_is_a_reason_not_a_crash(tmp_path):
 
 
 def test_a_lone_surrogate_is_an_unreadable_row_in_jsonl_and_json(tmp_path):
-    good = {"prompt": "p", "chosen": " a \ud83d\ude00", "rejected": " b"}  # an escaped pair is an emoji: fine
+    # an escaped pair is an emoji: fine
+    good = {"prompt": "p", "chosen": " a \ud83d\ude00", "rejected": " b"}
     bad = {"prompt": "p", "chosen": " a \ud83d", "rejected": " b"}  # half of one is not text
-    jsonl = _jsonl(tmp_path / "s.jsonl", json.dumps(good), json.dumps(bad))  # ensure_ascii: \ud83d escapes
+    # ensure_ascii: \ud83d escapes
+    jsonl = _jsonl(tmp_path / "s.jsonl", json.dumps(good), json.dumps(bad))
     records = tmp_path / "s.json"
     records.write_text(json.dumps([good, bad]), encoding="ascii")
     columns = tmp_path / "c.json"
@@ -690,7 +735,8 @@ def test_a_csv_row_of_empty_cells_is_a_row_and_a_blank_line_is_not(tmp_path):
     assert pairs.rows[0].code == "empty_response" and pairs.rows[1].valid
     assert pairs.raw.blank_lines == 2 and "blank lines skipped: 2" in pairs.summary()
     one = tmp_path / "one.csv"
-    one.write_text('rejected\r\n""\r\n', encoding="utf-8")  # how csv.writer writes a row of one empty cell
+    # how csv.writer writes a row of one empty cell
+    one.write_text('rejected\r\n""\r\n', encoding="utf-8")
     assert load_pairs(one).rows[0].code == "missing_field"
 
 
@@ -708,7 +754,8 @@ def test_a_csv_cell_may_be_longer_than_the_csv_module_default(tmp_path):
 def test_no_rows_written_to_a_datasets_folder_read_back_as_empty(tmp_path):
     from datasets import Dataset
 
-    Dataset.from_dict({"prompt": ["p"], "chosen": [" a"], "rejected": [" a"]}).save_to_disk(str(tmp_path / "in"))
+    Dataset.from_dict({"prompt": ["p"], "chosen": [" a"],
+                       "rejected": [" a"]}).save_to_disk(str(tmp_path / "in"))
     pairs = load_pairs(tmp_path / "in")
     assert pairs.rows[0].code == "identical"
     assert write_pairs(pairs, tmp_path / "out") == 0
@@ -717,7 +764,8 @@ def test_no_rows_written_to_a_datasets_folder_read_back_as_empty(tmp_path):
 
 
 def test_a_jsonl_line_that_is_not_utf8_is_written_back_as_it_was(tmp_path):
-    path = _jsonl(tmp_path / "b.jsonl", b'{"prompt": "caf\xe9"}', json.dumps({"prompt": "p", "chosen": " a", "rejected": " b"}))
+    path = _jsonl(tmp_path / "b.jsonl", b'{"prompt": "caf\xe9"}',
+                  json.dumps({"prompt": "p", "chosen": " a", "rejected": " b"}))
     pairs = load_pairs(path)
     assert pairs.rows[0].code == "malformed" and "0xe9" in pairs.rows[0].reason
     write_pairs(pairs, tmp_path / "out.jsonl", include_invalid=True)
@@ -726,6 +774,7 @@ def test_a_jsonl_line_that_is_not_utf8_is_written_back_as_it_was(tmp_path):
 
 def test_a_rating_too_large_for_a_float_is_a_bad_rating(tmp_path):
     path = _jsonl(tmp_path / "big.jsonl", '{"prompt": "p", "chosen": " a", "rejected": " b", '
-                                          '"score_chosen": 1' + "0" * 400 + ', "score_rejected": 1}')
+                                          '"score_chosen": 1' + "0" * 400
+                  + ', "score_rejected": 1}')
     row = load_pairs(path).rows[0]
     assert row.valid and row.rating_gap is None and row.rating_problem

@@ -8,7 +8,6 @@ from datasets import Dataset
 
 from prefsift.data import load_pairs
 from prefsift.data.tokenization import tokenize_pairs
-
 from tests.tiny import CHAT_TEMPLATE, word_model
 
 
@@ -24,14 +23,16 @@ def _trl_token_ids(tokenizer, records):
     return [(r["prompt_ids"], r["chosen_ids"], r["rejected_ids"]) for r in ds]
 
 
-@pytest.mark.parametrize("layout", ["standard_explicit", "standard_implicit", "conversational_explicit",
-                                    "conversational_implicit"])
+@pytest.mark.parametrize("layout",
+                         ["standard_explicit", "standard_implicit", "conversational_explicit",
+                          "conversational_implicit"])
 def test_token_ids_equal_trl(data_dir, word_tokenizer, layout, tmp_path):
     tok = copy.deepcopy(word_tokenizer)
     tok.chat_template = CHAT_TEMPLATE
     path = data_dir / "good" / f"{layout}.jsonl"
     records = [json.loads(line) for line in path.read_text().splitlines()]
-    records = [{k: v for k, v in r.items() if k in ("prompt", "chosen", "rejected")} for r in records]
+    records = [{k: v for k, v in r.items() if k in ("prompt", "chosen", "rejected")}
+               for r in records]
     pairs = load_pairs(path)
     ours = tokenize_pairs(tok, [r.prompt for r in pairs.rows], [r.chosen for r in pairs.rows],
                           [r.rejected for r in pairs.rows], pairs.kind)

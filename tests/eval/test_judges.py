@@ -4,8 +4,8 @@ normal approximation."""
 import numpy as np
 import pytest
 
-from prefsift.eval.winrate import evaluate_answers, win_rate
 from prefsift.eval.judges import ConstantJudge, FirstPositionJudge, Judge, Swapped
+from prefsift.eval.winrate import evaluate_answers, win_rate
 from prefsift.lab import OracleJudge
 
 PROMPTS = ["sort : 3 1 2 =", "reverse : 1 2 3 =", "copy : 4 5 =", "increment : 9 1 ="] * 5

@@ -16,7 +16,8 @@ def test_mean_is_the_mean_difference_and_an_arm_against_itself_is_zero():
 
 
 def test_one_seed_interval_matches_the_normal_closed_form():
-    # One seed: the bootstrap over prompts of a mean has SE sd/sqrt(n); its 95 % half-width ≈ 1.96 SE.
+    # One seed: the bootstrap over prompts of a mean has SE sd/sqrt(n); its 95 % half-width ≈ 1.96
+    # SE.
     rng = np.random.default_rng(1)
     n = 2000
     a, b = rng.normal(0.6, 0.3, (1, n)), rng.normal(0.5, 0.3, (1, n))
@@ -59,11 +60,13 @@ def test_over_labs_the_mean_weighs_labs_equally_and_both_intervals_match_closed_
     d = paired_difference_over_labs([(x, np.zeros_like(x)) for x in three], n_boot=2000)
     assert (d.low, d.high) == pytest.approx((-0.05, 0.3), abs=1e-12)
     # A difference constant within each lab, varying between 400 labs: the across-labs half-width is
-    # that of a mean over labs, 1.96 sd/sqrt(L); the within interval, which holds the labs, is empty.
+    # that of a mean over labs, 1.96 sd/sqrt(L); the within interval, which holds the labs, is
+    # empty.
     per_lab = rng.normal(0.01, 0.04, 400)
     labs = [(np.full((2, 3), m), np.zeros((2, 3))) for m in per_lab]
     d = paired_difference_over_labs(labs, n_boot=400)
-    assert (d.high - d.low) / 2 == pytest.approx(1.96 * per_lab.std(ddof=1) / np.sqrt(400), rel=0.12)
+    assert ((d.high - d.low) / 2
+            == pytest.approx(1.96 * per_lab.std(ddof=1) / np.sqrt(400), rel=0.12))
     assert d.within_high - d.within_low == pytest.approx(0, abs=1e-12)
     # Four labs of one seed and 1,000 prompts each: the within half-width is 1.96 SE of the mean of
     # four independent means, SE = sqrt(sum of var_i / n) / 4.
@@ -75,9 +78,10 @@ def test_over_labs_the_mean_weighs_labs_equally_and_both_intervals_match_closed_
 
 
 def test_headroom_share_against_closed_forms():
-    """(arm − full)/(oracle − full): an arm that gains exactly half the oracle's gain on every prompt
-    has share 0.5 and a zero-width interval; the full arm 0 and the oracle 1; with noise, the ratio of
-    the mean gains and (one seed, many prompts) the delta method's half-width; no headroom: None."""
+    """(arm − full)/(oracle − full): an arm that gains exactly half the oracle's gain on every
+    prompt has share 0.5 and a zero-width interval; the full arm 0 and the oracle 1; with noise, the
+    ratio of the mean gains and (one seed, many prompts) the delta method's half-width; no headroom:
+    None."""
     from prefsift.eval.paired import headroom_share
 
     rng = np.random.default_rng(3)
@@ -86,8 +90,10 @@ def test_headroom_share_against_closed_forms():
     half = full + 0.5 * (oracle - full)
     s = headroom_share(half, full, oracle)
     assert (s.mean, s.low, s.high) == pytest.approx((0.5, 0.5, 0.5))
-    assert headroom_share(full, full, oracle).mean == 0.0 and headroom_share(oracle, full, oracle).mean == 1.0
-    # Noise: point estimate = ratio of mean gains; one seed, n prompts: delta-method SE of a ratio of means.
+    assert (headroom_share(full, full, oracle).mean == 0.0
+            and headroom_share(oracle, full, oracle).mean == 1.0)
+    # Noise: point estimate = ratio of mean gains; one seed, n prompts: delta-method SE of a ratio
+    # of means.
     n = 4000
     f = rng.normal(0.5, 0.2, (1, n))
     o = f + rng.normal(0.10, 0.05, (1, n))

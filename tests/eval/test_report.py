@@ -14,7 +14,8 @@ from prefsift.eval.report import write_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
-                                    reason="/usr/bin/chromium not installed (run .ci/install-browser)")
+                                    reason="/usr/bin/chromium not installed (run "
+                                           ".ci/install-browser)")
 SECTIONS = ("summary", "histograms", "scatter", "layers", "overlap", "lab", "winrate", "curves")
 
 
@@ -51,16 +52,19 @@ def _full_inputs():
     for arm in ("full", "lossdiff_irm", "tif", "random"):
         for seed in (0, 1, 2):
             w = float(np.clip(rng.normal(0.5, 0.08), 0, 1))
-            rows.append({"arm": arm, "seed": seed, "win_rate": w, "low": max(w - 0.07, 0), "high": min(w + 0.07, 1),
+            rows.append({"arm": arm, "seed": seed, "win_rate": w, "low": max(w - 0.07, 0),
+                         "high": min(w + 0.07, 1),
                          "score": rng.uniform(3, 8), "head_to_head": rng.uniform(0.3, 0.7)})
     evaluation = pd.DataFrame(rows)
     curves = {}
     for arm in ("full", "lossdiff_irm", "tif"):
         log = []
         for step in range(1, 41):
-            log.append({"step": step, "loss": 0.69 * np.exp(-step / 30), "rewards/margins": step / 20})
+            log.append({"step": step, "loss": 0.69 * np.exp(-step / 30),
+                        "rewards/margins": step / 20})
             if step % 10 == 0:
-                log.append({"step": step, "eval_loss": 0.7 * np.exp(-step / 50), "eval_rewards/margins": step / 30})
+                log.append({"step": step, "eval_loss": 0.7 * np.exp(-step / 50),
+                            "eval_rewards/margins": step / 30})
         curves[arm] = log
     curves["no_eval"] = [{"step": 1, "loss": 0.7}, {"step": 2}]
     return dict(scores=scores, selections=sel, evaluation=evaluation, curves=curves,
@@ -87,7 +91,8 @@ def test_self_contained(full_report, minimal_report):
     for path in (full_report, minimal_report):
         text = path.read_text(encoding="utf-8")
         assert "http://" not in text and "https://" not in text
-        assert not re.search(r'(src|href)="(?!data:)', text), "every src/href must be an embedded data: URI"
+        assert not re.search(r'(src|href)="(?!data:)',
+                             text), "every src/href must be an embedded data: URI"
 
 
 def test_figures_on_disk(full_report):
@@ -125,9 +130,11 @@ def test_selection_shape_checked(tmp_path):
 
 def _chromium(*args, timeout=60):
     with tempfile.TemporaryDirectory() as profile:
-        cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+               "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--virtual-time-budget=5000", *args]
+               "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+               "--virtual-time-budget=5000", *args]
         env = {**os.environ, "HOME": profile}
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
@@ -137,8 +144,10 @@ def _chromium(*args, timeout=60):
 def test_browser_loads_every_image(which, request):
     path = request.getfixturevalue(which)
     proc = _chromium("--dump-dom", path.resolve().as_uri())
-    m = re.search(r'id="render-check"[^>]*data-loaded="(-?\d+)"[^>]*data-total="(-?\d+)"', proc.stdout)
-    assert m, f"render-check missing from the dumped DOM (rc={proc.returncode}): {proc.stderr[-2000:]}"
+    m = re.search(r'id="render-check"[^>]*data-loaded="(-?\d+)"[^>]*data-total="(-?\d+)"',
+                  proc.stdout)
+    assert m, (f"render-check missing from the dumped DOM (rc={proc.returncode}): "
+               f"{proc.stderr[-2000:]}")
     loaded, total = int(m.group(1)), int(m.group(2))
     assert total == _img_count(path.read_text(encoding="utf-8")) > 0
     assert loaded == total
@@ -166,14 +175,16 @@ def test_the_lab_section_says_how_much_the_ratings_leak(tmp_path):
     from prefsift.eval.truth import rating_leak_share
 
     df = pd.DataFrame({"id": [f"p{i}" for i in range(7)], "valid": [True] * 4 + [False, True, True],
-                       "reason": [""] * 4 + ["too_long", "", ""], "irm": [0.1, 0.2, -0.3, 0.4, np.nan, 0.5, 0.6],
-                       "pair_type": ["clean", "flipped", "flipped", "clean", "flipped", "clean", "near_tie"],
+                       "reason": [""] * 4 + ["too_long", "", ""],
+                       "irm": [0.1, 0.2, -0.3, 0.4, np.nan, 0.5, 0.6], "pair_type": ["clean",
+            "flipped", "flipped", "clean", "flipped", "clean", "near_tie"],
                        "label_correct": [True, False, False, True, False, False, False],
                        "score_gap": [0.3, -0.2, 0.4, 0.1, -0.5, np.nan, -0.1]})
     assert rating_leak_share(df) == (pytest.approx(2 / 3), 3)
     sel = {"full": df["valid"].to_numpy()}
     text = write_report(tmp_path, df, sel).read_text(encoding="utf-8")
-    assert "on the 3 wrong labels the rating gap points to the truth for 66.7 %" in text and "a leak:" in text
+    assert ("on the 3 wrong labels the rating gap points to the truth for 66.7 %" in text
+            and "a leak:" in text)
     honest = df.assign(score_gap=df["score_gap"].abs())
     assert rating_leak_share(honest) == (0.0, 3)
     assert rating_leak_share(df.drop(columns=["score_gap"])) is None

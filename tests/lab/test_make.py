@@ -139,7 +139,8 @@ def test_tokenizer_prompt_response_prefix_property_like_trl():
         prompt_ids = _tokenize(tok, prompt)["input_ids"]
         full_ids = _tokenize(tok, prompt + response + tok.eos_token)["input_ids"]
         assert common_prefix_length(prompt_ids, full_ids) == len(prompt_ids)
-        assert full_ids[len(prompt_ids):] == [vocab[w] for w in response.split()] + [tok.eos_token_id]
+        assert (full_ids[len(prompt_ids):]
+                == [vocab[w] for w in response.split()] + [tok.eos_token_id])
 
 
 def test_tokenizer_save_load_round_trip(tmp_path):
@@ -149,7 +150,8 @@ def test_tokenizer_save_load_round_trip(tmp_path):
     tok.save_pretrained(tmp_path)
     again = AutoTokenizer.from_pretrained(tmp_path)
     assert again.get_vocab() == tok.get_vocab()
-    assert (again.pad_token_id, again.bos_token_id, again.eos_token_id, again.unk_token_id) == (0, 1, 2, 3)
+    assert ((again.pad_token_id, again.bos_token_id, again.eos_token_id, again.unk_token_id)
+            == (0, 1, 2, 3))
     texts = ["copy : 1 2 3 = 1 2 3<eos>", "sort : 9 9 0 =", "increment : 4 ="]
     assert again(texts)["input_ids"] == tok(texts)["input_ids"]
 
@@ -163,7 +165,8 @@ def test_sft_batch_masks_prompt_hand_example():
     batch = sft_batch(tok, ["copy : 1 2 3 =", "sort : 2 1 0 9 ="], [" 1 2 3", " 0 1 2 9"])
     ids0 = [1, v["copy"], v[":"], v["1"], v["2"], v["3"], v["="], v["1"], v["2"], v["3"], 2]
     assert batch["input_ids"][0, : len(ids0)].tolist() == ids0
-    assert batch["input_ids"][0, len(ids0):].tolist() == [0] * (batch["input_ids"].shape[1] - len(ids0))
+    assert (batch["input_ids"][0, len(ids0):].tolist()
+            == [0] * (batch["input_ids"].shape[1] - len(ids0)))
     assert batch["labels"][0].tolist()[: len(ids0)] == [-100] * 7 + [v["1"], v["2"], v["3"], 2]
     assert (batch["labels"][0, len(ids0):] == -100).all()
     assert batch["attention_mask"].sum(1).tolist() == [11, 13]
@@ -188,9 +191,11 @@ def test_sampling_is_seeded_and_never_empty():
 
 def test_type_counts_exact_by_hand():
     props = LabConfig().proportions()
-    assert type_counts(120, props) == {"clean": 72, "flipped": 12, "near_tie": 12, "near_duplicate": 12, "easy": 12}
+    assert (type_counts(120, props)
+            == {"clean": 72, "flipped": 12, "near_tie": 12, "near_duplicate": 12, "easy": 12})
     # 7 pairs: exact shares 4.2, 0.7 x 4 -> floors 4, 0, 0, 0, 0; three largest remainders get +1
-    assert type_counts(7, props) == {"clean": 4, "flipped": 1, "near_tie": 1, "near_duplicate": 1, "easy": 0}
+    assert (type_counts(7, props)
+            == {"clean": 4, "flipped": 1, "near_tie": 1, "near_duplicate": 1, "easy": 0})
 
 
 def test_small_lab_files_and_proportions(small_lab):
@@ -202,15 +207,18 @@ def test_small_lab_files_and_proportions(small_lab):
     counts = {t: sum(r["pair_type"] == t for r in train) for t in PAIR_TYPES}
     assert counts == {"clean": 72, "flipped": 12, "near_tie": 12, "near_duplicate": 12, "easy": 12}
     assert summary["splits"]["train"]["by_type"] == counts
-    # Default validation (careful): the training mix (flips built as clean pairs), every label the oracle's.
+    # Default validation (careful): the training mix (flips built as clean pairs), every label the
+    # oracle's.
     assert {t: sum(r["pair_type"] == t for r in val) for t in PAIR_TYPES} == {
-        "clean": 28, "flipped": 0, "near_tie": 4, "near_duplicate": 4, "easy": 4}  # 40 × (0.7, 0, 0.1 × 3)
+        # 40 × (0.7, 0, 0.1 × 3)
+        "clean": 28, "flipped": 0, "near_tie": 4, "near_duplicate": 4, "easy": 4}
     assert all(r["label_correct"] for r in val)
     # The ratings are the labeller's: none points against its label; the summary says so.
     assert all(r["score_chosen"] >= r["score_rejected"] for r in train + val)
     leak = summary["splits"]["train"]["ratings"]
     assert leak["wrong_labels"] == sum(not r["label_correct"] for r in train) > 0
-    assert leak["wrong_gap_points_to_truth"] == 0.0 and "points to the truth for 0.0 %" in format_summary(summary)
+    assert (leak["wrong_gap_points_to_truth"] == 0.0
+            and "points to the truth for 0.0 %" in format_summary(summary))
     assert len({r["id"] for r in train + val}) == 160
     assert train[5]["id"] == "lab-train-000005" and test[0]["id"] == "lab-test-000000"
     text = format_summary(summary)
@@ -255,7 +263,8 @@ def test_test_prompts_held_out(small_lab):
     assert len(prompts) == len(test)
     assert not prompts & (train | val) and not train & val
     for r in test:
-        assert oracle_reward(r["prompt"], r["reference"]) == 1.0 and r["task"] == r["prompt"].split()[0]
+        assert (oracle_reward(r["prompt"], r["reference"]) == 1.0
+                and r["task"] == r["prompt"].split()[0])
 
 
 def test_sft_model_loads_with_auto_classes(small_lab):
@@ -341,24 +350,25 @@ def test_rater_noise_solves_the_agreement_in_closed_form():
     from prefsift.lab.pairs import rater_noise_for
 
     # one gap g: P(g + e1 - e2 > 0) = Φ(g / (σ√2)) = a  ⇒  σ = g / (√2 Φ⁻¹(a))
-    assert rater_noise_for([0.3, -0.3, 0.0], 0.85) == pytest.approx(0.3 / (2 ** 0.5 * norm.ppf(0.85)), rel=1e-9)
+    assert (rater_noise_for([0.3, -0.3, 0.0], 0.85)
+            == pytest.approx(0.3 / (2 ** 0.5 * norm.ppf(0.85)), rel=1e-9))
 
 
 def test_labels_from_ratings_are_the_raters_errors():
     from prefsift.lab.pairs import PairConfig, build_pairs
 
     prompts, samples = _prompts_and_samples(3000, 5)
-    rows = build_pairs(prompts, samples, LabConfig().proportions(), PairConfig(labels_from_ratings=True),
-                       seed=5, split="train")
+    rows = build_pairs(prompts, samples, LabConfig().proportions(),
+                       PairConfig(labels_from_ratings=True), seed=5, split="train")
     assert all(r["score_chosen"] >= r["score_rejected"] for r in rows)  # chosen = the higher rated
     assert not any(r["pair_type"] == "flipped" for r in rows)
     non_tied = [r for r in rows if r["oracle_chosen"] != r["oracle_rejected"]]
     agree = sum(r["oracle_chosen"] > r["oracle_rejected"] for r in non_tied) / len(non_tied)
     assert agree == pytest.approx(0.85, abs=0.02)  # binomial sd at n≈2,900 is 0.007
-    # The injected-flip lab's files are unchanged by the new mode's existence: a wrong label there is
-    # either a deliberate flip or a Bradley–Terry draw, never the rating.
-    plain = build_pairs(prompts[:300], samples[:300], LabConfig().proportions(), PairConfig(ratings="independent"),
-                        seed=5, split="train")
+    # The injected-flip lab's files are unchanged by the new mode's existence: a wrong label there
+    # is either a deliberate flip or a Bradley–Terry draw, never the rating.
+    plain = build_pairs(prompts[:300], samples[:300], LabConfig().proportions(),
+                        PairConfig(ratings="independent"), seed=5, split="train")
     assert any(r["score_chosen"] < r["score_rejected"] for r in plain)
 
 
@@ -371,22 +381,26 @@ def test_a_length_biased_rater_labels_its_share_by_length_and_nothing_else_chang
     assert all("biased" not in r for r in plain)  # a lab without the bias is as it was
     rows = build_pairs(prompts, samples, props, PairConfig(rater_bias=0.4), seed=5, split="train")
     assert not any(r["pair_type"] == "flipped" for r in rows)
-    length = lambda r, side: len(r[side].split())  # noqa: E731  (a lab response: words after a space each)
+    # a lab response: words after a space each
+    length = lambda r, side: len(r[side].split())  # noqa: E731
     differ = [r for r in rows if length(r, "chosen") != length(r, "rejected")]
     by_bias = [r for r in differ if r["biased"]]
     assert not any(r["biased"] for r in rows if r not in differ)  # only where the lengths differ
-    # Its share of those pairs, drawn independently per pair: binomial sd at n ≈ 1,000 is about 0.015.
+    # Its share of those pairs, drawn independently per pair: binomial sd at n ≈ 1,000 is about
+    # 0.015.
     assert len(by_bias) / len(differ) == pytest.approx(0.4, abs=0.05)
-    assert all(length(r, "chosen") > length(r, "rejected") for r in by_bias)  # the longer one, right or wrong
+    # the longer one, right or wrong
+    assert all(length(r, "chosen") > length(r, "rejected") for r in by_bias)
     # A biased label is wrong exactly where the longer answer is the worse one.
     assert all(r["label_correct"] == (r["oracle_chosen"] >= r["oracle_rejected"]) for r in rows)
     assert any(not r["label_correct"] for r in by_bias) and any(r["label_correct"] for r in by_bias)
-    # The same rater rates: where it labelled by length, it rated its chosen answer at least as high, so
-    # a rating gap never shows a wrong biased label, even with `ratings: independent`, where the unbiased
-    # pairs keep ratings that can disagree with their label.
-    assert all(r["score_chosen"] >= r["score_rejected"] for r in rows)  # the default: the rater's ratings
-    ind = build_pairs(prompts, samples, props, PairConfig(rater_bias=0.4, ratings="independent"), seed=5,
-                      split="train")
+    # The same rater rates: where it labelled by length, it rated its chosen answer at least as
+    # high, so a rating gap never shows a wrong biased label, even with `ratings: independent`,
+    # where the unbiased pairs keep ratings that can disagree with their label.
+    # the default: the rater's ratings
+    assert all(r["score_chosen"] >= r["score_rejected"] for r in rows)
+    ind = build_pairs(prompts, samples, props, PairConfig(rater_bias=0.4, ratings="independent"),
+                      seed=5, split="train")
     assert all(r["score_chosen"] >= r["score_rejected"] for r in ind if r["biased"])
     assert any(r["score_chosen"] < r["score_rejected"] for r in ind if not r["biased"])
 
@@ -398,7 +412,8 @@ def test_the_rater_who_labelled_gives_the_ratings_in_every_testbed(testbed):
     label is the argmax of its own ratings (as in UltraFeedback-binarized), so the rating gap agrees
     with the label on every pair, 100 %, whatever its noise. `ratings: independent` (the lab before)
     gives the same prompts, answers and labels draw for draw, with each answer's own rating: there a
-    wrong label's gap points to the truth with probability Φ(gap / (σ√2)) per pair, σ the rater's noise."""
+    wrong label's gap points to the truth with probability Φ(gap / (σ√2)) per pair, σ the rater's
+    noise."""
     from scipy.stats import norm
 
     from prefsift.lab.pairs import PairConfig, build_pairs
@@ -408,21 +423,27 @@ def test_the_rater_who_labelled_gives_the_ratings_in_every_testbed(testbed):
     props = LabConfig(**{k: v for k, v in testbed.items() if k.startswith("frac_")}).proportions()
     extra = {k: v for k, v in testbed.items() if not k.startswith("frac_")}
     rows = build_pairs(prompts, samples, props, PairConfig(**extra), seed=7, split="train")
-    ind = build_pairs(prompts, samples, props, PairConfig(**extra, ratings="independent"), seed=7, split="train")
+    ind = build_pairs(prompts, samples, props, PairConfig(**extra, ratings="independent"), seed=7,
+                      split="train")
     wrong = [r for r in rows if not r["label_correct"]]
     assert len(wrong) > 50  # every testbed has wrong labels to hide
     assert all(r["score_chosen"] >= r["score_rejected"] for r in rows)
     assert rating_leak(rows)["wrong_gap_points_to_truth"] == 0.0
-    same = ("id", "prompt", "chosen", "rejected", "label_correct", "oracle_chosen", "oracle_rejected", "pair_type")
+    same = ("id", "prompt", "chosen", "rejected", "label_correct", "oracle_chosen",
+            "oracle_rejected", "pair_type")
     assert [[r[k] for k in same] for r in rows] == [[r[k] for k in same] for r in ind]
     # only the order of the two ratings differs
-    assert all(sorted((a["score_chosen"], a["score_rejected"])) == sorted((b["score_chosen"], b["score_rejected"]))
-               for a, b in zip(rows, ind))
-    if testbed.get("frac_flipped"):  # the leak the rater's ratings remove: Φ(gap / (σ√2)) on each flip
+    assert all(sorted((a["score_chosen"], a["score_rejected"]))
+               == sorted((b["score_chosen"], b["score_rejected"])) for a, b in zip(rows, ind))
+    # the leak the rater's ratings remove: Φ(gap / (σ√2)) on each flip
+    if testbed.get("frac_flipped"):
         flips = [r for r in ind if r["pair_type"] == "flipped"]
-        expected = np.mean([norm.cdf((r["oracle_rejected"] - r["oracle_chosen"]) / (0.1 * 2 ** 0.5)) for r in flips])
+        expected = np.mean([norm.cdf((r["oracle_rejected"] - r["oracle_chosen"]) / (0.1 * 2 ** 0.5))
+                            for r in flips])
         seen = np.mean([r["score_chosen"] < r["score_rejected"] for r in flips])
-        assert expected > 0.9 and seen == pytest.approx(expected, abs=4 * (expected * (1 - expected) / len(flips)) ** 0.5)
+        assert (expected > 0.9
+                and seen == pytest.approx(expected,
+                                          abs=4 * (expected * (1 - expected) / len(flips)) ** 0.5))
         leak = rating_leak(ind)
         wrong_ind = [r for r in ind if not r["label_correct"]]
         assert leak["wrong_gap_points_to_truth"] == pytest.approx(
@@ -435,8 +456,8 @@ def test_a_careful_validation_set_has_the_training_mix_and_only_right_labels():
     prompts, samples = _prompts_and_samples(400, 5)
     props = LabConfig().proportions()
     careful = {**props, "clean": props["clean"] + props["flipped"], "flipped": 0.0}
-    rows = build_pairs(prompts, samples, careful, PairConfig(rater_bias=0.5), seed=5, split="validation",
-                       oracle_labels=True)
+    rows = build_pairs(prompts, samples, careful, PairConfig(rater_bias=0.5), seed=5,
+                       split="validation", oracle_labels=True)
     want = type_counts(400, careful)
     assert {t: sum(r["pair_type"] == t for r in rows) for t in PAIR_TYPES} == want
     assert all(r["label_correct"] for r in rows) and all("biased" not in r for r in rows)

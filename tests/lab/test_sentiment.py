@@ -9,8 +9,8 @@ def test_pairs_take_the_most_and_least_positive_answers_and_flag_ties():
     prompts = ["p1", "p2", "p3"]
     answers = [["fine", "awful", "wonderful", "ok"], ["a", "b", "c", "d"], ["x", "x", "y", "z"]]
     ratings = [[0.2, -0.6, 0.9, 0.1], [0.30, 0.31, 0.29, 0.30], [0.5, 0.5, -0.2, 0.1]]
-    rows = build_sentiment_pairs(prompts, answers, ratings, split="t", flip_rate=0.0, tie_max_gap=0.1,
-                                 rater_noise=0.0, seed=0)
+    rows = build_sentiment_pairs(prompts, answers, ratings, split="t", flip_rate=0.0,
+                                 tie_max_gap=0.1, rater_noise=0.0, seed=0)
     assert [r["pair_type"] for r in rows] == ["clean", "near_tie", "clean"]
     assert rows[0]["chosen"] == [{"role": "assistant", "content": "wonderful"}]
     assert rows[0]["rejected"] == [{"role": "assistant", "content": "awful"}]
@@ -23,7 +23,8 @@ def test_pairs_take_the_most_and_least_positive_answers_and_flag_ties():
 
 
 def test_prompts_without_two_different_answers_give_no_pair():
-    rows = build_sentiment_pairs(["a", "b", "c", "d"], [["", "", "bad"], ["same", "same", ""], ["", ""], ["x", "", "y"]],
+    rows = build_sentiment_pairs(["a", "b", "c", "d"],
+                                 [["", "", "bad"], ["same", "same", ""], ["", ""], ["x", "", "y"]],
                                  [[0.9, 0.8, -0.5], [0.1, 0.2, 0.9], [0.0, 0.0], [0.5, 0.9, -0.5]],
                                  split="t", flip_rate=0.0, tie_max_gap=0.1, rater_noise=0.0, seed=0)
     assert [r["prompt"][0]["content"] for r in rows] == ["d"]
@@ -32,8 +33,9 @@ def test_prompts_without_two_different_answers_give_no_pair():
 
 def test_flips_swap_labels_at_the_rate_asked():
     n = 2000
-    rows = build_sentiment_pairs([f"p{i}" for i in range(n)], [["good", "bad"]] * n, [[0.8, -0.8]] * n,
-                                 split="t", flip_rate=0.25, tie_max_gap=0.1, rater_noise=0.1, seed=1)
+    rows = build_sentiment_pairs([f"p{i}" for i in range(n)], [["good", "bad"]] * n,
+                                 [[0.8, -0.8]] * n, split="t", flip_rate=0.25, tie_max_gap=0.1,
+                                 rater_noise=0.1, seed=1)
     flipped = [r for r in rows if r["pair_type"] == "flipped"]
     assert abs(len(flipped) / n - 0.25) < 0.03
     assert all(not r["label_correct"] and r["chosen"][0]["content"] == "bad" for r in flipped)

@@ -5,8 +5,17 @@ import importlib.util
 import pytest
 import torch
 
-from prefsift.models.loading import (TINY_PRESETS, LoraSettings, ModelSourceError, add_lora, build_tiny_model, load_model,
-                             load_tokenizer, smollm2_folder, smollm2_gguf_path)
+from prefsift.models.loading import (
+    TINY_PRESETS,
+    LoraSettings,
+    ModelSourceError,
+    add_lora,
+    build_tiny_model,
+    load_model,
+    load_tokenizer,
+    smollm2_folder,
+    smollm2_gguf_path,
+)
 
 
 def test_tiny_presets_are_seeded_and_distinct():
@@ -69,9 +78,11 @@ def test_smollm2_loads_offline_from_the_packaged_file(tmp_path, monkeypatch):
 
     # Independent path: transformers' own GGUF loader on the packaged file.
     gguf = smollm2_gguf_path()
-    direct = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    direct = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                  dtype=torch.float32)
     msgs = [{"role": "user", "content": "What is the capital of France?"}]
-    ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt",
+                                  return_dict=True)
     with torch.no_grad():
         assert torch.equal(model(**ids).logits, direct(**ids).logits)
         out = model.generate(**ids, max_new_tokens=12, do_sample=False)
@@ -91,6 +102,7 @@ def test_a_saved_lab_model_reads_its_prompts_as_the_lab_does(preset, tmp_path):
     save_sft(build_lab_model(tok, preset, 0), tok, tmp_path)
     prompts = ["sort : 0 4 8 7 6 4 =", "increment : 9 4 8 =", "reverse : 1 2 =", "copy : 6 5 ="]
     expected = [tok(p).input_ids for p in prompts]
-    assert all(ids[1] == tok.convert_tokens_to_ids(p.split()[0]) for ids, p in zip(expected, prompts))
+    assert all(ids[1] == tok.convert_tokens_to_ids(p.split()[0])
+               for ids, p in zip(expected, prompts))
     assert [load_tokenizer(str(tmp_path))(p).input_ids for p in prompts] == expected
     assert [load_sft(tmp_path)[1](p).input_ids for p in prompts] == expected

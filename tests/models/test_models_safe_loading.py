@@ -1,10 +1,10 @@
-"""Model folders load from safetensors only: a pickle checkpoint is refused with the way to convert it."""
+"""Model folders load from safetensors only: a pickle checkpoint is refused with the way to convert
+it."""
 
 import pytest
 
 from prefsift.cli import main
 from prefsift.models.loading import ModelSourceError, load_model, resolve_model_path
-
 from tests.tiny import tiny_model
 
 
@@ -14,7 +14,8 @@ def pickle_folder(tmp_path):
 
     folder = tmp_path / "pickled"
     model = tiny_model(40, seed=0)
-    model.config.save_pretrained(folder)  # transformers 5 saves safetensors only; write the pickle by hand
+    # transformers 5 saves safetensors only; write the pickle by hand
+    model.config.save_pretrained(folder)
     torch.save(model.state_dict(), folder / "pytorch_model.bin")
     assert (folder / "pytorch_model.bin").exists() and not list(folder.glob("*.safetensors"))
     return folder
@@ -46,4 +47,5 @@ def test_the_same_weights_as_safetensors_load(pickle_folder, tmp_path):
     model = tiny_model(40, seed=0)
     model.save_pretrained(tmp_path / "safe", safe_serialization=True)
     loaded = load_model(tmp_path / "safe")
-    assert all((a == b).all() for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    assert all((a == b).all() for a, b in zip(model.state_dict().values(),
+                                              loaded.state_dict().values()))

@@ -23,14 +23,16 @@ def test_placement_is_spelled_once_for_warmup_score_and_run():
     assert set(shared) == {"device", "dtype", "shard"}
     for cls in (RunConfig, ScoreConfig, WarmupConfig):
         mine = {f.name: f for f in fields(cls) if f.name in shared}
-        assert {n: f.metadata for n, f in mine.items()} == {n: f.metadata for n, f in shared.items()}
+        assert ({n: f.metadata for n, f in mine.items()}
+                == {n: f.metadata for n, f in shared.items()})
 
 
 def test_the_scores_stage_config_is_the_runs_settings_and_its_scores_section():
     cfg = RunConfig(objective="ipo", beta=0.3, keep=0.5, device="cpu", dtype="fp32",
                     arms=["full", "random"], scores={"scores": "irm,lossdiff", "val_lr": 0.01})
     got = cfg.score_config("theta", "ref", "train.jsonl", "val.jsonl", out="o")
-    by_hand = dict(policy="theta", reference="ref", train="train.jsonl", validation="val.jsonl", out="o",
+    by_hand = dict(policy="theta", reference="ref", train="train.jsonl", validation="val.jsonl",
+                   out="o",
                    objective="ipo", beta=0.3, keep=0.5, device="cpu", dtype="fp32", shard="ddp")
     for name, value in by_hand.items():
         assert getattr(got, name) == value, name

@@ -7,14 +7,13 @@ import numpy as np
 import pandas as pd
 
 from prefsift.pipeline import RunConfig, run_pipeline
-
 from tests.tiny import QUIET, TINY_RUN
 
 RM_RL = {**TINY_RUN, "route": "rm_rl", "arms": ["full", "lossdiff_irm"],
          "warmup": {"epochs": 1, "learning_rate": 1e-3, "batch_size": 16},
          "final": {"epochs": 1, "learning_rate": 1e-3, "batch_size": 16},
-         "rl": {"prompts_per_step": 8, "num_generations": 2, "max_completion_length": 8, "learning_rate": 1e-4,
-                "beta": 0.04}}
+         "rl": {"prompts_per_step": 8, "num_generations": 2, "max_completion_length": 8,
+                "learning_rate": 1e-4, "beta": 0.04}}
 
 
 import pytest

@@ -27,7 +27,8 @@ def test_rows_swaps_weights_and_key(tmp_path):
     assert got[1][1:3] == ("bad 1", "good 1") and got[0][1:3] == ("good 0", "bad 0")
     assert [g[3] for g in got] == [0.5, 1.0, 0.25]
     _, key_no_flip = treated_records(pairs, mask, ArmData(mask=mask, weight=weight), ids)
-    _, key_other_weight = treated_records(pairs, mask, ArmData(mask=mask, flip=flip, weight=weight * 2), ids)
+    _, key_other_weight = treated_records(pairs, mask,
+                                          ArmData(mask=mask, flip=flip, weight=weight * 2), ids)
     assert len({key, key_no_flip, key_other_weight}) == 3
 
 
@@ -38,7 +39,8 @@ def test_an_ordered_arm_trains_in_ascending_order_ties_in_file_order(tmp_path):
     pairs = prefsift.load_pairs(str(path))
     mask = np.array([True, True, True, False, True])
     order = np.array([0.7, 0.2, 0.7, 0.0, 0.1])
-    records, key = treated_records(pairs, mask, ArmData(mask=mask, order=order), ["a", "b", "c", "e"])
+    records, key = treated_records(pairs, mask, ArmData(mask=mask, order=order),
+                                   ["a", "b", "c", "e"])
     assert [r["prompt"] for r in records] == ["q4", "q1", "q0", "q2"]
     _, unordered = treated_records(pairs, mask, ArmData(mask=mask), ["a", "b", "c", "e"])
     assert key != unordered
@@ -50,13 +52,16 @@ def test_an_ordered_arm_is_shuffled_only_within_blocks_by_its_seed(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     pairs = prefsift.load_pairs(str(path))
     mask = np.ones(12, dtype=bool)
-    order = np.array([11, 3, 7, 0, 5, 9, 1, 10, 2, 8, 4, 6], dtype=float)  # pair i is the order[i]-th easiest
+    # pair i is the order[i]-th easiest
+    order = np.array([11, 3, 7, 0, 5, 9, 1, 10, 2, 8, 4, 6], dtype=float)
     ids = [f"i{i}" for i in range(12)]
     got = {}
     for seed in (0, 1):
-        records, _ = treated_records(pairs, mask, ArmData(mask=mask, order=order), ids, seed=seed, block=4)
+        records, _ = treated_records(pairs, mask, ArmData(mask=mask, order=order), ids, seed=seed,
+                                     block=4)
         rank = [int(order[int(r["prompt"][1:])]) for r in records]
         # block by block: the 4 easiest first, then the next 4, then the hardest 4
-        assert [sorted(rank[b:b + 4]) for b in (0, 4, 8)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+        assert ([sorted(rank[b:b + 4]) for b in (0, 4, 8)]
+                == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]])
         got[seed] = rank
     assert got[0] != got[1]

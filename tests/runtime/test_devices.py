@@ -7,12 +7,12 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from prefsift.runtime.devices import accumulation_dtype, resolve_device, resolve_dtype
 from prefsift.core.errors import ConfigError
-
+from prefsift.runtime.devices import accumulation_dtype, resolve_device, resolve_dtype
 from tests.tiny import llama
 
-no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the errors of a machine without CUDA")
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(),
+                             reason="checks the errors of a machine without CUDA")
 
 
 @no_cuda
@@ -21,7 +21,8 @@ def test_a_cuda_device_on_a_machine_without_one_is_a_clear_error():
         with pytest.raises(ConfigError, match="no CUDA device") as e:
             resolve_device(spec)
         assert e.value.key == "device"
-    assert resolve_device("auto") == torch.device("cpu") and resolve_dtype("auto", torch.device("cpu")) == "fp32"
+    assert (resolve_device("auto") == torch.device("cpu")
+            and resolve_dtype("auto", torch.device("cpu")) == "fp32")
     with pytest.raises(ConfigError, match="needs a CUDA device"):
         resolve_dtype("fp16", torch.device("cpu"))
     with pytest.raises(ConfigError, match="must be auto, cpu, cuda or cuda:N"):
@@ -49,36 +50,44 @@ def test_bf16_log_probs_are_summed_in_fp32():
         want = logp[start - 1:].sum().item()
         # bf16 addition over ~50 tokens of about -4.6 each would be off by up to about a nat
         assert abs(got.item() - want) < 1e-3 * abs(want), (got.item(), want)
-    assert accumulation_dtype(torch.bfloat16) == torch.float32 and accumulation_dtype(torch.float64) == torch.float64
+    assert (accumulation_dtype(torch.bfloat16) == torch.float32
+            and accumulation_dtype(torch.float64) == torch.float64)
 
 
 def test_a_bf16_training_stage_keeps_fp32_master_weights(tmp_path):
-    """θ_val-like stage: SGD with a step far below bf16's resolution still moves the fp32 weights that
-    the stage saves, and the model handed back is bf16 again (for bf16 scoring)."""
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+    """θ_val-like stage: SGD with a step far below bf16's resolution still moves the fp32 weights
+    that the stage saves, and the model handed back is bf16 again (for bf16 scoring)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     from prefsift.models.objectives import PairwiseObjective
     from prefsift.train import StageSettings, TrainingStage
 
     words = [f"w{i}" for i in range(90)]
-    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(["<pad>", "<s>", "</s>"] + words)}, unk_token="<pad>"))
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(["<pad>", "<s>", "</s>"] + words)},
+                                    unk_token="<pad>"))
     tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<s>",
+                                  eos_token="</s>")
     policy = _tiny_lm(torch.bfloat16)
     rng = np.random.default_rng(0)
-    recs = [{"prompt": " ".join(rng.choice(words, 5)), "chosen": " " + " ".join(rng.choice(words, 4)),
+    recs = [{"prompt": " ".join(rng.choice(words, 5)),
+             "chosen": " " + " ".join(rng.choice(words, 4)),
              "rejected": " " + " ".join(rng.choice(words, 4))} for _ in range(16)]
     theta_val, info = TrainingStage(policy, policy, tok, recs, PairwiseObjective("dpo", 0.1),
-                                  StageSettings(epochs=1, learning_rate=1e-4, batch_size=8, optimizer="sgd"),
-                                  tmp_path / "stage", start_key="bf16-start", data_key="d", name="theta_val").run()
+                                  StageSettings(epochs=1, learning_rate=1e-4, batch_size=8,
+                                                optimizer="sgd"),
+                                  tmp_path / "stage", start_key="bf16-start", data_key="d",
+                                  name="theta_val").run()
     assert next(theta_val.parameters()).dtype == torch.bfloat16
     saved = AutoModelForCausalLM.from_pretrained(tmp_path / "stage" / "model", dtype=torch.float32)
     start = {n: p.float() for n, p in policy.named_parameters()}
-    moved = {n: (p - start[n]).abs().max().item() for n, p in saved.named_parameters() if n in start}
+    moved = {n: (p - start[n]).abs().max().item() for n, p in saved.named_parameters()
+             if n in start}
     assert max(moved.values()) > 0, "no weight moved"
-    # Many weights moved by less than a quarter of a bf16 step at their own value: in bf16 weights any
-    # change is at least half a step (a representable neighbour), so only fp32 masters can hold these.
+    # Many weights moved by less than a quarter of a bf16 step at their own value: in bf16 weights
+    # any change is at least half a step (a representable neighbour), so only fp32 masters can hold
+    # these.
     tiny = 0
     for n, p in saved.named_parameters():
         if n not in start:
@@ -92,7 +101,6 @@ def test_a_bf16_training_stage_keeps_fp32_master_weights(tmp_path):
 def test_bf16_scores_track_fp32_scores(tmp_path):
     """IRM and IF of a bf16 model against the same model in fp32, on the same pairs: close, and in
     the same order (this is a sanity bound; the measured table is in benchmarks/README.md)."""
-    from prefsift.data import load_pairs
     from prefsift.data.tokenization import TokenizedPair
     from prefsift.models.objectives import PairwiseObjective
     from prefsift.scoring.influence import InfluenceSettings, compute_influence
@@ -111,14 +119,15 @@ def test_bf16_scores_track_fp32_scores(tmp_path):
     obj = PairwiseObjective("dpo", 0.5)
     out = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        ref, pol = ref32.to(dtype) if dtype != torch.float32 else ref32, pol32.to(dtype) if dtype != torch.float32 else pol32
+        ref, pol = (ref32.to(dtype) if dtype != torch.float32 else ref32,
+                    pol32.to(dtype) if dtype != torch.float32 else pol32)
         r = compute_pair_logps(ref, pairs, 0, LogprobSettings(), progress=False)
         p = compute_pair_logps(pol, pairs, 0, LogprobSettings(), progress=False)
-        irm = obj.margin(torch.as_tensor(p.chosen), torch.as_tensor(p.rejected), torch.as_tensor(r.chosen),
-                         torch.as_tensor(r.rejected)).numpy()
+        irm = obj.margin(torch.as_tensor(p.chosen), torch.as_tensor(p.rejected),
+                         torch.as_tensor(r.chosen), torch.as_tensor(r.rejected)).numpy()
         res = compute_influence(pol, pairs[:16], (r.chosen[:16], r.rejected[:16]), pairs[16:],
-                                (r.chosen[16:], r.rejected[16:]), obj, 0, InfluenceSettings(method="loop"),
-                                progress=False)
+                                (r.chosen[16:], r.rejected[16:]), obj, 0,
+                                InfluenceSettings(method="loop"), progress=False)
         out[name] = (np.asarray(p.chosen), irm, res.total)
         if dtype != torch.float32:
             ref32, pol32 = ref32.float(), pol32.float()
@@ -147,5 +156,7 @@ def test_the_gpu_check_skips_cleanly_without_cuda():
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and "no CUDA device here: skipped" in proc.stdout, proc.stderr[-2000:]
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert (proc.returncode == 0
+            and "no CUDA device here: skipped" in proc.stdout), proc.stderr[-2000:]

@@ -10,8 +10,12 @@ import pytest
 
 import prefsift
 from prefsift.core.errors import ConfigError
-from prefsift.scoring.careful import group_flip_rates, length_direction, one_way_rates, teacher_prompts
-
+from prefsift.scoring.careful import (
+    group_flip_rates,
+    length_direction,
+    one_way_rates,
+    teacher_prompts,
+)
 from tests.tiny import save_word_model, trl_margins
 
 WORDS = ["good", "bad", "answer", "yes", "no", "long", "w", "x", "p"]
@@ -19,12 +23,14 @@ WORDS = ["good", "bad", "answer", "yes", "no", "long", "w", "x", "p"]
 
 def _pairs(n, seed, prefix="Q"):
     rng = np.random.default_rng(seed)
-    return [{"prompt": f"{prefix}? {WORDS[i % 9]} {i}", "chosen": " " + " ".join(rng.choice(WORDS, 2)),
+    return [{"prompt": f"{prefix}? {WORDS[i % 9]} {i}",
+             "chosen": " " + " ".join(rng.choice(WORDS, 2)),
              "rejected": " " + " ".join(rng.choice(WORDS, 1 + i % 3))} for i in range(n)]
 
 
 def _cfg(holdout: float):
-    """What the split functions read of a run config: its scores (the teacher among them) and holdout."""
+    """What the split functions read of a run config: its scores (the teacher among them) and
+    holdout."""
     from types import SimpleNamespace
 
     return SimpleNamespace(calibration=SimpleNamespace(holdout=holdout),
@@ -36,7 +42,8 @@ def _write(path, records):
     return str(path)
 
 
-def test_the_teacher_is_dpo_from_the_reference_on_the_last_share_of_the_validation_prompts(word_tokenizer, tmp_path):
+def test_the_teacher_is_dpo_from_the_reference_on_the_last_share_of_the_validation_prompts(
+        word_tokenizer, tmp_path):
     from transformers import AutoModelForCausalLM
 
     from prefsift.models.objectives import PairwiseObjective
@@ -50,17 +57,19 @@ def test_the_teacher_is_dpo_from_the_reference_on_the_last_share_of_the_validati
     settings = dict(scores="irm,teacher", teacher_share=0.5, teacher_epochs=2.0, warmup_lr=5e-2,
                     warmup_batch_size=2)
     table = prefsift.score(str(theta), str(ref), _write(tmp_path / "t.jsonl", train),
-                           validation=_write(tmp_path / "v.jsonl", val), out=str(tmp_path / "s"), **settings)
+                           validation=_write(tmp_path / "v.jsonl", val), out=str(tmp_path / "s"),
+                           **settings)
     folder = tmp_path / "s" / "teacher"
     info = json.loads((folder / "stage.json").read_text())
     assert info["steps"] == 4  # the last 4 of 8 prompts, 2 per step, 2 epochs
     teacher = AutoModelForCausalLM.from_pretrained(folder / "model")
     ref_model = AutoModelForCausalLM.from_pretrained(ref)
-    np.testing.assert_allclose(table["teacher"].to_numpy(), trl_margins(teacher, ref_model, tok, train),
-                               atol=1e-4, rtol=0)
+    np.testing.assert_allclose(table["teacher"].to_numpy(),
+                               trl_margins(teacher, ref_model, tok, train), atol=1e-4, rtol=0)
     # θ_c by hand: DPO from π_ref (not θ) on validation pairs 4..7, in file order.
     by_hand, _ = TrainingStage(ref, ref_model, tok, val[4:], PairwiseObjective("dpo", 0.1),
-                             StageSettings(epochs=2.0, learning_rate=5e-2, batch_size=2), tmp_path / "by_hand",
+                             StageSettings(epochs=2.0, learning_rate=5e-2, batch_size=2),
+                             tmp_path / "by_hand",
                              start_key="r", data_key="d", name="by_hand", progress=False).run()
     for (name, a), b in zip(by_hand.named_parameters(), teacher.parameters()):
         assert np.allclose(a.detach().numpy(), b.detach().numpy(), atol=1e-6), name
@@ -88,10 +97,10 @@ def test_one_way_flip_rates_are_the_closed_form():
 
 
 def test_group_flip_rates_recover_a_simulated_length_biased_rater():
-    """Truth: the longer answer is better with probability 0.4; a rater labels a share b = 0.3 of the
-    pairs "the longer is better" whatever the truth. The flip rate among pairs labelled longer is then
-    (1 − p)·b / (p + (1 − p)·b) in closed form; the estimate from 4,000 careful and 20,000 training
-    pairs is within 4 standard errors of it, and the shorter group gets 0."""
+    """Truth: the longer answer is better with probability 0.4; a rater labels a share b = 0.3 of
+    the pairs "the longer is better" whatever the truth. The flip rate among pairs labelled longer
+    is then (1 − p)·b / (p + (1 − p)·b) in closed form; the estimate from 4,000 careful and 20,000
+    training pairs is within 4 standard errors of it, and the shorter group gets 0."""
     rng = np.random.default_rng(0)
     p, b = 0.4, 0.3
     longer_better = rng.random(20000) < p
@@ -111,8 +120,9 @@ def test_group_flip_rates_recover_a_simulated_length_biased_rater():
 
 
 def test_a_teacher_candidate_is_compared_on_the_pairs_the_teacher_did_not_train_on(tmp_path):
-    """The probes' values are over every validation pair; a candidate reading the teacher is compared
-    with all the data on the others only: here it wins on the teacher's pairs alone, so it is not chosen."""
+    """The probes' values are over every validation pair; a candidate reading the teacher is
+    compared with all the data on the others only: here it wins on the teacher's pairs alone, so it
+    is not chosen."""
     from prefsift.data import load_pairs
     from prefsift.pipeline.probes import unseen_by_teacher
     from prefsift.pipeline.recommend import choose
@@ -155,6 +165,7 @@ def test_a_holdout_splits_the_validation_pairs_between_the_scores_and_the_probes
     assert len(pairs.records()) == 10  # the caller's pairs are left as they were
     from prefsift.pipeline.probes import unseen_by_teacher
 
-    assert unseen_by_teacher(Cfg, pairs, [v["prompt"] for v in val]) is None  # the probes' pairs trained nothing
+    # the probes' pairs trained nothing
+    assert unseen_by_teacher(Cfg, pairs, [v["prompt"] for v in val]) is None
     Cfg.calibration.holdout = 0.0
     assert probe_prompts(Cfg, pairs) is None and score_validation(Cfg, pairs) is pairs

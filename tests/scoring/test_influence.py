@@ -5,12 +5,12 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from prefsift.scoring.influence import InfluenceSettings, compute_influence, layer_group
-from prefsift.scoring.gradients import pair_inputs as _pair_inputs, pair_losses
-from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
-from prefsift.models.objectives import PairwiseObjective
 from prefsift.data.tokenization import TokenizedPair
-
+from prefsift.models.objectives import PairwiseObjective
+from prefsift.scoring.gradients import pair_inputs as _pair_inputs
+from prefsift.scoring.gradients import pair_losses
+from prefsift.scoring.influence import InfluenceSettings, compute_influence, layer_group
+from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
 from tests.float64 import true_float64
 from tests.tiny import llama, tiny_model
 
@@ -99,7 +99,8 @@ def test_projection_k2048_ranks_like_exact(setup):
     exact = compute_influence(policy, train, ref_train, val, ref_val, obj, PAD,
                               InfluenceSettings(max_length=None), progress=False)
     proj = compute_influence(policy, train, ref_train, val, ref_val, obj, PAD,
-                             InfluenceSettings(max_length=None, projection_dim=2048, projection_seed=3),
+                             InfluenceSettings(max_length=None, projection_dim=2048,
+                                               projection_seed=3),
                              progress=False)
     rho = spearmanr(exact.total, proj.total)[0]
     print(f"Spearman(exact IF, projected IF k=2048) = {rho:.4f}")
@@ -111,13 +112,17 @@ def test_diag_preconditioning_against_explicit_formula(setup):
     obj = PairwiseObjective("dpo", 0.5)
     damping = 0.1
     res = compute_influence(policy, train, ref_train, val, ref_val, obj, PAD,
-                            InfluenceSettings(max_length=None, precondition="diag", damping=damping), progress=False)
+                            InfluenceSettings(max_length=None, precondition="diag",
+                                              damping=damping), progress=False)
     params = list(policy.parameters())
     flat = lambda gs: torch.cat([x.reshape(-1) for x in gs])
-    G = torch.stack([flat(torch.autograd.grad(pair_losses(policy, _pair_inputs(train[i:i + 1], None),
-                                                          ref_train[0][i:i + 1], ref_train[1][i:i + 1], obj, PAD)[0],
+    G = torch.stack([flat(torch.autograd.grad(pair_losses(policy,
+                                                          _pair_inputs(train[i:i + 1], None),
+                                                          ref_train[0][i:i + 1],
+                                                          ref_train[1][i:i + 1], obj, PAD)[0],
                                               params)) for i in range(len(train))])
-    gval = flat(torch.autograd.grad(pair_losses(policy, _pair_inputs(val, None), *ref_val, obj, PAD).mean(), params))
+    gval = flat(torch.autograd.grad(pair_losses(policy, _pair_inputs(val, None), *ref_val, obj,
+                                                PAD).mean(), params))
     fisher = (G ** 2).mean(0)
     expected = G @ (gval / (fisher + damping * fisher.mean()))
     np.testing.assert_allclose(res.total, expected.numpy(), rtol=1e-8, atol=1e-12)
@@ -125,7 +130,8 @@ def test_diag_preconditioning_against_explicit_formula(setup):
 
 def test_layer_groups():
     assert layer_group("model.layers.3.self_attn.q_proj.weight") == "layer.03"
-    assert layer_group("base_model.model.model.layers.12.mlp.up_proj.lora_A.default.weight") == "layer.12"
+    assert (layer_group("base_model.model.model.layers.12.mlp.up_proj.lora_A.default.weight")
+            == "layer.12")
     assert layer_group("model.embed_tokens.weight") == "embeddings"
     assert layer_group("model.norm.weight") == "head"
 
@@ -134,6 +140,7 @@ def test_auto_takes_the_loop_for_a_few_parameters_of_a_large_model():
     """LoRA-sized parameter sets of a large model: vmap would hold every pair's activations of the
     whole model, so `auto` takes the loop; on a small model it takes vmap. Both give the same IF."""
     import torch
+
     from prefsift.models.objectives import PairwiseObjective
     from prefsift.scoring import influence as inf
 
@@ -144,11 +151,13 @@ def test_auto_takes_the_loop_for_a_few_parameters_of_a_large_model():
     gen = torch.Generator().manual_seed(1)
     pairs = [TokenizedPair(prompt_ids=torch.randint(3, 32000, (5,), generator=gen).tolist(),
                            chosen_ids=torch.randint(3, 32000, (4,), generator=gen).tolist(),
-                           rejected_ids=torch.randint(3, 32000, (3,), generator=gen).tolist()) for _ in range(4)]
+                           rejected_ids=torch.randint(3, 32000, (3,), generator=gen).tolist())
+             for _ in range(4)]
     ref = compute_pair_logps(big, pairs, 0, LogprobSettings(), progress=False)
     obj = PairwiseObjective("dpo", 0.5)
     settings = dict(params=r"layers\.0\.self_attn\.q_proj")  # 0.1 M selected parameters
-    args = (big, pairs[:2], (ref.chosen[:2], ref.rejected[:2]), pairs[2:], (ref.chosen[2:], ref.rejected[2:]), obj, 0)
+    args = (big, pairs[:2], (ref.chosen[:2], ref.rejected[:2]), pairs[2:],
+            (ref.chosen[2:], ref.rejected[2:]), obj, 0)
     auto = compute_influence(*args, InfluenceSettings(method="auto", **settings), progress=False)
     vmap = compute_influence(*args, InfluenceSettings(method="vmap", **settings), progress=False)
     assert auto.method == "loop" and vmap.method == "vmap"

@@ -1,17 +1,18 @@
 """IF by forward mode (`method="jvp"`) against the per-pair gradient route, in true float64, and
-against central finite differences; IRM's log-probs from the same pass against the log-prob engine."""
+against central finite differences; IRM's log-probs from the same pass against the log-prob
+engine."""
 
 import numpy as np
 import pytest
 import torch
 
-from prefsift.scoring.influence import InfluenceSettings, compute_influence
-from prefsift.scoring.gradients import pair_inputs as _pair_inputs, pair_losses
-from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
+from prefsift.data.tokenization import TokenizedPair
 from prefsift.models.loading import LoraSettings, add_lora
 from prefsift.models.objectives import PairwiseObjective
-from prefsift.data.tokenization import TokenizedPair
-
+from prefsift.scoring.gradients import pair_inputs as _pair_inputs
+from prefsift.scoring.gradients import pair_losses
+from prefsift.scoring.influence import InfluenceSettings, compute_influence
+from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
 from tests.float64 import true_float64
 from tests.tiny import llama
 
@@ -24,7 +25,8 @@ def _pairs(n, seed):
     out = []
     for _ in range(n):
         p = [1] + g.integers(3, VOCAB, g.integers(2, 6)).tolist()
-        p.insert(int(g.integers(1, len(p) + 1)), PAD)  # a chat template's <|im_end|> inside the prompt
+        # a chat template's <|im_end|> inside the prompt
+        p.insert(int(g.integers(1, len(p) + 1)), PAD)
         c = g.integers(3, VOCAB, g.integers(1, 7)).tolist() + [PAD]
         r = g.integers(3, VOCAB, g.integers(1, 7)).tolist() + [PAD]
         out.append(TokenizedPair(p, c, r))
@@ -32,7 +34,8 @@ def _pairs(n, seed):
 
 
 def _model(tied: bool, seed: int, padding_idx: bool = True):
-    return true_float64(llama(VOCAB, seed, pad_token_id=PAD if padding_idx else None, tie_word_embeddings=tied))
+    return true_float64(llama(VOCAB, seed, pad_token_id=PAD if padding_idx else None,
+                              tie_word_embeddings=tied))
 
 
 @pytest.fixture(scope="module", params=[(True, True), (False, True), (True, False)],
@@ -47,14 +50,16 @@ def setup(request):
             p.add_(0.05 * torch.randn_like(p))
     train, val = _pairs(24, 1), _pairs(12, 2)
     s = LogprobSettings(max_length=None)
-    rt, rv = compute_pair_logps(ref, train, 0, s, progress=False), compute_pair_logps(ref, val, 0, s, progress=False)
+    rt, rv = (compute_pair_logps(ref, train, 0, s, progress=False),
+              compute_pair_logps(ref, val, 0, s, progress=False))
     return policy, train, val, (rt.chosen, rt.rejected), (rv.chosen, rv.rejected)
 
 
 def _both(policy, setup, obj, **kw):
     _, train, val, ref_train, ref_val = setup
     run = lambda method: compute_influence(policy, train, ref_train, val, ref_val, obj, 0,
-                                           InfluenceSettings(method=method, max_length=None, **kw), progress=False)
+                                           InfluenceSettings(method=method, max_length=None, **kw),
+                                           progress=False)
     return run("jvp"), run("loop")
 
 
@@ -76,7 +81,8 @@ def test_total_only_equals_sum_of_groups(setup):
     obj = PairwiseObjective("dpo", 0.5)
     _, train, val, ref_train, ref_val = setup
     total = compute_influence(policy, train, ref_train, val, ref_val, obj, 0,
-                              InfluenceSettings(method="jvp", max_length=None, jvp_groups=False), progress=False)
+                              InfluenceSettings(method="jvp", max_length=None, jvp_groups=False),
+                              progress=False)
     loop = compute_influence(policy, train, ref_train, val, ref_val, obj, 0,
                              InfluenceSettings(method="loop", max_length=None), progress=False)
     assert not total.groups
@@ -96,7 +102,8 @@ def test_padding_row_follows_the_trainer(setup, monkeypatch):
     np.testing.assert_allclose(jvp.total, loop.total, rtol=1e-8, atol=1e-13)
     real = influence_jvp._aliases
     monkeypatch.setattr(influence_jvp, "_aliases",
-                        lambda model, names: {n: (every, {}) for n, (every, _) in real(model, names).items()})
+                        lambda model, names: {n: (every, {})
+                                              for n, (every, _) in real(model, names).items()})
     unguarded, _ = _both(policy, setup, obj)
     assert np.max(np.abs(unguarded.total - loop.total) / np.abs(loop.total)) > 1e-4
 
@@ -127,7 +134,8 @@ def test_jvp_matches_central_finite_differences(setup):
     res = compute_influence(policy, sub, refs, val, ref_val, obj, 0,
                             InfluenceSettings(method="jvp", max_length=None), progress=False)
     params = list(policy.parameters())
-    g = torch.autograd.grad(pair_losses(policy, _pair_inputs(val, None), *ref_val, obj, 0).mean(), params)
+    g = torch.autograd.grad(pair_losses(policy, _pair_inputs(val, None), *ref_val, obj, 0).mean(),
+                            params)
     if policy.model.embed_tokens.padding_idx is not None:
         assert g[0][PAD].abs().max() == 0  # the embedding's padding row: backward never moves it
     eps = 1e-4 / torch.sqrt(sum((x ** 2).sum() for x in g)).item()
@@ -151,8 +159,8 @@ def _tied(model):
 
 def test_logprobs_of_the_same_pass_equal_the_engine(setup):
     policy, train, val, ref_train, ref_val = setup
-    res = compute_influence(policy, train, ref_train, val, ref_val, PairwiseObjective("dpo", 0.5), 0,
-                            InfluenceSettings(method="jvp", max_length=None), progress=False)
+    res = compute_influence(policy, train, ref_train, val, ref_val, PairwiseObjective("dpo", 0.5),
+                            0, InfluenceSettings(method="jvp", max_length=None), progress=False)
     engine = compute_pair_logps(policy, train, 0, LogprobSettings(max_length=None), progress=False)
     np.testing.assert_allclose(res.logp_chosen, engine.chosen, rtol=1e-12)
     np.testing.assert_allclose(res.logp_rejected, engine.rejected, rtol=1e-12)
@@ -165,20 +173,25 @@ def test_diag_preconditioned_jvp_equals_the_per_pair_route(setup):
     np.testing.assert_allclose(jvp.total, loop.total, rtol=1e-8, atol=1e-13)
     plain = compute_influence(policy, train, ref_train, val, ref_val, obj, 0,
                               InfluenceSettings(method="jvp", max_length=None), progress=False)
-    assert np.max(np.abs(plain.total - jvp.total)) > 1e-3 * np.max(np.abs(jvp.total))  # it does precondition
+    # it does precondition
+    assert np.max(np.abs(plain.total - jvp.total)) > 1e-3 * np.max(np.abs(jvp.total))
 
 
 def test_several_validation_sets_are_several_tangents_of_one_pass(setup):
-    """One IF column per further validation set, each equal to the per-pair route run with that set."""
+    """One IF column per further validation set, each equal to the per-pair route run with that
+    set."""
     policy, train, val, ref_train, ref_val = setup
     obj = PairwiseObjective("dpo", 0.5)
-    halves = {"first": (val[:6], (ref_val[0][:6], ref_val[1][:6])), "second": (val[6:], (ref_val[0][6:], ref_val[1][6:]))}
+    halves = {"first": (val[:6], (ref_val[0][:6], ref_val[1][:6])),
+              "second": (val[6:], (ref_val[0][6:], ref_val[1][6:]))}
     res = compute_influence(policy, train, ref_train, val, ref_val, obj, 0,
-                            InfluenceSettings(method="jvp", max_length=None), progress=False, extra_validation=halves)
+                            InfluenceSettings(method="jvp", max_length=None), progress=False,
+                            extra_validation=halves)
     assert list(res.extra) == ["first", "second"]
     for name, (pairs, refs) in halves.items():
         alone = compute_influence(policy, train, ref_train, pairs, refs, obj, 0,
                                   InfluenceSettings(method="loop", max_length=None), progress=False)
         np.testing.assert_allclose(res.extra[name], alone.total, rtol=1e-8, atol=1e-13)
     # L_val is the mean over the pairs: the full set's IF is the size-weighted mean of the halves'.
-    np.testing.assert_allclose(res.total, (6 * res.extra["first"] + 6 * res.extra["second"]) / 12, rtol=1e-8)
+    np.testing.assert_allclose(res.total, (6 * res.extra["first"] + 6 * res.extra["second"]) / 12,
+                               rtol=1e-8)

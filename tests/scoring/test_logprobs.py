@@ -5,9 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from prefsift.scoring.logprobs import LogprobSettings, cached_pair_logps, compute_pair_logps, plan_batches
 from prefsift.data.tokenization import TokenizedPair
-
+from prefsift.scoring.logprobs import (
+    LogprobSettings,
+    cached_pair_logps,
+    compute_pair_logps,
+    plan_batches,
+)
 from tests.tiny import tiny_model
 
 VOCAB, PAD = 50, 0
@@ -44,9 +48,11 @@ def _naive(model, pairs, max_length):
 def test_engine_equals_naive(arch, share, max_length):
     model = tiny_model(VOCAB, seed=1, preset=arch, attn_implementation="sdpa").eval()
     pairs = _pairs(40, 0)
-    # head_chunk 7: the output head sees a few positions at a time, its logits block bounded by the setting.
-    got = compute_pair_logps(model, pairs, PAD, LogprobSettings(max_length=max_length, token_budget=300,
-                                                                 share_prompt=share, head_chunk=7), progress=False)
+    # head_chunk 7: the output head sees a few positions at a time, its logits block bounded by the
+    # setting.
+    got = compute_pair_logps(model, pairs, PAD,
+                             LogprobSettings(max_length=max_length, token_budget=300,
+                                             share_prompt=share, head_chunk=7), progress=False)
     want = _naive(model, pairs, max_length)
     np.testing.assert_allclose(got.chosen, want[:, 0], atol=2e-4, rtol=0)
     np.testing.assert_allclose(got.rejected, want[:, 1], atol=2e-4, rtol=0)

@@ -1,4 +1,5 @@
-"""IRM (the implicit reward margin) equals the reward margin TRL's DPOTrainer computes, pair by pair."""
+"""IRM (the implicit reward margin) equals the reward margin TRL's DPOTrainer computes, pair by
+pair."""
 
 import copy
 import json
@@ -7,17 +8,17 @@ import numpy as np
 import pytest
 
 from prefsift.data import load_pairs
-from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
-from prefsift.models.objectives import PairwiseObjective
 from prefsift.data.tokenization import tokenize_pairs
-
+from prefsift.models.objectives import PairwiseObjective
+from prefsift.scoring.logprobs import LogprobSettings, compute_pair_logps
 from tests.tiny import CHAT_TEMPLATE, trl_margins, word_model
 
 BETA = 0.1
 
 
-@pytest.mark.parametrize("layout,max_length", [("standard_explicit", None), ("conversational_explicit", None),
-                                               ("standard_implicit", 7)])
+@pytest.mark.parametrize("layout,max_length",
+                         [("standard_explicit", None), ("conversational_explicit", None),
+                          ("standard_implicit", 7)])
 def test_irm_equals_trl_reward_margin(data_dir, word_tokenizer, layout, max_length):
     tok = copy.deepcopy(word_tokenizer)
     tok.chat_template = CHAT_TEMPLATE

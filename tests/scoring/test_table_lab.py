@@ -1,19 +1,18 @@
 """The scores table on lab data: LossDiff tracks IF, every input row is present, and a killed run
 resumes to the same numbers."""
 
-import json
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import pearsonr
 
-from prefsift.scoring import gradients
 from prefsift.data import load_pairs
 from prefsift.lab import LabConfig, make_lab
-from prefsift.scoring.logprobs import model_fingerprint
 from prefsift.models.loading import load_model, load_tokenizer
 from prefsift.models.objectives import PairwiseObjective
+from prefsift.scoring import gradients
+from prefsift.scoring.logprobs import model_fingerprint
 from prefsift.scoring.table import ScoreConfig, compute_scores
 from prefsift.train.dpo import StageSettings
 from prefsift.train.stage import TrainingStage
@@ -28,7 +27,8 @@ def lab_run(tmp_path_factory):
     make_lab(LabConfig(**LAB), root / "lab")
     tok, ref = load_tokenizer(root / "lab" / "sft_model"), load_model(root / "lab" / "sft_model")
     pairs = load_pairs(root / "lab" / "train.jsonl")
-    recs = [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in pairs.valid_rows]
+    recs = [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected}
+            for r in pairs.valid_rows]
     TrainingStage(ref, ref, tok, recs, PairwiseObjective("dpo", 0.1),
                 StageSettings(epochs=1, learning_rate=1e-3, batch_size=16), root / "theta",
                 start_key=model_fingerprint(ref), data_key="lab", name="warmup").run()
@@ -42,9 +42,10 @@ def lab_run(tmp_path_factory):
 
 
 def _cfg(root, out, **kw):
-    return ScoreConfig(policy=str(root / "theta" / "model"), reference=str(root / "lab" / "sft_model"),
-                       train=str(root / "train_dirty.jsonl"), validation=str(root / "lab" / "validation.jsonl"),
-                       out=str(root / out), **kw)
+    return ScoreConfig(policy=str(root / "theta" / "model"),
+                       reference=str(root / "lab" / "sft_model"),
+                       train=str(root / "train_dirty.jsonl"),
+                       validation=str(root / "lab" / "validation.jsonl"), out=str(root / out), **kw)
 
 
 def test_lossdiff_tracks_if_and_every_row_is_present(lab_run):
@@ -95,7 +96,8 @@ def test_if_by_forward_mode_equals_per_pair_gradients_in_fp32(lab_run):
     quiet = lambda *_: None
     ref = compute_scores(_cfg(lab_run, "run_a"), progress=False, log=quiet)
     # Without lossdiff the policy's log-probs (and IRM) come from the forward-mode pass itself.
-    jvp = compute_scores(_cfg(lab_run, "run_jvp", if_method="jvp", scores="irm,if"), progress=False, log=quiet)
+    jvp = compute_scores(_cfg(lab_run, "run_jvp", if_method="jvp", scores="irm,if"), progress=False,
+                         log=quiet)
     assert list(jvp["id"]) == list(ref["id"]) and jvp["valid"].equals(ref["valid"])
     ok = ref["valid"].to_numpy()
     cols = ["if"] + [c for c in ref if c.startswith("if_")]
@@ -107,7 +109,8 @@ def test_if_by_forward_mode_equals_per_pair_gradients_in_fp32(lab_run):
         assert rel.max() < 1e-4 and np.median(rel) < 1e-5
     for c in ("logp_chosen", "logp_rejected", "irm"):
         diff = np.abs(jvp.loc[ok, c].to_numpy() - ref.loc[ok, c].to_numpy())
-        print(f"{c}: max |difference| {diff.max():.2e} (values up to {ref.loc[ok, c].abs().max():.1f})")
+        print(f"{c}: max |difference| {diff.max():.2e} (values up to "
+              f"{ref.loc[ok, c].abs().max():.1f})")
         # float32 forward passes of other batch shapes (SDPA's math backend under forward mode): the
         # sums agree to a few 1e-6 nats, the engine's own precision (logprobs.py).
         assert diff.max() < 1e-5
@@ -123,18 +126,21 @@ def test_validation_sets_give_one_if_column_each(lab_run, tmp_path):
     lines = (lab_run / "lab" / "validation.jsonl").read_text().splitlines()
     (tmp_path / "a.jsonl").write_text("\n".join(lines[:20]) + "\n")
     (tmp_path / "b.jsonl").write_text("\n".join(lines[20:]) + "\n")
+    sets = f"first={tmp_path / 'a.jsonl'},second={tmp_path / 'b.jsonl'}"
     many = compute_scores(_cfg(lab_run, "run_sets", if_method="jvp", scores="irm,if",
-                               validation_sets=f"first={tmp_path / 'a.jsonl'},second={tmp_path / 'b.jsonl'}"),
+                               validation_sets=sets),
                           progress=False, log=quiet)
     for name, path in (("first", "a.jsonl"), ("second", "b.jsonl")):
         alone = compute_scores(ScoreConfig(policy=str(lab_run / "theta" / "model"),
                                            reference=str(lab_run / "lab" / "sft_model"),
-                                           train=str(lab_run / "train_dirty.jsonl"), validation=str(tmp_path / path),
+                                           train=str(lab_run / "train_dirty.jsonl"),
+                                           validation=str(tmp_path / path),
                                            out=str(lab_run / f"run_alone_{name}"), scores="irm,if"),
                                progress=False, log=quiet)
         ok = alone["valid"].to_numpy()
         a, b = alone.loc[ok, "if"].to_numpy(), many.loc[ok, f"if_val_{name}"].to_numpy()
-        assert np.median(np.abs(a - b) / np.abs(a).max()) < 1e-6 and np.max(np.abs(a - b)) < 1e-4 * np.abs(a).max()
+        assert (np.median(np.abs(a - b) / np.abs(a).max()) < 1e-6
+                and np.max(np.abs(a - b)) < 1e-4 * np.abs(a).max())
 
 
 def test_bf16_weights_keep_lossdiff_and_if_in_step_with_fp32(lab_run):
@@ -143,9 +149,11 @@ def test_bf16_weights_keep_lossdiff_and_if_in_step_with_fp32(lab_run):
     from scipy.stats import spearmanr
 
     quiet = lambda *_: None
-    # A small θ_val step (val_lr 1e-3), as on real models: well below bf16's resolution of θ's weights.
+    # A small θ_val step (val_lr 1e-3), as on real models: well below bf16's resolution of θ's
+    # weights.
     a = compute_scores(_cfg(lab_run, "run_fp32_small_step", val_lr=1e-3), progress=False, log=quiet)
-    b = compute_scores(_cfg(lab_run, "run_bf16", dtype="bf16", val_lr=1e-3), progress=False, log=quiet)
+    b = compute_scores(_cfg(lab_run, "run_bf16", dtype="bf16", val_lr=1e-3), progress=False,
+                       log=quiet)
     ok = a["valid"].to_numpy()
     assert b["valid"].tolist() == a["valid"].tolist() and b.loc[ok, "lossdiff"].dtype == np.float64
     for col in ("irm", "lossdiff", "if"):

@@ -30,9 +30,12 @@ def _truth_table():
 def test_drop_wrong_keeps_every_right_label_of_every_type():
     t = _truth_table()
     assert apply_rule(t, "drop_wrong", 0.64).tolist() == [True, False, True, False, False, True]
-    unknown = t.assign(label_correct=[True, False, None, False, False, True])  # p2's truth unknown: kept, as
-    assert apply_rule(unknown, "drop_wrong", 0.64).tolist() == [True, False, True, False, False, True]
-    assert not treatment_data(unknown, "oracle_relabel", 0.64).flip[2]  # oracle_relabel keeps it as labelled
+    # p2's truth unknown: kept, as
+    unknown = t.assign(label_correct=[True, False, None, False, False, True])
+    assert (apply_rule(unknown, "drop_wrong", 0.64).tolist()
+            == [True, False, True, False, False, True])
+    # oracle_relabel keeps it as labelled
+    assert not treatment_data(unknown, "oracle_relabel", 0.64).flip[2]
     # `clean` drops the right near-tie and easy pairs as well
     assert apply_rule(t, "clean", 0.64).tolist() == [True, False, False, False, False, False]
 
@@ -61,23 +64,26 @@ def _evaluations(values: dict, n: int = 10, seeds=(0, 1)) -> list[dict]:
     rows = []
     for arm, v in values.items():
         for s in seeds:
-            rows.append({"arm": arm, "seed": s, "n_pairs": 100, "win_rate": v, "low": v, "high": v, "score": v,
-                         "head_to_head": 0.5, "prefs": [v] * n, "scores": [v] * n})
+            rows.append({"arm": arm, "seed": s, "n_pairs": 100, "win_rate": v, "low": v, "high": v,
+                         "score": v, "head_to_head": 0.5, "prefs": [v] * n, "scores": [v] * n})
     return rows
 
 
 def test_the_share_of_the_headroom_is_taken_against_the_best_oracle():
     # constant preferences: every paired difference is exact; drop_wrong is the best oracle (+0.20)
-    ev = _evaluations({"full": 0.50, "random": 0.45, "clean": 0.60, "drop_wrong": 0.70, "oracle_relabel": 0.65,
-                       "rule_a": 0.62})
+    ev = _evaluations({"full": 0.50, "random": 0.45, "clean": 0.60, "drop_wrong": 0.70,
+                       "oracle_relabel": 0.65, "rule_a": 0.62})
     by = {(r["arm"], r["seed"]): r for r in ev}
     assert best_oracle(by, ["full", "clean", "drop_wrong", "oracle_relabel"]) == "drop_wrong"
     assert best_oracle(by, ["full", "clean"]) == "clean" and best_oracle(by, ["clean"]) is None
-    summary = summarize_arms(pd.DataFrame(ev).drop(columns=["prefs", "scores"]), paired_columns(ev, 10))
+    summary = summarize_arms(pd.DataFrame(ev).drop(columns=["prefs", "scores"]),
+                             paired_columns(ev, 10))
     row = summary.set_index("arm").loc["rule_a"]
-    assert row["headroom_share"] == pytest.approx((0.62 - 0.50) / (0.70 - 0.50))  # 0.6, not 1.2 against clean
+    # 0.6, not 1.2 against clean
+    assert row["headroom_share"] == pytest.approx((0.62 - 0.50) / (0.70 - 0.50))
     assert row["headroom_oracle"] == "drop_wrong"
-    assert np.isnan(summary.set_index("arm").loc["clean", "headroom_share"])  # an oracle has no share
+    # an oracle has no share
+    assert np.isnan(summary.set_index("arm").loc["clean", "headroom_share"])
     assert "(drop_wrong − full)" in format_arms(summary)
 
 
@@ -94,10 +100,12 @@ def test_the_length_biased_judge_by_hand():
     always = make_judge("biased:1")
     assert always.prefer(prompt, longer, good) == 1.0 and always.prefer(prompt, good, longer) == 0.0
     assert Swapped(always).prefer(prompt, good, longer) == 0.0  # the same verdict in both orders
-    assert always.prefer(prompt, good, good) == 0.5 and always.score(prompt, longer) == oracle.score(prompt, longer)
+    assert (always.prefer(prompt, good, good) == 0.5
+            and always.score(prompt, longer) == oracle.score(prompt, longer))
     # share 0.5: about half of many length-differing comparisons are decided by length
     half = make_judge("biased:0.5")
-    flips = [half.prefer(prompt, longer + " " * k, good) for k in range(400)]  # distinct texts, same words
+    # distinct texts, same words
+    flips = [half.prefer(prompt, longer + " " * k, good) for k in range(400)]
     assert np.mean(flips) == pytest.approx(0.5, abs=4 * (0.25 / 400) ** 0.5)
     with pytest.raises(ConfigError, match="biased:2"):
         from prefsift.eval.judges import check_judge
@@ -118,7 +126,8 @@ def test_a_lab_pinned_to_the_old_ratings_keeps_the_key_its_runs_were_made_under(
     fields = {f.name: getattr(old, f.name) for f in dataclasses.fields(old)
               if f.name not in ("progress", "threads", "resume", "share_sft", "ratings")}
     assert lab_key(old) == stage_key("lab", fields)
-    assert lab_key(LabConfig(validation_mix="clean")) != lab_key(old)  # the rater's ratings: another lab
+    # the rater's ratings: another lab
+    assert lab_key(LabConfig(validation_mix="clean")) != lab_key(old)
 
 
 def test_calibration_judge_needs_by_judge():
@@ -126,13 +135,16 @@ def test_calibration_judge_needs_by_judge():
 
     with pytest.raises(ConfigError, match="calibration.judge is set, but by is loss"):
         RunConfig(arms=["full", "auto"], calibration={"judge": "biased:0.5"})
-    assert RunConfig(arms=["full", "auto"], calibration={"judge": "biased:0.5", "by": "judge"}).calibration.by == "judge"
+    assert RunConfig(arms=["full", "auto"],
+                     calibration={"judge": "biased:0.5", "by": "judge"}).calibration.by == "judge"
 
 
 def test_the_best_oracle_is_compared_on_the_seeds_the_oracles_share():
-    # clean on seeds 0-2, drop_wrong on seed 2 only (a lucky seed): on the shared seed 2 clean is better
+    # clean on seeds 0-2, drop_wrong on seed 2 only (a lucky seed): on the shared seed 2 clean is
+    # better
     by = {}
-    for arm, vals in {"full": [0.5, 0.5, 0.5], "clean": [0.6, 0.6, 0.7], "drop_wrong": [None, None, 0.65]}.items():
+    for arm, vals in {"full": [0.5, 0.5, 0.5], "clean": [0.6, 0.6, 0.7],
+                      "drop_wrong": [None, None, 0.65]}.items():
         for s, v in enumerate(vals):
             if v is not None:
                 by[(arm, s)] = {"prefs": [v] * 4}

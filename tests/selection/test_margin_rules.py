@@ -38,11 +38,13 @@ def test_alignment_potential_by_hand():
     irm = [0.5, -0.1, 0.0, 2.0, -3.0]
     # M_AP = z(gap) − z(|irm|), written out: gap mean 3, sd √2; |irm| = .5 .1 0 2 3, mean 1.12.
     sd_abs = math.sqrt(sum((a - 1.12) ** 2 for a in (0.5, 0.1, 0.0, 2.0, 3.0)) / 5)
-    m_ap = [(g - 3) / math.sqrt(2) - (a - 1.12) / sd_abs for g, a in zip(gap, (0.5, 0.1, 0.0, 2.0, 3.0))]
+    m_ap = [(g - 3) / math.sqrt(2) - (a - 1.12) / sd_abs
+            for g, a in zip(gap, (0.5, 0.1, 0.0, 2.0, 3.0))]
     assert np.allclose(alignment_potential(gap, irm), m_ap)
     assert np.allclose(m_ap, np.array(_z(gap)) - np.array(_z([0.5, 0.1, 0.0, 2.0, 3.0])))
-    # By hand: z(gap) = [.707, -1.414, 0, -.707, 1.414], z(|irm|) = [-.524, -.863, -.947, .744, 1.590],
-    # so m_ap ≈ [1.232, -.551, .947, -1.452, -.176]: keep 0.4 of 5 → the 2 largest, p0 then p2.
+    # By hand: z(gap) = [.707, -1.414, 0, -.707, 1.414], z(|irm|) = [-.524, -.863, -.947, .744,
+    # 1.590], so m_ap ≈ [1.232, -.551, .947, -1.452, -.176]: keep 0.4 of 5 → the 2 largest, p0 then
+    # p2.
     order = sorted(range(5), key=lambda i: -m_ap[i])
     assert order[:3] == [0, 2, 4]
     assert np.allclose(m_ap, [1.2316, -0.5514, 0.9474, -1.4515, -0.1760], atol=1e-4)
@@ -59,8 +61,8 @@ def test_alignment_potential_uses_only_pairs_with_both_margins():
     m_ap = np.array(_z([4.0, 3.0, 5.0])) - np.array(_z([0.5, 0.0, 3.0]))
     got = alignment_potential(gap, irm)
     assert np.allclose(got[have], m_ap) and np.isnan(got[[1, 3]]).all()
-    # By hand: z(gap) = [0, -1.225, 1.225], z(|irm|) = [-.508, -.889, 1.397], so m_ap over p0, p2, p4
-    # ≈ [.508, -.336, -.172]: keep 2/3 of the 3 rankable pairs → 2 pairs, p0 and p4.
+    # By hand: z(gap) = [0, -1.225, 1.225], z(|irm|) = [-.508, -.889, 1.397], so m_ap over p0, p2,
+    # p4 ≈ [.508, -.336, -.172]: keep 2/3 of the 3 rankable pairs → 2 pairs, p0 and p4.
     assert np.allclose(m_ap, [0.5080, -0.3357, -0.1723], atol=1e-4)
     assert _kept(table, "alignment_potential", 2 / 3) == ["p0", "p4"]
 

@@ -9,9 +9,9 @@ import pytest
 from scipy.stats import rankdata
 
 import prefsift
+from prefsift.core.windows import split_windows
 from prefsift.selection.rows import training_data
 from prefsift.selection.treatments import treatment_data
-from prefsift.core.windows import split_windows
 
 
 def _table(n=50, seed=0):
@@ -30,8 +30,8 @@ def _top(values, ok, k):
     return set(np.argsort(-v, kind="stable")[:k])
 
 
-@pytest.mark.parametrize("rule,column", [("top_lossdiff", "lossdiff"), ("top_irm", "irm"), ("top_teacher", "teacher"),
-                                         ("top_if", "if")])
+@pytest.mark.parametrize("rule,column", [("top_lossdiff", "lossdiff"), ("top_irm", "irm"),
+                                         ("top_teacher", "teacher"), ("top_if", "if")])
 def test_a_one_sided_rule_keeps_the_largest_values(rule, column):
     t = _table()
     ok = t["valid"].to_numpy()
@@ -88,13 +88,14 @@ def test_group_cdpo_trains_every_pair_with_its_groups_epsilon():
     assert [r[EPSILON] for r in records] == t.loc[data.mask, "group_noise"].tolist()
     assert variant.conservative and variant.epsilon == 0.0
     other = treatment_data(t.assign(group_noise=t["group_noise"] / 2), "group_cdpo", 0.6)
-    assert training_data(Pairs, other.mask, other, ids, seed=0, batch_size=2)[1] != key  # ε in the data's key
+    # ε in the data's key
+    assert training_data(Pairs, other.mask, other, ids, seed=0, batch_size=2)[1] != key
 
 
 @pytest.mark.parametrize("rule,column", [("top_if", "if"), ("top_lossdiff", "lossdiff")])
 def test_the_calibrated_grids_one_sided_split_is_the_one_sided_rule(rule, column):
-    """calibrated_<family> at split 1 (the whole cut from the bottom tail) keeps what the rule keeps,
-    up to the pairs a percentile window cannot split (ties at the edge: none here)."""
+    """calibrated_<family> at split 1 (the whole cut from the bottom tail) keeps what the rule
+    keeps, up to the pairs a percentile window cannot split (ties at the edge: none here)."""
     t = _table(200, seed=1)
     mask, _ = split_windows([t[column].to_numpy()], keep=0.6, split=1.0)
     kept = prefsift.select(t, rule, 0.6)

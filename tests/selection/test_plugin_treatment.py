@@ -38,7 +38,8 @@ def guide_plugin(tmp_path, monkeypatch):
 
 def test_the_guides_treatment_plugin_trains_as_an_arm(guide_plugin):
     cfg = RunConfig.from_yaml(guide_plugin)
-    assert "trust_irm" in cfg.arms and "trust_irm" not in TREATMENTS  # building a config runs no code
+    # building a config runs no code
+    assert "trust_irm" in cfg.arms and "trust_irm" not in TREATMENTS
     cfg.load_plugins()  # a run does this when it starts
     ctx = ArmContext.of(cfg)
     kind = kind_of("trust_irm", ctx)
@@ -59,7 +60,8 @@ def test_the_guides_treatment_plugin_trains_as_an_arm(guide_plugin):
 
         @staticmethod
         def records(mask):
-            return [{"prompt": f"q{i}", "chosen": "a", "rejected": "b"} for i, m in enumerate(mask) if m and scored[i]]
+            return [{"prompt": f"q{i}", "chosen": "a", "rejected": "b"} for i, m in enumerate(mask)
+                    if m and scored[i]]
 
     ids = table.loc[data.mask, "id"].tolist()
     records, _, variant = training_data(Pairs, data.mask, data, ids, seed=0, batch_size=2)

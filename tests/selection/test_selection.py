@@ -4,8 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefsift.selection.rules import (apply_rule, keep_middle, lossdiff_irm, middle_window, overlap_coefficient,
-                             random_fraction, top_fraction, window)
+from prefsift.selection.rules import (
+    apply_rule,
+    keep_middle,
+    lossdiff_irm,
+    middle_window,
+    overlap_coefficient,
+    random_fraction,
+    top_fraction,
+    window,
+)
 
 
 def test_window_by_hand():
@@ -48,8 +56,10 @@ def test_orderings_and_rules():
     assert np.flatnonzero(top_fraction(np.abs(v), 0.4, largest=False)).tolist() == [1, 4]
     m = random_fraction(np.isfinite(v), 0.6, seed=1)
     assert m.sum() == 3 and not m[3]
-    table = pd.DataFrame({"valid": np.isfinite(v), "if": v, "irm": v, "lossdiff": v, "score_gap": v})
-    for rule in ("lossdiff_irm", "tif", "lossdiff", "irm", "top_if", "abs_irm_small", "score_gap", "random"):
+    table = pd.DataFrame({"valid": np.isfinite(v), "if": v, "irm": v, "lossdiff": v,
+                          "score_gap": v})
+    for rule in ("lossdiff_irm", "tif", "lossdiff", "irm", "top_if", "abs_irm_small", "score_gap",
+                 "random"):
         assert not apply_rule(table, rule, 0.6)[3]
     with pytest.raises(ValueError, match="needs the score"):
         apply_rule(table.drop(columns=["if"]), "tif", 0.6)
@@ -58,7 +68,8 @@ def test_orderings_and_rules():
 def test_if_thirds_partition_by_hand_and_complement_is_what_lossdiff_irm_drops():
     v = np.array([5.0, np.nan, 1.0, 9.0, 3.0, 7.0, 2.0, 8.0])  # 7 scored pairs
     table = pd.DataFrame({"if": v, "lossdiff": v, "irm": -v, "valid": np.isfinite(v)})
-    small, medium, large = (apply_rule(table, r, 0.5) for r in ("if_small", "if_medium", "if_large"))
+    small, medium, large = (apply_rule(table, r, 0.5)
+                            for r in ("if_small", "if_medium", "if_large"))
     # ranks: 1.0, 2.0, 3.0 | 5.0, 7.0 | 8.0, 9.0 (np.array_split gives sizes 3, 2, 2)
     assert v[small].tolist() == [1.0, 3.0, 2.0]
     assert v[medium].tolist() == [5.0, 7.0]
@@ -70,8 +81,8 @@ def test_if_thirds_partition_by_hand_and_complement_is_what_lossdiff_irm_drops()
 
 
 def test_the_readme_plugin_rule_is_named_in_a_config_and_selects(tmp_path, monkeypatch):
-    """docs/guide.md's `my_rules.py` and its YAML lines, as written: the config loads with the rule as
-    an arm, and the rule keeps the pairs with the smallest IRM (checked against a sort)."""
+    """docs/guide.md's `my_rules.py` and its YAML lines, as written: the config loads with the rule
+    as an arm, and the rule keeps the pairs with the smallest IRM (checked against a sort)."""
     import re
     from pathlib import Path
 
@@ -90,11 +101,13 @@ def test_the_readme_plugin_rule_is_named_in_a_config_and_selects(tmp_path, monke
     (tmp_path / "run.yaml").write_text(config)
     try:
         cfg = RunConfig.from_yaml(tmp_path / "run.yaml")
-        assert "low_margin" in cfg.arms and "low_margin" not in RULES  # building a config runs no code
+        # building a config runs no code
+        assert "low_margin" in cfg.arms and "low_margin" not in RULES
         cfg.load_plugins()  # a run does this when it starts
         assert "low_margin" in RULES
         irm = np.array([0.3, np.nan, -1.0, 2.0, 0.1, -0.5])
-        table = pd.DataFrame({"id": list("abcdef"), "valid": ~np.isnan(irm), "reason": "", "irm": irm})
+        table = pd.DataFrame({"id": list("abcdef"), "valid": ~np.isnan(irm), "reason": "",
+                              "irm": irm})
         mask = prefsift.select(table, "low_margin", keep=0.4)  # 2 of the 5 scored pairs
         assert table.loc[mask, "id"].tolist() == ["c", "f"]
         with pytest.raises(ValueError, match="needs the score"):
@@ -139,8 +152,8 @@ def test_intersected_asymmetric_windows_by_hand():
     irm = np.array([9, 8, 7, 6, 5, 4, 3, 2, 1, 0, np.nan])
     table = pd.DataFrame({"id": range(11), "valid": True, "reason": "", "lossdiff": ld, "irm": irm})
     mask, label = window_of(table, "lossdiff:10:90, irm:0:50")
-    # lossdiff over pairs 0-9: P10 = 0.9, P90 = 8.1 → keeps 1..8; irm: P0 = 0 (kept), P50 = 4.5 → keeps irm < 4.5,
-    # i.e. pairs 5..9; together pairs 5..8.
+    # lossdiff over pairs 0-9: P10 = 0.9, P90 = 8.1 → keeps 1..8; irm: P0 = 0 (kept), P50 = 4.5 →
+    # keeps irm < 4.5, i.e. pairs 5..9; together pairs 5..8.
     assert np.flatnonzero(mask).tolist() == [5, 6, 7, 8]
     assert label == "window lossdiff (10, 90) and irm (0, 50)"
     with pytest.raises(ConfigError, match="no score 'if'"):
@@ -164,7 +177,8 @@ def test_split_windows_by_hand_and_at_one_half_the_papers_rule():
 
     rng = np.random.default_rng(3)
     v = rng.permutation(100).astype(float)  # distinct values 0..99
-    # split 0: only the top is cut, so the 64 smallest are kept; split 1: only the bottom, the 64 largest.
+    # split 0: only the top is cut, so the 64 smallest are kept; split 1: only the bottom, the 64
+    # largest.
     low_only = split_windows([v], keep=0.64, split=0.0)[0]
     assert set(v[low_only]) == set(range(64))
     high_only = split_windows([v], keep=0.64, split=1.0)[0]
@@ -183,7 +197,8 @@ def test_tail_grid_cuts_each_tail_on_every_score():
     from prefsift.selection.rules import tail_grid
 
     grid = tail_grid(("lossdiff", "irm"), [0, 50])
-    assert grid == ["lossdiff:0:100,irm:0:100", "lossdiff:0:50,irm:0:50", "lossdiff:50:100,irm:50:100"]
+    assert (grid
+            == ["lossdiff:0:100,irm:0:100", "lossdiff:0:50,irm:0:50", "lossdiff:50:100,irm:50:100"])
 
 
 def test_calibrated_arms_candidates_and_settings():
@@ -193,14 +208,16 @@ def test_calibrated_arms_candidates_and_settings():
     from prefsift.selection.rules import window_of
 
     rng = np.random.default_rng(0)
-    table = pd.DataFrame({"id": range(200), "valid": True, "reason": "", "lossdiff": rng.normal(size=200),
+    table = pd.DataFrame({"id": range(200), "valid": True, "reason": "",
+                          "lossdiff": rng.normal(size=200),
                           "irm": rng.normal(size=200), "if": rng.normal(size=200)})
     st = CalibrationSettings(splits=[0.5, 1.0], tails=[0, 20])
     at_keep = candidates(table, "calibrated_lossdiff_irm", 0.64, st)
     assert [d["split"] for d, _ in at_keep] == [0.5, 1.0]
     assert (at_keep[0][1] == lossdiff_irm(table["lossdiff"], table["irm"], keep=0.64)[0]).all()
     for desc, mask in at_keep:  # the description is the window itself
-        assert abs(mask.mean() - 0.64) <= 0.0125 and (window_of(table, desc["window"])[0] == mask).all()
+        assert (abs(mask.mean() - 0.64) <= 0.0125
+                and (window_of(table, desc["window"])[0] == mask).all())
     free = candidates(table, "calibrated_tif_free", 0.64, st)
     assert [(d["low"], d["high"]) for d, _ in free] == [(0, 0), (0, 20), (20, 0), (20, 20)]
     assert free[3][1].sum() == 120  # 60 % of 200 distinct values strictly inside (P20, P80)

@@ -7,8 +7,14 @@ import pandas as pd
 import pytest
 from scipy.stats import rankdata
 
-from prefsift.selection.treatments import (TREATMENTS, estimated_noise, flagged_wrong, percentile_rank, soft_window,
-                                 treatment_data)
+from prefsift.selection.treatments import (
+    TREATMENTS,
+    estimated_noise,
+    flagged_wrong,
+    percentile_rank,
+    soft_window,
+    treatment_data,
+)
 
 NAN = float("nan")
 
@@ -16,7 +22,8 @@ NAN = float("nan")
 def _table(lossdiff, irm, valid=None, if_=None):
     n = len(irm)
     valid = [True] * n if valid is None else valid
-    t = pd.DataFrame({"id": [f"p{i}" for i in range(n)], "valid": valid, "reason": ["" if v else "x" for v in valid],
+    t = pd.DataFrame({"id": [f"p{i}" for i in range(n)], "valid": valid,
+                      "reason": ["" if v else "x" for v in valid],
                       "lossdiff": lossdiff, "irm": irm})
     if if_ is not None:
         t["if"] = if_
@@ -39,7 +46,8 @@ def test_soft_window_is_its_formula_and_tends_to_the_hard_window():
     u = v / 100
     sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
     assert np.allclose(w, sig((u - 0.25) / 0.05) * sig((0.75 - u) / 0.05))
-    assert w[50] == pytest.approx(sig(5.0) ** 2) and w[25] == pytest.approx(0.5 * sig(0.5 / 0.05)) and w[0] < 0.01
+    assert (w[50] == pytest.approx(sig(5.0) ** 2) and w[25] == pytest.approx(0.5 * sig(0.5 / 0.05))
+            and w[0] < 0.01)
     hard = (u > 0.25) & (u < 0.75)
     sharp = soft_window(v, 0.5, softness=1e-4)
     assert ((sharp > 0.5) == hard).all()
@@ -58,7 +66,8 @@ def test_flagged_wrong_labels_and_their_share_by_hand():
     by_hand = irm <= lower
     assert (flagged_wrong(t, 0.6) == by_hand).all() and by_hand.any() and not (by_hand & mask).any()
     assert estimated_noise(t) == pytest.approx(3 / 10)  # three negative IRMs of ten
-    assert not flagged_wrong(t, 1.0).any()  # keep 1: LossDiff-IRM drops nothing, so nothing is flagged
+    # keep 1: LossDiff-IRM drops nothing, so nothing is flagged
+    assert not flagged_wrong(t, 1.0).any()
     # The flagged pairs are the lowest IRMs: a prefix of IRM's order.
     k = int(by_hand.sum())
     assert set(np.flatnonzero(by_hand)) == set(np.argsort(irm)[:k])
@@ -101,4 +110,5 @@ def test_each_treatments_data():
     assert robust.mask.sum() == n - 1 and not robust.mask[3]
     given = treatment_data(t, "cdpo", 0.6, label_noise=0.1)
     assert given.conservative and given.epsilon == 0.1 and given.loss_type is None
-    assert set(TREATMENTS.names()) >= {"soft_lossdiff_irm", "soft_tif", "lossdiff_irm_relabel", "robust_dpo", "cdpo"}
+    assert (set(TREATMENTS.names())
+            >= {"soft_lossdiff_irm", "soft_tif", "lossdiff_irm_relabel", "robust_dpo", "cdpo"})

@@ -6,14 +6,15 @@ import json
 import pytest
 import torch
 
+from prefsift.core.quiet import VERBOSE_ENV
 from prefsift.models.loading import build_tiny_model
 from prefsift.models.objectives import PairwiseObjective
-from prefsift.core.quiet import VERBOSE_ENV
 from prefsift.train.dpo import StageSettings
-from prefsift.train.stage import TrainingStage
 from prefsift.train.progress import LOG_NAME, read_log
+from prefsift.train.stage import TrainingStage
 
-RECORDS = [{"prompt": f"Q{i % 10}?", "chosen": " good answer", "rejected": f" bad {i % 10}"} for i in range(32)]
+RECORDS = [{"prompt": f"Q{i % 10}?", "chosen": " good answer", "rejected": f" bad {i % 10}"}
+           for i in range(32)]
 
 
 def _stage(tok, folder, **kw):
@@ -21,18 +22,20 @@ def _stage(tok, folder, **kw):
     the validation loss every 4 steps, and the summary at the end."""
     ref = build_tiny_model("tiny", len(tok), seed=0, bos_token_id=1, eos_token_id=2, pad_token_id=0)
     return TrainingStage(ref, ref, tok, RECORDS, PairwiseObjective("dpo", 0.1),
-                       StageSettings(epochs=1, learning_rate=1e-2, batch_size=2), folder, start_key="s",
+                       StageSettings(epochs=1, learning_rate=1e-2, batch_size=2), folder,
+                       start_key="s",
                        data_key="d", name="s", eval_records=RECORDS[:8], eval_steps=4, **kw).run()
 
 
-def test_stage_log_file_is_the_trainers_log_and_the_terminal_shows_one_bar(word_tokenizer, tmp_path, capfd,
-                                                                            monkeypatch):
+def test_stage_log_file_is_the_trainers_log_and_the_terminal_shows_one_bar(word_tokenizer, tmp_path,
+                                                                            capfd, monkeypatch):
     monkeypatch.delenv(VERBOSE_ENV, raising=False)
     _, info = _stage(word_tokenizer, tmp_path / "stage", label="warm-up")
     out, err = capfd.readouterr()
     lines = [json.loads(line) for line in (tmp_path / "stage" / LOG_NAME).read_text().splitlines()]
     # stage.json's log is transformers' own record: the step-0 evaluation, then state.log_history.
-    assert lines == info["log"] == json.loads((tmp_path / "stage" / "stage.json").read_text())["log"]
+    assert (lines == info["log"]
+            == json.loads((tmp_path / "stage" / "stage.json").read_text())["log"])
     assert lines == read_log(tmp_path / "stage")
     assert [e["step"] for e in lines if "loss" in e] == [10]
     assert [e["step"] for e in lines if "eval_loss" in e] == [0, 4, 8, 12, 16]
@@ -43,8 +46,8 @@ def test_stage_log_file_is_the_trainers_log_and_the_terminal_shows_one_bar(word_
     assert "warm-up: 100%" in err and "16/16" in err and "step/s" in err and "loss=" in err
 
 
-def test_verbose_prints_the_dictionaries_and_progress_false_shows_no_bar(word_tokenizer, tmp_path, capfd,
-                                                                         monkeypatch):
+def test_verbose_prints_the_dictionaries_and_progress_false_shows_no_bar(word_tokenizer, tmp_path,
+                                                                         capfd, monkeypatch):
     monkeypatch.setenv(VERBOSE_ENV, "1")
     _, info = _stage(word_tokenizer, tmp_path / "verbose", label="arm x seed 0")
     out, err = capfd.readouterr()
@@ -52,9 +55,11 @@ def test_verbose_prints_the_dictionaries_and_progress_false_shows_no_bar(word_to
     assert "arm x seed 0: 100%" in err
 
     monkeypatch.setenv(VERBOSE_ENV, "0")
-    quiet_model, quiet_info = _stage(word_tokenizer, tmp_path / "quiet", label="θ_val", progress=False)
+    quiet_model, quiet_info = _stage(word_tokenizer, tmp_path / "quiet", label="θ_val",
+                                     progress=False)
     out, err = capfd.readouterr()
-    assert "θ_val" not in err and "{'loss'" not in out + err and "step/s" not in err and "batch/s" not in err
+    assert ("θ_val" not in err and "{'loss'" not in out + err and "step/s" not in err
+            and "batch/s" not in err)
     # The log file is written all the same, and what is trained does not depend on what is shown.
     assert read_log(tmp_path / "quiet") == quiet_info["log"]
 
@@ -68,7 +73,8 @@ def test_verbose_prints_the_dictionaries_and_progress_false_shows_no_bar(word_to
     assert "{'loss':" in out and not (tmp_path / "plain" / LOG_NAME).exists()
 
     def same(log):  # without the timings
-        return [{k: v for k, v in e.items() if "runtime" not in k and "per_second" not in k} for e in log]
+        return [{k: v for k, v in e.items() if "runtime" not in k and "per_second" not in k}
+                for e in log]
 
     assert same(quiet_info["log"]) == same(info["log"]) == same(plain_info["log"])
     for (name, p), q in zip(quiet_model.named_parameters(), plain_model.parameters()):
