@@ -152,3 +152,121 @@ def test_the_cli_goes_through_the_public_api_only():
                          and t not in ("core.errors", "core.version"))
              for mod, targets in _imports().items() if _unit(mod) == "cli"}
     assert reach and not any(reach.values()), reach
+
+
+# Heavy libraries: each takes about a second or more to import, or pulls one that does. A module
+# imports them (or a prefsift module that imports them when it is loaded) inside the function
+# that needs them, so that `prefsift --help` and the light commands start fast; every other
+# import is at the top of its module, except an optional one (inside a try: a missing package
+# then says what to install).
+HEAVY = {"torch", "transformers", "trl", "peft", "accelerate", "datasets", "matplotlib", "scipy",
+         "openai", "vaderSentiment", "gguf", "safetensors", "tokenizers", "huggingface_hub"}
+
+
+def _loads_heavy() -> dict[str, bool]:
+    """module → whether importing it loads a heavy library (through its top-level imports)."""
+    top = {}
+    for path in ROOT.rglob("*.py"):
+        mod = _module(path)
+        tree = ast.parse(path.read_text())
+        body = [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        names = set()
+        for node in body:
+            for sub in ast.walk(node):
+                if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                if isinstance(sub, ast.Import):
+                    names.update(a.name for a in sub.names)
+                elif isinstance(sub, ast.ImportFrom) and not sub.level:
+                    names.add(sub.module or "")
+        top[mod] = names
+    graph = _imports()
+    heavy = {m: any(n.split(".")[0] in HEAVY for n in names) for m, names in top.items()}
+    changed = True
+    while changed:
+        changed = False
+        for m in heavy:
+            if not heavy[m] and any(heavy.get(t) for t in graph.get(m, ()) if _is_top_level(m, t)):
+                heavy[m] = changed = True
+    return heavy
+
+
+def _is_top_level(mod: str, target: str) -> bool:
+    return target in _top_targets().get(mod, ())
+
+
+_TOP_CACHE: dict = {}
+
+
+def _top_targets() -> dict[str, set[str]]:
+    """module → the prefsift modules it imports at its top level (not inside a function)."""
+    if _TOP_CACHE:
+        return _TOP_CACHE
+    for path in ROOT.rglob("*.py"):
+        mod = _module(path)
+        tree = ast.parse(path.read_text())
+        kept = ast.Module(body=[n for n in tree.body if not isinstance(n, (ast.FunctionDef,
+                                                                          ast.AsyncFunctionDef))],
+                          type_ignores=[])
+        _TOP_CACHE[mod] = _targets_of(kept, mod, path.name == "__init__.py")
+    return _TOP_CACHE
+
+
+def _lazy_names() -> dict[str, dict[str, str]]:
+    """package → {name: module} of the packages that import their names on first use (PEP 562's
+    `__getattr__` over a `_PUBLIC` map): importing such a name loads its module."""
+    out = {}
+    for path in ROOT.rglob("__init__.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "_PUBLIC":
+                pkg = _module(path)
+                out[pkg] = {name: ".".join(pkg.split(".")[:-1] + [where[2:]])
+                            if where.startswith("..") else f"{pkg}.{where}"
+                            for name, where in ast.literal_eval(node.value).items()}
+    return out
+
+
+def _targets_of(tree, mod: str, is_pkg: bool) -> set[str]:
+    pkg = mod.split(".") if is_pkg else mod.split(".")[:-1]
+    lazy = _lazy_names()
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = pkg[: len(pkg) - (node.level - 1)] if node.level > 1 else pkg
+            target = ".".join(base + ([node.module] if node.module else []))
+            found.add(target)
+            for alias in node.names:
+                found.add(lazy.get(target, {}).get(alias.name, f"{target}.{alias.name}"))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("prefsift."):
+            found.add(node.module[len("prefsift."):])
+    return found
+
+
+def test_function_level_imports_are_heavy_or_optional():
+    heavy = _loads_heavy()
+    light = []
+    for path in ROOT.rglob("*.py"):
+        mod = _module(path)
+        tree = ast.parse(path.read_text())
+        optional = {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try)
+                    for s in t.body for n in ast.walk(s)}
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)) or id(node) in optional:
+                    continue
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif node.level or (node.module or "").startswith("prefsift"):
+                    names = ["prefsift." + t for t in _targets_of(ast.Module(body=[node],
+                                                                             type_ignores=[]),
+                                                                  mod, path.name == "__init__.py")]
+                else:
+                    names = [node.module or ""]
+                if not any(n.split(".")[0] in HEAVY or heavy.get(n[len("prefsift."):])
+                           for n in names):
+                    light.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
+    assert not light, "import these at the top of the module:\n" + "\n".join(sorted(set(light)))

@@ -22,7 +22,9 @@ from __future__ import annotations
 from ..core.quiet import set_verbose
 from ..data import ColumnMap
 from ..pipeline import probed_arms  # noqa: F401  (registers the kinds of arm chosen by probes)
-from ..selection.rules import register_rule as register
+from ..scoring.kinds import register_score as _register_score
+from ..selection.rules import register_rule as _register_rule
+from ..selection.treatments import register_treatment as _register_treatment
 from .audit import audit
 from .models import describe_model, warmup
 from .pairs import check_pairs, load_pairs, subset, write_subset
@@ -54,7 +56,7 @@ def register_rule(name: str, needs=(), help: str = "", replace: bool = False, si
             irm = table["irm"].to_numpy()
             return prefsift.selection.rules.top_fraction(irm, keep, largest=False)
     """
-    return register(name, needs=needs, help=help, replace=replace, sized=sized)
+    return _register_rule(name, needs=needs, help=help, replace=replace, sized=sized)
 
 
 def register_treatment(name: str, needs=(), help: str = "", objectives=("dpo", "ipo", "hinge"),
@@ -64,9 +66,8 @@ def register_treatment(name: str, needs=(), help: str = "", objectives=("dpo", "
     ArmData`` (`prefsift.selection.treatments.ArmData`: the pairs in its data, which of them are
     swapped, a weight per pair, the loss). Then `arms: [name]` in a run config with your module
     under `plugins`; docs/guide.md, "Your own treatment", has a worked example."""
-    from ..selection.treatments import register_treatment as register
-
-    return register(name, needs=needs, help=help, objectives=objectives, every_pair=every_pair,
+    return _register_treatment(name, needs=needs, help=help, objectives=objectives,
+                               every_pair=every_pair,
                     passes=passes, per_pair=per_pair, replace=replace)
 
 
@@ -78,9 +79,7 @@ def register_score(name: str, help: str = "", needs_validation: bool = False, co
     ``.theta_val_losses()``, ``.influence()``, ``ctx.spread(values over the scored pairs)``). Then
     `score(..., scores=[..., name])`, `--scores ...,NAME`, and rules can read its columns. A table
     where its first column is constant is refused with `when_constant` as the fix."""
-    from ..scoring.kinds import register_score as register
-
-    return register(name, help=help, needs_validation=needs_validation, columns=columns,
+    return _register_score(name, help=help, needs_validation=needs_validation, columns=columns,
                     replace=replace, when_constant=when_constant)
 
 

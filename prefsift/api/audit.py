@@ -10,7 +10,9 @@ from ..audit.texts import as_text
 from ..core.errors import ConfigError, UserError, require_path
 from ..data import ColumnMap, PairSet
 from ..data.readers import read_raw
+from ..selection.rules import read_scores_table
 from .pairs import load_pairs
+from .views import audit_view
 
 
 def _test_prompts(test_prompts, prompt_key: str) -> list[str] | None:
@@ -105,8 +107,6 @@ def audit(
     table, scores_path = None, None
     if scores is not None:
         if isinstance(scores, (str, Path)):
-            from ..selection.rules import read_scores_table
-
             scores_path = scores
             table = read_scores_table(scores, key="scores")
         else:
@@ -145,7 +145,5 @@ def audit(
     if json_out is not None:
         report.write_json(json_out)
     if html_out is not None:
-        from .views import audit_view
-
         audit_view(report, html_out, scores=table)
     return report

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from ..data import ColumnMap
+from .launch import column_flags, config_flags, launch
 from .settings import checked_settings
 
 
@@ -63,7 +64,6 @@ def warmup(reference: str | Path, pairs: str | Path, *, out: str | Path = "runs/
     if check_processes(processes, here) > 1 and not here.sharded:
         from ..train.dpo import per_process_batch
         from ..train.warmup import check_warmup_inputs
-        from .launch import column_flags, config_flags, launch
 
         check_warmup_inputs(cfg, columns)  # here, once, before N processes start and load models
         per_process_batch(cfg.batch_size, processes)

@@ -9,7 +9,7 @@ from typing import Iterable
 import numpy as np
 
 from ..core.errors import ConfigError, UserError, require_path
-from ..data import ColumnMap, PairSet, write_pairs
+from ..data import ColumnMap, PairSet, check_lengths, write_pairs
 from ..data import load_pairs as load_file
 from ..data.pairs import parse_pairs
 from ..data.readers import RawFile, RawRow, _columns_of
@@ -52,7 +52,6 @@ def check_pairs(path: str | Path, *, columns: ColumnMap | None = None, strict: b
     `bad_rows_report()` and `bad_ratings_report()` say what was found."""
     pairs = load_pairs(path, columns=columns, strict=strict, file_format=file_format, split=split)
     if tokenizer:
-        from ..data import check_lengths
         from ..models.loading import load_tokenizer
 
         check_lengths(pairs, load_tokenizer(tokenizer), max_length=max_length, policy=overlength,

@@ -8,9 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, UserError
 from ..core.quiet import quiet_libraries
+from ..pipeline.inputs import check_run_inputs
+from ..pipeline.judge_cost import JudgeCost, check_judge_budget
+from .launch import launch
 from .scores import load_scores
 from .settings import checked_settings
 
@@ -50,9 +54,7 @@ def run(config, *, overrides=(), out: str | Path | None = None, progress: bool =
     here = world()
     processes = check_processes(processes, here)
     if processes > 1 and not here.sharded:
-        from ..pipeline.inputs import check_run_inputs
         from ..pipeline.run import check_run_sharding
-        from .launch import launch
 
         try:  # here, once, before N processes start and load models
             cfg.load_plugins()
@@ -116,8 +118,6 @@ def plan(config, *, overrides=(), out: str | Path | None = None, processes: int 
     # a plan that cannot fit is an error, not a table
     check_fits(made, cfg.shard, lora=cfg.lora is not None)
     if made.judge:  # nor one whose judging costs more than its judge_budget
-        from ..core.errors import UserError
-        from ..pipeline.judge_cost import JudgeCost, check_judge_budget
 
         try:
             check_judge_budget(cfg, JudgeCost(**made.judge))
@@ -250,8 +250,6 @@ def open_run(folder: str | Path) -> RunResult:
     for name in ("config.yaml", "score_config.json", "score/score_config.json"):
         path = root / name
         if path.is_file():
-            import yaml
-
             config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             break
     models = {}

@@ -18,6 +18,7 @@ from ..core.errors import ConfigError, UserError
 from ..data import ColumnMap
 from ..selection.arms import check_selectable
 from ..selection.rules import apply_rule, read_scores_table
+from .launch import column_flags, config_flags, launch
 from .pairs import load_pairs
 from .settings import checked_settings
 
@@ -103,7 +104,6 @@ def score(policy, reference, pairs, validation=None, *,
                                 folder, scores, objective, beta, settings)
             if processes > 1 and not here.sharded:
                 from ..runtime.distributed import check_processes
-                from .launch import column_flags, config_flags, launch
 
                 check_processes(processes, here)
                 check_sharding(cfg, processes)

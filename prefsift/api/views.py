@@ -22,6 +22,7 @@ from ..selection.rules import (
     read_scores_table,
 )
 from .pairs import load_pairs
+from .runs import open_run
 
 
 def _run_train(folder: Path, config: dict) -> Path | None:
@@ -60,8 +61,6 @@ def _inputs(run, scores, train):
                                                 "FILE --train PAIRS)")
     selections = {}
     if run is not None:
-        from .runs import open_run
-
         if not Path(run).is_dir():
             raise ConfigError(key="run", problem=f": {str(run)!r} is not a folder; give the --out "
                                                  "of `prefsift run` or `prefsift score`, or "
@@ -82,8 +81,6 @@ def _inputs(run, scores, train):
         if train is None:
             train = _run_train(folder, config)
     else:
-        from ..core.errors import require_path
-
         scores_path = require_path(scores, "scores table", "scores",
                                    hint="give the scores.parquet that "
                                         "`prefsift score` wrote")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..browser.frame import check_same_pairs
 from ..core import artifacts
 from ..core.errors import ConfigError, UserError
 from ..core.version import __version__
@@ -208,8 +209,6 @@ def run_audit(
     findings += timed("truncation", truncation_findings, pairs, t, max_length, max_prompt_length)
     findings += timed("ratings", rating_findings, pairs, rating_scale)
     if scores is not None:
-        from ..browser.frame import check_same_pairs
-
         check_same_pairs(scores, pairs, key="scores")
         findings += timed("scores", score_findings, pairs, t, scores, th)
     findings.sort(key=lambda f: CHECKS.index(f.check))

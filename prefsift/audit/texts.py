@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data import PairSet
+from ..data.tokenization import tokenize_pairs
 
 _SPACE = re.compile(r"\s+")
 
@@ -74,8 +75,6 @@ def audit_texts(pairs: PairSet, tokenizer=None) -> AuditTexts:
             )
         unit = "words"
     else:
-        from ..data.tokenization import tokenize_pairs
-
         rows = [pairs.rows[i] for i in idx]
         step = 512
         for start in range(0, len(rows), step):

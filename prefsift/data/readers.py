@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from ..core.errors import UserError
 
 FILE_FORMATS = ("jsonl", "json", "parquet", "csv", "hf")
@@ -259,8 +261,6 @@ def _read_csv_rows(path: Path, reader) -> RawFile:
 
 
 def _read_parquet(path: Path) -> RawFile:
-    import pyarrow.parquet as pq
-
     try:
         table = pq.read_table(path)
     except Exception as e:  # pyarrow raises several types for a bad file

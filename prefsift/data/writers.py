@@ -6,6 +6,9 @@ import csv
 import json
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from .pairset import PairSet
 from .readers import DataError
 
@@ -48,9 +51,6 @@ def write_pairs(pairs: PairSet, path: str | Path, ids=None, *,
             for r in records:
                 w.writerow([r.get(c, "") for c in raw.columns])
     elif fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         pq.write_table(pa.Table.from_pylist(records, schema=raw.extras["schema"]), path)
     elif fmt == "hf":
         from datasets import Dataset

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..core import artifacts
-from ..core.errors import ConfigError, UserError
+from ..core.errors import ConfigError, UserError, did_you_mean
 from .api_calls import Endpoint, Failed
 from .api_settings import JudgeAPISettings, endpoint
 from .verdicts import VerdictCache, verdict_key
@@ -197,8 +197,6 @@ def check_openai(model: str, prompts, where, context=None) -> None:
                                                "$OPENAI_BASE_URL); judge_api.preflight: false "
                                                "skips this check") from None
     if served and model not in served:
-        from ..core.errors import did_you_mean
-
         raise ConfigError(key="judge",
                           problem=f": the endpoint {url} serves {sorted(served)[:8]}, not {model!r}"
                                   f"{did_you_mean(model, served)}: write judge: openai:NAME with a "

@@ -12,6 +12,7 @@ import inspect
 from collections import defaultdict
 
 import torch
+from tqdm.auto import tqdm
 
 from .task import words_to_response
 
@@ -59,8 +60,6 @@ def sample_responses(
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(jobs), desc=desc, unit="seq", leave=False)
     start = 0
     while start < len(jobs):

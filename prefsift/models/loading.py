@@ -9,6 +9,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,8 +163,6 @@ def smollm2_folder(*, rebuild: bool = False, verbose: bool = True) -> Path:
     tok.save_pretrained(tmp)
     (tmp / "prefsift_source.json").write_text(json.dumps({"gguf": str(gguf), "size": st.st_size}))
     if out.exists():
-        import shutil
-
         shutil.rmtree(out)
     os.replace(tmp, out)  # atomic: a killed conversion never leaves a half folder behind
     if verbose:

@@ -15,6 +15,7 @@ answer is at most that many of the policy's tokens."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..core.errors import ConfigError
 from ..selection.kinds import ArmContext
@@ -89,8 +90,6 @@ def judge_tokenizer(cfg, reference):
     """The tokenizer that counts the judge's tokens: `judge_api.tokenizer`, else
     ``reference()``'s."""
     if is_api_judge(cfg.judge) and cfg.judge_api.tokenizer:
-        from pathlib import Path
-
         from ..models.loading import (
             ModelSourceError,
             resolve_model_path,

@@ -19,9 +19,13 @@ import torch
 
 from ..core.errors import ConfigError
 from ..eval.judges import make_judge
+from ..eval.paired import per_prompt
+from ..eval.winrate import evaluate_answers
 from ..scoring.careful import last_share, only_prompts, prompt_key, teacher_prompts
+from ..scoring.columns import tokenized
 from ..scoring.logprobs import LogprobSettings, compute_pair_logps
 from ..train import TrainingStage
+from .answers import Answers
 from .judging import judge_context
 from .rundir import stage_key
 
@@ -92,8 +96,6 @@ class ProbeJudge:
         # (calibration.holdout: the probes' own share)
         validation = probe_validation(run.cfg, inp.validation)
         if self.by == "judge":
-            from .answers import Answers
-
             prompts = validation_prompts(validation, st.prompts)
             if not prompts:
                 raise ConfigError(key="validation",
@@ -109,8 +111,6 @@ class ProbeJudge:
                                  # (an API judge's settings)
                                  *([judge.key] if getattr(judge, "paid", False) else []))
         else:
-            from ..scoring.columns import tokenized
-
             self.pairs = tokenized(validation, inp.tokenizer)
             self.unseen = unseen_by_teacher(run.cfg, validation,
                                             [r.prompt for r in validation.valid_rows])
@@ -141,9 +141,6 @@ class ProbeJudge:
         "per_prompt" its value per validation prompt (WinRate) or per validation pair (−loss), whose
         mean it is, for paired comparisons."""
         if self.by == "judge":
-            from ..eval.paired import per_prompt
-            from ..eval.winrate import evaluate_answers
-
             a = self.answers
             e = evaluate_answers(self.judge, a.asked, a.of(model, self.seed),
                                  a.reference(self.seed), seed=self.seed, n_prompts=len(a.prompts))

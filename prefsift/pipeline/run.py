@@ -36,6 +36,7 @@ from .probes import (
     probe_judge as probe_judge_for,  # (run.py names its ProbeJudge probe_judge)
 )
 from .recommend import recommendation_stage
+from .rm_route import rm_arm_stage, rm_scores_stage, rm_warmup_stage
 from .rundir import Manifest, RunDir
 from .stages import (
     Answers,
@@ -110,8 +111,6 @@ def _run(cfg: RunConfig, progress: bool, log, read: dict) -> pd.DataFrame:
         check_judge_budget(cfg, judge_cost(cfg, len(test_prompts), test_prompts,
                                            judge_tokenizer(cfg, lambda: inp.tokenizer)))
     if cfg.route == "rm_rl":
-        from .rm_route import rm_arm_stage, rm_scores_stage, rm_warmup_stage
-
         warmup_key, warmup_info = rm_warmup_stage(run, inp)
         log(f"[scores] the reward model's IRM, LossDiff, IF, TIF ({clock.eta(0.15)})")
         table = rm_scores_stage(run, inp, warmup_key, warmup_info)

@@ -26,6 +26,8 @@ from ..data import load_pairs
 from ..eval.paired import per_prompt
 from ..eval.tables import format_selections, paired_columns, summarize_arms
 from ..eval.winrate import evaluate_answers, win_rate
+from ..lab import make_lab
+from ..lab.sentiment import make_sentiment_lab
 from ..models.loading import load_model, load_tokenizer
 from ..models.objectives import PairwiseObjective
 from ..runtime.devices import machine, placement
@@ -38,7 +40,9 @@ from ..train.warmup import warm_up
 from .answers import Answers  # noqa: F401  (re-exported)
 from .calibrate import read_calibrations
 from .config import RunConfig
+from .judging import calls_html
 from .probes import score_validation
+from .recommend import read_recommendation
 from .rundir import Manifest, RunDir, stage_key
 
 
@@ -81,8 +85,6 @@ def data_stage(run: Run) -> Data:
     cfg, rd, log = run.cfg, run.dir, run.log
     t = time.time()
     if cfg.lab is not None:
-        from ..lab import make_lab
-
         lab_cfg = dataclasses.replace(cfg.lab, progress=run.progress)
         # Only what changes the data: not progress bars, threads, or where the SFT model came from.
         key = lab_key(lab_cfg)
@@ -92,8 +94,6 @@ def data_stage(run: Run) -> Data:
         data = Data(rd.lab / "train.jsonl", rd.lab / "validation.jsonl",
                     rd.lab / "test_prompts.jsonl", str(rd.lab / "sft_model"), key, True)
     elif cfg.sentiment is not None:
-        from ..lab.sentiment import make_sentiment_lab
-
         s_cfg, s_dir = cfg.sentiment, rd.sentiment
         key = stage_key("sentiment", asdict(s_cfg))
         data = Data(s_dir / "train.jsonl", s_dir / "validation.jsonl", s_dir / "test_prompts.jsonl",
@@ -282,8 +282,6 @@ def arm_stage(run: Run, inp: Inputs, theta_key: str, arm: str, seed: int, mask: 
     name, same_as = f"arm-{arm}", None
     # the chosen candidate's own training: copied when that arm of the run has it already
     if arm == "auto":
-        from .recommend import read_recommendation
-
         chosen = read_recommendation(run.dir)["chosen"]
         name, same_as = f"arm-{chosen}", run.dir.arm(chosen, seed)
     return TrainingStage(run.dir.warmup_model, inp.reference, inp.tokenizer, records, inp.objective,
@@ -381,8 +379,6 @@ def report_stage(run: Run, table: pd.DataFrame, masks: dict, evaluation: pd.Data
             run.log(f"report: no pairs browser ({e})")
 
     if getattr(judge, "paid", False):
-        from .judging import calls_html
-
         extras = {**(extras or {}), "winrate": calls_html(judge.totals())}
     # The calibrated arms' probes, with what their own training cost.
     calibrations = read_calibrations(run.dir, run.cfg.arms, run.cfg.seeds)

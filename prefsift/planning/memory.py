@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import psutil
 import torch
 
 from ..core.errors import UserError
@@ -87,7 +88,6 @@ def capacity_bytes(device: str, processes: int) -> tuple[float, str]:
     if device.startswith("cuda") and torch.cuda.is_available():
         return (float(torch.cuda.get_device_properties(0).total_memory),
                 f"one GPU's {torch.cuda.get_device_name(0)}")
-    import psutil
 
     return psutil.virtual_memory().total / processes, f"1/{processes} of this machine's memory"
 

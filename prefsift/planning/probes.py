@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..data.tokenization import tokenize_pairs
+from ..models.loading import add_lora
 from ..runtime.devices import model_device, model_precision
 from ..scoring.logprobs import batch_logps, pair_sequences, plan_batches
 from ..train.dpo import trl_config
@@ -163,8 +164,6 @@ def probe_training(start, ref_model, tokenizer, records: list[dict], objective, 
         t0 = time.perf_counter()
         model = trainable_start(start, device)
         if lora is not None:
-            from ..models.loading import add_lora
-
             model = add_lora(model, lora)
         model.train()
         args = trl_config(objective, probe, Path(tmp), precision=model_precision(ref_model),

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Sequence
 
 import numpy as np
@@ -54,8 +55,6 @@ def world() -> World:
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
 
     if not dist.is_initialized():
-        from datetime import timedelta
-
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
         # The other ranks wait while rank 0 alone builds the lab or judges an arm's answers: longer
         # than the backends' default 30 minutes for a big lab or an LLM judge.
@@ -129,8 +128,6 @@ def sum_tensors(tensors: Sequence[torch.Tensor], w: World | None = None) -> None
 def barrier(w: World | None = None) -> None:
     w = w or world()
     if w.sharded:
-        import torch.distributed as dist
-
         dist.barrier()
 
 

@@ -29,8 +29,9 @@ from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
 )
-from torch.distributed.fsdp import FSDPModule, fully_shard
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
+from ..core.errors import ConfigError, UserError
 from .distributed import World, world
 
 SHARDS = ("ddp", "fsdp")
@@ -48,8 +49,6 @@ def shard_field():
 def set_shard(mode: str) -> None:
     """This process's sharding (and that of the workers it starts): `ddp` or `fsdp`."""
     if mode not in SHARDS:
-        from ..core.errors import ConfigError
-
         raise ConfigError(key="shard", problem=f"must be one of {', '.join(SHARDS)}; got {mode!r}")
     os.environ[ENV] = mode
 
@@ -85,8 +84,6 @@ def decoder_layers(model) -> list[torch.nn.Module]:
     names = set(getattr(base, "_no_split_modules", None) or ())
     layers = [m for m in model.modules() if type(m).__name__ in names]
     if not layers:
-        from ..core.errors import UserError
-
         raise UserError(f"shard fsdp: {type(base).__name__} names no decoder-layer class in "
                         "`_no_split_modules`, so prefsift cannot tell which modules to shard; use "
                         "shard ddp for this model")
@@ -134,8 +131,6 @@ def fsdp_trainer(trainer_class):
                 raise RuntimeError("shard fsdp: accelerate did not enable FSDP for this launch")
             half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(state.mixed_precision)
             if half is not None:
-                from torch.distributed.fsdp import MixedPrecisionPolicy
-
                 # Compute in half precision, reduce gradients in fp32. accelerate's default would
                 # reduce in half precision too.
                 state.fsdp_plugin.mixed_precision_policy = MixedPrecisionPolicy(

@@ -15,6 +15,7 @@ place (`scoring.table`), whatever the backend."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, UserError
 from ..data import DataError, check_lengths, load_pairs
 from ..models.loading import load_model, load_tokenizer, resolve_model_path
 from ..models.objectives import PairwiseObjective
@@ -32,7 +33,7 @@ from ..runtime.devices import model_device, model_precision, placement
 from ..runtime.sharding import fsdp_on, shard_for_scoring
 from ..train.dpo import StageSettings
 from ..train.reward import load_reward_model, train_reward_stage
-from ..train.stage import TrainingStage
+from ..train.stage import TrainingStage, without_patched_forward
 from .columns import tokenized
 from .from_reference import folder_of as _folder_of
 from .from_reference import heldout_losses, teacher_margin
@@ -98,7 +99,6 @@ class PolicyBackend:
         log(self.train.summary())
         self.tr_tok = tokenized(self.train, self.tok)
         if "heldout" in cfg.wanted and len(self.tr_tok) < 2 * cfg.folds:  # before any model runs
-            from ..core.errors import UserError
 
             raise UserError(f"Selective DPO's {cfg.folds} folds need at least {2 * cfg.folds} "
                             f"usable pairs; there are {len(self.tr_tok)}: lower folds (--folds) or "
@@ -131,9 +131,6 @@ class PolicyBackend:
         if not self.fsdp:
             return model
         if given:
-            import copy
-
-            from ..train.stage import without_patched_forward
 
             model = copy.deepcopy(without_patched_forward(model))
         return shard_for_scoring(model)
@@ -164,8 +161,6 @@ class PolicyBackend:
         self.policy = self._models[2] if self._models else self._load(cfg.policy)
         self.pol_key = model_fingerprint(self.policy)
         if self.pol_key == self.ref_key and "irm" in wanted:
-            from ..core.errors import ConfigError
-
             raise ConfigError(key="policy", problem="has the reference's own weights, so IRM would "
                                                     "be 0 for every pair: score θ, the warmed-up "
                                                     "model (`prefsift warmup` makes it, or "
@@ -241,8 +236,6 @@ class PolicyBackend:
             if isinstance(start, Path):
                 theta32 = load_model(start, dtype="float32", device=model_device(policy))
             else:
-                import copy
-
                 theta32 = copy.deepcopy(policy).float()
             key32 = model_fingerprint(theta32)
             p32 = self._logps(self._sharded(theta32), self.tr_tok, key32,

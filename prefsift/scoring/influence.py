@@ -38,7 +38,7 @@ from . import gradients
 
 # IF's building blocks, re-exported
 from .gradients import pair_inputs, pair_losses, validation_gradient  # noqa: F401
-from .influence_jvp import jvp_influence
+from .influence_jvp import jvp_influence, tangent_bytes
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,6 @@ def _forward_mode(model, params, g_val, groups, train_pairs, ref_train, objectiv
     group_names = list(OrderedDict.fromkeys(groups))
     per_group = settings.jvp_groups
     if per_group is None:  # per group when all groups' tangents fit in one pass
-        from .influence_jvp import tangent_bytes
 
         need = len(group_names) * tangent_bytes(model, params, settings.jvp_token_budget, 1024)
         per_group = need <= settings.group_memory_gb * 2**30

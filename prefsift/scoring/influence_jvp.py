@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch.func import functional_call, jvp, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from ..core import faults
@@ -71,8 +72,6 @@ def forward_mode_attention(model):
     cfg = getattr(model, "config", None)
     impl = getattr(cfg, "_attn_implementation", "eager")
     if impl == "sdpa":
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
         with sdpa_kernel([SDPBackend.MATH]):
             yield
         return

@@ -97,8 +97,9 @@ def _builtin_rules() -> None:
     def middle(column):
         return lambda table, keep, seed: keep_middle(_col(table, column), keep)
 
-    add = lambda name, needs, fn, help, missing=None, seeded=False, sized=True: RULES.register(  # noqa: E731
-        name, Rule(name, needs, fn, help, missing, seeded, sized))
+    def add(name, needs, fn, help, missing=None, seeded=False, sized=True):
+        RULES.register(name, Rule(name, needs, fn, help, missing, seeded, sized))
+
     add("full", (), lambda table, keep, seed: table["valid"].to_numpy(dtype=bool),
         "every scored pair (keep does not "
         "apply)", sized=False)

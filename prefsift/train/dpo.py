@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.checks import check_fields
-from ..core.errors import did_you_mean
+from ..core.errors import ConfigError, did_you_mean
 from ..models.objectives import PairwiseObjective, trainable_with_dpo
 
 # Optimizer names checked without importing transformers (slow); any other name is looked up there.
@@ -70,8 +70,6 @@ def per_process_batch(batch_size: int, processes: int, key: str = "batch_size") 
     """Pairs per process and step, so that a step sees `batch_size` pairs however many processes
     share it (the results then do not depend on the number of processes, up to reduction order)."""
     if batch_size % processes:
-        from ..core.errors import ConfigError
-
         lower = batch_size // processes * processes
         raise ConfigError(key=key, problem=f"is {batch_size}, which {processes} processes cannot "
                                            f"share evenly; use a multiple of {processes} (e.g. "

@@ -118,8 +118,6 @@ class StageProgress(_callback_base()):
         if self.bar is not None and self.postfix:
             self.bar.set_postfix(self.postfix, refresh=False)
         if verbose():
-            from tqdm.auto import tqdm
-
             # As transformers' ProgressCallback prints them (floats to 4 significant digits).
             shown = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in logs.items()
                      if k != "total_flos"}

@@ -17,6 +17,7 @@ import torch
 
 from ..core import artifacts
 from ..core.checks import check_fields
+from ..core.errors import ConfigError
 from ..models.loading import load_model
 from ..runtime.distributed import barrier, broadcast_object, world
 from .dpo import optimizer_problem
@@ -102,8 +103,6 @@ def _rl_config(s: RLSettings, out_dir: Path, on_cpu: bool, processes: int):
     cls = GRPOConfig if s.algorithm == "grpo" else RLOOConfig
     completions = s.prompts_per_step * s.num_generations
     if completions % processes:
-        from ..core.errors import ConfigError
-
         raise ConfigError(key="rl.prompts_per_step",
                           problem=f"x num_generations is {completions} completions a "
                                   f"step, which {processes} processes cannot share evenly")

@@ -32,7 +32,7 @@ from ..runtime.sharding import (
 )
 from .dpo import LossVariant, StageSettings, trl_config
 from .stage_folder import reusable_or_copied, save_stage
-from .weighted import WEIGHT
+from .weighted import WEIGHT, weighted_dpo_trainer_class
 
 
 @dataclass
@@ -182,8 +182,6 @@ class TrainingStage:
         trainer_class, extra = DPOTrainer, {}
         # (plain stages: TRL's own)
         if self.variant is not None or any(WEIGHT in r for r in self.records):
-            from .weighted import weighted_dpo_trainer_class
-
             trainer_class = weighted_dpo_trainer_class()
             extra = {"conservative": self.variant.epsilon
                      if self.variant and self.variant.conservative else 0.0,

@@ -140,8 +140,6 @@ def warmup_from_files(cfg: WarmupConfig, columns=None, log=print, pairs=None) ->
     tok = load_tokenizer(cfg.reference)
     train = check_lengths(train, tok, cfg.max_length, "drop", cfg.strict)
     if not train.valid_rows:
-        from ..data import DataError
-
         raise DataError(f"{cfg.train}: no training pair fits max_length {cfg.max_length}; raise "
                         f"max_length")
     val = check_lengths(val, tok, cfg.max_length, "drop", cfg.strict) if val is not None else None
