@@ -1,6 +1,6 @@
-"""Treatment arms (prefsift/treatments.py) against hand computations: percentile ranks against
-scipy's average ranks, the smooth window against its formula and its hard limit, the flagged wrong
-labels and ε counted by hand on small tables, and each treatment's data."""
+"""Treatment arms (prefsift/selection/treatments.py) against hand computations: percentile ranks
+against scipy's average ranks, the smooth window against its formula and its hard limit, the flagged
+wrong labels and ε counted by hand on small tables, and each treatment's data."""
 
 import numpy as np
 import pandas as pd
