@@ -34,6 +34,11 @@ def stable_key(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def stage_key(*parts) -> str:
+    """A stage's key: its own settings and the keys of the stages (or data) it reads."""
+    return stable_key(list(parts))
+
+
 def file_digest(path: Path) -> dict:
     h = hashlib.sha256()
     size = 0

@@ -110,7 +110,8 @@ def probe_count(arm: str, settings: "CalibrationSettings") -> int:
 
 def probe_plan(arms, settings: "CalibrationSettings", ctx) -> tuple[int, int]:
     """(probes, of which on every scored pair) of the arms chosen by probes among ``arms``."""
-    plans = [kind_of(a, ctx).probe_plan(a, settings, ctx) for a in arms if kind_of(a, ctx).probed]
+    kinds = [(a, kind_of(a, ctx)) for a in arms]
+    plans = [k.probe_plan(a, settings, ctx) for a, k in kinds if k.probed]
     return sum(p for p, _ in plans), sum(w for _, w in plans)
 
 

@@ -11,14 +11,10 @@ from pathlib import Path
 import torch
 
 from ..core import artifacts
+from ..core.artifacts import stage_key  # noqa: F401  (the pipeline's stages import it from here)
 from ..core.version import __version__
 from ..runtime.devices import machine
 from ..runtime.distributed import world
-
-
-def stage_key(*parts) -> str:
-    """A stage's key: its own settings and the keys of the stages it reads."""
-    return artifacts.stable_key(list(parts))
 
 
 @dataclass(frozen=True)

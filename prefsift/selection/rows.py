@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.artifacts import stable_key
+from ..core.artifacts import stage_key
 from ..train.dpo import LossVariant
 from ..train.weighted import EPSILON, WEIGHT
-
-
-def stage_key(*parts) -> str:  # (as a run's stage keys: the data's key is part of its arm's)
-    return stable_key(list(parts))
 
 
 def treatments_frame(table, treated: dict):
